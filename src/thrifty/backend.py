@@ -1,0 +1,75 @@
+"""The one interface everything in thrifty implements.
+
+A :class:`Backend` completes a chat request, or streams one. Providers
+(OpenAI-compatible HTTP, Anthropic, the embedded llama.cpp model) implement it;
+so does every capability (retry, breaker, balancer, cache, router, cascade,
+metrics), each as a :class:`Wrapper` around one backend or a choice among
+several. ``thrifty.compose`` stacks them from config in one readable place.
+
+Stream contract: ``stream()`` yields OpenAI ``chat.completion.chunk`` dicts and
+always ends with one usage chunk (``choices == []`` and ``usage`` filled). The
+server forwards that last chunk only when the client asked for
+``stream_options.include_usage``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from .types import ChatRequest, ChatResponse, Chunk
+
+
+@runtime_checkable
+class Backend(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]: ...
+
+    async def start(self) -> None:
+        """Load models, open connections; called once before traffic."""
+
+    async def aclose(self) -> None:
+        """Release everything; called once at shutdown."""
+
+
+class Wrapper:
+    """A backend that wraps another; override what you change."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        return await self.inner.complete(request)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        return self.inner.stream(request)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Choice:
+    """A backend that picks among several (balancer, router, fallback)."""
+
+    def __init__(self, name: str, backends: Sequence[Backend]) -> None:
+        self.name = name
+        self.backends = list(backends)
+
+    async def start(self) -> None:
+        for backend in self.backends:
+            await backend.start()
+
+    async def aclose(self) -> None:
+        for backend in self.backends:
+            await backend.aclose()

@@ -1,0 +1,379 @@
+"""Typed configuration, loaded once from YAML and the environment.
+
+Two shapes are accepted for models, and may be mixed:
+
+thrifty's own::
+
+    models:
+      - name: fast
+        deployments:
+          - {provider: local, model: smollm2}
+          - {provider: openai, model: gpt-4o-mini, api_key: os.environ/OPENAI_API_KEY}
+
+LiteLLM's ``model_list`` (entries sharing a ``model_name`` form one group)::
+
+    model_list:
+      - model_name: fast
+        litellm_params: {model: openai/gpt-4o-mini, api_key: os.environ/OPENAI_API_KEY, rpm: 600}
+
+Capability sections (``cache``, ``routing``, ``balance``, ``alerts``, ...) are kept
+raw in :attr:`Config.sections` and parsed by the capability that owns them, with
+:class:`Where` naming file and key in every error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# provider prefix -> (provider kind, default base URL, environment variable for the key)
+KNOWN_PROVIDERS: dict[str, tuple[str, str | None, str | None]] = {
+    "openai": ("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "deepseek": ("openai", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    "xai": ("openai", "https://api.x.ai/v1", "XAI_API_KEY"),
+    "mistral": ("openai", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "groq": ("openai", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "together_ai": ("openai", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "openrouter": ("openai", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "ollama": ("openai", "http://127.0.0.1:11434/v1", None),
+    "ollama_chat": ("openai", "http://127.0.0.1:11434/v1", None),
+    "hosted_vllm": ("openai", None, None),
+    "vllm": ("openai", None, None),
+    "llamacpp": ("openai", "http://127.0.0.1:8080/v1", None),
+    "openai_compatible": ("openai", None, None),
+    "anthropic": ("anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY"),
+    "local": ("local", None, None),
+    "fake": ("fake", None, None),
+}
+
+DEFAULT_LOCAL_MODEL = "smollm2"
+
+
+@dataclass(frozen=True)
+class Where:
+    """A position in a config file, for error messages."""
+
+    file: str
+    key: str = ""
+
+    def __truediv__(self, part: str | int) -> Where:
+        if isinstance(part, int):
+            return Where(self.file, f"{self.key}[{part}]")
+        return Where(self.file, f"{self.key}.{part}" if self.key else part)
+
+    def error(self, problem: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {self.key or '(top level)'}: {problem}", param=self.key)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One place a model can be called: a provider, a model id, credentials."""
+
+    name: str
+    provider: str
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
+    timeout: float = 600.0
+    connect_timeout: float = 10.0
+    first_token_timeout: float | None = None
+    max_concurrency: int | None = None
+    context_window: int | None = None
+    price_model: str | None = None  # name to look up in the price table
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """A model name clients ask for, served by one or more deployments."""
+
+    name: str
+    deployments: tuple[Deployment, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: tuple[str, ...] = ()
+    max_body_bytes: int = 4 * 1024 * 1024
+    request_timeout: float = 600.0
+    data_dir: str = ".thrifty"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    models: tuple[ModelGroup, ...] = ()
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+    def group(self, name: str) -> ModelGroup | None:
+        for group in self.models:
+            if group.name == name:
+                return group
+        return None
+
+    def where(self, key: str = "") -> Where:
+        return Where(self.source, key)
+
+
+def default_config(**server: Any) -> Config:
+    """No config file: the embedded SmolLM2 model, nothing else."""
+    local = Deployment(name=f"local/{DEFAULT_LOCAL_MODEL}", provider="local", model=DEFAULT_LOCAL_MODEL)
+    return Config(
+        server=ServerConfig(**server),
+        models=(ModelGroup(name=DEFAULT_LOCAL_MODEL, deployments=(local,)),),
+    )
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read a YAML file into a :class:`Config`; every problem names file and key."""
+    import yaml  # deferred: only startup needs it
+
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    return parse_config(data or {}, source=file, environ=environ)
+
+
+def parse_config(
+    data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> Config:
+    env = os.environ if environ is None else environ
+    top = Where(source)
+    if not isinstance(data, dict):
+        raise top.error("the config must be a mapping of sections")
+    data = _resolve_secrets(data, top, env)
+
+    server = _parse_server(data.get("server") or {}, top / "server")
+    groups: dict[str, list[Deployment]] = {}
+    group_options: dict[str, dict[str, Any]] = {}
+    for i, raw in enumerate(_as_list(data.get("models"), top / "models")):
+        where = top / "models" / i
+        if not isinstance(raw, dict):
+            raise where.error("each model must be a mapping with 'name' and 'deployments'")
+        name = _str(raw, "name", where, required=True)
+        deployments = _as_list(raw.get("deployments"), where / "deployments")
+        if not deployments:
+            raise (where / "deployments").error("a model needs at least one deployment")
+        for j, dep in enumerate(deployments):
+            groups.setdefault(name, []).append(
+                _parse_deployment(dep, where / "deployments" / j, name, env)
+            )
+        options = {k: v for k, v in raw.items() if k not in ("name", "deployments")}
+        group_options.setdefault(name, {}).update(options)
+    for i, raw in enumerate(_as_list(data.get("model_list"), top / "model_list")):
+        where = top / "model_list" / i
+        if not isinstance(raw, dict):
+            raise where.error("each entry must be a mapping with 'model_name' and 'litellm_params'")
+        name = _str(raw, "model_name", where, required=True)
+        params = raw.get("litellm_params")
+        if not isinstance(params, dict):
+            raise (where / "litellm_params").error("must be a mapping with at least 'model'")
+        merged = dict(params)
+        info = raw.get("model_info")
+        if isinstance(info, dict) and "max_input_tokens" in info:
+            merged.setdefault("context_window", info["max_input_tokens"])
+        groups.setdefault(name, []).append(
+            _parse_deployment(merged, where / "litellm_params", name, env)
+        )
+
+    models = tuple(
+        ModelGroup(
+            name=name,
+            deployments=_unique_names(deps),
+            options=group_options.get(name, {}),
+        )
+        for name, deps in groups.items()
+    )
+    if not models:
+        models = default_config().models
+    known = {"server", "models", "model_list", "litellm_settings", "general_settings", "router_settings"}
+    sections = {k: v for k, v in data.items() if k not in known}
+    return Config(server=server, models=models, sections=sections, source=source)
+
+
+def _parse_server(raw: Any, where: Where) -> ServerConfig:
+    if not isinstance(raw, dict):
+        raise where.error("must be a mapping")
+    unknown = set(raw) - {"host", "port", "api_keys", "api_key", "max_body_bytes", "request_timeout", "data_dir"}
+    if unknown:
+        raise (where / sorted(unknown)[0]).error(
+            "unknown setting; expected one of host, port, api_keys, max_body_bytes, request_timeout, data_dir"
+        )
+    keys = raw.get("api_keys", raw.get("api_key", ()))
+    if isinstance(keys, str):
+        keys = [keys]
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        raise (where / "api_keys").error("must be a list of non-empty strings")
+    port = raw.get("port", 8000)
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise (where / "port").error(f"must be an integer from 0 to 65535, got {port!r}")
+    return ServerConfig(
+        host=_str(raw, "host", where) or "127.0.0.1",
+        port=port,
+        api_keys=tuple(keys),
+        max_body_bytes=_positive_int(raw, "max_body_bytes", where, 4 * 1024 * 1024),
+        request_timeout=_positive(raw, "request_timeout", where, 600.0),
+        data_dir=_str(raw, "data_dir", where) or ".thrifty",
+    )
+
+
+_DEPLOYMENT_KEYS = {
+    "provider", "model", "name", "api_base", "base_url", "api_key", "weight", "rpm", "tpm",
+    "timeout", "connect_timeout", "first_token_timeout", "stream_timeout", "max_concurrency",
+    "max_parallel_requests", "context_window", "price_model", "options", "order",
+}
+
+
+def _parse_deployment(raw: Any, where: Where, group: str, env: Mapping[str, str]) -> Deployment:
+    if not isinstance(raw, dict):
+        raise where.error("a deployment must be a mapping with at least 'model'")
+    model = _str(raw, "model", where, required=True)
+    provider = _str(raw, "provider", where)
+    if provider is None:
+        if "/" not in model:
+            raise (where / "model").error(
+                f"{model!r} names no provider: write 'provider/model', e.g. 'openai/{model}'"
+            )
+        provider, model = model.split("/", 1)
+    if provider not in KNOWN_PROVIDERS:
+        raise (where / "provider").error(
+            f"unknown provider {provider!r}; known: {', '.join(sorted(KNOWN_PROVIDERS))}"
+        )
+    kind, default_base, key_env = KNOWN_PROVIDERS[provider]
+    api_base = _str(raw, "api_base", where) or _str(raw, "base_url", where) or default_base
+    if kind in ("openai", "anthropic") and not api_base:
+        raise (where / "api_base").error(f"provider {provider!r} needs an api_base URL")
+    api_key = _str(raw, "api_key", where)
+    if api_key is None and key_env:
+        api_key = env.get(key_env)
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise (where / "options").error("must be a mapping")
+    first_token = raw.get("first_token_timeout", raw.get("stream_timeout"))
+    return Deployment(
+        name=_str(raw, "name", where) or f"{group}/{provider}/{model}",
+        provider=kind,
+        model=model,
+        api_base=api_base.rstrip("/") if api_base else None,
+        api_key=api_key,
+        weight=_positive(raw, "weight", where, 1.0),
+        rpm=_positive_int(raw, "rpm", where, None),
+        tpm=_positive_int(raw, "tpm", where, None),
+        timeout=_positive(raw, "timeout", where, 600.0),
+        connect_timeout=_positive(raw, "connect_timeout", where, 10.0),
+        first_token_timeout=None if first_token is None else _positive(
+            {"first_token_timeout": first_token}, "first_token_timeout", where, 0.0
+        ),
+        max_concurrency=_positive_int(
+            raw, "max_concurrency", where, _positive_int(raw, "max_parallel_requests", where, None)
+        ),
+        context_window=_positive_int(raw, "context_window", where, None),
+        price_model=_str(raw, "price_model", where),
+        options=options,
+    )
+
+
+def _unique_names(deps: list[Deployment]) -> tuple[Deployment, ...]:
+    seen: dict[str, int] = {}
+    out = []
+    for dep in deps:
+        count = seen.get(dep.name, 0)
+        seen[dep.name] = count + 1
+        if count:
+            dep = Deployment(**{**dep.__dict__, "name": f"{dep.name}#{count}"})
+        out.append(dep)
+    return tuple(out)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _resolve_secrets(value: Any, where: Where, env: Mapping[str, str]) -> Any:
+    """Replace ``os.environ/VAR`` and ``${VAR}`` with the environment's values."""
+    if isinstance(value, dict):
+        return {k: _resolve_secrets(v, where / str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_secrets(v, where / i, env) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        if value.startswith("os.environ/"):
+            var = value.removeprefix("os.environ/")
+            if var not in env:
+                raise where.error(f"environment variable {var} is not set")
+            return env[var]
+
+        def sub(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in env:
+                raise where.error(f"environment variable {var} is not set")
+            return env[var]
+
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def _as_list(value: Any, where: Where) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise where.error("must be a list")
+    return value
+
+
+def _str(raw: Mapping[str, Any], key: str, where: Where, *, required: bool = False) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise (where / key).error("is required")
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise (where / key).error(f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _positive(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise (where / key).error(f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(
+    raw: Mapping[str, Any], key: str, where: Where, default: int | None
+) -> int | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise (where / key).error(f"must be a positive integer, got {value!r}")
+    return value
+
+
+__all__ = [
+    "Config",
+    "Deployment",
+    "ModelGroup",
+    "ServerConfig",
+    "Where",
+    "default_config",
+    "load_config",
+    "parse_config",
+]
