@@ -73,3 +73,18 @@ class Choice:
     async def aclose(self) -> None:
         for backend in self.backends:
             await backend.aclose()
+
+
+class Shared(Wrapper):
+    """A reference to a backend owned elsewhere.
+
+    Routers and fallback chains point at model groups that the gateway owns;
+    they get a ``Shared`` view so starting or closing them does not start or
+    close the group a second time.
+    """
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,149 @@
+"""The ``thrifty`` command. Parsing is cheap; each command imports what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+
+DESCRIPTION = """\
+thrifty: an OpenAI-compatible LLM gateway that makes every call cheaper, faster, sturdier.
+
+With no config file it serves the embedded SmolLM2-135M model: no key, no network.
+Point any OpenAI client at http://127.0.0.1:8000/v1 once `thrifty serve` is running."""
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import default_config, load_config
+    from .errors import ConfigError
+
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as exc:
+        print(f"thrifty: invalid config: {exc.message}", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    import os
+
+    keys = config.server.api_keys or tuple(
+        k for k in os.environ.get("THRIFTY_API_KEYS", "").split(",") if k
+    )
+    if host not in LOOPBACK and not keys:
+        print(
+            f"thrifty: refusing to listen on {host} without an API key: anyone on the network could "
+            "use your models.\nSet one with `server: {api_keys: [os.environ/THRIFTY_KEY]}` in the "
+            "config file or THRIFTY_API_KEYS=key1,key2 in the environment.",
+            file=sys.stderr,
+        )
+        return 2
+    from dataclasses import replace
+
+    config = replace(config, server=replace(config.server, host=host, port=port, api_keys=keys))
+    from .server.run import serve
+
+    return serve(config, replicas=args.replicas, log_level=args.log_level)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .server.chat import run_chat
+
+    return run_chat(args)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .config import default_config, load_config
+    from .errors import ConfigError
+
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as exc:
+        print(f"thrifty: invalid config: {exc.message}", file=sys.stderr)
+        return 2
+    for group in config.models:
+        deployments = ", ".join(f"{d.provider}:{d.model}" for d in group.deployments)
+        print(f"{group.name}\t{deployments}")
+    for router in (config.sections.get("routing") or {}).get("routers") or ():
+        if isinstance(router, dict):
+            print(f"{router.get('name')}\trouter:{router.get('policy')}")
+    return 0
+
+
+def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], int]:
+    """A command implemented by a capability package, which parses its own flags."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        main: Callable[[list[str]], int] = getattr(importlib.import_module(module), func)
+        return main(list(args.rest))
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thrifty", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"thrifty {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway")
+    serve.add_argument("--config", "-c", help="YAML config file (default: the embedded local model)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", "-p", type=int, help="port (default 8000)")
+    serve.add_argument(
+        "--replicas", type=int, default=0,
+        help="serve the embedded model from N supervised worker processes, balanced",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    chat = sub.add_parser("chat", help="ask a model once, or chat interactively (no prompt)")
+    chat.add_argument("prompt", nargs="?", help="the prompt; omit for an interactive session")
+    chat.add_argument("--model", "-m", help="model name (default: the first configured)")
+    chat.add_argument("--url", help="a running gateway, e.g. http://127.0.0.1:8000 (default: in-process)")
+    chat.add_argument("--config", "-c", help="YAML config file for the in-process gateway")
+    chat.add_argument("--system", "-s", help="system prompt")
+    chat.add_argument("--max-tokens", type=int, default=256)
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--api-key", help="key for --url (default: $THRIFTY_API_KEY)")
+    chat.set_defaults(func=_chat)
+
+    models = sub.add_parser("models", help="list the configured model names")
+    models.add_argument("--config", "-c", help="YAML config file")
+    models.set_defaults(func=_models)
+
+    delegated = {
+        "route": ("thrifty.routing.cli", "route_main", "explain a routing decision, or evaluate routers offline"),
+        "agent": ("thrifty.agent.cli", "agent_main", "answer a question with a parallel tool plan"),
+        "batch": ("thrifty.tasks.cli", "batch_main", "run an OpenAI-format batch file, resumably"),
+        "usage": ("thrifty.observe.cli", "usage_main", "cost and token usage from the ledger"),
+        "top": ("thrifty.observe.cli", "top_main", "live view of a running gateway"),
+    }
+    for name, (module, func, help_text) in delegated.items():
+        cmd = sub.add_parser(name, help=help_text, add_help=False)
+        cmd.add_argument("rest", nargs=argparse.REMAINDER)
+        cmd.set_defaults(func=_delegate(module, func))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

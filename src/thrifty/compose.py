@@ -1,0 +1,91 @@
+"""Where the onion is assembled: config in, one backend per servable model name out.
+
+For each model group, from the inside out::
+
+    provider per deployment        thrifty.providers.build
+      -> balancer / retry / breaker / hedge / admission   thrifty.balance.build_group
+      -> response cache                                    thrifty.cache.wrap_cache
+then, over the finished groups (each seen through a ``Shared`` view)::
+
+    fallback chains between groups                         thrifty.balance.build_fallbacks
+    routers (rules / learned / cascade / feedback)         thrifty.routing.build_routers
+
+A new capability is a new wrapper added here, not an ``if`` somewhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .backend import Backend, Shared
+from .config import Config
+
+if TYPE_CHECKING:
+    from .observe import Observer
+
+
+@dataclass
+class Stack:
+    """The composed backends by model name, and the groups that own resources."""
+
+    backends: dict[str, Backend]
+    owned: list[Backend] = field(default_factory=list)
+
+    def unique(self) -> list[Backend]:
+        """The backends to start and close, each once."""
+        seen: dict[int, Backend] = {}
+        for backend in self.owned or list(self.backends.values()):
+            seen.setdefault(id(backend), backend)
+        return list(seen.values())
+
+    def walk(self) -> Iterator[Any]:
+        """Every layer of every stack, each once."""
+        return self.walk_from(*self.backends.values())
+
+    @staticmethod
+    def walk_from(*tops: Any) -> Iterator[Any]:
+        """Every layer below ``tops`` (themselves included), each once."""
+        seen: set[int] = set()
+        todo: list[Any] = list(reversed(tops))
+        while todo:
+            layer = todo.pop()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            yield layer
+            todo.extend(reversed(getattr(layer, "backends", None) or ()))
+            inner = getattr(layer, "inner", None)
+            if inner is not None:
+                todo.append(inner)
+
+    def attach(self, observer: Observer) -> None:
+        """Let the observer read each layer's live state and feed routers ratings."""
+        for layer in self.walk():
+            status = getattr(layer, "status", None) or getattr(layer, "stats", None)
+            if callable(status):
+                observer.add_gauge_source(f"{type(layer).__name__}:{layer.name}", status)
+            on_feedback = getattr(layer, "on_feedback", None)
+            if callable(on_feedback):
+                observer.add_feedback_listener(on_feedback)
+
+
+def build(config: Config) -> Stack:
+    from . import providers
+    from .balance import build_fallbacks, build_group
+    from .cache import wrap_cache
+    from .routing import build_routers
+
+    groups: dict[str, Backend] = {}
+    for group in config.models:
+        deployments = [providers.build(dep) for dep in group.deployments]
+        backend = build_group(group, deployments, config)
+        groups[group.name] = wrap_cache(backend, group, config)
+
+    shared: dict[str, Backend] = {name: Shared(b) for name, b in groups.items()}
+    chains = build_fallbacks(config, shared)
+    served: dict[str, Backend] = {**groups, **chains}
+    routers = build_routers(config, {**shared, **{n: Shared(b) for n, b in chains.items()}})
+    served.update(routers)
+    return Stack(backends=served, owned=[*groups.values(), *chains.values(), *routers.values()])

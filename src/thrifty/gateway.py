@@ -1,0 +1,334 @@
+"""The Gateway: thrifty as a library, and the engine behind the HTTP server.
+
+A :class:`Gateway` is itself a backend: it looks up the model a request names
+(a model group, a fallback chain or a router, all composed by
+``thrifty.compose``), calls it, and reports the outcome to the observer
+(ledger + metrics). The server is a thin HTTP layer over this object.
+
+    async with Gateway.from_config("thrifty.yaml") as gw:
+        reply = await gw.chat("smollm2", "Say hello")
+        print(reply.text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .backend import Backend
+from .config import Config, default_config, load_config
+from .errors import InvalidRequest, NotFound, ThriftyError
+from .types import ChatRequest, ChatResponse, Chunk, Message, Usage
+
+if TYPE_CHECKING:
+    from .observe import Observer
+    from .observe.events import RequestEvent
+
+T = TypeVar("T")
+
+
+class Gateway:
+    """Every configured model behind one ``complete`` / ``stream`` interface."""
+
+    name = "thrifty"
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        backends: Mapping[str, Backend] | None = None,
+        observe: bool = True,
+    ) -> None:
+        from . import compose
+
+        self.config = config or default_config()
+        if backends is None:
+            self.stack = compose.build(self.config)
+        else:
+            self.stack = compose.Stack(backends=dict(backends))
+        self.backends = self.stack.backends
+        self.observer: Observer | None = None
+        if observe:
+            from .observe import Observer
+
+            self.observer = Observer(self.config)
+            self.stack.attach(self.observer)
+        self._started: asyncio.Task[None] | None = None
+        self._ready = False
+        self._sync: _LoopThread | None = None
+        self._key_hashes: dict[str, str] = {}
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **kw: Any) -> Gateway:
+        """Build from a YAML file, or the embedded model when ``path`` is None."""
+        return cls(load_config(path) if path else default_config(), **kw)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def models(self) -> list[str]:
+        return list(self.backends)
+
+    async def start(self) -> None:
+        """Load every backend (idempotent; concurrent callers share one start)."""
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        if self.observer is not None:
+            await self.observer.start()
+        await asyncio.gather(*(b.start() for b in self.stack.unique()))
+        self._ready = True
+
+    async def aclose(self) -> None:
+        self._ready = False
+        for backend in self.stack.unique():
+            await backend.aclose()
+        if self.observer is not None:
+            await self.observer.aclose()
+        if self._sync is not None:
+            self._sync.stop()
+            self._sync = None
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the backend interface -----------------------------------------------
+
+    def resolve(self, model: str) -> Backend:
+        backend = self.backends.get(model)
+        if backend is None:
+            raise NotFound(
+                f"The model '{model}' does not exist; available: {', '.join(self.backends)}.",
+                param="model",
+                code="model_not_found",
+            )
+        return backend
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        backend = self.resolve(request.model)
+        if not self._ready:
+            await self.start()
+        try:
+            response = await backend.complete(request)
+        except ThriftyError as exc:
+            self._record(request, status=exc.status, error=exc.type)
+            raise
+        except asyncio.CancelledError:
+            self._record(request, status=499, error="client_closed")
+            raise
+        body = response.body
+        body["id"] = request.trace.request_id
+        if "usage" not in body:
+            body["usage"] = response.usage.to_json()
+        self._record(request, usage=response.usage)
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        backend = self.resolve(request.model)
+        if not self._ready:
+            await self.start()
+        usage = Usage()
+        status, error = 200, None
+        first = True
+        try:
+            async for chunk in backend.stream(request):
+                if first:
+                    first = False
+                    request.trace.ttft_s = time.perf_counter() - request.trace.started
+                chunk["id"] = request.trace.request_id
+                if chunk.get("usage"):
+                    usage = Usage.from_json(chunk["usage"])
+                yield chunk
+        except ThriftyError as exc:
+            status, error = exc.status, exc.type
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            status, error = 499, "client_closed"
+            raise
+        finally:
+            self._record(request, usage=usage, status=status, error=error)
+
+    async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Embeddings from a configured model that has them, or the embedded MiniLM."""
+        if model in self.backends:
+            for layer in self.stack.walk_from(self.backends[model]):
+                embed = getattr(layer, "embed", None)
+                if callable(embed):
+                    result: tuple[list[list[float]], int] = await embed(texts)
+                    return result
+            raise InvalidRequest(f"The model '{model}' does not serve embeddings.", param="model")
+        if model in LOCAL_EMBEDDING_MODELS:
+            return await asyncio.to_thread(_local_embed, texts)
+        raise NotFound(
+            f"The embedding model '{model}' does not exist; try 'all-minilm-l6-v2'.",
+            param="model",
+            code="model_not_found",
+        )
+
+    def stack_routes(self) -> list[Any]:
+        """HTTP routes that layers of the stack offer (cache purge, breaker admin, ...)."""
+        routes: list[Any] = []
+        for layer in self.stack.walk():
+            offer = getattr(layer, "routes", None)
+            if callable(offer):
+                routes.extend(offer())
+        return routes
+
+    # -- conveniences for library users -----------------------------------
+
+    async def chat(
+        self, model: str, messages: str | list[Message], **params: Any
+    ) -> ChatResponse:
+        """One chat completion; ``messages`` may be a plain prompt string."""
+        return await self.complete(_request(model, messages, params, stream=False))
+
+    async def chat_stream(
+        self, model: str, messages: str | list[Message], **params: Any
+    ) -> AsyncIterator[str]:
+        """Stream the answer's text pieces as they arrive."""
+        async for chunk in self.stream(_request(model, messages, params, stream=True)):
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield text
+
+    def chat_sync(self, model: str, messages: str | list[Message], **params: Any) -> ChatResponse:
+        """Blocking :meth:`chat`, for scripts and notebooks without an event loop."""
+        return self._loop().run(self.chat(model, messages, **params))
+
+    def chat_stream_sync(
+        self, model: str, messages: str | list[Message], **params: Any
+    ) -> Iterator[str]:
+        """Blocking :meth:`chat_stream`."""
+        loop = self._loop()
+        agen = self.chat_stream(model, messages, **params).__aiter__()
+        try:
+            while True:
+                try:
+                    yield loop.run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.run(agen.aclose())
+
+    def close_sync(self) -> None:
+        if self._sync is not None:
+            self._sync.run(self.aclose())
+
+    def _loop(self) -> _LoopThread:
+        if self._sync is None:
+            self._sync = _LoopThread()
+        return self._sync
+
+    # -- observation -------------------------------------------------------
+
+    def key_hash(self, api_key: str) -> str:
+        if not api_key:
+            return ""
+        digest = self._key_hashes.get(api_key)
+        if digest is None:
+            digest = hashlib.sha256(api_key.encode()).hexdigest()[:12]
+            if len(self._key_hashes) < 10_000:
+                self._key_hashes[api_key] = digest
+        return digest
+
+    def _record(
+        self,
+        request: ChatRequest,
+        *,
+        usage: Usage | None = None,
+        status: int = 200,
+        error: str | None = None,
+    ) -> None:
+        if self.observer is None:
+            return
+        self.observer.record(self.event(request, usage=usage, status=status, error=error))
+
+    def event(
+        self,
+        request: ChatRequest,
+        *,
+        usage: Usage | None = None,
+        status: int = 200,
+        error: str | None = None,
+    ) -> RequestEvent:
+        from .observe.events import RequestEvent
+
+        trace = request.trace
+        usage = usage or Usage()
+        latency = time.perf_counter() - trace.started
+        return RequestEvent(
+            request_id=trace.request_id,
+            ts=time.time(),
+            model=request.model,
+            deployment=trace.deployment,
+            stream=request.stream,
+            status=status,
+            error_type=error,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            latency_s=latency,
+            ttft_s=trace.ttft_s,
+            overhead_s=max(0.0, latency - trace.upstream_s),
+            attempts=trace.attempts,
+            api_key=self.key_hash(trace.api_key),
+            tenant=trace.tenant,
+            annotations=dict(trace.annotations),
+        )
+
+
+LOCAL_EMBEDDING_MODELS = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+def _local_embed(texts: list[str]) -> tuple[list[list[float]], int]:
+    from .embeddings import get_embedder
+
+    embedder = get_embedder()
+    vectors = embedder.embed(texts)
+    tokens = sum(len(t.split()) for t in texts)
+    return [list(map(float, v)) for v in vectors], tokens
+
+
+def _request(
+    model: str, messages: str | list[Message], params: dict[str, Any], *, stream: bool
+) -> ChatRequest:
+    from .validate import chat_request
+
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    body: dict[str, Any] = {"model": model, "messages": messages, **params, "stream": stream}
+    return chat_request(body)
+
+
+class _LoopThread:
+    """An event loop on a daemon thread, so sync callers can drive async code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="thrifty-sync", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Awaitable[T]) -> T:
+        async def wrap() -> T:
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+

@@ -1,0 +1,47 @@
+"""Run the gateway under uvicorn, with graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from ..config import Config
+
+
+def serve(config: Config, *, replicas: int = 0, log_level: str = "info") -> int:
+    import uvicorn
+
+    from ..gateway import Gateway
+    from .app import create_app
+
+    started = time.perf_counter()
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if replicas:
+        from ..balance.replicas import replica_config
+
+        config = replica_config(config, replicas)
+    gateway = Gateway(config)
+    app = create_app(gateway)
+    host, port = config.server.host, config.server.port
+    print(
+        f"thrifty: serving {', '.join(gateway.models())} on http://{host}:{port}/v1 "
+        f"(config: {config.source}; ready in the background, see /ready)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn_config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning" if log_level == "info" else log_level,
+        access_log=False,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+        lifespan="on",
+    )
+    server = uvicorn.Server(uvicorn_config)
+    logging.getLogger("thrifty").info("startup took %.0f ms", (time.perf_counter() - started) * 1000)
+    server.run()
+    return 0
