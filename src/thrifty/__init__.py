@@ -7,7 +7,7 @@ the models load on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing itself is not imported: keep `import thrifty` tiny
 
 __version__ = "0.1.0"
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .types import ChatRequest, ChatResponse, Usage
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     try:
         module_name, attr = _LAZY[name]
     except KeyError:

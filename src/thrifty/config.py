@@ -218,7 +218,7 @@ def _parse_server(raw: Any, where: Where) -> ServerConfig:
         raise (where / sorted(unknown)[0]).error(
             "unknown setting; expected one of host, port, api_keys, max_body_bytes, request_timeout, data_dir"
         )
-    keys = raw.get("api_keys", raw.get("api_key", ()))
+    keys = raw.get("api_keys", raw.get("api_key", []))
     if isinstance(keys, str):
         keys = [keys]
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
