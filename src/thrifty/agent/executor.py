@@ -1,0 +1,430 @@
+"""Run a plan as a dataflow graph: each task starts the moment its inputs exist.
+
+Dispatch happens in the completion path of the task that just finished (no
+level barriers, no polling). Under a concurrency cap the ready task with the
+longest estimated remaining path (its own duration plus the longest chain of
+dependents after it) goes first; per-tool durations are learned as tasks run.
+Failures stay local: a failed task fails its dependents, or runs their
+fallback, while independent branches carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import heapq
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor as PoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .durations import Durations
+from .plan import Task, find_refs, resolve, topological_order
+from .tools import ToolContext, ToolError, ToolRegistry, ToolSpec
+
+
+class State(enum.Enum):
+    WAITING = "waiting"
+    READY = "ready"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (State.DONE, State.FAILED, State.CANCELLED)
+
+
+class TaskTimeout(ToolError):
+    code = "tool_timeout"
+
+
+class DependencyFailed(ToolError):
+    code = "dependency_failed"
+
+
+@dataclass(slots=True)
+class TaskRun:
+    """One task's life: state, result or error, and when things happened (s since start)."""
+
+    task: Task
+    state: State = State.WAITING
+    result: Any = None
+    error: BaseException | None = None
+    added: float = 0.0
+    ready_at: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    attempts: int = 0
+    used_fallback: bool = False
+    failed_deps: set[int] = field(default_factory=set)
+
+    @property
+    def id(self) -> int:
+        return self.task.id
+
+    @property
+    def duration(self) -> float:
+        if self.started is None or self.ended is None:
+            return 0.0
+        return self.ended - self.started
+
+
+EventHook = Callable[[TaskRun], None]
+
+
+class Executor:
+    """Runs tasks added while it runs (streamed plans) or all at once.
+
+    ``results`` carries earlier rounds' results (replans keep one id space).
+    """
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        *,
+        context: ToolContext | None = None,
+        cap: int | None = None,
+        durations: Durations | None = None,
+        results: Mapping[int, Any] | None = None,
+        retries: int | None = None,
+        timeout_s: float | None = None,
+        backoff_s: float = 0.05,
+        on_event: EventHook | None = None,
+        threads: PoolExecutor | None = None,
+        processes: PoolExecutor | None = None,
+    ) -> None:
+        if cap is not None and cap < 1:
+            raise ValueError("cap must be at least 1")
+        self.registry = registry
+        self.context = context or ToolContext()
+        self.cap = cap
+        self.durations = durations or Durations()
+        self.results: dict[int, Any] = dict(results or {})
+        self.retries = retries
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.on_event = on_event
+        self._threads, self._own_threads = threads, threads is None
+        self._processes, self._own_processes = processes, processes is None
+        self.runs: dict[int, TaskRun] = {}
+        self.overhead_s = 0.0
+        self._t0 = time.perf_counter()
+        self._children: dict[int, list[int]] = {}
+        self._pending: dict[int, int] = {}
+        self._bottom: dict[int, float] = {}
+        self._order: list[int] = []
+        self._ready: list[tuple[float, int]] = []
+        self._running = 0
+        self._open = 0
+        self._closed = False
+        self._stale = False
+        self._used_est: dict[str, float] = {}
+        self._aio: dict[int, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._done: asyncio.Future[None] | None = None
+
+    def now(self) -> float:
+        return time.perf_counter() - self._t0
+
+    # --- feeding the graph ---------------------------------------------------
+
+    def add(self, task: Task) -> TaskRun:
+        """Add one checked task whose dependencies were added before it."""
+        t = time.perf_counter()
+        run = TaskRun(task=task, added=t - self._t0)
+        self.runs[task.id] = run
+        self._order.append(task.id)
+        self._children[task.id] = []
+        self._open += 1
+        self._warm(task)
+        pending = 0
+        for dep in task.deps:
+            if dep in self.results:
+                continue
+            dep_run = self.runs.get(dep)
+            if dep_run is None or dep_run.state in (State.FAILED, State.CANCELLED):
+                run.failed_deps.add(dep)
+            elif dep_run.state is not State.DONE:
+                self._children[dep].append(task.id)
+                pending += 1
+        self._pending[task.id] = pending
+        self._raise_bottom(task)
+        if run.failed_deps and task.fallback is None:
+            self._fail(run, DependencyFailed(f"input ${min(run.failed_deps)} failed"))
+        elif pending == 0:
+            self._make_ready(run)
+        self._dispatch()
+        self.overhead_s += time.perf_counter() - t
+        return run
+
+    def add_all(self, tasks: Iterable[Task]) -> None:
+        """Add a whole plan, in dependency order whatever order it was written in."""
+        by_id = {t.id: t for t in tasks}
+        for tid in topological_order(by_id):
+            self.add(by_id[tid])
+
+    def close(self) -> None:
+        """No more tasks this round; ``wait()`` returns once every task has ended."""
+        self._closed = True
+        self._check_done()
+
+    async def wait(self) -> dict[int, TaskRun]:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            self._check_done()
+        try:
+            await self._done
+        except asyncio.CancelledError:
+            self.cancel_all()
+            raise
+        return self.runs
+
+    async def run(self, tasks: Iterable[Task]) -> dict[int, TaskRun]:
+        """Add ``tasks``, close, and wait for all of them."""
+        self.add_all(tasks)
+        self.close()
+        return await self.wait()
+
+    # --- cancellation ----------------------------------------------------------
+
+    def cancel(self, task_id: int) -> list[int]:
+        """Cancel a task and everything that depends on it; returns the ids cancelled."""
+        subtree, stack = [], [task_id]
+        while stack:
+            tid = stack.pop()
+            run = self.runs.get(tid)
+            if run is None or run.state.terminal or tid in subtree:
+                continue
+            subtree.append(tid)
+            stack.extend(self._children[tid])
+        for tid in subtree:
+            run = self.runs[tid]
+            aio = self._aio.get(tid)
+            if run.state is State.RUNNING and aio is not None:
+                aio.cancel()
+            else:
+                run.state = State.CANCELLED
+                run.ended = self.now()
+                self._open -= 1
+                self._emit(run)
+        self._check_done()
+        return subtree
+
+    def cancel_all(self) -> None:
+        for tid in list(self._order):
+            self.cancel(tid)
+
+    async def aclose(self) -> None:
+        """Cancel what still runs and shut down the pools this executor made."""
+        self.cancel_all()
+        for task in list(self._aio.values()) + list(self._background):
+            if not task.done():
+                await asyncio.gather(task, return_exceptions=True)
+        if self._own_threads and self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._own_processes and self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
+
+    # --- scheduling ------------------------------------------------------------
+
+    def _estimate(self, tool: str) -> float:
+        spec = self.registry.spec(tool)
+        return self.durations.estimate(tool, spec.est_s)
+
+    def _raise_bottom(self, task: Task) -> None:
+        """Remaining-path lengths: the new task is a leaf; lengthen its ancestors' paths."""
+        est = self._estimate(task.tool)
+        self._used_est.setdefault(task.tool, est)
+        self._bottom[task.id] = est
+        stack = [task.id]
+        while stack:
+            child = stack.pop()
+            for dep in self.runs[child].task.deps:
+                run = self.runs.get(dep)
+                if run is None or run.state.terminal or run.state is State.RUNNING:
+                    continue
+                longer = self._estimate(run.task.tool) + self._bottom[child]
+                if longer > self._bottom[dep]:
+                    self._bottom[dep] = longer
+                    if run.state is State.READY:
+                        heapq.heappush(self._ready, (-longer, dep))
+                    stack.append(dep)
+
+    def _recompute_bottom(self) -> None:
+        """All remaining-path lengths again, after the duration estimates moved."""
+        self._stale = False
+        for tid in reversed(self._order):
+            run = self.runs[tid]
+            if run.state.terminal or run.state is State.RUNNING:
+                continue
+            tail = max((self._bottom[c] for c in self._children[tid]), default=0.0)
+            self._bottom[tid] = self._estimate(run.task.tool) + tail
+        self._ready = [(-self._bottom[t], t) for _, t in self._ready if self.runs[t].state is State.READY]
+        self._ready = list(set(self._ready))
+        heapq.heapify(self._ready)
+        for tool in self._used_est:
+            self._used_est[tool] = self._estimate(tool)
+
+    def _make_ready(self, run: TaskRun) -> None:
+        run.state = State.READY
+        run.ready_at = self.now()
+        heapq.heappush(self._ready, (-self._bottom[run.id], run.id))
+
+    def _dispatch(self) -> None:
+        cap = self.cap
+        if self._stale and cap is not None and len(self._ready) > cap - self._running:
+            self._recompute_bottom()
+        while self._ready and (cap is None or self._running < cap):
+            key, tid = heapq.heappop(self._ready)
+            run = self.runs[tid]
+            if run.state is not State.READY or -key != self._bottom[tid]:
+                continue
+            self._start(run)
+
+    def _start(self, run: TaskRun) -> None:
+        run.state = State.RUNNING
+        run.started = self.now()
+        self._running += 1
+        self._aio[run.id] = asyncio.get_running_loop().create_task(self._execute(run))
+        self._emit(run)
+
+    def _settle(self, run: TaskRun) -> None:
+        """A running task ended: record it, wake or fail its dependents, dispatch."""
+        t = time.perf_counter()
+        self._running -= 1
+        self._aio.pop(run.id, None)
+        if run.state is State.DONE:
+            self.results[run.id] = run.result
+        self._open -= 1
+        self._emit(run)
+        self._notify_children(run)
+        self._dispatch()
+        self._check_done()
+        self.overhead_s += time.perf_counter() - t
+
+    def _notify_children(self, run: TaskRun) -> None:
+        for cid in self._children[run.id]:
+            child = self.runs[cid]
+            if child.state.terminal:
+                continue
+            if run.state is not State.DONE:
+                child.failed_deps.add(run.id)
+                if child.task.fallback is None:
+                    self._fail(child, DependencyFailed(f"input ${run.id} ({run.task.tool}) failed"))
+                    continue
+            self._pending[cid] -= 1
+            if self._pending[cid] == 0:
+                self._make_ready(child)
+
+    def _fail(self, run: TaskRun, error: BaseException) -> None:
+        """Fail a task that never started, and (transitively) its dependents."""
+        run.state = State.FAILED
+        run.error = error
+        run.ended = self.now()
+        self._open -= 1
+        self._emit(run)
+        self._notify_children(run)
+
+    def _check_done(self) -> None:
+        if self._closed and self._open == 0 and self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def _emit(self, run: TaskRun) -> None:
+        if self.on_event is not None:
+            self.on_event(run)
+
+    def _warm(self, task: Task) -> None:
+        """Start importing the tool's module now, before its inputs are ready."""
+        if self.registry.is_loaded(task.tool):
+            return
+        bg = asyncio.get_running_loop().create_task(self.registry.preload([task.tool]))
+        self._background.add(bg)
+        bg.add_done_callback(self._background.discard)
+
+    # --- running one task ------------------------------------------------------
+
+    async def _execute(self, run: TaskRun) -> None:
+        task = run.task
+        try:
+            if run.failed_deps:
+                run.result = await self._fallback(run)
+            else:
+                try:
+                    run.result = await self._attempts(run, task.tool, task.args, task.timeout_s)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    if task.fallback is None:
+                        raise
+                    run.result = await self._fallback(run)
+            run.state = State.DONE
+        except asyncio.CancelledError:
+            run.state = State.CANCELLED
+        except Exception as exc:
+            run.state = State.FAILED
+            run.error = exc
+        finally:
+            run.ended = self.now()
+            self._settle(run)
+
+    async def _fallback(self, run: TaskRun) -> Any:
+        fallback = run.task.fallback
+        assert fallback is not None
+        run.used_fallback = True
+        if fallback.tool is None:
+            return fallback.value
+        missing = find_refs(dict(fallback.args), self.runs) - set(self.results)
+        if missing:
+            raise DependencyFailed(f"the fallback's input ${min(missing)} failed")
+        return await self._attempts(run, fallback.tool, fallback.args, run.task.timeout_s)
+
+    async def _attempts(self, run: TaskRun, tool: str, raw: Mapping[str, Any], timeout: float | None) -> Any:
+        spec = self.registry.spec(tool)
+        if not self.registry.is_loaded(tool):
+            await self.registry.preload([tool])
+        fn = self.registry.load(tool)
+        args = self.registry.prepare(tool, resolve(dict(raw), self.results))
+        retries = spec.retries if self.retries is None else self.retries
+        limit = timeout or self.timeout_s or spec.timeout_s
+        for attempt in range(retries + 1):
+            run.attempts += 1
+            t = time.perf_counter()
+            try:
+                async with asyncio.timeout(limit):
+                    result = await self._call(spec, fn, args)
+            except TimeoutError:
+                raise TaskTimeout(f"{tool} timed out after {limit:g}s") from None
+            except Exception as exc:
+                if not getattr(exc, "retryable", False) or attempt == retries:
+                    raise
+                await asyncio.sleep(self.backoff_s * 2**attempt)
+                continue
+            self._learn(tool, time.perf_counter() - t)
+            return result
+        raise AssertionError("unreachable")
+
+    def _learn(self, tool: str, seconds: float) -> None:
+        new = self.durations.observe(tool, seconds)
+        used = self._used_est.get(tool, new)
+        if abs(new - used) > 0.25 * max(used, 1e-6):
+            self._stale = True
+
+    async def _call(self, spec: ToolSpec, fn: Callable[..., Any], args: dict[str, Any]) -> Any:
+        call = functools.partial(fn, self.context, **args) if spec.context else functools.partial(fn, **args)
+        if spec.kind == "thread":
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="thrifty-tool")
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        if spec.kind == "process":
+            if self._processes is None:
+                self._processes = ProcessPoolExecutor(max_workers=2)
+            return await asyncio.get_running_loop().run_in_executor(self._processes, call)
+        result = call()
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            result = await result
+        return result
