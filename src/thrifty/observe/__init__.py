@@ -1,0 +1,215 @@
+"""Observability: the usage ledger, Prometheus metrics, latency health, feedback, dashboard.
+
+The gateway calls :meth:`Observer.record` once per finished request. That call
+only appends the event to a queue; a background writer thread prices it,
+counts it and writes it to the SQLite ledger in batches. Readers (``/metrics``,
+the dashboard, feedback) first fold any queued events into the counters, so
+what they show is never behind what was recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..config import Config
+from .events import RequestEvent
+from .health import Alert, evaluate, process_age, rss_bytes, window_health
+from .ledger import Ledger
+from .prices import PriceTable
+from .settings import parse_alerts, parse_ledger
+from .tally import Row, Tally
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+__all__ = ["Observer", "RequestEvent"]
+
+log = logging.getLogger("thrifty.observe")
+_KNOWN_IDS = 100_000
+# breaker states reported as words become numbers a graph can show
+_STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}  # request ids remembered in memory for feedback linking
+
+
+class Observer:
+    """Collects request events; serves metrics, feedback and the dashboard."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.ledger_settings = parse_ledger(config)
+        self.alert_settings = parse_alerts(config)
+        self.prices = PriceTable(config)
+        self.tally = Tally(self.prices, self.alert_settings.window_s)
+        self.ledger: Ledger | None = None
+        self.started_at = clock()
+        self.startup_s: float | None = None
+        self.feedback_ratings: dict[int, int] = {}
+        self._pending: deque[RequestEvent] = deque()
+        self._unwritten: list[Row] = []
+        self._known: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._batch = self.ledger_settings.batch_rows
+        self._listeners: list[Callable[[str, int], None]] = []
+        self._gauges: dict[str, Callable[[], dict[str, float]]] = {}
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the ledger and start the writer thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self.ledger = await asyncio.to_thread(Ledger, self.ledger_settings.path)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="thrifty-ledger", daemon=True)
+        self._thread.start()
+
+    async def aclose(self) -> None:
+        """Write every queued row to the ledger, then close it."""
+        thread = self._thread
+        if thread is not None:
+            self._stop = True
+            self._wake.set()
+            await asyncio.to_thread(thread.join)
+            self._thread = None
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+
+    def mark_ready(self, startup_s: float | None = None) -> None:
+        """Note how long startup took (default: since the process began)."""
+        self.startup_s = process_age() if startup_s is None else startup_s
+
+    # -- the hot path -----------------------------------------------------------
+
+    def record(self, event: RequestEvent) -> None:
+        """Queue one finished request; no I/O, no pricing here."""
+        self._pending.append(event)
+        if len(self._pending) >= self._batch:
+            self._wake.set()
+
+    # -- hooks for other layers ---------------------------------------------------
+
+    def add_feedback_listener(self, fn: Callable[[str, int], None]) -> None:
+        self._listeners.append(fn)
+
+    def add_gauge_source(self, name: str, fn: Callable[[], dict[str, float]]) -> None:
+        self._gauges[name] = fn
+
+    def routes(self) -> list[BaseRoute]:
+        from .routes import build_routes
+
+        return build_routes(self)
+
+    # -- folding events in and writing them out -----------------------------------
+
+    def absorb(self) -> None:
+        """Count every queued event now (readers call this before they read)."""
+        pending = self._pending
+        if not pending:
+            return
+        with self._lock:
+            while pending:
+                event = pending.popleft()
+                row = self.tally.add(event)
+                self._unwritten.append(row)
+                self._known[event.request_id] = {"model": row[2], "deployment": row[3], "tier": row[4], "route": row[5]}
+            while len(self._known) > _KNOWN_IDS:
+                self._known.popitem(last=False)
+
+    def flush(self) -> int:
+        """Absorb and write what is queued; returns the rows written."""
+        self.absorb()
+        with self._lock:
+            rows, self._unwritten = self._unwritten, []
+        if not rows or self.ledger is None:
+            with self._lock:
+                self._unwritten[:0] = rows
+            return 0
+        try:
+            self.ledger.write(rows)
+        except sqlite3.Error as exc:
+            log.error("ledger write failed, will retry: %s", exc)
+            with self._lock:
+                self._unwritten[:0] = rows[: 1_000_000 - len(self._unwritten)]
+            return 0
+        return len(rows)
+
+    def _run(self) -> None:
+        try:
+            self.prices.warm()  # load the price table here, off the event loop
+        except Exception:  # a broken price table must not stop the ledger
+            log.exception("loading the price table failed")
+        while True:
+            self._wake.wait(self.ledger_settings.flush_s)
+            self._wake.clear()
+            stopping = self._stop
+            self.flush()
+            if stopping and not self._pending:
+                return
+
+    # -- reading --------------------------------------------------------------------
+
+    def lookup(self, request_id: str) -> dict[str, Any] | None:
+        """The ledger facts of one request: queued, in memory, or on disk."""
+        self.absorb()
+        with self._lock:
+            known = self._known.get(request_id)
+        if known is not None:
+            return dict(known)
+        return self.ledger.find(request_id) if self.ledger is not None else None
+
+    def gauges(self) -> dict[str, dict[str, float]]:
+        """Every gauge source read now; a failing source is skipped."""
+        out: dict[str, dict[str, float]] = {}
+        for name, fn in list(self._gauges.items()):
+            try:
+                values = fn()
+            except Exception:  # a broken source must not break a scrape
+                log.exception("gauge source %s failed", name)
+                continue
+            out[name] = _numbers(values)
+        return out
+
+    def parallel(self, gauges: dict[str, dict[str, float]]) -> tuple[float | None, float | None]:
+        """(parallel speedup, share of tool calls run in parallel) from an "agent" source."""
+        for name, values in gauges.items():
+            if name.lower().startswith("agent"):
+                share = values.get("parallel_share", values.get("parallel_tool_calls"))
+                return values.get("speedup"), share
+        return None, None
+
+    def alerts(self, gauges: dict[str, dict[str, float]] | None = None) -> list[Alert]:
+        self.absorb()
+        gauges = self.gauges() if gauges is None else gauges
+        with self._lock:
+            samples = self.tally.recent_samples(self.clock())
+        health = window_health(samples, self.alert_settings)
+        return evaluate(
+            self.alert_settings, health, startup_s=self.startup_s, rss=rss_bytes(),
+            parallel_share=self.parallel(gauges)[1],
+        )
+
+
+def _numbers(values: Any, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    if not isinstance(values, dict):
+        return out
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, (bool, int, float)):
+            out[name] = float(value)
+        elif isinstance(value, str) and value.lower() in _STATES:
+            out[name] = _STATES[value.lower()]
+        elif isinstance(value, dict) and not prefix:
+            out.update(_numbers(value, f"{name}."))
+    return out

@@ -1,0 +1,28 @@
+"""The one record the gateway hands the observer per finished request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class RequestEvent:
+    """What happened to one request, as the server saw it when it answered."""
+
+    request_id: str
+    ts: float  # unix time the request finished
+    model: str  # the model name the client asked for
+    deployment: str  # the deployment that answered (trace.deployment)
+    stream: bool
+    status: int  # HTTP status sent to the client
+    error_type: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency_s: float
+    ttft_s: float | None
+    overhead_s: float
+    attempts: int
+    api_key: str  # a short hash of the key, never the key itself
+    tenant: str
+    annotations: dict[str, str] = field(default_factory=dict)

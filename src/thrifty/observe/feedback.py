@@ -1,0 +1,54 @@
+"""Validating a feedback body: ``{response_id, rating 1-5, comment?, corrected_answer?}``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidRequest
+
+MAX_COMMENT = 10_000
+MAX_ANSWER = 200_000
+
+
+@dataclass(frozen=True)
+class Feedback:
+    response_id: str
+    rating: int
+    comment: str | None = None
+    corrected_answer: str | None = None
+
+
+def _optional_text(body: dict[str, Any], key: str, limit: int) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{key}' must be a string, got {type(value).__name__}", param=key)
+    if len(value) > limit:
+        raise InvalidRequest(f"'{key}' is longer than {limit} characters", param=key)
+    return value
+
+
+def parse_feedback(body: Any) -> Feedback:
+    """A checked :class:`Feedback`; raises InvalidRequest naming the bad field."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object with 'response_id' and 'rating'")
+    response_id = body.get("response_id")
+    if not isinstance(response_id, str) or not response_id.strip():
+        raise InvalidRequest("'response_id' is required: the id of the response being rated", param="response_id")
+    rating = body.get("rating")
+    if rating is None:
+        raise InvalidRequest("'rating' is required: an integer from 1 to 5", param="rating")
+    if isinstance(rating, float) and rating.is_integer():
+        rating = int(rating)
+    if isinstance(rating, bool) or not isinstance(rating, int):
+        raise InvalidRequest(f"'rating' must be an integer from 1 to 5, got {rating!r}", param="rating")
+    if not 1 <= rating <= 5:
+        raise InvalidRequest(f"'rating' must be from 1 to 5, got {rating}", param="rating")
+    return Feedback(
+        response_id=response_id,
+        rating=rating,
+        comment=_optional_text(body, "comment", MAX_COMMENT),
+        corrected_answer=_optional_text(body, "corrected_answer", MAX_ANSWER),
+    )

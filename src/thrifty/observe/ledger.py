@@ -1,0 +1,101 @@
+"""The SQLite usage ledger: one row per request, plus the feedback table.
+
+Rows arrive in batches from the observer's writer thread, each batch one
+transaction, in WAL mode so readers (``thrifty usage``, feedback lookups)
+never block the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from .tally import COLUMNS, Row
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT NOT NULL, ts REAL NOT NULL, model TEXT, deployment TEXT, tier TEXT,
+    route TEXT, cache TEXT, stream INTEGER, status INTEGER, error_type TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER,
+    latency_s REAL, ttft_s REAL, overhead_s REAL, attempts INTEGER, api_key TEXT, tenant TEXT,
+    cost_usd REAL, cost_top_usd REAL, cost_nocache_usd REAL, priced INTEGER, annotations TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_id ON requests (request_id);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY, response_id TEXT NOT NULL, ts REAL NOT NULL, rating INTEGER NOT NULL,
+    comment TEXT, corrected_answer TEXT, model TEXT, tier TEXT, route TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_response ON feedback (response_id);
+"""
+_INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open (creating if needed) a ledger database in WAL mode."""
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    return db
+
+
+class Ledger:
+    """A ledger file with one connection, used under a lock from any thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db = connect(path)
+        self.lock = threading.Lock()
+        self.written = 0
+
+    def write(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        with self.lock:
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(_INSERT, rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.written += len(rows)
+
+    def find(self, request_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            cur = self.db.execute(
+                "SELECT model, deployment, tier, route, status FROM requests WHERE request_id = ? LIMIT 1",
+                (request_id,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip(("model", "deployment", "tier", "route", "status"), row, strict=True))
+
+    def add_feedback(self, values: dict[str, Any]) -> int:
+        keys = ("response_id", "ts", "rating", "comment", "corrected_answer", "model", "tier", "route")
+        with self.lock:
+            cur = self.db.execute(
+                f"INSERT INTO feedback ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
+                tuple(values.get(k) for k in keys),
+            )
+            return int(cur.lastrowid or 0)
+
+    def feedback(self, response_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            cur = self.db.execute(
+                "SELECT id, ts, rating, comment, corrected_answer, model, tier, route FROM feedback"
+                " WHERE response_id = ? ORDER BY id",
+                (response_id,),
+            )
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()

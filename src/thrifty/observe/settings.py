@@ -1,0 +1,136 @@
+"""The observer's config sections, ``ledger:`` and ``alerts:``, parsed and checked.
+
+Example::
+
+    ledger:
+      path: .thrifty/ledger.db   # default: <server.data_dir>/ledger.db
+      flush_ms: 50               # the writer commits at least this often
+      batch_rows: 500            # ... or as soon as this many rows wait
+    alerts:
+      window_s: 300              # rolling window for percentiles and rates
+      min_requests: 20           # rate rules wait for this many samples
+      startup_ms: 500            # alert above; null turns a rule off
+      p95_latency_s: 2.0         # per model group
+      cache_hit_rate: 0.30       # alert below
+      parallel_tool_calls: 0.50  # alert below (from the "agent" gauge source)
+      fast_tier_share: 0.30      # alert below
+      memory_mb: 200             # resident memory, alert above
+      fast_tiers: [fast]         # route tiers counted as "fast"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, Where
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    path: str
+    flush_s: float = 0.05
+    batch_rows: int = 500
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One alert: fires when ``value`` is above (``upper``) or below the threshold."""
+
+    name: str
+    threshold: float
+    upper: bool
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    window_s: float = 300.0
+    min_requests: int = 20
+    rules: tuple[Rule, ...] = ()
+    fast_tiers: tuple[str, ...] = ("fast",)
+
+    def rule(self, name: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        return None
+
+
+# rule name -> (default threshold, fires when above?, unit)
+DEFAULT_RULES: dict[str, tuple[float, bool, str]] = {
+    "startup_ms": (500.0, True, "ms"),
+    "p95_latency_s": (2.0, True, "s"),
+    "cache_hit_rate": (0.30, False, ""),
+    "parallel_tool_calls": (0.50, False, ""),
+    "fast_tier_share": (0.30, False, ""),
+    "memory_mb": (200.0, True, "MB"),
+}
+_RATE_RULES = {"cache_hit_rate", "parallel_tool_calls", "fast_tier_share"}
+
+
+def _section(config: Config, name: str) -> dict[str, Any]:
+    raw = config.sections.get(name)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise config.where(name).error("must be a mapping")
+    return raw
+
+
+def _number(raw: dict[str, Any], key: str, where: Where, default: float, *, integer: bool = False) -> float:
+    value = raw.get(key, default)
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or value <= 0:
+        kind = "integer" if integer else "number"
+        raise (where / key).error(f"must be a positive {kind}, got {value!r}")
+    return float(value)
+
+
+def parse_ledger(config: Config) -> LedgerSettings:
+    where = config.where("ledger")
+    raw = _section(config, "ledger")
+    unknown = set(raw) - {"path", "flush_ms", "batch_rows"}
+    if unknown:
+        raise (where / sorted(unknown)[0]).error("unknown setting; expected path, flush_ms, batch_rows")
+    path = raw.get("path")
+    if path is None:
+        path = str(Path(config.server.data_dir) / "ledger.db")
+    elif not isinstance(path, str) or not path:
+        raise (where / "path").error(f"must be a non-empty string, got {path!r}")
+    return LedgerSettings(
+        path=path,
+        flush_s=_number(raw, "flush_ms", where, 50) / 1000,
+        batch_rows=int(_number(raw, "batch_rows", where, 500, integer=True)),
+    )
+
+
+def parse_alerts(config: Config) -> AlertSettings:
+    where = config.where("alerts")
+    raw = _section(config, "alerts")
+    known = {"window_s", "min_requests", "fast_tiers", *DEFAULT_RULES}
+    unknown = set(raw) - known
+    if unknown:
+        raise (where / sorted(unknown)[0]).error(f"unknown setting; expected one of {', '.join(sorted(known))}")
+    rules = []
+    for name, (default, upper, unit) in DEFAULT_RULES.items():
+        value = raw.get(name, default)
+        if value is None or value is False:
+            continue  # rule turned off
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise (where / name).error(f"must be a non-negative number or null (off), got {value!r}")
+        if name in _RATE_RULES and value > 1:
+            raise (where / name).error(f"is a share from 0 to 1, got {value!r}")
+        rules.append(Rule(name, float(value), upper, unit))
+    tiers = raw.get("fast_tiers", ["fast"])
+    if isinstance(tiers, str):
+        tiers = [tiers]
+    if not isinstance(tiers, list) or not all(isinstance(t, str) and t for t in tiers):
+        raise (where / "fast_tiers").error("must be a list of tier names")
+    return AlertSettings(
+        window_s=_number(raw, "window_s", where, 300),
+        min_requests=int(_number(raw, "min_requests", where, 20, integer=True)),
+        rules=tuple(rules),
+        fast_tiers=tuple(tiers),
+    )

@@ -1,0 +1,181 @@
+"""In-memory aggregates of recorded requests: metrics, rolling window, time series.
+
+The observer's writer thread (or a reader, whichever comes first) feeds each
+recorded event through :meth:`Tally.add`, which prices it, counts it and
+returns its ledger row. Not thread-safe by itself: the observer holds a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import notes
+from .events import RequestEvent
+from .metrics import OVERHEAD_BUCKETS, Counter, Histogram, Metric
+from .prices import PriceTable
+
+COLUMNS = (
+    "request_id", "ts", "model", "deployment", "tier", "route", "cache", "stream", "status",
+    "error_type", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "ttft_s",
+    "overhead_s", "attempts", "api_key", "tenant", "cost_usd", "cost_top_usd", "cost_nocache_usd",
+    "priced", "annotations",
+)
+Row = tuple[Any, ...]
+
+BUCKET_S = 10.0
+SERIES_LEN = 180  # 30 minutes of 10 s buckets
+RESERVOIR = 256
+RECENT = 50
+
+
+@dataclass(slots=True)
+class Sample:
+    """What the rolling window keeps of one request."""
+
+    ts: float
+    model: str
+    latency_s: float
+    cache: str  # "hit", "miss" or ""
+    tier: str
+    error: bool
+
+
+@dataclass(slots=True)
+class Bucket:
+    t: float
+    requests: int = 0
+    errors: int = 0
+    cost: float = 0.0
+    cost_top: float = 0.0
+    cost_nocache: float = 0.0
+    hits: int = 0
+    lookups: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def add_latency(self, value: float) -> None:
+        if len(self.latencies) < RESERVOIR:
+            self.latencies.append(value)
+        else:  # reservoir sampling keeps a fair sample of a busy bucket
+            slot = random.randrange(self.requests)
+            if slot < RESERVOIR:
+                self.latencies[slot] = value
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Tally:
+    def __init__(self, prices: PriceTable, window_s: float) -> None:
+        self.prices = prices
+        self.window_s = window_s
+        self.requests = Counter("thrifty_requests", "Requests answered", ("model", "deployment", "status"))
+        self.errors = Counter("thrifty_errors", "Requests that ended in an error, by error type", ("type",))
+        self.latency = Histogram("thrifty_request_latency_seconds", "Total request latency", ("model",))
+        self.ttft = Histogram("thrifty_time_to_first_token_seconds", "Time to first token (streams)", ("model",))
+        self.overhead = Histogram(
+            "thrifty_overhead_seconds", "Time spent in thrifty itself, upstream excluded", (), OVERHEAD_BUCKETS
+        )
+        self.tokens = Counter("thrifty_tokens", "Tokens by kind", ("model", "deployment", "kind"))
+        self.cost = Counter("thrifty_cost_usd", "Cost in US dollars", ("model", "deployment"))
+        self.cost_top = Counter("thrifty_cost_baseline_top_usd", "Cost had every request gone to the priciest deployment")
+        self.cost_nocache = Counter("thrifty_cost_baseline_nocache_usd", "Cost had no cache answered")
+        self.unpriced = Counter("thrifty_unpriced_requests", "Requests whose model has no known price", ("deployment",))
+        self.cache = Counter("thrifty_cache_requests", "Cache lookups by result and level", ("result", "level"))
+        self.routes = Counter("thrifty_route_decisions", "Routing decisions by tier", ("tier",))
+        self.escalations = Counter("thrifty_escalations", "Cascade escalations")
+        self.fallbacks = Counter("thrifty_fallbacks", "Requests served by a fallback")
+        self.window: deque[Sample] = deque(maxlen=20_000)
+        self.series: deque[Bucket] = deque(maxlen=SERIES_LEN)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+
+    def metrics(self) -> list[Metric]:
+        return [
+            self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
+            self.cost_top, self.cost_nocache, self.unpriced, self.cache, self.routes, self.escalations,
+            self.fallbacks,
+        ]
+
+    def add(self, ev: RequestEvent) -> Row:
+        """Count one event; return its ledger row."""
+        ann = ev.annotations
+        cache, level = notes.cache_outcome(ann)
+        tier = notes.route_tier(ann)
+        rates = self.prices.rates(ev.deployment, ev.model)
+        nocache = rates.full_cost(ev.prompt_tokens, ev.completion_tokens)
+        cost = 0.0 if cache == "hit" else rates.cost(ev.prompt_tokens, ev.completion_tokens, ev.cached_tokens)
+        top = self.prices.top().full_cost(ev.prompt_tokens, ev.completion_tokens)
+        ok = ev.status < 400
+        self._count(ev, cost, top, nocache, cache, level, tier, rates.priced)
+        self.window.append(Sample(ev.ts, ev.model, ev.latency_s, cache, tier, not ok))
+        self._bucket(ev, cost, top, nocache, cache)
+        self.recent.append({
+            "request_id": ev.request_id, "ts": ev.ts, "model": ev.model, "deployment": ev.deployment,
+            "tier": tier, "cache": ann.get("cache", ""), "status": ev.status,
+            "latency_ms": round(ev.latency_s * 1000, 1), "cost_usd": cost,
+            "tokens": ev.prompt_tokens + ev.completion_tokens,
+        })
+        return (
+            ev.request_id, ev.ts, ev.model, ev.deployment, tier, ann.get("route", ""), ann.get("cache", ""),
+            int(ev.stream), ev.status, ev.error_type, ev.prompt_tokens, ev.completion_tokens,
+            ev.cached_tokens, ev.latency_s, ev.ttft_s, ev.overhead_s, ev.attempts, ev.api_key, ev.tenant,
+            cost, top, nocache, int(rates.priced), json.dumps(ann) if ann else "",
+        )
+
+    def _count(
+        self, ev: RequestEvent, cost: float, top: float, nocache: float,
+        cache: str, level: str, tier: str, priced: bool,
+    ) -> None:
+        self.requests.inc((ev.model, ev.deployment, str(ev.status)))
+        if ev.error_type or ev.status >= 400:
+            self.errors.inc((ev.error_type or f"http_{ev.status}",))
+        self.latency.observe((ev.model,), ev.latency_s)
+        if ev.ttft_s is not None:
+            self.ttft.observe((ev.model,), ev.ttft_s)
+        self.overhead.observe((), ev.overhead_s)
+        for kind, n in (("prompt", ev.prompt_tokens), ("completion", ev.completion_tokens), ("cached", ev.cached_tokens)):
+            if n:
+                self.tokens.inc((ev.model, ev.deployment, kind), n)
+        self.cost.inc((ev.model, ev.deployment), cost)
+        self.cost_top.inc((), top)
+        self.cost_nocache.inc((), nocache)
+        if not priced:
+            self.unpriced.inc((ev.deployment,))
+        if cache:
+            self.cache.inc((cache, level))
+        if tier:
+            self.routes.inc((tier,))
+        if esc := notes.escalations(ev.annotations):
+            self.escalations.inc((), esc)
+        if notes.fell_back(ev.annotations):
+            self.fallbacks.inc()
+
+    def _bucket(self, ev: RequestEvent, cost: float, top: float, nocache: float, cache: str) -> None:
+        start = ev.ts - ev.ts % BUCKET_S
+        if not self.series or self.series[-1].t < start:
+            self.series.append(Bucket(start))
+        bucket = self.series[-1]
+        if bucket.t > start:  # a late event: count it in the bucket it belongs to
+            bucket = next((b for b in self.series if b.t == start), bucket)
+        bucket.requests += 1
+        bucket.errors += ev.status >= 400
+        bucket.cost += cost
+        bucket.cost_top += top
+        bucket.cost_nocache += nocache
+        bucket.hits += cache == "hit"
+        bucket.lookups += cache != ""
+        bucket.add_latency(ev.latency_s)
+
+    def recent_samples(self, now: float) -> list[Sample]:
+        """The samples inside the rolling window ending at ``now``."""
+        edge = now - self.window_s
+        while self.window and self.window[0].ts < edge - 60:
+            self.window.popleft()  # keep the deque short; a minute of slack for late events
+        return [s for s in self.window if edge <= s.ts <= now + 1]
