@@ -1,0 +1,208 @@
+"""What thrifty adds on the way to a model, against calling it directly and against LiteLLM.
+
+Runs, in one go on this machine:
+  * a fake OpenAI-compatible upstream that answers at once (and one that streams 100 chunks),
+  * thrifty serve in front of it, and LiteLLM's proxy (installed into benchmarks/.venv-litellm
+    by this script, never a thrifty dependency) in front of the same upstream,
+  * wrk (Debian package) as the load generator, at 1, 10 and 50 connections,
+and prints/writes a markdown table: p50/p99 latency, requests/s, errors, added latency over
+direct; plus `thrifty --help` / `import thrifty` wall time and time from `thrifty serve` to the
+first answered request.
+
+    .venv/bin/python benchmarks/gateway_overhead.py [--seconds 8] [--no-litellm] [--out docs/bench/gateway.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+LITELLM_VENV = ROOT / "benchmarks" / ".venv-litellm"
+BODY = {"model": "fake", "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 120.0) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        try:
+            req = urllib.request.Request(url, data=json.dumps(BODY).encode(), headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                if r.status == 200:
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wrk(url: str, connections: int, seconds: int, body: dict[str, object]) -> dict[str, float]:
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+    script.write(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        'wrk.headers["Authorization"] = "Bearer sk-bench"\n'
+        f'wrk.body = "{payload}"\n'
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("P50 %d\\nP99 %d\\n", latency:percentile(50), latency:percentile(99)))\n'
+        "end\n"
+    )
+    script.close()
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script.name, url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    n_err = int(non2xx.group(1)) if non2xx else 0
+    if errors:
+        n_err += sum(int(x) for x in errors.groups())
+    return {
+        "p50_ms": int(re.search(r"P50 (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
+        "p99_ms": int(re.search(r"P99 (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
+        "rps": rps,
+        "errors": n_err,
+    }
+
+
+def ensure_litellm() -> Path | None:
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print("installing litellm[proxy] into", LITELLM_VENV, file=sys.stderr)
+    subprocess.run([PY, "-m", "venv", str(LITELLM_VENV)], check=True)
+    done = subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"])
+    return exe if done.returncode == 0 and exe.exists() else None
+
+
+def timed(cmd: list[str], runs: int = 15) -> float:
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "bench" / "gateway.md"))
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is required: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    thrifty = str(Path(PY).parent / "thrifty")
+    lines = [
+        "## Gateway overhead (issue 2)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"date {datetime.date.today()}; command: `.venv/bin/python benchmarks/gateway_overhead.py --seconds {args.seconds}`.",
+        "Load: wrk, 1 thread, keep-alive, each cell a separate run of the stated seconds; upstream: "
+        "`thrifty.fakeupstream` answering at once; everything on this one 2-core machine (load "
+        "generator, gateway and upstream share the cores).",
+        "",
+    ]
+
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    startup: dict[str, float] = {}
+    for stream, chunks in ((False, 1), (True, 100)):
+        up_port = free_port()
+        body = {**BODY, "stream": stream}
+        with process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", str(chunks)]):
+            upstream = f"http://127.0.0.1:{up_port}/v1"
+            wait_ready(upstream + "/chat/completions")
+            targets: dict[str, str] = {"direct": upstream + "/chat/completions"}
+            with contextlib.ExitStack() as stack:
+                cfg = Path(tempfile.mkdtemp()) / "thrifty.yaml"
+                cfg.write_text(
+                    "server: {data_dir: %s}\nmodel_list:\n  - model_name: fake\n    litellm_params: {model: openai/fake, api_base: %s, api_key: sk-up}\n"
+                    % (cfg.parent, upstream)
+                )
+                port = free_port()
+                t0 = time.perf_counter()
+                stack.enter_context(process([thrifty, "serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning"]))
+                targets["thrifty"] = f"http://127.0.0.1:{port}/v1/chat/completions"
+                wait_ready(targets["thrifty"])
+                if not stream:
+                    startup["thrifty serve -> first answer (fake upstream)"] = (time.perf_counter() - t0) * 1000
+                litellm = None if args.no_litellm else ensure_litellm()
+                if litellm:
+                    lport = free_port()
+                    lcfg = cfg.parent / "litellm.yaml"
+                    lcfg.write_text(
+                        "model_list:\n  - model_name: fake\n    litellm_params: {model: openai/fake, api_base: %s, api_key: sk-up}\n" % upstream
+                    )
+                    stack.enter_context(process([str(litellm), "--config", str(lcfg), "--port", str(lport), "--num_workers", "1"], env={"LITELLM_LOG": "ERROR"}))
+                    targets["litellm"] = f"http://127.0.0.1:{lport}/chat/completions"
+                    wait_ready(targets["litellm"], timeout=180)
+                for name, url in targets.items():
+                    wrk(url, 1, 2, body)  # warm up
+                    for conns in (1, 10, 50):
+                        key = f"{name}{' (stream 100 chunks)' if stream else ''}"
+                        results.setdefault(key, {})[conns] = r = wrk(url, conns, args.seconds, body)
+                        print(key, conns, r, file=sys.stderr, flush=True)
+
+    lines += ["| target | conns | p50 ms | p99 ms | req/s | errors | added p50 ms vs direct |", "|---|---|---|---|---|---|---|"]
+    for key, by_conn in results.items():
+        base_key = "direct" + (" (stream 100 chunks)" if "stream" in key else "")
+        for conns, r in by_conn.items():
+            added = r["p50_ms"] - results[base_key][conns]["p50_ms"]
+            lines.append(
+                f"| {key} | {conns} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {int(r['errors'])} | {added:+.2f} |"
+            )
+    if "litellm" in results:
+        ratio = max(r["rps"] for r in results["thrifty"].values()) / max(r["rps"] for r in results["litellm"].values())
+        lines += ["", f"Best throughput ratio thrifty / LiteLLM proxy (non-streaming): **{ratio:.1f}×**."]
+    startup["thrifty --help (median of 15)"] = timed([thrifty, "--help"])
+    startup["python -c 'import thrifty' (median of 15)"] = timed([PY, "-c", "import thrifty"])
+    startup["python -c 'pass' (baseline, median of 15)"] = timed([PY, "-c", "pass"])
+    lines += ["", "| startup | ms |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in startup.items()]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
