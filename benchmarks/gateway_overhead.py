@@ -73,9 +73,9 @@ def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subpr
 
 
 def wrk(url: str, connections: int, seconds: int, body: dict[str, object]) -> dict[str, float]:
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
-    script.write(
+    lua = Path(tempfile.mkdtemp()) / "post.lua"
+    lua.write_text(
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
         'wrk.headers["Authorization"] = "Bearer sk-bench"\n'
         f'wrk.body = "{payload}"\n'
@@ -83,12 +83,11 @@ def wrk(url: str, connections: int, seconds: int, body: dict[str, object]) -> di
         '  io.write(string.format("P50 %d\\nP99 %d\\n", latency:percentile(50), latency:percentile(99)))\n'
         "end\n"
     )
-    script.close()
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script.name, url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
         capture_output=True, text=True, check=True,
     ).stdout
-    os.unlink(script.name)
+    lua.unlink()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -155,8 +154,7 @@ def main() -> int:
             with contextlib.ExitStack() as stack:
                 cfg = Path(tempfile.mkdtemp()) / "thrifty.yaml"
                 cfg.write_text(
-                    "server: {data_dir: %s}\nmodel_list:\n  - model_name: fake\n    litellm_params: {model: openai/fake, api_base: %s, api_key: sk-up}\n"
-                    % (cfg.parent, upstream)
+                    f"server: {{data_dir: {cfg.parent}}}\nmodel_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
                 )
                 port = free_port()
                 t0 = time.perf_counter()
@@ -170,7 +168,7 @@ def main() -> int:
                     lport = free_port()
                     lcfg = cfg.parent / "litellm.yaml"
                     lcfg.write_text(
-                        "model_list:\n  - model_name: fake\n    litellm_params: {model: openai/fake, api_base: %s, api_key: sk-up}\n" % upstream
+                        f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
                     )
                     stack.enter_context(process([str(litellm), "--config", str(lcfg), "--port", str(lport), "--num_workers", "1"], env={"LITELLM_LOG": "ERROR"}))
                     targets["litellm"] = f"http://127.0.0.1:{lport}/chat/completions"

@@ -33,8 +33,8 @@ def test_cli_help_loads_no_heavy_module_and_explains_itself() -> None:
         "with contextlib.redirect_stdout(buf):\n"
         "    main(['--help']) if False else None\n"
         "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in %r))\n"
-        "print(buf.getvalue())" % (HEAVY,)
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+        "print(buf.getvalue())"
     )
     heavy, _, help_text = out.partition("\n")
     assert heavy == "[]"

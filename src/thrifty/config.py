@@ -169,7 +169,7 @@ def parse_config(
         where = top / "models" / i
         if not isinstance(raw, dict):
             raise where.error("each model must be a mapping with 'name' and 'deployments'")
-        name = _str(raw, "name", where, required=True)
+        name = _req(raw, "name", where)
         deployments = _as_list(raw.get("deployments"), where / "deployments")
         if not deployments:
             raise (where / "deployments").error("a model needs at least one deployment")
@@ -183,7 +183,7 @@ def parse_config(
         where = top / "model_list" / i
         if not isinstance(raw, dict):
             raise where.error("each entry must be a mapping with 'model_name' and 'litellm_params'")
-        name = _str(raw, "model_name", where, required=True)
+        name = _req(raw, "model_name", where)
         params = raw.get("litellm_params")
         if not isinstance(params, dict):
             raise (where / "litellm_params").error("must be a mapping with at least 'model'")
@@ -230,7 +230,7 @@ def _parse_server(raw: Any, where: Where) -> ServerConfig:
         host=_str(raw, "host", where) or "127.0.0.1",
         port=port,
         api_keys=tuple(keys),
-        max_body_bytes=_positive_int(raw, "max_body_bytes", where, 4 * 1024 * 1024),
+        max_body_bytes=_positive_int(raw, "max_body_bytes", where, 4 * 1024 * 1024) or 4 * 1024 * 1024,
         request_timeout=_positive(raw, "request_timeout", where, 600.0),
         data_dir=_str(raw, "data_dir", where) or ".thrifty",
     )
@@ -246,7 +246,7 @@ _DEPLOYMENT_KEYS = {
 def _parse_deployment(raw: Any, where: Where, group: str, env: Mapping[str, str]) -> Deployment:
     if not isinstance(raw, dict):
         raise where.error("a deployment must be a mapping with at least 'model'")
-    model = _str(raw, "model", where, required=True)
+    model = _req(raw, "model", where)
     provider = _str(raw, "provider", where)
     if provider is None:
         if "/" not in model:
@@ -335,6 +335,12 @@ def _as_list(value: Any, where: Where) -> list[Any]:
         return []
     if not isinstance(value, list):
         raise where.error("must be a list")
+    return value
+
+
+def _req(raw: Mapping[str, Any], key: str, where: Where) -> str:
+    value = _str(raw, key, where, required=True)
+    assert value is not None
     return value
 
 

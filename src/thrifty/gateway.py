@@ -17,7 +17,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backend import Backend
@@ -198,7 +198,7 @@ class Gateway:
 
     async def chat_stream(
         self, model: str, messages: str | list[Message], **params: Any
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Stream the answer's text pieces as they arrive."""
         async for chunk in self.stream(_request(model, messages, params, stream=True)):
             for choice in chunk.get("choices") or ():
@@ -215,7 +215,7 @@ class Gateway:
     ) -> Iterator[str]:
         """Blocking :meth:`chat_stream`."""
         loop = self._loop()
-        agen = self.chat_stream(model, messages, **params).__aiter__()
+        agen = self.chat_stream(model, messages, **params)
         try:
             while True:
                 try:

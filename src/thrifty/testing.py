@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Union
 
 from .types import (
     ChatRequest,
@@ -23,8 +22,8 @@ from .types import (
     usage_chunk,
 )
 
-Outcome = Union[str, BaseException, ChatResponse]
-Script = Union[str, Callable[[ChatRequest], Outcome], Iterable[Outcome]]
+Outcome = str | BaseException | ChatResponse
+Script = str | Callable[[ChatRequest], Outcome] | Iterable[Outcome]
 
 
 def count_words(text: str) -> int:

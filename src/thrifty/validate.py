@@ -140,7 +140,8 @@ def _check_param(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, types):
             kind = "an integer" if types == (int,) else "a number"
             raise InvalidRequest(f"'{key}' must be {kind}; got {value!r}.", param=key)
-        if (low is not None and value < low) or (high is not None and value > high):
+        number = float(value)
+        if (low is not None and number < low) or (high is not None and number > high):
             if key == "n":
                 raise InvalidRequest("'n' must be 1: thrifty returns one choice per request.", param="n")
             bounds = f"at least {low}" if high is None else f"between {low} and {high}"

@@ -15,10 +15,7 @@ from ..types import Message
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    if args.url:
-        talk = _remote(args)
-    else:
-        talk = _in_process(args)
+    talk = _remote(args) if args.url else _in_process(args)
     history: list[Message] = []
     if args.system:
         history.append({"role": "system", "content": args.system})
