@@ -1,0 +1,356 @@
+"""A model group's deployments behind one backend: pick, retry, fail over, hedge.
+
+Per request: wait for an admission slot, pick a deployment the strategy likes
+among those that are healthy, closed (breaker), under their rpm/tpm and
+concurrency limits and big enough for the prompt; on a retryable error try
+another deployment at once, or back off with full jitter when every candidate
+has been tried, within the retry budget and the request's deadline. A stream
+is retried only until its first chunk; after that an error is raised to the
+caller (the server turns it into an SSE error event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
+
+from ..backend import Choice
+from ..errors import (
+    ContextWindowExceeded,
+    InvalidRequest,
+    NoDeploymentAvailable,
+    RateLimited,
+    ThriftyError,
+    UpstreamTimeout,
+)
+from ..types import ChatRequest, ChatResponse, Chunk
+from .admission import AdmissionGate
+from .clock import Clock, MonotonicClock
+from .health import HealthMonitor, Probe
+from .member import Member, estimate_tokens
+from .retry import RetryBudget, full_jitter
+from .settings import BalanceSettings
+from .stats import LatencyWindow
+from .strategies import make_strategy
+
+
+class Balancer(Choice):
+    """One model group: strategy, retries, breakers, timeouts, hedging, admission, health."""
+
+    def __init__(self, name: str, members: Sequence[Member], settings: BalanceSettings, *,
+                 clock: Clock | None = None, rng: random.Random | None = None,
+                 probe: Probe | None = None) -> None:
+        super().__init__(name, [m.backend for m in members])
+        if not members:
+            raise ValueError(f"model group {name!r} has no deployments")
+        self.members = list(members)
+        self.settings = settings
+        self.clock = clock or MonotonicClock()
+        self.rng = rng or random.Random()
+        self.strategy = make_strategy(settings.strategy, settings.affinity, self.rng)
+        self.budget = RetryBudget(settings.retry, self.clock)
+        self.latencies = LatencyWindow()
+        self.hedges = 0
+        self.hedge_wins = 0
+        self.gate = AdmissionGate(name, _group_concurrency(settings, self.members), settings.max_queue,
+                                  self._typical_latency)
+        self.health = HealthMonitor(self.members, interval=settings.health_interval,
+                                    timeout=settings.health_timeout,
+                                    only_self_hosted=settings.health_check is None, probe=probe)
+        if settings.health_check is False:
+            self.health.targets = []
+
+    async def start(self) -> None:
+        await super().start()
+        self.health.start()
+
+    async def aclose(self) -> None:
+        await self.health.stop()
+        await super().aclose()
+
+    # -- picking -----------------------------------------------------------
+
+    def choose(self, request: ChatRequest, tried: set[str], prompt_tokens: int) -> Member:
+        """A member for the next attempt; untried ones first. Raises when none can serve."""
+        reasons: dict[str, str] = {}
+        free: list[Member] = []
+        for member in self.members:
+            reason = member.unavailable_because(prompt_tokens)
+            if reason is None:
+                free.append(member)
+            else:
+                reasons[member.name] = reason
+        fresh = [m for m in free if m.name not in tried]
+        if fresh or free:
+            return self.strategy(fresh or free, request)
+        raise self._none_available(reasons, prompt_tokens)
+
+    def _none_available(self, reasons: dict[str, str], prompt_tokens: int) -> ThriftyError:
+        if all(r == "context" for r in reasons.values()):
+            biggest = max(m.deployment.context_window or 0 for m in self.members)
+            return ContextWindowExceeded(
+                f"the prompt (~{prompt_tokens} tokens) exceeds every deployment of {self.name!r} "
+                f"(largest context window {biggest})", param="messages")
+        limited = [m for m in self.members if reasons.get(m.name) in ("rate_limited", "busy")]
+        if limited:
+            wait = min(m.free_in() for m in limited)
+            return RateLimited(f"every deployment of {self.name!r} is at its rate or concurrency limit",
+                               retry_after=max(wait, 0.1))
+        summary = ", ".join(f"{n}: {r}" for n, r in reasons.items())
+        return NoDeploymentAvailable(f"no deployment of {self.name!r} can take requests ({summary})")
+
+    # -- deadlines and retries ---------------------------------------------
+
+    def deadline(self, request: ChatRequest) -> float | None:
+        timeout = request_timeout(request)
+        if timeout is None:
+            timeout = self.settings.timeout
+        return None if timeout is None else self.clock.now() + timeout
+
+    def _attempt_timeout(self, member: Member, deadline: float | None) -> float:
+        timeout = member.deployment.timeout
+        if deadline is not None:
+            remaining = deadline - self.clock.now()
+            if remaining <= 0:
+                raise UpstreamTimeout(f"request timed out before trying {member.name}")
+            timeout = min(timeout, remaining)
+        return timeout
+
+    async def _may_retry(self, exc: ThriftyError, attempt: int, tried: set[str],
+                         request: ChatRequest, deadline: float | None) -> bool:
+        """Whether to try again after ``exc``; sleeps the backoff when it will."""
+        if not exc.retryable or attempt >= self.settings.retry.retries:
+            return False
+        if not self.budget.try_spend():
+            request.trace.note("retry_budget", "exhausted")
+            return False
+        tokens = estimate_tokens(request)
+        untried = [m for m in self.members
+                   if m.name not in tried and m.unavailable_because(tokens) is None]
+        wait = 0.0
+        if not untried:
+            wait = full_jitter(attempt, self.settings.retry, self.rng)
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            if retry_after:
+                if retry_after > self.settings.retry.max_retry_after:
+                    return False
+                wait = max(wait, min(m.free_in() for m in self.members))
+        if deadline is not None and self.clock.now() + wait >= deadline:
+            return False
+        if wait > 0:
+            await self.clock.sleep(wait)
+        return True
+
+    def _typical_latency(self) -> float:
+        return self.latencies.quantile(0.5) or 1.0
+
+    # -- complete ----------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        deadline = self.deadline(request)
+        async with self.gate.slot():
+            self.budget.on_request()
+            tokens = estimate_tokens(request)
+            tried: set[str] = set()
+            attempt = 0
+            while True:
+                member = self.choose(request, tried, tokens)
+                tried.add(member.name)
+                try:
+                    if self.settings.hedge:
+                        return await self._hedged(member, request, tried, deadline, tokens)
+                    return await self._call(member, request, deadline, tokens)
+                except ThriftyError as exc:
+                    if not await self._may_retry(exc, attempt, tried, request, deadline):
+                        raise
+                    attempt += 1
+
+    async def _call(self, member: Member, request: ChatRequest, deadline: float | None,
+                    tokens: int) -> ChatResponse:
+        timeout = self._attempt_timeout(member, deadline)
+        member.on_send(tokens)
+        request.trace.attempts += 1
+        started = self.clock.now()
+        try:
+            async with asyncio.timeout(timeout):
+                response = await member.backend.complete(request)
+        except TimeoutError:
+            error = UpstreamTimeout(f"{member.name} did not answer within {timeout:g}s")
+            member.on_error(error)
+            raise error from None
+        except asyncio.CancelledError:
+            member.on_cancel()
+            raise
+        except Exception as exc:
+            member.on_error(exc)
+            raise
+        finally:
+            member.on_done()
+        latency = self.clock.now() - started
+        member.on_success(latency, response.usage.completion_tokens)
+        self.latencies.add(latency)
+        request.trace.deployment = member.name
+        return response
+
+    def hedge_delay(self) -> float:
+        if len(self.latencies) < self.settings.hedge_min_samples:
+            return self.settings.hedge_delay
+        return self.latencies.quantile(self.settings.hedge_quantile) or self.settings.hedge_delay
+
+    async def _hedged(self, member: Member, request: ChatRequest, tried: set[str],
+                      deadline: float | None, tokens: int) -> ChatResponse:
+        """Send to ``member``; if it is slower than the group's recent p95, also to another."""
+        first: asyncio.Future[ChatResponse] = asyncio.ensure_future(
+            self._call(member, request, deadline, tokens))
+        tasks: set[asyncio.Future[ChatResponse]] = {first}
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=self.hedge_delay())
+            if not done:
+                try:
+                    other = self.choose(request, tried, tokens)
+                except ThriftyError:
+                    other = member
+                if other is not member:
+                    tried.add(other.name)
+                    self.hedges += 1
+                    request.trace.note("hedged", other.name)
+                    tasks.add(asyncio.ensure_future(self._call(other, request, deadline, tokens)))
+            return await self._first_success(tasks, first)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _first_success(self, tasks: set[asyncio.Future[ChatResponse]],
+                             first: asyncio.Future[ChatResponse]) -> ChatResponse:
+        pending = set(tasks)
+        error: BaseException | None = None
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is None:
+                    if task is not first:
+                        self.hedge_wins += 1
+                    return task.result()
+                error = exc
+        assert error is not None
+        raise error
+
+    # -- stream ------------------------------------------------------------
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        return self._stream(request)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        deadline = self.deadline(request)
+        async with self.gate.slot():
+            self.budget.on_request()
+            tokens = estimate_tokens(request)
+            tried: set[str] = set()
+            attempt = 0
+            while True:
+                member = self.choose(request, tried, tokens)
+                tried.add(member.name)
+                attempt_stream = self._attempt_stream(member, request, deadline, tokens)
+                try:
+                    first = await anext(attempt_stream)
+                except ThriftyError as exc:
+                    if not await self._may_retry(exc, attempt, tried, request, deadline):
+                        raise
+                    attempt += 1
+                    continue
+                break
+            try:
+                yield first
+                async for chunk in attempt_stream:
+                    yield chunk
+            finally:
+                await attempt_stream.aclose()
+
+    async def _attempt_stream(self, member: Member, request: ChatRequest, deadline: float | None,
+                              tokens: int) -> AsyncGenerator[Chunk, None]:
+        total = self._attempt_timeout(member, deadline)
+        first_token = member.deployment.first_token_timeout or self.settings.first_token_timeout
+        member.on_send(tokens)
+        request.trace.attempts += 1
+        started = self.clock.now()
+        inner = member.backend.stream(request)
+        first_seen = False
+        try:
+            while True:
+                elapsed = self.clock.now() - started
+                limit = total - elapsed
+                if not first_seen and first_token is not None:
+                    limit = min(limit, first_token)
+                try:
+                    async with asyncio.timeout(max(limit, 0.0)):
+                        chunk = await anext(inner)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    phase = "total" if first_seen else "first-token"
+                    raise UpstreamTimeout(f"{member.name} exceeded its {phase} timeout") from None
+                if not first_seen:
+                    first_seen = True
+                    member.ewma.add(self.clock.now() - started)
+                    request.trace.deployment = member.name
+                usage = chunk.get("usage")
+                if usage and member.deployment.tpm is not None:
+                    member.tpm.add(int(usage.get("completion_tokens") or 0))
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            member.on_cancel()
+            raise
+        except Exception as exc:
+            member.on_error(exc)
+            raise
+        else:
+            member.served += 1
+            member.breaker.on_success()
+        finally:
+            member.on_done()
+            closer = getattr(inner, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    # -- introspection -----------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """State for /metrics and the admin endpoint."""
+        return {
+            "group": self.name,
+            "strategy": self.settings.strategy,
+            "in_flight": self.gate.active,
+            "queued": self.gate.queued,
+            "rejected": self.gate.rejected,
+            "retry_budget_denied": self.budget.denied,
+            "hedges": self.hedges,
+            "hedge_wins": self.hedge_wins,
+            "hedge_delay_ms": round(self.hedge_delay() * 1000, 2) if self.settings.hedge else None,
+            "deployments": {m.name: m.status() for m in self.members},
+        }
+
+
+def request_timeout(request: ChatRequest) -> float | None:
+    """The per-request ``timeout`` option in seconds (number or numeric header string)."""
+    raw = request.options.get("timeout")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"timeout must be a number of seconds, got {raw!r}", param="timeout") from None
+    if not value > 0 or value == float("inf"):
+        raise InvalidRequest(f"timeout must be a positive number of seconds, got {raw!r}", param="timeout")
+    return value
+
+
+def _group_concurrency(settings: BalanceSettings, members: Sequence[Member]) -> int | None:
+    if settings.max_concurrency is not None:
+        return settings.max_concurrency
+    limits = [m.deployment.max_concurrency for m in members]
+    if settings.max_queue is not None and all(limit is not None for limit in limits):
+        return sum(limit for limit in limits if limit is not None)
+    return None

@@ -1,0 +1,62 @@
+"""Builders the gateway's composition calls: one balanced group, then fallbacks."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from ..backend import Backend
+from ..config import Config, ModelGroup
+from .balancer import Balancer
+from .clock import Clock
+from .fallbacks import FallbackChain
+from .health import Probe
+from .member import Member
+from .settings import group_where, parse_group
+
+
+def build_group(group: ModelGroup, deployments: Sequence[Backend], config: Config, *,
+                clock: Clock | None = None, rng: random.Random | None = None,
+                probe: Probe | None = None) -> Backend:
+    """A :class:`Balancer` over ``deployments`` (one backend per ``group.deployments`` entry, same order)."""
+    where = group_where(config, group)
+    if len(deployments) != len(group.deployments):
+        raise where.error(f"got {len(deployments)} backends for {len(group.deployments)} deployments")
+    settings = parse_group(config, group)
+    if settings.max_queue is not None and settings.max_concurrency is None and any(
+        d.max_concurrency is None for d in group.deployments
+    ):
+        raise (where / "max_queue").error(
+            "needs max_concurrency on the group (or on every deployment) to know when to queue")
+    from .clock import MonotonicClock
+
+    clock = clock or MonotonicClock()
+    members = [Member(dep, backend, settings.breaker, clock)
+               for dep, backend in zip(group.deployments, deployments, strict=True)]
+    return Balancer(group.name, members, settings, clock=clock, rng=rng, probe=probe)
+
+
+def build_fallbacks(config: Config, groups: Mapping[str, Backend]) -> dict[str, Backend]:
+    """Every group, wrapped in a :class:`FallbackChain` when it names fallbacks.
+
+    Fallback targets are the other groups as given (not their chains), so a
+    request falls back one level and fallbacks cannot loop.
+    """
+    out: dict[str, Backend] = dict(groups)
+    for group in config.models:
+        if group.name not in groups:
+            continue
+        settings = parse_group(config, group)
+        if not settings.fallbacks and not settings.context_window_fallbacks:
+            continue
+        where = group_where(config, group)
+        for key in ("fallbacks", "context_window_fallbacks"):
+            for target in getattr(settings, key):
+                if target not in groups:
+                    raise (where / key).error(f"fallback group {target!r} was not built")
+        out[group.name] = FallbackChain(
+            groups[group.name],
+            [(name, groups[name]) for name in settings.fallbacks],
+            [(name, groups[name]) for name in settings.context_window_fallbacks],
+        )
+    return out

@@ -1,0 +1,117 @@
+"""One deployment inside a balanced group: its backend, breaker, load and limits."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backend import Backend
+from ..config import Deployment
+from ..errors import RateLimited, ThriftyError
+from ..types import ChatRequest, message_text
+from .breaker import BreakerSettings, CircuitBreaker
+from .clock import Clock
+from .stats import Ewma, SlidingCount
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """A cheap upper-ish estimate of prompt tokens: characters / 4."""
+    chars = sum(len(message_text(m)) + 8 for m in request.messages)
+    tools = request.params.get("tools")
+    if tools:
+        chars += len(repr(tools))
+    return math.ceil(chars / 4)
+
+
+class Member:
+    """A deployment's live state; the balancer asks it whether it can take a request."""
+
+    def __init__(self, deployment: Deployment, backend: Backend, breaker: BreakerSettings,
+                 clock: Clock) -> None:
+        self.deployment = deployment
+        self.backend = backend
+        self.name = deployment.name
+        self.clock = clock
+        self.breaker = CircuitBreaker(breaker, clock)
+        self.outstanding = 0
+        self.ewma = Ewma()
+        self.rpm = SlidingCount(clock)
+        self.tpm = SlidingCount(clock)
+        self.healthy = True
+        self.cooldown_until = 0.0
+        self.served = 0
+        self.failed = 0
+
+    def unavailable_because(self, prompt_tokens: int) -> str | None:
+        """Why this member cannot take a request now, or None if it can."""
+        dep = self.deployment
+        if dep.context_window is not None and prompt_tokens > dep.context_window:
+            return "context"
+        if not self.healthy:
+            return "unhealthy"
+        if self.clock.now() < self.cooldown_until:
+            return "rate_limited"
+        if dep.max_concurrency is not None and self.outstanding >= dep.max_concurrency:
+            return "busy"
+        if dep.rpm is not None and self.rpm.value() >= dep.rpm:
+            return "rate_limited"
+        if dep.tpm is not None and self.tpm.value() >= dep.tpm:
+            return "rate_limited"
+        if not self.breaker.available():
+            return "open"
+        return None
+
+    def free_in(self) -> float:
+        """Seconds until rate limits let this member take a request again."""
+        waits = [max(0.0, self.cooldown_until - self.clock.now())]
+        if self.deployment.rpm is not None:
+            waits.append(self.rpm.free_in(self.deployment.rpm))
+        if self.deployment.tpm is not None:
+            waits.append(self.tpm.free_in(self.deployment.tpm))
+        return max(waits)
+
+    def on_send(self, prompt_tokens: int) -> None:
+        self.outstanding += 1
+        self.breaker.on_send()
+        self.rpm.add(1)
+        if self.deployment.tpm is not None:
+            self.tpm.add(prompt_tokens)
+
+    def on_done(self) -> None:
+        self.outstanding -= 1
+
+    def on_success(self, latency: float, completion_tokens: int = 0) -> None:
+        self.served += 1
+        self.ewma.add(latency)
+        self.breaker.on_success()
+        if completion_tokens and self.deployment.tpm is not None:
+            self.tpm.add(completion_tokens)
+
+    def on_error(self, exc: BaseException) -> None:
+        """Classify an attempt's error: rate limit, health failure, or the caller's fault."""
+        if isinstance(exc, RateLimited):
+            if exc.retry_after:
+                self.cooldown_until = max(self.cooldown_until, self.clock.now() + exc.retry_after)
+            self.breaker.on_cancel()
+            return
+        if isinstance(exc, ThriftyError) and not exc.retryable:
+            self.breaker.on_success()  # the deployment answered; the request was wrong
+            return
+        self.failed += 1
+        self.breaker.on_failure()
+
+    def on_cancel(self) -> None:
+        self.breaker.on_cancel()
+
+    def status(self) -> dict[str, Any]:
+        ewma = self.ewma.value
+        return {
+            **self.breaker.status(),
+            "healthy": self.healthy,
+            "outstanding": self.outstanding,
+            "ewma_latency_ms": None if ewma is None else round(ewma * 1000, 2),
+            "requests_last_minute": int(self.rpm.value()),
+            "served": self.served,
+            "failed": self.failed,
+            "cooling_s": round(max(0.0, self.cooldown_until - self.clock.now()), 3),
+        }
