@@ -1,0 +1,458 @@
+"""The one HTTP client layer every remote provider shares.
+
+A :class:`Transport` moves bytes: post a body and get the whole answer back,
+or open a streaming post and read its body in chunks. Two implementations:
+:class:`AiohttpTransport` (the default; one pooled ``ClientSession`` per event
+loop) and :class:`MockTransport` (answers from a function, for tests).
+
+:class:`HttpClient` sits on top of any transport and owns everything that is
+the same for every provider: deadlines (total, and first byte for streams),
+the time spent waiting on the upstream (``trace.upstream_s``), SSE decoding,
+and the translation of failures into :mod:`thrifty.errors`, by type:
+
+    TimeoutError                                   -> UpstreamTimeout
+    aiohttp connection errors, ConnectionError     -> UpstreamConnectionError
+    any other aiohttp.ClientError                  -> UpstreamError
+    status 429                                     -> RateLimited(retry_after)
+    status 400 with code context_length_exceeded   -> ContextWindowExceeded
+    any other status >= 400                        -> UpstreamStatusError
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import orjson
+
+from ..config import Deployment
+from ..errors import (
+    ConfigError,
+    ContextWindowExceeded,
+    RateLimited,
+    ThriftyError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from ..types import Trace
+from .sse import SseEvent, SseParser
+
+if TYPE_CHECKING:
+    import aiohttp
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds allowed to connect, for the whole exchange, and (streams) for the first byte."""
+
+    connect: float = 10.0
+    total: float = 600.0
+    first_byte: float | None = None
+
+    @classmethod
+    def for_deployment(cls, deployment: Deployment) -> Timeouts:
+        return cls(
+            connect=deployment.connect_timeout,
+            total=deployment.timeout,
+            first_byte=deployment.first_token_timeout,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    url: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def json(self) -> Any:
+        """The body decoded, for tests and mock handlers."""
+        return orjson.loads(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class StreamResponse(Protocol):
+    """An open streaming response: status and headers known, body still arriving."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def read(self) -> bytes: ...
+
+    def chunks(self) -> AsyncGenerator[bytes, None]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Moves bytes to an upstream and back; knows nothing about LLMs."""
+
+    async def post(self, request: HttpRequest) -> HttpResponse: ...
+
+    async def open_stream(self, request: HttpRequest) -> StreamResponse: ...
+
+    def open(self) -> None:
+        """A backend starts using this transport."""
+
+    async def aclose(self) -> None:
+        """A backend stops using it; the last one out releases connections."""
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def translate_error(exc: Exception) -> Exception:
+    """A foreign exception raised while talking to an upstream, as a thrifty error."""
+    if isinstance(exc, ThriftyError):
+        return exc
+    if isinstance(exc, TimeoutError):  # also aiohttp's ServerTimeoutError
+        return UpstreamTimeout("the upstream did not answer in time")
+    import aiohttp
+
+    connection = (
+        aiohttp.ClientConnectorError,
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientOSError,
+        aiohttp.ClientPayloadError,
+        aiohttp.ClientConnectionError,
+        ConnectionError,
+    )
+    if isinstance(exc, connection):
+        return UpstreamConnectionError(f"upstream connection failed ({type(exc).__name__})")
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamError(f"upstream request failed ({type(exc).__name__})")
+    return exc
+
+
+def error_detail(body: bytes) -> tuple[str, str | None]:
+    """The message and code of an OpenAI or Anthropic error body (or its raw text)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:300].decode("utf-8", errors="replace").strip()
+        return text or "(empty body)", None
+    if not isinstance(data, dict):
+        return str(data)[:300], None
+    error = data.get("error")
+    if isinstance(error, dict):
+        message = error.get("message")
+        code = error.get("code")
+        return (
+            message if isinstance(message, str) else orjson.dumps(error).decode()[:300],
+            code if isinstance(code, str) else None,
+        )
+    for key in ("error", "message", "detail"):
+        if isinstance(data.get(key), str):
+            return data[key], None
+    return orjson.dumps(data).decode()[:300], None
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    millis = _number(lower.get("retry-after-ms"))
+    if millis is not None:
+        return max(0.0, millis / 1000)
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def status_error(status: int, headers: Mapping[str, str], body: bytes) -> ThriftyError:
+    """The thrifty error for an upstream's error status."""
+    message, code = error_detail(body)
+    if status == 429:
+        return RateLimited(f"upstream rate limit: {message}", retry_after=retry_after(headers))
+    if status == 400 and code == "context_length_exceeded":
+        return ContextWindowExceeded(message)
+    return UpstreamStatusError(f"upstream returned {status}: {message}", upstream_status=status, code=code)
+
+
+# --------------------------------------------------------------------------- client
+
+
+class HttpClient:
+    """Posts JSON through a transport with deadlines, timing and error translation."""
+
+    def __init__(self, transport: Transport | None = None) -> None:
+        self.transport: Transport = transport if transport is not None else shared_transport()
+
+    async def post_json(self, request: HttpRequest, trace: Trace) -> Any:
+        """The decoded JSON answer; raises a thrifty error for failures and error statuses."""
+        deadline = asyncio.get_running_loop().time() + request.timeouts.total
+        response = await _timed(self.transport.post(request), deadline, trace)
+        if response.status >= 400:
+            raise status_error(response.status, response.headers, response.body)
+        try:
+            return orjson.loads(response.body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError("the upstream answered with invalid JSON") from exc
+
+    async def events(self, request: HttpRequest, trace: Trace) -> AsyncGenerator[SseEvent, None]:
+        """The SSE events of a streaming post; time blocked on the upstream goes to the trace."""
+        timeouts = request.timeouts
+        now = asyncio.get_running_loop().time()
+        deadline = now + timeouts.total
+        first = min(deadline, now + timeouts.first_byte) if timeouts.first_byte else deadline
+        response = await _timed(self.transport.open_stream(request), first, trace)
+        chunks = response.chunks()
+        try:
+            if response.status >= 400:
+                body = await _timed(response.read(), deadline, trace)
+                raise status_error(response.status, response.headers, body)
+            parser = SseParser()
+            while True:
+                chunk = await _timed(anext(chunks, None), first, trace)
+                if chunk is None:
+                    break
+                first = deadline
+                for event in parser.feed(chunk):
+                    yield event
+            for event in parser.flush():
+                yield event
+        finally:
+            await chunks.aclose()
+            await response.aclose()
+
+    def open(self) -> None:
+        self.transport.open()
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+async def _timed(awaitable: Awaitable[T], deadline: float, trace: Trace) -> T:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await awaitable
+    except Exception as exc:
+        raise translate_error(exc) from exc
+    finally:
+        trace.upstream_s += time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- aiohttp
+
+
+class AiohttpTransport:
+    """The default transport: aiohttp, one pooled session per event loop, made on first use."""
+
+    def __init__(self, *, limit: int = 1000, limit_per_host: int = 0, ttl_dns_cache: int = 300) -> None:
+        self.limit = limit
+        self.limit_per_host = limit_per_host
+        self.ttl_dns_cache = ttl_dns_cache
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._users = 0
+
+    def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            import aiohttp
+
+            for old in [other for other in self._sessions if other.is_closed()]:
+                del self._sessions[old]
+            connector = aiohttp.TCPConnector(
+                limit=self.limit, limit_per_host=self.limit_per_host, ttl_dns_cache=self.ttl_dns_cache
+            )
+            session = aiohttp.ClientSession(connector=connector)
+            self._sessions[loop] = session
+        return session
+
+    @staticmethod
+    def _timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        import aiohttp
+
+        # The total and first-byte deadlines are HttpClient's; aiohttp bounds the connect.
+        return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        async with self._session().post(
+            request.url, data=request.body, headers=dict(request.headers), timeout=self._timeout(request.timeouts)
+        ) as response:
+            body = await response.read()
+            return HttpResponse(response.status, response.headers, body)
+
+    async def open_stream(self, request: HttpRequest) -> StreamResponse:
+        response = await self._session().post(
+            request.url, data=request.body, headers=dict(request.headers), timeout=self._timeout(request.timeouts)
+        )
+        return _AiohttpStream(response)
+
+    def open(self) -> None:
+        self._users += 1
+
+    async def aclose(self) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        self._users = 0
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.close()
+
+
+class _AiohttpStream:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        async for chunk in self._response.content.iter_any():
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()  # abandoned mid-body: the connection cannot be reused
+
+
+@functools.cache
+def shared_transport() -> AiohttpTransport:
+    """The process-wide pooled transport that remote backends share by default."""
+    return AiohttpTransport()
+
+
+# --------------------------------------------------------------------------- mock
+
+
+@dataclass
+class MockResponse:
+    """What a :class:`MockTransport` handler answers.
+
+    ``json`` or ``body`` give the whole body; ``chunks`` streams it piece by
+    piece, and an exception among the chunks is raised at that point, to play
+    a connection that breaks mid-stream.
+    """
+
+    status: int = 200
+    json: Any = None
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    chunks: Iterable[bytes | Exception] | None = None
+
+    def content(self) -> bytes:
+        if self.json is not None:
+            return orjson.dumps(self.json)
+        if self.body or self.chunks is None:
+            return self.body
+        return b"".join(c for c in self.chunks if isinstance(c, bytes))
+
+
+Handler = Callable[[HttpRequest], "MockResponse | Awaitable[MockResponse]"]
+
+
+class MockTransport:
+    """A transport that answers from ``handler(request)``; records every request.
+
+    The handler may be sync or async, and may raise (``TimeoutError``,
+    ``ConnectionResetError``, aiohttp errors) to play a failing upstream.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[HttpRequest] = []
+        self.users = 0
+
+    async def _answer(self, request: HttpRequest) -> MockResponse:
+        self.requests.append(request)
+        outcome = self.handler(request)
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        return outcome
+
+    async def post(self, request: HttpRequest) -> HttpResponse:
+        answer = await self._answer(request)
+        return HttpResponse(answer.status, answer.headers, answer.content())
+
+    async def open_stream(self, request: HttpRequest) -> StreamResponse:
+        return _MockStream(await self._answer(request))
+
+    def open(self) -> None:
+        self.users += 1
+
+    async def aclose(self) -> None:
+        self.users -= 1
+
+
+class _MockStream:
+    def __init__(self, answer: MockResponse) -> None:
+        self._answer = answer
+        self.status = answer.status
+        self.headers = answer.headers
+        self.closed = False
+
+    async def read(self) -> bytes:
+        return self._answer.content()
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        pieces: Iterable[bytes | Exception] = self._answer.chunks or [self._answer.content()]
+        for piece in pieces:
+            if isinstance(piece, Exception):
+                raise piece
+            await asyncio.sleep(0)
+            yield piece
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+# --------------------------------------------------------------------------- options
+
+
+def option_mapping(deployment: Deployment, key: str) -> dict[str, Any]:
+    """``deployment.options[key]`` as a dict (empty when absent); a ConfigError otherwise."""
+    value = deployment.options.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"deployment {deployment.name!r}: options.{key} must be a mapping")
+    return dict(value)
+
+
+def extra_headers(deployment: Deployment) -> dict[str, str]:
+    """``options.headers``: extra HTTP headers sent with every request of a deployment."""
+    headers = option_mapping(deployment, "headers")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise ConfigError(f"deployment {deployment.name!r}: options.headers must map strings to strings")
+    return headers

@@ -1,0 +1,189 @@
+"""OpenAI-compatible chat: OpenAI, DeepSeek, xAI, Mistral, vLLM, llama-server, Ollama.
+
+The translation is nearly the identity, kept in pure functions
+(:func:`request_body`, :func:`parse_response`, :func:`parse_chunk`); the
+:class:`OpenAIBackend` only adds HTTP through :mod:`.http` and bookkeeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from ..config import Deployment
+from ..errors import ConfigError, UpstreamConnectionError, UpstreamError
+from ..types import ChatRequest, ChatResponse, Chunk, Message, Trace, Usage, usage_chunk
+from .estimate import estimate_tokens, estimate_usage
+from .http import HttpClient, HttpRequest, Timeouts, Transport, error_detail, extra_headers, option_mapping
+
+# --------------------------------------------------------------------------- translation
+
+
+def request_body(
+    request: ChatRequest, model: str, *, stream: bool, defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The upstream JSON body: the client's fields, the deployment's model id, usage asked for."""
+    body: dict[str, Any] = dict(defaults or {})
+    body.update(request.extra)
+    body.update(request.params)
+    body["model"] = model
+    body["messages"] = request.messages
+    if stream:
+        options = body.get("stream_options")
+        body["stream"] = True
+        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    return body
+
+
+def output_text(message: Mapping[str, Any]) -> str:
+    """Content plus tool-call arguments of a message or delta: what was generated."""
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        text += str(function.get("name") or "") + str(function.get("arguments") or "")
+    return text
+
+
+def parse_response(data: Any, messages: Iterable[Message]) -> tuple[ChatResponse, bool]:
+    """The upstream's ``chat.completion`` as a response; True when usage had to be estimated."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise UpstreamError("the upstream's answer is not a chat completion")
+    if data.get("usage"):
+        return ChatResponse(body=data, usage=Usage.from_json(data["usage"])), False
+    choices = data["choices"]
+    message = (choices[0].get("message") or {}) if choices and isinstance(choices[0], dict) else {}
+    usage = estimate_usage(messages, output_text(message))
+    data["usage"] = usage.to_json()
+    return ChatResponse(body=data, usage=usage), True
+
+
+def parse_chunk(data: Any) -> tuple[Chunk | None, Usage | None]:
+    """One SSE ``data`` object: the chunk to forward (None if it has no choices) and any usage."""
+    if not isinstance(data, dict):
+        raise UpstreamError("the upstream sent a malformed stream chunk")
+    if data.get("error") is not None:
+        message, code = error_detail(orjson.dumps(data))
+        raise UpstreamError(f"upstream stream error: {message}", code=code)
+    raw_usage = data.pop("usage", None)
+    usage = Usage.from_json(raw_usage) if isinstance(raw_usage, dict) and raw_usage else None
+    return (data if data.get("choices") else None), usage
+
+
+def parse_embeddings(data: Any, texts: list[str]) -> tuple[list[list[float]], int]:
+    """Vectors in input order and the tokens billed (estimated if not reported)."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) != len(texts):
+        raise UpstreamError("the upstream's answer is not an embeddings list for every input")
+    ordered = sorted(items, key=lambda item: int(item.get("index", 0)))
+    vectors = [[float(x) for x in item["embedding"]] for item in ordered]
+    usage = data.get("usage") or {}
+    tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
+    return vectors, tokens or sum(estimate_tokens(t) for t in texts)
+
+
+# --------------------------------------------------------------------------- backend
+
+
+class _Tally:
+    """What a stream has shown so far, for the closing usage chunk."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.id = ""
+        self.model = ""
+        self.text: list[str] = []
+        self.finished = False
+        self.usage: Usage | None = None
+
+    def see(self, chunk: Chunk) -> None:
+        self.id = self.id or str(chunk.get("id") or "")
+        self.model = self.model or str(chunk.get("model") or "")
+        for choice in chunk.get("choices") or ():
+            generated = output_text(choice.get("delta") or {})
+            if generated:
+                self.text.append(generated)
+                if self.trace.ttft_s is None:
+                    self.trace.ttft_s = time.perf_counter() - self.trace.started
+            if choice.get("finish_reason"):
+                self.finished = True
+
+
+class OpenAIBackend:
+    """A deployment reached over the OpenAI chat-completions HTTP API."""
+
+    def __init__(self, deployment: Deployment, transport: Transport | None = None) -> None:
+        if not deployment.api_base:
+            raise ConfigError(f"deployment {deployment.name!r}: an OpenAI-compatible provider needs api_base")
+        self.deployment = deployment
+        self.name = deployment.name
+        self._base = deployment.api_base.rstrip("/")
+        self._defaults = option_mapping(deployment, "extra_body")
+        self._headers = {"content-type": "application/json", **extra_headers(deployment)}
+        if deployment.api_key:
+            self._headers["authorization"] = f"Bearer {deployment.api_key}"
+        self._timeouts = Timeouts.for_deployment(deployment)
+        self._http = HttpClient(transport)
+
+    def _request(self, path: str, payload: dict[str, Any]) -> HttpRequest:
+        return HttpRequest(self._base + path, orjson.dumps(payload), self._headers, self._timeouts)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        request.trace.deployment = self.name
+        payload = request_body(request, self.deployment.model, stream=False, defaults=self._defaults)
+        data = await self._http.post_json(self._request("/chat/completions", payload), request.trace)
+        response, estimated = parse_response(data, request.messages)
+        if estimated:
+            request.trace.note("usage", "estimated")
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        trace = request.trace
+        trace.deployment = self.name
+        payload = request_body(request, self.deployment.model, stream=True, defaults=self._defaults)
+        tally = _Tally(trace)
+        done = False
+        events = self._http.events(self._request("/chat/completions", payload), trace)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if event.data.strip() == "[DONE]":
+                    done = True
+                    break
+                chunk, usage = parse_chunk(_loads(event.data))
+                tally.usage = usage or tally.usage
+                if chunk is not None:
+                    tally.see(chunk)
+                    yield chunk
+        if not done and not tally.finished:
+            raise UpstreamConnectionError("the upstream closed the stream before it finished")
+        usage = tally.usage
+        if usage is None:
+            usage = estimate_usage(request.messages, "".join(tally.text))
+            trace.note("usage", "estimated")
+        yield usage_chunk(id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage)
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Embedding vectors for ``texts`` from ``/embeddings``, and the tokens used."""
+        payload = {"model": self.deployment.model, "input": texts}
+        data = await self._http.post_json(self._request("/embeddings", payload), Trace())
+        return parse_embeddings(data, texts)
+
+    async def start(self) -> None:
+        self._http.open()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _loads(data: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError("the upstream sent a stream chunk that is not JSON") from exc
