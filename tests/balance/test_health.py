@@ -1,0 +1,82 @@
+"""Health checks take self-hosted deployments out of rotation until they recover."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import pytest
+
+from thrifty.balance import Balancer, FakeClock, build_group
+from thrifty.balance.health import health_url
+from thrifty.config import Deployment, parse_config
+from thrifty.errors import NoDeploymentAvailable
+from thrifty.fakeupstream import FakeUpstream
+from thrifty.testing import FakeBackend, chat
+
+
+def dep(api_base: str | None, **options: str) -> Deployment:
+    return Deployment(name="d", provider="openai", model="m", api_base=api_base, options=options)
+
+
+def test_health_url_is_derived_for_self_hosted_only() -> None:
+    assert health_url(dep("http://127.0.0.1:8080/v1")) == "http://127.0.0.1:8080/health"
+    assert health_url(dep("http://10.0.0.5:8000")) == "http://10.0.0.5:8000/health"
+    assert health_url(dep("https://api.openai.com/v1")) is None
+    assert health_url(dep("https://api.openai.com/v1"), only_self_hosted=False) == "https://api.openai.com/health"
+    assert health_url(dep(None, health_url="http://x/ready")) == "http://x/ready"
+    assert health_url(dep(None)) is None
+
+
+def group_on(bases: list[str], probe: object = None) -> Balancer:
+    deps = [{"model": f"llamacpp/m{i}", "name": f"r{i}", "api_base": b} for i, b in enumerate(bases)]
+    config = parse_config({"models": [{"name": "g", "deployments": deps, "retries": 0}]}, source="t.yaml")
+    backends = [FakeBackend(f"r{i}", name=f"r{i}") for i in range(len(bases))]
+    built = build_group(config.models[0], backends, config, clock=FakeClock(), rng=random.Random(0),
+                        probe=probe)  # type: ignore[arg-type]
+    assert isinstance(built, Balancer)
+    return built
+
+
+async def test_unhealthy_replica_gets_no_traffic_until_it_recovers() -> None:
+    state = {"http://127.0.0.1:1/health": True, "http://127.0.0.1:2/health": False}
+
+    async def probe(url: str, timeout: float) -> bool:
+        return state[url]
+
+    group = group_on(["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"], probe)
+    await group.health.check_once()
+    assert {(await group.complete(chat("x"))).text for _ in range(10)} == {"r0"}
+    state["http://127.0.0.1:1/health"] = False
+    await group.health.check_once()
+    with pytest.raises(NoDeploymentAvailable, match="unhealthy"):
+        await group.complete(chat("x"))
+    state["http://127.0.0.1:2/health"] = True
+    await group.health.check_once()
+    assert (await group.complete(chat("x"))).text == "r1"
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never became true")
+
+
+async def test_background_checks_against_a_real_server() -> None:
+    async with FakeUpstream() as up:
+        group = group_on([up.url])
+        group.health.interval = 0.01
+        await group.start()
+        try:
+            await wait_for(lambda: up.stats.health_checks > 0)
+            up.configure(healthy=False)
+            await wait_for(lambda: not group.members[0].healthy)
+            up.configure(healthy=True)
+            await wait_for(lambda: group.members[0].healthy)
+        finally:
+            await group.aclose()
+        checks = up.stats.health_checks
+    assert group.health._task is None and checks >= 3
