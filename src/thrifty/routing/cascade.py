@@ -1,0 +1,166 @@
+"""The cascade: call the cheapest tier, score its answer, escalate while it is weak.
+
+Each tier but the last is asked for token log-probabilities (``logprobs=True``)
+so the default verifier can score confidence; they are removed again before
+the answer reaches a client that did not ask for them. Escalation stops at the
+last candidate, after ``max_escalations``, or when the next call would exceed
+the per-request ``budget_usd``, in which case the best answer so far is kept.
+
+Streaming: a tier that may still be escalated from is *buffered* — its chunks
+are collected, the answer scored, and only if accepted are the chunks replayed
+to the client. An escalated answer is never shown. The last tier streams live.
+So a streaming client sees exactly one answer, and when an escalation happens
+its first token arrives only after the cheaper tier has finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from ..backend import Backend
+from ..errors import ThriftyError
+from ..types import ChatRequest, ChatResponse, Chunk, Usage, completion_body
+from .decision import Decision
+from .settings import RouterSpec, Tier
+from .verify import Verifier
+
+
+class Cascade:
+    """Runs one request up the candidate tiers, from ``start``."""
+
+    def __init__(
+        self,
+        spec: RouterSpec,
+        tiers: Sequence[Tier],
+        backends: Mapping[str, Backend],
+        verifier: Verifier,
+    ) -> None:
+        self.spec = spec
+        self.tiers = list(tiers)
+        self.backends = backends
+        self.verifier = verifier
+
+    def _plan(self, start: int) -> list[Tier]:
+        return self.tiers[start : start + self.spec.max_escalations + 1]
+
+    def _over_budget(self, decision: Decision, tier: Tier, usage: Usage) -> bool:
+        if self.spec.budget_usd is None:
+            return False
+        estimate = tier.cost(usage.prompt_tokens, max(usage.completion_tokens, 1))
+        return decision.cost_usd + estimate > self.spec.budget_usd
+
+    async def complete(self, request: ChatRequest, start: int, decision: Decision) -> ChatResponse:
+        plan = self._plan(start)
+        best: tuple[float, ChatResponse, Tier] | None = None
+        for i, tier in enumerate(plan):
+            last = i == len(plan) - 1
+            if best is not None and self._over_budget(decision, tier, best[1].usage):
+                break
+            decision.tried.append(tier.name)
+            try:
+                response = await self.backends[tier.name].complete(self._ask(request, tier, last))
+            except ThriftyError:
+                if last:
+                    raise
+                decision.escalations += 1
+                continue
+            decision.cost_usd += tier.cost(response.usage.prompt_tokens, response.usage.completion_tokens)
+            if last:
+                best = (-1.0, response, tier)
+                break
+            score = await self._score(request, response)
+            decision.score = score  # the last verdict: the accepted score, or why we escalated
+            if best is None or score >= best[0]:
+                best = (score, response, tier)
+            if score >= self.spec.accept.get(tier.name, 0.5):
+                break
+            decision.escalations += 1
+        assert best is not None  # the loop either answered or raised on the last tier
+        _, response, tier = best
+        decision.tier, decision.model = tier.name, tier.group
+        _strip_logprobs(request, response.body)
+        return response
+
+    async def stream(self, request: ChatRequest, start: int, decision: Decision) -> AsyncIterator[Chunk]:
+        """Buffer each tier that may be escalated from; stream the last live."""
+        plan = self._plan(start)
+        for i, tier in enumerate(plan):
+            last = i == len(plan) - 1
+            decision.tried.append(tier.name)
+            decision.tier, decision.model = tier.name, tier.group
+            if last:
+                async for chunk in self.backends[tier.name].stream(self._ask(request, tier, True)):
+                    if chunk.get("usage"):
+                        usage = Usage.from_json(chunk["usage"])
+                        decision.cost_usd += tier.cost(usage.prompt_tokens, usage.completion_tokens)
+                    yield chunk
+                return
+            try:
+                chunks, response = await _collect(self.backends[tier.name], self._ask(request, tier, False))
+            except ThriftyError:
+                decision.escalations += 1
+                continue
+            decision.cost_usd += tier.cost(response.usage.prompt_tokens, response.usage.completion_tokens)
+            score = await self._score(request, response)
+            decision.score = score
+            next_tier = plan[i + 1]
+            if score >= self.spec.accept.get(tier.name, 0.5) or self._over_budget(
+                decision, next_tier, response.usage
+            ):
+                for chunk in chunks:
+                    if not request.params.get("logprobs"):
+                        for choice in chunk.get("choices") or []:
+                            choice.pop("logprobs", None)
+                    yield chunk
+                return
+            decision.escalations += 1
+
+    def _ask(self, request: ChatRequest, tier: Tier, last: bool) -> ChatRequest:
+        params = dict(request.params)
+        if not last and self.spec.verifier in ("auto", "logprobs"):
+            params["logprobs"] = True
+        return dataclasses.replace(request, model=tier.group, params=params)
+
+    async def _score(self, request: ChatRequest, response: ChatResponse) -> float:
+        score = await self.verifier.score(request, response)
+        return 1.0 if score is None else max(0.0, min(1.0, score))
+
+
+async def _collect(backend: Backend, request: ChatRequest) -> tuple[list[Chunk], ChatResponse]:
+    """Read a whole stream; return its chunks and the answer they add up to."""
+    chunks: list[Chunk] = []
+    text: list[str] = []
+    logprobs: list[Any] = []
+    finish: str = "stop"
+    usage = Usage()
+    async for chunk in backend.stream(request):
+        chunks.append(chunk)
+        if chunk.get("usage"):
+            usage = Usage.from_json(chunk["usage"])
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                text.append(delta["content"])
+            lp = (choice.get("logprobs") or {}).get("content")
+            if isinstance(lp, list):
+                logprobs.extend(lp)
+            finish = choice.get("finish_reason") or finish
+    body = completion_body(
+        id=request.trace.request_id,
+        model=request.model,
+        content="".join(text),
+        finish_reason=finish,
+        usage=usage,
+        logprobs={"content": logprobs} if logprobs else None,
+    )
+    return chunks, ChatResponse(body=body, usage=usage)
+
+
+def _strip_logprobs(request: ChatRequest, body: dict[str, Any]) -> None:
+    if request.params.get("logprobs"):
+        return
+    for choice in body.get("choices") or []:
+        if "logprobs" in choice:
+            choice["logprobs"] = None

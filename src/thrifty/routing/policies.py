@@ -1,0 +1,95 @@
+"""The pick-one policies: rules (complexity score) and learned (fitted file).
+
+A policy looks at a request and the router's candidate tiers and returns a
+:class:`Pick` (which tier, a score, the features behind it). It does not call
+any model; the router does. The cascade, which does call models, lives in
+:mod:`thrifty.routing.cascade`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import features as F
+from .learned import LearnedModel, choose, load
+from .settings import RouterSpec, Tier
+
+
+class RouterUnavailable(Exception):
+    """The policy cannot decide (missing fitted file, embedding error)."""
+
+
+@dataclass(slots=True)
+class Pick:
+    index: int  # into the candidate tiers
+    score: float | None
+    features: dict[str, float] = field(default_factory=dict)
+
+
+class RulesPolicy:
+    """Complexity score from hand-written features, mapped to a tier by thresholds."""
+
+    name = "rules"
+
+    def __init__(self, spec: RouterSpec) -> None:
+        self.thresholds = spec.thresholds
+
+    def decide(self, text: str, params: Mapping[str, Any], tiers: Sequence[Tier]) -> Pick:
+        feats = F.extract(text, params)
+        score = F.complexity(feats)
+        index = min(F.tier_index(score, self.thresholds), len(tiers) - 1)
+        return Pick(index=index, score=score, features=feats)
+
+
+class LearnedPolicy:
+    """Per-tier quality predicted by a fitted router file, loaded on first use."""
+
+    name = "learned"
+
+    def __init__(self, spec: RouterSpec) -> None:
+        self.path = spec.model_file
+        self.quality_target = spec.quality_target
+        self.cost_weight = spec.cost_weight
+        self._model: LearnedModel | None = None
+        self._lock = threading.Lock()
+
+    def model(self) -> LearnedModel:
+        if self.path is None:
+            raise RouterUnavailable("no model_file configured for the learned policy")
+        with self._lock:
+            if self._model is None:
+                try:
+                    self._model = load(self.path)
+                except ValueError as exc:
+                    raise RouterUnavailable(str(exc)) from exc
+            return self._model
+
+    def decide(self, text: str, params: Mapping[str, Any], tiers: Sequence[Tier]) -> Pick:
+        model = self.model()
+        columns = []
+        for tier in tiers:
+            name = tier.name if tier.name in model.models else tier.group
+            if name not in model.models:
+                raise RouterUnavailable(
+                    f"fitted router knows {', '.join(model.models)}; no entry for tier {tier.name!r}"
+                )
+            columns.append(model.models.index(name))
+        try:
+            quality = model.predict_texts([text])[0]
+        except RouterUnavailable:
+            raise
+        except Exception as exc:  # embedding backend missing or broken: fall back, never fail
+            raise RouterUnavailable(f"featurizer {model.featurizer_name!r} failed: {exc}") from exc
+        q = [float(quality[c]) for c in columns]
+        costs = [_unit_price(t) + i * 1e-12 for i, t in enumerate(tiers)]
+        index = choose(q, costs, quality_target=self.quality_target, cost_weight=self.cost_weight)
+        feats = {f"p_{t.name}": v for t, v in zip(tiers, q, strict=True)}
+        return Pick(index=index, score=q[index], features=feats)
+
+
+def _unit_price(tier: Tier) -> float:
+    """A single price to compare tiers: a typical call of 3 input tokens per output token."""
+    return 3 * tier.input_price + tier.output_price

@@ -1,0 +1,80 @@
+"""Turning prompts into vectors for the learned router.
+
+Two featurizers, both unit-norm rows: ``minilm`` (all-MiniLM-L6-v2 sentence
+embeddings from :mod:`thrifty.embeddings`) and ``hash`` (hashed word unigrams
+and bigrams, pure numpy, no model at all). numpy is imported lazily.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Matrix = NDArray[np.float32]
+
+FEATURIZERS = ("hash", "minilm")
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+class Featurizer(Protocol):
+    name: str
+
+    def transform(self, texts: Sequence[str]) -> Matrix: ...
+
+
+class HashingFeaturizer:
+    """Hashed, sublinear-tf word unigrams and bigrams, L2-normalised."""
+
+    name = "hash"
+
+    def __init__(self, dim: int = 2048) -> None:
+        self.dim = dim
+
+    def transform(self, texts: Sequence[str]) -> Matrix:
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            tokens = _TOKEN.findall(text.lower()[:20_000])
+            grams = tokens + [a + " " + b for a, b in zip(tokens, tokens[1:], strict=False)]
+            for gram in grams:
+                out[row, zlib.crc32(gram.encode()) % self.dim] += 1.0
+        np.log1p(out, out=out)
+        return _unit_rows(out)
+
+
+class MiniLMFeaturizer:
+    """all-MiniLM-L6-v2 sentence embeddings (384 dims) from thrifty.embeddings."""
+
+    name = "minilm"
+
+    def transform(self, texts: Sequence[str]) -> Matrix:
+        import numpy as np
+
+        from ..embeddings import get_embedder  # type: ignore[import-not-found,unused-ignore]
+
+        vectors = np.asarray(get_embedder().embed(list(texts)), dtype=np.float32)
+        return _unit_rows(vectors)
+
+
+def featurizer(name: str, dim: int = 2048) -> Featurizer:
+    if name == "hash":
+        return HashingFeaturizer(dim)
+    if name == "minilm":
+        return MiniLMFeaturizer()
+    raise ValueError(f"unknown featurizer {name!r}; expected one of {', '.join(FEATURIZERS)}")
+
+
+def _unit_rows(matrix: Matrix) -> Matrix:
+    import numpy as np
+
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    out: Matrix = (matrix / norms).astype(np.float32)
+    return out
