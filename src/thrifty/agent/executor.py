@@ -123,6 +123,7 @@ class Executor:
         self._open = 0
         self._closed = False
         self._stale = False
+        self._hold = False
         self._used_est: dict[str, float] = {}
         self._aio: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -158,15 +159,21 @@ class Executor:
             self._fail(run, DependencyFailed(f"input ${min(run.failed_deps)} failed"))
         elif pending == 0:
             self._make_ready(run)
-        self._dispatch()
+        if not self._hold:
+            self._dispatch()
         self.overhead_s += time.perf_counter() - t
         return run
 
     def add_all(self, tasks: Iterable[Task]) -> None:
         """Add a whole plan, in dependency order whatever order it was written in."""
         by_id = {t.id: t for t in tasks}
-        for tid in topological_order(by_id):
-            self.add(by_id[tid])
+        self._hold = True
+        try:
+            for tid in topological_order(by_id):
+                self.add(by_id[tid])
+        finally:
+            self._hold = False
+        self._dispatch()
 
     def close(self) -> None:
         """No more tasks this round; ``wait()`` returns once every task has ended."""
