@@ -1,0 +1,115 @@
+"""``thrifty usage``: spend, tokens and savings from the ledger, grouped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+GROUPS = {
+    "model": "model",
+    "deployment": "COALESCE(NULLIF(deployment, ''), '(none)')",
+    "tier": "COALESCE(NULLIF(tier, ''), '(unrouted)')",
+    "key": "COALESCE(NULLIF(api_key, ''), '(no key)')",
+    "day": "date(ts, 'unixepoch')",
+}
+FIELDS = (
+    "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_hits",
+    "cost_usd", "cost_top_usd", "cost_nocache_usd",
+)
+_SUMS = (
+    "COUNT(*), SUM(status >= 400), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),"
+    " SUM(cache LIKE 'hit%'), SUM(cost_usd), SUM(cost_top_usd), SUM(cost_nocache_usd)"
+)
+
+
+def summarize(path: str, by: str) -> list[dict[str, Any]]:
+    """One row per group, then a row named "total"; each with savings figures."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        expr = GROUPS[by]
+        rows = db.execute(
+            f"SELECT {expr} AS g, {_SUMS} FROM requests GROUP BY g ORDER BY SUM(cost_usd) DESC, g"
+        ).fetchall()
+        total = db.execute(f"SELECT 'total', {_SUMS} FROM requests").fetchone()
+    finally:
+        db.close()
+    out = []
+    for row in [*rows, total]:
+        item: dict[str, Any] = {by: row[0]}
+        item.update({k: v or 0 for k, v in zip(FIELDS, row[1:], strict=True)})
+        item["saved_vs_top_usd"] = item["cost_top_usd"] - item["cost_usd"]
+        item["saved_vs_nocache_usd"] = item["cost_nocache_usd"] - item["cost_usd"]
+        out.append(item)
+    return out
+
+
+def _money(v: float) -> str:
+    return f"${v:.6f}" if abs(v) < 0.01 else f"${v:,.4f}"
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{part / whole:.0%}" if whole else "-"
+
+
+def render(rows: list[dict[str, Any]], by: str) -> str:
+    head = (by, "requests", "errors", "tokens in", "tokens out", "cached", "cache hits", "cost",
+            "all-on-top", "saved", "no-cache", "saved")
+    table = [head]
+    for r in rows:
+        table.append((
+            str(r[by]), f"{r['requests']:,}", f"{r['errors']:,}", f"{r['prompt_tokens']:,}",
+            f"{r['completion_tokens']:,}", f"{r['cached_tokens']:,}", f"{r['cache_hits']:,}",
+            _money(r["cost_usd"]), _money(r["cost_top_usd"]), _share(r["saved_vs_top_usd"], r["cost_top_usd"]),
+            _money(r["cost_nocache_usd"]), _share(r["saved_vs_nocache_usd"], r["cost_nocache_usd"]),
+        ))
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines = []
+    for n, row in enumerate(table):
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        if n == len(table) - 1:
+            lines.append("  ".join("-" * w for w in widths))
+        lines.append("  ".join(cells))
+    note = ("all-on-top: every request priced on the most expensive configured deployment;"
+            " no-cache: cache hits and cached prompt tokens at full price.")
+    return "\n".join([*lines, "", note])
+
+
+def default_ledger(config_path: str | None) -> str:
+    if config_path:
+        from ..config import load_config
+        from .settings import parse_ledger
+
+        return parse_ledger(load_config(config_path)).path
+    return str(Path(".thrifty") / "ledger.db")
+
+
+def usage_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="thrifty usage",
+        description="Spend, tokens and savings from the usage ledger, against two baselines: "
+        "everything on the most expensive deployment, and no cache.",
+    )
+    parser.add_argument("--by", choices=sorted(GROUPS), default="model", help="how to group rows (default: model)")
+    parser.add_argument("--ledger", help="ledger file (default: from --config, else .thrifty/ledger.db)")
+    parser.add_argument("--config", help="the gateway's config file, to find its ledger")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        path = args.ledger or default_ledger(args.config)
+    except Exception as exc:  # ConfigError and friends: print, do not trace
+        print(f"thrifty usage: {exc}", file=sys.stderr)
+        return 2
+    if not Path(path).is_file():
+        print(f"thrifty usage: no ledger at {path} (serve some requests first, or pass --ledger)", file=sys.stderr)
+        return 1
+    try:
+        rows = summarize(path, args.by)
+    except sqlite3.Error as exc:
+        print(f"thrifty usage: cannot read the ledger {path}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, indent=2) if args.json else render(rows, args.by))
+    return 0

@@ -1,0 +1,70 @@
+"""The ledger: every recorded request becomes one row, written off the hot path."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from .helpers import MINI, event, make_config
+
+from thrifty.config import Config
+from thrifty.observe import Observer
+
+
+def rows(path: str, sql: str = "SELECT * FROM requests") -> list[sqlite3.Row]:
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+async def test_n_records_give_n_rows_after_aclose(config: Config) -> None:
+    obs = Observer(config)
+    await obs.start()
+    for i in range(1234):
+        obs.record(event(i))
+    await obs.aclose()
+    found = rows(obs.ledger_settings.path, "SELECT request_id FROM requests")
+    assert sorted(r[0] for r in found) == sorted(f"chatcmpl-{i}" for i in range(1234))
+
+
+async def test_rows_hold_the_request_its_cost_route_and_cache_outcome(config: Config) -> None:
+    obs = Observer(config)
+    await obs.start()
+    obs.record(event(1, annotations={"route": "rules fast 0.12", "cache": "miss"}, ttft_s=0.05, stream=True))
+    obs.record(event(2, status=502, error_type="upstream_error", prompt_tokens=0, completion_tokens=0))
+    await obs.aclose()
+    first, second = rows(obs.ledger_settings.path, "SELECT * FROM requests ORDER BY request_id")
+    assert first["deployment"] == MINI and first["tier"] == "fast" and first["cache"] == "miss"
+    assert first["stream"] == 1 and first["ttft_s"] == 0.05 and first["api_key"] == "k1"
+    assert first["cost_usd"] > 0 and first["cost_top_usd"] > first["cost_usd"]
+    assert json.loads(first["annotations"])["route"] == "rules fast 0.12"
+    assert second["status"] == 502 and second["error_type"] == "upstream_error" and second["cost_usd"] == 0
+
+
+async def test_ledger_path_comes_from_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "usage.db"
+    obs = Observer(make_config(tmp_path, ledger={"path": str(path)}))
+    await obs.start()
+    obs.record(event(1))
+    await obs.aclose()
+    assert len(rows(str(path))) == 1
+
+
+async def test_a_second_run_appends_to_the_same_ledger(config: Config) -> None:
+    for run in range(2):
+        obs = Observer(config)
+        await obs.start()
+        obs.record(event(run))
+        await obs.aclose()
+    assert len(rows(Observer(config).ledger_settings.path)) == 2
+
+
+async def test_closing_an_observer_that_never_started_is_harmless(config: Config) -> None:
+    obs = Observer(config)
+    obs.record(event(1))
+    await obs.aclose()
+    assert not Path(obs.ledger_settings.path).exists()
