@@ -18,7 +18,11 @@ from .settings import group_where, parse_group
 def build_group(group: ModelGroup, deployments: Sequence[Backend], config: Config, *,
                 clock: Clock | None = None, rng: random.Random | None = None,
                 probe: Probe | None = None) -> Backend:
-    """A :class:`Balancer` over ``deployments`` (one backend per ``group.deployments`` entry, same order)."""
+    """A :class:`Balancer` over ``deployments`` (one backend per ``group.deployments`` entry, same order).
+
+    A group with a ``replicas`` option (see :func:`replicas.replica_config`)
+    comes wrapped in a :class:`SupervisedGroup` that runs its replica processes.
+    """
     where = group_where(config, group)
     if len(deployments) != len(group.deployments):
         raise where.error(f"got {len(deployments)} backends for {len(group.deployments)} deployments")
@@ -33,7 +37,15 @@ def build_group(group: ModelGroup, deployments: Sequence[Backend], config: Confi
     clock = clock or MonotonicClock()
     members = [Member(dep, backend, settings.breaker, clock)
                for dep, backend in zip(group.deployments, deployments, strict=True)]
-    return Balancer(group.name, members, settings, clock=clock, rng=rng, probe=probe)
+    balancer = Balancer(group.name, members, settings, clock=clock, rng=rng, probe=probe)
+    if "replicas" not in group.options:
+        return balancer
+    from .replicas import ReplicaSupervisor, SupervisedGroup, spec_from_options
+
+    spec = spec_from_options(group, where / "replicas")
+    if len(spec.ports) != len(group.deployments):
+        raise (where / "replicas" / "ports").error("needs one port per deployment")
+    return SupervisedGroup(balancer, ReplicaSupervisor(spec))
 
 
 def build_fallbacks(config: Config, groups: Mapping[str, Backend]) -> dict[str, Backend]:

@@ -1,0 +1,112 @@
+"""Supervised replica processes: started, restarted on crash, balanced without losing requests."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from thrifty import providers
+from thrifty.balance import Balancer, FakeClock, build_group
+from thrifty.balance.replicas import (
+    ReplicaSpec,
+    ReplicaSupervisor,
+    SupervisedGroup,
+    replica_config,
+    spec_from_options,
+)
+from thrifty.config import ModelGroup, Where, default_config, parse_config
+from thrifty.errors import ConfigError
+from thrifty.testing import chat
+
+FAKE_CHILD = (sys.executable, "-m", "thrifty.fakeupstream", "--port", "{port}", "--name", "r{index}",
+              "--text", "from-replica")
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition never became true")
+
+
+def test_backoff_grows_with_quick_crashes_and_resets_after_stable_uptime() -> None:
+    supervisor = ReplicaSupervisor(
+        ReplicaSpec(replicas=1, ports=(1,), restart_backoff=0.5, restart_backoff_max=4, stable_after=30),
+        clock=FakeClock())
+    replica = supervisor.replicas[0]
+    delays = []
+    for _ in range(5):
+        delays.append(supervisor.backoff(replica, uptime=1))
+        replica.restarts += 1
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert supervisor.backoff(replica, uptime=60) == 0.5
+
+
+def test_deployments_point_at_each_replica() -> None:
+    supervisor = ReplicaSupervisor(ReplicaSpec(group="local", model="smollm2", replicas=2, ports=(9001, 9002)))
+    deps = supervisor.deployments()
+    assert [d.api_base for d in deps] == ["http://127.0.0.1:9001/v1", "http://127.0.0.1:9002/v1"]
+    assert {d.provider for d in deps} == {"openai"} and deps[0].options["health_url"].endswith("/health")
+
+
+def test_replica_config_rewrites_local_groups_only() -> None:
+    base = parse_config({"models": [
+        {"name": "smollm2", "deployments": [{"provider": "local", "model": "smollm2"}]},
+        {"name": "cloud", "deployments": [{"model": "openai/gpt-4o-mini", "api_key": "k"}]},
+    ]}, source="c.yaml")
+    config = replica_config(base, 3)
+    local, cloud = config.models
+    assert len(local.deployments) == 3 and {d.provider for d in local.deployments} == {"openai"}
+    assert local.options["replicas"]["count"] == 3
+    assert cloud == base.models[1]
+    spec = spec_from_options(local, Where("c.yaml", "models[name=smollm2].replicas"))
+    assert "--config" in spec.command and spec.child_config is not None
+    assert replica_config(default_config(), 2).models[0].options["replicas"]["count"] == 2
+
+
+def test_bad_replicas_option_names_the_key() -> None:
+    group = ModelGroup(name="g", deployments=(), options={"replicas": {"count": 0}})
+    with pytest.raises(ConfigError, match=r"c.yaml: models\[name=g\].replicas.count: must be a positive"):
+        spec_from_options(group, Where("c.yaml", "models[name=g].replicas"))
+
+
+async def test_supervisor_restarts_a_killed_replica() -> None:
+    spec = ReplicaSpec(replicas=2, command=FAKE_CHILD, restart_backoff=0.05, ready_timeout=30)
+    supervisor = ReplicaSupervisor(spec)
+    await supervisor.start()
+    try:
+        assert [r.state for r in supervisor.replicas] == ["running", "running"]
+        old_pid = supervisor.replicas[0].process.pid  # type: ignore[union-attr]
+        supervisor.kill(0)
+        await wait_for(lambda: supervisor.replicas[0].restarts == 1
+                       and supervisor.replicas[0].state == "running")
+        assert supervisor.replicas[0].process.pid != old_pid  # type: ignore[union-attr]
+        assert supervisor.replicas[0].last_exit is not None
+    finally:
+        await supervisor.aclose()
+    assert all(r.process and r.process.returncode is not None for r in supervisor.replicas)
+
+
+async def test_group_over_replicas_loses_no_request_when_one_is_killed() -> None:
+    base = parse_config({"models": [{"name": "local", "deployments": [{"provider": "local", "model": "m"}],
+                                     "retries": 3}]}, source="c.yaml")
+    config = replica_config(base, 2)
+    group = config.models[0]
+    options = dict(group.options)
+    options["replicas"] = {**options["replicas"], "command": list(FAKE_CHILD)}
+    group = ModelGroup(name=group.name, deployments=group.deployments, options=options)
+    built = build_group(group, [providers.build(d) for d in group.deployments], config)
+    assert isinstance(built, SupervisedGroup) and isinstance(built.inner, Balancer)
+    await built.start()
+    try:
+        answers = [await built.complete(chat("hi")) for _ in range(4)]
+        built.supervisor.kill(1)
+        await built.supervisor.replicas[1].process.wait()  # type: ignore[union-attr]
+        answers += [await built.complete(chat("hi")) for _ in range(20)]
+    finally:
+        await built.aclose()
+    assert len(answers) == 24 and all(a.text.startswith("from-replica") for a in answers)
