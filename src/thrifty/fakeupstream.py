@@ -152,7 +152,8 @@ class FakeUpstream:
         app.router.add_get("/v1/health", self._health)
         app.router.add_get("/_control", self._control_get)
         app.router.add_post("/_control", self._control_post)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                               handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         await site.start()
