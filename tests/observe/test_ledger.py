@@ -6,10 +6,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-from .helpers import MINI, event, make_config
-
 from thrifty.config import Config
 from thrifty.observe import Observer
+
+from .helpers import MINI, event, make_config
 
 
 def rows(path: str, sql: str = "SELECT * FROM requests") -> list[sqlite3.Row]:

@@ -26,6 +26,16 @@ class Alert:
         }
 
 
+LABELS = {
+    "startup_ms": "startup time",
+    "p95_latency_s": "p95 latency",
+    "cache_hit_rate": "cache hit rate",
+    "parallel_tool_calls": "share of tool calls run in parallel",
+    "fast_tier_share": "fast-tier share",
+    "memory_mb": "resident memory",
+}
+
+
 def rss_bytes() -> float:
     """The process's resident memory now (Linux), else its peak."""
     try:
@@ -113,7 +123,7 @@ def evaluate(
         if rule is None or value is None or samples < settings.min_requests or not _fires(rule, value):
             continue
         side = "above" if rule.upper else "below"
-        label = name.replace("_", " ") + (f" of {subject}" if subject else "")
+        label = LABELS[name] + (f" of {subject}" if subject else "")
         message = f"{label} is {_fmt(rule, value)}, {side} the limit of {_fmt(rule, rule.threshold)}"
         alerts.append(Alert(name, value, rule.threshold, message, subject))
     return alerts
