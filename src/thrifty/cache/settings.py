@@ -1,0 +1,175 @@
+"""The ``cache:`` config section and a model group's ``cache:`` option, parsed and checked.
+
+    cache:
+      l1_bytes: 67108864            # in-process LRU budget
+      l2_path: .thrifty/cache.sqlite3   # default under server.data_dir; false turns L2 off
+      redis_url: redis://127.0.0.1:6379/0   # optional shared L3
+      redis_timeout: 0.05           # seconds per Redis call before degrading to L1/L2
+      ttls: {l1: 300, l2: 86400, l3: 3600}  # or ttl: 3600 for every level
+      semantic: false               # opt in here, per model group, or per request
+      threshold: 0.9                # cosine similarity a semantic match must reach
+      verify: true                  # reject near-misses that change meaning
+      cache_sampled: false          # cache answers sampled with temperature > 0
+      hnsw_after: 20000             # entries per partition before switching to hnswlib
+
+    models:
+      - name: fast
+        deployments: [...]
+        cache: {semantic: true, threshold: 0.92, ttl: 600}   # or cache: false
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..config import Config, ModelGroup, Where
+
+DEFAULT_THRESHOLD = 0.9
+DEFAULT_TTLS = (300.0, 86400.0, 3600.0)
+LEVELS = ("l1", "l2", "l3")
+
+_SECTION_KEYS = {
+    "enabled", "l1_bytes", "l2_path", "redis_url", "redis_timeout", "ttl", "ttls",
+    "semantic", "threshold", "verify", "cache_sampled", "hnsw_after",
+}
+_GROUP_KEYS = {"enabled", "ttl", "ttls", "semantic", "threshold", "verify", "cache_sampled"}
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """What the shared store needs: sizes, places, connections (one per config)."""
+
+    l1_bytes: int = 64 * 1024 * 1024
+    l2_path: str | None = None
+    redis_url: str | None = None
+    redis_timeout: float = 0.05
+    hnsw_after: int = 20000
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """How one model group caches."""
+
+    enabled: bool = False
+    ttls: tuple[float, float, float] = DEFAULT_TTLS
+    semantic: bool = False
+    threshold: float = DEFAULT_THRESHOLD
+    verify: bool = True
+    cache_sampled: bool = False
+    store: StoreSettings = StoreSettings()
+
+
+def parse_settings(config: Config, group: ModelGroup) -> CacheSettings:
+    """The settings for ``group``: the section's defaults, then the group's own ``cache:``."""
+    where = config.where("cache")
+    section = config.sections.get("cache")
+    if section is None:
+        section = {}
+        enabled = False
+    elif section is False or section is True:
+        enabled, section = bool(section), {}
+    elif isinstance(section, Mapping):
+        enabled = True
+    else:
+        raise where.error("must be a mapping of cache settings (or true/false)")
+    _no_unknown(section, _SECTION_KEYS, where)
+    settings = CacheSettings(
+        enabled=_bool(section, "enabled", where, enabled),
+        store=_store(section, where, config),
+    )
+    settings = _overrides(settings, section, where)
+    return _group_overrides(settings, group, config)
+
+
+def _group_overrides(settings: CacheSettings, group: ModelGroup, config: Config) -> CacheSettings:
+    raw = group.options.get("cache")
+    if raw is None:
+        return settings
+    index = next((i for i, g in enumerate(config.models) if g.name == group.name), 0)
+    where = config.where("models") / index / "cache"
+    if isinstance(raw, bool):
+        return replace(settings, enabled=raw)
+    if not isinstance(raw, Mapping):
+        raise where.error("must be true, false or a mapping of cache settings")
+    _no_unknown(raw, _GROUP_KEYS, where)
+    settings = replace(settings, enabled=_bool(raw, "enabled", where, True))
+    return _overrides(settings, raw, where)
+
+
+def _overrides(settings: CacheSettings, raw: Mapping[str, Any], where: Where) -> CacheSettings:
+    threshold = raw.get("threshold", settings.threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise (where / "threshold").error(f"must be a number in (0, 1], got {threshold!r}")
+    return replace(
+        settings,
+        ttls=_ttls(raw, where, settings.ttls),
+        semantic=_bool(raw, "semantic", where, settings.semantic),
+        threshold=float(threshold),
+        verify=_bool(raw, "verify", where, settings.verify),
+        cache_sampled=_bool(raw, "cache_sampled", where, settings.cache_sampled),
+    )
+
+
+def _store(section: Mapping[str, Any], where: Where, config: Config) -> StoreSettings:
+    l2_path = section.get("l2_path", os.path.join(config.server.data_dir, "cache.sqlite3"))
+    if l2_path is False or l2_path is None:
+        l2_path = None
+    elif not isinstance(l2_path, str) or not l2_path:
+        raise (where / "l2_path").error(f"must be a file path or false, got {l2_path!r}")
+    redis_url = section.get("redis_url")
+    if redis_url is not None and (
+        not isinstance(redis_url, str) or not redis_url.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        raise (where / "redis_url").error(f"must be a redis:// URL, got {redis_url!r}")
+    return StoreSettings(
+        l1_bytes=_positive_int(section, "l1_bytes", where, StoreSettings.l1_bytes),
+        l2_path=l2_path,
+        redis_url=redis_url,
+        redis_timeout=_positive(section, "redis_timeout", where, StoreSettings.redis_timeout),
+        hnsw_after=_positive_int(section, "hnsw_after", where, StoreSettings.hnsw_after),
+    )
+
+
+def _ttls(raw: Mapping[str, Any], where: Where, default: tuple[float, float, float]) -> tuple[float, float, float]:
+    ttls = list(default)
+    if "ttl" in raw:
+        ttls = [_positive(raw, "ttl", where, 0.0)] * 3
+    per_level = raw.get("ttls")
+    if per_level is not None:
+        if not isinstance(per_level, Mapping):
+            raise (where / "ttls").error("must be a mapping like {l1: 300, l2: 86400, l3: 3600}")
+        _no_unknown(per_level, set(LEVELS), where / "ttls")
+        for i, level in enumerate(LEVELS):
+            if level in per_level:
+                ttls[i] = _positive(per_level, level, where / "ttls", 0.0)
+    return (ttls[0], ttls[1], ttls[2])
+
+
+def _no_unknown(raw: Mapping[str, Any], known: set[str], where: Where) -> None:
+    unknown = sorted(set(map(str, raw)) - known)
+    if unknown:
+        raise (where / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(known))}")
+
+
+def _bool(raw: Mapping[str, Any], key: str, where: Where, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise (where / key).error(f"must be true or false, got {value!r}")
+    return value
+
+
+def _positive(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise (where / key).error(f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(raw: Mapping[str, Any], key: str, where: Where, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise (where / key).error(f"must be a positive integer, got {value!r}")
+    return value

@@ -1,0 +1,107 @@
+"""L3: answers in Redis, shared by every gateway replica.
+
+Redis is an optimisation, never a dependency of serving: each call has a
+deadline, and the first failure (refused, reset, slow) marks Redis down for a
+few seconds with one log line and a counter; meanwhile the cache runs on L1/L2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger("thrifty.cache")
+T = TypeVar("T")
+PREFIX = "thrifty:cache:"
+RETRY_AFTER = 5.0
+
+
+class RedisLevel:
+    """A redis.asyncio client with deadlines and a down-for-a-while switch."""
+
+    def __init__(self, url: str, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.clock = clock
+        self.failures = 0
+        self.down = False
+        self.down_until = 0.0
+        self._client: Any = None
+
+    @property
+    def available(self) -> bool:
+        return self.clock() >= self.down_until
+
+    def _connection(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(
+                self.url, socket_timeout=self.timeout * 4, socket_connect_timeout=self.timeout * 4
+            )
+        return self._client
+
+    async def _call(self, what: str, make: Callable[[Any], Awaitable[T]], default: T, timeout: float) -> T:
+        if not self.available:
+            return default
+        from redis.exceptions import RedisError
+
+        try:
+            result = await asyncio.wait_for(make(self._connection()), timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.failures += 1
+            if not self.down:
+                log.warning(
+                    "cache: Redis %s failed (%s: %s); serving from L1/L2 until it answers again",
+                    what, type(exc).__name__, exc,
+                )
+            self.down = True
+            self.down_until = self.clock() + RETRY_AFTER
+            return default
+        if self.down:
+            log.info("cache: Redis answers again")
+            self.down = False
+        return result
+
+    @staticmethod
+    def key(namespace: str, key: str) -> str:
+        return f"{PREFIX}{namespace}:{key}"
+
+    async def get(self, namespace: str, key: str) -> tuple[bytes, float] | None:
+        async def read(client: Any) -> tuple[bytes, float] | None:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.get(self.key(namespace, key))
+                pipe.pttl(self.key(namespace, key))
+                value, pttl = await pipe.execute()
+            if value is None or pttl is None or pttl <= 0:
+                return None
+            return bytes(value), time.time() + pttl / 1000
+
+        return await self._call("read", read, None, self.timeout)
+
+    async def put(self, namespace: str, key: str, value: bytes, ttl: float) -> None:
+        async def write(client: Any) -> None:
+            await client.set(self.key(namespace, key), value, px=max(1, int(ttl * 1000)))
+
+        await self._call("write", write, None, self.timeout * 4)
+
+    async def purge(self, namespace: str) -> set[str]:
+        prefix = f"{PREFIX}{namespace}:"
+
+        async def purge(client: Any) -> set[str]:
+            removed: set[str] = set()
+            async for raw in client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=500):
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                await client.unlink(name)
+                removed.add(name[len(prefix) :])
+            return removed
+
+        return await self._call("purge", purge, set(), max(5.0, self.timeout * 100))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,106 @@
+"""One cache store per configuration, shared by every model group that caches.
+
+It owns the levels (memory, disk, Redis) and the semantic index, starts once
+however many groups use it, and closes when the last one closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .semantic import Embed, Question, SemanticIndex
+from .settings import StoreSettings
+from .tiers import TieredStore
+
+if TYPE_CHECKING:
+    from .vectors import Vector
+
+
+def _default_embed() -> Embed:
+    from ..embeddings import get_embedder
+
+    return get_embedder().embed
+
+
+class CacheStore:
+    """Levels + semantic index + reference-counted lifecycle."""
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        embed: Embed | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.tiers = TieredStore(settings, clock)
+        self._embed = embed
+        self._semantic: SemanticIndex | None = None
+        self._semantic_ready: asyncio.Future[SemanticIndex] | None = None
+        self._users = 0
+
+    async def start(self) -> None:
+        self._users += 1
+        if self._users == 1:
+            await self.tiers.open()
+
+    async def stop(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            await self.tiers.aclose()
+
+    async def semantic(self) -> SemanticIndex:
+        """The semantic index, built on first use from the questions kept on disk."""
+        if self._semantic is not None:
+            return self._semantic
+        if self._semantic_ready is None:
+            self._semantic_ready = asyncio.ensure_future(self._load())
+        return await asyncio.shield(self._semantic_ready)
+
+    async def _load(self) -> SemanticIndex:
+        embed = self._embed
+        if embed is None:
+            embed = await asyncio.to_thread(_default_embed)
+            # Load the model now, off the event loop, rather than on the first lookup.
+            await asyncio.to_thread(embed, ["warm up"])
+        index = SemanticIndex(embed, self.clock, self.settings.hnsw_after)
+        disk = self.tiers.disk
+        rows = await disk.questions() if disk is not None else []
+        if rows:
+            await asyncio.to_thread(_restore, index, rows)
+        self._semantic = index
+        return index
+
+    def remember(self, partition: str, question: Question, vector: Vector) -> None:
+        """Index a question now and keep it on disk in the background."""
+        assert self._semantic is not None
+        self._semantic.add(partition, question, vector)
+        disk = self.tiers.disk
+        if disk is not None:
+            row = (question.key, partition, question.namespace, question.text, vector.tobytes(), question.expires)
+            self.tiers.background(disk.put_question(row))
+
+    async def purge(self, namespace: str) -> int:
+        """Forget every answer and question in ``namespace``; how many answers went."""
+        keys = await self.tiers.purge(namespace)
+        if self._semantic is not None:
+            keys |= self._semantic.purge(namespace)
+        return len(keys)
+
+    def stats(self) -> dict[str, float]:
+        out = {k: float(v) for k, v in self.tiers.stats().items()}
+        if self._semantic is not None:
+            out["semantic_entries"] = float(len(self._semantic))
+            out["semantic_rejected"] = float(self._semantic.rejected)
+        return out
+
+
+def _restore(index: SemanticIndex, rows: list[tuple[str, str, str, str, bytes, float]]) -> None:
+    import numpy as np
+
+    for key, partition, namespace, text, raw, expires in rows:
+        index.add(partition, Question(key, namespace, text, expires), np.frombuffer(raw, dtype=np.float32))

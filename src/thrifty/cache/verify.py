@@ -1,0 +1,173 @@
+"""The verifier: a semantic match must say the same thing in (nearly) the same words.
+
+Embeddings place "Is ibuprofen safe with alcohol?" and "... unsafe ..." at 0.99
+cosine, and "Track order 48213" next to "48231". So after the similarity test,
+a candidate passes only if every content word of each question finds its
+partner in the other:
+
+* same word after light normalisation (case, plural -s, contractions, filler
+  and function words dropped), or a one-letter typo of a lowercase word of five
+  letters or more;
+* numbers (digits or number words, with units/currency) match exactly;
+* negation, direction and comparison words (not, no, without, on/off,
+  before/after, from/to, more/less ...) are content words: one cannot vanish;
+* the matched words keep their order ("Word to PDF" is not "PDF to Word").
+
+It trades recall on loose rewordings for not serving a confident wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_TOKEN = re.compile(r"[£$€]?\d[\d,.:]*(?:[a-z%]{1,3}\b)?|[a-z]+", re.IGNORECASE)
+_CONTRACTIONS = (
+    (re.compile(r"\bcan['’]?t\b|\bcannot\b", re.I), "can not"),
+    (re.compile(r"\bwon['’]?t\b", re.I), "will not"),
+    (re.compile(r"n['’]t\b", re.I), " not"),
+    (re.compile(r"\b(do|does|did|is|are|was|were|have|has|had|would|should|could|ai)nt\b", re.I), r"\1 not"),
+    (re.compile(r"['’](s|re|m|ll|ve|d)\b", re.I), ""),
+)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+_STOP = frozenset(
+    _words("""a an the i me my mine myself we us our ours you your yours he him his she her hers it its
+    they them their theirs this that these those is are am was were be been being do does did
+    doing can could would will shall should may might must have has had of for at by about as
+    there here please any some so okay ok hi hello hey thanks thank just really actually um uh
+    well and or if also then too very quite anyone someone something anything
+    morning afternoon evening team guys folks cheers wondering wonder curious quick question
+    tell know let er erm yeah sorry silly but""")
+)
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(_words(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty"
+    ))
+} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80",
+     "ninety": "90", "hundred": "100", "thousand": "1000", "million": "1000000", "dozen": "12",
+     "half": "0.5", "once": "1x", "twice": "2x"}
+
+
+# Small, generic groups of words that ask the same thing; each maps to its first word.
+_SYNONYMS = {
+    word: group.split()[0]
+    for group in (
+        "start begin commence", "get receive obtain", "change update modify alter edit",
+        "send submit", "fastest quickest", "buy purchase", "fix repair", "big large",
+        "small little", "find locate", "delete remove", "need require", "quote quotation",
+        "store shop", "car vehicle", "movie film", "help assist", "order request",
+        "price cost", "show display", "phone telephone", "email e-mail",
+    )
+    for word in group.split()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    stem: str
+    fuzzy: bool  # may match a one-letter typo (lowercase, long, not a number)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    reason: str = ""
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith("es") and (word[-3] in "sxz" or word[-4:-2] in ("ch", "sh")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def content_words(text: str) -> list[Word]:
+    """The words that carry meaning, normalised, in order."""
+    for pattern, repl in _CONTRACTIONS:
+        text = pattern.sub(repl, text)
+    words: list[Word] = []
+    for raw in _TOKEN.findall(text):
+        lower = raw.lower()
+        if lower[0].isdigit() or lower[0] in "£$€":
+            words.append(Word(lower.replace(",", "").rstrip(".:"), False))
+        elif lower in _NUMBER_WORDS:
+            words.append(Word(_NUMBER_WORDS[lower], False))
+        elif lower not in _STOP:
+            stem = _stem(lower)
+            words.append(Word(_SYNONYMS.get(stem, stem), raw.islower() and len(lower) >= 5))
+    return words
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when a and b differ by one insertion, deletion, substitution or swap."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return a == b
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1 :] == b[i + 1 :] or (a[i + 2 :] == b[i + 2 :] and a[i : i + 2] == b[i : i + 2][::-1])
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[i + 1 :] == shorter[i:]
+
+
+def _pair(query: list[Word], cached: list[Word]) -> tuple[list[int], list[int], list[int]]:
+    """Match each query word to a cached word: (positions matched, unmatched q, unmatched c)."""
+    used = [False] * len(cached)
+    matched: dict[int, int] = {}
+    leftover: list[int] = []
+    for qi, word in enumerate(query):
+        j = next((j for j, c in enumerate(cached) if not used[j] and c.stem == word.stem), None)
+        if j is None:
+            leftover.append(qi)
+            continue
+        used[j] = True
+        matched[qi] = j
+    unmatched_q: list[int] = []
+    for qi in leftover:
+        word = query[qi]
+        j = next(
+            (j for j, c in enumerate(cached)
+             if not used[j] and word.fuzzy and c.fuzzy and _one_edit(word.stem, c.stem)),
+            None,
+        )
+        if j is None:
+            unmatched_q.append(qi)
+        else:
+            used[j] = True
+            matched[qi] = j
+    return [matched[qi] for qi in sorted(matched)], unmatched_q, [j for j, u in enumerate(used) if not u]
+
+
+def _same_order(positions: list[int]) -> bool:
+    """In order, or one clause moved to the front/back ("At the hotel, is there ...")."""
+    descents = [i for i in range(1, len(positions)) if positions[i] < positions[i - 1]]
+    if not descents:
+        return True
+    if len(descents) > 1 or len(positions) < 3:
+        return False
+    cut = descents[0]
+    return positions[-1] < positions[0] and positions[cut:] + positions[:cut] == sorted(positions)
+
+
+def verify(query: str, cached: str) -> Verdict:
+    """Whether an answer to ``cached`` may be served for ``query``."""
+    q_words, c_words = content_words(query), content_words(cached)
+    matched, only_q, only_c = _pair(q_words, c_words)
+    if only_q or only_c:
+        left = " ".join(q_words[i].stem for i in only_q) or "-"
+        right = " ".join(c_words[j].stem for j in only_c) or "-"
+        return Verdict(False, f"words differ: {left} / {right}")
+    if not _same_order(matched):
+        return Verdict(False, "word order differs")
+    return Verdict(True)
