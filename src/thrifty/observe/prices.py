@@ -119,13 +119,21 @@ class PriceTable:
         self._lock = threading.Lock()
         self._top: Rates | None = None
 
-    def rates(self, deployment: str, model: str = "") -> Rates:
-        """Rates for a deployment name; falls back to the model group's first deployment."""
-        key = deployment if deployment in self._deployments else "@" + model
+    def rates(self, deployment: str, *groups: str) -> Rates:
+        """Rates for a deployment name; else for the first named model group that exists.
+
+        A cache hit has no deployment: it is priced (for the no-cache baseline)
+        as the group that would have answered, the route's tier or the model asked for.
+        """
+        if deployment in self._deployments:
+            key = deployment
+        else:
+            group = next((g for g in groups if g in self._group_first), "")
+            key = "@" + group
         found = self._rates.get(key)
         if found is not None:
             return found
-        name = deployment if deployment in self._deployments else self._group_first.get(model, "")
+        name = key if not key.startswith("@") else self._group_first.get(key[1:], "")
         with self._lock:
             rates = self._rates.get(name) if name else UNPRICED
             if rates is None:

@@ -108,7 +108,7 @@ class Tally:
         ann = ev.annotations
         cache, level = notes.cache_outcome(ann)
         tier = notes.route_tier(ann)
-        rates = self.prices.rates(ev.deployment, ev.model)
+        rates = self.prices.rates(ev.deployment, tier, ev.model)
         nocache = rates.full_cost(ev.prompt_tokens, ev.completion_tokens)
         cost = 0.0 if cache == "hit" else rates.cost(ev.prompt_tokens, ev.completion_tokens, ev.cached_tokens)
         top = self.prices.top().full_cost(ev.prompt_tokens, ev.completion_tokens)

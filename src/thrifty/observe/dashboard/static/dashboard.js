@@ -17,7 +17,11 @@ function money(v) {
   return "$" + v.toFixed(2);
 }
 function pct(v) { return v === null || v === undefined ? "n/a" : (v * 100).toFixed(1) + "%"; }
-function ms(seconds) { return seconds === null || seconds === undefined ? "–" : (seconds * 1000).toFixed(seconds < 0.01 ? 2 : 0) + " ms"; }
+function ms(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds >= 1) return seconds.toFixed(2) + " s";
+  return (seconds * 1000).toFixed(seconds < 0.01 && seconds > 0 ? 2 : 0) + " ms";
+}
 function count(v) { return Math.round(v).toLocaleString("en-US"); }
 function clock(t) { return new Date(t * 1000).toTimeString().slice(0, 8); }
 
@@ -54,14 +58,16 @@ function lineChart(svg, series, format) {
     svg.append(el("svg:line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid-line" }));
     svg.append(el("svg:text", { x: L - 6, y: y + 3, "text-anchor": "end" }, format(v)));
   }
-  for (const t of [x0, (x0 + x1) / 2, x1]) {
-    svg.append(el("svg:text", { x: sx(t), y: H - 6, "text-anchor": "middle" }, clock(t)));
-  }
+  [["start", x0], ["middle", (x0 + x1) / 2], ["end", x1]].forEach(([anchor, t]) => {
+    svg.append(el("svg:text", { x: sx(t), y: H - 6, "text-anchor": anchor }, clock(t)));
+  });
   let lx = L;
   for (const s of series) {
     if (s.points.length) {
       const d = s.points.map((p, i) => (i ? "L" : "M") + sx(p[0]).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" ");
-      svg.append(el("svg:path", { d, fill: "none", stroke: s.color, "stroke-width": 2, "data-series": s.name }));
+      const line = { d, fill: "none", stroke: s.color, "stroke-width": 2, "data-series": s.name };
+      if (s.dash) line["stroke-dasharray"] = s.dash;
+      svg.append(el("svg:path", line));
       if (s.points.length === 1) {
         const [px, py] = s.points[0];
         svg.append(el("svg:circle", { cx: sx(px), cy: sy(py), r: 3, fill: s.color }));
@@ -93,7 +99,7 @@ function drawLatency(stats) {
   lineChart($("chart-latency"), [
     { name: "p50", color: COLORS.p50, points: mk("p50") },
     { name: "p95", color: COLORS.p95, points: mk("p95") },
-    { name: "p99", color: COLORS.p99, points: mk("p99") },
+    { name: "p99", color: COLORS.p99, points: mk("p99"), dash: "5 4" },
   ], ms);
 }
 
@@ -168,7 +174,7 @@ function drawRecent(stats) {
     tr.append(el("td", {}, clock(r.ts)), el("td", {}, r.request_id.slice(-12)), el("td", {}, r.model),
       el("td", { class: "route" }, r.tier || "–"), el("td", {}, r.deployment || "–"), cache,
       el("td", { class: r.status >= 400 ? "err" : "" }, String(r.status)),
-      el("td", { class: "num" }, r.latency_ms.toFixed(1) + " ms"), el("td", { class: "num" }, count(r.tokens)),
+      el("td", { class: "num" }, ms(r.latency_ms / 1000)), el("td", { class: "num" }, count(r.tokens)),
       el("td", { class: "num" }, money(r.cost_usd)));
     body.append(tr);
   }
