@@ -87,7 +87,12 @@ async def test_local_tokens_count_and_unknown_models_show_as_unpriced(tmp_path: 
 def test_each_deployment_is_looked_up_once(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real = prices.lookup
-    monkeypatch.setattr(prices, "lookup", lambda d: calls.append(d.name) or real(d))
+
+    def counting(d: Deployment) -> prices.Rates:
+        calls.append(d.name)
+        return real(d)
+
+    monkeypatch.setattr(prices, "lookup", counting)
     obs = Observer(config)
     for i in range(200):
         obs.record(event(i, deployment=["fast/openai/gpt-4o-mini", "smart/openai/gpt-4o"][i % 2]))
