@@ -1,0 +1,135 @@
+"""The levels on their own: the memory budget, a damaged disk file, Redis shared and Redis gone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from thrifty.cache.disk import DiskLevel
+from thrifty.cache.memory import MemoryLevel
+from thrifty.cache.settings import StoreSettings
+from thrifty.cache.store import CacheStore
+from thrifty.testing import FakeBackend, chat
+
+
+def ask(text: str = "hello") -> Any:
+    return chat(text, model="fast", temperature=0)
+
+
+def test_memory_keeps_recent_entries_within_its_byte_budget(clock: Any) -> None:
+    memory = MemoryLevel(max_bytes=3 * (1000 + 1 + 160), clock=clock)
+    for key in "abc":
+        memory.put(key, b"x" * 1000, ttl=60, namespace="n")
+    assert memory.get("a") is not None  # a is now the most recent
+    memory.put("d", b"x" * 1000, ttl=60, namespace="n")
+    assert memory.get("b") is None
+    assert {k for k in "acd" if memory.get(k)} == set("acd")
+    assert memory.bytes <= memory.max_bytes
+    memory.put("huge", b"x" * 10_000, ttl=60, namespace="n")  # larger than the budget: not kept
+    assert memory.get("huge") is None and memory.get("d") is not None
+
+
+async def test_a_damaged_disk_file_is_set_aside_and_rebuilt(tmp_path: Path, clock: Any) -> None:
+    path = tmp_path / "cache.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    disk = DiskLevel(str(path), clock)
+    await disk.open()
+    await disk.put("k", "n", b"value", clock() + 60)
+    assert await disk.get("k") == (b"value", clock() + 60)
+    assert len(disk.set_aside) == 1
+    assert Path(disk.set_aside[0]).read_bytes().startswith(b"this is not a database")
+    await disk.aclose()
+
+
+async def test_corruption_found_while_running_rebuilds_the_file(tmp_path: Path, clock: Any) -> None:
+    path = tmp_path / "cache.sqlite3"
+    disk = DiskLevel(str(path), clock)
+    await disk.open()
+    await disk.put("k", "n", b"value", clock() + 60)
+
+    def broken(*_: Any) -> Any:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    disk._get = broken  # type: ignore[method-assign]
+    assert await disk.get("k") is None
+    assert disk.errors == 1 and disk.set_aside
+    del disk._get
+    await disk.put("k2", "n", b"fresh", clock() + 60)
+    assert await disk.get("k2") is not None
+    await disk.aclose()
+
+
+async def test_unwritable_disk_path_runs_without_l2(tmp_path: Path, clock: Any) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    store = CacheStore(StoreSettings(l2_path=str(blocker / "sub" / "cache.sqlite3")), clock=clock)
+    await store.start()
+    assert store.tiers.disk is None
+    await store.stop()
+
+
+@pytest.mark.redis
+async def test_redis_shares_answers_between_replicas(redis_url: str, tmp_path: Path, make_layer: Any) -> None:
+    replicas = [CacheStore(StoreSettings(l2_path=str(tmp_path / f"r{i}.sqlite3"), redis_url=redis_url,
+                                         redis_timeout=1.0)) for i in range(2)]
+    for store in replicas:
+        await store.start()
+    await make_layer(FakeBackend("from replica 0"), store=replicas[0]).complete(ask())
+    await replicas[0].tiers.flush()
+    backend = FakeBackend("not called")
+    request = ask()
+    assert (await make_layer(backend, store=replicas[1]).complete(request)).text == "from replica 0"
+    assert replicas[1].tiers.counters.hits["l3"] == 1 and backend.requests == []
+    assert await replicas[0].purge("default") == 1
+    fresh = CacheStore(StoreSettings(l2_path=None, redis_url=redis_url, redis_timeout=1.0))
+    await fresh.start()
+    backend = FakeBackend("recomputed")
+    assert (await make_layer(backend, store=fresh).complete(ask())).text == "recomputed"
+    for store in [*replicas, fresh]:
+        await store.stop()
+
+
+async def test_redis_down_degrades_to_local_levels_with_one_log_line(
+    tmp_path: Path, make_layer: Any, caplog: Any
+) -> None:
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = CacheStore(StoreSettings(l2_path=str(tmp_path / "c.sqlite3"), redis_url=f"redis://127.0.0.1:{port}/0"))
+    await store.start()
+    backend = FakeBackend("served anyway")
+    layer = make_layer(backend, store=store)
+    with caplog.at_level(logging.WARNING, logger="thrifty.cache"):
+        for _ in range(5):
+            assert (await layer.complete(ask())).text == "served anyway"
+            await store.tiers.flush()
+    assert len(backend.requests) == 1
+    assert store.stats()["redis_failures"] >= 1 and store.stats()["redis_up"] == 0.0
+    assert len([r for r in caplog.records if "Redis" in r.getMessage()]) == 1
+    await store.stop()
+
+
+async def test_slow_redis_is_cut_off_by_its_deadline(tmp_path: Path, make_layer: Any) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accept, then never answer
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = CacheStore(StoreSettings(l2_path=None, redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout=0.05))
+    await store.start()
+    backend = FakeBackend("served")
+    assert (await make_layer(backend, store=store).complete(ask())).text == "served"
+    assert store.tiers.redis is not None and store.tiers.redis.down
+    await store.stop()
+    for writer in accepted:
+        writer.close()
+    server.close()
+    await server.wait_closed()
