@@ -300,3 +300,13 @@ async def test_status_reports_every_deployment(make_group: MakeGroup) -> None:
     status = group.status()
     assert set(status["deployments"]) == {"a", "b"}
     assert sum(d["served"] for d in status["deployments"].values()) == 1
+
+
+async def test_hedge_delay_follows_the_healthy_deployments_p95(make_group: MakeGroup) -> None:
+    group = make_group([FakeBackend(n, name=n) for n in ("a", "b", "c")], hedge=True, hedge_min_samples=5,
+                       hedge_delay=7.0)
+    assert group.hedge_delay() == 7.0
+    for latency, member in zip((0.02, 0.03, 0.5), group.members, strict=True):
+        for _ in range(10):
+            member.latencies.add(latency)
+    assert group.hedge_delay() == 0.03

@@ -195,9 +195,18 @@ class Balancer(Choice):
         return response
 
     def hedge_delay(self) -> float:
-        if len(self.latencies) < self.settings.hedge_min_samples:
-            return self.settings.hedge_delay
-        return self.latencies.quantile(self.settings.hedge_quantile) or self.settings.hedge_delay
+        """The group's recent p95: the median over deployments of each one's p95.
+
+        Taking the median keeps one slow deployment from raising the bar it is
+        hedged against; before enough samples, ``hedge_delay`` from config.
+        """
+        q, enough = self.settings.hedge_quantile, self.settings.hedge_min_samples
+        per_member = sorted(m.latencies.quantile(q) or 0.0 for m in self.members if len(m.latencies) >= enough)
+        if per_member:
+            return per_member[(len(per_member) - 1) // 2]
+        if len(self.latencies) >= enough:
+            return self.latencies.quantile(q) or self.settings.hedge_delay
+        return self.settings.hedge_delay
 
     async def _hedged(self, member: Member, request: ChatRequest, tried: set[str],
                       deadline: float | None, tokens: int) -> ChatResponse:

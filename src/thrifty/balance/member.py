@@ -11,7 +11,7 @@ from ..errors import RateLimited, ThriftyError
 from ..types import ChatRequest, message_text
 from .breaker import BreakerSettings, CircuitBreaker
 from .clock import Clock
-from .stats import Ewma, SlidingCount
+from .stats import Ewma, LatencyWindow, SlidingCount
 
 
 def estimate_tokens(request: ChatRequest) -> int:
@@ -35,6 +35,7 @@ class Member:
         self.breaker = CircuitBreaker(breaker, clock)
         self.outstanding = 0
         self.ewma = Ewma()
+        self.latencies = LatencyWindow(100)
         self.rpm = SlidingCount(clock)
         self.tpm = SlidingCount(clock)
         self.healthy = True
@@ -83,6 +84,7 @@ class Member:
     def on_success(self, latency: float, completion_tokens: int = 0) -> None:
         self.served += 1
         self.ewma.add(latency)
+        self.latencies.add(latency)
         self.breaker.on_success()
         if completion_tokens and self.deployment.tpm is not None:
             self.tpm.add(completion_tokens)

@@ -1,0 +1,99 @@
+"""One of three replicas turns 10x slower: p99 under each strategy and with hedging.
+
+Three fake upstream processes (lognormal latency, median 20 ms); then r2's median becomes
+200 ms. A thrifty balanced group (real OpenAI-provider backends over loopback HTTP) in front,
+8 closed-loop workers. Baseline in the same run: all replicas healthy, round robin.
+Target: p99 within 1.5x of the all-healthy case.
+
+    .venv/bin/python benchmarks/balance_slow.py [--requests 800] [--out docs/bench/balance_slow.md] [--plot docs/img/balance_slow.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from balance_common import TABLE_HEAD, Result, control, group_over, header, load, row, upstreams
+
+LATENCY = ("--latency", "lognormal", "--latency-ms", "20", "--latency-sigma", "0.25", "--chunks", "8")
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("round_robin", {"strategy": "round_robin"}),
+    ("weighted (equal weights)", {"strategy": "weighted"}),
+    ("least_outstanding", {"strategy": "least_outstanding"}),
+    ("p2c (EWMA latency)", {"strategy": "p2c"}),
+    ("affinity (no shared prefix: least loaded)", {"strategy": "affinity"}),
+    ("round_robin + hedge", {"strategy": "round_robin", "hedge": True}),
+    ("least_outstanding + hedge", {"strategy": "least_outstanding", "hedge": True}),
+    ("p2c + hedge", {"strategy": "p2c", "hedge": True}),
+]
+
+
+HEDGES: dict[str, str] = {}
+
+
+async def scenario(ups: list, requests: int, label: str = "", **options: Any) -> Result:
+    group = group_over([(u.name, u.url) for u in ups], health_check=False, **options)
+    await group.start()
+    try:
+        await load(group, requests=100, concurrency=8)  # warm connections, EWMA and the p95 window
+        before = group.status()  # type: ignore[attr-defined]
+        result = await load(group, requests=requests, concurrency=8)
+        after = group.status()  # type: ignore[attr-defined]
+        if options.get("hedge"):
+            sent = after["hedges"] - before["hedges"]
+            won = after["hedge_wins"] - before["hedge_wins"]
+            HEDGES[label] = (f"{sent} hedges for {result.total} requests ({100 * sent / result.total:.1f}% "
+                             f"extra load), {won} won; hedge delay {after['hedge_delay_ms']} ms")
+        return result
+    finally:
+        await group.aclose()
+
+
+async def main(requests: int) -> tuple[str, list[tuple[str, Result]]]:
+    lines = [header("One of three replicas turns 10x slower"), ""]
+    with upstreams(3, *LATENCY) as ups:
+        base = await scenario(ups, requests, strategy="round_robin")
+        await control(ups[2], latency_ms=200)
+        results = [(label, await scenario(ups, requests, label, **opts)) for label, opts in CASES]
+    lines += [TABLE_HEAD, row("all healthy, round_robin (baseline)", base, base)]
+    lines += [row(f"r2 10x slower, {label}", r, base) for label, r in results]
+    lines += ["", "hedging cost:", *(f"- {label}: {text}" for label, text in HEDGES.items())]
+    return "\n".join(lines), [("all healthy", base), *results]
+
+
+def plot(results: list[tuple[str, Result]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label.replace(" + ", "\n+ ").replace(" (", "\n(") for label, _ in results]
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    x = range(len(results))
+    ax.bar([i - 0.2 for i in x], [r.median for _, r in results], width=0.4, label="p50")
+    ax.bar([i + 0.2 for i in x], [r.pct(99) for _, r in results], width=0.4, label="p99")
+    ax.axhline(1.5 * results[0][1].pct(99), color="k", linestyle="--", linewidth=1,
+               label="target: 1.5x healthy p99")
+    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.set_ylabel("latency, ms")
+    ax.set_title("One of three replicas 10x slower: latency by strategy")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--plot", default=None)
+    args = parser.parse_args()
+    text, results = asyncio.run(main(args.requests))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    if args.plot:
+        plot(results, args.plot)
