@@ -226,12 +226,12 @@ class AnthropicBackend:
         events = self._http.events(self._request(payload), trace)
         async with contextlib.aclosing(events):
             async for event in events:
+                if decoder.done:
+                    continue  # read to the end so the connection can be reused
                 for chunk in decoder.feed(_loads(event.data)):
                     if trace.ttft_s is None and _generated(chunk):
                         trace.ttft_s = time.perf_counter() - trace.started
                     yield chunk
-                if decoder.done:
-                    break
         if not decoder.done and decoder.finish_reason is None:
             raise UpstreamConnectionError("the upstream closed the stream before it finished")
         yield decoder.usage_chunk()

@@ -153,9 +153,11 @@ class OpenAIBackend:
         events = self._http.events(self._request("/chat/completions", payload), trace)
         async with contextlib.aclosing(events):
             async for event in events:
+                if done:
+                    continue  # read to the end so the connection can be reused
                 if event.data.strip() == "[DONE]":
                     done = True
-                    break
+                    continue
                 chunk, usage = parse_chunk(_loads(event.data))
                 tally.usage = usage or tally.usage
                 if chunk is not None:
