@@ -16,8 +16,11 @@ from thrifty.testing import chat
 
 from .helpers import deployment, sse
 
+PEERS: list[object] = []
+
 
 async def _chat(request: web.Request) -> web.StreamResponse:
+    PEERS.append(request.transport.get_extra_info("peername") if request.transport else None)
     body = await request.json()
     if body["messages"][0]["content"] == "limit":
         return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "2"})
@@ -66,6 +69,19 @@ async def test_complete_and_stream_through_a_real_server(upstream: str) -> None:
         assert caught.value.retry_after == 2.0
     finally:
         await backend.aclose()
+
+
+async def test_pooled_connections_are_reused_after_streams(upstream: str) -> None:
+    transport = AiohttpTransport()
+    backend = OpenAIBackend(deployment(api_base=upstream), transport)
+    PEERS.clear()
+    try:
+        for _ in range(3):
+            [c async for c in backend.stream(chat("ping"))]
+            await backend.complete(chat("ping"))
+    finally:
+        await backend.aclose()
+    assert len(PEERS) == 6 and len(set(PEERS)) == 1
 
 
 async def test_refused_connection_is_an_upstream_connection_error() -> None:
