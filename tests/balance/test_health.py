@@ -80,3 +80,20 @@ async def test_background_checks_against_a_real_server() -> None:
             await group.aclose()
         checks = up.stats.health_checks
     assert group.health._task is None and checks >= 3
+
+
+async def test_recovery_seen_by_the_health_check_lifts_an_open_breaker() -> None:
+    up = {"ok": False}
+
+    async def probe(url: str, timeout: float) -> bool:
+        return up["ok"]
+
+    group = group_on(["http://127.0.0.1:1/v1"], probe)
+    member = group.members[0]
+    await group.health.check_once()
+    for _ in range(5):
+        member.breaker.on_failure()
+    assert member.unavailable_because(1) == "unhealthy"
+    up["ok"] = True
+    await group.health.check_once()
+    assert member.unavailable_because(1) is None  # half-open: one probe may go now

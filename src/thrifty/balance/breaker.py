@@ -69,6 +69,12 @@ class CircuitBreaker:
         if self.state == HALF_OPEN or self._should_open():
             self._open()
 
+    def on_recovered(self) -> None:
+        """A health check saw the deployment come back: skip the rest of the cooldown, probe now."""
+        if self.state == OPEN:
+            self.state = HALF_OPEN
+            self.probing = False
+
     def on_cancel(self) -> None:
         """An attempt abandoned (hedge lost, client gone): free the probe slot."""
         self.probing = False

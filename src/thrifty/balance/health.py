@@ -74,6 +74,8 @@ class HealthMonitor:
     async def check_once(self) -> None:
         results = await asyncio.gather(*(self.probe(url, self.timeout) for _, url in self.targets))
         for (member, _), ok in zip(self.targets, results, strict=True):
+            if ok and not member.healthy:
+                member.breaker.on_recovered()
             member.healthy = ok
         self.checks += 1
 
