@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from balance_common import TABLE_HEAD, Result, group_over, header, load, row
-
 from thrifty.balance.replicas import ReplicaSpec, ReplicaSupervisor
 
 CHILD = (sys.executable, "-m", "thrifty.fakeupstream", "--port", "{port}", "--name", "r{index}",
