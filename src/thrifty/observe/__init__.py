@@ -53,7 +53,7 @@ class Observer:
         self.feedback_ratings: dict[int, int] = {}
         self._pending: deque[RequestEvent] = deque()
         self._unwritten: list[Row] = []
-        self._known: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._known: OrderedDict[str, tuple[str, str, str, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
@@ -122,7 +122,7 @@ class Observer:
                 event = pending.popleft()
                 row = self.tally.add(event)
                 self._unwritten.append(row)
-                self._known[event.request_id] = {"model": row[2], "deployment": row[3], "tier": row[4], "route": row[5]}
+                self._known[event.request_id] = row[2:6]
             while len(self._known) > _KNOWN_IDS:
                 self._known.popitem(last=False)
 
@@ -165,7 +165,7 @@ class Observer:
         with self._lock:
             known = self._known.get(request_id)
         if known is not None:
-            return dict(known)
+            return dict(zip(_FACTS, known, strict=True))
         return self.ledger.find(request_id) if self.ledger is not None else None
 
     def gauges(self) -> dict[str, dict[str, float]]:

@@ -86,3 +86,24 @@ def _is_number(word: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+Parsed = tuple[str, str, str, int, bool]  # cache result, cache level, tier, escalations, fell back
+_NOTHING: Parsed = ("", "", "", 0, False)
+_memo: dict[tuple[str | None, ...], Parsed] = {}
+
+
+def parse(ann: dict[str, str]) -> Parsed:
+    """Everything the observer reads from annotations, memoized on their values."""
+    if not ann:
+        return _NOTHING
+    get = ann.get
+    key = (get("cache"), get("cache_level"), get("tier"), get("route"), get("escalations"), get("fallback"))
+    found = _memo.get(key)
+    if found is None:
+        result, level = cache_outcome(ann)
+        found = (result, level, route_tier(ann), escalations(ann), fell_back(ann))
+        if len(_memo) >= 4096:
+            _memo.clear()
+        _memo[key] = found
+    return found

@@ -71,7 +71,7 @@ def snapshot(obs: Observer) -> dict[str, Any]:
             "fast_tier_share": health.fast_tier_share,
             "latency": health.latency,
             "series": _series(tally),
-            "recent": list(reversed(tally.recent)),
+            "recent": tally.recent_requests(),
         }
     body.update({
         "alerts": [a.to_json() for a in alerts],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,17 @@ from . import notes
 from .events import RequestEvent
 from .metrics import OVERHEAD_BUCKETS, Counter, Histogram, Metric
 from .prices import PriceTable
+
+
+def _json_dumps() -> Callable[[dict[str, str]], str]:
+    try:
+        import orjson  # a thrifty dependency; several times faster than json
+    except ImportError:  # pragma: no cover
+        return json.dumps
+    return lambda value: orjson.dumps(value).decode()
+
+
+_dumps = _json_dumps()
 
 COLUMNS = (
     "request_id", "ts", "model", "deployment", "tier", "route", "cache", "stream", "status",
@@ -60,7 +72,7 @@ class Bucket:
         if len(self.latencies) < RESERVOIR:
             self.latencies.append(value)
         else:  # reservoir sampling keeps a fair sample of a busy bucket
-            slot = random.randrange(self.requests)
+            slot = int(random.random() * self.requests)
             if slot < RESERVOIR:
                 self.latencies[slot] = value
 
@@ -94,7 +106,7 @@ class Tally:
         self.fallbacks = Counter("thrifty_fallbacks", "Requests served by a fallback")
         self.window: deque[Sample] = deque(maxlen=20_000)
         self.series: deque[Bucket] = deque(maxlen=SERIES_LEN)
-        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self.recent: deque[tuple[RequestEvent, str, float]] = deque(maxlen=RECENT)
 
     def metrics(self) -> list[Metric]:
         return [
@@ -106,33 +118,32 @@ class Tally:
     def add(self, ev: RequestEvent) -> Row:
         """Count one event; return its ledger row."""
         ann = ev.annotations
-        cache, level = notes.cache_outcome(ann)
-        tier = notes.route_tier(ann)
+        cache, level, tier, escalations, fell_back = notes.parse(ann)
         rates = self.prices.rates(ev.deployment, tier, ev.model)
         nocache = rates.full_cost(ev.prompt_tokens, ev.completion_tokens)
         cost = 0.0 if cache == "hit" else rates.cost(ev.prompt_tokens, ev.completion_tokens, ev.cached_tokens)
         top = self.prices.top().full_cost(ev.prompt_tokens, ev.completion_tokens)
         ok = ev.status < 400
-        self._count(ev, cost, top, nocache, cache, level, tier, rates.priced)
+        self._count(ev, cost, top, nocache, rates.priced)
+        if cache:
+            self.cache.inc((cache, level))
+        if tier:
+            self.routes.inc((tier,))
+        if escalations:
+            self.escalations.inc((), escalations)
+        if fell_back:
+            self.fallbacks.inc()
         self.window.append(Sample(ev.ts, ev.model, ev.latency_s, cache, tier, not ok))
         self._bucket(ev, cost, top, nocache, cache)
-        self.recent.append({
-            "request_id": ev.request_id, "ts": ev.ts, "model": ev.model, "deployment": ev.deployment,
-            "tier": tier, "cache": ann.get("cache", ""), "status": ev.status,
-            "latency_ms": round(ev.latency_s * 1000, 1), "cost_usd": cost,
-            "tokens": ev.prompt_tokens + ev.completion_tokens,
-        })
+        self.recent.append((ev, tier, cost))
         return (
             ev.request_id, ev.ts, ev.model, ev.deployment, tier, ann.get("route", ""), ann.get("cache", ""),
             int(ev.stream), ev.status, ev.error_type, ev.prompt_tokens, ev.completion_tokens,
             ev.cached_tokens, ev.latency_s, ev.ttft_s, ev.overhead_s, ev.attempts, ev.api_key, ev.tenant,
-            cost, top, nocache, int(rates.priced), json.dumps(ann) if ann else "",
+            cost, top, nocache, int(rates.priced), _dumps(ann) if ann else "",
         )
 
-    def _count(
-        self, ev: RequestEvent, cost: float, top: float, nocache: float,
-        cache: str, level: str, tier: str, priced: bool,
-    ) -> None:
+    def _count(self, ev: RequestEvent, cost: float, top: float, nocache: float, priced: bool) -> None:
         self.requests.inc((ev.model, ev.deployment, str(ev.status)))
         if ev.error_type or ev.status >= 400:
             self.errors.inc((ev.error_type or f"http_{ev.status}",))
@@ -148,14 +159,6 @@ class Tally:
         self.cost_nocache.inc((), nocache)
         if not priced:
             self.unpriced.inc((ev.deployment,))
-        if cache:
-            self.cache.inc((cache, level))
-        if tier:
-            self.routes.inc((tier,))
-        if esc := notes.escalations(ev.annotations):
-            self.escalations.inc((), esc)
-        if notes.fell_back(ev.annotations):
-            self.fallbacks.inc()
 
     def _bucket(self, ev: RequestEvent, cost: float, top: float, nocache: float, cache: str) -> None:
         start = ev.ts - ev.ts % BUCKET_S
@@ -172,6 +175,18 @@ class Tally:
         bucket.hits += cache == "hit"
         bucket.lookups += cache != ""
         bucket.add_latency(ev.latency_s)
+
+    def recent_requests(self) -> list[dict[str, Any]]:
+        """The last requests, newest first, for the dashboard."""
+        return [
+            {
+                "request_id": ev.request_id, "ts": ev.ts, "model": ev.model, "deployment": ev.deployment,
+                "tier": tier, "cache": ev.annotations.get("cache", ""), "status": ev.status,
+                "latency_ms": round(ev.latency_s * 1000, 1), "cost_usd": cost,
+                "tokens": ev.prompt_tokens + ev.completion_tokens,
+            }
+            for ev, tier, cost in reversed(self.recent)
+        ]
 
     def recent_samples(self, now: float) -> list[Sample]:
         """The samples inside the rolling window ending at ``now``."""
