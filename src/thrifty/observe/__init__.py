@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 __all__ = ["Observer", "RequestEvent"]
 
 log = logging.getLogger("thrifty.observe")
-_KNOWN_IDS = 100_000
+_KNOWN_IDS = 20_000  # recent request ids kept in memory for feedback linking (older: on disk)
+_FACTS = ("model", "deployment", "tier", "route")
 # breaker states reported as words become numbers a graph can show
-_STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}  # request ids remembered in memory for feedback linking
+_STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
 
 
 class Observer:
