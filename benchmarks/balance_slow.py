@@ -5,7 +5,7 @@ Three fake upstream processes (lognormal latency, median 20 ms); then r2's media
 8 closed-loop workers. Baseline in the same run: all replicas healthy, round robin.
 Target: p99 within 1.5x of the all-healthy case.
 
-    .venv/bin/python benchmarks/balance_slow.py [--requests 800] [--out docs/bench/balance_slow.md] [--plot docs/img/balance_slow.png]
+    .venv/bin/python benchmarks/balance_slow.py [--requests 500] [--reps 3] [--out docs/bench/balance_slow.md] [--plot docs/img/balance_slow.png]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-HEDGES: dict[str, str] = {}
+HEDGES: dict[str, list[float]] = {}  # label -> [hedges sent, hedges won, requests, last delay ms]
 
 
 async def scenario(ups: list, requests: int, label: str = "", **options: Any) -> Result:
@@ -45,22 +45,41 @@ async def scenario(ups: list, requests: int, label: str = "", **options: Any) ->
         if options.get("hedge"):
             sent = after["hedges"] - before["hedges"]
             won = after["hedge_wins"] - before["hedge_wins"]
-            HEDGES[label] = (f"{sent} hedges for {result.total} requests ({100 * sent / result.total:.1f}% "
-                             f"extra load), {won} won; hedge delay {after['hedge_delay_ms']} ms")
+            tally = HEDGES.setdefault(label, [0, 0, 0, 0])
+            tally[0] += sent
+            tally[1] += won
+            tally[2] += result.total
+            tally[3] = after["hedge_delay_ms"]
         return result
     finally:
         await group.aclose()
 
 
-async def main(requests: int) -> tuple[str, list[tuple[str, Result]]]:
-    lines = [header("One of three replicas turns 10x slower"), ""]
+def merge(into: Result, more: Result) -> None:
+    into.latencies += more.latencies
+    for name, count in more.errors.items():
+        into.errors[name] = into.errors.get(name, 0) + count
+
+
+async def main(requests: int, reps: int) -> tuple[str, list[tuple[str, Result]]]:
+    """Each rep runs every case once (interleaved, so machine noise spreads evenly); latencies pooled."""
+    lines = [header("One of three replicas turns 10x slower"), "",
+             f"{reps} interleaved reps of {requests} requests per scenario, latencies pooled.", ""]
+    base = Result()
+    results = [(label, Result()) for label, _ in CASES]
     with upstreams(3, *LATENCY) as ups:
-        base = await scenario(ups, requests, strategy="round_robin")
-        await control(ups[2], latency_ms=200)
-        results = [(label, await scenario(ups, requests, label, **opts)) for label, opts in CASES]
+        for _ in range(reps):
+            await control(ups[2], latency_ms=20)
+            merge(base, await scenario(ups, requests, strategy="round_robin"))
+            await control(ups[2], latency_ms=200)
+            for (label, opts), (_, pooled) in zip(CASES, results, strict=True):
+                merge(pooled, await scenario(ups, requests, label, **opts))
     lines += [TABLE_HEAD, row("all healthy, round_robin (baseline)", base, base)]
     lines += [row(f"r2 10x slower, {label}", r, base) for label, r in results]
-    lines += ["", "hedging cost:", *(f"- {label}: {text}" for label, text in HEDGES.items())]
+    lines += ["", "hedging cost:"]
+    for label, (sent, won, total, delay) in HEDGES.items():
+        lines.append(f"- {label}: {sent:.0f} hedges for {total:.0f} requests ({100 * sent / total:.1f}% extra "
+                     f"load), {won:.0f} won; hedge delay at the end {delay} ms")
     return "\n".join(lines), [("all healthy", base), *results]
 
 
@@ -87,11 +106,12 @@ def plot(results: list[tuple[str, Result]], path: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", default=None)
     parser.add_argument("--plot", default=None)
     args = parser.parse_args()
-    text, results = asyncio.run(main(args.requests))
+    text, results = asyncio.run(main(args.requests, args.reps))
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
