@@ -222,3 +222,33 @@ async def test_earlier_results_feed_a_new_round() -> None:
     ex = Executor(reg, results={1: "old"})
     runs = await ex.run(parse_text("2. join_all([$1, 'new'])\n", PlanBuilder(reg, earlier={1})))
     assert runs[2].result == "old+new"
+
+
+async def test_cancelling_tasks_that_never_began_still_ends_the_run() -> None:
+    reg = registry()
+    ex = Executor(reg)
+    for task in parse_text('1. search("a")\n2. join_all($1)\n3. search("b")\n', PlanBuilder(reg)):
+        ex.add(task)
+    ex.cancel_all()
+    ex.close()
+    async with asyncio.timeout(5):
+        runs = await ex.wait()
+    assert {r.state for r in runs.values()} == {State.CANCELLED}
+
+
+async def test_learned_durations_override_the_declared_hints() -> None:
+    order: list[str] = []
+
+    def record(name: str) -> Any:
+        return lambda: order.append(name)
+
+    reg = registry(
+        spec("hinted_slow", record("hinted_slow"), kind="inline", est_s=5.0),
+        spec("hinted_fast", record("hinted_fast"), kind="inline", est_s=0.01),
+    )
+    durations = Durations()
+    durations.observe("hinted_slow", 0.01)
+    durations.observe("hinted_fast", 5.0)
+    ex = Executor(reg, cap=1, durations=durations)
+    await ex.run(parse_text("1. hinted_slow()\n2. hinted_fast()\n", PlanBuilder(reg)))
+    assert order == ["hinted_fast", "hinted_slow"]

@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from thrifty.agent import PlanBuilder, PlanError, Ref, parse_json_plan, parse_stream, parse_text, parse_tool_calls
+from thrifty.agent import (
+    PlanBuilder,
+    PlanError,
+    Ref,
+    parse_json_plan,
+    parse_stream,
+    parse_text,
+    parse_tool_calls,
+)
 from thrifty.agent.plan import find_refs, resolve
 
 from .helpers import registry

@@ -297,7 +297,9 @@ class Executor:
         run.state = State.RUNNING
         run.started = self.now()
         self._running += 1
-        self._aio[run.id] = asyncio.get_running_loop().create_task(self._execute(run))
+        aio = asyncio.get_running_loop().create_task(self._execute(run))
+        aio.add_done_callback(lambda _: self._settle(run))
+        self._aio[run.id] = aio
         self._emit(run)
 
     def _settle(self, run: TaskRun) -> None:
@@ -305,6 +307,10 @@ class Executor:
         t = time.perf_counter()
         self._running -= 1
         self._aio.pop(run.id, None)
+        if run.state is State.RUNNING:  # cancelled before its coroutine ever ran
+            run.state = State.CANCELLED
+        if run.ended is None:
+            run.ended = self.now()
         if run.state is State.DONE:
             self.results[run.id] = run.result
         self._open -= 1
@@ -377,7 +383,6 @@ class Executor:
             run.error = exc
         finally:
             run.ended = self.now()
-            self._settle(run)
 
     async def _fallback(self, run: TaskRun) -> Any:
         fallback = run.task.fallback

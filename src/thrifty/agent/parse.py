@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from .plan import Fallback, PlanError, Ref, Task, find_refs, topological_order
@@ -246,7 +246,7 @@ def _fallback(raw: Any, builder: PlanBuilder) -> Fallback | None:
     raise PlanError('a fallback is {"value": ...} or {"tool": ..., "args": ...}')
 
 
-def parse_tool_calls(calls: list[Mapping[str, Any]], builder: PlanBuilder) -> list[Task]:
+def parse_tool_calls(calls: Sequence[Mapping[str, Any]], builder: PlanBuilder) -> list[Task]:
     """OpenAI ``tool_calls``, numbered in order after the earlier ids; ``$N`` refs work."""
     tasks = []
     for call in calls:

@@ -36,6 +36,8 @@ async def http_get(ctx: ToolContext, url: str) -> str:
             status = response.status
     except aiohttp.ClientError as exc:
         raise ToolError(f"GET {url} failed: {type(exc).__name__}", retryable=True) from None
+    if 300 <= status < 400:
+        raise ToolError(f"GET {url} answered {status}: redirects are not followed")
     if status >= 400:
         raise ToolError(f"GET {url} answered {status}", retryable=status >= 500)
     return body.decode("utf-8", errors="replace")
