@@ -86,7 +86,16 @@ async def test_redis_shares_answers_between_replicas(redis_url: str, tmp_path: P
     request = ask()
     assert (await make_layer(backend, store=replicas[1]).complete(request)).text == "from replica 0"
     assert replicas[1].tiers.counters.hits["l3"] == 1 and backend.requests == []
+    key = next(iter(replicas[1].tiers.memory._entries))
+    await replicas[1].tiers.flush()
+    assert await replicas[1].tiers.disk.get(key) is not None  # type: ignore[union-attr]
     assert await replicas[0].purge("default") == 1
+    for _ in range(200):  # replica 1 hears of the purge over pub/sub and drops its local copies
+        if not replicas[1].tiers.memory:
+            break
+        await asyncio.sleep(0.01)
+    assert len(replicas[1].tiers.memory) == 0
+    assert await replicas[1].tiers.disk.get(key) is None  # type: ignore[union-attr]
     fresh = CacheStore(StoreSettings(l2_path=None, redis_url=redis_url, redis_timeout=1.0))
     await fresh.start()
     backend = FakeBackend("recomputed")

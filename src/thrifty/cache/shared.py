@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 log = logging.getLogger("thrifty.cache")
 T = TypeVar("T")
 PREFIX = "thrifty:cache:"
+PURGE_CHANNEL = "thrifty:cache:purge"
 RETRY_AFTER = 5.0
 
 
@@ -97,9 +98,28 @@ class RedisLevel:
                 name = raw.decode() if isinstance(raw, bytes) else str(raw)
                 await client.unlink(name)
                 removed.add(name[len(prefix) :])
+            await client.publish(PURGE_CHANNEL, namespace)  # other replicas drop their L1/L2 copies
             return removed
 
         return await self._call("purge", purge, set(), max(5.0, self.timeout * 100))
+
+    async def listen_for_purges(self, on_purge: Callable[[str], Awaitable[object]]) -> None:
+        """Run until cancelled: call ``on_purge(namespace)`` when any replica purges."""
+        from redis.exceptions import RedisError
+
+        while True:
+            try:
+                pubsub = self._connection().pubsub()
+                await pubsub.subscribe(PURGE_CHANNEL)
+                try:
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            data = message["data"]
+                            await on_purge(data.decode() if isinstance(data, bytes) else str(data))
+                finally:
+                    await pubsub.aclose()
+            except (RedisError, OSError):
+                await asyncio.sleep(RETRY_AFTER)
 
     async def aclose(self) -> None:
         if self._client is not None:

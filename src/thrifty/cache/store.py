@@ -42,16 +42,28 @@ class CacheStore:
         self._semantic: SemanticIndex | None = None
         self._semantic_ready: asyncio.Future[SemanticIndex] | None = None
         self._users = 0
+        self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._users += 1
         if self._users == 1:
             await self.tiers.open()
+            if self.tiers.redis is not None:
+                self._listener = asyncio.ensure_future(self.tiers.redis.listen_for_purges(self._purged_elsewhere))
 
     async def stop(self) -> None:
         self._users -= 1
         if self._users == 0:
+            if self._listener is not None:
+                self._listener.cancel()
+                await asyncio.gather(self._listener, return_exceptions=True)
+                self._listener = None
             await self.tiers.aclose()
+
+    async def _purged_elsewhere(self, namespace: str) -> None:
+        await self.tiers.purge_local(namespace)
+        if self._semantic is not None:
+            self._semantic.purge(namespace)
 
     async def semantic(self) -> SemanticIndex:
         """The semantic index, built on first use from the questions kept on disk."""

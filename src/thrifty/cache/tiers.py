@@ -112,12 +112,17 @@ class TieredStore:
 
     async def purge(self, namespace: str) -> set[str]:
         """Drop every answer in ``namespace`` from every level; the keys that went."""
+        keys = await self.purge_local(namespace)
+        if self.redis is not None:
+            keys |= await self.redis.purge(namespace)
+        return keys
+
+    async def purge_local(self, namespace: str) -> set[str]:
+        """Drop ``namespace`` from this process's levels (memory and disk)."""
         await self.flush()
         keys = self.memory.purge(namespace)
         if self.disk is not None:
             keys |= await self.disk.purge(namespace)
-        if self.redis is not None:
-            keys |= await self.redis.purge(namespace)
         return keys
 
     def stats(self) -> dict[str, Any]:
