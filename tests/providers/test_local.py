@@ -101,6 +101,23 @@ async def test_logprobs_come_back_as_plain_json(smollm2: LocalBackend) -> None:
 
 
 @pytest.mark.model
+@pytest.mark.parametrize("max_tokens", [4, 40])  # cut by length, and (likely) ended by the model
+async def test_logprobs_match_llama_cpp_own_computation(smollm2: LocalBackend, max_tokens: int) -> None:
+    messages = [{"role": "user", "content": QUESTION}]
+    llama = smollm2._instances[0]
+    reference = llama.create_chat_completion(
+        messages, temperature=0, max_tokens=max_tokens, logprobs=True, top_logprobs=1
+    )
+    expected = [t["logprob"] for t in reference["choices"][0]["logprobs"]["content"]]
+    request = chat(QUESTION, temperature=0, max_tokens=max_tokens, logprobs=True, top_logprobs=1)
+    response = await smollm2.complete(request)
+    got = response.body["choices"][0]["logprobs"]["content"]
+    assert response.text == reference["choices"][0]["message"]["content"]
+    assert [t["logprob"] for t in got] == pytest.approx(expected, abs=1e-3)
+    assert all(t["top_logprobs"][0]["logprob"] >= t["logprob"] - 1e-6 for t in got)
+
+
+@pytest.mark.model
 async def test_closing_a_stream_stops_generation_and_frees_the_model(smollm2: LocalBackend) -> None:
     stream = smollm2.stream(chat("Count from 1 to 200, separated by commas.", temperature=0, max_tokens=400))
     for _ in range(4):

@@ -20,6 +20,7 @@ from typing import Any
 from ..config import Deployment
 from ..errors import InvalidRequest, ThriftyError, UpstreamError
 from ..types import ChatRequest, ChatResponse, Chunk, Usage, usage_chunk
+from .local_logprobs import completion_ids, logprobs
 from .local_models import LocalOptions, load_llama, resolve
 
 # Request parameters handed to llama.cpp as they are (``extra`` may add the llama-only ones).
@@ -143,9 +144,10 @@ class LocalBackend:
         trace = request.trace
         trace.deployment = self.name
         kwargs = generation_kwargs(request, self.options)
+        top = int(kwargs.pop("top_logprobs", 0) or 0) if kwargs.pop("logprobs", False) else None
         started = time.perf_counter()
         try:
-            job = await self._submit(lambda llama: llama.create_chat_completion(request.messages, **kwargs))
+            job = await self._submit(lambda llama: _complete(llama, request.messages, kwargs, top))
             out = await asyncio.shield(job)  # a cancelled caller cannot stop a running generation
         except Exception as exc:
             raise translate_error(exc) from exc
@@ -196,6 +198,17 @@ class LocalBackend:
                 yield item
         finally:
             stop.set()  # the consumer left early: the worker stops at the next token
+
+
+def _complete(llama: Any, messages: list[Any], kwargs: dict[str, Any], top: int | None) -> Any:
+    """One completion on the worker thread; logprobs (when ``top`` is set) computed from kept logits."""
+    out = llama.create_chat_completion(messages, **kwargs)
+    if top is not None:
+        usage = out["usage"]
+        text = out["choices"][0]["message"].get("content") or ""
+        ids = completion_ids(llama, usage["prompt_tokens"], usage["completion_tokens"], text)
+        out["choices"][0]["logprobs"] = logprobs(llama, usage["prompt_tokens"], ids, top)
+    return out
 
 
 def _generate(
