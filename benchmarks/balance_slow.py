@@ -28,6 +28,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("round_robin + hedge", {"strategy": "round_robin", "hedge": True}),
     ("least_outstanding + hedge", {"strategy": "least_outstanding", "hedge": True}),
     ("p2c + hedge", {"strategy": "p2c", "hedge": True}),
+    ("round_robin + hedge, streaming", {"strategy": "round_robin", "hedge": True, "stream": True}),
+    ("least_outstanding + hedge, streaming", {"strategy": "least_outstanding", "hedge": True, "stream": True}),
 ]
 
 
@@ -35,12 +37,13 @@ HEDGES: dict[str, list[float]] = {}  # label -> [hedges sent, hedges won, reques
 
 
 async def scenario(ups: list, requests: int, label: str = "", **options: Any) -> Result:
+    stream = bool(options.pop("stream", False))
     group = group_over([(u.name, u.url) for u in ups], health_check=False, **options)
     await group.start()
     try:
-        await load(group, requests=100, concurrency=8)  # warm connections, EWMA and the p95 window
+        await load(group, requests=100, concurrency=8, stream=stream)  # warm connections, EWMA, p95 window
         before = group.status()  # type: ignore[attr-defined]
-        result = await load(group, requests=requests, concurrency=8)
+        result = await load(group, requests=requests, concurrency=8, stream=stream)
         after = group.status()  # type: ignore[attr-defined]
         if options.get("hedge"):
             sent = after["hedges"] - before["hedges"]
@@ -49,7 +52,7 @@ async def scenario(ups: list, requests: int, label: str = "", **options: Any) ->
             tally[0] += sent
             tally[1] += won
             tally[2] += result.total
-            tally[3] = after["hedge_delay_ms"]
+            tally[3] = after["stream_hedge_delay_ms" if stream else "hedge_delay_ms"]
         return result
     finally:
         await group.aclose()

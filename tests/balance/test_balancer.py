@@ -310,3 +310,22 @@ async def test_hedge_delay_follows_the_healthy_deployments_p95(make_group: MakeG
         for _ in range(10):
             member.latencies.add(latency)
     assert group.hedge_delay() == 0.03
+
+
+async def test_hedged_stream_takes_the_first_to_start_and_closes_the_other(make_group: MakeGroup) -> None:
+    slow = FakeBackend("slow", name="slow", delay=30)
+    fast = FakeBackend("fast words", name="fast")
+    group = make_group([slow, fast], strategy="round_robin", hedge=True, hedge_delay=0.01)
+    group.strategy.turn = -1
+    request = chat("hi")
+    chunks = [c async for c in group.stream(request)]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "fast words" and request.trace.annotations["hedged"] == "fast"
+    assert [m.outstanding for m in group.members] == [0, 0] and group.hedge_wins == 1
+
+
+async def test_hedged_stream_without_a_second_deployment_just_waits(make_group: MakeGroup) -> None:
+    only = FakeBackend("late but fine", name="only", delay=0.05)
+    group = make_group([only], hedge=True, hedge_delay=0.001)
+    chunks = [c async for c in group.stream(chat("hi"))]
+    assert chunks[-1]["usage"] and group.hedges == 0

@@ -29,6 +29,7 @@ from ..types import ChatRequest, ChatResponse, Chunk
 from .admission import AdmissionGate
 from .clock import Clock, MonotonicClock
 from .health import HealthMonitor, Probe
+from .hedge import first_success, race_streams
 from .member import Member, estimate_tokens
 from .retry import RetryBudget, full_jitter
 from .settings import BalanceSettings
@@ -194,58 +195,52 @@ class Balancer(Choice):
         request.trace.deployment = member.name
         return response
 
-    def hedge_delay(self) -> float:
+    def hedge_delay(self, stream: bool = False) -> float:
         """The group's recent p95: the median over deployments of each one's p95.
 
-        Taking the median keeps one slow deployment from raising the bar it is
-        hedged against; before enough samples, ``hedge_delay`` from config.
+        Of whole answers for ``complete``, of the first chunk for streams. The
+        median keeps one slow deployment from raising the bar it is hedged
+        against; until there are enough samples, ``hedge_delay`` from config.
         """
         q, enough = self.settings.hedge_quantile, self.settings.hedge_min_samples
-        per_member = sorted(m.latencies.quantile(q) or 0.0 for m in self.members if len(m.latencies) >= enough)
+        windows = [m.first_chunks if stream else m.latencies for m in self.members]
+        per_member = sorted(w.quantile(q) or 0.0 for w in windows if len(w) >= enough)
         if per_member:
             return per_member[(len(per_member) - 1) // 2]
-        if len(self.latencies) >= enough:
+        if not stream and len(self.latencies) >= enough:
             return self.latencies.quantile(q) or self.settings.hedge_delay
         return self.settings.hedge_delay
 
     async def _hedged(self, member: Member, request: ChatRequest, tried: set[str],
                       deadline: float | None, tokens: int) -> ChatResponse:
         """Send to ``member``; if it is slower than the group's recent p95, also to another."""
-        first: asyncio.Future[ChatResponse] = asyncio.ensure_future(
-            self._call(member, request, deadline, tokens))
-        tasks: set[asyncio.Future[ChatResponse]] = {first}
+        tasks: list[asyncio.Future[ChatResponse]] = [
+            asyncio.ensure_future(self._call(member, request, deadline, tokens))]
         try:
             done, _ = await asyncio.wait(tasks, timeout=self.hedge_delay())
             if not done:
-                try:
-                    other = self.choose(request, tried, tokens)
-                except ThriftyError:
-                    other = member
-                if other is not member:
-                    tried.add(other.name)
-                    self.hedges += 1
-                    request.trace.note("hedged", other.name)
-                    tasks.add(asyncio.ensure_future(self._call(other, request, deadline, tokens)))
-            return await self._first_success(tasks, first)
-        finally:
+                other = self._hedge_target(request, tried, tokens)
+                if other is not None:
+                    tasks.append(asyncio.ensure_future(self._call(other, request, deadline, tokens)))
+        except BaseException:
             for task in tasks:
                 task.cancel()
+            raise
+        response, index = await first_success(tasks)
+        self.hedge_wins += index > 0
+        return response
 
-    async def _first_success(self, tasks: set[asyncio.Future[ChatResponse]],
-                             first: asyncio.Future[ChatResponse]) -> ChatResponse:
-        pending = set(tasks)
-        error: BaseException | None = None
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                exc = task.exception()
-                if exc is None:
-                    if task is not first:
-                        self.hedge_wins += 1
-                    return task.result()
-                error = exc
-        assert error is not None
-        raise error
+    def _hedge_target(self, request: ChatRequest, tried: set[str], tokens: int) -> Member | None:
+        try:
+            other = self.choose(request, tried, tokens)
+        except ThriftyError:
+            return None
+        if other.name in tried:
+            return None
+        tried.add(other.name)
+        self.hedges += 1
+        request.trace.note("hedged", other.name)
+        return other
 
     # -- stream ------------------------------------------------------------
 
@@ -262,9 +257,8 @@ class Balancer(Choice):
             while True:
                 member = self.choose(request, tried, tokens)
                 tried.add(member.name)
-                attempt_stream = self._attempt_stream(member, request, deadline, tokens)
                 try:
-                    first = await anext(attempt_stream)
+                    attempt_stream, first = await self._open_stream(member, request, tried, deadline, tokens)
                 except ThriftyError as exc:
                     if not await self._may_retry(exc, attempt, tried, request, deadline):
                         raise
@@ -277,6 +271,25 @@ class Balancer(Choice):
                     yield chunk
             finally:
                 await attempt_stream.aclose()
+
+    async def _open_stream(self, member: Member, request: ChatRequest, tried: set[str],
+                           deadline: float | None, tokens: int) -> tuple[AsyncGenerator[Chunk, None], Chunk]:
+        """An attempt's stream and its first chunk; hedged when the group hedges."""
+        stream = self._attempt_stream(member, request, deadline, tokens)
+        if not self.settings.hedge:
+            try:
+                return stream, await anext(stream)
+            except BaseException:
+                await stream.aclose()
+                raise
+
+        def backup() -> AsyncGenerator[Chunk, None] | None:
+            other = self._hedge_target(request, tried, tokens)
+            return None if other is None else self._attempt_stream(other, request, deadline, tokens)
+
+        winner, first, hedged = await race_streams(stream, self.hedge_delay(stream=True), backup)
+        self.hedge_wins += hedged
+        return winner, first
 
     async def _attempt_stream(self, member: Member, request: ChatRequest, deadline: float | None,
                               tokens: int) -> AsyncGenerator[Chunk, None]:
@@ -304,6 +317,7 @@ class Balancer(Choice):
                 if not first_seen:
                     first_seen = True
                     member.ewma.add(self.clock.now() - started)
+                    member.first_chunks.add(self.clock.now() - started)
                     request.trace.deployment = member.name
                 usage = chunk.get("usage")
                 if usage and member.deployment.tpm is not None:
@@ -338,6 +352,7 @@ class Balancer(Choice):
             "hedges": self.hedges,
             "hedge_wins": self.hedge_wins,
             "hedge_delay_ms": round(self.hedge_delay() * 1000, 2) if self.settings.hedge else None,
+            "stream_hedge_delay_ms": round(self.hedge_delay(True) * 1000, 2) if self.settings.hedge else None,
             "deployments": {m.name: m.status() for m in self.members},
         }
 

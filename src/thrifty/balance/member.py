@@ -35,7 +35,8 @@ class Member:
         self.breaker = CircuitBreaker(breaker, clock)
         self.outstanding = 0
         self.ewma = Ewma()
-        self.latencies = LatencyWindow(100)
+        self.latencies = LatencyWindow(100)  # whole answers (complete)
+        self.first_chunks = LatencyWindow(100)  # time to first chunk (stream)
         self.rpm = SlidingCount(clock)
         self.tpm = SlidingCount(clock)
         self.healthy = True
