@@ -23,7 +23,8 @@ from .events import RequestEvent
 from .health import Alert, evaluate, process_age, rss_bytes, window_health
 from .ledger import Ledger
 from .prices import PriceTable
-from .settings import parse_alerts, parse_ledger
+from .settings import parse_alerts, parse_ledger, parse_telemetry
+from .spans import Spans, default_spans
 from .tally import Row, Tally
 
 if TYPE_CHECKING:
@@ -41,13 +42,20 @@ _STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
 class Observer:
     """Collects request events; serves metrics, feedback and the dashboard."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        tracer: Any = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.ledger_settings = parse_ledger(config)
         self.alert_settings = parse_alerts(config)
         self.prices = PriceTable(config)
-        self.tally = Tally(self.prices, self.alert_settings.window_s)
+        spans = Spans(tracer) if tracer is not None else default_spans(parse_telemetry(config))
+        self.tally = Tally(self.prices, self.alert_settings.window_s, spans)
         self.ledger: Ledger | None = None
         self.started_at = clock()
         self.startup_s: float | None = None

@@ -16,6 +16,8 @@ Example::
       fast_tier_share: 0.30      # alert below
       memory_mb: 200             # resident memory, alert above
       fast_tiers: [fast]         # route tiers counted as "fast"
+    telemetry:
+      spans: true                # OpenTelemetry spans, when opentelemetry is installed
 """
 
 from __future__ import annotations
@@ -134,3 +136,16 @@ def parse_alerts(config: Config) -> AlertSettings:
         rules=tuple(rules),
         fast_tiers=tuple(tiers),
     )
+
+
+def parse_telemetry(config: Config) -> bool:
+    """Whether to emit OpenTelemetry spans (when the package is installed)."""
+    where = config.where("telemetry")
+    raw = _section(config, "telemetry")
+    unknown = set(raw) - {"spans"}
+    if unknown:
+        raise (where / sorted(unknown)[0]).error("unknown setting; expected spans")
+    spans = raw.get("spans", True)
+    if not isinstance(spans, bool):
+        raise (where / "spans").error(f"must be true or false, got {spans!r}")
+    return spans

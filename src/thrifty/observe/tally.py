@@ -18,6 +18,7 @@ from . import notes
 from .events import RequestEvent
 from .metrics import OVERHEAD_BUCKETS, Counter, Histogram, Metric
 from .prices import PriceTable
+from .spans import Spans
 
 
 def _json_dumps() -> Callable[[dict[str, str]], str]:
@@ -85,8 +86,9 @@ def percentile(ordered: list[float], q: float) -> float | None:
 
 
 class Tally:
-    def __init__(self, prices: PriceTable, window_s: float) -> None:
+    def __init__(self, prices: PriceTable, window_s: float, spans: Spans | None = None) -> None:
         self.prices = prices
+        self.spans = spans
         self.window_s = window_s
         self.requests = Counter("thrifty_requests", "Requests answered", ("model", "deployment", "status"))
         self.errors = Counter("thrifty_errors", "Requests that ended in an error, by error type", ("type",))
@@ -136,6 +138,8 @@ class Tally:
         self.window.append(Sample(ev.ts, ev.model, ev.latency_s, cache, tier, not ok))
         self._bucket(ev, cost, top, nocache, cache)
         self.recent.append((ev, tier, cost))
+        if self.spans is not None:
+            self.spans.emit(ev, cost, tier, cache)
         return (
             ev.request_id, ev.ts, ev.model, ev.deployment, tier, ann.get("route", ""), ann.get("cache", ""),
             int(ev.stream), ev.status, ev.error_type, ev.prompt_tokens, ev.completion_tokens,
