@@ -20,6 +20,8 @@ def local(model: str = "smollm2", **options: object) -> Deployment:
 
 def test_options_are_validated_naming_deployment_and_key() -> None:
     assert LocalOptions.parse(local(n_threads=2, logprobs=False)) == LocalOptions(n_threads=2, logprobs=False)
+    assert LocalOptions.parse(local("smollm2")).logprobs
+    assert not LocalOptions.parse(local("gemma3-270m")).logprobs
     with pytest.raises(ConfigError, match=r"'local/smollm2': options.n_ctx: must be a positive integer"):
         LocalOptions.parse(local(n_ctx=0))
     with pytest.raises(ConfigError, match="options.threads: unknown option"):

@@ -32,7 +32,9 @@ class LocalOptions:
     n_ctx: int = 2048
     n_instances: int = 1
     max_tokens: int = 512  # the cap when a request gives none
-    logprobs: bool = True  # keep logits for every token (n_ctx x vocab floats) so logprobs work
+    # Keep every position's logits so logprobs work. It costs an output projection per prompt
+    # token: cheap for SmolLM2 (49k vocabulary), not for Gemma 3 (262k), so on by default only there.
+    logprobs: bool = True
     chat_format: str | None = None
     extra_buffers: bool = False  # llama.cpp's repacked/AMX weight buffers; they crash on some VMs
 
@@ -61,10 +63,14 @@ class LocalOptions:
                 if not isinstance(raw[key], str) or not raw[key]:
                     raise ConfigError(f"{where}.{key}: must be a non-empty string")
                 values[key] = raw[key]
+        values.setdefault("logprobs", deployment.model in LOGPROBS_BY_DEFAULT and "model_path" not in raw)
         path = values.get("model_path")
         if path is not None and not Path(path).is_absolute():
             raise ConfigError(f"{where}.model_path: must be an absolute path, got {path!r}")
         return cls(**values)
+
+
+LOGPROBS_BY_DEFAULT = frozenset({"smollm2"})
 
 
 def smollm2_path() -> Path:
