@@ -141,3 +141,13 @@ async def test_gemma3_270m_answers() -> None:
         assert response.text.strip() and response.usage.completion_tokens > 0
     finally:
         await backend.aclose()
+
+
+@pytest.mark.model
+async def test_prompt_longer_than_the_context_is_a_client_error(smollm2: LocalBackend) -> None:
+    with pytest.raises(InvalidRequest, match="context window"):
+        await smollm2.complete(chat("word " * 1500, max_tokens=4))
+    with pytest.raises(InvalidRequest):
+        async for _ in smollm2.stream(chat("word " * 1500, max_tokens=4)):
+            pass
+    assert (await smollm2.complete(chat("Hi", max_tokens=4))).usage.completion_tokens > 0
