@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 LITELLM_VENV = ROOT / "benchmarks" / ".venv-litellm"
+MASTER_KEY = "sk-bench-master-key-1234567890abcdef"  # LiteLLM refuses short or missing keys
 BODY = {"model": "fake", "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}
 
 
@@ -48,7 +49,8 @@ def wait_ready(url: str, timeout: float = 120.0) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
         try:
-            req = urllib.request.Request(url, data=json.dumps(BODY).encode(), headers={"content-type": "application/json"})
+            headers = {"content-type": "application/json", "authorization": f"Bearer {MASTER_KEY}"}
+            req = urllib.request.Request(url, data=json.dumps(BODY).encode(), headers=headers)
             with urllib.request.urlopen(req, timeout=5) as r:
                 if r.status == 200:
                     return time.perf_counter() - start
@@ -77,7 +79,7 @@ def wrk(url: str, connections: int, seconds: int, body: dict[str, object]) -> di
     lua = Path(tempfile.mkdtemp()) / "post.lua"
     lua.write_text(
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        'wrk.headers["Authorization"] = "Bearer sk-bench"\n'
+        f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n'
         f'wrk.body = "{payload}"\n'
         "done = function(summary, latency, requests)\n"
         '  io.write(string.format("P50 %d\\nP99 %d\\n", latency:percentile(50), latency:percentile(99)))\n'
@@ -170,7 +172,7 @@ def main() -> int:
                     lcfg.write_text(
                         f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
                     )
-                    stack.enter_context(process([str(litellm), "--config", str(lcfg), "--port", str(lport), "--num_workers", "1"], env={"LITELLM_LOG": "ERROR"}))
+                    stack.enter_context(process([str(litellm), "--config", str(lcfg), "--port", str(lport), "--num_workers", "1"], env={"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}))
                     targets["litellm"] = f"http://127.0.0.1:{lport}/chat/completions"
                     wait_ready(targets["litellm"], timeout=180)
                 for name, url in targets.items():

@@ -178,7 +178,8 @@ def test_ledger_keeps_every_answered_request_across_sigterm_mid_load(gateway: Ru
     while len(answered) < 50:
         time.sleep(0.01)
     gateway.proc.send_signal(signal.SIGTERM)  # mid-load
-    assert gateway.proc.wait(30) == 0
+    # uvicorn shuts down gracefully, then re-raises the signal: exit by SIGTERM is expected.
+    assert gateway.proc.wait(30) in (0, -signal.SIGTERM)
     stop.set()
     for t in threads:
         t.join(15)
