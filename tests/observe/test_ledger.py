@@ -6,6 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from thrifty.config import Config
 from thrifty.observe import Observer
 
@@ -68,3 +70,50 @@ async def test_closing_an_observer_that_never_started_is_harmless(config: Config
     obs.record(event(1))
     await obs.aclose()
     assert not Path(obs.ledger_settings.path).exists()
+
+
+async def test_an_unreadable_ledger_is_set_aside_not_deleted(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    path = Path(Observer(config).ledger_settings.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a database" * 100)
+    obs = Observer(config)
+    await obs.start()
+    obs.record(event(1))
+    await obs.aclose()
+    [kept] = path.parent.glob("ledger.db.corrupt-*")
+    assert kept.read_bytes().startswith(b"this is not a database")
+    assert len(rows(str(path))) == 1
+    assert "moved it to" in caplog.text
+
+
+async def test_a_malformed_event_is_skipped_and_the_rest_are_written(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    obs = Observer(config)
+    await obs.start()
+    obs.record(event(1))
+    obs.record(event(2, prompt_tokens=None))  # a caller bug
+    obs.record(event(3))
+    await obs.aclose()
+    assert sorted(r[0] for r in rows(obs.ledger_settings.path, "SELECT request_id FROM requests")) == [
+        "chatcmpl-1", "chatcmpl-3",
+    ]
+    assert obs.dropped == 1 and "chatcmpl-2" in caplog.text
+
+
+async def test_a_failing_disk_keeps_rows_until_writes_work_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    obs = Observer(make_config(tmp_path, ledger={"flush_ms": 600_000, "batch_rows": 1_000_000}))
+    await obs.start()
+    assert obs.ledger is not None
+    real = obs.ledger.write
+    failures = iter([True, True])
+
+    def flaky(batch: list[tuple[object, ...]]) -> None:
+        if next(failures, False):
+            raise sqlite3.OperationalError("disk I/O error")
+        real(batch)
+
+    monkeypatch.setattr(obs.ledger, "write", flaky)
+    obs.record(event(1))
+    assert obs.flush() == 0 and obs.flush() == 0
+    assert obs.flush() == 1
+    await obs.aclose()
+    assert len(rows(obs.ledger_settings.path)) == 1

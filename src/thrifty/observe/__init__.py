@@ -34,6 +34,7 @@ __all__ = ["Observer", "RequestEvent"]
 
 log = logging.getLogger("thrifty.observe")
 _KNOWN_IDS = 20_000  # recent request ids kept in memory for feedback linking (older: on disk)
+_MAX_QUEUE = 200_000  # rows held in memory at most while the ledger is closed or failing
 _FACTS = ("model", "deployment", "tier", "route")
 # breaker states reported as words become numbers a graph can show
 _STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
@@ -68,6 +69,8 @@ class Observer:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._batch = self.ledger_settings.batch_rows
+        self._failing = False
+        self.dropped = 0  # events that could not be accounted for
         self._listeners: list[Callable[[str, int], None]] = []
         self._gauges: dict[str, Callable[[], dict[str, float]]] = {}
 
@@ -90,6 +93,8 @@ class Observer:
             self._wake.set()
             await asyncio.to_thread(thread.join)
             self._thread = None
+            if self._unwritten:
+                log.error("%d ledger rows could not be written before closing", len(self._unwritten))
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None
@@ -102,9 +107,12 @@ class Observer:
 
     def record(self, event: RequestEvent) -> None:
         """Queue one finished request; no I/O, no pricing here."""
-        self._pending.append(event)
-        if len(self._pending) >= self._batch:
+        pending = self._pending
+        pending.append(event)
+        if len(pending) >= self._batch:
             self._wake.set()
+            if self._thread is None and len(pending) > _MAX_QUEUE:
+                pending.popleft()  # never started: keep memory bounded
 
     # -- hooks for other layers ---------------------------------------------------
 
@@ -129,11 +137,18 @@ class Observer:
         with self._lock:
             while pending:
                 event = pending.popleft()
-                row = self.tally.add(event)
+                try:
+                    row = self.tally.add(event)
+                except Exception:  # one malformed event must not stop the accounting
+                    self.dropped += 1
+                    log.exception("cannot account for request %r; skipped", getattr(event, "request_id", event))
+                    continue
                 self._unwritten.append(row)
                 self._known[event.request_id] = row[2:6]
             while len(self._known) > _KNOWN_IDS:
                 self._known.popitem(last=False)
+            if self.ledger is None and len(self._unwritten) > _MAX_QUEUE:
+                del self._unwritten[:-_MAX_QUEUE]
 
     def flush(self) -> int:
         """Absorb and write what is queued; returns the rows written."""
@@ -147,10 +162,15 @@ class Observer:
         try:
             self.ledger.write(rows)
         except sqlite3.Error as exc:
-            log.error("ledger write failed, will retry: %s", exc)
+            if not self._failing:
+                log.error("ledger write failed, keeping %d rows to retry: %s", len(rows), exc)
+            self._failing = True
             with self._lock:
-                self._unwritten[:0] = rows[: 1_000_000 - len(self._unwritten)]
+                self._unwritten[:0] = rows[: max(0, _MAX_QUEUE - len(self._unwritten))]
             return 0
+        if self._failing:
+            log.warning("ledger writes work again")
+            self._failing = False
         return len(rows)
 
     def _run(self) -> None:
@@ -162,8 +182,11 @@ class Observer:
             self._wake.wait(self.ledger_settings.flush_s)
             self._wake.clear()
             stopping = self._stop
-            self.flush()
-            if stopping and not self._pending:
+            try:
+                self.flush()
+            except Exception:  # the writer must outlive any one bad batch
+                log.exception("ledger writer error")
+            if stopping and (not self._pending or self._failing):
                 return
 
     # -- reading --------------------------------------------------------------------

@@ -7,12 +7,17 @@ never block the writer.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from .tally import COLUMNS, Row
+
+log = logging.getLogger("thrifty.observe")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -44,12 +49,28 @@ def connect(path: str) -> sqlite3.Connection:
     return db
 
 
+def set_aside(path: str) -> str:
+    """Rename an unreadable ledger (and its WAL files) out of the way; never delete it."""
+    kept = f"{path}.corrupt-{int(time.time())}"
+    for suffix in ("", "-wal", "-shm"):
+        if Path(path + suffix).exists():
+            os.replace(path + suffix, kept + suffix)
+    return kept
+
+
 class Ledger:
     """A ledger file with one connection, used under a lock from any thread."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.db = connect(path)
+        try:
+            self.db = connect(path)
+        except sqlite3.DatabaseError as exc:
+            if path == ":memory:" or not Path(path).exists():
+                raise
+            kept = set_aside(path)
+            log.error("the ledger %s is unreadable (%s); moved it to %s and started a new one", path, exc, kept)
+            self.db = connect(path)
         self.lock = threading.Lock()
         self.written = 0
 

@@ -4,6 +4,8 @@
 const SVG = "http://www.w3.org/2000/svg";
 const params = new URLSearchParams(location.search);
 const INTERVAL_MS = Number(params.get("interval") || 2000);
+// With API keys configured, open dashboard?key=<key>: the key is sent as a bearer token.
+const HEADERS = params.get("key") ? { Authorization: "Bearer " + params.get("key") } : {};
 const COLORS = { cost: "#4fb3ff", nocache: "#ffb347", top: "#ff6b6b", p50: "#4cd38a", p95: "#ffb347", p99: "#ff6b6b", hit: "#4cd38a" };
 
 function $(id) { return document.getElementById(id); }
@@ -201,7 +203,7 @@ let rendered = 0;
 async function poll() {
   const status = $("status");
   try {
-    const res = await fetch("dashboard/api/stats", { cache: "no-store" });
+    const res = await fetch("dashboard/api/stats", { cache: "no-store", headers: HEADERS });
     if (!res.ok) throw new Error("HTTP " + res.status);
     const stats = await res.json();
     render(stats);
