@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..errors import InvalidRequest, NotFound, ThriftyError
+from ..errors import AuthenticationError, InvalidRequest, NotFound, ThriftyError
 from .feedback import parse_feedback
 from .stats import prometheus, snapshot
 
@@ -41,10 +43,32 @@ def _no_cache(body: Any) -> JSONResponse:
     return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
 class Endpoints:
     def __init__(self, obs: Observer) -> None:
         self.obs = obs
         self.assets: dict[str, bytes] = {}
+        self.keys = tuple(k.encode() for k in obs.config.server.api_keys)
+
+    def guarded(self, handler: Handler) -> Handler:
+        """With API keys configured, the data endpoints need one (the page and assets do not)."""
+        if not self.keys:
+            return handler
+
+        async def check(request: Request) -> Response:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                return _error(AuthenticationError(
+                    "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key"
+                ))
+            if not any(hmac.compare_digest(token.strip().encode(), k) for k in self.keys):
+                return _error(AuthenticationError("Incorrect API key provided."))
+            return await handler(request)
+
+        return check
 
     async def metrics(self, request: Request) -> Response:
         return PlainTextResponse(prometheus(self.obs), media_type=PROMETHEUS_TYPE)
@@ -113,12 +137,13 @@ class Endpoints:
 
 def build_routes(obs: Observer) -> list[BaseRoute]:
     ep = Endpoints(obs)
+    guard = ep.guarded
     return [
-        Route("/metrics", ep.metrics, methods=["GET"]),
-        Route("/v1/feedback", ep.post_feedback, methods=["POST"]),
-        Route("/v1/feedback/{response_id:path}", ep.get_feedback, methods=["GET"]),
+        Route("/metrics", guard(ep.metrics), methods=["GET"]),
+        Route("/v1/feedback", guard(ep.post_feedback), methods=["POST"]),
+        Route("/v1/feedback/{response_id:path}", guard(ep.get_feedback), methods=["GET"]),
         Route("/dashboard", ep.dashboard, methods=["GET"]),
-        Route("/dashboard/api/stats", ep.stats, methods=["GET"]),
+        Route("/dashboard/api/stats", guard(ep.stats), methods=["GET"]),
         Route("/dashboard/static/{name}", ep.static, methods=["GET"]),
-        Route("/admin/alerts", ep.alerts, methods=["GET"]),
+        Route("/admin/alerts", guard(ep.alerts), methods=["GET"]),
     ]
