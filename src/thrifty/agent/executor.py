@@ -173,7 +173,10 @@ class Executor:
                 self.add(by_id[tid])
         finally:
             self._hold = False
+        t = time.perf_counter()
+        self._recompute_bottom()
         self._dispatch()
+        self.overhead_s += time.perf_counter() - t
 
     def close(self) -> None:
         """No more tasks this round; ``wait()`` returns once every task has ended."""
@@ -248,6 +251,8 @@ class Executor:
         est = self._estimate(task.tool)
         self._used_est.setdefault(task.tool, est)
         self._bottom[task.id] = est
+        if self._hold:
+            return  # add_all computes every path length once at the end
         stack = [task.id]
         while stack:
             child = stack.pop()
@@ -400,7 +405,10 @@ class Executor:
         if not self.registry.is_loaded(tool):
             await self.registry.preload([tool])
         fn = self.registry.load(tool)
-        args = self.registry.prepare(tool, resolve(dict(raw), self.results))
+        if find_refs(raw, self.results):
+            args = self.registry.prepare(tool, resolve(dict(raw), self.results))
+        else:  # no references: the plan check already saw these exact values
+            args = dict(raw)
         retries = spec.retries if self.retries is None else self.retries
         limit = timeout or self.timeout_s or spec.timeout_s
         for attempt in range(retries + 1):

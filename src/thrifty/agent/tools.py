@@ -108,6 +108,8 @@ class ToolRegistry:
             raise ValueError(f"tool {spec.name!r}: process tools cannot take the context")
         self._specs[spec.name] = spec
         self._loaded.pop(spec.name, None)
+        if not isinstance(spec.target, str):
+            self._loaded[spec.name] = spec.target  # nothing to import
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs

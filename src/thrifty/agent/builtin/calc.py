@@ -124,4 +124,4 @@ def _eval(node: ast.AST, names: Mapping[str, Any]) -> Any:
         return _FUNCTIONS[node.func.id](*(_eval(a, names) for a in node.args))
     if isinstance(node, ast.List | ast.Tuple):
         return [_eval(e, names) for e in node.elts]
-    raise ToolError(f"not allowed in an expression: {ast.unparse(node)!r}")  # type: ignore[arg-type]
+    raise ToolError(f"not allowed in an expression: {ast.unparse(node)!r}")
