@@ -284,7 +284,7 @@ def main() -> None:
     args = parser.parse_args()
     command = "python benchmarks/cache_quality.py" + (" --full" if args.full else f" --qqp-pairs {args.qqp_pairs}")
     header = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-              f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; command `{command}`."]
+              f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[0]:.1f}; command `{command}`."]
     print("\n".join(header), flush=True)
     python = ensure_gptcache()
     pairs = load_pairs(fow_data(python), None if args.full else args.qqp_pairs)

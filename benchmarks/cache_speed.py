@@ -188,7 +188,7 @@ def write_doc(lines: list[str]) -> None:
 
 def main() -> None:
     header = (f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-              f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; command "
+              f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[0]:.1f}; command "
               "`python benchmarks/cache_speed.py`.")
     print(header, flush=True)
     layer = asyncio.run(exact_layer())

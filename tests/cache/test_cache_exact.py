@@ -271,3 +271,22 @@ async def test_purge_forgets_one_namespace_only(make_layer: Any) -> None:
     gone.options["cache"] = "namespace=docs"
     await layer.complete(gone)
     assert gone.trace.annotations["cache"] == "miss"
+
+
+async def test_without_the_embedding_model_semantic_is_skipped_and_exact_still_works(
+    make_layer: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    import thrifty.cache.store as store_module
+
+    def missing() -> Any:
+        raise RuntimeError("the embedding model is not installed")
+
+    monkeypatch.setattr(store_module, "_default_embed", missing)
+    backend = FakeBackend("answer")
+    layer = make_layer(backend, semantic=True)
+    for _ in range(3):
+        await layer.complete(ask())
+        await layer.store.tiers.flush()
+    assert len(backend.requests) == 1
+    assert [r.getMessage() for r in caplog.records].count(
+        "cache: semantic cache off, the embedding model cannot be loaded: the embedding model is not installed") == 1

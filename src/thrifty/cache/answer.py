@@ -34,8 +34,8 @@ class CachedAnswer:
         return Usage(prompt_tokens=prompt, completion_tokens=self.usage.completion_tokens, cached_tokens=prompt)
 
     def response(self, request: ChatRequest) -> ChatResponse:
-        """The answer as a fresh response to ``request`` (its id, now, cached usage)."""
-        body = copy.deepcopy(self.body)
+        """The answer as a response to ``request`` (its id, now, cached usage); takes over ``body``."""
+        body = self.body
         usage = self._served_usage()
         body["id"] = request.trace.request_id
         body["created"] = int(time.time())

@@ -26,7 +26,7 @@ from .store import CacheStore
 if TYPE_CHECKING:
     from .vectors import Vector
 
-Outcome = CachedAnswer | None | BaseException
+Outcome = bytes | None | BaseException  # a stored answer, nothing to share, or the error
 
 
 @dataclass(slots=True)
@@ -118,6 +118,9 @@ class CacheLayer(Wrapper):
     async def _semantic_lookup(self, plan: Plan) -> tuple[CachedAnswer, float] | None:
         assert plan.text is not None
         index = await self.store.semantic()
+        if index is None:
+            plan.text = None
+            return None
         text, settings = plan.text, self.settings
 
         def search() -> tuple[Vector, list[Any]]:
@@ -134,16 +137,18 @@ class CacheLayer(Wrapper):
 
     # -- writing -------------------------------------------------------------------
 
-    def keep(self, plan: Plan, answer: CachedAnswer) -> None:
+    def keep(self, plan: Plan, raw: bytes) -> None:
         if not plan.store:
             return
-        self.store.tiers.put(plan.key, plan.namespace, answer.dumps(), plan.ttls)
+        self.store.tiers.put(plan.key, plan.namespace, raw, plan.ttls)
         if plan.text is not None:
             self.store.tiers.background(self._remember(plan))
 
     async def _remember(self, plan: Plan) -> None:
         assert plan.text is not None
         index = await self.store.semantic()
+        if index is None:
+            return
         vector = plan.vector
         if vector is None:
             vector = await asyncio.to_thread(index.vector, plan.text)
@@ -175,10 +180,11 @@ class CacheLayer(Wrapper):
         outcome = await asyncio.shield(future)
         if isinstance(outcome, BaseException):
             raise outcome
-        if outcome is not None:
-            request.trace.note("cache", "hit-exact")
-            request.trace.note("cache-coalesced", "1")
-        return outcome
+        if outcome is None:
+            return None
+        request.trace.note("cache", "hit-exact")
+        request.trace.note("cache-coalesced", "1")
+        return CachedAnswer.loads(outcome)
 
     # -- the backend interface -------------------------------------------------------
 
@@ -200,9 +206,10 @@ class CacheLayer(Wrapper):
             self._settle(plan, future, None)
             raise
         answer = answer_of(response)
-        self._settle(plan, future, answer)
-        if answer is not None:
-            self.keep(plan, answer)
+        raw = answer.dumps() if answer is not None else None
+        self._settle(plan, future, raw)
+        if raw is not None:
+            self.keep(plan, raw)
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
@@ -231,9 +238,10 @@ class CacheLayer(Wrapper):
             self._settle(plan, future, None)
             raise
         answer = recorder.answer()
-        self._settle(plan, future, answer)
-        if answer is not None:
-            self.keep(plan, answer)
+        raw = answer.dumps() if answer is not None else None
+        self._settle(plan, future, raw)
+        if raw is not None:
+            self.keep(plan, raw)
 
     @staticmethod
     def _mark_served(request: ChatRequest) -> None:

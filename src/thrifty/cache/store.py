@@ -7,6 +7,7 @@ however many groups use it, and closes when the last one closes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ from .tiers import TieredStore
 
 if TYPE_CHECKING:
     from .vectors import Vector
+
+log = logging.getLogger("thrifty.cache")
 
 
 def _default_embed() -> Embed:
@@ -43,6 +46,7 @@ class CacheStore:
         self._semantic_ready: asyncio.Future[SemanticIndex] | None = None
         self._users = 0
         self._listener: asyncio.Task[None] | None = None
+        self.semantic_broken = False
 
     async def start(self) -> None:
         self._users += 1
@@ -65,13 +69,23 @@ class CacheStore:
         if self._semantic is not None:
             self._semantic.purge(namespace)
 
-    async def semantic(self) -> SemanticIndex:
-        """The semantic index, built on first use from the questions kept on disk."""
+    async def semantic(self) -> SemanticIndex | None:
+        """The semantic index, built on first use from the questions kept on disk.
+
+        None when the embedding model cannot be loaded: semantic lookups are then
+        skipped (logged once) and the exact cache carries on.
+        """
         if self._semantic is not None:
             return self._semantic
         if self._semantic_ready is None:
             self._semantic_ready = asyncio.ensure_future(self._load())
-        return await asyncio.shield(self._semantic_ready)
+        try:
+            return await asyncio.shield(self._semantic_ready)
+        except (RuntimeError, ImportError, OSError) as exc:
+            if not self.semantic_broken:
+                log.warning("cache: semantic cache off, the embedding model cannot be loaded: %s", exc)
+            self.semantic_broken = True
+            return None
 
     async def _load(self) -> SemanticIndex:
         embed = self._embed
