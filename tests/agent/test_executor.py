@@ -252,3 +252,19 @@ async def test_learned_durations_override_the_declared_hints() -> None:
     ex = Executor(reg, cap=1, durations=durations)
     await ex.run(parse_text("1. hinted_slow()\n2. hinted_fast()\n", PlanBuilder(reg)))
     assert order == ["hinted_fast", "hinted_slow"]
+
+
+async def test_a_hung_cpu_tool_is_timed_out_and_its_worker_stopped() -> None:
+    import functools
+    import time
+
+    nap = spec("nap", functools.partial(time.sleep, 30), {"type": "object", "properties": {}}, kind="process", timeout_s=0.3)
+    reg = registry(nap)
+    ex = Executor(reg)
+    runs = await ex.run(parse_text("1. nap()\n", PlanBuilder(reg)))
+    assert isinstance(runs[1].error, TaskTimeout)
+    workers = list(ex._processes._processes.values())  # type: ignore[union-attr]
+    await ex.aclose()
+    for proc in workers:
+        proc.join(timeout=5)
+        assert not proc.is_alive()

@@ -95,9 +95,10 @@ class _Agent:
     planner_timeout_s: float
     joiner_model: str
     results: dict[int, Any] = field(default_factory=dict)
+    origin: float = field(default_factory=time.perf_counter)
 
     async def run(self, question: str, max_replans: int) -> AgentResult:
-        started = time.perf_counter()
+        started = self.origin = time.perf_counter()
         result = AgentResult(answer="")
         warm = asyncio.create_task(self.registry.preload(self.registry.triggered_by(question)))
         history = ""
@@ -132,6 +133,7 @@ class _Agent:
             durations=self.durations,
             results=self.results,
             on_event=self.on_event,
+            origin=self.origin,
         )
         text: list[str] = []
         problem = None

@@ -97,6 +97,7 @@ class Executor:
         on_event: EventHook | None = None,
         threads: PoolExecutor | None = None,
         processes: PoolExecutor | None = None,
+        origin: float | None = None,
     ) -> None:
         if cap is not None and cap < 1:
             raise ValueError("cap must be at least 1")
@@ -113,7 +114,9 @@ class Executor:
         self._processes, self._own_processes = processes, processes is None
         self.runs: dict[int, TaskRun] = {}
         self.overhead_s = 0.0
-        self._t0 = time.perf_counter()
+        # times in TaskRun are seconds since ``origin`` (a perf_counter value; default: now)
+        self._t0 = time.perf_counter() if origin is None else origin
+        self._hung_process = False
         self._children: dict[int, list[int]] = {}
         self._pending: dict[int, int] = {}
         self._bottom: dict[int, float] = {}
@@ -238,6 +241,9 @@ class Executor:
         if self._own_threads and self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
         if self._own_processes and self._processes is not None:
+            if self._hung_process:  # a timed-out CPU tool would keep its worker busy for ever
+                for proc in list((getattr(self._processes, "_processes", None) or {}).values()):
+                    proc.terminate()
             self._processes.shutdown(wait=False, cancel_futures=True)
 
     # --- scheduling ------------------------------------------------------------
@@ -418,6 +424,7 @@ class Executor:
                 async with asyncio.timeout(limit):
                     result = await self._call(spec, fn, args)
             except TimeoutError:
+                self._hung_process = self._hung_process or spec.kind == "process"
                 raise TaskTimeout(f"{tool} timed out after {limit:g}s") from None
             except Exception as exc:
                 if not getattr(exc, "retryable", False) or attempt == retries:
