@@ -30,14 +30,15 @@ def test_grows_by_one_per_healthy_window() -> None:
     assert limit.limit == 6
 
 
-def test_overload_cuts_once_per_cooldown() -> None:
+def test_failures_sent_before_a_cut_count_once() -> None:
     clock = Clock()
-    limit = AimdLimit(AimdSettings(initial=20, backoff=0.5, cooldown_s=1.0), clock=clock)
+    limit = AimdLimit(AimdSettings(initial=20, backoff=0.5), clock=clock)
+    clock.now = 10.0
     limit.observe(0.2, Outcome.OVERLOAD)
-    limit.observe(0.2, Outcome.OVERLOAD)  # in flight together: one signal
+    clock.now = 10.1
+    limit.observe(0.2, Outcome.OVERLOAD)  # sent at 9.9, before the cut: same signal
     assert limit.limit == 10
-    clock.now = 1.5
-    limit.observe(0.2, Outcome.OVERLOAD)
+    limit.observe(0.05, Outcome.OVERLOAD)  # sent at 10.05, after the cut: the limit is still too high
     assert limit.limit == 5
     assert limit.cuts == 2
 

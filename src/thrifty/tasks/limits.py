@@ -7,11 +7,12 @@ only while fewer than ``limit`` run under it.
 :class:`AimdLimit` raises its limit by one each time a full window of tasks
 (``limit`` of them) finishes in good health, and cuts it by ``backoff`` when a
 task is refused for overload (a 429, an overloaded queue), times out, or
-takes far longer than the fastest recent latency. Cuts happen at most once per
-``cooldown`` seconds, so a burst of failures from tasks that were already in
-flight counts as one signal. After a cut it probes more carefully near the
-level where the last overload happened, which keeps the error rate low once
-it has found the capacity.
+takes far longer than the fastest recent latency. A failure of a task that
+started before the last cut is not counted again (it was sent under the old
+limit), so a burst of failures from tasks already in flight is one signal,
+while a failure of a task sent after the cut cuts again. After a cut it
+probes more carefully near the level where the last overload happened, which
+keeps the error rate low once it has found the capacity.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ class AimdSettings:
     maximum: int = 1024
     backoff: float = 0.9  # multiply the limit by this on overload
     latency_tolerance: float = 2.0  # a sample this many times the baseline counts as overload
-    cooldown_s: float = 1.0  # at most one cut per this many seconds
     careful: float = 4.0  # near the last overload level, windows are this many times longer
 
     def __post_init__(self) -> None:
@@ -104,7 +104,7 @@ class AimdLimit:
         if outcome is Outcome.OK and self._slow(latency_s):
             outcome = Outcome.OVERLOAD
         if outcome is Outcome.OVERLOAD:
-            self._cut()
+            self._cut(latency_s)
         else:
             self._grow()
 
@@ -117,10 +117,10 @@ class AimdLimit:
         self._baseline = base + (latency_s - base) * 0.01
         return latency_s > base * self.settings.latency_tolerance
 
-    def _cut(self) -> None:
+    def _cut(self, latency_s: float) -> None:
         now = self._clock()
-        if now - self._last_cut < self.settings.cooldown_s:
-            return
+        if now - latency_s < self._last_cut:
+            return  # sent under the limit before the last cut: already accounted for
         self._last_cut = now
         self._ceiling = self._limit
         self._limit = max(float(self.settings.minimum), self._limit * self.settings.backoff)

@@ -86,7 +86,7 @@ def parse_tasks(config: Config) -> TasksConfig:
 def _adaptive(raw: Any, where: Where) -> AimdSettings:
     if not isinstance(raw, dict):
         raise where.error("must be a mapping")
-    _only(raw, where, {"initial", "minimum", "maximum", "backoff", "latency_tolerance", "cooldown_s"})
+    _only(raw, where, {"initial", "minimum", "maximum", "backoff", "latency_tolerance", "careful"})
     try:
         return AimdSettings(**raw)
     except (TypeError, ValueError) as exc:
