@@ -36,7 +36,8 @@ def header(title: str) -> str:
         f"# {title}",
         f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
         f"machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}; load average at start {os.getloadavg()[0]:.1f} "
+        "(the machine is shared)",
         f"command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}",
     ]
     return "\n".join(lines)

@@ -52,7 +52,8 @@ class Balancer(Choice):
         self.rng = rng or random.Random()
         self.strategy = make_strategy(settings.strategy, settings.affinity, self.rng)
         self.budget = RetryBudget(settings.retry, self.clock)
-        self.latencies = LatencyWindow()
+        self.latencies = LatencyWindow()  # whole answers, all deployments
+        self.first_chunks = LatencyWindow()  # time to first chunk, all deployments
         self.hedges = 0
         self.hedge_wins = 0
         self.gate = AdmissionGate(name, _group_concurrency(settings, self.members), settings.max_queue,
@@ -207,8 +208,9 @@ class Balancer(Choice):
         per_member = sorted(w.quantile(q) or 0.0 for w in windows if len(w) >= enough)
         if per_member:
             return per_member[(len(per_member) - 1) // 2]
-        if not stream and len(self.latencies) >= enough:
-            return self.latencies.quantile(q) or self.settings.hedge_delay
+        group = self.first_chunks if stream else self.latencies
+        if len(group) >= enough:
+            return group.quantile(q) or self.settings.hedge_delay
         return self.settings.hedge_delay
 
     async def _hedged(self, member: Member, request: ChatRequest, tried: set[str],
@@ -318,6 +320,7 @@ class Balancer(Choice):
                     first_seen = True
                     member.ewma.add(self.clock.now() - started)
                     member.first_chunks.add(self.clock.now() - started)
+                    self.first_chunks.add(self.clock.now() - started)
                     request.trace.deployment = member.name
                 usage = chunk.get("usage")
                 if usage and member.deployment.tpm is not None:
