@@ -173,3 +173,22 @@ async def test_live_view_redraws_in_place_on_a_terminal() -> None:
     assert "\x1b[" in text and "running" in text and "done 2" in text
     lines = timeline(result.tasks, width=20).splitlines()
     assert lines[0].startswith("timeline:") and len(lines) == 3 and "█" in lines[1]
+
+
+async def test_a_json_plan_from_the_planner_is_accepted() -> None:
+    plan = '```json\n{"tasks": [{"id": 1, "tool": "calc", "args": {"expression": "6 * 7"}}]}\n```'
+    backend = scripted([plan], ["Action: Finish(42)"])
+    result = await run_agent("q", backend, model="m", tools=registry())
+    assert result.answer == "42" and result.tasks[0].result == 42
+
+
+async def test_broken_json_plan_asks_for_a_new_plan() -> None:
+    backend = scripted(['{"tasks": [', '1. calc("1")\n'], ["Action: Finish(1)"])
+    result = await run_agent("q", backend, model="m", tools=registry())
+    assert result.answer == "1" and "does not parse" in backend.requests[1].messages[1]["content"]
+
+
+async def test_a_planner_that_never_finishes_is_cut_off() -> None:
+    backend = FakeBackend("1. calc('1')\n", delay=30)
+    result = await run_agent("q", backend, model="m", tools=registry(), planner_timeout_s=0.05, max_replans=0)
+    assert result.error == "the planner did not finish within 0.05s"

@@ -184,13 +184,33 @@ class TextPlanParser:
 
 
 async def parse_stream(deltas: AsyncIterator[str], builder: PlanBuilder) -> AsyncIterator[Task]:
-    """Tasks from a stream of text deltas, each as soon as its line is complete."""
+    """Tasks from a stream of text deltas, each as soon as its line is complete.
+
+    A stream that starts with ``{`` or ``[`` (after an optional code fence) is
+    a JSON plan instead: it is read to the end, then checked as a whole.
+    """
     parser = TextPlanParser(builder)
+    head = ""
+    json_text: list[str] | None = None
     async for delta in deltas:
+        if json_text is not None:
+            json_text.append(delta)
+            continue
+        if len(head) < 16:
+            head += delta
+            start = head.lstrip().removeprefix("```json").removeprefix("```").lstrip()
+            if start[:1] in ("{", "["):
+                json_text = [head]
+                continue
         for task in parser.feed(delta):
             yield task
         if builder.joined:
             break
+    if json_text is not None:
+        text = "".join(json_text).strip().removeprefix("```json").removeprefix("```").removesuffix("```")
+        for task in parse_json_plan(text, builder):
+            yield task
+        return
     for task in parser.close():
         yield task
 
@@ -205,7 +225,10 @@ def parse_text(text: str, builder: PlanBuilder) -> list[Task]:
 
 def parse_json_plan(plan: str | Mapping[str, Any] | list[Any], builder: PlanBuilder) -> list[Task]:
     """``{"tasks": [{"id", "tool", "args", "fallback"?, "timeout_s"?}]}`` or the bare list."""
-    data = json.loads(plan) if isinstance(plan, str) else plan
+    try:
+        data = json.loads(plan) if isinstance(plan, str) else plan
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"the JSON plan does not parse: {exc}") from None
     items = data.get("tasks") if isinstance(data, Mapping) else data
     if not isinstance(items, list):
         raise PlanError('a JSON plan is a list of tasks or {"tasks": [...]}')
