@@ -10,20 +10,39 @@ provider the API's no-op tracer drops them.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .events import RequestEvent
 
 
 class Spans:
-    def __init__(self, tracer: Any) -> None:
+    def __init__(self, tracer: Any, *, only_when_configured: bool = False) -> None:
+        from opentelemetry import trace
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         self.tracer = tracer
         self.kind = SpanKind.CLIENT
         self.error = Status(StatusCode.ERROR)
+        self._provider = trace.get_tracer_provider
+        self._proxy = trace.ProxyTracerProvider
+        self._gated = only_when_configured
+        self._checked = -1.0
+        self._live = True
+
+    def live(self) -> bool:
+        """False while no tracer provider is configured (re-checked every second)."""
+        if not self._gated:
+            return True
+        now = time.monotonic()
+        if now - self._checked > 1.0:
+            self._checked = now
+            self._live = not isinstance(self._provider(), self._proxy)
+        return self._live
 
     def emit(self, ev: RequestEvent, cost: float, tier: str, cache: str) -> None:
+        if not self.live():
+            return  # spans would be dropped anyway
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": ev.model,
@@ -64,4 +83,4 @@ def default_spans(enabled: bool = True) -> Spans | None:
         from opentelemetry import trace
     except ImportError:
         return None
-    return Spans(trace.get_tracer("thrifty"))
+    return Spans(trace.get_tracer("thrifty"), only_when_configured=True)
