@@ -84,7 +84,11 @@ def build(config: Config) -> Stack:
         groups[group.name] = wrap_cache(backend, group, config)
 
     shared: dict[str, Backend] = {name: Shared(b) for name, b in groups.items()}
-    chains = build_fallbacks(config, shared)
+    chains = {
+        name: chain
+        for name, chain in build_fallbacks(config, shared).items()
+        if chain is not shared.get(name)  # groups without fallbacks come back as they went in
+    }
     served: dict[str, Backend] = {**groups, **chains}
     routers = build_routers(config, {**shared, **{n: Shared(b) for n, b in chains.items()}})
     served.update(routers)
