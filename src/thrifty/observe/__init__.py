@@ -34,6 +34,7 @@ __all__ = ["Observer", "RequestEvent"]
 
 log = logging.getLogger("thrifty.observe")
 _KNOWN_IDS = 20_000  # recent request ids kept in memory for feedback linking (older: on disk)
+_CHUNK = 64  # events the writer counts between yields of the GIL (~1 ms)
 _MAX_QUEUE = 200_000  # rows held in memory at most while the ledger is closed or failing
 _FACTS = ("model", "deployment", "tier", "route")
 # breaker states reported as words become numbers a graph can show
@@ -129,13 +130,14 @@ class Observer:
 
     # -- folding events in and writing them out -----------------------------------
 
-    def absorb(self) -> None:
-        """Count every queued event now (readers call this before they read)."""
+    def absorb(self, limit: int = 0) -> None:
+        """Count queued events now, at most ``limit`` (0: all); readers call this first."""
         pending = self._pending
         if not pending:
             return
         with self._lock:
-            while pending:
+            count = min(limit, len(pending)) if limit else len(pending)
+            for _ in range(count):  # only absorb pops, under the lock: never empty here
                 event = pending.popleft()
                 try:
                     row = self.tally.add(event)
@@ -152,6 +154,9 @@ class Observer:
 
     def flush(self) -> int:
         """Absorb and write what is queued; returns the rows written."""
+        while len(self._pending) > _CHUNK:
+            self.absorb(_CHUNK)
+            time.sleep(0)  # let the event loop thread have the GIL between chunks
         self.absorb()
         with self._lock:
             rows, self._unwritten = self._unwritten, []
