@@ -70,9 +70,9 @@ def plot(runs: list[tuple[str, Result, dict[str, float]]], path: str) -> None:
         ax.scatter(*zip(*ok, strict=True), s=2, label="answered")
         if bad:
             ax.scatter(*zip(*bad, strict=True), s=14, color="red", marker="x", label="error seen by client")
-        for name, t in marks.items():
+        for k, (name, t) in enumerate(marks.items()):
             ax.axvline(t, linestyle="--", linewidth=1, color="gray")
-            ax.text(t, ax.get_ylim()[1] * 0.9, " " + name, fontsize=7)
+            ax.text(t, ax.get_ylim()[1] * (0.9 - 0.12 * k), " " + name, fontsize=7)
         ax.set_ylabel("latency, ms")
         ax.set_title(label, fontsize=9)
         ax.legend(loc="upper right", fontsize=7)

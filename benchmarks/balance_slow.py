@@ -92,14 +92,14 @@ def plot(results: list[tuple[str, Result]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [label.replace(" + ", "\n+ ").replace(" (", "\n(") for label, _ in results]
-    fig, ax = plt.subplots(figsize=(11, 4.5))
+    labels = [label.split(" (")[0].replace(", streaming", " (stream)") for label, _ in results]
+    fig, ax = plt.subplots(figsize=(11, 5))
     x = range(len(results))
     ax.bar([i - 0.2 for i in x], [r.median for _, r in results], width=0.4, label="p50")
     ax.bar([i + 0.2 for i in x], [r.pct(99) for _, r in results], width=0.4, label="p99")
     ax.axhline(1.5 * results[0][1].pct(99), color="k", linestyle="--", linewidth=1,
                label="target: 1.5x healthy p99")
-    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.set_xticks(list(x), labels, fontsize=8, rotation=30, ha="right")
     ax.set_ylabel("latency, ms")
     ax.set_title("One of three replicas 10x slower: latency by strategy")
     ax.legend()

@@ -2,7 +2,7 @@
 
 For tests and benchmarks of everything that talks to a model server. It serves
 ``POST /v1/chat/completions`` (plain JSON or SSE), ``GET /v1/models`` and
-``GET /health``, and misbehaves on demand: latency drawn from a seeded
+``GET /health`` (and ``/ready``), and misbehaves on demand: latency drawn from a seeded
 distribution, a random error rate, bursts of 429 with ``Retry-After``,
 connection resets, streams dropped after K chunks, a slow first byte, an
 unhealthy health check. Behaviour changes at run time through
@@ -150,6 +150,7 @@ class FakeUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/health", self._health)
+        app.router.add_get("/ready", self._health)
         app.router.add_get("/_control", self._control_get)
         app.router.add_post("/_control", self._control_post)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,

@@ -65,6 +65,7 @@ def test_replica_config_rewrites_local_groups_only() -> None:
     assert cloud == base.models[1]
     spec = spec_from_options(local, Where("c.yaml", "models[name=smollm2].replicas"))
     assert "--config" in spec.command and spec.child_config is not None
+    assert spec.health_path == "/ready" and local.deployments[0].options["health_url"].endswith("/ready")
     assert replica_config(default_config(), 2).models[0].options["replicas"]["count"] == 2
 
 

@@ -46,6 +46,7 @@ class ReplicaSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     log_dir: str | None = None
     max_concurrency: int | None = None  # per replica, passed to its Deployment
+    health_path: str = "/health"  # thrifty children: "/ready" (200 once the model is loaded)
     child_config: Mapping[str, Any] | None = None
 
 
@@ -93,7 +94,7 @@ class ReplicaSupervisor:
                 model=self.spec.model,
                 api_base=self.url(r) + "/v1",
                 max_concurrency=self.spec.max_concurrency,
-                options={"health_url": self.url(r) + "/health"},
+                options={"health_url": self.url(r) + self.spec.health_path},
             )
             for r in self.replicas
         ]
@@ -135,7 +136,7 @@ class ReplicaSupervisor:
         loop = asyncio.get_running_loop()
         end = loop.time() + limit
         while loop.time() < end and not self._stopping:
-            if await http_probe(self.url(replica) + "/health", 1.0):
+            if await http_probe(self.url(replica) + self.spec.health_path, 1.0):
                 replica.state = "running"
                 return True
             await asyncio.sleep(0.05)
@@ -268,11 +269,12 @@ def replica_config(config: Config, replicas: int) -> Config:
                                               "options": dict(local.options)}]}]}
         spec = ReplicaSpec(group=group.name, model=group.name, replicas=replicas,
                            command=(*SERVE_COMMAND, "--config", "{config}"), child_config=child,
-                           max_concurrency=local.max_concurrency)
+                           max_concurrency=local.max_concurrency, health_path="/ready")
         supervisor_ports = [free_port(spec.host) for _ in range(replicas)]
         options = {"health_interval": 1.0, **group.options,
                    "replicas": {"count": replicas, "ports": supervisor_ports, "model": group.name,
-                                "command": list(spec.command), "child_config": child}}
+                                "command": list(spec.command), "child_config": child,
+                                "health_path": spec.health_path}}
         deployments = tuple(ReplicaSupervisor(replace(spec, ports=supervisor_ports)).deployments())
         groups.append(replace(group, deployments=deployments, options=options))
     return replace(config, models=tuple(groups))
@@ -299,6 +301,9 @@ def spec_from_options(group: ModelGroup, where: Where) -> ReplicaSpec:
     child = raw.get("child_config")
     if child is not None and not isinstance(child, Mapping):
         raise (where / "child_config").error("must be a mapping")
+    health_path = raw.get("health_path", "/health")
+    if not isinstance(health_path, str) or not health_path.startswith("/"):
+        raise (where / "health_path").error(f"must be a path starting with '/', got {health_path!r}")
     model = raw.get("model", group.name)
     return ReplicaSpec(group=group.name, model=str(model), replicas=count, command=tuple(command),
-                       ports=tuple(ports), child_config=child)
+                       ports=tuple(ports), child_config=child, health_path=health_path)
