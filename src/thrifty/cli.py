@@ -73,16 +73,50 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], int]:
-    """A command implemented by a capability package, which parses its own flags."""
+def route_main(argv: list[str]) -> int:
+    """``thrifty route explain "prompt"`` and ``thrifty route eval [...]``."""
+    if argv[:1] == ["eval"]:
+        from .routing import eval_main
 
-    def run(args: argparse.Namespace) -> int:
-        import importlib
+        return eval_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="thrifty route", description="Explain or evaluate routing.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    explain = sub.add_parser("explain", help="show the routing decision and the features behind it")
+    explain.add_argument("prompt")
+    explain.add_argument("--config", "-c", help="YAML config with a routing section")
+    sub.add_parser("eval", help="evaluate routers offline on ../shared/data/routing (eval --help)")
+    args = parser.parse_args(argv)
+    import json
 
-        main: Callable[[list[str]], int] = getattr(importlib.import_module(module), func)
-        return main(list(args.rest))
+    from .config import default_config, load_config
+    from .errors import ConfigError
+    from .routing import explain as explain_route
 
-    return run
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as exc:
+        print(f"thrifty: invalid config: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(explain_route(args.prompt, config), indent=2))
+    return 0
+
+
+# Commands implemented by a capability package, which parses its own flags.
+DELEGATED = {
+    "route": ("thrifty.cli", "route_main", "explain a routing decision, or evaluate routers offline"),
+    "agent": ("thrifty.agent.cli", "agent_main", "answer a question with a parallel tool plan"),
+    "batch": ("thrifty.tasks.cli", "batch_main", "run an OpenAI-format batch file, resumably"),
+    "usage": ("thrifty.observe.usage", "usage_main", "cost and token usage from the ledger"),
+    "top": ("thrifty.observe.top", "top_main", "live view of a running gateway"),
+}
+
+
+def _delegated(name: str, argv: list[str]) -> int:
+    import importlib
+
+    module, func, _ = DELEGATED[name]
+    run: Callable[[list[str]], int] = getattr(importlib.import_module(module), func)
+    return run(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,21 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--config", "-c", help="YAML config file")
     models.set_defaults(func=_models)
 
-    delegated = {
-        "route": ("thrifty.routing.cli", "route_main", "explain a routing decision, or evaluate routers offline"),
-        "agent": ("thrifty.agent.cli", "agent_main", "answer a question with a parallel tool plan"),
-        "batch": ("thrifty.tasks.cli", "batch_main", "run an OpenAI-format batch file, resumably"),
-        "usage": ("thrifty.observe.cli", "usage_main", "cost and token usage from the ledger"),
-        "top": ("thrifty.observe.cli", "top_main", "live view of a running gateway"),
-    }
-    for name, (module, func, help_text) in delegated.items():
-        cmd = sub.add_parser(name, help=help_text, add_help=False)
-        cmd.add_argument("rest", nargs=argparse.REMAINDER)
-        cmd.set_defaults(func=_delegate(module, func))
+    for name, (_, _, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        try:
+            return _delegated(argv[0], argv[1:])
+        except KeyboardInterrupt:
+            return 130
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

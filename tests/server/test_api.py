@@ -18,7 +18,9 @@ MSG = [{"role": "user", "content": "hello there"}]
 
 
 def make_client(backends: dict[str, FakeBackend], **server: object) -> httpx.AsyncClient:
-    config = parse_config({"server": dict(server)} if server else {})
+    import tempfile
+
+    config = parse_config({"server": {"data_dir": tempfile.mkdtemp(prefix="thrifty-"), **server}})
     gateway = Gateway(config, backends=backends, observe=False)
     transport = httpx.ASGITransport(app=create_app(gateway))
     return httpx.AsyncClient(transport=transport, base_url="http://thrifty")

@@ -236,6 +236,12 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> Star
     if gateway.observer is not None:
         routes.extend(gateway.observer.routes())
     routes.extend(gateway.stack_routes())
+    from ..tasks.batch_server import BatchService
+    from ..tasks.settings import parse_tasks
+
+    config = gateway.config
+    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config))
+    routes.extend(batches.routes())
     routes.extend(extra_routes)
 
     @contextlib.asynccontextmanager
@@ -243,11 +249,13 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> Star
         # Load models in the background: /health answers at once, /ready when loaded.
         task = asyncio.ensure_future(gateway.start())
         task.add_done_callback(_log_start_failure)
+        await batches.start()  # resumes batch jobs a previous run left unfinished
         try:
             yield
         finally:
             if not task.done():
                 task.cancel()
+            await batches.aclose()
             await gateway.aclose()
 
     return Starlette(
