@@ -1,6 +1,6 @@
 """Tokens per second of the embedded models, through thrifty and through llama-cpp-python directly.
 
-For each configuration the same chat prompt generates up to 64 tokens at temperature 0, a few
+For each configuration the same chat prompt generates up to 48 tokens at temperature 0, a few
 times; the table gives the median decode speed (completion tokens / wall time of the call) and,
 for streams, the median time to the first token. The baseline is llama-cpp-python's own
 ``create_chat_completion`` on the same loaded model, so the thrifty rows show what the worker
@@ -32,10 +32,11 @@ from thrifty.testing import chat  # noqa: E402
 PROMPT = "Write a short poem about the sea."
 
 
-def direct(backend: LocalBackend, tokens: int) -> tuple[float, None]:
+def direct(backend: LocalBackend, tokens: int, **params: Any) -> tuple[float, None]:
     llama = backend._instances[0]
     started = time.perf_counter()
-    out = llama.create_chat_completion([{"role": "user", "content": PROMPT}], max_tokens=tokens, temperature=0)
+    messages = [{"role": "user", "content": PROMPT}]
+    out = llama.create_chat_completion(messages, max_tokens=tokens, temperature=0, **params)
     return out["usage"]["completion_tokens"] / (time.perf_counter() - started), None
 
 
@@ -65,14 +66,20 @@ async def measure(model: str, threads: int, args: argparse.Namespace, rows: list
         "thrifty complete": lambda: complete(backend, args.tokens),
         "thrifty stream": lambda: stream(backend, args.tokens),
     }
-    if model == "smollm2":
+    if model == "smollm2" and threads == 1:
+        cases["llama-cpp-python direct + logprobs(top 2)"] = lambda: asyncio.to_thread(
+            direct, backend, args.tokens, logprobs=True, top_logprobs=2
+        )
         cases["thrifty complete + logprobs(top 2)"] = lambda: complete(
             backend, args.tokens, logprobs=True, top_logprobs=2
         )
     await cases["thrifty complete"]()  # warm-up
+    results: dict[str, list[tuple[float, float | None]]] = {name: [] for name in cases}
+    for _ in range(args.reps):  # round-robin, so a busy moment on the machine hits every row alike
+        for name, case in cases.items():
+            results[name].append(await case())
     base = None
-    for name, case in cases.items():
-        runs = [await case() for _ in range(args.reps)]
+    for name, runs in results.items():
         speed = statistics.median(r[0] for r in runs)
         base = base or speed
         ttfts = [r[1] for r in runs if r[1] is not None]
@@ -96,7 +103,7 @@ async def main_async(args: argparse.Namespace) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--tokens", type=int, default=48)
     args = parser.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f}")
