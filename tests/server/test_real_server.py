@@ -205,3 +205,36 @@ def test_serve_with_invalid_config_names_file_and_key(tmp_path: Path) -> None:
     done = subprocess.run([thrifty, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert f"{cfg}: model_list[0].litellm_params.timeout: must be a positive number" in done.stderr
+
+
+def test_chat_cli_against_running_gateway(gateway: Running) -> None:
+    thrifty = str(Path(sys.executable).parent / "thrifty")
+    base = gateway.url.removesuffix("/v1")
+    done = subprocess.run(
+        [thrifty, "chat", "--url", base, "--api-key", KEY, "hello"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+    wrong = subprocess.run(
+        [thrifty, "chat", "--url", base, "--api-key", "bad", "hello"], capture_output=True, text=True, timeout=30
+    )
+    assert wrong.returncode == 1 and "401" in wrong.stderr
+
+
+def test_embeddings_from_the_embedded_minilm(gateway: Running) -> None:
+    client = _client(gateway)
+    result = client.embeddings.create(model="all-minilm-l6-v2", input=["a cat sat", "a kitten was sitting", "tax law"])
+    vectors = [d.embedding for d in result.data]
+    assert len(vectors) == 3 and len(vectors[0]) == 384
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
+    with pytest.raises(openai.BadRequestError) as empty:
+        client.embeddings.create(model="all-minilm-l6-v2", input=[])
+    assert "input" in str(empty.value)
+    with pytest.raises(openai.NotFoundError, match="upstream"):  # the fake upstream has no /embeddings
+        client.embeddings.create(model="fake", input="x")
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-embedder", input="x")

@@ -1,0 +1,59 @@
+"""The library: a Gateway built from config, used async and sync, without a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import thrifty
+from thrifty.errors import NotFound
+from thrifty.testing import FakeBackend
+
+
+def test_public_api_is_explicit() -> None:
+    assert sorted(thrifty.__all__) == sorted(
+        ["Backend", "ChatRequest", "ChatResponse", "Config", "FakeBackend", "Gateway", "Usage",
+         "Wrapper", "errors", "load_config", "parse_config"]
+    )
+    for name in thrifty.__all__:
+        assert getattr(thrifty, name) is not None
+
+
+async def test_async_chat_and_stream() -> None:
+    async with thrifty.Gateway(backends={"m": FakeBackend("one two three")}, observe=False) as gw:
+        reply = await gw.chat("m", "count")
+        assert reply.text == "one two three"
+        assert reply.usage.completion_tokens == 3
+        pieces = [p async for p in gw.chat_stream("m", [{"role": "user", "content": "count"}])]
+        assert "".join(pieces) == "one two three"
+        with pytest.raises(NotFound):
+            await gw.chat("other", "x")
+
+
+def test_sync_chat_and_stream_work_without_an_event_loop() -> None:
+    gw = thrifty.Gateway(backends={"m": FakeBackend("a b")}, observe=False)
+    try:
+        assert gw.chat_sync("m", "hi").text == "a b"
+        assert "".join(gw.chat_stream_sync("m", "hi")) == "a b"
+    finally:
+        gw.close_sync()
+
+
+def test_from_config_file_builds_the_configured_models(tmp_path: Path) -> None:
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        f"server: {{data_dir: {tmp_path}}}\n"
+        "models:\n  - name: scripted\n    deployments: [{provider: fake, model: x, options: {script: hello from config}}]\n"
+    )
+    gw = thrifty.Gateway.from_config(cfg)
+    try:
+        assert gw.models() == ["scripted"]
+        assert gw.chat_sync("scripted", "hi").text == "hello from config"
+    finally:
+        gw.close_sync()
+    # the observer wrote the request to the ledger on close
+    import sqlite3
+
+    rows = sqlite3.connect(tmp_path / "ledger.db").execute("SELECT model, status FROM requests").fetchall()
+    assert rows == [("scripted", 200)]
