@@ -179,3 +179,28 @@ async def test_bad_kind_is_refused() -> None:
     async with TaskManager() as tm:
         with pytest.raises(ValueError, match="kind must be one of"):
             tm.submit(pow, 2, 2, kind="gpu")  # type: ignore[arg-type]
+
+
+async def test_an_adaptive_limit_backs_off_on_429s() -> None:
+    from thrifty.tasks import AimdLimit, AimdSettings
+
+    limit = AimdLimit(AimdSettings(initial=20, backoff=0.5))
+    backend = FakeBackend(lambda _r: RateLimited("slow down"))
+    async with TaskManager(concurrency=limit, sleep=no_sleep) as tm:
+        task = tm.submit_chat(backend, chat("hi"), retries=0)
+        with pytest.raises(RateLimited):
+            await task
+    assert limit.limit == 10
+
+
+def test_importing_tasks_loads_no_heavy_modules() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, thrifty.tasks\n"
+        "heavy = [m for m in ('ray', 'aiohttp', 'sqlite3', 'starlette', 'genai_prices') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
