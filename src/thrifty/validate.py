@@ -140,7 +140,7 @@ def _check_param(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, types):
             kind = "an integer" if types == (int,) else "a number"
             raise InvalidRequest(f"'{key}' must be {kind}; got {value!r}.", param=key)
-        number = float(value)
+        number = float(value) if isinstance(value, (int, float)) else 0.0
         if (low is not None and number < low) or (high is not None and number > high):
             if key == "n":
                 raise InvalidRequest("'n' must be 1: thrifty returns one choice per request.", param="n")
