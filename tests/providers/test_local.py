@@ -151,3 +151,22 @@ async def test_prompt_longer_than_the_context_is_a_client_error(smollm2: LocalBa
         async for _ in smollm2.stream(chat("word " * 1500, max_tokens=4)):
             pass
     assert (await smollm2.complete(chat("Hi", max_tokens=4))).usage.completion_tokens > 0
+
+
+@pytest.mark.model
+async def test_concurrent_requests_share_one_lazily_loaded_model() -> None:
+    backend = LocalBackend(local("smollm2", n_ctx=512))
+    try:
+
+        async def streamed() -> int:
+            chunks = [c async for c in backend.stream(chat("Hello", max_tokens=6))]
+            return int(chunks[-1]["usage"]["completion_tokens"])
+
+        results = await asyncio.gather(
+            backend.complete(chat("Hi", max_tokens=6)), backend.complete(chat("Yo", max_tokens=6)), streamed()
+        )
+        assert backend.ready and len(backend._instances) == 1
+        assert all(r.usage.completion_tokens > 0 for r in results[:2]) and results[2] > 0
+    finally:
+        await backend.aclose()
+    assert not backend.ready

@@ -86,7 +86,7 @@ class LocalBackend:
         self._free: asyncio.Queue[Any] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._instances: list[Any] = []
-        self._starting = threading.Lock()
+        self._starting = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
@@ -95,31 +95,27 @@ class LocalBackend:
 
     async def start(self) -> None:
         """Find and load the model (``n_instances`` copies); safe to call again."""
-        if self.ready:
-            return
-        instances = await asyncio.to_thread(self._load)
-        if self.ready:
-            return
-        self._instances = instances
-        self._executor = ThreadPoolExecutor(len(instances), thread_name_prefix=f"thrifty-{self.name}")
-        self._free = asyncio.Queue()
-        for llama in instances:
-            self._free.put_nowait(llama)
+        async with self._starting:
+            if self.ready:
+                return
+            instances = await asyncio.to_thread(self._load)
+            self._instances = instances
+            self._executor = ThreadPoolExecutor(len(instances), thread_name_prefix=f"thrifty-{self.name}")
+            self._free = asyncio.Queue()
+            for llama in instances:
+                self._free.put_nowait(llama)
 
     def _load(self) -> list[Any]:
-        with self._starting:
-            if self._instances:
-                return self._instances
-            path, chat_format = resolve(self.deployment, self.options)
-            kwargs: dict[str, Any] = {
-                "n_ctx": self.options.n_ctx,
-                "n_threads": self.options.n_threads,
-                "n_threads_batch": self.options.n_threads,
-                "logits_all": self.options.logprobs,
-                "chat_format": chat_format,
-            }
-            extra = self.options.extra_buffers
-            return [load_llama(path, extra_buffers=extra, **kwargs) for _ in range(self.options.n_instances)]
+        path, chat_format = resolve(self.deployment, self.options)
+        kwargs: dict[str, Any] = {
+            "n_ctx": self.options.n_ctx,
+            "n_threads": self.options.n_threads,
+            "n_threads_batch": self.options.n_threads,
+            "logits_all": self.options.logprobs,
+            "chat_format": chat_format,
+        }
+        extra = self.options.extra_buffers
+        return [load_llama(path, extra_buffers=extra, **kwargs) for _ in range(self.options.n_instances)]
 
     async def aclose(self) -> None:
         executor, instances = self._executor, self._instances
