@@ -112,3 +112,17 @@ async def test_backend_maps_anthropic_error_status() -> None:
     with pytest.raises(UpstreamStatusError) as caught:
         await AnthropicBackend(deployment("anthropic"), transport).complete(chat("hi"))
     assert caught.value.status == 400 and "max_tokens: too large" in caught.value.message
+
+
+def test_prompt_caching_marks_are_kept() -> None:
+    marked = {"type": "text", "text": "A long shared context.", "cache_control": {"type": "ephemeral"}}
+    request = ChatRequest(
+        model="c",
+        messages=[
+            {"role": "system", "content": [marked]},
+            {"role": "user", "content": [{**marked, "text": "Question?"}]},
+        ],
+    )
+    body = request_body(request, "c", stream=False)
+    assert body["system"] == [marked]
+    assert body["messages"][0]["content"] == [{**marked, "text": "Question?"}]

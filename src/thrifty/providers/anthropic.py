@@ -57,14 +57,18 @@ def request_body(request: ChatRequest, model: str, *, stream: bool) -> dict[str,
     return body
 
 
-def convert_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
-    """System text, and the conversation as Anthropic messages (same roles merged)."""
-    system: list[str] = []
+def convert_messages(messages: list[Message]) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """The system prompt, and the conversation as Anthropic messages (same roles merged).
+
+    The system prompt is plain text, or a list of text blocks when a part carries
+    ``cache_control`` (Anthropic prompt caching), which is kept.
+    """
+    system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
     for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(message_text(message))
+            system.extend(b for b in content_blocks(message.get("content")) if b.get("text"))
             continue
         if role == "tool":
             result = {
@@ -79,7 +83,9 @@ def convert_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]
             _append(out, "user", content_blocks(message.get("content")))
         else:
             raise InvalidRequest(f"unknown message role {role!r}", param="messages")
-    return "\n\n".join(s for s in system if s), out
+    if any("cache_control" in block for block in system):
+        return system, out
+    return "\n\n".join(block["text"] for block in system), out
 
 
 def _append(out: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
@@ -99,7 +105,10 @@ def content_blocks(content: Any) -> list[dict[str, Any]]:
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
+            block = {"type": "text", "text": part.get("text", "")}
+            if "cache_control" in part:
+                block["cache_control"] = part["cache_control"]
+            blocks.append(block)
         elif kind == "image_url":
             blocks.append(image_block(part.get("image_url") or {}))
         else:
