@@ -176,3 +176,10 @@ async def test_a_restarted_server_resumes_unfinished_batches(tmp_path: Path) -> 
     kept = sum(1 for r in results if r["response"]["body"]["choices"][0]["message"]["content"] == "first")
     assert kept >= 5
     assert len(second_backend.requests) == n - kept  # nothing finished before the restart ran again
+
+
+async def test_starting_with_no_batches_writes_nothing(tmp_path: Path) -> None:
+    svc = BatchService(FakeBackend(echo), str(tmp_path / "data"))
+    await svc.start()
+    await svc.aclose()
+    assert not (tmp_path / "data").exists()

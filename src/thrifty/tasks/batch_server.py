@@ -47,16 +47,26 @@ class BatchService:
         self.settings = settings or TasksConfig()
         self.root = Path(data_dir)
         self.files_dir = self.root / "files"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.store = BatchStore(str(self.root / "batches.db"))
+        self.db_path = self.root / "batches.db"
         self.jobs: dict[str, asyncio.Task[None]] = {}
+        self._store: BatchStore | None = None
         self._started = False
 
+    @property
+    def store(self) -> BatchStore:
+        """The store, opened (and ``data_dir`` created) on first use."""
+        if self._store is None:
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            self._store = BatchStore(str(self.db_path))
+        return self._store
+
     async def start(self) -> None:
-        """Resume every batch a previous server left unfinished."""
+        """Resume every batch a previous server left unfinished (touches no disk if there were none)."""
         if self._started:
             return
         self._started = True
+        if self._store is None and not self.db_path.exists():
+            return
         for batch_id in self.store.unfinished():
             self._launch(batch_id)
 
@@ -66,7 +76,9 @@ class BatchService:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def routes(self) -> list[BaseRoute]:
         return _routes(self)
@@ -85,12 +97,13 @@ class BatchService:
         return self.add_file(data, upload.filename or "input.jsonl", "batch")
 
     def add_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        store = self.store  # opened first: it creates the files folder
         file_id = "file-" + uuid.uuid4().hex[:24]
         (self.files_dir / file_id).write_bytes(data)
         meta = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
                 "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
                 "status_details": None}
-        self.store.add_file(meta)
+        store.add_file(meta)
         return meta
 
     def file(self, file_id: str) -> dict[str, Any]:
