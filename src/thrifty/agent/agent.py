@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,9 +138,10 @@ class _Agent:
         )
         text: list[str] = []
         problem = None
+        deltas = _deltas(self.backend, request, text)
         try:
-            async with asyncio.timeout(self.planner_timeout_s):
-                async for task in parse_stream(_deltas(self.backend, request, text), builder):
+            async with contextlib.aclosing(deltas), asyncio.timeout(self.planner_timeout_s):
+                async for task in parse_stream(deltas, builder):
                     executor.add(task)
         except PlanError as exc:
             problem = f"the plan was invalid: {exc.message}"
@@ -173,7 +175,7 @@ class _Agent:
         return None
 
 
-async def _deltas(backend: Backend, request: ChatRequest, sink: list[str]) -> AsyncIterator[str]:
+async def _deltas(backend: Backend, request: ChatRequest, sink: list[str]) -> AsyncGenerator[str, None]:
     """The planner's text as it streams, also kept in ``sink``."""
     async for chunk in backend.stream(request):
         for choice in chunk.get("choices") or ():
