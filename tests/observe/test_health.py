@@ -126,3 +126,13 @@ def test_bad_settings_name_file_and_key(tmp_path: Path, sections: dict[str, Any]
     with pytest.raises(ConfigError) as info:
         Observer(make_config(tmp_path, **sections))
     assert str(info.value).startswith(message)
+
+
+def test_routed_requests_count_toward_the_group_that_served_them(tmp_path: Path) -> None:
+    clock = Clock()
+    obs = observer(tmp_path, clock)
+    for i in range(20):
+        slow = i % 2 == 0
+        obs.record(event(i, ts=clock.now, model="auto", latency_s=3.0 if slow else 0.1,
+                         annotations={"route": "rules smart" if slow else "rules fast"}))
+    assert set(rules(obs)) == {"p95_latency_s:smart"}

@@ -119,6 +119,11 @@ class PriceTable:
         self._lock = threading.Lock()
         self._top: Rates | None = None
 
+    @property
+    def groups(self) -> dict[str, str]:
+        """Model group name -> its first deployment's name."""
+        return self._group_first
+
     def rates(self, deployment: str, *groups: str) -> Rates:
         """Rates for a deployment name; else for the first named model group that exists.
 

@@ -135,7 +135,9 @@ class Tally:
             self.escalations.inc((), escalations)
         if fell_back:
             self.fallbacks.inc()
-        self.window.append(Sample(ev.ts, ev.model, ev.latency_s, cache, tier, not ok))
+        # percentiles per model group: the group that served a routed request, else the one asked for
+        group = tier if tier in self.prices.groups else ev.model
+        self.window.append(Sample(ev.ts, group, ev.latency_s, cache, tier, not ok))
         self._bucket(ev, cost, top, nocache, cache)
         self.recent.append((ev, tier, cost))
         if self.spans is not None:
