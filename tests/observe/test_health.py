@@ -136,3 +136,16 @@ def test_routed_requests_count_toward_the_group_that_served_them(tmp_path: Path)
         obs.record(event(i, ts=clock.now, model="auto", latency_s=3.0 if slow else 0.1,
                          annotations={"route": "rules smart" if slow else "rules fast"}))
     assert set(rules(obs)) == {"p95_latency_s:smart"}
+
+
+def test_an_alert_is_logged_when_it_starts_and_when_it_clears(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="thrifty.observe")
+    obs = observer(tmp_path, Clock())
+    obs.mark_ready(0.9)
+    obs.alerts()
+    obs.alerts()
+    obs.mark_ready(0.1)
+    obs.alerts()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["alert: startup time is 900 ms, above the limit of 500 ms",
+                        "alert cleared: startup time is 900 ms, above the limit of 500 ms"]

@@ -71,6 +71,7 @@ class Observer:
         self._thread: threading.Thread | None = None
         self._batch = self.ledger_settings.batch_rows
         self._failing = False
+        self._firing: dict[tuple[str, str], str] = {}
         self.dropped = 0  # events that could not be accounted for
         self._listeners: list[Callable[[str, int], None]] = []
         self._gauges: dict[str, Callable[[], dict[str, float]]] = {}
@@ -226,15 +227,24 @@ class Observer:
         return None, None
 
     def alerts(self, gauges: dict[str, dict[str, float]] | None = None) -> list[Alert]:
+        """The alerts firing now; each one that starts or clears is logged once."""
         self.absorb()
         gauges = self.gauges() if gauges is None else gauges
         with self._lock:
             samples = self.tally.recent_samples(self.clock())
         health = window_health(samples, self.alert_settings)
-        return evaluate(
+        alerts = evaluate(
             self.alert_settings, health, startup_s=self.startup_s, rss=rss_bytes(),
             parallel_share=self.parallel(gauges)[1],
         )
+        firing = {(a.rule, a.subject): a.message for a in alerts}
+        for key, message in firing.items():
+            if key not in self._firing:
+                log.warning("alert: %s", message)
+        for key in self._firing.keys() - firing.keys():
+            log.info("alert cleared: %s", self._firing[key])
+        self._firing = firing
+        return alerts
 
 
 def _numbers(values: Any, prefix: str = "") -> dict[str, float]:
