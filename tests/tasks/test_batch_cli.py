@@ -63,6 +63,14 @@ def test_every_request_gets_a_result_line(tmp_path: Path) -> None:
     assert read(Path(f"{out}.errors.jsonl")) == []
 
 
+def test_a_batch_longer_than_the_task_window_completes(tmp_path: Path) -> None:
+    src = write(tmp_path / "in.jsonl", [line(f"q{i}", f"n{i}") for i in range(700)])
+    out = tmp_path / "out.jsonl"
+    code, _ = run([src, "-o", str(out), "--concurrency", "8"], FakeBackend(echo))
+    assert code == 0
+    assert len({r["custom_id"] for r in read(out)}) == 700
+
+
 def test_malformed_lines_are_reported_by_number_and_the_rest_runs(tmp_path: Path) -> None:
     lines = [
         line("a", "one"),

@@ -121,6 +121,16 @@ async def test_deadline_expires_a_queued_task() -> None:
     assert gate.order == ["blocker"]
 
 
+async def test_a_queued_task_times_out_while_every_slot_stays_busy() -> None:
+    gate = Gate()
+    async with TaskManager(concurrency=1) as tm:
+        tm.submit(gate.work, "blocker")
+        late = tm.submit(gate.work, "late", timeout=0.01)
+        with pytest.raises(DeadlineExceeded):
+            await late
+        gate.event.set()
+
+
 async def test_cancel_queued_and_running_tasks_frees_their_slots() -> None:
     gate = Gate()
     async with TaskManager(concurrency=1) as tm:

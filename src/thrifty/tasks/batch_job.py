@@ -10,6 +10,8 @@ killed job loses nothing and redoes nothing that finished.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -65,18 +67,40 @@ def outcome(idx: int, custom_id: str, request: ChatRequest, task: Task[Any]) -> 
 
 
 async def run_local(pending: list[Pending], backend: Backend, settings: JobSettings) -> AsyncIterator[Done]:
-    """Run requests through ``backend`` here, yielding results as they finish."""
+    """Run requests through ``backend`` here, yielding results as they finish.
+
+    Only a window of requests (four times the concurrency limit, at least 256)
+    is turned into tasks at a time, so a batch of any size costs the memory
+    of its window, not of its length.
+    """
     async with TaskManager(concurrency=settings.concurrency, model_limits=settings.model_limits) as tm:
+        todo = iter(pending)
+        finished: asyncio.Queue[Task[Any]] = asyncio.Queue()
         meta: dict[Task[Any], tuple[int, str, ChatRequest]] = {}
-        for idx, custom_id, body in pending:
-            request = to_chat_request(body)
-            task = tm.submit_chat(backend, request, retries=settings.retries, timeout=settings.timeout,
-                                  name=custom_id)
-            meta[task] = (idx, custom_id, request)
-        async for task in tm.as_completed(list(meta)):
+
+        def fill() -> None:
+            while len(meta) < max(256, 4 * tm.limit.limit):
+                item = next(todo, None)
+                if item is None:
+                    return
+                idx, custom_id, body = item
+                request = to_chat_request(body)
+                task = tm.submit_chat(backend, request, retries=settings.retries, timeout=settings.timeout,
+                                      name=custom_id)
+                meta[task] = (idx, custom_id, request)
+                task.future.add_done_callback(functools.partial(_notify, finished, task))
+
+        fill()
+        while meta:
+            task = await finished.get()
             idx, custom_id, request = meta.pop(task)
             if not task.cancelled():
                 yield outcome(idx, custom_id, request, task)
+            fill()
+
+
+def _notify(queue: asyncio.Queue[Task[Any]], task: Task[Any], _future: object) -> None:
+    queue.put_nowait(task)
 
 
 def local_engine(backend: Backend, settings: JobSettings) -> Engine:

@@ -172,6 +172,8 @@ class TaskManager:
         self._tasks.add(task)
         task.future.add_done_callback(lambda _f: self._tasks.discard(task))
         self._enqueue(task)
+        if deadline is not None:
+            asyncio.get_running_loop().call_at(deadline, self._expire, task)
         self._pump()
         return task
 
@@ -374,6 +376,11 @@ class TaskManager:
         waiter = loop.create_task(wait_then_queue())
         self._waiters.add(waiter)
         waiter.add_done_callback(self._waiters.discard)
+
+    def _expire(self, task: Task[Any]) -> None:
+        """A task still waiting (queued or between retries) when its deadline comes fails now."""
+        if task.state is State.QUEUED and not task.future.done():
+            self._finish(task, DeadlineExceeded(f"{task.name}: timed out before it could start"))
 
     def _finish(self, task: Task[Any], error: BaseException | None, result: Any = None) -> None:
         if task.future.done():
