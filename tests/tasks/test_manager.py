@@ -214,3 +214,14 @@ def test_importing_tasks_loads_no_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+async def test_close_does_not_wait_out_a_retry_backoff() -> None:
+    backend = FakeBackend(lambda _r: RateLimited("later", retry_after=30))
+    tm = TaskManager()
+    task = tm.submit_chat(backend, chat("hi"), retries=3)
+    while not backend.requests:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(tm.aclose(), timeout=5)
+    assert task.cancelled()

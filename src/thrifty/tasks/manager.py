@@ -230,6 +230,8 @@ class TaskManager:
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
+        for waiter in self._waiters:
+            waiter.cancel()
         runners = [t._runner for t in list(self._tasks) if t._runner is not None]
         await asyncio.gather(*runners, *self._waiters, return_exceptions=True)
         for executor in self._executors.values():
