@@ -86,6 +86,10 @@ class BatchService:
     # -- files -------------------------------------------------------------------
 
     async def upload(self, request: Request) -> dict[str, Any]:
+        import importlib.util
+
+        if not (importlib.util.find_spec("python_multipart") or importlib.util.find_spec("multipart")):
+            raise ThriftyError("file uploads need the python-multipart package: pip install python-multipart")
         form = await request.form()
         purpose = form.get("purpose")
         upload = form.get("file")
