@@ -95,3 +95,12 @@ def test_top_against_nothing_fails_politely(capsys: pytest.CaptureFixture[str]) 
 
     assert top_main(["--url", f"http://127.0.0.1:{free_port()}", "--iterations", "1"]) == 1
     assert "cannot read" in capsys.readouterr().out
+
+
+async def test_usage_since_a_date_or_a_duration(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    path = await filled_ledger(config)
+    total = run_json(capsys, ["--since", "2023-11-15", "--ledger", path])[-1]
+    assert total["requests"] == 2
+    assert run_json(capsys, ["--since", "1d", "--ledger", path])[-1]["requests"] == 0  # all long ago
+    assert usage_main(["--since", "last week", "--ledger", path]) == 2
+    assert "--since must look like 7d" in capsys.readouterr().err

@@ -6,6 +6,8 @@ import argparse
 import json
 import sqlite3
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +28,29 @@ _SUMS = (
 )
 
 
-def summarize(path: str, by: str) -> list[dict[str, Any]]:
+def parse_since(text: str, now: float) -> float:
+    """``7d``, ``12h``, ``30m`` ago, or a date ``YYYY-MM-DD`` (UTC), as unix time."""
+    units = {"d": 86_400, "h": 3_600, "m": 60}
+    if text[-1:] in units and text[:-1].isdigit():
+        return now - int(text[:-1]) * units[text[-1]]
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"--since must look like 7d, 12h, 30m or 2026-01-31, got {text!r}") from None
+    return day.timestamp()
+
+
+def summarize(path: str, by: str, since: float = 0.0) -> list[dict[str, Any]]:
     """One row per group, then a row named "total"; each with savings figures."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         expr = GROUPS[by]
         rows = db.execute(
-            f"SELECT {expr} AS g, {_SUMS} FROM requests GROUP BY g ORDER BY SUM(cost_usd) DESC, g"
+            f"SELECT {expr} AS g, {_SUMS} FROM requests WHERE ts >= ? GROUP BY g"
+            " ORDER BY SUM(cost_usd) DESC, g",
+            (since,),
         ).fetchall()
-        total = db.execute(f"SELECT 'total', {_SUMS} FROM requests").fetchone()
+        total = db.execute(f"SELECT 'total', {_SUMS} FROM requests WHERE ts >= ?", (since,)).fetchone()
     finally:
         db.close()
     out = []
@@ -96,18 +112,20 @@ def usage_main(argv: list[str]) -> int:
     parser.add_argument("--by", choices=sorted(GROUPS), default="model", help="how to group rows (default: model)")
     parser.add_argument("--ledger", help="ledger file (default: from --config, else .thrifty/ledger.db)")
     parser.add_argument("--config", help="the gateway's config file, to find its ledger")
+    parser.add_argument("--since", help="only requests since then: 7d, 12h, 30m, or a date 2026-01-31 (UTC)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:
         path = args.ledger or default_ledger(args.config)
-    except Exception as exc:  # ConfigError and friends: print, do not trace
+        since = parse_since(args.since, time.time()) if args.since else 0.0
+    except Exception as exc:  # ConfigError, a bad --since: print, do not trace
         print(f"thrifty usage: {exc}", file=sys.stderr)
         return 2
     if not Path(path).is_file():
         print(f"thrifty usage: no ledger at {path} (serve some requests first, or pass --ledger)", file=sys.stderr)
         return 1
     try:
-        rows = summarize(path, args.by)
+        rows = summarize(path, args.by, since)
     except sqlite3.Error as exc:
         print(f"thrifty usage: cannot read the ledger {path}: {exc}", file=sys.stderr)
         return 1
