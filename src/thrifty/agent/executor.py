@@ -379,7 +379,7 @@ class Executor:
                 run.result = await self._fallback(run)
             else:
                 try:
-                    run.result = await self._attempts(run, task.tool, task.args, task.timeout_s)
+                    run.result = await self._attempts(run, task.tool, task.args, task.ref_args)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -404,19 +404,22 @@ class Executor:
         missing = find_refs(dict(fallback.args), self.runs) - set(self.results)
         if missing:
             raise DependencyFailed(f"the fallback's input ${min(missing)} failed")
-        return await self._attempts(run, fallback.tool, fallback.args, run.task.timeout_s)
+        refs = [k for k, v in fallback.args.items() if find_refs(v, self.results)]
+        return await self._attempts(run, fallback.tool, fallback.args, refs)
 
-    async def _attempts(self, run: TaskRun, tool: str, raw: Mapping[str, Any], timeout: float | None) -> Any:
+    async def _attempts(self, run: TaskRun, tool: str, raw: Mapping[str, Any], refs: Iterable[str]) -> Any:
+        """Call ``tool`` with retries under the task's timeout; ``refs``: argument names to resolve."""
         spec = self.registry.spec(tool)
         if not self.registry.is_loaded(tool):
             await self.registry.preload([tool])
         fn = self.registry.load(tool)
-        if find_refs(raw, self.results):
-            args = self.registry.prepare(tool, resolve(dict(raw), self.results))
-        else:  # no references: the plan check already saw these exact values
-            args = dict(raw)
+        args = dict(raw)
+        if refs:
+            for key in refs:
+                args[key] = resolve(args[key], self.results)
+            args = self.registry.prepare(tool, args, refs)
         retries = spec.retries if self.retries is None else self.retries
-        limit = timeout or self.timeout_s or spec.timeout_s
+        limit = run.task.timeout_s or self.timeout_s or spec.timeout_s
         for attempt in range(retries + 1):
             run.attempts += 1
             t = time.perf_counter()

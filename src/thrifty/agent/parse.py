@@ -78,6 +78,7 @@ class PlanBuilder:
             self.registry.check(task.fallback.tool, task.fallback.args, pending=fb_pending)
             deps |= find_refs(dict(task.fallback.args), visible)
         task.deps = frozenset(deps)
+        task.ref_args = frozenset(pending)
         self.tasks[task.id] = task
         return task
 

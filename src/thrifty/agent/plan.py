@@ -62,6 +62,7 @@ class Task:
     timeout_s: float | None = None
     call_id: str = ""
     deps: frozenset[int] = frozenset()
+    ref_args: frozenset[str] = frozenset()  # names of the arguments that hold references
 
     def describe(self) -> str:
         inner = ", ".join(f"{k}={_short(v)}" for k, v in self.args.items())

@@ -190,12 +190,17 @@ class ToolRegistry:
         if problems:
             raise PlanError(f"{name}(): " + "; ".join(problems), param="args")
 
-    def prepare(self, name: str, args: Mapping[str, Any]) -> dict[str, Any]:
-        """Resolved arguments coerced to the schema and checked (ToolError if they fail)."""
+    def prepare(self, name: str, args: Mapping[str, Any], resolved: Iterable[str]) -> dict[str, Any]:
+        """Arguments with the ``resolved`` ones (just filled in from references)
+        coerced to the schema and checked; the others were checked with the plan."""
         spec = self.spec(name)
         props: Mapping[str, Any] = spec.parameters.get("properties") or {}
-        ready = {k: jsonschema.coerce(v, props[k]) if k in props else v for k, v in args.items()}
-        problems = jsonschema.errors(ready, spec.parameters)
+        ready = dict(args)
+        problems: list[str] = []
+        for key in resolved:
+            if key in props:
+                ready[key] = jsonschema.coerce(ready[key], props[key])
+                problems += jsonschema.errors(ready[key], props[key], key)
         if problems:
             raise ToolError(f"{name}(): " + "; ".join(problems))
         return ready
