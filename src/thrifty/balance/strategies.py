@@ -94,7 +94,8 @@ class Affinity:
         self.spilled = 0
 
     def key(self, request: ChatRequest) -> str | None:
-        session = request.options.get("session_id") or request.options.get("session")
+        options = request.options
+        session = options.get("session_id") or options.get("session-id") or options.get("session")
         if isinstance(session, str) and session:
             return "s:" + session
         # Everything before the newest message: the part later requests share.
