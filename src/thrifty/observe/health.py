@@ -62,7 +62,7 @@ def window_health(samples: list[Sample], settings: AlertSettings) -> Health:
     by_model: dict[str, list[float]] = {}
     hits = lookups = fast = routed = 0
     for s in samples:
-        by_model.setdefault(s.model, []).append(s.latency_s)
+        by_model.setdefault(s.group, []).append(s.latency_s)
         if s.cache:
             lookups += 1
             hits += s.cache == "hit"

@@ -50,7 +50,7 @@ class Sample:
     """What the rolling window keeps of one request."""
 
     ts: float
-    model: str
+    group: str  # the model group that served it (else the model asked for)
     latency_s: float
     cache: str  # "hit", "miss" or ""
     tier: str
