@@ -40,6 +40,19 @@ def direct(backend: LocalBackend, tokens: int, **params: Any) -> tuple[float, No
     return out["usage"]["completion_tokens"] / (time.perf_counter() - started), None
 
 
+def direct_stream(backend: LocalBackend, tokens: int) -> tuple[float, float | None]:
+    llama = backend._instances[0]
+    started = time.perf_counter()
+    messages = [{"role": "user", "content": PROMPT}]
+    first = None
+    pieces = 0
+    for chunk in llama.create_chat_completion(messages, max_tokens=tokens, temperature=0, stream=True):
+        if chunk["choices"][0]["delta"].get("content"):
+            first = first or time.perf_counter() - started
+            pieces += 1
+    return pieces / (time.perf_counter() - started), first
+
+
 async def complete(backend: LocalBackend, tokens: int, **params: Any) -> tuple[float, None]:
     started = time.perf_counter()
     response = await backend.complete(chat(PROMPT, max_tokens=tokens, temperature=0, **params))
@@ -64,6 +77,7 @@ async def measure(model: str, threads: int, args: argparse.Namespace, rows: list
     cases: dict[str, Any] = {
         "llama-cpp-python direct (baseline)": lambda: asyncio.to_thread(direct, backend, args.tokens),
         "thrifty complete": lambda: complete(backend, args.tokens),
+        "llama-cpp-python direct stream (chunks/s)": lambda: asyncio.to_thread(direct_stream, backend, args.tokens),
         "thrifty stream": lambda: stream(backend, args.tokens),
     }
     if model == "smollm2" and threads == 1:
