@@ -42,6 +42,7 @@ class Done:
 
 
 Engine = Callable[[list[Pending]], AsyncIterator[Done]]
+BackendFactory = Callable[[], "Backend"]  # builds a backend where it runs (e.g. on a Ray worker)
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, TextIO
 
+from ..backend import Backend
 from ..errors import ThriftyError
-from .batch_job import FileJob, JobSettings, local_engine, run_file_job
+from .batch_job import BackendFactory, FileJob, JobSettings, local_engine, run_file_job
 from .settings import TasksConfig, parse_tasks
 
 if TYPE_CHECKING:
-    from ..backend import Backend
     from .batch_job import Engine
 
 
@@ -52,8 +53,7 @@ def batch_main(argv: list[str], *, backend: Backend | None = None, progress: Tex
     args = build_parser().parse_args(argv)
     try:
         tasks, config_path = _settings(args)
-        if backend is None:
-            backend = _backend(args, config_path)
+        target = backend if backend is not None else _backend(args, config_path, ray=bool(tasks.ray_address))
         job = FileJob(
             input=args.input,
             output=args.output,
@@ -66,7 +66,7 @@ def batch_main(argv: list[str], *, backend: Backend | None = None, progress: Tex
             print(f"thrifty batch: error: no such input file: {job.input}", file=sys.stderr)
             return 2
         sink = None if args.quiet else (progress or sys.stderr)
-        counts = asyncio.run(_run(job, backend, tasks, sink))
+        counts = asyncio.run(_run(job, target, tasks, sink))
     except ThriftyError as exc:
         print(f"thrifty batch: error: {exc.message}", file=sys.stderr)
         return 2
@@ -103,7 +103,7 @@ def _settings(args: argparse.Namespace) -> tuple[TasksConfig, str | None]:
     return tasks, args.config
 
 
-def _backend(args: argparse.Namespace, config_path: str | None) -> Backend:
+def _backend(args: argparse.Namespace, config_path: str | None, *, ray: bool) -> Backend | BackendFactory:
     if args.url:
         from .http_backend import HttpBackend
 
@@ -111,11 +111,14 @@ def _backend(args: argparse.Namespace, config_path: str | None) -> Backend:
     if config_path:
         from ..gateway import Gateway
 
+        if ray:  # each Ray worker builds its own gateway from the file
+            return functools.partial(Gateway.from_config, config_path)
         return Gateway.from_config(config_path)
     raise ThriftyError("give --url GATEWAY_URL or --config thrifty.yaml")
 
 
-async def _run(job: FileJob, backend: Backend, tasks: TasksConfig, sink: TextIO | None) -> dict[str, int]:
+async def _run(job: FileJob, backend: Backend | BackendFactory, tasks: TasksConfig,
+               sink: TextIO | None) -> dict[str, int]:
     settings = JobSettings(concurrency=tasks.limit(), model_limits=tasks.model_limits,
                            retries=tasks.retries, timeout=tasks.timeout)
     engine: Engine
@@ -123,11 +126,10 @@ async def _run(job: FileJob, backend: Backend, tasks: TasksConfig, sink: TextIO 
         from .ray_engine import ray_engine
 
         engine = ray_engine(tasks.ray_address, backend, settings, resources=tasks.ray_resources)
-    else:
-        engine = local_engine(backend, settings)
-        await backend.start()
-    try:
         return await run_file_job(job, engine, progress=sink)
+    local = backend if isinstance(backend, Backend) else backend()
+    await local.start()
+    try:
+        return await run_file_job(job, local_engine(local, settings), progress=sink)
     finally:
-        if not tasks.ray_address:
-            await backend.aclose()
+        await local.aclose()

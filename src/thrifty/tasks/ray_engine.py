@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .batch_job import Done, JobSettings, Pending, run_local
+from .batch_job import BackendFactory, Done, JobSettings, Pending, run_local
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -41,9 +41,13 @@ def chunks(pending: list[Pending], size: int) -> list[tuple[str, list[Pending]]]
     return out
 
 
-def run_chunk(backend: Backend, items: list[Pending], settings: JobSettings) -> tuple[str, list[Done]]:
+def run_chunk(target: Backend | BackendFactory, items: list[Pending], settings: JobSettings) -> tuple[str, list[Done]]:
     """The body of one Ray task: run a chunk here, return (node id, results)."""
     import ray
+
+    from ..backend import Backend
+
+    backend = target if isinstance(target, Backend) else target()
 
     async def go() -> list[Done]:
         await backend.start()
@@ -61,7 +65,7 @@ class RayEngine:
     def __init__(
         self,
         address: str,
-        backend: Backend,
+        backend: Backend | BackendFactory,
         settings: JobSettings,
         *,
         resources: Mapping[str, Mapping[str, float]] | None = None,
@@ -118,7 +122,7 @@ class RayEngine:
 
 def ray_engine(
     address: str,
-    backend: Backend,
+    backend: Backend | BackendFactory,
     settings: JobSettings,
     *,
     resources: Mapping[str, Mapping[str, float]] | None = None,
