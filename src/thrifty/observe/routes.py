@@ -70,14 +70,19 @@ class Endpoints:
 
         return check
 
+    # Gauge sources read live layer state, so they are called on the event loop; the
+    # counting and rendering run in a worker thread so a backlog never stalls the loop.
+
     async def metrics(self, request: Request) -> Response:
-        return PlainTextResponse(prometheus(self.obs), media_type=PROMETHEUS_TYPE)
+        text = await asyncio.to_thread(prometheus, self.obs, self.obs.gauges())
+        return PlainTextResponse(text, media_type=PROMETHEUS_TYPE)
 
     async def stats(self, request: Request) -> Response:
-        return _no_cache(snapshot(self.obs))
+        return _no_cache(await asyncio.to_thread(snapshot, self.obs, self.obs.gauges()))
 
     async def alerts(self, request: Request) -> Response:
-        return _no_cache({"alerts": [a.to_json() for a in self.obs.alerts()]})
+        alerts = await asyncio.to_thread(self.obs.alerts, self.obs.gauges())
+        return _no_cache({"alerts": [a.to_json() for a in alerts]})
 
     async def dashboard(self, request: Request) -> Response:
         return Response(self._load("index.html"), media_type="text/html; charset=utf-8")

@@ -46,10 +46,10 @@ def _series(tally: Tally) -> list[dict[str, Any]]:
     return out
 
 
-def snapshot(obs: Observer) -> dict[str, Any]:
+def snapshot(obs: Observer, gauges: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Everything the dashboard shows, as one JSON-ready mapping."""
     obs.absorb()
-    gauges = obs.gauges()
+    gauges = obs.gauges() if gauges is None else gauges
     alerts = obs.alerts(gauges)
     speedup, share = obs.parallel(gauges)
     tally = obs.tally
@@ -84,10 +84,10 @@ def snapshot(obs: Observer) -> dict[str, Any]:
     return body
 
 
-def prometheus(obs: Observer) -> str:
+def prometheus(obs: Observer, gauges: dict[str, dict[str, float]] | None = None) -> str:
     """The /metrics page: request counters plus gauges read now."""
     obs.absorb()
-    gauges = obs.gauges()
+    gauges = obs.gauges() if gauges is None else gauges
     alerts = obs.alerts(gauges)
     extra: list[Metric] = []
     component = Gauge("thrifty_component", "Live state reported by gateway layers", ("source", "key"))
