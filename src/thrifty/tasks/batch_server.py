@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, NotFound, ThriftyError
-from .batch_format import CHAT_URLS, parse_batch
+from .batch_format import CHAT_URLS, ParsedBatch, parse_batch
 from .batch_job import JobSettings, drain, local_engine
 from .batch_store import FAILED, INVALID, OK, BatchStore
 from .settings import TasksConfig
@@ -137,8 +137,7 @@ class BatchService:
             raise InvalidRequest("metadata must be an object", param="metadata")
         path = self.files_dir / self.file(file_id)["id"]
         limit = self.settings.max_requests
-        lines = (await asyncio.to_thread(path.read_bytes)).splitlines()
-        parsed = parse_batch(lines, max_requests=limit, limit_name="tasks.batch.max_requests")
+        parsed = await asyncio.to_thread(_parse_file, path, limit)
         batch_id = "batch_" + uuid.uuid4().hex[:24]
         now = int(time.time())
         data: dict[str, Any] = {
@@ -282,6 +281,11 @@ def _routes(service: BatchService) -> list[BaseRoute]:
         Route("/v1/batches/{batch_id}", api(get), methods=["GET"]),
         Route("/v1/batches/{batch_id}/cancel", api(cancel), methods=["POST"]),
     ]
+
+
+def _parse_file(path: Path, limit: int) -> ParsedBatch:
+    """Read and check a batch input file (off the event loop: files can be large)."""
+    return parse_batch(path.read_bytes().splitlines(), max_requests=limit, limit_name="tasks.batch.max_requests")
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
