@@ -104,3 +104,10 @@ async def test_usage_since_a_date_or_a_duration(config: Config, capsys: pytest.C
     assert run_json(capsys, ["--since", "1d", "--ledger", path])[-1]["requests"] == 0  # all long ago
     assert usage_main(["--since", "last week", "--ledger", path]) == 2
     assert "--since must look like 7d" in capsys.readouterr().err
+
+
+def test_sparkline_scales_to_the_busiest_bucket() -> None:
+    from thrifty.observe.top import sparkline
+
+    assert sparkline([0, 5, 10]) == "▁▅█"
+    assert sparkline([]) == ""

@@ -36,6 +36,15 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.0f} ms"
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """Values as a row of block characters, scaled to the largest."""
+    top = max(values, default=0) or 1
+    return "".join(SPARKS[min(len(SPARKS) - 1, int(v / top * (len(SPARKS) - 1) + 0.5))] for v in values)
+
+
 def render(stats: dict[str, Any], url: str) -> str:
     t = stats["totals"]
     top, nocache = t["cost_top_usd"], t["cost_nocache_usd"]
@@ -50,6 +59,8 @@ def render(stats: dict[str, Any], url: str) -> str:
         f"{GREEN}{_money(t['saved_vs_nocache_usd'])} ({_pct(t['saved_vs_nocache_usd'] / nocache if nocache else None)}){RESET}",
         f"cache hit rate {_pct(stats['cache']['hit_rate'])}  parallel speedup "
         f"{'n/a' if speedup is None else f'{speedup:.2f}x'}  memory {stats['memory_mb']:.0f} MB",
+        f"traffic  {GREEN}{sparkline([b['requests'] for b in stats['series'][-60:]])}{RESET}"
+        f"  {DIM}requests per {stats['bucket_s']:.0f} s{RESET}",
         "",
         f"{BOLD}routes{RESET}",
     ]
@@ -60,7 +71,7 @@ def render(stats: dict[str, Any], url: str) -> str:
         lines.append(f"  {tier:<14} {bar:<30} {n:>8,.0f} {n / total:6.1%}")
     if not routes:
         lines.append(f"  {DIM}no routed requests{RESET}")
-    lines += ["", f"{BOLD}latency{RESET} (window)   {'n':>7} {'p50':>9} {'p95':>9} {'p99':>9}"]
+    lines += ["", f"{BOLD}{'latency (window)':<21}{RESET}{'n':>7} {'p50':>9} {'p95':>9} {'p99':>9}"]
     for model, f in stats["latency"].items():
         lines.append(f"  {model:<18} {f['requests']:>7} {_ms(f['p50']):>9} {_ms(f['p95']):>9} {_ms(f['p99']):>9}")
     lines += ["", f"{BOLD}alerts{RESET}"]
