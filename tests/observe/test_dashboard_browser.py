@@ -62,7 +62,7 @@ def ledger_figures(path: str) -> dict[str, float]:
 
 
 def test_dashboard_shows_the_ledger_figures_and_updates_live(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
     config = make_config(tmp_path, models=[
         {"name": "fast", "deployments": [{"model": "openai/gpt-4o-mini"}]},
