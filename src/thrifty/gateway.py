@@ -88,6 +88,8 @@ class Gateway:
             await self.observer.start()
         await asyncio.gather(*(b.start() for b in self.stack.unique()))
         self._ready = True
+        if self.observer is not None:
+            self.observer.mark_ready()
 
     async def aclose(self) -> None:
         self._ready = False
