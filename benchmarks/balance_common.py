@@ -186,3 +186,33 @@ def row(label: str, r: Result, base: Result | None = None) -> str:
 
 TABLE_HEAD = ("| scenario | requests | success | p50 ms | p99 ms | p99 vs baseline | client-seen errors |\n"
               "|---|---:|---:|---:|---:|---:|---|")
+
+
+@dataclass
+class Pooled:
+    """One scenario over several reps: latencies pooled, and each rep's p99 kept."""
+
+    all: Result = field(default_factory=Result)
+    p99s: list[float] = field(default_factory=list)
+
+    def add(self, more: Result) -> None:
+        self.all.latencies += more.latencies
+        for name, count in more.errors.items():
+            self.all.errors[name] = self.all.errors.get(name, 0) + count
+        self.p99s.append(more.pct(99))
+
+    @property
+    def p99(self) -> float:
+        """The median over reps of each rep's p99: one hiccup of the shared machine moves it less."""
+        return statistics.median(self.p99s)
+
+
+def line(label: str, r: Pooled, base: Pooled) -> str:
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(r.all.errors.items())) or "-"
+    spread = f"{min(r.p99s):.0f}-{max(r.p99s):.0f}"
+    return (f"| {label} | {r.all.total} | {100 * r.all.success_rate:.2f}% | {r.all.median:.1f} | "
+            f"{r.p99:.1f} | {spread} | {r.p99 / base.p99:.2f}x | {errors} |")
+
+
+POOLED_HEAD = ("| scenario | requests | success | p50 ms | p99 ms | p99 range | p99 vs baseline | client-seen errors |\n"
+               "|---|---:|---:|---:|---:|---|---:|---|")

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from balance_common import Result, control, group_over, header, load, upstreams
+from balance_common import POOLED_HEAD, Pooled, Result, control, group_over, header, line, load, upstreams
 
 LATENCY = ("--latency", "lognormal", "--latency-ms", "20", "--latency-sigma", "0.25", "--chunks", "8")
 
@@ -60,32 +58,6 @@ async def scenario(ups: list, requests: int, label: str = "", **options: Any) ->
         await group.aclose()
 
 
-@dataclass
-class Pooled:
-    """One scenario over several reps: latencies pooled, and each rep's p99 kept."""
-
-    all: Result = field(default_factory=Result)
-    p99s: list[float] = field(default_factory=list)
-
-    def add(self, more: Result) -> None:
-        self.all.latencies += more.latencies
-        for name, count in more.errors.items():
-            self.all.errors[name] = self.all.errors.get(name, 0) + count
-        self.p99s.append(more.pct(99))
-
-    @property
-    def p99(self) -> float:
-        """The median over reps of each rep's p99: one hiccup of the shared machine moves it less."""
-        return statistics.median(self.p99s)
-
-
-def line(label: str, r: Pooled, base: Pooled) -> str:
-    errors = ", ".join(f"{k} {v}" for k, v in sorted(r.all.errors.items())) or "-"
-    spread = f"{min(r.p99s):.0f}-{max(r.p99s):.0f}"
-    return (f"| {label} | {r.all.total} | {100 * r.all.success_rate:.2f}% | {r.all.median:.1f} | "
-            f"{r.p99:.1f} | {spread} | {r.p99 / base.p99:.2f}x | {errors} |")
-
-
 async def main(requests: int, reps: int) -> tuple[str, list[tuple[str, Pooled]]]:
     """Each rep runs every case once (interleaved, so machine noise spreads evenly)."""
     lines = [header("One of three replicas turns 10x slower"), "",
@@ -100,9 +72,7 @@ async def main(requests: int, reps: int) -> tuple[str, list[tuple[str, Pooled]]]
             await control(ups[2], latency_ms=200)
             for (label, opts), (_, pooled) in zip(CASES, results, strict=True):
                 pooled.add(await scenario(ups, requests, label, **dict(opts)))
-    lines += ["| scenario | requests | success | p50 ms | p99 ms | p99 range | p99 vs baseline | "
-              "client-seen errors |", "|---|---:|---:|---:|---:|---|---:|---|",
-              line("all healthy, round_robin (baseline)", base, base)]
+    lines += [POOLED_HEAD, line("all healthy, round_robin (baseline)", base, base)]
     lines += [line(f"r2 10x slower, {label}", r, base) for label, r in results]
     lines += ["", "hedging cost:"]
     for label, (sent, won, total, delay) in HEDGES.items():
