@@ -6,7 +6,7 @@ for streams, the median time to the first token. The baseline is llama-cpp-pytho
 ``create_chat_completion`` on the same loaded model, so the thrifty rows show what the worker
 thread, the asyncio bridge and the translation cost.
 
-    .venv/bin/python benchmarks/providers_local.py [--reps 3] [--tokens 64]
+    .venv/bin/python benchmarks/providers_local.py [--reps 3] [--tokens 48] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -109,8 +109,9 @@ async def main_async(args: argparse.Namespace) -> list[str]:
         "|---|---:|---|---:|---:|---:|---:|",
     ]
     print("\n".join(rows), flush=True)
-    for model, threads in (("smollm2", 1), ("smollm2", 2), ("gemma3-270m", 1)):
-        await measure(model, threads, args, rows)
+    for threads in args.threads:
+        await measure("smollm2", threads, args, rows)
+    await measure("gemma3-270m", 1, args, rows)
     return rows
 
 
@@ -118,6 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument(
+        "--threads", type=lambda v: [int(x) for x in v.split(",")], default=[1], help="SmolLM2 thread counts, e.g. 1,2"
+    )
     args = parser.parse_args()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f}")
