@@ -109,6 +109,11 @@ class Row:
     seconds: float
     ok: int
     latencies: list[float]
+    cpu_s: float = 0.0  # this process's CPU time during the run
+
+    @property
+    def cpu_us_per_task(self) -> float:
+        return self.cpu_s / self.tasks * 1e6
 
     @property
     def throughput(self) -> float:
@@ -131,12 +136,14 @@ async def timed_call(backend: HttpBackend, latencies: list[float]) -> None:
 
 async def io_manager(backend: HttpBackend, workers: int, n: int) -> Row:
     latencies: list[float] = []
+    cpu = time.process_time()
     start = time.perf_counter()
     async with TaskManager(concurrency=workers) as tm:
         tasks = [tm.submit(timed_call, backend, latencies) for _ in range(n)]
         results = await asyncio.gather(*(t.future for t in tasks), return_exceptions=True)
     seconds = time.perf_counter() - start
-    return Row(workers, n, seconds, sum(1 for r in results if not isinstance(r, BaseException)), latencies)
+    ok = sum(1 for r in results if not isinstance(r, BaseException))
+    return Row(workers, n, seconds, ok, latencies, time.process_time() - cpu)
 
 
 async def io_semaphore(backend: HttpBackend, workers: int, n: int) -> Row:
@@ -238,19 +245,35 @@ async def cpu_run(kind: str, workers: int, pool: int, n: int, size: int) -> Row:
         if kind == "process":
             warm = [tm.submit(time.sleep, 0.3, kind="process") for _ in range(pool)]
             await asyncio.gather(*(t.future for t in warm))
+        latencies: list[float] = []
         start = time.perf_counter()
         tasks = [tm.submit(burn, size, kind=kind) for _ in range(n)]  # type: ignore[arg-type]
-        await asyncio.gather(*(t.future for t in tasks))
+        for t in tasks:  # latency: from submission to result
+            t.future.add_done_callback(lambda _f: latencies.append(time.perf_counter() - start))
+        results = await asyncio.gather(*(t.future for t in tasks), return_exceptions=True)
         seconds = time.perf_counter() - start
-    return Row(workers, n, seconds, n, [seconds / n])
+    return Row(workers, n, seconds, sum(1 for r in results if not isinstance(r, BaseException)), latencies)
 
 
-async def cpu_bench(n: int) -> tuple[list[Row], Row]:
+def bare_pool(processes: int, n: int, size: int) -> float:
+    """Seconds for the same work through a plain multiprocessing.Pool: the machine's own limit."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pool.map(time.sleep, [0.3] * processes)
+        start = time.perf_counter()
+        pool.map(burn, [size] * n, chunksize=1)
+        return time.perf_counter() - start
+
+
+async def cpu_bench(n: int) -> tuple[list[Row], Row, tuple[float, float]]:
     size = calibrate()
     cores = os.cpu_count() or 1
     rows = [await cpu_run("process", w, min(w, cores), n, size) for w in WORKERS]
     threads = await cpu_run("thread", 2, 2, n, size)
-    return rows, threads
+    one = await asyncio.to_thread(bare_pool, 1, n, size)
+    two = await asyncio.to_thread(bare_pool, 2, n, size)
+    return rows, threads, (one, two)
 
 
 # -- adaptive limit ----------------------------------------------------------------
@@ -316,12 +339,12 @@ async def adaptive_bench(cap: int, duration_s: float) -> Adaptive:
 def io_table(managed: list[Row], bare: list[Row]) -> str:
     base, base_bare = managed[0].throughput, bare[0].throughput
     lines = ["| workers | tasks | TaskManager speedup | efficiency | success | mean latency ms "
-             "| bare gather speedup | bare efficiency | manager/bare throughput |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| client CPU us/call | bare gather speedup | bare efficiency | manager/bare throughput |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m, b in zip(managed, bare, strict=True):
         s, sb = m.throughput / base, b.throughput / base_bare
         lines.append(f"| {m.workers} | {m.tasks} | {s:.1f}x | {s / m.workers:.2f} | {m.success:.1%} "
-                     f"| {m.mean_latency_ms:.0f} | {sb:.1f}x | {sb / b.workers:.2f} | {m.throughput / b.throughput:.2f} |")
+                     f"| {m.mean_latency_ms:.0f} | {m.cpu_us_per_task:.0f} | {sb:.1f}x | {sb / b.workers:.2f} | {m.throughput / b.throughput:.2f} |")
     return "\n".join(lines)
 
 
@@ -335,15 +358,18 @@ def plain_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def cpu_table(rows: list[Row], threads: Row) -> str:
+def cpu_table(rows: list[Row], threads: Row, bare: tuple[float, float]) -> str:
     base = rows[0].throughput
     cores = os.cpu_count() or 1
-    lines = ["| workers | processes | tasks | speedup | wall s |", "|---:|---:|---:|---:|---:|"]
+    lines = ["| workers | processes | tasks | speedup | success | mean latency ms | wall s |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.workers} | {min(r.workers, cores)} | {r.tasks} | {r.throughput / base:.2f}x "
-                     f"| {r.seconds:.2f} |")
-    lines.append(f"| 2 (threads, GIL baseline) | 0 | {threads.tasks} | {threads.throughput / base:.2f}x "
-                 f"| {threads.seconds:.2f} |")
+                     f"| {r.success:.1%} | {r.mean_latency_ms:.0f} | {r.seconds:.2f} |")
+    lines.append(f"| 2 threads (GIL baseline) | 0 | {threads.tasks} | {threads.throughput / base:.2f}x "
+                 f"| {threads.success:.1%} | {threads.mean_latency_ms:.0f} | {threads.seconds:.2f} |")
+    lines.append(f"| bare `multiprocessing.Pool`, 1 -> 2 processes | 2 | {rows[0].tasks} "
+                 f"| {bare[0] / bare[1]:.2f}x | | | {bare[0]:.2f} -> {bare[1]:.2f} |")
     return "\n".join(lines)
 
 
@@ -388,6 +414,7 @@ class Results:
     local: list[Row]
     cpu: list[Row]
     threads: Row
+    bare_pool: tuple[float, float]
     adaptive: Adaptive
     overhead_us: tuple[float, float]
 
@@ -420,14 +447,14 @@ async def run(args: argparse.Namespace) -> Results:
     print(io_table(managed, bare), flush=True)
     local = await io_in_process(rounds)
     print(plain_table(local), flush=True)
-    cpu, threads = await cpu_bench(n=8 if args.quick else 16)
-    print(cpu_table(cpu, threads), flush=True)
+    cpu, threads, pool = await cpu_bench(n=8 if args.quick else 16)
+    print(cpu_table(cpu, threads, pool), flush=True)
     adaptive = await adaptive_bench(cap=32, duration_s=10 if args.quick else 25)
     print(adaptive_table(adaptive), flush=True)
     cost = await overhead()
     print(f"overhead per no-op task: manager {cost[0]:.0f} us, bare {cost[1]:.0f} us", flush=True)
     header[0] += f"; load average at end {os.getloadavg()[0]:.1f}"
-    return Results(header, managed, bare, local, cpu, threads, adaptive, cost)
+    return Results(header, managed, bare, local, cpu, threads, pool, adaptive, cost)
 
 
 def verdicts(r: Results) -> list[str]:
@@ -447,7 +474,8 @@ def verdicts(r: Results) -> list[str]:
         f"- I/O-bound parallel efficiency >= 0.9 up to 256 workers, over HTTP: {hit[http >= 0.9]} "
         f"(lowest {http:.2f}, at {http_at} workers); the manager alone, no HTTP: {hit[local >= 0.9]} "
         f"(lowest {local:.2f}, at {local_at})",
-        f"- CPU-bound >= 1.8x on 2 processes: {hit[cpu2 >= 1.8]} ({cpu2:.2f}x)",
+        f"- CPU-bound >= 1.8x on 2 processes: {hit[cpu2 >= 1.8]} ({cpu2:.2f}x; a bare multiprocessing.Pool "
+        f"got {r.bare_pool[0] / r.bare_pool[1]:.2f}x in the same run)",
         f"- adaptive limit within 10% of capacity: {hit[abs(ratio - 1) <= 0.1]} ({ratio:.0%}); errors under 1%: "
         f"{hit[rate < 0.01 and a.failed == 0]} ({rate:.2%} of upstream calls were 429s; {a.failed} tasks "
         "failed after retries)",
@@ -464,7 +492,11 @@ def render(r: Results, images: list[str]) -> str:
         "`thrifty.fakeupstream` in its own process; the client is `HttpBackend` (aiohttp). Speedup is "
         "throughput over the 1-worker run; efficiency is speedup / workers. The bare columns are the same "
         "calls through `asyncio.Semaphore` + `gather`, the floor any manager adds cost to. The seeds "
-        "reported 3.2x at 4 workers and 8.3x at 16.\n\n" + io_table(r.managed, r.bare),
+        "reported 3.2x at 4 workers and 8.3x at 16.\n\n" + io_table(r.managed, r.bare)
+        + f"\n\nAt 256 workers the ideal pace is {256 / 0.2:.0f} calls a second. The client spent "
+        f"{r.managed[-1].cpu_us_per_task:.0f} us of CPU per call there, "
+        f"{256 / 0.2 * r.managed[-1].cpu_us_per_task / 1e6:.2f} of a core at that pace, and the fake "
+        "upstream's server needs its share of the same 2 cores.",
         "## I/O-bound, the manager alone: in-process calls that wait 200 ms +/- 20 ms\n\n" + plain_table(r.local)
         + f"\n\nCost per task, 20,000 no-op tasks at 256 workers: TaskManager {r.overhead_us[0]:.0f} us, "
         f"bare `Semaphore` + `gather` {r.overhead_us[1]:.0f} us (the manager adds priority queues, per-model "
@@ -473,7 +505,7 @@ def render(r: Results, images: list[str]) -> str:
         "sets the pace.",
         "## CPU-bound: a pure-Python loop (~0.1 s a task)\n\nThe process pool has min(workers, cores) "
         "processes; more workers than cores cannot help on this 2-core machine.\n\n"
-        + cpu_table(r.cpu, r.threads),
+        + cpu_table(r.cpu, r.threads, r.bare_pool),
         "## Adaptive limit (AIMD, starting at 4) against an upstream that answers 429 above 32 in flight\n\n"
         + adaptive_table(r.adaptive),
         imgs,
