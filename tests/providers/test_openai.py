@@ -192,3 +192,14 @@ async def test_embed_returns_vectors_in_input_order() -> None:
     assert vectors == [[1.0, 0.0], [0.0, 1.0]] and tokens == 4
     sent = transport.requests[0]
     assert sent.url.endswith("/embeddings") and sent.json() == {"model": "text-embedding-3-small", "input": ["a", "b"]}
+
+
+async def test_servers_refusing_stream_options_can_be_configured_off() -> None:
+    data = fixture("openai_stream_text.json")
+    transport = _stream_answer(data["events"][:4] + ["[DONE]"])
+    request = chat("hi")
+    backend = OpenAIBackend(deployment(options={"stream_usage": False}), transport)
+    chunks = [c async for c in backend.stream(request)]
+    assert "stream_options" not in transport.requests[0].json()
+    assert chunks[-1]["usage"]["completion_tokens"] == 3  # "Hello there!" at ~4 characters a token
+    assert request.trace.annotations["usage"] == "estimated"

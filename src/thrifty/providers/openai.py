@@ -24,7 +24,12 @@ from .http import HttpClient, HttpRequest, Timeouts, Transport, error_detail, ex
 
 
 def request_body(
-    request: ChatRequest, model: str, *, stream: bool, defaults: Mapping[str, Any] | None = None
+    request: ChatRequest,
+    model: str,
+    *,
+    stream: bool,
+    defaults: Mapping[str, Any] | None = None,
+    stream_usage: bool = True,
 ) -> dict[str, Any]:
     """The upstream JSON body: the client's fields, the deployment's model id, usage asked for."""
     body: dict[str, Any] = dict(defaults or {})
@@ -33,9 +38,10 @@ def request_body(
     body["model"] = model
     body["messages"] = request.messages
     if stream:
-        options = body.get("stream_options")
+        options = body.pop("stream_options", None)
         body["stream"] = True
-        body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        if stream_usage:
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
     else:
         body.pop("stream", None)
         body.pop("stream_options", None)
@@ -126,6 +132,10 @@ class OpenAIBackend:
         self.name = deployment.name
         self._base = deployment.api_base.rstrip("/")
         self._defaults = option_mapping(deployment, "extra_body")
+        # Some OpenAI-compatible servers refuse stream_options; without it usage is estimated.
+        self._stream_usage = deployment.options.get("stream_usage", True)
+        if not isinstance(self._stream_usage, bool):
+            raise ConfigError(f"deployment {deployment.name!r}: options.stream_usage must be true or false")
         self._headers = {"content-type": "application/json", **extra_headers(deployment)}
         if deployment.api_key:
             self._headers["authorization"] = f"Bearer {deployment.api_key}"
@@ -147,7 +157,9 @@ class OpenAIBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         trace = request.trace
         trace.deployment = self.name
-        payload = request_body(request, self.deployment.model, stream=True, defaults=self._defaults)
+        payload = request_body(
+            request, self.deployment.model, stream=True, defaults=self._defaults, stream_usage=self._stream_usage
+        )
         tally = _Tally(trace)
         done = False
         events = self._http.events(self._request("/chat/completions", payload), trace)
