@@ -29,7 +29,7 @@ class AffinitySettings:
 
 @dataclass(frozen=True)
 class BalanceSettings:
-    strategy: str = "least_outstanding"
+    strategy: str = "p2c"  # the benchmarks: best p99 when one replica slows down
     retry: RetrySettings = field(default_factory=RetrySettings)
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     affinity: AffinitySettings = field(default_factory=AffinitySettings)
