@@ -126,3 +126,18 @@ def test_prompt_caching_marks_are_kept() -> None:
     body = request_body(request, "c", stream=False)
     assert body["system"] == [marked]
     assert body["messages"][0]["content"] == [{**marked, "text": "Question?"}]
+
+
+def test_streamed_tool_call_without_input_gets_an_empty_object() -> None:
+    decoder = StreamDecoder()
+    events = [
+        {"type": "message_start", "message": {"id": "msg_1", "model": "c", "usage": {"input_tokens": 3}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t1", "name": "now", "input": {}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}},
+        {"type": "content_block_stop", "index": 0},
+    ]
+    chunks = [chunk for event in events for chunk in decoder.feed(event)]
+    arguments = "".join(
+        call["function"].get("arguments", "") for c in chunks for call in c["choices"][0]["delta"].get("tool_calls", [])
+    )
+    assert arguments == "{}"

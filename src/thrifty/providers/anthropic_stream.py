@@ -75,6 +75,7 @@ class StreamDecoder:
         self.done = False
         self.finish_reason: str | None = None
         self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._with_arguments: set[int] = set()  # tool blocks that streamed some input JSON
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
         return chunk_body(id=self.id, model=self.model, delta=delta, finish_reason=finish)
@@ -90,13 +91,15 @@ class StreamDecoder:
             return self._block_start(int(data.get("index") or 0), data.get("content_block") or {})
         if kind == "content_block_delta":
             return self._delta(int(data.get("index") or 0), data.get("delta") or {})
+        if kind == "content_block_stop":
+            return self._block_stop(int(data.get("index") or 0))
         if kind == "message_delta":
             return self._message_delta(data)
         if kind == "message_stop":
             self.done = True
         elif kind == "error":
             raise stream_error(data)
-        return []  # ping, content_block_stop, and event types added later
+        return []  # ping, and event types added later
 
     def _start(self, message: dict[str, Any]) -> list[Chunk]:
         self.id = str(message.get("id") or self.id)
@@ -124,9 +127,18 @@ class StreamDecoder:
         if kind == "text_delta":
             return [self._chunk({"content": delta.get("text") or ""})]
         if kind == "input_json_delta" and index in self._tools:
+            if delta.get("partial_json"):
+                self._with_arguments.add(index)
             call = {"index": self._tools[index], "function": {"arguments": delta.get("partial_json") or ""}}
             return [self._chunk({"tool_calls": [call]})]
         return []  # thinking and signature deltas are not part of the OpenAI shape
+
+    def _block_stop(self, index: int) -> list[Chunk]:
+        if index not in self._tools or index in self._with_arguments:
+            return []
+        # A tool called without input streams no JSON; OpenAI clients expect an object.
+        call = {"index": self._tools[index], "function": {"arguments": "{}"}}
+        return [self._chunk({"tool_calls": [call]})]
 
     def _message_delta(self, data: dict[str, Any]) -> list[Chunk]:
         usage = data.get("usage")
