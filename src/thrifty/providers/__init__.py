@@ -11,6 +11,15 @@ imports its module only when first built::
         return EchoBackend(deployment.name)
 
     register("echo", make_echo)
+
+Deployment ``options`` each kind reads:
+
+- ``openai``: ``headers`` (extra HTTP headers), ``extra_body`` (fields merged into every
+  request body), ``stream_usage`` (false for servers that refuse ``stream_options``).
+- ``anthropic``: ``headers``, ``anthropic_version`` (default ``2023-06-01``).
+- ``local``: see :class:`.local_models.LocalOptions` (``model_path``, ``n_threads``,
+  ``n_ctx``, ``n_instances``, ``max_tokens``, ``logprobs``, ``chat_format``, ``extra_buffers``).
+- ``fake``: ``script`` (the answer text), ``delay`` (seconds).
 """
 
 from __future__ import annotations
