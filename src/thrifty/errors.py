@@ -138,7 +138,14 @@ class UpstreamStatusError(UpstreamError):
         super().__init__(message, **kw)
         self.upstream_status = upstream_status
         self.retryable = upstream_status >= 500 or upstream_status == 408
-        if 400 <= upstream_status < 500 and upstream_status != 408:
+        if upstream_status in (401, 403):
+            # thrifty's own credentials for the upstream were refused: the
+            # client's key is fine, so this is a gateway failure, not a 401.
+            # Another deployment (another key) may still work.
+            self.status = 502
+            self.code = "upstream_auth_failed"
+            self.retryable = True
+        elif 400 <= upstream_status < 500 and upstream_status != 408:
             # The request itself was refused: report it as the client's error.
             self.status = upstream_status
             self.type = "invalid_request_error"

@@ -154,7 +154,7 @@ def _raises(exc: Exception) -> MockTransport:
     ("transport", "error", "status", "retryable"),
     [
         (_status(400), UpstreamStatusError, 400, False),
-        (_status(401), UpstreamStatusError, 401, False),
+        (_status(401), UpstreamStatusError, 502, True),  # thrifty's upstream key, not the client's
         (_status(404), UpstreamStatusError, 404, False),
         (_status(429, {"Retry-After": "12"}), RateLimited, 429, True),
         (_status(500), UpstreamStatusError, 502, True),
