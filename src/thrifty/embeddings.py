@@ -113,15 +113,31 @@ class _Layer:
         return _layer_norm(up @ self.down_w + self.down_b + x, self.ln2_w, self.ln2_b)
 
 
+def _limit_blas_threads(threads: int) -> None:
+    """Cap numpy's BLAS thread pool (needs the optional ``threadpoolctl``).
+
+    A gateway gets its parallelism from concurrent requests; multi-threaded BLAS
+    on top of that oversubscribes the cores, and under load it was 10x slower
+    here than one thread per call.
+    """
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    except ImportError:
+        return
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 class Embedder:
     """all-MiniLM-L6-v2: texts in, unit-norm float32 vectors of 384 out."""
 
     dim = 384
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, blas_threads: int | None = 1) -> None:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
+        if blas_threads is not None:
+            _limit_blas_threads(blas_threads)
         path = path or model_dir()
         self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
