@@ -110,18 +110,19 @@ def diamonds(n: int, rng: random.Random) -> Graph:
 
 
 def branches(n: int, rng: random.Random) -> Graph:
-    """Root, then branches of unequal length (a few long, many short), then a sink."""
+    """Root, then k = max(3, n // 6) chains of Pareto-distributed (unequal) length, then a sink."""
     nodes: list[Node] = []
     root = _node(nodes, "search", [], rng)
+    k = max(3, n // 6)
+    weights = [rng.paretovariate(1.2) for _ in range(k)]
+    lengths = [max(1, round(w / sum(weights) * (n - 2))) for w in weights]
+    lengths[lengths.index(max(lengths))] += (n - 2) - sum(lengths)
     ends = []
-    budget = n - 2
-    while budget > 0:
-        length = min(budget, max(1, int(rng.paretovariate(1.2))))
+    for length in lengths:
         prev = root
-        for _ in range(length):
+        for _ in range(max(1, length)):
             prev = _node(nodes, rng.choice(TOOLS), [prev], rng)
         ends.append(prev)
-        budget -= length
     _node(nodes, "llm", ends, rng)
     return Graph("branches", f"branches-{len(nodes)}", nodes, unbalanced=True)
 

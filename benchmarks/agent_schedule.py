@@ -1,6 +1,7 @@
 """Makespan of tool plans: sequential vs level-by-level vs thrifty's dataflow executor.
 
-    .venv/bin/python benchmarks/agent_schedule.py            # ~1.5 min, writes docs/bench/agent.md
+    .venv/bin/python benchmarks/agent_schedule.py            # ~1.5 min, updates docs/bench/agent.md
+    .venv/bin/python benchmarks/agent_schedule.py --quick    # smoke run, writes nothing
 
 Simulated tools sleep for a pre-drawn latency (distributions in agent_graphs.py),
 so every executor faces the same work. Each run's lower bound is
@@ -30,6 +31,7 @@ from thrifty.agent import Durations, Executor, PlanBuilder, Ref, Task, ToolRegis
 ROOT = Path(__file__).resolve().parents[1]
 CAPS: tuple[int | None, ...] = (None, 4)
 SEQ_REAL_LIMIT_MS = 1500.0  # bigger graphs: sequential = the sum of their latencies (not run)
+REPEATS = 2
 SLEPT: dict[int, float] = {}
 
 
@@ -99,11 +101,15 @@ class Thrifty:
 class Row:
     graph: G.Graph
     cap: int | None
-    bound: dict[str, float]
+    nominal: float  # the bound from the drawn latencies, the same for every executor
+    bound: dict[str, float]  # the bound from the latencies each run's tools actually slept
     makespan: dict[str, float]
     optimum: float | None = None
 
     def ratio(self, who: str) -> float:
+        return self.makespan[who] / self.nominal
+
+    def measured_ratio(self, who: str) -> float:
         return self.makespan[who] / self.bound[who]
 
 
@@ -119,13 +125,19 @@ async def measure(graphs: list[G.Graph], thrifty: Thrifty) -> list[Row]:
             seq_ms = sum(SLEPT.values())
         seq_slept = dict(SLEPT)
         for cap in CAPS:
-            row = Row(graph, cap, {"sequential": G.lower_bound(graph, seq_slept, cap)}, {"sequential": seq_ms})
-            for who, runner in (("level", run_levels), ("thrifty", thrifty)):
-                SLEPT.clear()
-                row.makespan[who] = await runner(graph, cap) * 1000
-                row.bound[who] = G.lower_bound(graph, dict(SLEPT), cap)
+            nominal = G.lower_bound(graph, {n.id: n.ms for n in graph.nodes}, cap)
+            row = Row(graph, cap, nominal, {"sequential": G.lower_bound(graph, seq_slept, cap)}, {"sequential": seq_ms})
+            # Small graphs run twice and keep each executor's best: noise on a shared machine only adds.
+            repeats = REPEATS if sum(n.ms for n in graph.nodes) <= SEQ_REAL_LIMIT_MS else 1
+            for _ in range(repeats):
+                for who, runner in (("level", run_levels), ("thrifty", thrifty)):
+                    SLEPT.clear()
+                    elapsed = await runner(graph, cap) * 1000
+                    if elapsed < row.makespan.get(who, float("inf")):
+                        row.makespan[who] = elapsed
+                        row.bound[who] = G.lower_bound(graph, dict(SLEPT), cap)
                 if who == "thrifty":
-                    row.optimum = G.fan_in_optimum(graph, dict(SLEPT), cap)
+                    row.optimum = G.fan_in_optimum(graph, {n.id: n.ms for n in graph.nodes}, cap)
             rows.append(row)
     return rows
 
@@ -187,10 +199,14 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def p90(values: list[float]) -> float:
+    return sorted(values)[int(0.9 * (len(values) - 1))]
+
+
 def table(rows: list[Row]) -> list[str]:
     out = [
-        "| graphs | cap | n | tasks | sequential / bound | level-by-level / bound | thrifty / bound | thrifty worst | thrifty / optimum | thrifty vs level |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| graphs | cap | n | tasks | sequential / bound | level-by-level / bound | thrifty / bound | thrifty worst | thrifty / measured-work bound | thrifty / optimum | thrifty vs level |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     families = sorted({r.graph.family for r in rows}, key=lambda f: (not f.startswith("qa"), f))
     for fam in families:
@@ -204,43 +220,44 @@ def table(rows: list[Row]) -> list[str]:
                 f"| {fam} | {cap or '∞'} | {len(sel)} | {min(sizes)}–{max(sizes)} | "
                 f"{med([r.ratio('sequential') for r in sel]):.2f} | {med([r.ratio('level') for r in sel]):.3f} | "
                 f"{med([r.ratio('thrifty') for r in sel]):.3f} | {max(r.ratio('thrifty') for r in sel):.3f} | "
-                f"{opt} | {gain:+.0%} faster |"
+                f"{med([r.measured_ratio('thrifty') for r in sel]):.3f} | {opt} | {gain:+.0%} faster |"
             )
     return out
 
 
 def targets(rows: list[Row]) -> list[str]:
-    """Each target judged on per-family medians; the worst single run is shown beside it."""
+    """Each target judged on per-family medians, against both bounds; the worst run is shown too."""
 
     def verdict(ok: bool) -> str:
         return "HIT" if ok else "MISS"
 
-    def family_medians(cap: int | None) -> dict[str, float]:
-        fams = {r.graph.family for r in rows}
-        return {f: med([r.ratio("thrifty") for r in rows if r.graph.family == f and r.cap == cap]) for f in fams}
-
     lines = []
     for cap, limit in ((None, 1.05), (4, 1.10)):
-        ratios = [r.ratio("thrifty") for r in rows if r.cap == cap]
-        fams = family_medians(cap)
-        worst_fam = max(fams, key=lambda f: fams[f])
-        lines.append(
-            f"- within {limit - 1:.0%} of the bound, cap {cap or 'none'}: worst family median "
-            f"{fams[worst_fam]:.3f} ({worst_fam}); all runs median {med(ratios):.3f}, worst run {max(ratios):.3f}; "
-            f"{sum(x <= limit for x in ratios)}/{len(ratios)} runs within -> {verdict(fams[worst_fam] <= limit)}"
-        )
+        sel = [r for r in rows if r.cap == cap]
+        for label, ratio in (("drawn latencies", Row.ratio), ("measured work", Row.measured_ratio)):
+            fams = {f: med([ratio(r, "thrifty") for r in sel if r.graph.family == f]) for f in {r.graph.family for r in sel}}
+            worst_fam = max(fams, key=lambda f: fams[f])
+            worst = max(sel, key=lambda r: ratio(r, "thrifty"))
+            within = sum(ratio(r, "thrifty") <= limit for r in sel)
+            lines.append(
+                f"- within {limit - 1:.0%} of the bound ({label}), cap {cap or 'none'}: worst family median "
+                f"{fams[worst_fam]:.3f} ({worst_fam}); worst run {ratio(worst, 'thrifty'):.3f} ({worst.graph.name}); "
+                f"{within}/{len(sel)} runs within -> {verdict(fams[worst_fam] <= limit)}"
+            )
     opt = [r.makespan["thrifty"] / r.optimum for r in rows if r.cap == 4 and r.optimum]
     lines.append(
         f"  (question sets under cap 4 against their exact optimum: median {med(opt):.3f}, worst {max(opt):.3f})"
     )
     for fam in ("branches", "layered"):
-        gains = [1 - r.makespan["thrifty"] / r.makespan["level"] for r in rows if r.graph.family == fam]
+        sel = [r for r in rows if r.graph.family == fam]
+        gains = [1 - r.makespan["thrifty"] / r.makespan["level"] for r in sel]
         if not gains:
             continue
+        least = min(sel, key=lambda r: 1 - r.makespan["thrifty"] / r.makespan["level"])
         lines.append(
             f"- >= 25% faster than level-by-level on unbalanced graphs, {fam} (both caps): median {med(gains):.0%}, "
-            f"least {min(gains):.0%}, best {max(gains):.0%}; {sum(x >= 0.25 for x in gains)}/{len(gains)} runs "
-            f"-> {verdict(med(gains) >= 0.25)}"
+            f"least {min(gains):.0%} ({least.graph.name}, cap {least.cap or 'none'}), best {max(gains):.0%}; "
+            f"{sum(x >= 0.25 for x in gains)}/{len(gains)} runs -> {verdict(med(gains) >= 0.25)}"
         )
     return lines
 
@@ -271,8 +288,8 @@ def plot(rows: list[Row], path: Path) -> None:
 
 
 async def main() -> None:
-    rng = random.Random(20261122)
-    graphs = G.question_sets(rng, {"parallelqa": 20, "movie": 10, "hotpotqa": 10}) + G.random_graphs(rng)
+    graphs = G.question_sets(random.Random(20261122), {"parallelqa": 16, "movie": 8, "hotpotqa": 8})
+    graphs += G.random_graphs(random.Random(1122))
     if "--quick" in sys.argv:  # a smoke run: a few small graphs, nothing written
         graphs = [g for g in graphs if g.size <= 20][::4]
     thrifty = Thrifty(registry(), Durations(), [])
@@ -282,7 +299,8 @@ async def main() -> None:
     lines = header() + [f"run time: {time.perf_counter() - started:.0f} s", ""]
     lines += table(rows) + ["", "Targets:"] + targets(rows) + ["", "Scheduling overhead per task:"]
     lines += [
-        f"- bookkeeping inside the executor during the runs above: median {med(thrifty.overhead_us):.1f} µs, "
+        f"- bookkeeping inside the executor per task during the runs above (wall clock, so preemption by other "
+        f"processes counts): median {med(thrifty.overhead_us):.1f} µs, 90th percentile {p90(thrifty.overhead_us):.1f} µs, "
         f"max {max(thrifty.overhead_us):.1f} µs -> {'HIT' if med(thrifty.overhead_us) <= 100 else 'MISS'} (target <= 100 µs)",
     ]
     for shape in ("wide", "chain"):
@@ -297,7 +315,16 @@ async def main() -> None:
     if "--quick" in sys.argv:
         return
     plot(rows, ROOT / "docs" / "img" / "agent_makespan.png")
-    (ROOT / "docs" / "bench" / "agent_results.md").write_text("\n".join(lines) + "\n")
+    write_results(ROOT / "docs" / "bench" / "agent.md", lines)
+
+
+def write_results(doc: Path, lines: list[str]) -> None:
+    """Replace the generated block of the benchmark page, keeping the prose around it."""
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    text = doc.read_text() if doc.exists() else f"# Agent scheduling benchmark\n\n{start}\n{end}\n"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    doc.write_text(f"{head}{start}\n" + "\n".join(lines) + f"\n{end}{tail}")
 
 
 if __name__ == "__main__":
