@@ -216,13 +216,15 @@ async def test_request_timeout_option(make_group: MakeGroup) -> None:
         await group.complete(request)
 
 
-async def test_bad_request_timeout_option_is_rejected(make_group: MakeGroup) -> None:
-    group = make_group([FakeBackend("ok", name="a")])
+@pytest.mark.parametrize("value", ["soon", True, -1, "0", "inf"])
+async def test_bad_request_timeout_option_is_rejected(make_group: MakeGroup, value: object) -> None:
+    backend = FakeBackend("ok", name="a")
+    group = make_group([backend])
     request = chat("hi")
-    request.options["timeout"] = "soon"
+    request.options["timeout"] = value
     with pytest.raises(InvalidRequest) as info:
         await group.complete(request)
-    assert info.value.param == "timeout"
+    assert info.value.param == "timeout" and backend.requests == []
 
 
 async def test_stream_retries_transparently_before_the_first_chunk(make_group: MakeGroup) -> None:
@@ -329,3 +331,33 @@ async def test_hedged_stream_without_a_second_deployment_just_waits(make_group: 
     group = make_group([only], hedge=True, hedge_delay=0.001)
     chunks = [c async for c in group.stream(chat("hi"))]
     assert chunks[-1]["usage"] and group.hedges == 0
+
+
+async def test_tpm_limit_counts_prompt_and_completion_tokens(make_group: MakeGroup, clock: FakeClock) -> None:
+    a, b = FakeBackend("one two three", name="a"), FakeBackend("b", name="b")
+    group = make_group([a, b], strategy="round_robin", deployment={"a": {"tpm": 10}})
+    group.strategy.turn = -1
+    await group.complete(chat("a long prompt of many words here"))  # ~10 prompt + 3 completion tokens on a
+    texts = {(await group.complete(chat("x"))).text for _ in range(4)}
+    assert texts == {"b"}
+    clock.advance(61)
+    assert group.members[0].unavailable_because(1) is None
+
+
+async def test_per_deployment_concurrency_limit_sends_overflow_elsewhere(make_group: MakeGroup) -> None:
+    gate = asyncio.Event()
+
+    class Blocking(FakeBackend):
+        async def complete(self, request):  # type: ignore[no-untyped-def,override]
+            self.requests.append(request)
+            await gate.wait()
+            return await super().complete(request)
+
+    busy, spare = Blocking("busy", name="busy"), FakeBackend("spare", name="spare")
+    group = make_group([busy, spare], strategy="round_robin", deployment={"busy": {"max_concurrency": 1}})
+    group.strategy.turn = -1
+    held = asyncio.ensure_future(group.complete(chat("1")))
+    await asyncio.sleep(0)
+    assert {(await group.complete(chat("x"))).text for _ in range(3)} == {"spare"}
+    gate.set()
+    assert (await held).text == "busy"

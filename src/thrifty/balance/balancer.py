@@ -366,6 +366,8 @@ def request_timeout(request: ChatRequest) -> float | None:
     if raw is None:
         return None
     try:
+        if isinstance(raw, bool):
+            raise TypeError("a boolean is not a number of seconds")
         value = float(raw)
     except (TypeError, ValueError):
         raise InvalidRequest(f"timeout must be a number of seconds, got {raw!r}", param="timeout") from None
