@@ -361,3 +361,12 @@ async def test_per_deployment_concurrency_limit_sends_overflow_elsewhere(make_gr
     assert {(await group.complete(chat("x"))).text for _ in range(3)} == {"spare"}
     gate.set()
     assert (await held).text == "busy"
+
+
+async def test_order_keeps_traffic_on_the_first_tier_until_it_fails(make_group: MakeGroup) -> None:
+    primary = FakeBackend([boom(), "primary", "primary"], name="primary")
+    backup = FakeBackend("backup", name="backup")
+    group = make_group([backup, primary], deployment={"primary": {"options": {"order": 1}},
+                                                      "backup": {"options": {"order": 2}}})
+    texts = [(await group.complete(chat("hi"))).text for _ in range(3)]
+    assert texts == ["backup", "primary", "primary"]

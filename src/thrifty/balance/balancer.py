@@ -84,9 +84,10 @@ class Balancer(Choice):
                 free.append(member)
             else:
                 reasons[member.name] = reason
-        fresh = [m for m in free if m.name not in tried]
-        if fresh or free:
-            return self.strategy(fresh or free, request)
+        pool = [m for m in free if m.name not in tried] or free
+        if pool:
+            tier = min(m.order for m in pool)
+            return self.strategy([m for m in pool if m.order == tier], request)
         raise self._none_available(reasons, prompt_tokens)
 
     def _none_available(self, reasons: dict[str, str], prompt_tokens: int) -> ThriftyError:

@@ -35,8 +35,11 @@ def build_group(group: ModelGroup, deployments: Sequence[Backend], config: Confi
     from .clock import MonotonicClock
 
     clock = clock or MonotonicClock()
-    members = [Member(dep, backend, settings.breaker, clock)
-               for dep, backend in zip(group.deployments, deployments, strict=True)]
+    try:
+        members = [Member(dep, backend, settings.breaker, clock)
+                   for dep, backend in zip(group.deployments, deployments, strict=True)]
+    except ValueError as exc:
+        raise (where / "deployments").error(str(exc)) from None
     balancer = Balancer(group.name, members, settings, clock=clock, rng=rng, probe=probe)
     if "replicas" not in group.options:
         return balancer

@@ -23,6 +23,19 @@ def estimate_tokens(request: ChatRequest) -> int:
     return math.ceil(chars / 4)
 
 
+def deployment_order(deployment: Deployment) -> int:
+    """LiteLLM's ``order``: lower tiers take all traffic while any of them can serve.
+
+    Read from a Deployment ``order`` field when there is one, else ``options.order``.
+    """
+    value = getattr(deployment, "order", None)
+    if value is None:
+        value = deployment.options.get("order", 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"deployment {deployment.name!r}: order must be an integer, got {value!r}")
+    return value
+
+
 class Member:
     """A deployment's live state; the balancer asks it whether it can take a request."""
 
@@ -43,6 +56,7 @@ class Member:
         self.cooldown_until = 0.0
         self.served = 0
         self.failed = 0
+        self.order = deployment_order(deployment)
 
     def unavailable_because(self, prompt_tokens: int) -> str | None:
         """Why this member cannot take a request now, or None if it can."""
