@@ -9,7 +9,6 @@ from thrifty.errors import InvalidRequest, UpstreamConnectionError
 from thrifty.routing import Router, build_routers, explain
 from thrifty.testing import FakeBackend, chat
 
-
 from .conftest import make_config
 
 EASY = "Translate 'good morning' to French."

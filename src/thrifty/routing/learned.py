@@ -117,14 +117,14 @@ def load(path: str | os.PathLike[str]) -> LearnedModel:
 
 
 def fit(
-    vectors: Matrix,
-    outcomes: Matrix,
+    vectors: NDArray[Any],
+    outcomes: NDArray[Any],
     models: Sequence[str],
     *,
-    costs: Matrix | None = None,
+    costs: NDArray[Any] | None = None,
     featurizer_name: str = "hash",
     dim: int = 2048,
-    k: int = 24,
+    k: int = 40,
     blend: float = 0.5,
     ridge: float = 1.0,
 ) -> LearnedModel:

@@ -1,0 +1,1 @@
+"""Offline evaluation of the routing policies (``thrifty route eval``)."""

@@ -1,0 +1,191 @@
+"""RouterBench slice: every policy's accuracy-vs-cost points on the test split.
+
+Policies: each single model, a random mix, the rules router (cheap model vs
+the most accurate, cut by complexity), the learned router (swept over its
+cost weight, and with the weight calibrated on the train split only), a
+two-step cascade with a learned answer verifier, and the oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import features as F
+from ..learned import LearnedModel, fit
+from .data import Table, load_routerbench
+from .metrics import Point, aiq, cost_to_reach, hull
+from .vectors_cache import prompt_vectors
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Matrix = NDArray[np.float64]
+
+TARGETS = [round(0.3 + 0.0125 * i, 4) for i in range(57)]  # quality targets swept, 0.3 .. 1.0
+LAMBDAS = [0.0] + [10 ** (x / 8) for x in range(-32, 9)]  # cost weights swept for the curve
+
+
+@dataclass
+class BenchResult:
+    models: list[str]
+    singles: dict[str, Point]
+    policies: dict[str, list[Point]]
+    oracle: Point
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        costs = [c for c, _ in self.singles.values()]
+        low, high = min(costs), max(costs)
+        best_model = max(self.singles, key=lambda m: self.singles[m][1])
+        best_cost, best_acc = self.singles[best_model]
+        rows = {}
+        every = {**{m: [p] for m, p in self.singles.items()}, **self.policies, "oracle": [self.oracle]}
+        for name, points in every.items():
+            reach = cost_to_reach(points, best_acc)
+            top = max(points, key=lambda p: p[1])
+            rows[name] = {
+                "aiq": round(aiq(points, low, high), 4),
+                "max_accuracy": round(top[1], 4),
+                "cost_to_match_best": None if reach is None else reach,
+                "share_of_best_cost": None if reach is None else round(reach / best_cost, 4),
+            }
+        return {"best_model": best_model, "best_accuracy": best_acc, "best_cost": best_cost, "rows": rows}
+
+
+def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
+    import numpy as np
+
+    train, test = load_routerbench(root, "train"), load_routerbench(root, "test")
+    xtr = prompt_vectors(train.prompts, featurizer, cache)
+    xte = prompt_vectors(test.prompts, featurizer, cache)
+    singles = {m: (float(test.cost[:, j].mean()), float(test.quality[:, j].mean()))
+               for j, m in enumerate(test.models)}
+    model = fit(xtr, train.quality, train.models, costs=train.cost, featurizer_name=featurizer)
+    predicted = model.predict(xte).astype(np.float64)
+    price = train.cost.mean(axis=0)
+    policies: dict[str, list[Point]] = {
+        "random mix": _random_mix(test),
+        "rules": _rules(train, test),
+        "learned": [_outcome(test, _pick(predicted, price, lam)) for lam in LAMBDAS],
+        "learned (target)": [_outcome(test, _target(predicted, price, t, int(train.quality.mean(0).argmax())))
+                             for t in TARGETS],
+        "cascade": _cascade(train, test, model, featurizer, cache),
+    }
+    lam = _calibrate(xtr, train, featurizer)
+    calibrated = _outcome(test, _pick(predicted, price, lam))
+    policies["learned (λ from train)"] = [calibrated]
+    notes = {"skipped_train": train.skipped, "skipped_test": test.skipped, "n_train": len(train.prompts),
+             "n_test": len(test.prompts), "calibrated_lambda": lam}
+    return BenchResult(test.models, singles, policies, _oracle(test), notes)
+
+
+def _pick(predicted: Matrix, price: Matrix, lam: float) -> Matrix:
+    import numpy as np
+
+    utility = predicted - lam * price / price.max()
+    out: Matrix = np.argmax(utility - 1e-9 * price / price.max(), axis=1)
+    return out
+
+
+def _target(predicted: Matrix, price: Matrix, target: float, best: int) -> Matrix:
+    """The cheapest model predicted to clear ``target``; the best model when none does."""
+    import numpy as np
+
+    clears = predicted >= target
+    masked = np.where(clears, price[None, :], np.inf)
+    cheapest = np.argmin(masked, axis=1)
+    out: Matrix = np.where(clears.any(axis=1), cheapest, best)
+    return out
+
+
+def _outcome(table: Table, choice: Matrix) -> Point:
+    import numpy as np
+
+    rows = np.arange(len(choice))
+    return (float(table.cost[rows, choice].mean()), float(table.quality[rows, choice].mean()))
+
+
+def _oracle(table: Table) -> Point:
+    import numpy as np
+
+    # the cheapest correct model, or the cheapest model when none is correct
+    penalty = np.where(table.quality >= 1.0, 0.0, 1e3) + table.cost
+    return _outcome(table, np.argmin(penalty, axis=1))
+
+
+def _random_mix(table: Table) -> list[Point]:
+    """Each prompt to a model drawn at random: mixes of the single models (their hull)."""
+    singles = [(float(table.cost[:, j].mean()), float(table.quality[:, j].mean()))
+               for j in range(len(table.models))]
+    uniform = (float(table.cost.mean()), float(table.quality.mean()))
+    return [*hull(singles), uniform]
+
+
+def _ladder(train: Table) -> tuple[int, int]:
+    """The rules router's two tiers: the best model costing < 20% of the best, and the best."""
+    acc = train.quality.mean(axis=0)
+    cost = train.cost.mean(axis=0)
+    strong = int(acc.argmax())
+    cheap = [j for j in range(len(acc)) if cost[j] < 0.2 * cost[strong]]
+    weak = max(cheap, key=lambda j: acc[j]) if cheap else strong
+    return weak, strong
+
+
+def _rules(train: Table, test: Table) -> list[Point]:
+    import numpy as np
+
+    weak, strong = _ladder(train)
+    score = np.array([F.complexity(F.extract(p)) for p in test.prompts])
+    points = []
+    for q in np.linspace(0, 1, 41):
+        cut = np.quantile(score, q) if q < 1 else np.inf
+        choice = np.where(score >= cut, strong, weak)
+        points.append(_outcome(test, choice))
+    return points
+
+
+def _calibrate(xtr: Any, train: Table, featurizer: str, folds: int = 5) -> float:
+    """The cheapest cost weight whose cross-validated train accuracy matches the best model's."""
+    import numpy as np
+
+    predicted = np.zeros_like(train.quality)
+    fold = np.arange(len(train.prompts)) % folds
+    for f in range(folds):
+        part = fit(xtr[fold != f], train.quality[fold != f], train.models,
+                   costs=train.cost[fold != f], featurizer_name=featurizer)
+        predicted[fold == f] = part.predict(xtr[fold == f])
+    price = train.cost.mean(axis=0)
+    target = float(train.quality.mean(axis=0).max())
+    best_lam, best_acc = 0.0, -1.0
+    for lam in sorted(LAMBDAS, reverse=True):  # from cheapest to most accurate
+        cost, acc = _outcome(train, _pick(predicted, price, lam))
+        if acc >= target:
+            return lam
+        if acc > best_acc:
+            best_lam, best_acc = lam, acc
+    return best_lam
+
+
+def _cascade(train: Table, test: Table, model: LearnedModel, featurizer: str, cache: Path | None) -> list[Point]:
+    """Weak model first; a verifier fitted on train (prompt + answer) decides escalation."""
+    import numpy as np
+
+    weak, strong = _ladder(train)
+    answers_tr = [f"{p[-600:]}\n### answer\n{r[weak]}" for p, r in zip(train.prompts, train.responses, strict=True)]
+    answers_te = [f"{p[-600:]}\n### answer\n{r[weak]}" for p, r in zip(test.prompts, test.responses, strict=True)]
+    vtr = prompt_vectors(answers_tr, "hash", cache)
+    vte = prompt_vectors(answers_te, "hash", cache)
+    verifier = fit(vtr, train.quality[:, [weak]], ["weak"], featurizer_name="hash")
+    confidence = verifier.predict(vte)[:, 0].astype(np.float64)
+    rows = np.arange(len(test.prompts))
+    points = []
+    for q in np.linspace(0, 1, 41):
+        cut = np.quantile(confidence, q) if q < 1 else np.inf
+        escalate = confidence < cut
+        cost = test.cost[rows, weak] + np.where(escalate, test.cost[rows, strong], 0.0)
+        acc = np.where(escalate, test.quality[rows, strong], test.quality[rows, weak])
+        points.append((float(cost.mean()), float(acc.mean())))
+    return points
