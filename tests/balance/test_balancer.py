@@ -370,3 +370,16 @@ async def test_order_keeps_traffic_on_the_first_tier_until_it_fails(make_group: 
                                                       "backup": {"options": {"order": 2}}})
     texts = [(await group.complete(chat("hi"))).text for _ in range(3)]
     assert texts == ["backup", "primary", "primary"]
+
+
+async def test_p2c_retries_an_idle_deployment_once_its_latency_fades(make_group: MakeGroup,
+                                                                      clock: FakeClock) -> None:
+    fast, once_slow = FakeBackend("fast", name="fast"), FakeBackend("recovered", name="once_slow")
+    group = make_group([fast, once_slow], strategy="p2c")
+    group.members[1].ewma.add(2.0)  # one slow answer, long ago
+    for _ in range(5):
+        group.members[0].ewma.add(0.05)
+        assert (await group.complete(chat("hi"))).text == "fast"
+    clock.advance(60)
+    group.members[0].ewma.add(0.05)
+    assert (await group.complete(chat("hi"))).text == "recovered"

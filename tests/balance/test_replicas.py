@@ -111,3 +111,39 @@ async def test_group_over_replicas_loses_no_request_when_one_is_killed() -> None
     finally:
         await built.aclose()
     assert len(answers) == 24 and all(a.text.startswith("from-replica") for a in answers)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux-only")
+def test_replicas_die_with_a_killed_supervisor(tmp_path: object) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = (
+        "import asyncio, sys\n"
+        "from thrifty.balance.replicas import ReplicaSpec, ReplicaSupervisor\n"
+        f"CHILD = {FAKE_CHILD!r}\n"
+        "async def main():\n"
+        "    s = ReplicaSupervisor(ReplicaSpec(replicas=1, command=CHILD, ready_timeout=30))\n"
+        "    await s.start()\n"
+        "    print(s.replicas[0].process.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    for _ in range(200):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split(") ")[1].startswith("Z"):
+                return  # exited; a zombie waiting for init to reap it
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the replica outlived its supervisor")

@@ -47,7 +47,7 @@ class Member:
         self.clock = clock
         self.breaker = CircuitBreaker(breaker, clock)
         self.outstanding = 0
-        self.ewma = Ewma()
+        self.ewma = Ewma(clock)
         self.latencies = LatencyWindow(100)  # whole answers (complete)
         self.first_chunks = LatencyWindow(100)  # time to first chunk (stream)
         self.rpm = SlidingCount(clock)
@@ -121,7 +121,7 @@ class Member:
         self.breaker.on_cancel()
 
     def status(self) -> dict[str, Any]:
-        ewma = self.ewma.value
+        ewma = self.ewma.current()
         return {
             **self.breaker.status(),
             "healthy": self.healthy,

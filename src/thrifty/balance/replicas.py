@@ -114,7 +114,8 @@ class ReplicaSupervisor:
             out = open(os.path.join(self.spec.log_dir, f"replica-{replica.index}.log"), "ab")  # noqa: SIM115
         try:
             replica.process = await asyncio.create_subprocess_exec(
-                *self._argv(replica), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+                *self._argv(replica), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         finally:
             if out is not asyncio.subprocess.DEVNULL:
                 out.close()
@@ -211,6 +212,16 @@ class ReplicaSupervisor:
                 for r in self.replicas
             ],
         }
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it if the supervisor dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _write_child_config(data: Mapping[str, Any]) -> str:

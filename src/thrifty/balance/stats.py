@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from .clock import Clock
@@ -64,11 +65,26 @@ class LatencyWindow:
 
 
 class Ewma:
-    """An exponentially weighted moving average of latency, seconds."""
+    """An exponentially weighted moving average of latency, seconds, that fades when idle.
 
-    def __init__(self, alpha: float = 0.3) -> None:
+    ``current()`` shrinks the average by ``exp(-idle / fade)`` since the last sample, so
+    a deployment that stopped getting traffic (after one slow answer, say) looks faster
+    and faster until a strategy tries it again and learns its real latency.
+    """
+
+    def __init__(self, clock: Clock, alpha: float = 0.3, fade: float = 10.0) -> None:
+        self.clock = clock
         self.alpha = alpha
+        self.fade = fade
         self.value: float | None = None
+        self.updated = clock.now()
 
     def add(self, sample: float) -> None:
         self.value = sample if self.value is None else self.alpha * sample + (1 - self.alpha) * self.value
+        self.updated = self.clock.now()
+
+    def current(self) -> float | None:
+        if self.value is None:
+            return None
+        idle = max(0.0, self.clock.now() - self.updated)
+        return self.value * math.exp(-idle / self.fade)

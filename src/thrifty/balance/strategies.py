@@ -46,7 +46,8 @@ def least_loaded(candidates: Sequence[Member], rng: random.Random) -> Member:
 class PowerOfTwo:
     """Two candidates at random; the one with lower EWMA latency x (outstanding + 1).
 
-    A member without latency samples yet scores zero, so it gets tried.
+    A member without latency samples yet scores zero, so it gets tried; an idle
+    member's EWMA fades, so it gets tried again.
     """
 
     def __init__(self, rng: random.Random) -> None:
@@ -60,7 +61,7 @@ class PowerOfTwo:
 
 
 def score(member: Member) -> float:
-    latency = member.ewma.value or 0.0
+    latency = member.ewma.current() or 0.0
     return latency * (member.outstanding + 1) / member.deployment.weight
 
 
