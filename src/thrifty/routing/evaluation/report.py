@@ -32,14 +32,16 @@ def routerbench_table(summary: dict[str, Any], notes: dict[str, Any]) -> list[st
         f"Rows skipped for missing values: {notes.get('skipped_train')} train, {notes.get('skipped_test')} test; "
         f"{notes.get('n_train')} train / {notes.get('n_test')} test prompts used.",
         "",
-        "| policy | AIQ | best accuracy | cost to match best model | share of its cost |",
-        "|---|---:|---:|---:|---:|",
+        "| policy | AIQ | best accuracy | cost to match best model | share of its cost | "
+        "share of its cost for 98% of its accuracy |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, row in summary["rows"].items():
         cost = row["cost_to_match_best"]
         lines.append(
             f"| {name} | {row['aiq']:.3f} | {row['max_accuracy']:.3f} | "
-            f"{'not reached' if cost is None else f'${cost * 1000:.3f}/1k'} | {_pct(row['share_of_best_cost'])} |"
+            f"{'not reached' if cost is None else f'${cost * 1000:.3f}/1k'} | {_pct(row['share_of_best_cost'])} | "
+            f"{_pct(row['share_for_98pct'])} |"
         )
     return lines
 

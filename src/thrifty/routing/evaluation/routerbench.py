@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     Matrix = NDArray[np.float64]
 
 TARGETS = [round(0.3 + 0.0125 * i, 4) for i in range(57)]  # quality targets swept, 0.3 .. 1.0
-LAMBDAS = [0.0] + [10 ** (x / 8) for x in range(-32, 9)]  # cost weights swept for the curve
+LAMBDAS = [0.0] + [10 ** (x / 16) for x in range(-64, 17)]  # cost weights swept for the curve
 
 
 @dataclass
@@ -45,12 +45,14 @@ class BenchResult:
         every = {**{m: [p] for m, p in self.singles.items()}, **self.policies, "oracle": [self.oracle]}
         for name, points in every.items():
             reach = cost_to_reach(points, best_acc)
+            near = cost_to_reach(points, 0.98 * best_acc)
             top = max(points, key=lambda p: p[1])
             rows[name] = {
                 "aiq": round(aiq(points, low, high), 4),
                 "max_accuracy": round(top[1], 4),
                 "cost_to_match_best": None if reach is None else reach,
                 "share_of_best_cost": None if reach is None else round(reach / best_cost, 4),
+                "share_for_98pct": None if near is None else round(near / best_cost, 4),
             }
         return {"best_model": best_model, "best_accuracy": best_acc, "best_cost": best_cost, "rows": rows}
 
