@@ -26,7 +26,7 @@ _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 _VOCAB = {
     "architecture": ("architecture", "design", "scalab", "microservice", "distributed", "trade-off",
                      "tradeoff", "system design", "refactor", "abstraction", "concurren", "schema"),
-    "security": ("security", "vulnerab", "exploit", "injection", "authenticat", "authoriz", "encrypt",
+    "security": ("secur", "vulnerab", "exploit", "injection", "authenticat", "authoriz", "encrypt",
                  "xss", "csrf", "threat", "attack", "sanitiz", "cve"),
     "performance": ("performance", "optimi", "latency", "throughput", "complexity", "profil",
                     "bottleneck", "memory leak", "benchmark", "big-o", "o(n"),

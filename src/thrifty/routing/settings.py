@@ -208,8 +208,8 @@ def _parse_router(item: Any, at: Where, tiers: list[str], default: str) -> Route
 
 
 def _parse_thresholds(raw: Any, at: Where, n: int) -> tuple[float, ...]:
-    if raw is None:
-        return tuple(round(i / n, 4) for i in range(1, n))
+    if raw is None:  # evenly spaced over [0, 0.6]: few real prompts score above 0.6
+        return tuple(round(0.6 * i / n, 4) for i in range(1, n))
     if not isinstance(raw, list) or len(raw) != n - 1:
         raise at.error(f"must be a list of {n - 1} ascending numbers in [0, 1] (one per tier boundary)")
     values: list[float] = []
