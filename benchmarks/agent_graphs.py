@@ -79,7 +79,7 @@ def question_sets(rng: random.Random, per_set: dict[str, int]) -> list[Graph]:
         questions = json.loads((DATA / file).read_text())
         for q in rng.sample(questions, per_set.get(family, 0)):
             width = int(q.get("branch") or fixed or 2)
-            graphs.append(fan_in(f"qa:{family}", str(q["id"]), width, sink, rng))
+            graphs.append(fan_in(f"qa:{family}", f"{family}#{q['id']}", width, sink, rng))
     return graphs
 
 
@@ -145,8 +145,8 @@ def random_graphs(rng: random.Random) -> list[Graph]:
     graphs = [chain(n, rng) for n in (5, 20)]
     graphs += [fan_out_in(n, rng) for n in (5, 50, 200)]
     graphs += [diamonds(n, rng) for n in (7, 25)]
-    graphs += [branches(n, rng) for n in (10, 20, 40, 80, 200)]
-    graphs += [layered(n, rng) for n in (10, 20, 40, 80, 200)]
+    graphs += [branches(n, rng) for n in (10, 20, 30, 40, 60, 80, 200)]
+    graphs += [layered(n, rng) for n in (10, 20, 30, 40, 60, 80, 200)]
     return graphs
 
 

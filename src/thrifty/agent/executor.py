@@ -138,7 +138,7 @@ class Executor:
     # --- feeding the graph ---------------------------------------------------
 
     def add(self, task: Task) -> TaskRun:
-        """Add one checked task whose dependencies were added before it."""
+        """Add one task, checked by a PlanBuilder, whose dependencies were added before it."""
         t = time.perf_counter()
         run = TaskRun(task=task, added=t - self._t0)
         self.runs[task.id] = run
