@@ -66,3 +66,20 @@ async def test_feedback_off_by_default_keeps_decisions_fixed(tiers: list[dict[st
         await router.complete(request)
         router.on_feedback(request.trace.request_id, 1)
     assert (await router.complete(chat("Translate 'thank you' to German."))).text == "from small"
+
+
+async def test_a_rating_counts_once_even_with_several_routers(tiers: list[dict[str, Any]]) -> None:
+    backends = {n: FakeBackend(f"from {n}", name=n) for n in ("small", "medium", "large")}
+    groups: dict[str, Backend] = dict(backends)
+    routing = {"tiers": tiers, "feedback": True,
+               "routers": [{"name": "a", "policy": "rules"}, {"name": "b", "policy": "rules"}]}
+    routers = build_routers(make_config(routing), groups)
+    a, b = routers["a"], routers["b"]
+    assert isinstance(a, Router) and isinstance(b, Router)
+    request = chat("Translate 'thank you' to German.")
+    await a.complete(request)
+    for router in (a, b):  # the feedback API tells every router
+        router.on_feedback(request.trace.request_id, 1)
+    assert a.stats()["feedback"] == 1 and b.stats()["feedback"] == 0
+    assert a.learner is not None
+    assert a.learner.events == 1

@@ -76,7 +76,7 @@ class FeedbackLearner:
 
     def rate(self, request_id: str, rating: int) -> bool:
         """Apply a 1-5 rating to the tier that served the request; False if unknown."""
-        found = self._pending.get(request_id)
+        found = self._pending.pop(request_id, None)  # a rating counts once, however many routers hear it
         if found is None:
             return False
         kind, tier = found

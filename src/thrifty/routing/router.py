@@ -79,7 +79,9 @@ class Router(Choice):
         return self._stream(request)
 
     def on_feedback(self, request_id: str, rating: int) -> None:
-        """A 1-5 rating from the feedback API for a request this router served."""
+        """A 1-5 rating from the feedback API; ignored unless this router served the request."""
+        if request_id not in self._decisions:
+            return
         self.counts["feedback"] += 1
         if self.learner is not None:
             self.learner.rate(request_id, rating)

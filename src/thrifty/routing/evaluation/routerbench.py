@@ -75,6 +75,7 @@ def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
         "learned (target)": [_outcome(test, _target(predicted, price, t, int(train.quality.mean(0).argmax())))
                              for t in TARGETS],
         "cascade": _cascade(train, test, model, featurizer, cache),
+        "rules + feedback (online)": _feedback(train, test),
     }
     lam = _calibrate(xtr, train, featurizer)
     calibrated = _outcome(test, _pick(predicted, price, lam))
@@ -145,6 +146,32 @@ def _rules(train: Table, test: Table) -> list[Point]:
     for q in np.linspace(0, 1, 41):
         cut = np.quantile(score, q) if q < 1 else np.inf
         choice = np.where(score >= cut, strong, weak)
+        points.append(_outcome(test, choice))
+    return points
+
+
+def _feedback(train: Table, test: Table) -> list[Point]:
+    """Rules start each prompt; the bandit learns online from ratings (5 if correct, else 1)."""
+    import numpy as np
+
+    from ..feedback import FeedbackLearner
+    from ..settings import FeedbackSettings
+
+    weak, strong = _ladder(train)
+    feats = [F.extract(p) for p in test.prompts]
+    score = np.array([F.complexity(f) for f in feats])
+    cut = float(np.quantile(score, 0.5))
+    points = []
+    for target in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+        learner = FeedbackLearner(FeedbackSettings(enabled=True, target=target, explore=0.05, seed=0))
+        tiers = ["weak", "strong"]
+        choice = np.zeros(len(feats), dtype=int)
+        for i, f in enumerate(feats):
+            kind = F.request_kind(f)
+            index = learner.start(kind, tiers, 1 if score[i] >= cut else 0)
+            model = strong if index else weak
+            choice[i] = model
+            learner.record(kind, tiers[index], float(test.quality[i, model]))
         points.append(_outcome(test, choice))
     return points
 
