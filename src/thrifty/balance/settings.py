@@ -3,7 +3,24 @@
 Every key of the section may also be set on a model group (next to ``name``
 and ``deployments``) to override it for that group; ``fallbacks`` and
 ``context_window_fallbacks`` are group-only. Unknown keys in the section are
-errors; a group's other keys belong to other capabilities and are ignored.
+errors; a group's other keys belong to other capabilities and are ignored::
+
+    balance:
+      strategy: p2c              # round_robin | least_outstanding | p2c | weighted | affinity
+      retries: 2
+      backoff_base: 0.05         # seconds; full jitter up to base * 2**attempt, capped by backoff_max
+      breaker: {failures: 5, failure_rate: 0.5, window: 30, min_requests: 20, cooldown: 10}
+      timeout: 120               # per request, over all attempts (x-thrifty-timeout overrides)
+    models:
+      - name: local
+        strategy: affinity
+        affinity: {prefix_chars: 1024, balance_abs: 4, balance_rel: 1.5}
+        max_concurrency: 8
+        max_queue: 32
+        hedge: true
+        fallbacks: [cloud]
+        context_window_fallbacks: [cloud-long]
+        deployments: [...]
 """
 
 from __future__ import annotations
