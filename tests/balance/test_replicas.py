@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable
 
@@ -147,3 +148,25 @@ def test_replicas_die_with_a_killed_supervisor(tmp_path: object) -> None:
         time.sleep(0.05)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the replica outlived its supervisor")
+
+
+async def test_each_thrifty_child_gets_its_own_config_and_data_dir() -> None:
+    import yaml
+
+    config = replica_config(parse_config({"server": {"data_dir": "/srv/thrifty"}}, source="c.yaml"), 2)
+    group = config.models[0]
+    spec = spec_from_options(group, Where("c.yaml", "models[name=smollm2].replicas"))
+    # children that only sleep: the point is the config file each is handed
+    sleeper = (sys.executable, "-c", "import time; time.sleep(30)", "{config}")
+    spec = dataclasses.replace(spec, command=sleeper, ready_timeout=0.01)
+    supervisor = ReplicaSupervisor(spec)
+    await supervisor.start()
+    try:
+        paths = [supervisor._argv(r)[-1] for r in supervisor.replicas]
+        dirs = []
+        for path in paths:
+            with open(path) as f:
+                dirs.append(yaml.safe_load(f)["server"]["data_dir"])
+    finally:
+        await supervisor.aclose()
+    assert dirs == ["/srv/thrifty/replicas/smollm2-0", "/srv/thrifty/replicas/smollm2-1"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -80,7 +81,7 @@ class ReplicaSupervisor:
         self._watchers: list[asyncio.Task[None]] = []
         self._probes: set[asyncio.Task[bool]] = set()
         self._stopping = False
-        self._config_file: str | None = None
+        self._config_files: dict[int, str] = {}
 
     def url(self, replica: Replica) -> str:
         return f"http://{self.spec.host}:{replica.port}"
@@ -101,12 +102,10 @@ class ReplicaSupervisor:
 
     def _argv(self, replica: Replica) -> list[str]:
         values = {"port": str(replica.port), "host": self.spec.host, "index": str(replica.index),
-                  "python": sys.executable, "config": self._config_file or ""}
+                  "python": sys.executable, "config": self._config_files.get(replica.index, "")}
         return [part.format(**values) for part in self.spec.command]
 
     async def _spawn(self, replica: Replica) -> None:
-        import os
-
         env = {**os.environ, **self.spec.env}
         out: Any = asyncio.subprocess.DEVNULL
         if self.spec.log_dir:
@@ -125,8 +124,9 @@ class ReplicaSupervisor:
     async def start(self) -> None:
         """Start every replica and wait (up to ``ready_timeout``) until they answer health checks."""
         self._stopping = False
-        if self.spec.child_config is not None and self._config_file is None:
-            self._config_file = _write_child_config(self.spec.child_config)
+        if self.spec.child_config is not None and not self._config_files:
+            self._config_files = {r.index: _write_child_config(self.spec.child_config, r.index)
+                                  for r in self.replicas}
         for replica in self.replicas:
             await self._spawn(replica)
             self._watchers.append(asyncio.get_running_loop().create_task(self._watch(replica)))
@@ -184,12 +184,10 @@ class ReplicaSupervisor:
                 await task
         self._watchers.clear()
         await asyncio.gather(*(self._stop(r) for r in self.replicas))
-        if self._config_file is not None:
-            import os
-
+        for path in self._config_files.values():
             with contextlib.suppress(OSError):
-                os.unlink(self._config_file)
-            self._config_file = None
+                os.unlink(path)
+        self._config_files = {}
 
     async def _stop(self, replica: Replica) -> None:
         process = replica.process
@@ -224,13 +222,21 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _write_child_config(data: Mapping[str, Any]) -> str:
+def _write_child_config(data: Mapping[str, Any], index: int) -> str:
+    """A YAML file for one replica; ``{index}`` in any string value becomes its number."""
     import tempfile
 
     import yaml
 
+    def fill(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value.replace("{index}", str(index)) if isinstance(value, str) else value
+
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="thrifty-replica-", delete=False) as f:
-        yaml.safe_dump(dict(data), f)
+        yaml.safe_dump(fill(data), f)
         return f.name
 
 
@@ -275,7 +281,10 @@ def replica_config(config: Config, replicas: int) -> Config:
             groups.append(group)
             continue
         local = group.deployments[0]
-        child = {"models": [{"name": group.name,
+        # Each child keeps its own ledger, apart from the gateway's (which records every request).
+        data_dir = os.path.join(config.server.data_dir, "replicas", f"{group.name}-{{index}}")
+        child = {"server": {"data_dir": data_dir},
+                 "models": [{"name": group.name,
                              "deployments": [{"provider": "local", "model": local.model,
                                               "options": dict(local.options)}]}]}
         spec = ReplicaSpec(group=group.name, model=group.name, replicas=replicas,
