@@ -63,3 +63,34 @@ def test_cli_uses_the_config_section_and_flags_win(tmp_path: Path, capsys: pytes
     bad.write_text("agent: {cap: 0}\n")
     assert agent_main(["q", "--config", str(bad)], backend_factory=factory) == 2
     assert "agent.cap" in capsys.readouterr().err
+
+
+def test_cli_talks_to_a_gateway_over_http(free_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import threading
+
+    from thrifty.fakeupstream import FakeUpstream
+
+    # The "gateway" answers every prompt with the same text: no plan lines, then a final answer.
+    up = FakeUpstream(port=free_port, text="Action: Finish(done)", chunks=1)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve() -> None:
+        loop.run_until_complete(up.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        code = agent_main(["q", "--url", up.root, "--model", "m", "--json"])
+    finally:
+        asyncio.run_coroutine_threadsafe(up.aclose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    out = capsys.readouterr().out
+    assert code == 0 and '"answer": "done"' in out
+    assert up.stats.requests >= 2  # the planner and the joiner both went over HTTP
