@@ -192,3 +192,24 @@ async def test_a_planner_that_never_finishes_is_cut_off() -> None:
     backend = FakeBackend("1. calc('1')\n", delay=30)
     result = await run_agent("q", backend, model="m", tools=registry(), planner_timeout_s=0.05, max_replans=0)
     assert result.error == "the planner did not finish within 0.05s"
+
+
+async def test_a_planner_may_answer_with_native_tool_calls() -> None:
+    from thrifty.types import ChatResponse, completion_body
+
+    def call(name: str, args: str) -> dict[str, Any]:
+        return {"id": f"call_{name}", "type": "function", "function": {"name": "calc", "arguments": args}}
+
+    calls = [call("a", '{"expression": "6 * 7"}'), call("b", '{"expression": "x + 1", "context": "$1"}')]
+    planned = ChatResponse(body=completion_body(id="r", model="m", content=None, tool_calls=calls))
+
+    def answer(request: ChatRequest) -> Any:
+        if request.params.get("tools"):
+            assert {t["function"]["name"] for t in request.params["tools"]} >= {"calc"}
+            return planned
+        return "Action: Finish(43)"
+
+    backend = FakeBackend(answer)
+    result = await run_agent("q", backend, model="m", tools=registry(), planner="tool_calls")
+    assert result.answer == "43" and [(r.id, r.result) for r in result.tasks] == [(1, 42), (2, 43)]
+    assert backend.requests[0].trace.annotations["agent"] == "planner"

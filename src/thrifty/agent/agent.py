@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..backend import Backend
 from ..errors import ThriftyError
 from ..types import ChatRequest
 from .durations import Durations
 from .executor import EventHook, Executor, TaskRun
-from .parse import PlanBuilder, parse_stream
+from .parse import PlanBuilder, parse_stream, parse_tool_calls
 from .plan import PlanError
 from .prompts import describe_runs, join_messages, plan_messages, read_verdict
 from .tools import ToolContext, ToolRegistry
+
+Planner = Literal["text", "tool_calls"]
 
 
 @dataclass(slots=True)
@@ -59,9 +62,12 @@ async def run_agent(
     on_event: EventHook | None = None,
     planner_timeout_s: float = 120.0,
     joiner_model: str | None = None,
+    planner: Planner = "text",
 ) -> AgentResult:
     """Answer ``question`` by planning tool calls with ``model`` and running them as a graph.
 
+    ``planner="text"`` streams LLMCompiler's plan format (tasks start while the
+    planner writes); ``"tool_calls"`` asks for native function calls instead.
     Plan errors, planner failures and the joiner's requests all lead to a new
     plan (up to ``max_replans``) that sees every earlier task and result; when
     none are left the result carries ``error`` and the run ends.
@@ -79,6 +85,7 @@ async def run_agent(
         on_event=on_event,
         planner_timeout_s=planner_timeout_s,
         joiner_model=joiner_model or model,
+        planner=planner,
     )
     return await agent.run(question, max_replans)
 
@@ -95,6 +102,7 @@ class _Agent:
     on_event: EventHook | None
     planner_timeout_s: float
     joiner_model: str
+    planner: Planner
     results: dict[int, Any] = field(default_factory=dict)
     origin: float = field(default_factory=time.perf_counter)
 
@@ -124,9 +132,11 @@ class _Agent:
         """One round: stream the plan into the executor, wait for every task."""
         builder = PlanBuilder(self.registry, earlier=earlier)
         messages = plan_messages(
-            question, self.registry, start=builder.next_id, examples=self.examples, history=history
+            question, self.registry, start=builder.next_id, examples=self.examples, history=history,
+            native=self.planner == "tool_calls",
         )
         request = ChatRequest(model=self.model, messages=messages, params={"temperature": 0})
+        request.trace.note("agent", "planner")
         executor = Executor(
             self.registry,
             context=self.context,
@@ -138,11 +148,12 @@ class _Agent:
         )
         text: list[str] = []
         problem = None
-        deltas = _deltas(self.backend, request, text)
         try:
-            async with contextlib.aclosing(deltas), asyncio.timeout(self.planner_timeout_s):
-                async for task in parse_stream(deltas, builder):
-                    executor.add(task)
+            async with asyncio.timeout(self.planner_timeout_s):
+                if self.planner == "tool_calls":
+                    await self._plan_by_tool_calls(request, builder, executor, text)
+                else:
+                    await self._plan_by_text(request, builder, executor, text)
         except PlanError as exc:
             problem = f"the plan was invalid: {exc.message}"
         except TimeoutError:
@@ -159,10 +170,31 @@ class _Agent:
         self.results.update(executor.results)
         return _Round(list(runs.values()), "".join(text), executor.overhead_s, problem)
 
+    async def _plan_by_text(
+        self, request: ChatRequest, builder: PlanBuilder, executor: Executor, text: list[str]
+    ) -> None:
+        """Stream the plan text; each task starts as soon as its line is complete."""
+        deltas = _deltas(self.backend, request, text)
+        async with contextlib.aclosing(deltas):
+            async for task in parse_stream(deltas, builder):
+                executor.add(task)
+
+    async def _plan_by_tool_calls(
+        self, request: ChatRequest, builder: PlanBuilder, executor: Executor, text: list[str]
+    ) -> None:
+        """Ask for native tool calls (all run as one graph; ``$N`` arguments link them)."""
+        request.params["tools"] = [spec.openai_schema() for spec in self.registry]
+        request.params["parallel_tool_calls"] = True
+        response = await self.backend.complete(request)
+        calls = response.tool_calls
+        text.append(json.dumps(calls) if calls else response.text)
+        executor.add_all(parse_tool_calls(calls, builder))
+
     async def _join(self, question: str, result: AgentResult) -> str | None:
         """Ask the joiner; sets the answer, or returns why a new plan is needed."""
         messages = join_messages(question, result.tasks)
         request = ChatRequest(model=self.joiner_model, messages=messages, params={"temperature": 0})
+        request.trace.note("agent", "joiner")
         try:
             response = await self.backend.complete(request)
         except ThriftyError as exc:

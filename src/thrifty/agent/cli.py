@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], help="host http_get may fetch (repeat)")
     p.add_argument("--cap", type=int, help="most tasks running at once (default: agent.cap, else no cap)")
     p.add_argument("--max-replans", type=int, help="default: agent.max_replans or 2")
+    p.add_argument("--planner", choices=["text", "tool_calls"], default="text",
+                   help="plan as streamed LLMCompiler text (default) or as native tool calls")
     p.add_argument("--no-live", action="store_true", help="no live graph view")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
@@ -99,6 +101,7 @@ async def _run(args: argparse.Namespace, settings: AgentSettings, backend: Backe
         result = await run_agent(
             args.question, backend, model=model, context=context, cap=settings.cap,
             max_replans=settings.max_replans, on_event=view, planner_timeout_s=settings.planner_timeout_s,
+            planner=args.planner,
         )
     finally:
         await backend.aclose()

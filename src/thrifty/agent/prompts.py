@@ -31,6 +31,11 @@ Thought: Subtract once both are known.
 3. calc("x1 - x2", [$1, $2])
 4. join()"""
 
+CALL_RULES = """You answer questions by calling the tools you are given. Make every call
+you need in this one reply: they run in parallel wherever one does not need another's result.
+Your calls are numbered in order from {start}; an argument written "$N" (or containing $N)
+receives the result of call N, so later calls can build on earlier ones."""
+
 JOIN_RULES = """Answer the question from the results of the tasks below. Reply in exactly this form:
 Thought: <one or two sentences>
 Action: Finish(<the answer>)
@@ -56,10 +61,15 @@ def plan_messages(
     start: int = 1,
     examples: Iterable[str] = (),
     history: str = "",
+    native: bool = False,
 ) -> list[dict[str, str]]:
-    shots = "\n\n".join([DEFAULT_EXAMPLES, *examples])
-    system = PLAN_RULES.format(tools=registry.planner_text(), start=start, start_join="N")
-    system += f"\n\nExample (tools there may differ from yours):\n{shots}"
+    """The planner's prompt; ``native`` for function calling instead of plan text."""
+    if native:
+        system = CALL_RULES.format(start=start)
+    else:
+        shots = "\n\n".join([DEFAULT_EXAMPLES, *examples])
+        system = PLAN_RULES.format(tools=registry.planner_text(), start=start, start_join="N")
+        system += f"\n\nExample (tools there may differ from yours):\n{shots}"
     user = f"Question: {question}"
     if history:
         user += f"\n\n{history}\nPlan only the new tasks, numbered from {start}."
