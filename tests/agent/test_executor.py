@@ -6,6 +6,8 @@ import asyncio
 import threading
 from typing import Any
 
+import pytest
+
 from thrifty.agent import (
     DependencyFailed,
     Durations,
@@ -268,3 +270,12 @@ async def test_a_hung_cpu_tool_is_timed_out_and_its_worker_stopped() -> None:
     for proc in workers:
         proc.join(timeout=5)
         assert not proc.is_alive()
+
+
+async def test_a_failing_event_hook_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    def hook(run: Any) -> None:
+        raise RuntimeError("view crashed")
+
+    runs = await run_text(registry(), '1. search("a")\n2. join_all($1)\n', on_event=hook)
+    assert runs[2].result == "<a>"
+    assert "event hook failed" in caplog.text

@@ -14,6 +14,7 @@ import asyncio
 import enum
 import functools
 import heapq
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor as PoolExecutor
@@ -24,6 +25,8 @@ from typing import Any
 from .durations import Durations
 from .plan import Task, find_refs, resolve, topological_order
 from .tools import ToolContext, ToolError, ToolRegistry, ToolSpec
+
+log = logging.getLogger(__name__)
 
 
 class State(enum.Enum):
@@ -130,6 +133,7 @@ class Executor:
         self._used_est: dict[str, float] = {}
         self._aio: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._warming: set[str] = set()
         self._done: asyncio.Future[None] | None = None
 
     def now(self) -> float:
@@ -309,9 +313,16 @@ class Executor:
         run.started = self.now()
         self._running += 1
         aio = asyncio.get_running_loop().create_task(self._execute(run))
-        aio.add_done_callback(lambda _: self._settle(run))
+        aio.add_done_callback(lambda _: self._on_done(run))
         self._aio[run.id] = aio
         self._emit(run)
+
+    def _on_done(self, run: TaskRun) -> None:
+        try:
+            self._settle(run)
+        except Exception as exc:  # a bug here must end the run, not hang it
+            if self._done is not None and not self._done.done():
+                self._done.set_exception(exc)
 
     def _settle(self, run: TaskRun) -> None:
         """A running task ended: record it, wake or fail its dependents, dispatch."""
@@ -360,12 +371,17 @@ class Executor:
 
     def _emit(self, run: TaskRun) -> None:
         if self.on_event is not None:
-            self.on_event(run)
+            try:
+                self.on_event(run)
+            except Exception:
+                log.exception("the executor's event hook failed; it is switched off")
+                self.on_event = None
 
     def _warm(self, task: Task) -> None:
         """Start importing the tool's module now, before its inputs are ready."""
-        if self.registry.is_loaded(task.tool):
+        if self.registry.is_loaded(task.tool) or task.tool in self._warming:
             return
+        self._warming.add(task.tool)
         bg = asyncio.get_running_loop().create_task(self.registry.preload([task.tool]))
         self._background.add(bg)
         bg.add_done_callback(self._background.discard)
