@@ -100,3 +100,25 @@ def test_no_config_means_the_embedded_model() -> None:
     assert [g.name for g in config.models] == ["smollm2"]
     assert config.models[0].deployments[0].provider == "local"
     assert config.server.host == "127.0.0.1"
+
+
+def test_litellm_router_settings_map_to_balance_and_fallbacks() -> None:
+    config = parse_config(
+        {
+            "model_list": [
+                {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "order": 1}},
+                {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-3-5-haiku-latest"}},
+            ],
+            "router_settings": {"routing_strategy": "least-busy", "num_retries": 3, "allowed_fails": 2, "cooldown_time": 30,
+                                "fallbacks": [{"gpt": ["claude"]}]},
+            "balance": {"retries": 1},
+        },
+        environ={"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"},
+    )
+    assert config.sections["balance"] == {
+        "strategy": "least_outstanding", "retries": 1, "breaker": {"failures": 2, "cooldown": 30}
+    }
+    gpt = config.group("gpt")
+    assert gpt is not None and gpt.options == {"fallbacks": ["claude"]} and gpt.deployments[0].order == 1
+    with pytest.raises(ConfigError, match="router_settings.routing_strategy: unsupported strategy"):
+        parse_config({"router_settings": {"routing_strategy": "magic"}})

@@ -89,6 +89,7 @@ class Deployment:
     max_concurrency: int | None = None
     context_window: int | None = None
     price_model: str | None = None  # name to look up in the price table
+    order: int | None = None  # fallback order within a group: 1 first, then 2, ...
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -195,6 +196,8 @@ def parse_config(
             _parse_deployment(merged, where / "litellm_params", name, env)
         )
 
+    sections: dict[str, Any] = {}
+    _litellm_settings(data, top, group_options, sections)
     models = tuple(
         ModelGroup(
             name=name,
@@ -206,8 +209,67 @@ def parse_config(
     if not models:
         models = default_config().models
     known = {"server", "models", "model_list", "litellm_settings", "general_settings", "router_settings"}
-    sections = {k: v for k, v in data.items() if k not in known}
+    for key, value in data.items():
+        if key in known:
+            continue
+        if key == "balance" and isinstance(value, dict) and isinstance(sections.get("balance"), dict):
+            value = {**sections["balance"], **value}  # thrifty's own section wins
+        sections[key] = value
     return Config(server=server, models=models, sections=sections, source=source)
+
+
+# LiteLLM router_settings.routing_strategy -> thrifty balance strategy
+_LITELLM_STRATEGIES = {
+    "simple-shuffle": "weighted",
+    "least-busy": "least_outstanding",
+    "latency-based-routing": "p2c",
+    "usage-based-routing": "least_outstanding",
+    "usage-based-routing-v2": "least_outstanding",
+}
+
+
+def _litellm_settings(
+    data: Mapping[str, Any],
+    top: Where,
+    group_options: dict[str, dict[str, Any]],
+    sections: dict[str, Any],
+) -> None:
+    """Carry LiteLLM's router_settings / litellm_settings over to thrifty's terms."""
+    balance: dict[str, Any] = {}
+    for section in ("litellm_settings", "router_settings"):
+        raw = data.get(section)
+        if raw is None:
+            continue
+        where = top / section
+        if not isinstance(raw, dict):
+            raise where.error("must be a mapping")
+        strategy = raw.get("routing_strategy")
+        if strategy is not None:
+            if strategy not in _LITELLM_STRATEGIES:
+                raise (where / "routing_strategy").error(
+                    f"unsupported strategy {strategy!r}; supported: {', '.join(_LITELLM_STRATEGIES)}"
+                )
+            balance["strategy"] = _LITELLM_STRATEGIES[strategy]
+        if "num_retries" in raw:
+            balance["retries"] = raw["num_retries"]
+        if "timeout" in raw:
+            balance["timeout"] = raw["timeout"]
+        breaker = {k: raw[v] for k, v in (("failures", "allowed_fails"), ("cooldown", "cooldown_time")) if v in raw}
+        if breaker:
+            balance["breaker"] = breaker
+        for key in ("fallbacks", "context_window_fallbacks"):
+            entries = raw.get(key)
+            if entries is None:
+                continue
+            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+                raise (where / key).error("must be a list of {model_name: [fallback, ...]} mappings")
+            for entry in entries:
+                for name, targets in entry.items():
+                    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                        raise (where / key / str(name)).error("must be a list of model names")
+                    group_options.setdefault(str(name), {}).setdefault(key, targets)
+    if balance:
+        sections["balance"] = balance
 
 
 def _parse_server(raw: Any, where: Where) -> ServerConfig:
@@ -288,6 +350,7 @@ def _parse_deployment(raw: Any, where: Where, group: str, env: Mapping[str, str]
         ),
         context_window=_positive_int(raw, "context_window", where, None),
         price_model=_str(raw, "price_model", where),
+        order=_positive_int(raw, "order", where, None),
         options=options,
     )
 

@@ -26,9 +26,9 @@ def estimate_tokens(request: ChatRequest) -> int:
 def deployment_order(deployment: Deployment) -> int:
     """LiteLLM's ``order``: lower tiers take all traffic while any of them can serve.
 
-    Read from a Deployment ``order`` field when there is one, else ``options.order``.
+    Read from the deployment's ``order`` field, else ``options.order``.
     """
-    value = getattr(deployment, "order", None)
+    value: object = deployment.order
     if value is None:
         value = deployment.options.get("order", 0)
     if isinstance(value, bool) or not isinstance(value, int):
