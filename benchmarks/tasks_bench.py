@@ -172,7 +172,7 @@ async def io_in_process(rounds: int) -> list[Row]:
     rng = random.Random(7)
     rows = []
     for w in WORKERS:
-        n = max(16, w * rounds)
+        n = max(32, w * rounds)
         latencies: list[float] = []
         start = time.perf_counter()
         async with TaskManager(concurrency=w) as tm:
@@ -213,7 +213,7 @@ async def io_bench(rounds: int) -> tuple[list[Row], list[Row]]:
         await io_semaphore(backend, max(WORKERS), max(WORKERS))  # open the connections once, for both sides
         managed, bare = [], []
         for w in WORKERS:
-            n = max(16, w * rounds)
+            n = max(32, w * rounds)
             managed.append(await io_manager(backend, w, n))
             bare.append(await io_semaphore(backend, w, n))
         return managed, bare
