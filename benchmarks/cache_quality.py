@@ -216,13 +216,16 @@ def tables(pairs: list[Pair], sims: np.ndarray, part: np.ndarray, ver: np.ndarra
     lines += ["", f"End-to-end check: the real CacheLayer at its defaults made {int(layer_hits.sum())} semantic hits "
               f"on the {len(layer_idx)} fow pairs; the pairwise computation above predicts {int(expected.sum())} "
               f"({int((layer_hits == expected).sum())}/{len(layer_idx)} decisions agree).", ""]
-    lines += ["### Hard negatives by category (fow single-turn, false hits at the defaults)", "",
-              "| category | different pairs | thrifty false hits | GPTCache false hits |", "|---|---|---|---|"]
-    single = [i for i, p in enumerate(pairs) if p.dataset == "fow single-turn"]
+    lines += ["### By category at the defaults (fow pairs)", "",
+              "| data | category | label | pairs | thrifty hits | GPTCache hits |", "|---|---|---|---|---|---|"]
     ours_all = (sims >= DEFAULT_THRESHOLD) & ver & part
-    for cat in sorted({pairs[i].category for i in single if not pairs[i].same}):
-        ids = [i for i in single if pairs[i].category == cat and not pairs[i].same]
-        lines.append(f"| {cat} | {len(ids)} | {int(ours_all[ids].sum())} | {int(gpt[ids].sum())} |")
+    for ds in ("fow single-turn", "fow multi-turn"):
+        ids_ds = [i for i, p in enumerate(pairs) if p.dataset == ds]
+        for cat in sorted({pairs[i].category for i in ids_ds}):
+            ids = [i for i in ids_ds if pairs[i].category == cat]
+            label = "same answer" if pairs[ids[0]].same else "different answer"
+            lines.append(f"| {ds} | {cat} | {label} | {len(ids)} | {int(ours_all[ids].sum())} | "
+                         f"{int(gpt[ids].sum())} |")
     lines += [""]
     for ds in datasets:
         idx = np.array([p.dataset == ds for p in pairs])

@@ -7,7 +7,7 @@
       redis_timeout: 0.05           # seconds per Redis call before degrading to L1/L2
       ttls: {l1: 300, l2: 86400, l3: 3600}  # or ttl: 3600 for every level
       semantic: false               # opt in here, per model group, or per request
-      threshold: 0.9                # cosine similarity a semantic match must reach
+      threshold: 0.85               # cosine similarity a semantic match must reach
       verify: true                  # reject near-misses that change meaning
       cache_sampled: false          # cache answers sampled with temperature > 0
       hnsw_after: 20000             # entries per partition before switching to hnswlib
@@ -27,7 +27,7 @@ from typing import Any
 
 from ..config import Config, ModelGroup, Where
 
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = 0.85
 DEFAULT_TTLS = (300.0, 86400.0, 3600.0)
 LEVELS = ("l1", "l2", "l3")
 

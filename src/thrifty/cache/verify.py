@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_TOKEN = re.compile(r"[£$€]?\d[\d,.:]*(?:[a-z%]{1,3}\b)?|[a-z]+", re.IGNORECASE)
+_TOKEN = re.compile(r"[£$€]?\d[\d,.:]*(?:[a-z%]{1,3}\b)?|[a-z]+(?:\+\+|#)?", re.IGNORECASE)
 _CONTRACTIONS = (
     (re.compile(r"\bcan['’]?t\b|\bcannot\b", re.I), "can not"),
     (re.compile(r"\bwon['’]?t\b", re.I), "will not"),
@@ -102,7 +102,7 @@ def content_words(text: str) -> list[Word]:
             words.append(Word(lower.replace(",", "").rstrip(".:"), False))
         elif lower in _NUMBER_WORDS:
             words.append(Word(_NUMBER_WORDS[lower], False))
-        elif lower not in _STOP:
+        elif lower not in _STOP or (raw.isupper() and len(raw) > 1):  # "US", "IT" are names here
             stem = _stem(lower)
             words.append(Word(_SYNONYMS.get(stem, stem), raw.islower() and len(lower) >= 5))
     return words
