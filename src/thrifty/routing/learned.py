@@ -1,11 +1,14 @@
 """A router fitted on outcome data: predicts each model's quality on a prompt.
 
-The estimate of P(correct | prompt, model) blends two cheap predictors over
-prompt vectors: k nearest training prompts (cosine similarity, shrunk toward
-the model's mean) and a ridge regression. Choosing a model is then the
-cheapest whose predicted quality clears a target, or the best
-``quality - cost_weight * relative cost``. Fitting takes well under a second
-on a few thousand prompts; the result is an ``.npz`` file (no pickle).
+The estimate of P(correct | prompt, model) averages up to three cheap
+predictors over unit-norm prompt vectors: the k nearest training prompts
+(cosine similarity, shrunk toward the model's mean), a linear model (ridge
+or per-model logistic regression), and the mean outcome of the prompt's
+k-means cluster. Which of them, and their settings, is a :class:`Recipe`;
+``RECIPES`` holds the ones chosen on a validation split for each featurizer.
+Choosing a model is then the cheapest whose predicted quality clears a
+target, or the best ``quality - cost_weight * relative cost``. Fitting takes
+seconds on a few thousand prompts; the result is an ``.npz`` file (no pickle).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from . import estimators as E
 from .vectors import Featurizer, featurizer
 
 if TYPE_CHECKING:
@@ -24,7 +28,27 @@ if TYPE_CHECKING:
 
     Matrix = NDArray[np.float32]
 
-FORMAT = "thrifty-router/1"
+FORMAT = "thrifty-router/2"
+_READABLE = ("thrifty-router/1", FORMAT)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the quality estimate is built: kNN, linear and cluster parts and their shares."""
+
+    k: int = 40
+    power: float = 4.0  # similarity weights are sim ** power
+    linear: str = "ridge"  # or "logistic"
+    l2: float = 1.0
+    clusters: int = 0  # k-means clusters for a per-cluster prior; 0: none
+    shares: tuple[float, float, float] = (0.5, 0.5, 0.0)  # knn, linear, cluster
+
+
+RECIPES = {
+    "hash": Recipe(),
+    # chosen on a 20% validation split of the RouterBench train file (docs/bench/routing.md)
+    "minilm": Recipe(k=160, power=1.0, linear="logistic", l2=10.0, clusters=8, shares=(1 / 3, 1 / 3, 1 / 3)),
+}
 
 
 @dataclass
@@ -36,10 +60,11 @@ class LearnedModel:
     dim: int
     vectors: Matrix  # (n, d) training prompts, unit rows
     outcomes: Matrix  # (n, m) quality of each model on each training prompt
-    weights: Matrix  # (d + 1, m) ridge weights, last row the bias
+    weights: Matrix  # (d + 1, m) linear weights, last row the bias
     mean_cost: Matrix  # (m,) average USD per prompt on the training data
-    k: int = 24
-    blend: float = 0.5  # share of kNN in the estimate; the rest is ridge
+    recipe: Recipe = Recipe()
+    centroids: Matrix | None = None  # (c, d) k-means centres when recipe.clusters
+    cluster_quality: Matrix | None = None  # (c, m) shrunk mean outcome per cluster
 
     def featurizer(self) -> Featurizer:
         return featurizer(self.featurizer_name, self.dim)
@@ -48,43 +73,39 @@ class LearnedModel:
         """(n, m) predicted quality for prompt vectors (n, d)."""
         import numpy as np
 
-        knn = self._knn(vectors)
-        ridge = np.clip(vectors @ self.weights[:-1] + self.weights[-1], 0.0, 1.0)
-        out: Matrix = (self.blend * knn + (1.0 - self.blend) * ridge).astype(np.float32)
+        r = self.recipe
+        total = np.zeros((len(vectors), len(self.models)))
+        if r.shares[0]:
+            total += r.shares[0] * E.knn(vectors, self.vectors, self.outcomes, r.k, r.power)
+        if r.shares[1]:
+            total += r.shares[1] * E.linear_predict(vectors, self.weights, r.linear)
+        if r.shares[2] and self.centroids is not None and self.cluster_quality is not None:
+            total += r.shares[2] * self.cluster_quality[E.assign(vectors, self.centroids)]
+        out: Matrix = (total / sum(r.shares)).astype(np.float32)
         return out
 
     def predict_texts(self, texts: Sequence[str]) -> Matrix:
         return self.predict(self.featurizer().transform(texts))
 
-    def _knn(self, vectors: Matrix) -> Matrix:
-        import numpy as np
-
-        sims = vectors @ self.vectors.T
-        k = min(self.k, sims.shape[1])
-        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        near = np.take_along_axis(sims, idx, axis=1)
-        w = np.maximum(near, 0.0) ** 4  # sharpen toward the closest prompts
-        prior = self.outcomes.mean(axis=0)
-        shrink = 0.5
-        num = np.einsum("nk,nkm->nm", w, self.outcomes[idx]) + shrink * prior
-        den = w.sum(axis=1, keepdims=True) + shrink
-        out: Matrix = (num / den).astype(np.float32)
-        return out
-
     def save(self, path: str | os.PathLike[str]) -> None:
         import numpy as np
 
-        meta = {"format": FORMAT, "featurizer": self.featurizer_name, "dim": self.dim,
-                "k": self.k, "blend": self.blend}
-        np.savez_compressed(
-            path,
-            meta=np.array(json.dumps(meta)),
-            models=np.array(self.models),
-            vectors=self.vectors.astype(np.float16),
-            outcomes=self.outcomes.astype(np.float16),
-            weights=self.weights,
-            mean_cost=self.mean_cost,
-        )
+        r = self.recipe
+        meta = {"format": FORMAT, "featurizer": self.featurizer_name, "dim": self.dim, "k": r.k,
+                "power": r.power, "linear": r.linear, "l2": r.l2, "clusters": r.clusters,
+                "shares": list(r.shares)}
+        arrays: dict[str, Any] = {
+            "meta": np.array(json.dumps(meta)),
+            "models": np.array(self.models),
+            "vectors": self.vectors.astype(np.float16),
+            "outcomes": self.outcomes.astype(np.float16),
+            "weights": self.weights,
+            "mean_cost": self.mean_cost,
+        }
+        if self.centroids is not None and self.cluster_quality is not None:
+            arrays["centroids"] = self.centroids.astype(np.float32)
+            arrays["cluster_quality"] = self.cluster_quality.astype(np.float32)
+        np.savez_compressed(path, **arrays)
 
 
 def load(path: str | os.PathLike[str]) -> LearnedModel:
@@ -94,8 +115,9 @@ def load(path: str | os.PathLike[str]) -> LearnedModel:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta: dict[str, Any] = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT:
+            if meta.get("format") not in _READABLE:
                 raise ValueError(f"{path}: not a thrifty router file (format {meta.get('format')!r})")
+            clustered = "centroids" in data.files and "cluster_quality" in data.files
             model = LearnedModel(
                 models=tuple(str(m) for m in data["models"]),
                 featurizer_name=str(meta["featurizer"]),
@@ -104,16 +126,37 @@ def load(path: str | os.PathLike[str]) -> LearnedModel:
                 outcomes=data["outcomes"].astype(np.float32),
                 weights=data["weights"].astype(np.float32),
                 mean_cost=data["mean_cost"].astype(np.float32),
-                k=int(meta["k"]),
-                blend=float(meta["blend"]),
+                recipe=_recipe(meta),
+                centroids=data["centroids"].astype(np.float32) if clustered else None,
+                cluster_quality=data["cluster_quality"].astype(np.float32) if clustered else None,
             )
     except FileNotFoundError as exc:
         raise ValueError(f"{path}: fitted router file not found") from exc
     except Exception as exc:  # numpy raises ValueError, BadZipFile, KeyError... on corrupt files
         raise ValueError(f"{path}: corrupt fitted router ({type(exc).__name__}: {exc})") from exc
-    if model.vectors.shape[0] != model.outcomes.shape[0] or model.outcomes.shape[1] != len(model.models):
-        raise ValueError(f"{path}: fitted router arrays do not agree in shape")
+    _check_shapes(model, str(path))
     return model
+
+
+def _recipe(meta: dict[str, Any]) -> Recipe:
+    if meta["format"] == "thrifty-router/1":  # kNN + ridge blend
+        blend = float(meta["blend"])
+        return Recipe(k=int(meta["k"]), shares=(blend, 1.0 - blend, 0.0))
+    shares = tuple(float(s) for s in meta["shares"])
+    if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0 or meta["linear"] not in ("ridge", "logistic"):
+        raise ValueError(f"bad recipe {meta!r}")
+    return Recipe(k=int(meta["k"]), power=float(meta["power"]), linear=str(meta["linear"]),
+                  l2=float(meta["l2"]), clusters=int(meta["clusters"]), shares=(shares[0], shares[1], shares[2]))
+
+
+def _check_shapes(model: LearnedModel, path: str) -> None:
+    n, d = model.vectors.shape
+    m = len(model.models)
+    ok = model.outcomes.shape == (n, m) and model.weights.shape == (d + 1, m)
+    if model.centroids is not None and model.cluster_quality is not None:
+        ok = ok and model.centroids.shape[1] == d and model.cluster_quality.shape == (len(model.centroids), m)
+    if not ok:
+        raise ValueError(f"{path}: fitted router arrays do not agree in shape")
 
 
 def fit(
@@ -124,32 +167,53 @@ def fit(
     costs: NDArray[Any] | None = None,
     featurizer_name: str = "hash",
     dim: int = 2048,
-    k: int = 40,
-    blend: float = 0.5,
-    ridge: float = 1.0,
+    recipe: Recipe | None = None,
+    k: int | None = None,
 ) -> LearnedModel:
-    """Fit on prompt vectors (n, d) and observed quality (n, m) in [0, 1]."""
+    """Fit on prompt vectors (n, d) and observed quality (n, m) in [0, 1].
+
+    ``recipe`` defaults to ``RECIPES[featurizer_name]``; ``k`` overrides its kNN size.
+    """
     import numpy as np
 
+    r = recipe or RECIPES.get(featurizer_name, Recipe())
+    if k is not None:
+        r = replace(r, k=k)
     x = np.asarray(vectors, dtype=np.float64)
     y = np.asarray(outcomes, dtype=np.float64)
-    mean = y.mean(axis=0)
-    # ridge on centred targets, intercept = mean quality
-    gram = x.T @ x + ridge * np.eye(x.shape[1])
-    w = np.linalg.solve(gram, x.T @ (y - mean))
-    weights = np.vstack([w, mean[None, :]]).astype(np.float32)
-    cost = np.zeros(len(models), np.float32) if costs is None else np.asarray(costs).mean(axis=0)
+    weights = E.logistic(x, y, r.l2) if r.linear == "logistic" else E.ridge(x, y, r.l2)
+    centroids = quality = None
+    clusters = min(r.clusters, len(x))
+    if clusters and r.shares[2]:
+        centroids = E.kmeans(x, clusters)
+        quality = E.cluster_means(E.assign(x, centroids), y, clusters)
+        r = replace(r, clusters=clusters)
+    cost = np.zeros(len(models)) if costs is None else np.asarray(costs).mean(axis=0)
     return LearnedModel(
         models=tuple(models),
         featurizer_name=featurizer_name,
         dim=int(x.shape[1]) if featurizer_name == "hash" else dim,
         vectors=x.astype(np.float32),
         outcomes=y.astype(np.float32),
-        weights=weights,
+        weights=weights.astype(np.float32),
         mean_cost=cost.astype(np.float32),
-        k=k,
-        blend=blend,
+        recipe=r,
+        centroids=None if centroids is None else centroids.astype(np.float32),
+        cluster_quality=None if quality is None else quality.astype(np.float32),
     )
+
+
+def tune_k(vectors: NDArray[Any], outcomes: NDArray[Any], ks: Sequence[int] = (10, 20, 40, 80, 160, 320),
+           *, holdout: float = 0.2, seed: int = 0, power: float = 1.0) -> dict[int, float]:
+    """kNN log loss on a held-out share of the rows for each k (fit on the rest); lower is better."""
+    import numpy as np
+
+    n = len(vectors)
+    rows = np.random.default_rng(seed).permutation(n)
+    val = np.zeros(n, dtype=bool)
+    val[rows[: max(1, int(n * holdout))]] = True
+    x, y = np.asarray(vectors, np.float64), np.asarray(outcomes, np.float64)
+    return {k: E.log_loss(E.knn(x[val], x[~val], y[~val], k, power), y[val]) for k in ks}
 
 
 def choose(

@@ -20,6 +20,16 @@ if TYPE_CHECKING:
 
 FEATURIZERS = ("hash", "minilm")
 _TOKEN = re.compile(r"[a-z0-9]+")
+TAIL_CHARS = 800  # MiniLM reads 256 tokens at most; a few-shot prompt's question is at its end
+_DEMO_END = re.compile(r"Answer:\s*\S{1,3}\s*\n\n")
+
+
+def question_part(text: str) -> str:
+    """What MiniLM reads: text after a few-shot prompt's last worked answer, at most TAIL_CHARS from the end."""
+    ends = list(_DEMO_END.finditer(text))
+    if ends:
+        text = text[ends[-1].end():]
+    return text if len(text) <= TAIL_CHARS else text[-TAIL_CHARS:]
 
 
 class Featurizer(Protocol):
@@ -50,7 +60,7 @@ class HashingFeaturizer:
 
 
 class MiniLMFeaturizer:
-    """all-MiniLM-L6-v2 sentence embeddings (384 dims) from thrifty.embeddings."""
+    """all-MiniLM-L6-v2 sentence embeddings (384 dims) of each prompt's :func:`question_part`."""
 
     name = "minilm"
 
@@ -59,7 +69,7 @@ class MiniLMFeaturizer:
 
         from ..embeddings import get_embedder  # type: ignore[import-not-found,unused-ignore]
 
-        vectors = np.asarray(get_embedder().embed(list(texts)), dtype=np.float32)
+        vectors = np.asarray(get_embedder().embed([question_part(t) for t in texts]), dtype=np.float32)
         return _unit_rows(vectors)
 
 
