@@ -153,7 +153,7 @@ class CacheLayer(Wrapper):
         if vector is None:
             vector = await asyncio.to_thread(index.vector, plan.text)
         expires = self.store.clock() + max(plan.ttls)
-        self.store.remember(plan.partition, Question(plan.key, plan.namespace, plan.text, expires), vector)
+        await self.store.remember(plan.partition, Question(plan.key, plan.namespace, plan.text, expires), vector)
 
     # -- single-flight ------------------------------------------------------------
 

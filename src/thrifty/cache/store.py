@@ -101,14 +101,14 @@ class CacheStore:
         self._semantic = index
         return index
 
-    def remember(self, partition: str, question: Question, vector: Vector) -> None:
-        """Index a question now and keep it on disk in the background."""
+    async def remember(self, partition: str, question: Question, vector: Vector) -> None:
+        """Index a question (in a worker thread: HNSW inserts take CPU) and keep it on disk."""
         assert self._semantic is not None
-        self._semantic.add(partition, question, vector)
+        await asyncio.to_thread(self._semantic.add, partition, question, vector)
         disk = self.tiers.disk
         if disk is not None:
             row = (question.key, partition, question.namespace, question.text, vector.tobytes(), question.expires)
-            self.tiers.background(disk.put_question(row))
+            await disk.put_question(row)
 
     async def purge(self, namespace: str) -> int:
         """Forget every answer and question in ``namespace``; how many answers went."""
