@@ -33,16 +33,34 @@ def routerbench_table(summary: dict[str, Any], notes: dict[str, Any]) -> list[st
         f"{notes.get('n_train')} train / {notes.get('n_test')} test prompts used.",
         "",
         "| policy | AIQ | best accuracy | cost to match best model | share of its cost | "
-        "share of its cost for 98% of its accuracy |",
-        "|---|---:|---:|---:|---:|---:|",
+        "share for 98% of its accuracy | share for 95% |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in summary["rows"].items():
         cost = row["cost_to_match_best"]
         lines.append(
             f"| {name} | {row['aiq']:.3f} | {row['max_accuracy']:.3f} | "
             f"{'not reached' if cost is None else f'${cost * 1000:.3f}/1k'} | {_pct(row['share_of_best_cost'])} | "
-            f"{_pct(row['share_for_98pct'])} |"
+            f"{_pct(row['share_for_98pct'])} | {_pct(row['share_for_95pct'])} |"
         )
+    return lines
+
+
+def ablation_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "| estimator (λ sweep) | val AUC | val AUC within task | test AUC | test AUC within task | AIQ | "
+        "share to match | 98% | 95% |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in result["rows"].items():
+        lines.append(
+            f"| {name} | {r['val_auc']:.3f} | {r['val_auc_within_task']:.3f} | {r['test_auc']:.3f} | "
+            f"{r['test_auc_within_task']:.3f} | {r['aiq']:.3f} | {_pct(r['share_of_best_cost'])} | "
+            f"{_pct(r['share_for_98pct'])} | {_pct(r['share_for_95pct'])} |"
+        )
+    if result.get("knn_k_log_loss"):
+        lines += ["", "kNN validation log loss by k: "
+                  + ", ".join(f"k={k}: {v:.4f}" for k, v in result["knn_k_log_loss"].items())]
     return lines
 
 
@@ -70,6 +88,10 @@ def markdown(results: dict[str, Any], notes: dict[str, Any], timings: dict[str, 
         out += ["### RouterBench slice (fit on train, report on test)", ""]
         out += routerbench_table(results["routerbench"], notes)
         out.append("")
+        if notes.get("ablation"):
+            out += ["### Learned router: which estimator parts help", ""]
+            out += ablation_table(notes["ablation"])
+            out.append("")
     for name in ("mmlu", "gsm8k", "mt_bench"):
         if name in results:
             out += [f"### RouteLLM pair: {name}", ""]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import features as F
 from ..learned import LearnedModel, fit
+from . import ablation
 from .data import Table, load_routerbench
 from .metrics import Point, aiq, cost_to_reach, hull
 from .vectors_cache import prompt_vectors
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     Matrix = NDArray[np.float64]
 
 TARGETS = [round(0.3 + 0.0125 * i, 4) for i in range(57)]  # quality targets swept, 0.3 .. 1.0
-LAMBDAS = [0.0] + [10 ** (x / 16) for x in range(-64, 17)]  # cost weights swept for the curve
+LAMBDAS = [0.0] + [10 ** (x / 32) for x in range(-128, 33)]  # cost weights swept for the curve
 
 
 @dataclass
@@ -41,20 +42,23 @@ class BenchResult:
         low, high = min(costs), max(costs)
         best_model = max(self.singles, key=lambda m: self.singles[m][1])
         best_cost, best_acc = self.singles[best_model]
-        rows = {}
         every = {**{m: [p] for m, p in self.singles.items()}, **self.policies, "oracle": [self.oracle]}
-        for name, points in every.items():
-            reach = cost_to_reach(points, best_acc)
-            near = cost_to_reach(points, 0.98 * best_acc)
-            top = max(points, key=lambda p: p[1])
-            rows[name] = {
-                "aiq": round(aiq(points, low, high), 4),
-                "max_accuracy": round(top[1], 4),
-                "cost_to_match_best": None if reach is None else reach,
-                "share_of_best_cost": None if reach is None else round(reach / best_cost, 4),
-                "share_for_98pct": None if near is None else round(near / best_cost, 4),
-            }
+        rows = {name: score_points(points, low, high, best_cost, best_acc) for name, points in every.items()}
         return {"best_model": best_model, "best_accuracy": best_acc, "best_cost": best_cost, "rows": rows}
+
+
+def score_points(points: list[Point], low: float, high: float, best_cost: float, best_acc: float) -> dict[str, Any]:
+    """AIQ, best accuracy and the cost (absolute and as a share of the best model's) to reach its accuracy."""
+    reach = cost_to_reach(points, best_acc)
+    share = {f: cost_to_reach(points, f * best_acc) for f in (0.98, 0.95)}
+    return {
+        "aiq": round(aiq(points, low, high), 4),
+        "max_accuracy": round(max(p[1] for p in points), 4),
+        "cost_to_match_best": reach,
+        "share_of_best_cost": None if reach is None else round(reach / best_cost, 4),
+        "share_for_98pct": None if share[0.98] is None else round(share[0.98] / best_cost, 4),
+        "share_for_95pct": None if share[0.95] is None else round(share[0.95] / best_cost, 4),
+    }
 
 
 def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
@@ -68,10 +72,22 @@ def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
     model = fit(xtr, train.quality, train.models, costs=train.cost, featurizer_name=featurizer)
     predicted = model.predict(xte).astype(np.float64)
     price = train.cost.mean(axis=0)
+
+    def sweep(p: Matrix) -> list[Point]:
+        return [_outcome(test, _pick(p, price, lam)) for lam in LAMBDAS]
+
+    vectors = {featurizer: (xtr, xte)}
     policies: dict[str, list[Point]] = {
         "random mix": _random_mix(test),
         "rules": _rules(train, test),
-        "learned": [_outcome(test, _pick(predicted, price, lam)) for lam in LAMBDAS],
+    }
+    if featurizer != "hash":  # the previous router, side by side
+        htr, hte = prompt_vectors(train.prompts, "hash", cache), prompt_vectors(test.prompts, "hash", cache)
+        vectors["hash"] = (htr, hte)
+        before = fit(htr, train.quality, train.models, featurizer_name="hash")
+        policies["learned, hash (before)"] = sweep(before.predict(hte).astype(np.float64))
+    policies |= {
+        "learned": sweep(predicted),
         "learned (target)": [_outcome(test, _target(predicted, price, t, int(train.quality.mean(0).argmax())))
                              for t in TARGETS],
         "cascade": _cascade(train, test, model, featurizer, cache),
@@ -81,8 +97,16 @@ def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
     calibrated = _outcome(test, _pick(predicted, price, lam))
     policies["learned (λ from train)"] = [calibrated]
     notes = {"skipped_train": train.skipped, "skipped_test": test.skipped, "n_train": len(train.prompts),
-             "n_test": len(test.prompts), "calibrated_lambda": lam}
-    return BenchResult(test.models, singles, policies, _oracle(test), notes)
+             "n_test": len(test.prompts), "calibrated_lambda": lam, "featurizer": featurizer}
+    result = BenchResult(test.models, singles, policies, _oracle(test), notes)
+    summary = result.summary()
+    low, high = min(c for c, _ in singles.values()), max(c for c, _ in singles.values())
+
+    def score(points: list[Point]) -> dict[str, Any]:
+        return score_points(points, low, high, summary["best_cost"], summary["best_accuracy"])
+
+    notes["ablation"] = ablation.run(vectors, train, test, sweep, score)
+    return result
 
 
 def _pick(predicted: Matrix, price: Matrix, lam: float) -> Matrix:
