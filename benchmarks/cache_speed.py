@@ -104,6 +104,76 @@ async def gateway_paced(cache: bool, rate: float = 300.0, seconds: float = 5.0) 
     return {"p50": pct(times, 50), "p99": pct(times, 99), "rate": achieved}
 
 
+async def http_paced(cache: bool, rate: float = 300.0, seconds: float = 5.0) -> dict[str, float]:
+    """`thrifty serve` in a subprocess on loopback; an aiohttp client sends paced requests."""
+    import socket
+    import subprocess
+
+    import aiohttp
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        data: dict[str, Any] = {
+            "server": {"data_dir": tmp, "port": port},
+            "models": [{"name": "g", "deployments": [{"provider": "fake", "model": "m",
+                                                      "options": {"script": "a cached answer"}}]}],
+        }
+        if cache:
+            data["cache"] = {"l2_path": f"{tmp}/c.sqlite3"}
+        Path(f"{tmp}/t.yaml").write_text(yaml.safe_dump(data))
+        server = subprocess.Popen([sys.executable, "-m", "thrifty", "serve", "-c", f"{tmp}/t.yaml",
+                                   "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            return await _drive(f"http://127.0.0.1:{port}", rate, seconds, aiohttp)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+async def _drive(base: str, rate: float, seconds: float, aiohttp: Any) -> dict[str, float]:
+    body = {"model": "g", "messages": [{"role": "user", "content": "warm"}], "temperature": 0}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(f"{base}/ready") as r:
+                    if r.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        for _ in range(20):  # warm up: the first request fills the cache
+            async with session.post(f"{base}/v1/chat/completions", json=body) as r:
+                await r.read()
+        times: list[float] = []
+        overhead: list[float] = []
+        hits = 0
+
+        async def one() -> None:
+            nonlocal hits
+            start = time.perf_counter()
+            async with session.post(f"{base}/v1/chat/completions", json=body) as r:
+                await r.read()
+                hits += r.headers.get("x-thrifty-cache") == "hit-exact"
+                overhead.append(float(r.headers.get("x-thrifty-overhead-ms", "nan")) / 1000)
+            times.append(time.perf_counter() - start)
+
+        tasks = []
+        begin = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one()))
+        await asyncio.gather(*tasks)
+        achieved = len(times) / (time.perf_counter() - begin)
+    return {"p50": pct(times, 50), "p99": pct(times, 99), "rate": achieved,
+            "server_p50": pct(overhead, 50), "server_p99": pct(overhead, 99), "hits": hits / len(times)}
+
+
 def semantic(n: int, hnsw_after: int, queries: int = 1000) -> dict[str, float]:
     rng = np.random.default_rng(n)
     vectors = rng.normal(size=(n, 384)).astype(np.float32)
@@ -194,6 +264,8 @@ def main() -> None:
     layer = asyncio.run(exact_layer())
     with_cache = asyncio.run(gateway_paced(True))
     without = asyncio.run(gateway_paced(False))
+    http_cache = asyncio.run(http_paced(True))
+    http_plain = asyncio.run(http_paced(False))
     embed = embed_latency()
     rows = [semantic(10_000, 20_000), semantic(10_000, 5_000), semantic(100_000, 200_000, 300),
             semantic(100_000, 20_000)]
@@ -204,7 +276,15 @@ def main() -> None:
              f"| Gateway (in-process) with cache, hits at {with_cache['rate']:.0f} req/s | "
              f"{with_cache['p50']:.3f} | {with_cache['p99']:.3f} |",
              f"| Gateway (in-process) without cache, zero-delay fake upstream at {without['rate']:.0f} req/s | "
-             f"{without['p50']:.3f} | {without['p99']:.3f} |", "",
+             f"{without['p50']:.3f} | {without['p99']:.3f} |",
+             f"| HTTP `thrifty serve` with cache ({http_cache['hits']:.0%} hit-exact) at {http_cache['rate']:.0f} "
+             f"req/s, client-side | {http_cache['p50']:.3f} | {http_cache['p99']:.3f} |",
+             f"| same, server-side (`x-thrifty-overhead-ms`) | {http_cache['server_p50']:.3f} | "
+             f"{http_cache['server_p99']:.3f} |",
+             f"| HTTP `thrifty serve` without cache, zero-delay fake upstream at {http_plain['rate']:.0f} req/s, "
+             f"client-side | {http_plain['p50']:.3f} | {http_plain['p99']:.3f} |",
+             f"| same, server-side (`x-thrifty-overhead-ms`) | {http_plain['server_p50']:.3f} | "
+             f"{http_plain['server_p99']:.3f} |", "",
              "### Semantic lookup (one partition; search + verifier; embedding excluded)", "",
              "| entries | index | p50 ms | p99 ms | build s | bytes/entry (estimate) | bytes/entry (RSS growth) |",
              "|---|---|---|---|---|---|---|"]

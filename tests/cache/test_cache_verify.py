@@ -68,3 +68,16 @@ def test_flat_and_hnsw_agree_on_the_nearest_rows() -> None:
         assert flat.search(rows[i], 1)[0][0] == graph.search(rows[i], 1)[0][0] == i
     assert all(label != 5 for label, _ in graph.search(rows[5], 3))
     assert flat.search(rows[5], 1)[0][1] < 0.999
+
+
+def test_a_lookup_does_not_wait_behind_a_long_index_rebuild() -> None:
+    np = pytest.importorskip("numpy")
+    from thrifty.cache.semantic import Question, SemanticIndex
+
+    index = SemanticIndex(lambda texts: None, clock=lambda: 0.0)
+    vector = np.ones(384, dtype=np.float32) / np.sqrt(384)
+    index.add("p", Question("k", "default", "where is my order", 100.0), vector)
+    assert [m.key for m in index.lookup("p", "where is my order", vector, 0.9, True)] == ["k"]
+    with index._lock:  # as if a writer were moving the partition to HNSW
+        assert index.lookup("p", "where is my order", vector, 0.9, True) == []
+    assert index.busy == 1

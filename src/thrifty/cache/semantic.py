@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 Embed = Callable[[Sequence[str]], Any]
 _TEXT_CACHE = 4096
 _CANDIDATES = 4
+_LOCK_WAIT = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class SemanticIndex:
         self._by_key: dict[str, tuple[str, int]] = {}
         self._texts: OrderedDict[str, Vector] = OrderedDict()
         self.rejected = 0  # candidates above the threshold that the verifier turned down
+        self.busy = 0  # lookups that gave up waiting for the index (counted as misses)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -77,7 +79,11 @@ class SemanticIndex:
     ) -> list[Match]:
         """Candidates at or above ``threshold`` that pass the verifier, best first."""
         now = self.clock()
-        with self._lock:
+        # A writer may hold the lock for seconds while a partition moves to HNSW: a miss beats a wait.
+        if not self._lock.acquire(timeout=_LOCK_WAIT):
+            self.busy += 1
+            return []
+        try:
             index = self._parts.get(partition)
             if index is None:
                 return []
@@ -90,6 +96,8 @@ class SemanticIndex:
                     self._remove(partition, label)
                     continue
                 found.append((question, similarity))
+        finally:
+            self._lock.release()
         matches = []
         for question, similarity in found:
             if check and not verify(text, question.text).ok:

@@ -122,6 +122,7 @@ class CacheStore:
         if self._semantic is not None:
             out["semantic_entries"] = float(len(self._semantic))
             out["semantic_rejected"] = float(self._semantic.rejected)
+            out["semantic_busy"] = float(self._semantic.busy)
         return out
 
 
