@@ -121,7 +121,7 @@ async def test_bad_requests_get_openai_errors(service: BatchService) -> None:
     async with Served(service.routes()) as client:
         upload = await client.files.create(file=("in.jsonl", jsonl([line("a", "1")])), purpose="batch")
         with pytest.raises(openai.BadRequestError) as endpoint:
-            await client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings",  # type: ignore[arg-type]
+            await client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings",
                                         completion_window="24h")
         with pytest.raises(openai.NotFoundError):
             await client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions",
