@@ -55,6 +55,8 @@ class CacheLayer(Wrapper):
 
     async def start(self) -> None:
         await self.store.start()
+        if self.settings.semantic:
+            await self.store.semantic()  # load the embedding model now, not on the first request
         await self.inner.start()
 
     async def aclose(self) -> None:
