@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import estimators as E
-from .vectors import Featurizer, featurizer
+from .vectors import MINILM_DIM, Featurizer, featurizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,6 +48,8 @@ RECIPES = {
     "hash": Recipe(),
     # chosen on a 20% validation split of the RouterBench train file (docs/bench/routing.md)
     "minilm": Recipe(k=160, power=1.0, linear="logistic", l2=10.0, clusters=8, shares=(1 / 3, 1 / 3, 1 / 3)),
+    # 2,432 dims: ridge has a closed form where logistic regression would take minutes
+    "minilm+hash": Recipe(k=160, power=1.0, linear="ridge", l2=1.0, clusters=8, shares=(1 / 3, 1 / 3, 1 / 3)),
 }
 
 
@@ -192,7 +194,7 @@ def fit(
     return LearnedModel(
         models=tuple(models),
         featurizer_name=featurizer_name,
-        dim=int(x.shape[1]) if featurizer_name == "hash" else dim,
+        dim=_hash_width(featurizer_name, int(x.shape[1]), dim),
         vectors=x.astype(np.float32),
         outcomes=y.astype(np.float32),
         weights=weights.astype(np.float32),
@@ -201,6 +203,14 @@ def fit(
         centroids=None if centroids is None else centroids.astype(np.float32),
         cluster_quality=None if quality is None else quality.astype(np.float32),
     )
+
+
+def _hash_width(featurizer_name: str, width: int, default: int) -> int:
+    if featurizer_name == "hash":
+        return width
+    if featurizer_name == "minilm+hash":
+        return width - MINILM_DIM
+    return default
 
 
 def tune_k(vectors: NDArray[Any], outcomes: NDArray[Any], ks: Sequence[int] = (10, 20, 40, 80, 160, 320),

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
     Matrix = NDArray[np.float32]
 
-FEATURIZERS = ("hash", "minilm")
+FEATURIZERS = ("hash", "minilm", "minilm+hash")
+MINILM_DIM = 384
 _TOKEN = re.compile(r"[a-z0-9]+")
 TAIL_CHARS = 800  # MiniLM reads 256 tokens at most; a few-shot prompt's question is at its end
 _DEMO_END = re.compile(r"Answer:\s*\S{1,3}\s*\n\n")
@@ -73,11 +74,34 @@ class MiniLMFeaturizer:
         return _unit_rows(vectors)
 
 
+class ConcatFeaturizer:
+    """MiniLM and hashed words side by side, each half scaled so the row stays unit-norm."""
+
+    name = "minilm+hash"
+
+    def __init__(self, dim: int = 2048) -> None:
+        self.hashing = HashingFeaturizer(dim)
+
+    def transform(self, texts: Sequence[str]) -> Matrix:
+        return concat(MiniLMFeaturizer().transform(texts), self.hashing.transform(texts))
+
+
+def concat(minilm: Matrix, hashed: Matrix) -> Matrix:
+    """Rows of two unit-norm blocks joined and scaled by 1/sqrt(2): cosine is the mean of both cosines."""
+    import numpy as np
+
+    out: Matrix = (np.hstack([minilm, hashed]) / np.sqrt(2.0)).astype(np.float32)
+    return out
+
+
 def featurizer(name: str, dim: int = 2048) -> Featurizer:
+    """``dim`` is the hashed part's width (``hash`` and ``minilm+hash``)."""
     if name == "hash":
         return HashingFeaturizer(dim)
     if name == "minilm":
         return MiniLMFeaturizer()
+    if name == "minilm+hash":
+        return ConcatFeaturizer(dim)
     raise ValueError(f"unknown featurizer {name!r}; expected one of {', '.join(FEATURIZERS)}")
 
 

@@ -34,7 +34,9 @@ VARIANTS: dict[str, tuple[str, Recipe]] = {
     "MiniLM: logistic only": ("minilm", replace(_MINILM, shares=(0.0, 1.0, 0.0))),
     "MiniLM: cluster prior only (k-means 8)": ("minilm", replace(_MINILM, shares=(0.0, 0.0, 1.0))),
     "MiniLM: kNN + logistic": ("minilm", replace(_MINILM, shares=(0.5, 0.5, 0.0))),
-    "MiniLM: kNN + logistic + cluster prior (chosen)": ("minilm", _MINILM),
+    "MiniLM: kNN + logistic + cluster prior": ("minilm", _MINILM),
+    "MiniLM+hash: kNN + ridge + cluster prior": ("minilm+hash", RECIPES["minilm+hash"]),
+    "MiniLM+hash: kNN + ridge": ("minilm+hash", replace(RECIPES["minilm+hash"], shares=(0.5, 0.5, 0.0))),
 }
 
 

@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help="folder with routerbench/ and routellm/")
     p.add_argument("--only", choices=("routerbench", *PAIRS), action="append",
                    help="run only these parts (repeatable); default all")
-    p.add_argument("--featurizer", choices=("hash", "minilm"), default="hash",
+    p.add_argument("--featurizer", choices=("hash", "minilm", "minilm+hash"), default="hash",
                    help="prompt vectors for the learned router (minilm needs thrifty.embeddings)")
     p.add_argument("--cache", type=Path, default=Path("benchmarks/out"), help="where prompt vectors are cached")
     p.add_argument("--plots", type=Path, default=None, help="folder for PNG plots")

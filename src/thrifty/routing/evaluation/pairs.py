@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import features as F
 from ..learned import fit
+from ..vectors import FEATURIZERS
 from .data import Table, load_pair
 from .metrics import apgr, cpt, pgr_curve
 from .vectors_cache import prompt_vectors
@@ -58,15 +59,19 @@ def run(root: Path, name: str, featurizer: str, cache: Path | None, folds: int =
         "rules": pgr_curve(_rules_score(table), weak, strong),
     }
     grouped = len(set(table.groups)) > 1
-    if name == "mt_bench":  # two turns of one question must stay in the same fold
-        curves["learned (5-fold by question)"] = pgr_curve(
-            _cross_fit(x, table, _group_folds(table.groups, folds)), weak, strong)
-    else:
-        curves["learned (random folds)"] = pgr_curve(
-            _cross_fit(x, table, _random_folds(len(weak), folds, rng)), weak, strong)
-        if grouped:
-            curves["learned (unseen subject)"] = pgr_curve(
-                _cross_fit(x, table, _group_folds(table.groups, folds)), weak, strong)
+    random_folds = _random_folds(len(weak), folds, rng)
+    group_folds = _group_folds(table.groups, folds)
+    main = "mt_bench" if name == "mt_bench" else "random"
+    fold = group_folds if name == "mt_bench" else random_folds  # MT Bench: both turns in one fold
+    label = "5-fold by question" if name == "mt_bench" else "random folds"
+    others = [] if featurizer == "hash" else [f for f in FEATURIZERS if f != featurizer]
+    for other in others:  # the previous router (hash) and the other vectors, side by side
+        xo = prompt_vectors(table.prompts, other, cache)
+        tag = "hash, before" if other == "hash" else other
+        curves[f"learned ({tag}; {label})"] = pgr_curve(_cross_fit(xo, table, fold, other), weak, strong)
+    curves[f"learned ({featurizer}; {label})"] = pgr_curve(_cross_fit(x, table, fold, featurizer), weak, strong)
+    if main == "random" and grouped:
+        curves[f"learned ({featurizer}; unseen subject)"] = pgr_curve(_cross_fit(x, table, group_folds, featurizer), weak, strong)
     curves["oracle"] = pgr_curve(strong - weak + 1e-6 * rng.random(len(weak)), weak, strong)
     if any(r[0] for r in table.responses):
         curves["cascade (answer verifier, random folds)"] = pgr_curve(
@@ -95,14 +100,14 @@ def _group_folds(groups: list[str], folds: int) -> Vector:
     return np.array([index[g] for g in groups])
 
 
-def _cross_fit(x: Any, table: Table, fold: Vector) -> Vector:
+def _cross_fit(x: Any, table: Table, fold: Vector, featurizer: str) -> Vector:
     """Predicted gain of the strong model over the weak, each fold scored by the others."""
     import numpy as np
 
     score = np.zeros(len(fold))
     for f in np.unique(fold):
         train, test = fold != f, fold == f
-        model = fit(x[train], table.quality[train], ["weak", "strong"])
+        model = fit(x[train], table.quality[train], ["weak", "strong"], featurizer_name=featurizer)
         predicted = model.predict(x[test])
         score[test] = predicted[:, 1] - predicted[:, 0]
     return score

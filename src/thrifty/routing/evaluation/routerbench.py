@@ -84,6 +84,8 @@ def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
     if featurizer != "hash":  # the previous router, side by side
         htr, hte = prompt_vectors(train.prompts, "hash", cache), prompt_vectors(test.prompts, "hash", cache)
         vectors["hash"] = (htr, hte)
+        vectors |= {f: (prompt_vectors(train.prompts, f, cache), prompt_vectors(test.prompts, f, cache))
+                    for f in ("minilm", "minilm+hash") if f not in vectors}
         before = fit(htr, train.quality, train.models, featurizer_name="hash")
         policies["learned, hash (before)"] = sweep(before.predict(hte).astype(np.float64))
     policies |= {

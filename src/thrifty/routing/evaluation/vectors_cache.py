@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..vectors import featurizer
+from ..vectors import concat, featurizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,6 +22,8 @@ def prompt_vectors(texts: Sequence[str], name: str, cache: Path | None) -> Matri
     """Vectors for ``texts`` with featurizer ``name``; reuses ``cache`` when it holds them."""
     import numpy as np
 
+    if name == "minilm+hash":  # both halves come from their own caches
+        return concat(prompt_vectors(texts, "minilm", cache), prompt_vectors(texts, "hash", cache))
     salt = _VERSION if name == "minilm" else ""
     digest = hashlib.sha256((salt + "\x00".join(texts)).encode()).hexdigest()[:16]
     path = None if cache is None else cache / f"routing-{name}-{digest}.npy"
