@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +9,7 @@ import pytest
 
 from thrifty.backend import Backend
 from thrifty.routing import Router, build_routers, explain
-from thrifty.routing.learned import choose, fit, load
+from thrifty.routing.learned import Recipe, choose, fit, load
 from thrifty.routing.vectors import HashingFeaturizer
 from thrifty.testing import FakeBackend, chat
 
@@ -75,3 +76,46 @@ def test_a_file_that_is_not_a_router_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "x.npz", meta=np.array('{"format": "other"}'))
     with pytest.raises(ValueError, match="not a thrifty router file"):
         load(tmp_path / "x.npz")
+
+
+def test_recipe_with_logistic_and_cluster_prior_survives_the_file(tmp_path: Path) -> None:
+    texts = MATH + CHIT
+    outcomes = np.array([[0.0, 1.0]] * 30 + [[1.0, 1.0]] * 30, dtype=np.float32)
+    vectors = HashingFeaturizer(256).transform(texts)
+    recipe = Recipe(k=10, power=1.0, linear="logistic", l2=1.0, clusters=2, shares=(1.0, 1.0, 1.0))
+    model = fit(vectors, outcomes, ["fast", "powerful"], featurizer_name="hash", recipe=recipe)
+    model.save(tmp_path / "r.npz")
+    loaded = load(tmp_path / "r.npz")
+    assert loaded.recipe == recipe and loaded.centroids is not None
+    np.testing.assert_allclose(loaded.predict(vectors), model.predict(vectors), atol=2e-3)
+    quality = loaded.predict_texts(["Compute the integral of x^7 times sin(x)", "Say hello to my friend"])
+    assert quality[0, 0] < 0.5 < quality[1, 0]
+
+
+def test_files_from_the_first_format_still_load(tmp_path: Path) -> None:
+    vectors = HashingFeaturizer(64).transform(["a b", "c d"])
+    np.savez(tmp_path / "v1.npz", meta=np.array(json.dumps(
+        {"format": "thrifty-router/1", "featurizer": "hash", "dim": 64, "k": 3, "blend": 0.25})),
+        models=np.array(["x"]), vectors=vectors, outcomes=np.ones((2, 1), np.float32),
+        weights=np.zeros((65, 1), np.float32), mean_cost=np.zeros(1, np.float32))
+    model = load(tmp_path / "v1.npz")
+    assert model.recipe == Recipe(k=3, shares=(0.25, 0.75, 0.0))
+
+
+async def test_embedder_failure_at_run_time_falls_back(
+    tiers: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors = np.eye(3, 384, dtype=np.float32)
+    model = fit(vectors, np.ones((3, 3), np.float32), ["fast", "balanced", "powerful"], featurizer_name="minilm")
+    model.save(tmp_path / "minilm.npz")
+
+    def broken() -> None:
+        raise RuntimeError("embedding model not installed")
+
+    monkeypatch.setattr("thrifty.embeddings.get_embedder", broken)
+    groups: dict[str, Backend] = {n: FakeBackend(f"from {n}", name=n) for n in ("small", "medium", "large")}
+    spec = {"name": "r", "policy": "learned", "model_file": str(tmp_path / "minilm.npz")}
+    router = build_routers(make_config({"tiers": tiers, "routers": [spec], "default": "balanced"}), groups)["r"]
+    request = chat("hi")
+    assert (await router.complete(request)).text == "from medium"
+    assert "embedding model not installed" in request.trace.annotations["route-fallback"]
