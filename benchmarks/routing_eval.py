@@ -1,7 +1,11 @@
 """Offline routing evaluation: every policy against single models, random, rules and oracle.
 
-    .venv/bin/python benchmarks/routing_eval.py                 # RouterBench slice (~1 min)
+    .venv/bin/python benchmarks/routing_eval.py                 # RouterBench slice (~2 min once cached)
     .venv/bin/python benchmarks/routing_eval.py --routellm      # GSM8K, MT Bench, MMLU pairs
+
+Prompt vectors default to MiniLM (``--featurizer hash`` for the old ones);
+the previous hash-vector router is always run beside it. The first run embeds
+every prompt once (~4 min for RouterBench, ~15 min for MMLU on 2 busy cores).
 
 Fits on the train files, reports on the test files (RouteLLM pairs: k-fold
 cross-fitting, see docs/bench/routing.md). Prompt vectors are cached under
@@ -27,6 +31,8 @@ def main() -> int:
 
     routellm = "--routellm" in sys.argv[1:]
     rest = [a for a in sys.argv[1:] if a != "--routellm"]
+    if "--featurizer" not in rest:
+        rest += ["--featurizer", "minilm"]
     part = "routellm" if routellm else "routerbench"
     only = ["--only", "gsm8k", "--only", "mt_bench", "--only", "mmlu"] if routellm else ["--only", "routerbench"]
     print(f"machine: {platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}")
