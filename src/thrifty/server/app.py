@@ -88,6 +88,19 @@ class Server:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def tenant(self, key: str, requested: Any) -> str:
+        """The cache/ledger partition: the caller's key, sub-divided as the caller asks.
+
+        A client may name a tenant, but only inside its own key's space, so no
+        key can read another key's cached answers.
+        """
+        if requested is not None and not isinstance(requested, str):
+            raise InvalidRequest("'tenant' must be a string.", param="tenant")
+        owner = self.gateway.key_hash(key) if self.api_keys else ""
+        if owner and requested:
+            return f"{owner}/{requested}"
+        return owner or requested or ""
+
     @staticmethod
     def header_options(request: Request) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -116,9 +129,7 @@ class Server:
             body = parse_json(await self.read_body(request))
             req = chat_request(body, self.header_options(request))
             req.trace.api_key = key
-            tenant = req.options.get("tenant")
-            if isinstance(tenant, str):
-                req.trace.tenant = tenant
+            req.trace.tenant = self.tenant(key, req.options.get("tenant"))
             if req.stream:
                 return await self._stream(req)
             response = await self.gateway.complete(req)
@@ -182,6 +193,23 @@ class Server:
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
+    async def purge_cache(self, request: Request) -> Response:
+        """``POST /v1/cache/purge {"namespace": "x"}``: forget a namespace on every level."""
+        try:
+            self.authenticate(request)
+            body = parse_json(await self.read_body(request))
+            namespace = body.get("namespace")
+            if not isinstance(namespace, str) or not namespace:
+                raise InvalidRequest("'namespace' is required and must be a non-empty string.", param="namespace")
+            removed = 0
+            for layer in self.gateway.stack.walk():
+                purge = getattr(layer, "purge", None)
+                if callable(purge):
+                    removed += await purge(namespace)
+        except ThriftyError as exc:
+            return error_response(exc)
+        return json_response({"namespace": namespace, "removed": removed})
+
     async def health(self, request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -230,6 +258,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> Star
         Route("/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/v1/models", server.models, methods=["GET"]),
         Route("/v1/embeddings", server.embeddings, methods=["POST"]),
+        Route("/v1/cache/purge", server.purge_cache, methods=["POST"]),
         Route("/health", server.health, methods=["GET"]),
         Route("/ready", server.ready, methods=["GET"]),
     ]
