@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .config import Config
 
 DESCRIPTION = """\
 thrifty: an OpenAI-compatible LLM gateway that makes every call cheaper, faster, sturdier.
@@ -17,14 +21,21 @@ Point any OpenAI client at http://127.0.0.1:8000/v1 once `thrifty serve` is runn
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _load(path: str | None) -> Config | None:
+    """The config file, or the embedded-model default; None (and a message) when invalid."""
     from .config import default_config, load_config
     from .errors import ConfigError
 
     try:
-        config = load_config(args.config) if args.config else default_config()
+        return load_config(path) if path else default_config()
     except ConfigError as exc:
         print(f"thrifty: invalid config: {exc.message}", file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
         return 2
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -56,13 +67,8 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .config import default_config, load_config
-    from .errors import ConfigError
-
-    try:
-        config = load_config(args.config) if args.config else default_config()
-    except ConfigError as exc:
-        print(f"thrifty: invalid config: {exc.message}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
     for group in config.models:
         deployments = ", ".join(f"{d.provider}:{d.model}" for d in group.deployments)
@@ -88,14 +94,10 @@ def route_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import json
 
-    from .config import default_config, load_config
-    from .errors import ConfigError
     from .routing import explain as explain_route
 
-    try:
-        config = load_config(args.config) if args.config else default_config()
-    except ConfigError as exc:
-        print(f"thrifty: invalid config: {exc.message}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
     print(json.dumps(explain_route(args.prompt, config), indent=2))
     return 0
