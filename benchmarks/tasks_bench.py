@@ -365,7 +365,7 @@ async def adaptive_bench(cap: int, duration_s: float) -> Adaptive:
 
 def io_table(managed: list[Row], bare: list[Row]) -> str:
     base, base_bare = managed[0].throughput, bare[0].throughput
-    lines = ["| workers | tasks | TaskManager speedup | efficiency | success | mean latency ms "
+    lines = ["| workers | calls (all runs) | TaskManager speedup | efficiency | success | mean latency ms "
              "| client CPU us/call | bare gather speedup | bare efficiency | manager/bare throughput |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m, b in zip(managed, bare, strict=True):
