@@ -87,17 +87,17 @@ def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
         vectors |= {f: (prompt_vectors(train.prompts, f, cache), prompt_vectors(test.prompts, f, cache))
                     for f in ("minilm", "minilm+hash") if f not in vectors}
         before = fit(htr, train.quality, train.models, featurizer_name="hash")
-        policies["learned, hash (before)"] = sweep(before.predict(hte).astype(np.float64))
+        policies["learned (hash, before; λ sweep)"] = sweep(before.predict(hte).astype(np.float64))
     policies |= {
-        "learned": sweep(predicted),
-        "learned (target)": [_outcome(test, _target(predicted, price, t, int(train.quality.mean(0).argmax())))
+        f"learned ({featurizer}; λ sweep)": sweep(predicted),
+        f"learned ({featurizer}; target sweep)": [_outcome(test, _target(predicted, price, t, int(train.quality.mean(0).argmax())))
                              for t in TARGETS],
         "cascade": _cascade(train, test, model, featurizer, cache),
         "rules + feedback (online)": _feedback(train, test),
     }
     lams = _calibrate(xtr, train, featurizer, (1.0, 0.95))
     for aim, lam in zip(("100%", "95%"), lams, strict=True):
-        policies[f"learned, λ set on train for {aim} of best"] = [_outcome(test, _pick(predicted, price, lam))]
+        policies[f"learned ({featurizer}), λ set on train for {aim} of best"] = [_outcome(test, _pick(predicted, price, lam))]
     notes = {"skipped_train": train.skipped, "skipped_test": test.skipped, "n_train": len(train.prompts),
              "n_test": len(test.prompts), "calibrated_lambda": lams, "featurizer": featurizer}
     result = BenchResult(test.models, singles, policies, _oracle(test), notes)
