@@ -39,6 +39,8 @@ def serve(config: Config, *, replicas: int = 0, log_level: str = "info") -> int:
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         timeout_graceful_shutdown=30,
+        proxy_headers=False,  # thrifty does not read client addresses; skip the per-request rewrite
+        server_header=False,
         lifespan="on",
     )
     server = uvicorn.Server(uvicorn_config)
