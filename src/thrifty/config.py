@@ -257,19 +257,26 @@ def _litellm_settings(
         breaker = {k: raw[v] for k, v in (("failures", "allowed_fails"), ("cooldown", "cooldown_time")) if v in raw}
         if breaker:
             balance["breaker"] = breaker
-        for key in ("fallbacks", "context_window_fallbacks"):
-            entries = raw.get(key)
-            if entries is None:
-                continue
-            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-                raise (where / key).error("must be a list of {model_name: [fallback, ...]} mappings")
-            for entry in entries:
-                for name, targets in entry.items():
-                    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-                        raise (where / key / str(name)).error("must be a list of model names")
-                    group_options.setdefault(str(name), {}).setdefault(key, targets)
+        _litellm_fallbacks(raw, where, group_options)
     if balance:
         sections["balance"] = balance
+
+
+def _litellm_fallbacks(
+    raw: Mapping[str, Any], where: Where, group_options: dict[str, dict[str, Any]]
+) -> None:
+    """``fallbacks: [{gpt: [claude]}]`` becomes the ``gpt`` group's ``fallbacks`` option."""
+    for key in ("fallbacks", "context_window_fallbacks"):
+        entries = raw.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise (where / key).error("must be a list of {model_name: [fallback, ...]} mappings")
+        for entry in entries:
+            for name, targets in entry.items():
+                if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                    raise (where / key / str(name)).error("must be a list of model names")
+                group_options.setdefault(str(name), {}).setdefault(key, targets)
 
 
 def _parse_server(raw: Any, where: Where) -> ServerConfig:
