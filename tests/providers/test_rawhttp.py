@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 import pytest
@@ -39,7 +43,7 @@ Answer = Callable[[asyncio.StreamWriter, int, int], Awaitable[bool]]
 
 
 @asynccontextmanager
-async def raw_server(answer: Answer) -> AsyncIterator[Seen]:
+async def raw_server(answer: Answer, tls: ssl.SSLContext | None = None) -> AsyncIterator[Seen]:
     """A tiny HTTP/1.1 server that reads requests and lets `answer` write raw bytes back."""
     seen = Seen()
 
@@ -61,8 +65,8 @@ async def raw_server(answer: Answer) -> AsyncIterator[Seen]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    seen.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
+    seen.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
     async with server:
         yield seen
 
@@ -182,7 +186,8 @@ async def test_large_body_survives_flow_control(raw: RawTransport) -> None:
     assert bytes(received) == big
 
 
-async def test_abandoned_stream_closes_its_connection(raw: RawTransport) -> None:
+@pytest.mark.parametrize("read_first", [True, False])
+async def test_abandoned_stream_closes_its_connection(raw: RawTransport, read_first: bool) -> None:
     async def answer(writer: asyncio.StreamWriter, n: int, _: int) -> bool:
         if n == 1:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
@@ -193,7 +198,8 @@ async def test_abandoned_stream_closes_its_connection(raw: RawTransport) -> None
     async with raw_server(answer) as seen:
         stream = await raw.open_stream(HttpRequest(seen.url, STREAM_BODY))
         chunks = stream.chunks()
-        assert await anext(chunks) == b"only part"
+        if read_first:
+            assert await anext(chunks) == b"only part"
         await chunks.aclose()
         await stream.aclose()
         assert (await raw.post(HttpRequest(seen.url, BODY))).body == b"ok"
@@ -289,3 +295,50 @@ async def test_openai_backend_over_either_transport(make: Callable[[], Transport
             assert caught.value.retry_after == 2.0
         finally:
             await backend.aclose()
+
+
+async def test_idle_connection_that_hears_data_is_dropped(raw: RawTransport) -> None:
+    async def answer(writer: asyncio.StreamWriter, n: int, on_this: int) -> bool:
+        writer.write(ok())
+        if on_this == 1:  # then an unsolicited answer, as servers send 408 before closing an idle socket
+            await writer.drain()
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    async with raw_server(answer) as seen:
+        first = await raw.post(HttpRequest(seen.url, BODY))
+        await asyncio.sleep(0.05)
+        second = await raw.post(HttpRequest(seen.url, BODY))
+        await raw.aclose()
+    assert first.status == second.status == 200
+    assert seen.connections == 2
+
+
+async def test_header_values_cannot_smuggle_lines(raw: RawTransport) -> None:
+    with pytest.raises(ValueError, match="line breaks"):
+        await raw.post(HttpRequest("http://127.0.0.1:9/v1", BODY, {"x-key": "a\r\nHost: evil"}))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+
+    async def answer(writer: asyncio.StreamWriter, n: int, _: int) -> bool:
+        writer.write(ok(b"secret"))
+        return True
+
+    async with raw_server(answer, tls=server_tls) as seen:
+        trusting = RawTransport(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        trusting.open()
+        bodies = [(await trusting.post(HttpRequest(seen.url, BODY))).body for _ in range(2)]
+        await trusting.aclose()
+        with pytest.raises(ssl.SSLCertVerificationError):  # the default context does not trust it
+            await RawTransport().post(HttpRequest(seen.url, BODY))
+    assert bodies == [b"secret", b"secret"] and seen.connections <= 2

@@ -52,6 +52,8 @@ def _target(url: str) -> _Target:
 def _head(target: _Target, request: HttpRequest) -> bytes:
     lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host}", f"Content-Length: {len(request.body)}"]
     lines += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() not in _OWN_HEADERS]
+    if any("\r" in line or "\n" in line for line in lines):
+        raise ValueError("HTTP header names and values must not contain line breaks")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
@@ -72,6 +74,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: CIMultiDict[str] = CIMultiDict()
         self.headers_done = self.done = self.got_byte = self._paused = False
+        self.idle = False  # True while pooled, between exchanges
         self.keep_alive = True
         self._body: list[bytes] = []
         self._buffered = 0
@@ -82,11 +85,15 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.idle:  # an idle connection has nothing to hear (a 408, say): drop it
+            self.close()
+            return
         self.got_byte = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ConnectionResetError(f"unreadable HTTP response ({exc})"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if not self.done:  # else: bytes after the answer, which only make the connection unusable
+                self._fail(ConnectionResetError(f"unreadable HTTP response ({exc!r})"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -98,6 +105,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise ValueError("a second answer to one request")
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
@@ -181,10 +191,10 @@ class _Connection(asyncio.Protocol):
 class RawTransport:
     """HTTP/1.1 on asyncio directly: keep-alive pools per event loop and host."""
 
-    def __init__(self, *, max_idle_per_host: int = 256) -> None:
+    def __init__(self, *, max_idle_per_host: int = 256, ssl_context: ssl.SSLContext | None = None) -> None:
         self.max_idle_per_host = max_idle_per_host
         self._pools: dict[asyncio.AbstractEventLoop, dict[Key, list[_Connection]]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context  # default: ssl.create_default_context(), made on first use
         self._users = 0
 
     def _pool(self, key: Key) -> list[_Connection]:
@@ -237,6 +247,7 @@ class RawTransport:
         """Back to the pool if the exchange finished cleanly and the server keeps it open."""
         pool = self._pool(conn.key) if conn.reusable() else None
         if pool is not None and len(pool) < self.max_idle_per_host:
+            conn.idle = True
             pool.append(conn)
         else:
             conn.close()
