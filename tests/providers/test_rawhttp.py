@@ -342,3 +342,23 @@ async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
         with pytest.raises(ssl.SSLCertVerificationError):  # the default context does not trust it
             await RawTransport().post(HttpRequest(seen.url, BODY))
     assert bodies == [b"secret", b"secret"] and seen.connections <= 2
+
+
+def test_under_uvloop_as_thrifty_serve_runs() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> tuple[list[int], list[str], int]:
+        transport = RawTransport()
+        transport.open()
+        async with FakeUpstream(chunks=30) as up:
+            url = up.url + "/chat/completions"
+            statuses = [(await transport.post(HttpRequest(url, BODY))).status for _ in range(3)]
+            events = [e.data async for e in HttpClient(transport).events(HttpRequest(url, STREAM_BODY), Trace())]
+            pooled = sum(len(pool) for pools in transport._pools.values() for pool in pools.values())
+            await transport.aclose()
+        return statuses, events, pooled
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        statuses, events, pooled = runner.run(scenario())
+    assert statuses == [200, 200, 200] and events[-1] == "[DONE]" and len(events) > 30
+    assert pooled == 1  # one keep-alive connection served all four exchanges
