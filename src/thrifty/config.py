@@ -425,26 +425,54 @@ def _str(raw: Mapping[str, Any], key: str, where: Where, *, required: bool = Fal
     return value
 
 
-def _positive(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
+# -- field readers, shared by every capability's settings parser ---------------
+
+
+def reject_unknown(raw: Mapping[str, Any], known: set[str], where: Where) -> None:
+    """Stop at the first key of ``raw`` that is not in ``known``, naming the keys allowed."""
+    unknown = sorted(set(map(str, raw)) - known)
+    if unknown:
+        raise (where / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(known))}")
+
+
+def read_bool(raw: Mapping[str, Any], key: str, where: Where, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise (where / key).error(f"must be true or false, got {value!r}")
+    return value
+
+
+def read_positive(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise (where / key).error(f"must be a positive number, got {value!r}")
     return float(value)
 
 
-def _positive_int(
-    raw: Mapping[str, Any], key: str, where: Where, default: int | None
-) -> int | None:
+def read_positive_int(raw: Mapping[str, Any], key: str, where: Where, default: int) -> int:
     value = raw.get(key, default)
-    if value is None:
-        return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise (where / key).error(f"must be a positive integer, got {value!r}")
     return value
 
 
+_positive = read_positive
+
+
+def _positive_int(
+    raw: Mapping[str, Any], key: str, where: Where, default: int | None
+) -> int | None:
+    if raw.get(key, default) is None:
+        return None
+    return read_positive_int(raw, key, where, default or 0)
+
+
 __all__ = [
     "Config",
+    "read_bool",
+    "read_positive",
+    "read_positive_int",
+    "reject_unknown",
     "Deployment",
     "ModelGroup",
     "ServerConfig",

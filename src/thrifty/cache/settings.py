@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..config import Config, ModelGroup, Where
+from ..config import Config, ModelGroup, Where, read_bool, read_positive, read_positive_int, reject_unknown
 
 DEFAULT_THRESHOLD = 0.85
 DEFAULT_TTLS = (300.0, 86400.0, 3600.0)
@@ -75,9 +75,9 @@ def parse_settings(config: Config, group: ModelGroup) -> CacheSettings:
         enabled = True
     else:
         raise where.error("must be a mapping of cache settings (or true/false)")
-    _no_unknown(section, _SECTION_KEYS, where)
+    reject_unknown(section, _SECTION_KEYS, where)
     settings = CacheSettings(
-        enabled=_bool(section, "enabled", where, enabled),
+        enabled=read_bool(section, "enabled", where, enabled),
         store=_store(section, where, config),
     )
     settings = _overrides(settings, section, where)
@@ -94,8 +94,8 @@ def _group_overrides(settings: CacheSettings, group: ModelGroup, config: Config)
         return replace(settings, enabled=raw)
     if not isinstance(raw, Mapping):
         raise where.error("must be true, false or a mapping of cache settings")
-    _no_unknown(raw, _GROUP_KEYS, where)
-    settings = replace(settings, enabled=_bool(raw, "enabled", where, True))
+    reject_unknown(raw, _GROUP_KEYS, where)
+    settings = replace(settings, enabled=read_bool(raw, "enabled", where, True))
     return _overrides(settings, raw, where)
 
 
@@ -106,10 +106,10 @@ def _overrides(settings: CacheSettings, raw: Mapping[str, Any], where: Where) ->
     return replace(
         settings,
         ttls=_ttls(raw, where, settings.ttls),
-        semantic=_bool(raw, "semantic", where, settings.semantic),
+        semantic=read_bool(raw, "semantic", where, settings.semantic),
         threshold=float(threshold),
-        verify=_bool(raw, "verify", where, settings.verify),
-        cache_sampled=_bool(raw, "cache_sampled", where, settings.cache_sampled),
+        verify=read_bool(raw, "verify", where, settings.verify),
+        cache_sampled=read_bool(raw, "cache_sampled", where, settings.cache_sampled),
     )
 
 
@@ -125,51 +125,26 @@ def _store(section: Mapping[str, Any], where: Where, config: Config) -> StoreSet
     ):
         raise (where / "redis_url").error(f"must be a redis:// URL, got {redis_url!r}")
     return StoreSettings(
-        l1_bytes=_positive_int(section, "l1_bytes", where, StoreSettings.l1_bytes),
+        l1_bytes=read_positive_int(section, "l1_bytes", where, StoreSettings.l1_bytes),
         l2_path=l2_path,
         redis_url=redis_url,
-        redis_timeout=_positive(section, "redis_timeout", where, StoreSettings.redis_timeout),
-        hnsw_after=_positive_int(section, "hnsw_after", where, StoreSettings.hnsw_after),
+        redis_timeout=read_positive(section, "redis_timeout", where, StoreSettings.redis_timeout),
+        hnsw_after=read_positive_int(section, "hnsw_after", where, StoreSettings.hnsw_after),
     )
 
 
 def _ttls(raw: Mapping[str, Any], where: Where, default: tuple[float, float, float]) -> tuple[float, float, float]:
     ttls = list(default)
     if "ttl" in raw:
-        ttls = [_positive(raw, "ttl", where, 0.0)] * 3
+        ttls = [read_positive(raw, "ttl", where, 0.0)] * 3
     per_level = raw.get("ttls")
     if per_level is not None:
         if not isinstance(per_level, Mapping):
             raise (where / "ttls").error("must be a mapping like {l1: 300, l2: 86400, l3: 3600}")
-        _no_unknown(per_level, set(LEVELS), where / "ttls")
+        reject_unknown(per_level, set(LEVELS), where / "ttls")
         for i, level in enumerate(LEVELS):
             if level in per_level:
-                ttls[i] = _positive(per_level, level, where / "ttls", 0.0)
+                ttls[i] = read_positive(per_level, level, where / "ttls", 0.0)
     return (ttls[0], ttls[1], ttls[2])
 
 
-def _no_unknown(raw: Mapping[str, Any], known: set[str], where: Where) -> None:
-    unknown = sorted(set(map(str, raw)) - known)
-    if unknown:
-        raise (where / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(known))}")
-
-
-def _bool(raw: Mapping[str, Any], key: str, where: Where, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise (where / key).error(f"must be true or false, got {value!r}")
-    return value
-
-
-def _positive(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise (where / key).error(f"must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _positive_int(raw: Mapping[str, Any], key: str, where: Where, default: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise (where / key).error(f"must be a positive integer, got {value!r}")
-    return value
