@@ -258,8 +258,9 @@ class RawTransport:
         except BaseException:
             conn.close()
             raise
+        response = HttpResponse(conn.status, conn.headers, body)
         self.release(conn)
-        return HttpResponse(conn.status, conn.headers, body)
+        return response
 
     async def open_stream(self, request: HttpRequest) -> StreamResponse:
         conn = await self._exchange(request)
