@@ -107,6 +107,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.done:
             raise ValueError("a second answer to one request")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
