@@ -18,7 +18,7 @@ from ..config import Deployment
 from ..errors import ConfigError, InvalidRequest, UpstreamConnectionError, UpstreamError
 from ..types import ChatRequest, ChatResponse, Chunk, Message, completion_body, message_text
 from .anthropic_stream import StreamDecoder, finish_reason, usage_from
-from .http import HttpClient, HttpRequest, Timeouts, Transport, extra_headers
+from .http import HttpClient, HttpRequest, Timeouts, Transport, deployment_transport, extra_headers
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -216,7 +216,7 @@ class AnthropicBackend:
         if deployment.api_key:
             self._headers["x-api-key"] = deployment.api_key
         self._timeouts = Timeouts.for_deployment(deployment)
-        self._http = HttpClient(transport)
+        self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
     def _request(self, payload: dict[str, Any]) -> HttpRequest:
         return HttpRequest(self._url, orjson.dumps(payload), self._headers, self._timeouts)

@@ -18,7 +18,16 @@ from ..config import Deployment
 from ..errors import ConfigError, UpstreamConnectionError, UpstreamError
 from ..types import ChatRequest, ChatResponse, Chunk, Message, Trace, Usage, usage_chunk
 from .estimate import estimate_tokens, estimate_usage
-from .http import HttpClient, HttpRequest, Timeouts, Transport, error_detail, extra_headers, option_mapping
+from .http import (
+    HttpClient,
+    HttpRequest,
+    Timeouts,
+    Transport,
+    deployment_transport,
+    error_detail,
+    extra_headers,
+    option_mapping,
+)
 
 # --------------------------------------------------------------------------- translation
 
@@ -140,7 +149,7 @@ class OpenAIBackend:
         if deployment.api_key:
             self._headers["authorization"] = f"Bearer {deployment.api_key}"
         self._timeouts = Timeouts.for_deployment(deployment)
-        self._http = HttpClient(transport)
+        self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
     def _request(self, path: str, payload: dict[str, Any]) -> HttpRequest:
         return HttpRequest(self._base + path, orjson.dumps(payload), self._headers, self._timeouts)
