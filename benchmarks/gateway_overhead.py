@@ -114,6 +114,39 @@ def ensure_litellm() -> Path | None:
     return exe if done.returncode == 0 and exe.exists() else None
 
 
+@contextlib.contextmanager
+def target(
+    name: str, chunks: int, thrifty: str, litellm: Path | None, startup: dict[str, float] | None
+) -> Iterator[str]:
+    """A fresh fake upstream, and the proxy under test in front of it; yields the URL to load."""
+    up_port = free_port()
+    with process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", str(chunks)]):
+        upstream = f"http://127.0.0.1:{up_port}/v1"
+        wait_ready(upstream + "/chat/completions")
+        if name == "direct":
+            yield upstream + "/chat/completions"
+            return
+        folder = Path(tempfile.mkdtemp())
+        entry = f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
+        port = free_port()
+        if name == "thrifty":
+            (folder / "thrifty.yaml").write_text(f"server: {{data_dir: {folder}}}\n" + entry)
+            cmd = [thrifty, "serve", "--config", str(folder / "thrifty.yaml"), "--port", str(port), "--log-level", "warning"]
+            url, env, wait = f"http://127.0.0.1:{port}/v1/chat/completions", None, 60.0
+        else:
+            assert litellm is not None
+            (folder / "litellm.yaml").write_text(entry)
+            cmd = [str(litellm), "--config", str(folder / "litellm.yaml"), "--port", str(port), "--num_workers", "1"]
+            env = {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+            url, wait = f"http://127.0.0.1:{port}/chat/completions", 180.0
+        t0 = time.perf_counter()
+        with process(cmd, env=env):
+            wait_ready(url, timeout=wait)
+            if startup is not None and name == "thrifty":
+                startup["thrifty serve -> first answer (fake upstream)"] = (time.perf_counter() - t0) * 1000
+            yield url
+
+
 def timed(cmd: list[str], runs: int = 15) -> float:
     samples = []
     for _ in range(runs):
@@ -146,41 +179,20 @@ def main() -> int:
 
     results: dict[str, dict[int, dict[str, float]]] = {}
     startup: dict[str, float] = {}
+    litellm = None if args.no_litellm else ensure_litellm()
+    names = ["direct", "thrifty"] + (["litellm"] if litellm else [])
     for stream, chunks in ((False, 1), (True, 100)):
-        up_port = free_port()
         body = {**BODY, "stream": stream}
-        with process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", str(chunks)]):
-            upstream = f"http://127.0.0.1:{up_port}/v1"
-            wait_ready(upstream + "/chat/completions")
-            targets: dict[str, str] = {"direct": upstream + "/chat/completions"}
-            with contextlib.ExitStack() as stack:
-                cfg = Path(tempfile.mkdtemp()) / "thrifty.yaml"
-                cfg.write_text(
-                    f"server: {{data_dir: {cfg.parent}}}\nmodel_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
-                )
-                port = free_port()
-                t0 = time.perf_counter()
-                stack.enter_context(process([thrifty, "serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning"]))
-                targets["thrifty"] = f"http://127.0.0.1:{port}/v1/chat/completions"
-                wait_ready(targets["thrifty"])
-                if not stream:
-                    startup["thrifty serve -> first answer (fake upstream)"] = (time.perf_counter() - t0) * 1000
-                litellm = None if args.no_litellm else ensure_litellm()
-                if litellm:
-                    lport = free_port()
-                    lcfg = cfg.parent / "litellm.yaml"
-                    lcfg.write_text(
-                        f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
-                    )
-                    stack.enter_context(process([str(litellm), "--config", str(lcfg), "--port", str(lport), "--num_workers", "1"], env={"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}))
-                    targets["litellm"] = f"http://127.0.0.1:{lport}/chat/completions"
-                    wait_ready(targets["litellm"], timeout=180)
-                for name, url in targets.items():
-                    wrk(url, 1, 2, body)  # warm up
-                    for conns in (1, 10, 50):
-                        key = f"{name}{' (stream 100 chunks)' if stream else ''}"
-                        results.setdefault(key, {})[conns] = r = wrk(url, conns, args.seconds, body)
-                        print(key, conns, r, file=sys.stderr, flush=True)
+        for name in names:
+            # Each target gets its own fresh upstream process, so no target's idle pooled
+            # connections sit through another target's load (the aiohttp-based fake upstream
+            # was seen to stall an idle keep-alive connection after a 50-connection burst).
+            with target(name, chunks, thrifty, litellm, startup if not stream else None) as url:
+                key = f"{name}{' (stream 100 chunks)' if stream else ''}"
+                wrk(url, 1, 2, body)  # warm up
+                for conns in (1, 10, 50):
+                    results.setdefault(key, {})[conns] = r = wrk(url, conns, args.seconds, body)
+                    print(key, conns, r, file=sys.stderr, flush=True)
 
     lines += ["| target | conns | p50 ms | p99 ms | req/s | errors | added p50 ms vs direct |", "|---|---|---|---|---|---|---|"]
     for key, by_conn in results.items():
