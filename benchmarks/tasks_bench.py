@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thrifty.backend import Backend
+from thrifty.providers.openai import remote_backend
 from thrifty.tasks import AimdLimit, AimdSettings, TaskManager
-from thrifty.tasks.http_backend import HttpBackend
 from thrifty.testing import chat
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,13 +137,13 @@ def median_row(runs: list[Row]) -> Row:
                [x for r in runs for x in r.latencies], sum(r.cpu_s for r in runs))
 
 
-async def timed_call(backend: HttpBackend, latencies: list[float]) -> None:
+async def timed_call(backend: Backend, latencies: list[float]) -> None:
     start = time.perf_counter()
     await backend.complete(chat("hello"))
     latencies.append(time.perf_counter() - start)
 
 
-async def io_manager(backend: HttpBackend, workers: int, n: int) -> Row:
+async def io_manager(backend: Backend, workers: int, n: int) -> Row:
     latencies: list[float] = []
     cpu = time.process_time()
     start = time.perf_counter()
@@ -154,7 +155,7 @@ async def io_manager(backend: HttpBackend, workers: int, n: int) -> Row:
     return Row(workers, n, seconds, ok, latencies, time.process_time() - cpu)
 
 
-async def io_semaphore(backend: HttpBackend, workers: int, n: int) -> Row:
+async def io_semaphore(backend: Backend, workers: int, n: int) -> Row:
     latencies: list[float] = []
     sem = asyncio.Semaphore(workers)
 
@@ -215,7 +216,7 @@ async def overhead(n: int = 20_000, workers: int = 256) -> tuple[float, float]:
 
 async def io_bench(rounds: int) -> tuple[list[Row], list[Row]]:
     proc, port = fake_upstream()
-    backend = HttpBackend(f"http://127.0.0.1:{port}")
+    backend = remote_backend(f"http://127.0.0.1:{port}")
     try:
         await backend.start()
         await io_semaphore(backend, max(WORKERS), max(WORKERS))  # open the connections once, for both sides
@@ -333,7 +334,7 @@ async def adaptive_bench(cap: int, duration_s: float) -> Adaptive:
     import aiohttp
 
     proc, port = capped_upstream(cap)
-    backend = HttpBackend(f"http://127.0.0.1:{port}")
+    backend = remote_backend(f"http://127.0.0.1:{port}")
     clock0 = time.monotonic()
     limit = AimdLimit(AimdSettings(initial=4, maximum=1024), clock=lambda: time.monotonic() - clock0)
     failed = done = 0
@@ -519,7 +520,7 @@ def render(r: Results, images: list[str]) -> str:
         "\n".join(r.header),
         "## Targets\n\n" + "\n".join(verdicts(r)),
         "## I/O-bound: chat calls over HTTP to a fake upstream (200 ms +/- 20 ms), by workers\n\n"
-        "`thrifty.fakeupstream` in its own process; the client is `HttpBackend` (aiohttp). Speedup is "
+        "`thrifty.fakeupstream` in its own process; the client is thrifty's OpenAI provider (`remote_backend`, lean httptools transport). Speedup is "
         "throughput over the 1-worker run; efficiency is speedup / workers. The bare columns are the same "
         "calls through `asyncio.Semaphore` + `gather`, the floor any manager adds cost to. Each setting "
         "ran twice (three times at 256 workers), alternating which side went first; a row is the median "

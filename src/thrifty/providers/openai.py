@@ -32,6 +32,17 @@ from .http import (
 # --------------------------------------------------------------------------- translation
 
 
+def remote_backend(url: str, api_key: str | None = None, timeout: float = 600.0) -> OpenAIBackend:
+    """A backend for any OpenAI-compatible server (a running thrifty gateway, say) that
+    sends each request's own model name: what ``--url`` means on the command line."""
+    base = url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return OpenAIBackend(
+        Deployment(name=base, provider="openai", model="*", api_base=base, api_key=api_key, timeout=timeout)
+    )
+
+
 def request_body(
     request: ChatRequest,
     model: str,
@@ -151,12 +162,16 @@ class OpenAIBackend:
         self._timeouts = Timeouts.for_deployment(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
+    def _model(self, request: ChatRequest) -> str:
+        """The deployment's model id; ``*`` passes the client's model name through."""
+        return request.model if self.deployment.model == "*" else self.deployment.model
+
     def _request(self, path: str, payload: dict[str, Any]) -> HttpRequest:
         return HttpRequest(self._base + path, orjson.dumps(payload), self._headers, self._timeouts)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         request.trace.deployment = self.name
-        payload = request_body(request, self.deployment.model, stream=False, defaults=self._defaults)
+        payload = request_body(request, self._model(request), stream=False, defaults=self._defaults)
         data = await self._http.post_json(self._request("/chat/completions", payload), request.trace)
         response, estimated = parse_response(data, request.messages)
         if estimated:
@@ -167,7 +182,7 @@ class OpenAIBackend:
         trace = request.trace
         trace.deployment = self.name
         payload = request_body(
-            request, self.deployment.model, stream=True, defaults=self._defaults, stream_usage=self._stream_usage
+            request, self._model(request), stream=True, defaults=self._defaults, stream_usage=self._stream_usage
         )
         tally = _Tally(trace)
         done = False

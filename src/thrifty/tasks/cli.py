@@ -105,9 +105,10 @@ def _settings(args: argparse.Namespace) -> tuple[TasksConfig, str | None]:
 
 def _backend(args: argparse.Namespace, config_path: str | None, *, ray: bool) -> Backend | BackendFactory:
     if args.url:
-        from .http_backend import HttpBackend
+        from ..providers.openai import remote_backend
 
-        return HttpBackend(args.url, api_key=args.api_key or os.environ.get("THRIFTY_API_KEY"))
+        factory = functools.partial(remote_backend, args.url, args.api_key or os.environ.get("THRIFTY_API_KEY"))
+        return factory if ray else factory()  # Ray workers each open their own connections
     if config_path:
         from ..gateway import Gateway
 

@@ -1,21 +1,25 @@
-"""HttpBackend translates HTTP failures into thrifty's error tree by status and type."""
+"""`--url` backends: any OpenAI-compatible server, each request's own model name sent on."""
 
 from __future__ import annotations
+
+import functools
+import pickle
 
 import pytest
 
 from thrifty.errors import RateLimited, UpstreamConnectionError, UpstreamStatusError
 from thrifty.fakeupstream import FakeUpstream
-from thrifty.tasks.http_backend import HttpBackend
+from thrifty.providers.openai import remote_backend
 from thrifty.testing import chat
 
 
-async def test_answers_and_errors_from_a_real_server() -> None:
+async def test_answers_with_the_requests_model_and_maps_errors() -> None:
     async with FakeUpstream(text="hello there") as upstream:
-        backend = HttpBackend(upstream.url)
+        backend = remote_backend(upstream.url.removesuffix("/v1"))  # /v1 is added when missing
         try:
-            response = await backend.complete(chat("hi"))
+            response = await backend.complete(chat("hi", model="some-model"))
             assert "hello" in response.text and response.usage.completion_tokens > 0
+            assert response.body["model"] == "some-model"  # passed through, not replaced
             upstream.configure(burst_429=1, retry_after=3)
             with pytest.raises(RateLimited) as limited:
                 await backend.complete(chat("hi"))
@@ -33,7 +37,7 @@ async def test_answers_and_errors_from_a_real_server() -> None:
 
 
 async def test_connection_refused_is_retryable(free_port: int) -> None:
-    backend = HttpBackend(f"http://127.0.0.1:{free_port}")
+    backend = remote_backend(f"http://127.0.0.1:{free_port}")
     try:
         with pytest.raises(UpstreamConnectionError) as err:
             await backend.complete(chat("hi"))
@@ -42,8 +46,7 @@ async def test_connection_refused_is_retryable(free_port: int) -> None:
         await backend.aclose()
 
 
-def test_pickles_as_settings_without_a_session() -> None:
-    import pickle
-
-    copy = pickle.loads(pickle.dumps(HttpBackend("http://127.0.0.1:9/v1", api_key="k", timeout=5)))
-    assert copy.endpoint == "http://127.0.0.1:9/v1/chat/completions" and copy.api_key == "k"
+def test_a_factory_pickles_for_ray_workers() -> None:
+    factory = pickle.loads(pickle.dumps(functools.partial(remote_backend, "http://127.0.0.1:9", "k")))
+    backend = factory()
+    assert backend.deployment.api_base == "http://127.0.0.1:9/v1" and backend.deployment.api_key == "k"
