@@ -271,15 +271,33 @@ async def _timed(awaitable: Awaitable[T], deadline: float, trace: Trace) -> T:
 # --------------------------------------------------------------------------- aiohttp
 
 
-class AiohttpTransport:
-    """The default transport: aiohttp, one pooled session per event loop, made on first use."""
+class SharedTransport:
+    """Counts the backends using a pooled transport; the last one out releases the pool."""
+
+    _users = 0
+
+    def open(self) -> None:
+        self._users += 1
+
+    async def aclose(self) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        self._users = 0
+        await self._release()
+
+    async def _release(self) -> None:
+        """Close this event loop's pooled connections."""
+
+
+class AiohttpTransport(SharedTransport):
+    """aiohttp, one pooled session per event loop, made on first use."""
 
     def __init__(self, *, limit: int = 1000, limit_per_host: int = 0, ttl_dns_cache: int = 300) -> None:
         self.limit = limit
         self.limit_per_host = limit_per_host
         self.ttl_dns_cache = ttl_dns_cache
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._users = 0
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -316,14 +334,7 @@ class AiohttpTransport:
         )
         return _AiohttpStream(response)
 
-    def open(self) -> None:
-        self._users += 1
-
-    async def aclose(self) -> None:
-        self._users -= 1
-        if self._users > 0:
-            return
-        self._users = 0
+    async def _release(self) -> None:
         session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None:
             await session.close()

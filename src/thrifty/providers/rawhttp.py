@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict
 
-from .http import HttpRequest, HttpResponse, StreamResponse
+from .http import HttpRequest, HttpResponse, SharedTransport, StreamResponse
 
 HIGH_WATER = 256 * 1024  # buffered body bytes that pause reading from the socket
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -188,14 +188,13 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class RawTransport:
+class RawTransport(SharedTransport):
     """HTTP/1.1 on asyncio directly: keep-alive pools per event loop and host."""
 
     def __init__(self, *, max_idle_per_host: int = 256, ssl_context: ssl.SSLContext | None = None) -> None:
         self.max_idle_per_host = max_idle_per_host
         self._pools: dict[asyncio.AbstractEventLoop, dict[Key, list[_Connection]]] = {}
         self._ssl = ssl_context  # default: ssl.create_default_context(), made on first use
-        self._users = 0
 
     def _pool(self, key: Key) -> list[_Connection]:
         loop = asyncio.get_running_loop()
@@ -267,14 +266,7 @@ class RawTransport:
         conn = await self._exchange(request)
         return _RawStream(self, conn)
 
-    def open(self) -> None:
-        self._users += 1
-
-    async def aclose(self) -> None:
-        self._users -= 1
-        if self._users > 0:
-            return
-        self._users = 0
+    async def _release(self) -> None:
         for pool in self._pools.pop(asyncio.get_running_loop(), {}).values():
             for conn in pool:
                 conn.close()
