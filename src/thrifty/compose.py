@@ -15,7 +15,7 @@ A new capability is a new wrapper added here, not an ``if`` somewhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +60,18 @@ class Stack:
             if inner is not None:
                 todo.append(inner)
 
+    def reporters(self) -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
+        """``(name, report)`` for each layer with live state (breakers, queues, caches, routers)."""
+        for layer in self.walk():
+            report = getattr(layer, "status", None) or getattr(layer, "stats", None)
+            if callable(report):
+                yield f"{type(layer).__name__}:{layer.name}", report
+
     def attach(self, observer: Observer) -> None:
         """Let the observer read each layer's live state and feed routers ratings."""
+        for name, report in self.reporters():
+            observer.add_gauge_source(name, report)
         for layer in self.walk():
-            status = getattr(layer, "status", None) or getattr(layer, "stats", None)
-            if callable(status):
-                observer.add_gauge_source(f"{type(layer).__name__}:{layer.name}", status)
             on_feedback = getattr(layer, "on_feedback", None)
             if callable(on_feedback):
                 observer.add_feedback_listener(on_feedback)

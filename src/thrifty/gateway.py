@@ -181,14 +181,9 @@ class Gateway:
             code="model_not_found",
         )
 
-    def stack_routes(self) -> list[Any]:
-        """HTTP routes that layers of the stack offer (cache purge, breaker admin, ...)."""
-        routes: list[Any] = []
-        for layer in self.stack.walk():
-            offer = getattr(layer, "routes", None)
-            if callable(offer):
-                routes.extend(offer())
-        return routes
+    def status(self) -> dict[str, Any]:
+        """Live state of every layer that reports one: breakers, queues, caches, routers."""
+        return {name: report() for name, report in self.stack.reporters()}
 
     # -- conveniences for library users -----------------------------------
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -238,3 +239,17 @@ def test_embeddings_from_the_embedded_minilm(gateway: Running) -> None:
         client.embeddings.create(model="fake", input="x")
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="no-such-embedder", input="x")
+
+
+def test_admin_status_shows_breaker_state_and_needs_the_key(gateway: Running) -> None:
+    base = gateway.url.removesuffix("/v1")
+    req = urllib.request.Request(base + "/admin/status", headers={"authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        status = json.load(r)
+    balancers = {k: v for k, v in status.items() if k.startswith("Balancer:")}
+    assert balancers, status
+    text = json.dumps(balancers)
+    assert "closed" in text  # the one deployment's breaker
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(base + "/admin/status", timeout=10)
+    assert denied.value.code == 401

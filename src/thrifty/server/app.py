@@ -211,6 +211,14 @@ class Server:
             return error_response(exc)
         return json_response({"namespace": namespace, "removed": removed})
 
+    async def admin_status(self, request: Request) -> Response:
+        """``GET /admin/status``: breaker states, queues, cache and router counters."""
+        try:
+            self.authenticate(request)
+        except ThriftyError as exc:
+            return error_response(exc)
+        return Response(orjson.dumps(self.gateway.status(), default=str), media_type=JSON)
+
     async def health(self, request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -292,12 +300,12 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         Route("/v1/models", server.models, methods=["GET"]),
         Route("/v1/embeddings", server.embeddings, methods=["POST"]),
         Route("/v1/cache/purge", server.purge_cache, methods=["POST"]),
+        Route("/admin/status", server.admin_status, methods=["GET"]),
         Route("/health", server.health, methods=["GET"]),
         Route("/ready", server.ready, methods=["GET"]),
     ]
     if gateway.observer is not None:
         routes.extend(gateway.observer.routes())
-    routes.extend(gateway.stack_routes())
     from ..tasks.batch_server import BatchService
     from ..tasks.settings import parse_tasks
 
