@@ -57,3 +57,21 @@ def test_from_config_file_builds_the_configured_models(tmp_path: Path) -> None:
 
     rows = sqlite3.connect(tmp_path / "ledger.db").execute("SELECT model, status FROM requests").fetchall()
     assert rows == [("scripted", 200)]
+
+
+def test_sync_use_without_close_still_writes_the_ledger_at_exit(tmp_path: Path) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        f"server: {{data_dir: {tmp_path}}}\n"
+        "models:\n  - name: s\n    deployments: [{provider: fake, model: x, options: {script: hi}}]\n"
+    )
+    code = f"import thrifty; gw = thrifty.Gateway.from_config({str(cfg)!r}); print(gw.chat_sync('s', 'x').text)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "hi"
+    rows = sqlite3.connect(tmp_path / "ledger.db").execute("SELECT count(*) FROM requests").fetchone()
+    assert rows == (1,)

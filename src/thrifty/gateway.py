@@ -223,12 +223,17 @@ class Gateway:
             loop.run(agen.aclose())
 
     def close_sync(self) -> None:
+        """Close after sync use: drains the ledger. Also runs at interpreter exit."""
         if self._sync is not None:
             self._sync.run(self.aclose())
 
     def _loop(self) -> _LoopThread:
         if self._sync is None:
+            import atexit
+
             self._sync = _LoopThread()
+            # Sync callers often never close: drain what was accepted before the process ends.
+            atexit.register(self.close_sync)
         return self._sync
 
     # -- observation -------------------------------------------------------
