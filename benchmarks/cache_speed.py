@@ -25,6 +25,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,19 @@ def rss() -> int:
 def pct(samples: list[float], q: float) -> float:
     return float(np.percentile(np.array(samples) * 1000, q))
 
+
+
+async def paced(one: Callable[[], Awaitable[None]], rate: float, seconds: float) -> float:
+    """Start ``one()`` at a steady ``rate`` (open loop) for ``seconds``; the wall time taken."""
+    tasks = []
+    begin = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = begin + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one()))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - begin
 
 async def exact_layer(n: int = 5000) -> dict[str, float]:
     store = CacheStore(StoreSettings(l2_path=None))
@@ -91,15 +105,7 @@ async def gateway_paced(cache: bool, rate: float = 300.0, seconds: float = 5.0) 
             await gateway.complete(request)
             times.append(time.perf_counter() - start)
 
-        tasks = []
-        begin = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            delay = begin + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one()))
-        await asyncio.gather(*tasks)
-        achieved = len(times) / (time.perf_counter() - begin)
+        achieved = len(times) / await paced(one, rate, seconds)
         await gateway.aclose()
     return {"p50": pct(times, 50), "p99": pct(times, 99), "rate": achieved}
 
@@ -161,15 +167,7 @@ async def _drive(base: str, rate: float, seconds: float, aiohttp: Any) -> dict[s
                 overhead.append(float(r.headers.get("x-thrifty-overhead-ms", "nan")) / 1000)
             times.append(time.perf_counter() - start)
 
-        tasks = []
-        begin = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            delay = begin + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one()))
-        await asyncio.gather(*tasks)
-        achieved = len(times) / (time.perf_counter() - begin)
+        achieved = len(times) / await paced(one, rate, seconds)
     return {"p50": pct(times, 50), "p99": pct(times, 99), "rate": achieved,
             "server_p50": pct(overhead, 50), "server_p99": pct(overhead, 99), "hits": hits / len(times)}
 
