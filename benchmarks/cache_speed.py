@@ -105,7 +105,8 @@ async def gateway_paced(cache: bool, rate: float = 300.0, seconds: float = 5.0) 
             await gateway.complete(request)
             times.append(time.perf_counter() - start)
 
-        achieved = len(times) / await paced(one, rate, seconds)
+        elapsed = await paced(one, rate, seconds)  # times fills while this runs
+        achieved = len(times) / elapsed
         await gateway.aclose()
     return {"p50": pct(times, 50), "p99": pct(times, 99), "rate": achieved}
 
@@ -167,7 +168,8 @@ async def _drive(base: str, rate: float, seconds: float, aiohttp: Any) -> dict[s
                 overhead.append(float(r.headers.get("x-thrifty-overhead-ms", "nan")) / 1000)
             times.append(time.perf_counter() - start)
 
-        achieved = len(times) / await paced(one, rate, seconds)
+        elapsed = await paced(one, rate, seconds)  # times fills while this runs
+        achieved = len(times) / elapsed
     return {"p50": pct(times, 50), "p99": pct(times, 99), "rate": achieved,
             "server_p50": pct(overhead, 50), "server_p99": pct(overhead, 99), "hits": hits / len(times)}
 
