@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
     keys = config.server.api_keys or tuple(
         k for k in os.environ.get("THRIFTY_API_KEYS", "").split(",") if k
     )
-    if host not in LOOPBACK and not keys:
+    if host not in LOOPBACK and not (keys or config.server.client_keys):
         print(
             f"thrifty: refusing to listen on {host} without an API key: anyone on the network could "
             "use your models.\nSet one with `server: {api_keys: [os.environ/THRIFTY_KEY]}` in the "

@@ -104,12 +104,36 @@ class ModelGroup:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """The front door: where to listen, who may call, and every bound on a client.
+
+    ``api_keys`` are admin keys (every route, every tenant's objects);
+    ``client_keys`` reach the model routes and only what they own (their
+    files, batches, feedback and cache namespace). When neither is set the
+    gateway is open and must listen on loopback.
+    """
+
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: tuple[str, ...] = ()
-    max_body_bytes: int = 4 * 1024 * 1024
-    request_timeout: float = 600.0
+    client_keys: tuple[str, ...] = ()
+    public_metrics: bool = False  # /metrics without a key, for scrapers
+    max_body_bytes: int = 4 * 1024 * 1024  # every JSON route
+    max_file_bytes: int = 200 * 1024 * 1024  # POST /v1/files, streamed to disk
+    max_json_depth: int = 100  # nesting of arrays and objects in a body
+    max_header_bytes: int = 64 * 1024  # request line + all headers (431 beyond)
+    max_headers: int = 100  # header count (431 beyond)
+    max_connections: int = 2048  # beyond: the longest-idle connections are closed first
+    keepalive_timeout: float = 5.0  # an idle keep-alive connection is closed after this
+    header_timeout: float = 10.0  # a request's headers must arrive within this (slowloris)
+    max_embedding_inputs: int = 256  # inputs in one /v1/embeddings request
+    max_embedding_tokens: int = 300_000  # rough tokens (4 chars each) in one embeddings request
+    cpu_workers: int = 2  # threads for CPU-bound work (embeddings, tokenising), off the event loop
+    request_timeout: float = 600.0  # one request, every retry and fallback included
     data_dir: str = ".thrifty"
+
+    @property
+    def keys_required(self) -> bool:
+        return bool(self.api_keys or self.client_keys)
 
 
 @dataclass(frozen=True)
@@ -279,30 +303,65 @@ def _litellm_fallbacks(
                 group_options.setdefault(str(name), {}).setdefault(key, targets)
 
 
+_SERVER_INTS = {
+    "max_body_bytes", "max_file_bytes", "max_json_depth", "max_header_bytes", "max_headers",
+    "max_connections", "max_embedding_inputs", "max_embedding_tokens", "cpu_workers",
+}
+_SERVER_SECONDS = {"request_timeout", "keepalive_timeout", "header_timeout"}
+_SERVER_KEYS = {"host", "port", "api_keys", "api_key", "public_metrics", "data_dir"} | _SERVER_INTS | _SERVER_SECONDS
+
+
 def _parse_server(raw: Any, where: Where) -> ServerConfig:
     if not isinstance(raw, dict):
         raise where.error("must be a mapping")
-    unknown = set(raw) - {"host", "port", "api_keys", "api_key", "max_body_bytes", "request_timeout", "data_dir"}
+    unknown = set(raw) - _SERVER_KEYS
     if unknown:
         raise (where / sorted(unknown)[0]).error(
-            "unknown setting; expected one of host, port, api_keys, max_body_bytes, request_timeout, data_dir"
+            f"unknown setting; expected one of {', '.join(sorted(_SERVER_KEYS - {'api_key'}))}"
         )
-    keys = raw.get("api_keys", raw.get("api_key", []))
-    if isinstance(keys, str):
-        keys = [keys]
-    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
-        raise (where / "api_keys").error("must be a list of non-empty strings")
+    admin, client = _parse_keys(raw.get("api_keys", raw.get("api_key", [])), where / "api_keys")
     port = raw.get("port", 8000)
-    if not isinstance(port, int) or not 0 <= port <= 65535:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise (where / "port").error(f"must be an integer from 0 to 65535, got {port!r}")
+    defaults = ServerConfig()
+    numbers: dict[str, Any] = {}
+    for key in _SERVER_INTS:
+        numbers[key] = read_positive_int(raw, key, where, getattr(defaults, key))
+    for key in _SERVER_SECONDS:
+        numbers[key] = read_positive(raw, key, where, getattr(defaults, key))
     return ServerConfig(
         host=_str(raw, "host", where) or "127.0.0.1",
         port=port,
-        api_keys=tuple(keys),
-        max_body_bytes=_positive_int(raw, "max_body_bytes", where, 4 * 1024 * 1024) or 4 * 1024 * 1024,
-        request_timeout=_positive(raw, "request_timeout", where, 600.0),
+        api_keys=admin,
+        client_keys=client,
+        public_metrics=read_bool(raw, "public_metrics", where, False),
         data_dir=_str(raw, "data_dir", where) or ".thrifty",
+        **numbers,
     )
+
+
+def _parse_keys(keys: Any, where: Where) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``api_keys``: strings (admin keys) or ``{key: ..., role: admin|client}`` mappings."""
+    if isinstance(keys, str):
+        keys = [keys]
+    if not isinstance(keys, list):
+        raise where.error("must be a list of keys")
+    admin: list[str] = []
+    client: list[str] = []
+    for i, item in enumerate(keys):
+        if isinstance(item, str) and item:
+            admin.append(item)
+            continue
+        if not isinstance(item, dict):
+            raise (where / i).error("must be a non-empty string or a mapping {key, role}")
+        reject_unknown(item, {"key", "role"}, where / i)
+        key, role = item.get("key"), item.get("role", "admin")
+        if not isinstance(key, str) or not key:
+            raise (where / i / "key").error("must be a non-empty string")
+        if role not in ("admin", "client"):
+            raise (where / i / "role").error(f"must be 'admin' or 'client', got {role!r}")
+        (admin if role == "admin" else client).append(key)
+    return tuple(admin), tuple(client)
 
 
 _DEPLOYMENT_KEYS = {

@@ -31,7 +31,13 @@ _NUMBERS: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
 }
 
 
-def parse_json(raw: bytes) -> dict[str, Any]:
+def parse_json(raw: bytes, max_depth: int = 100) -> dict[str, Any]:
+    """A JSON object from a request body, or a 400 saying what is wrong with it.
+
+    Nesting is bounded (``server.max_json_depth``): deeper bodies are refused
+    here, as the client's error, instead of failing later when a layer
+    re-serialises them for the upstream.
+    """
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
@@ -40,7 +46,34 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    path = too_deep(body, max_depth)
+    if path is not None:
+        raise InvalidRequest(
+            f"The request body nests arrays and objects more than {max_depth} levels deep.",
+            param=path,
+            code="json_too_deep",
+        )
     return body
+
+
+def too_deep(value: Any, limit: int) -> str | None:
+    """The top-level key under which ``value`` nests deeper than ``limit``, else None."""
+    if not isinstance(value, dict):
+        value = {"": value}
+    for key, top in value.items():
+        todo: list[tuple[Any, int]] = [(top, 2)]
+        while todo:
+            item, depth = todo.pop()
+            if isinstance(item, dict):
+                children: Any = item.values()
+            elif isinstance(item, list):
+                children = item
+            else:
+                continue
+            if depth > limit:
+                return str(key)
+            todo.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return None
 
 
 def chat_request(body: Mapping[str, Any], options: dict[str, Any] | None = None) -> ChatRequest:

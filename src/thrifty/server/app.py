@@ -58,6 +58,7 @@ class Server:
         server = gateway.config.server
         self.api_keys = tuple(k.encode() for k in server.api_keys)
         self.max_body = server.max_body_bytes
+        self.max_depth = server.max_json_depth
 
     # -- request plumbing ---------------------------------------------------
 
@@ -127,7 +128,7 @@ class Server:
     async def chat_completions(self, request: Request) -> Response:
         try:
             key = self.authenticate(request)
-            body = parse_json(await self.read_body(request))
+            body = parse_json(await self.read_body(request), self.max_depth)
             req = chat_request(body, self.header_options(request))
             req.trace.api_key = key
             req.trace.tenant = self.tenant(key, req.options.get("tenant"))
@@ -176,7 +177,7 @@ class Server:
     async def embeddings(self, request: Request) -> Response:
         try:
             self.authenticate(request)
-            body = parse_json(await self.read_body(request))
+            body = parse_json(await self.read_body(request), self.max_depth)
             model = body.get("model")
             texts = body.get("input")
             if not isinstance(model, str) or not model:
@@ -198,7 +199,7 @@ class Server:
         """``POST /v1/cache/purge {"namespace": "x"}``: forget a namespace on every level."""
         try:
             self.authenticate(request)
-            body = parse_json(await self.read_body(request))
+            body = parse_json(await self.read_body(request), self.max_depth)
             namespace = body.get("namespace")
             if not isinstance(namespace, str) or not namespace:
                 raise InvalidRequest("'namespace' is required and must be a non-empty string.", param="namespace")
