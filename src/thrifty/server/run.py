@@ -1,4 +1,8 @@
-"""Run the gateway under uvicorn, with graceful shutdown on SIGTERM/SIGINT."""
+"""Run the gateway under uvicorn, with graceful shutdown on SIGTERM/SIGINT.
+
+The connection layer (header limits and timeouts, keep-alive timeout, connection cap) is
+``thrifty.server.protocol``; each server gets its own guard.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,31 @@ import time
 from ..config import Config
 
 
+def raise_file_limit() -> tuple[int, int]:
+    """Lift the soft open-file limit to the hard one: each connection holds a descriptor.
+
+    Returns the (soft, hard) limits now in force; (-1, -1) where the platform has none.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # e.g. macOS refuses an unlimited soft limit
+            pass
+    return soft, hard
+
+
 def serve(config: Config, *, replicas: int = 0, log_level: str = "info") -> int:
     import uvicorn
 
     from ..gateway import Gateway
     from .app import create_app
+    from .protocol import ConnectionLimits, guarded_protocol
 
     started = time.perf_counter()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -21,6 +45,13 @@ def serve(config: Config, *, replicas: int = 0, log_level: str = "info") -> int:
         from ..balance.replicas import replica_config
 
         config = replica_config(config, replicas)
+    soft, _ = raise_file_limit()
+    limits = ConnectionLimits.from_server(config.server)
+    if 0 < soft < limits.max_connections + 64:
+        logging.getLogger("thrifty").warning(
+            "server.max_connections is %d but the open-file limit is %d: raise `ulimit -n`",
+            limits.max_connections, soft,
+        )
     gateway = Gateway(config)
     app = create_app(gateway)
     host, port = config.server.host, config.server.port
@@ -37,7 +68,7 @@ def serve(config: Config, *, replicas: int = 0, log_level: str = "info") -> int:
         log_level="warning" if log_level == "info" else log_level,
         access_log=False,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http=guarded_protocol(limits),
         timeout_graceful_shutdown=30,
         proxy_headers=False,  # thrifty does not read client addresses; skip the per-request rewrite
         server_header=False,
