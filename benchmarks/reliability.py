@@ -1,0 +1,644 @@
+"""Is the front door safe to expose? Floods, shutdowns, a full disk, a soak, and what it costs.
+
+Loopback only; every section is bounded and stops by itself. Sections (pick with flags, none
+picked = all):
+
+  --flood      10,000 idle connections + 50 slowloris clients while one client measures real
+               requests (goal: all answered, p99 < 100 ms); also against the unguarded server
+  --sigterm    SIGTERM under 50 concurrent requests, N runs: answered = ledger rows
+  --disk-full  the data dir on a full 64 KB tmpfs (read-only dir if mounting is not allowed):
+               does it serve, what does /ready say
+  --soak       a steady request rate for --soak-minutes, gateway RSS sampled each minute
+  --hot-path   requests/s through the guarded protocol vs plain uvicorn httptools (or a git
+               ref's `thrifty serve` with --baseline-ref), alternating rounds, same run
+  --fuzz       runs benchmarks/fuzz_routes.py as a subprocess if it exists
+
+    .venv/bin/python benchmarks/reliability.py [--flood] [--sigterm] ... [--out docs/bench/reliability.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+CHAT = json.dumps({"model": "fake", "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}).encode()
+
+# The same gateway as `thrifty serve`, with the connection layer on or off: the hot-path
+# comparison changes nothing else.
+LAUNCHER = """
+import sys, uvicorn
+from thrifty.config import load_config
+from thrifty.gateway import Gateway
+from thrifty.server.app import create_app
+from thrifty.server.protocol import ConnectionLimits, guarded_protocol
+cfg = load_config(sys.argv[1])
+http = guarded_protocol(ConnectionLimits.from_server(cfg.server)) if sys.argv[3] == "guarded" else "httptools"
+async def bare(scope, receive, send):  # no gateway: the protocol's own cost, magnified
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")]})
+    await send({"type": "http.response.body", "body": b'{"id":"ok"}'})
+app = bare if sys.argv[4:] == ["bare"] else create_app(Gateway(cfg))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), http=http, loop="uvloop",
+            log_level="warning", access_log=False, proxy_headers=False, server_header=False,
+            lifespan="off" if app is bare else "on")
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            if get(url, 2)[0] == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not up after {timeout} s")
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], env: dict[str, str] | None = None, fd_limit: int = 0) -> Iterator[subprocess.Popen[bytes]]:
+    def limit() -> None:
+        if fd_limit:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, preexec_fn=limit)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def upstream(*extra: str) -> Iterator[str]:
+    port = free_port()
+    with process([PY, "-m", "thrifty.fakeupstream", "--port", str(port), *extra]) as proc:
+        wait_up(f"http://127.0.0.1:{port}/health", proc)
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+def write_config(folder: Path, upstream_url: str, server: str = "") -> Path:
+    cfg = folder / "thrifty.yaml"
+    cfg.write_text(
+        f"server: {{data_dir: {folder}{', ' + server if server else ''}}}\n"
+        "model_list:\n"
+        f"  - model_name: fake\n    litellm_params: {{model: openai/m, api_base: \"{upstream_url}\", api_key: sk-up}}\n"
+    )
+    return cfg
+
+
+@contextlib.contextmanager
+def gateway(
+    cfg: Path, mode: str = "serve", fd_limit: int = 0, src: Path = ROOT / "src", bare: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`thrifty serve` (mode "serve"), or the launcher with the protocol "guarded" / "plain"
+    (``bare``: a trivial ASGI app instead of the gateway)."""
+    port = free_port()
+    env = {"PYTHONPATH": str(src)}
+    if mode == "serve":
+        cmd = [PY, "-m", "thrifty", "serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning"]
+    else:
+        cmd = [PY, "-c", LAUNCHER, str(cfg), str(port), mode, *(["bare"] if bare else [])]
+    with process(cmd, env=env, fd_limit=fd_limit) as proc:
+        wait_up(f"http://127.0.0.1:{port}/health", proc)
+        yield f"127.0.0.1:{port}", proc
+
+
+# -- a small raw HTTP/1.1 client: cheap enough that the gateway, not the client, is measured --
+
+
+class Conn:
+    def __init__(self, addr: str) -> None:
+        self.host, port = addr.split(":")
+        self.port = int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.request = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(CHAT)).encode() + b"\r\n\r\n" + CHAT
+        )
+
+    async def chat(self) -> tuple[int, bytes]:
+        """One request on a keep-alive connection; reconnects once if the server closed it."""
+        for attempt in (0, 1):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            assert self.reader is not None
+            try:
+                self.writer.write(self.request)
+                head = await self.reader.readuntil(b"\r\n\r\n")
+            except (OSError, asyncio.IncompleteReadError):
+                self.close()
+                if attempt:
+                    raise
+                continue
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await self.reader.readexactly(length)
+            if b"connection: close" in head.lower():
+                self.close()
+            return status, body
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+# -- (a) flood -------------------------------------------------------------
+
+
+async def flood_load(addr: str, idle: int, slowloris: int, seconds: float, rate: float) -> dict[str, float]:
+    host, port = addr.split(":")
+    stop = asyncio.Event()
+    opened = 0
+    closed_by_server = 0
+
+    async def idle_client() -> None:
+        nonlocal opened, closed_by_server
+        while not stop.is_set():  # hold a silent connection; reopen it when the server drops it
+            try:
+                reader, writer = await asyncio.open_connection(host, int(port))
+            except OSError:
+                await asyncio.sleep(0.5)
+                continue
+            opened += 1
+            with contextlib.suppress(OSError):
+                done, _ = await asyncio.wait(
+                    [asyncio.ensure_future(reader.read(1)), asyncio.ensure_future(stop.wait())],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not stop.is_set():
+                    closed_by_server += 1
+            writer.close()
+            await asyncio.sleep(0.5)
+
+    async def slow_client() -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+                while not stop.is_set() and not reader.at_eof():
+                    writer.write(b"x-a: b\r\n")  # a header line a second: always "still sending"
+                    await writer.drain()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(reader.read(1), 1.0)
+                writer.close()
+            except OSError:
+                await asyncio.sleep(0.5)
+
+    tasks = [asyncio.ensure_future(idle_client()) for _ in range(idle)]
+    tasks += [asyncio.ensure_future(slow_client()) for _ in range(slowloris)]
+    await asyncio.sleep(min(10.0, seconds / 3))  # let the flood build up
+    latencies: list[float] = []
+    failures = 0
+    conn = Conn(addr)
+    started = time.perf_counter()
+    sent = 0
+    while time.perf_counter() - started < seconds:
+        t = time.perf_counter()
+        try:
+            status, _ = await asyncio.wait_for(conn.chat(), 10)
+            if status == 200:
+                latencies.append((time.perf_counter() - t) * 1000)
+            else:
+                failures += 1
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            failures += 1
+            conn.close()
+        sent += 1
+        await asyncio.sleep(max(0.0, sent / rate - (time.perf_counter() - started)))
+    conn.close()
+    stop.set()
+    await asyncio.wait(tasks, timeout=15)
+    for task in tasks:
+        task.cancel()
+    return {"sent": sent, "answered": len(latencies), "failed": failures, "p50": pct(latencies, 50),
+            "p99": pct(latencies, 99), "max": max(latencies, default=float("nan")),
+            "idle_opened": opened, "idle_dropped": closed_by_server}
+
+
+def section_flood(args: argparse.Namespace) -> list[str]:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    lines = [
+        "## (a) Idle flood and slowloris",
+        "",
+        f"{args.idle} idle connections (each reopened 0.5 s after the server drops it) and "
+        f"{args.slowloris} slowloris clients (one header line a second, never finishing), built up "
+        f"for 10 s; then one keep-alive client sends {args.rate:g} chat requests/s for "
+        f"{args.flood_seconds:g} s. Gateway open-file limit {args.fd_limit} (soft = hard), "
+        "server settings at their defaults (max_connections 2048, header_timeout 10 s, keepalive_timeout 5 s).",
+        "",
+        "| server | sent | answered | failed | p50 ms | p99 ms | max ms | idle connects | idle dropped by server |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp, upstream() as up:
+        cfg = write_config(Path(tmp), up)
+        for mode, label in (("plain", "uvicorn httptools (before)"), ("guarded", "guarded protocol (now)")):
+            with gateway(cfg, mode, fd_limit=args.fd_limit) as (addr, _):
+                r = asyncio.run(flood_load(addr, args.idle, args.slowloris, args.flood_seconds, args.rate))
+            print(label, r, file=sys.stderr, flush=True)
+            lines.append(
+                f"| {label} | {r['sent']:.0f} | {r['answered']:.0f} | {r['failed']:.0f} | {r['p50']:.1f} | "
+                f"{r['p99']:.1f} | {r['max']:.1f} | {r['idle_opened']:.0f} | {r['idle_dropped']:.0f} |"
+            )
+    return lines + [""]
+
+
+# -- (b) SIGTERM under load ------------------------------------------------
+
+
+async def sigterm_load(addr: str, proc: subprocess.Popen[bytes], concurrency: int, after: int) -> list[str]:
+    answered: list[str] = []
+    term = asyncio.Event()
+
+    async def worker() -> None:
+        conn = Conn(addr)
+        for _ in range(10_000):  # bounded
+            try:
+                status, body = await asyncio.wait_for(conn.chat(), 30)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                if term.is_set():
+                    break
+                continue
+            if status == 200:
+                answered.append(json.loads(body)["id"])
+            if len(answered) >= after and not term.is_set():
+                term.set()
+                proc.send_signal(signal.SIGTERM)
+            if term.is_set() and status != 200:
+                break
+        conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return answered
+
+
+def section_sigterm(args: argparse.Namespace) -> list[str]:
+    rows_out = []
+    with upstream("--latency-ms", "20") as up:
+        for run in range(args.sigterm_runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = write_config(Path(tmp), up)
+                with gateway(cfg) as (addr, proc):
+                    answered = asyncio.run(sigterm_load(addr, proc, 50, after=200))
+                    code = proc.wait(60)
+                db = sqlite3.connect(Path(tmp) / "ledger.db")
+                rows = {r[0] for r in db.execute("SELECT request_id FROM requests WHERE status = 200")}
+                total = db.execute("SELECT count(*) FROM requests").fetchone()[0]
+                db.close()
+                missing = len(set(answered) - rows)
+                rows_out.append((run + 1, len(answered), len(rows), total, missing, code))
+                print("sigterm run", rows_out[-1], file=sys.stderr, flush=True)
+    lost = sum(r[4] for r in rows_out)
+    lines = [
+        "## (b) SIGTERM under 50 concurrent requests",
+        "",
+        f"{args.sigterm_runs} runs. Each: fresh data dir, `thrifty serve`, upstream latency 20 ms, 50 keep-alive "
+        "clients; SIGTERM after 200 answers; clients stop at their first failure after it.",
+        "",
+        f"**Answered requests without a ledger row, all runs: {lost}.**",
+        "",
+        "| run | answered (200) | ledger rows status 200 | ledger rows all | answered without row | exit code |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} | {f} |" for a, b, c, d, e, f in rows_out]
+    return lines + [""]
+
+
+# -- (c) disk full at startup ----------------------------------------------
+
+
+def section_disk_full(args: argparse.Namespace) -> list[str]:
+    lines = ["## (c) Startup on a full disk", ""]
+    with tempfile.TemporaryDirectory() as tmp, upstream() as up:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)],
+                                 capture_output=True, text=True).returncode == 0
+        try:
+            if mounted:
+                with contextlib.suppress(OSError), open(data / "filler", "wb") as f:
+                    while True:
+                        f.write(b"\0" * 4096)
+                        f.flush()
+                how = "data dir on a 64 KB tmpfs filled to the last byte before start"
+            else:
+                data.chmod(0o555)
+                how = "data dir read-only (mounting a tmpfs was not allowed)"
+            cfg = Path(tmp) / "thrifty.yaml"
+            cfg.write_text(write_config(Path(tmp), up).read_text().replace(f"data_dir: {tmp}", f"data_dir: {data}"))
+            with gateway(cfg) as (addr, _):
+                time.sleep(2)
+                ready = get(f"http://{addr}/ready")
+                req = urllib.request.Request(f"http://{addr}/v1/chat/completions", data=CHAT,
+                                             headers={"content-type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        chat = (r.status, r.read().decode()[:200])
+                except urllib.error.HTTPError as e:
+                    chat = (e.code, e.read().decode()[:300])
+                time.sleep(1)
+                ready_after = get(f"http://{addr}/ready")
+        finally:
+            if mounted:
+                subprocess.run(["umount", str(data)], check=False)
+    lines += [
+        f"Setup: {how}; `thrifty serve` with a fake upstream.",
+        "",
+        "| probe | status | body (first 300 chars) |",
+        "|---|---|---|",
+        f"| GET /ready (2 s after start) | {ready[0]} | `{ready[1][:300]}` |",
+        f"| POST /v1/chat/completions | {chat[0]} | `{chat[1]}` |",
+        f"| GET /ready (after the request) | {ready_after[0]} | `{ready_after[1][:300]}` |",
+        "",
+    ]
+    return lines
+
+
+# -- (d) soak --------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def soak_load(addr: str, pid: int, minutes: float, rate: float) -> tuple[list[tuple[float, float]], int, int, list[float]]:
+    conns = [Conn(addr) for _ in range(8)]
+    samples = [(0.0, rss_mb(pid))]
+    latencies: list[float] = []
+    ok = failed = 0
+    started = time.perf_counter()
+    sent = 0
+    next_sample = 60.0
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def one(conn: Conn) -> None:
+        nonlocal ok, failed
+        t = time.perf_counter()
+        try:
+            status, _ = await asyncio.wait_for(conn.chat(), 30)
+            ok += status == 200
+            failed += status != 200
+            latencies.append((time.perf_counter() - t) * 1000)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            failed += 1
+            conn.close()
+        finally:
+            conns.append(conn)
+
+    while (elapsed := time.perf_counter() - started) < minutes * 60:
+        if elapsed >= next_sample:
+            samples.append((elapsed / 60, rss_mb(pid)))
+            next_sample += 60
+        if conns:
+            task = asyncio.ensure_future(one(conns.pop()))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        else:
+            failed += 1  # the gateway fell 8 requests behind the schedule
+        sent += 1
+        await asyncio.sleep(max(0.0, sent / rate - (time.perf_counter() - started)))
+    await asyncio.wait(in_flight, timeout=30) if in_flight else None
+    samples.append((minutes, rss_mb(pid)))
+    return samples, ok, failed, latencies
+
+
+def section_soak(args: argparse.Namespace) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp, upstream() as up:
+        cfg = write_config(Path(tmp), up)
+        with gateway(cfg) as (addr, proc):
+            samples, ok, failed, lat = asyncio.run(soak_load(addr, proc.pid, args.soak_minutes, args.soak_rate))
+    growth = samples[-1][1] - samples[1][1] if len(samples) > 2 else samples[-1][1] - samples[0][1]
+    lines = [
+        "## (d) Soak",
+        "",
+        f"`thrifty serve` (default config, no cache section) at {args.soak_rate:g} chat requests/s for "
+        f"{args.soak_minutes:g} minutes over 8 keep-alive connections; gateway RSS from /proc each minute.",
+        "",
+        f"Answered {ok}, failed {failed}; latency p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms. "
+        f"RSS growth from minute 1 to the end: {growth:+.1f} MB.",
+        "",
+        "| minute | RSS MB |",
+        "|---|---|",
+    ]
+    lines += [f"| {m:.0f} | {r:.1f} |" for m, r in samples]
+    return lines + [""]
+
+
+# -- (e) hot path ----------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def throughput(addr: str, seconds: float, connections: int, pid: int) -> tuple[float, float]:
+    """Requests/s, and the server's CPU microseconds per request (steadier on a busy machine)."""
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        conn = Conn(addr)
+        while time.perf_counter() < stop:
+            status, _ = await conn.chat()
+            done += status == 200
+        conn.close()
+
+    cpu = cpu_seconds(pid)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return done / elapsed, (cpu_seconds(pid) - cpu) / max(done, 1) * 1e6
+
+
+def compare(base: tuple[str, int], new: tuple[str, int], args: argparse.Namespace) -> dict[str, list[float]]:
+    for addr, pid in (base, new):
+        asyncio.run(throughput(addr, 2, args.connections, pid))  # warm up
+    out: dict[str, list[float]] = {"base_rps": [], "new_rps": [], "base_cpu": [], "new_cpu": []}
+    for _ in range(args.rounds):
+        for key, (addr, pid) in (("base", base), ("new", new)):
+            rps, cpu = asyncio.run(throughput(addr, args.round_seconds, args.connections, pid))
+            out[f"{key}_rps"].append(rps)
+            out[f"{key}_cpu"].append(cpu)
+        print("hot path round", {k: round(v[-1]) for k, v in out.items()}, file=sys.stderr, flush=True)
+    return out
+
+
+def hot_path_rows(label: str, r: dict[str, list[float]]) -> list[str]:
+    med = statistics.median
+    rps_ratio = med([n / b for b, n in zip(r["base_rps"], r["new_rps"], strict=True)])
+    cpu_ratio = med([n / b for b, n in zip(r["base_cpu"], r["new_cpu"], strict=True)])
+    return [
+        f"| {label} | before | {med(r['base_rps']):.0f} | {', '.join(f'{x:.0f}' for x in r['base_rps'])} "
+        f"| {med(r['base_cpu']):.0f} | |",
+        f"| {label} | now | {med(r['new_rps']):.0f} | {', '.join(f'{x:.0f}' for x in r['new_rps'])} "
+        f"| {med(r['new_cpu']):.0f} | **req/s {rps_ratio:.3f}, CPU/request {cpu_ratio:.3f}** |",
+    ]
+
+
+def section_hot_path(args: argparse.Namespace) -> list[str]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        up = stack.enter_context(upstream())
+        cfg = write_config(Path(tmp), up)
+        if args.baseline_ref:
+            base_src = Path(tmp) / "baseline"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_src), args.baseline_ref],
+                           check=True, capture_output=True)
+            stack.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_src)],
+                           check=False, capture_output=True)
+            before, now = f"`thrifty serve` at `{args.baseline_ref}`", "`thrifty serve` of this tree"
+            base_addr, base_proc = stack.enter_context(gateway(cfg, "serve", src=base_src / "src"))
+            new_addr, new_proc = stack.enter_context(gateway(cfg, "serve"))
+            rows += hot_path_rows("gateway", compare((base_addr, base_proc.pid), (new_addr, new_proc.pid), args))
+        else:
+            before, now = "uvicorn's httptools protocol", "the guarded protocol (same launcher otherwise)"
+            for bare, label in ((False, "gateway"), (True, "bare ASGI app")):
+                with gateway(cfg, "plain", bare=bare) as (base_addr, base_proc), \
+                        gateway(cfg, "guarded", bare=bare) as (new_addr, new_proc):
+                    result = compare((base_addr, base_proc.pid), (new_addr, new_proc.pid), args)
+                rows += hot_path_rows(label, result)
+    return [
+        "## (e) Hot-path cost of the connection checks",
+        "",
+        f"POST /v1/chat/completions (non-streamed), {args.connections} keep-alive connections from one "
+        f"asyncio client, {args.rounds} alternating rounds of {args.round_seconds:g} s; before and now "
+        f"run side by side, loaded one at a time. Before: {before}; now: {now}. \"bare ASGI app\" "
+        "swaps the gateway for a trivial app, so the protocol's own cost is not hidden by the gateway's. "
+        "CPU/request is the server process's user+system CPU time over the round divided by requests "
+        "answered: steadier than req/s when other work shares the cores. Ratios are medians of the "
+        "per-round ratios now/before (goal: req/s ratio ≥ 0.97).",
+        "",
+        "| app | server | median req/s | per round | CPU µs/request | now/before |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+# -- (f) fuzz hook ---------------------------------------------------------
+
+
+def section_fuzz(args: argparse.Namespace) -> list[str]:
+    script = ROOT / "benchmarks" / "fuzz_routes.py"
+    lines = ["## (f) Fuzz", ""]
+    if not script.exists():
+        return lines + [f"Skipped: `{script.relative_to(ROOT)}` does not exist in this tree.", ""]
+    cmd = [PY, str(script), *args.fuzz_args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.fuzz_timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    tail = "\n".join(done.stdout.strip().splitlines()[-40:])
+    return lines + [f"`{' '.join(cmd[1:])}` exited {done.returncode}; its output (last 40 lines):", "",
+                    "```", tail, "```", ""]
+
+
+SECTIONS = {"flood": section_flood, "sigterm": section_sigterm, "disk_full": section_disk_full,
+            "soak": section_soak, "hot_path": section_hot_path, "fuzz": section_fuzz}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in SECTIONS:
+        p.add_argument(f"--{name.replace('_', '-')}", action="store_true")
+    p.add_argument("--idle", type=int, default=10_000)
+    p.add_argument("--slowloris", type=int, default=50)
+    p.add_argument("--rate", type=float, default=50.0, help="flood: real requests per second")
+    p.add_argument("--flood-seconds", type=float, default=30.0)
+    p.add_argument("--fd-limit", type=int, default=4096, help="flood: the gateway's open-file limit")
+    p.add_argument("--sigterm-runs", type=int, default=20)
+    p.add_argument("--soak-minutes", type=float, default=10.0)
+    p.add_argument("--soak-rate", type=float, default=100.0)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--round-seconds", type=float, default=5.0)
+    p.add_argument("--connections", type=int, default=10)
+    p.add_argument("--baseline-ref", help="hot path: compare with `thrifty serve` at this git ref")
+    p.add_argument("--fuzz-args", nargs="*", default=[])
+    p.add_argument("--fuzz-timeout", type=float, default=1800)
+    p.add_argument("--out", help="write the markdown here (default: print it)")
+    args = p.parse_args()
+    chosen = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
+    lines = [
+        "# Reliability benchmark (issue 11)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other work), "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+        f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Command: `.venv/bin/python benchmarks/reliability.py {' '.join(sys.argv[1:])}`.",
+        "Everything on loopback: load generator, gateway and `thrifty.fakeupstream` share the cores.",
+        "",
+    ]
+    for name in chosen:
+        started = time.perf_counter()
+        lines += SECTIONS[name](args)
+        print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    text = "\n".join(lines)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
