@@ -204,53 +204,67 @@ def pct(values: list[float], p: float) -> float:
 # -- (a) flood -------------------------------------------------------------
 
 
-async def flood_load(addr: str, idle: int, slowloris: int, seconds: float, rate: float) -> dict[str, float]:
+async def flood_worker(addr: str, idle: int, slowloris: int, seconds: float, reconnect: float) -> None:
+    """Runs in its own process (so its event loop does not delay the measuring client): holds
+    ``idle`` silent connections and ``slowloris`` dribbling ones for ``seconds``, then prints
+    counts as JSON. "ready" is printed once every idle connection has been opened once."""
     host, port = addr.split(":")
     stop = asyncio.Event()
-    opened = 0
-    closed_by_server = 0
+    counts = {"idle_opened": 0, "idle_dropped": 0, "idle_connect_errors": 0, "slow_opened": 0}
 
     async def idle_client() -> None:
-        nonlocal opened, closed_by_server
-        while not stop.is_set():  # hold a silent connection; reopen it when the server drops it
+        while True:
             try:
                 reader, writer = await asyncio.open_connection(host, int(port))
             except OSError:
-                await asyncio.sleep(0.5)
-                continue
-            opened += 1
-            with contextlib.suppress(OSError):
-                done, _ = await asyncio.wait(
-                    [asyncio.ensure_future(reader.read(1)), asyncio.ensure_future(stop.wait())],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if not stop.is_set():
-                    closed_by_server += 1
+                counts["idle_connect_errors"] += 1
+                return
+            counts["idle_opened"] += 1
+            done, _ = await asyncio.wait(
+                [asyncio.ensure_future(reader.read(1)), asyncio.ensure_future(stop.wait())],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             writer.close()
-            await asyncio.sleep(0.5)
+            if stop.is_set():
+                return
+            counts["idle_dropped"] += 1
+            if not reconnect:
+                await stop.wait()
+                return
+            await asyncio.sleep(reconnect)
 
     async def slow_client() -> None:
-        while not stop.is_set():
+        while not stop.is_set():  # a header line a second, never finishing; reconnect when dropped
             try:
                 reader, writer = await asyncio.open_connection(host, int(port))
+                counts["slow_opened"] += 1
                 writer.write(b"GET /health HTTP/1.1\r\nhost: x\r\n")
                 while not stop.is_set() and not reader.at_eof():
-                    writer.write(b"x-a: b\r\n")  # a header line a second: always "still sending"
+                    writer.write(b"x-a: b\r\n")
                     await writer.drain()
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(reader.read(1), 1.0)
                 writer.close()
             except OSError:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1.0)
 
-    tasks = [asyncio.ensure_future(idle_client()) for _ in range(idle)]
-    tasks += [asyncio.ensure_future(slow_client()) for _ in range(slowloris)]
-    await asyncio.sleep(min(10.0, seconds / 3))  # let the flood build up
+    tasks = [asyncio.ensure_future(slow_client()) for _ in range(slowloris)]
+    tasks += [asyncio.ensure_future(idle_client()) for _ in range(idle)]
+    while counts["idle_opened"] + counts["idle_connect_errors"] < idle:
+        await asyncio.sleep(0.1)
+    print("ready", flush=True)
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait(tasks, timeout=15)
+    print(json.dumps(counts), flush=True)
+
+
+async def measure(addr: str, seconds: float, rate: float) -> dict[str, float]:
+    """One keep-alive client at a steady rate (reconnecting when dropped)."""
     latencies: list[float] = []
-    failures = 0
+    failures = sent = 0
     conn = Conn(addr)
     started = time.perf_counter()
-    sent = 0
     while time.perf_counter() - started < seconds:
         t = time.perf_counter()
         try:
@@ -265,38 +279,52 @@ async def flood_load(addr: str, idle: int, slowloris: int, seconds: float, rate:
         sent += 1
         await asyncio.sleep(max(0.0, sent / rate - (time.perf_counter() - started)))
     conn.close()
-    stop.set()
-    await asyncio.wait(tasks, timeout=15)
-    for task in tasks:
-        task.cancel()
     return {"sent": sent, "answered": len(latencies), "failed": failures, "p50": pct(latencies, 50),
-            "p99": pct(latencies, 99), "max": max(latencies, default=float("nan")),
-            "idle_opened": opened, "idle_dropped": closed_by_server}
+            "p99": pct(latencies, 99), "max": max(latencies, default=float("nan"))}
+
+
+def flood_run(addr: str, args: argparse.Namespace) -> dict[str, float]:
+    cmd = [PY, __file__, "--flood-worker", addr, "--idle", str(args.idle), "--slowloris", str(args.slowloris),
+           "--flood-seconds", str(args.flood_seconds + 5), "--reconnect", str(args.reconnect)]
+    worker = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "ready":
+            raise RuntimeError("the flood worker failed")
+        result = asyncio.run(measure(addr, args.flood_seconds, args.rate))
+        out, _ = worker.communicate(timeout=120)
+        return {**result, **json.loads(out.strip().splitlines()[-1])}
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
 
 
 def section_flood(args: argparse.Namespace) -> list[str]:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    churn = f"each reopened {args.reconnect:g} s after the server drops it" if args.reconnect else "never reopened"
     lines = [
         "## (a) Idle flood and slowloris",
         "",
-        f"{args.idle} idle connections (each reopened 0.5 s after the server drops it) and "
-        f"{args.slowloris} slowloris clients (one header line a second, never finishing), built up "
-        f"for 10 s; then one keep-alive client sends {args.rate:g} chat requests/s for "
-        f"{args.flood_seconds:g} s. Gateway open-file limit {args.fd_limit} (soft = hard), "
-        "server settings at their defaults (max_connections 2048, header_timeout 10 s, keepalive_timeout 5 s).",
+        f"A separate process opens {args.idle} idle connections ({churn}) and {args.slowloris} slowloris "
+        "clients (one header line a second, never finishing, reopened when dropped); once every idle "
+        f"connection has been opened, one keep-alive client sends {args.rate:g} chat requests/s for "
+        f"{args.flood_seconds:g} s. Gateway open-file limit {args.fd_limit} (soft = hard); server "
+        "settings at their defaults (max_connections 2048, header_timeout 10 s, keepalive_timeout 5 s).",
         "",
-        "| server | sent | answered | failed | p50 ms | p99 ms | max ms | idle connects | idle dropped by server |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | sent | answered | failed | p50 ms | p99 ms | max ms | idle opened | idle connect errors "
+        "| idle dropped by server | slowloris connects |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp, upstream() as up:
         cfg = write_config(Path(tmp), up)
         for mode, label in (("plain", "uvicorn httptools (before)"), ("guarded", "guarded protocol (now)")):
             with gateway(cfg, mode, fd_limit=args.fd_limit) as (addr, _):
-                r = asyncio.run(flood_load(addr, args.idle, args.slowloris, args.flood_seconds, args.rate))
+                r = flood_run(addr, args)
             print(label, r, file=sys.stderr, flush=True)
             lines.append(
                 f"| {label} | {r['sent']:.0f} | {r['answered']:.0f} | {r['failed']:.0f} | {r['p50']:.1f} | "
-                f"{r['p99']:.1f} | {r['max']:.1f} | {r['idle_opened']:.0f} | {r['idle_dropped']:.0f} |"
+                f"{r['p99']:.1f} | {r['max']:.1f} | {r['idle_opened']} | {r['idle_connect_errors']} | "
+                f"{r['idle_dropped']} | {r['slow_opened']} |"
             )
     return lines + [""]
 
@@ -607,6 +635,8 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=50.0, help="flood: real requests per second")
     p.add_argument("--flood-seconds", type=float, default=30.0)
     p.add_argument("--fd-limit", type=int, default=4096, help="flood: the gateway's open-file limit")
+    p.add_argument("--reconnect", type=float, default=0.0, help="flood: reopen a dropped idle connection after this")
+    p.add_argument("--flood-worker", help=argparse.SUPPRESS)
     p.add_argument("--sigterm-runs", type=int, default=20)
     p.add_argument("--soak-minutes", type=float, default=10.0)
     p.add_argument("--soak-rate", type=float, default=100.0)
@@ -618,6 +648,10 @@ def main() -> int:
     p.add_argument("--fuzz-timeout", type=float, default=1800)
     p.add_argument("--out", help="write the markdown here (default: print it)")
     args = p.parse_args()
+    if args.flood_worker:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+        asyncio.run(flood_worker(args.flood_worker, args.idle, args.slowloris, args.flood_seconds, args.reconnect))
+        return 0
     chosen = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
     lines = [
         "# Reliability benchmark (issue 11)",
