@@ -82,6 +82,16 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
+def post_chat(addr: str) -> tuple[int, str]:
+    req = urllib.request.Request(f"http://{addr}/v1/chat/completions", data=CHAT,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -414,16 +424,17 @@ def section_disk_full(args: argparse.Namespace) -> list[str]:
             cfg.write_text(write_config(Path(tmp), up).read_text().replace(f"data_dir: {tmp}", f"data_dir: {data}"))
             with gateway(cfg) as (addr, _):
                 time.sleep(2)
-                ready = get(f"http://{addr}/ready")
-                req = urllib.request.Request(f"http://{addr}/v1/chat/completions", data=CHAT,
-                                             headers={"content-type": "application/json"})
-                try:
-                    with urllib.request.urlopen(req, timeout=30) as r:
-                        chat = (r.status, r.read().decode()[:200])
-                except urllib.error.HTTPError as e:
-                    chat = (e.code, e.read().decode()[:300])
-                time.sleep(1)
-                ready_after = get(f"http://{addr}/ready")
+                probes = [("GET /ready, 2 s after start", get(f"http://{addr}/ready")),
+                          ("POST /v1/chat/completions", post_chat(addr)),
+                          ("GET /ready, after that request", get(f"http://{addr}/ready"))]
+                if mounted:
+                    (data / "filler").unlink()
+                    deadline = time.monotonic() + args.disk_wait
+                    while time.monotonic() < deadline and get(f"http://{addr}/ready")[0] != 200:
+                        time.sleep(0.5)
+                    freed = f"space freed, then up to {args.disk_wait:g} s"
+                    probes += [(f"GET /ready, {freed}", get(f"http://{addr}/ready")),
+                               ("POST /v1/chat/completions, space freed", post_chat(addr))]
         finally:
             if mounted:
                 subprocess.run(["umount", str(data)], check=False)
@@ -432,9 +443,7 @@ def section_disk_full(args: argparse.Namespace) -> list[str]:
         "",
         "| probe | status | body (first 300 chars) |",
         "|---|---|---|",
-        f"| GET /ready (2 s after start) | {ready[0]} | `{ready[1][:300]}` |",
-        f"| POST /v1/chat/completions | {chat[0]} | `{chat[1]}` |",
-        f"| GET /ready (after the request) | {ready_after[0]} | `{ready_after[1][:300]}` |",
+        *(f"| {name} | {status} | `{body[:300]}` |" for name, (status, body) in probes),
         "",
     ]
     return lines
@@ -496,7 +505,8 @@ def section_soak(args: argparse.Namespace) -> list[str]:
         cfg = write_config(Path(tmp), up)
         with gateway(cfg) as (addr, proc):
             samples, ok, failed, lat = asyncio.run(soak_load(addr, proc.pid, args.soak_minutes, args.soak_rate))
-    growth = samples[-1][1] - samples[1][1] if len(samples) > 2 else samples[-1][1] - samples[0][1]
+    first = samples[1] if len(samples) > 2 else samples[0]  # after a minute of warm-up when there is one
+    growth = samples[-1][1] - first[1]
     lines = [
         "## (d) Soak",
         "",
@@ -504,12 +514,12 @@ def section_soak(args: argparse.Namespace) -> list[str]:
         f"{args.soak_minutes:g} minutes over 8 keep-alive connections; gateway RSS from /proc each minute.",
         "",
         f"Answered {ok}, failed {failed}; latency p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms. "
-        f"RSS growth from minute 1 to the end: {growth:+.1f} MB.",
+        f"RSS growth from minute {first[0]:.0f} to the end: {growth:+.1f} MB.",
         "",
         "| minute | RSS MB |",
         "|---|---|",
     ]
-    lines += [f"| {m:.0f} | {r:.1f} |" for m, r in samples]
+    lines += [f"| {m:.1f} | {r:.1f} |" for m, r in samples]
     return lines + [""]
 
 
@@ -638,6 +648,7 @@ def main() -> int:
     p.add_argument("--reconnect", type=float, default=0.0, help="flood: reopen a dropped idle connection after this")
     p.add_argument("--flood-worker", help=argparse.SUPPRESS)
     p.add_argument("--sigterm-runs", type=int, default=20)
+    p.add_argument("--disk-wait", type=float, default=15.0, help="disk-full: wait for /ready after freeing space")
     p.add_argument("--soak-minutes", type=float, default=10.0)
     p.add_argument("--soak-rate", type=float, default=100.0)
     p.add_argument("--rounds", type=int, default=7)
