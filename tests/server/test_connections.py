@@ -157,11 +157,10 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
     return False
 
 
-def _post_chat(sock: socket.socket) -> bytes:
-    return (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
-        b"content-length: " + str(len(CHAT)).encode() + b"\r\n\r\n" + CHAT
-    )
+CHAT_REQUEST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+    b"content-length: " + str(len(CHAT)).encode() + b"\r\n\r\n" + CHAT
+)
 
 
 def _assert_431(status: int, headers: dict[str, str], body: bytes) -> None:
@@ -231,9 +230,32 @@ def test_a_slowloris_client_is_closed_after_the_header_timeout(quick: Gateway) -
         assert closed
 
 
+def test_a_body_that_stops_arriving_is_closed_after_the_header_timeout(quick: Gateway) -> None:
+    """Slow POST: headers complete, then the body stalls; the connection does not stay busy."""
+    with _connect(quick.port) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+            b"content-length: 1000\r\n\r\n{\"model\": "
+        )
+        assert _closed_within(sock, 20 * quick.header_timeout)
+
+
+def test_a_body_sent_slowly_but_steadily_is_served(quick: Gateway) -> None:
+    """Pauses shorter than the timeout between pieces of the body: the request goes through."""
+    head, body = CHAT_REQUEST.split(b"\r\n\r\n", 1)
+    step = len(body) // 12 + 1  # 12 pieces, 1/5 of the timeout apart: 2.4 timeouts in all
+    with _connect(quick.port) as sock:
+        sock.sendall(head + b"\r\n\r\n")
+        for i in range(0, len(body), step):
+            time.sleep(quick.header_timeout / 5)
+            sock.sendall(body[i : i + step])
+        status, _, _ = _read_response(sock)
+    assert status == 200
+
+
 def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout(quick: Gateway) -> None:
     with _connect(quick.port) as sock:
-        sock.sendall(_post_chat(sock))
+        sock.sendall(CHAT_REQUEST)
         status, _, _ = _read_response(sock)
         assert status == 200
         assert _closed_within(sock, 20 * quick.keepalive_timeout)
@@ -242,7 +264,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout(qui
 def test_a_keep_alive_connection_serves_several_requests(quick: Gateway) -> None:
     with _connect(quick.port) as sock:
         for _ in range(3):
-            sock.sendall(_post_chat(sock))
+            sock.sendall(CHAT_REQUEST)
             status, _, body = _read_response(sock)
             assert status == 200
             assert json.loads(body)["choices"][0]["message"]["content"]
@@ -253,7 +275,7 @@ def test_idle_connections_are_evicted_oldest_first_and_a_real_request_is_answere
     try:
         # the kernel's accept queue is first-in first-out, so `real` is admitted after them all
         with _connect(capped.port) as real:
-            real.sendall(_post_chat(real))
+            real.sendall(CHAT_REQUEST)
             status, _, body = _read_response(real)
         assert status == 200
         assert json.loads(body)["choices"][0]["message"]["content"]
@@ -279,7 +301,7 @@ def test_when_every_connection_is_busy_the_newcomer_gets_503_json(capped: Gatewa
             status, _, _ = _read_response(sock)
             assert status == 100
         with _connect(capped.port) as newcomer:
-            newcomer.sendall(_post_chat(newcomer))
+            newcomer.sendall(CHAT_REQUEST)
             status, headers, body = _read_response(newcomer)
         assert status == 503
         assert headers["content-type"] == "application/json"
@@ -291,7 +313,7 @@ def test_when_every_connection_is_busy_the_newcomer_gets_503_json(capped: Gatewa
     deadline = time.monotonic() + 30
     while True:
         with _connect(capped.port) as sock:
-            sock.sendall(_post_chat(sock))
+            sock.sendall(CHAT_REQUEST)
             status, _, _ = _read_response(sock)
         if status == 200 or time.monotonic() > deadline:
             break

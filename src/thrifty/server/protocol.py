@@ -7,6 +7,7 @@ A client may hold a connection only while it is useful:
   are counted as they arrive, so a header that never ends is refused before it is buffered.
 * **header timeout**: a request's headers must arrive within ``header_timeout`` of its first
   byte (of the connection, for a new one); a silent or dribbling client (slowloris) is closed.
+  The same bound applies to each pause inside a request body (slow POST).
 * **keep-alive timeout**: an idle keep-alive connection is closed after ``keepalive_timeout``.
 * **connection cap**: past ``max_connections`` the connection that has been idle longest (no
   request in flight) is closed to make room, so an idle flood cannot lock real clients out;
@@ -144,8 +145,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_timeout = limits.header_timeout
         self._max_header_bytes = limits.max_header_bytes
         self._max_headers = limits.max_headers
-        self._header_timer: TimerHandle | None = None
+        self._timer: TimerHandle | None = None  # the header deadline, or the body idle deadline
         self._busy = False  # a request's headers are in and its response is not finished
+        self._body_pending = False  # a request's headers are in and its body is not
         self._in_headers = False  # between a message's first byte and the end of its headers
         self._received = 0  # bytes since the current message began (at most one read over)
         self._chunk = 0  # size of the read being parsed
@@ -157,13 +159,13 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._admitted = self.guard.admit(self)
-        self._header_timer = self.loop.call_later(self._header_timeout, self._headers_too_slow)
+        self._timer = self.loop.call_later(self._header_timeout, self._headers_too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.forget(self)
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     # reading
@@ -172,9 +174,13 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._unset_keepalive_if_required()
-        if self._header_timer is None and not self._busy:
-            # the first byte after a keep-alive pause starts the clock for the next headers
-            self._header_timer = self.loop.call_later(self._header_timeout, self._headers_too_slow)
+        if self._timer is None:
+            if not self._busy:
+                # the first byte after a keep-alive pause starts the clock for the next headers
+                self._timer = self.loop.call_later(self._header_timeout, self._headers_too_slow)
+        elif self._body_pending:  # the body is moving: its idle clock restarts after this read
+            self._timer.cancel()
+            self._timer = None
         self._chunk = len(data)
         self._received += self._chunk
         try:
@@ -190,6 +196,8 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         if self._in_headers and self._received > self._max_header_bytes:
             self._headers_too_large()
+        elif self._body_pending and self._timer is None:
+            self._timer = self.loop.call_later(self._header_timeout, self._body_too_slow)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -204,15 +212,22 @@ class GuardedProtocol(HttpToolsProtocol):
             self._headers_too_large()
             raise _Refused
         self._received = 0
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self._admitted:
             self._refuse(self.guard.busy_response)
             raise _Refused
-        self._busy = True
+        self._busy = self._body_pending = True
         self.guard.idle.pop(self, None)
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._body_pending = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         more = bool(self.pipeline)
@@ -232,11 +247,23 @@ class GuardedProtocol(HttpToolsProtocol):
         self._refuse(self.guard.too_large_response)
 
     def _headers_too_slow(self) -> None:
-        self._header_timer = None
+        self._timer = None
         if not self._busy and not self.transport.is_closing():
             self.guard.timed_out += 1
             self.guard.forget(self)
             self.transport.close()
+
+    def _body_too_slow(self) -> None:
+        """No body bytes for ``header_timeout`` while the request waits for them: close."""
+        self._timer = None
+        if not self._body_pending or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the app is not reading yet: the wait is ours, not the client's
+            self._timer = self.loop.call_later(self._header_timeout, self._body_too_slow)
+            return
+        self.guard.timed_out += 1
+        self.guard.forget(self)
+        self.transport.close()
 
     def _refuse(self, response: bytes) -> None:
         """Answer and close, reading (and dropping) what the client still sends for a moment.
@@ -249,9 +276,9 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._refused = True
         self.guard.forget(self)
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         transport = self.transport
         if transport.is_closing():
             return
