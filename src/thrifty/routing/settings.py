@@ -19,11 +19,11 @@ Every problem raises :class:`~thrifty.errors.ConfigError` naming file and key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..config import Config, Where
-from .prices import lookup_price
+from .. import prices
+from ..config import Config, Deployment, Where
 
 POLICIES = ("rules", "learned", "cascade")
 VERIFIERS = ("auto", "logprobs", "format", "judge")
@@ -135,21 +135,21 @@ def _parse_tiers(raw: Any, where: Where, config: Config) -> tuple[Tier, ...]:
     return tuple(tiers)
 
 
-def _parse_price(item: Mapping[str, Any], at: Where, dep: Any, group: str) -> tuple[float, float]:
+def _parse_price(item: Mapping[str, Any], at: Where, dep: Deployment, group: str) -> tuple[float, float]:
     raw = item.get("price")
     if raw is not None:
         if not isinstance(raw, dict) or set(raw) - {"input", "output"}:
             raise (at / "price").error("must be a mapping {input: USD per 1M, output: USD per 1M}")
         return (_number(raw, "input", at / "price", 0.0), _number(raw, "output", at / "price", 0.0))
     if "price_model" in item:
-        dep = type(dep)(**{**dep.__dict__, "price_model": _text(item, "price_model", at)})
-    found = lookup_price(dep)
-    if found is None:
+        dep = replace(dep, price_model=_text(item, "price_model", at))
+    rates = prices.lookup(dep)
+    if not rates.priced:
         raise (at / "price").error(
             f"no known price for {group!r} (model {dep.price_model or dep.model!r}); "
             "give price: {input: ..., output: ...} in USD per 1M tokens"
         )
-    return found
+    return (rates.input * 1e6, rates.output * 1e6)
 
 
 def _parse_routers(raw: Any, where: Where, tiers: list[str], default: str) -> tuple[RouterSpec, ...]:
