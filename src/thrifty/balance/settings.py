@@ -39,8 +39,8 @@ from ..config import (
     check_positive_int,
     reject_unknown,
 )
+from ..retry import RetrySettings
 from .breaker import BreakerSettings
-from .retry import RetrySettings
 
 STRATEGIES = ("round_robin", "least_outstanding", "p2c", "weighted", "affinity")
 
