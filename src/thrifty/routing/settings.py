@@ -27,6 +27,7 @@ from ..config import (
     Config,
     Deployment,
     Where,
+    read_bool,
     read_count,
     read_fraction,
     read_non_negative,
@@ -247,9 +248,7 @@ def _parse_feedback(raw: Any, at: Where) -> FeedbackSettings:
     if not isinstance(raw, dict):
         raise at.error("must be true/false or a mapping {enabled, target, explore, seed}")
     reject_unknown(raw, {"enabled", "target", "explore", "seed"}, at)
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise (at / "enabled").error("must be true or false")
+    enabled = read_bool(raw, "enabled", at, True)
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise (at / "seed").error("must be an integer")

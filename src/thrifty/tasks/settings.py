@@ -20,7 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Config, Where, check_positive_int, read_count, read_positive_int, reject_unknown
+from ..config import (
+    Config,
+    Where,
+    check_positive,
+    check_positive_int,
+    read_count,
+    read_positive,
+    read_positive_int,
+    reject_unknown,
+)
 from .limits import AimdLimit, AimdSettings, Limit
 
 DEFAULT_MAX_REQUESTS = 50_000
@@ -60,9 +69,7 @@ def parse_tasks(config: Config) -> TasksConfig:
     for model, n in limits.items():
         check_positive_int(n, where / "model_limits" / str(model))
     retries = read_count(raw, "retries", where, 2)
-    timeout = raw.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise (where / "timeout").error(f"must be a positive number of seconds, got {timeout!r}")
+    timeout = None if raw.get("timeout") is None else read_positive(raw, "timeout", where, 0.0)
     batch = _mapping(raw.get("batch"), where / "batch", {"max_requests"})
     max_requests = read_positive_int(batch, "max_requests", where / "batch", DEFAULT_MAX_REQUESTS)
     ray = _mapping(raw.get("ray"), where / "ray", {"address", "resources"})
@@ -96,10 +103,7 @@ def _resources(raw: Any, where: Where) -> dict[str, dict[str, float]]:
         here = where / str(model)
         if not isinstance(needs, dict) or not needs:
             raise here.error("must be a non-empty mapping of Ray resource name to amount")
-        for name, amount in needs.items():
-            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
-                raise (here / str(name)).error(f"must be a positive number, got {amount!r}")
-        out[str(model)] = {str(k): float(v) for k, v in needs.items()}
+        out[str(model)] = {str(k): check_positive(v, here / str(k)) for k, v in needs.items()}
     return out
 
 
