@@ -19,10 +19,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
+from ..prices import PriceTable
 from .events import RequestEvent
 from .health import Alert, evaluate, process_age, rss_bytes, window_health
 from .ledger import Ledger
-from .prices import PriceTable
 from .settings import parse_alerts, parse_ledger, parse_telemetry
 from .spans import Spans, default_spans
 from .tally import Row, Tally
