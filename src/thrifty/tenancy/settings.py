@@ -52,7 +52,7 @@ def parse_tenancy(config: Config) -> TenancySettings:
 
 def build_tenancy(config: Config) -> Tenancy:
     """The service for a gateway: worst-case prices per served model from the price table."""
-    from ..observe.prices import lookup
+    from ..prices import lookup
     from .counters import LocalCounters, RedisCounters
     from .service import Tenancy
     from .store import KeyStore
