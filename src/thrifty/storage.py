@@ -67,12 +67,12 @@ def is_damaged(exc: BaseException) -> bool:
 
 
 def cause(exc: BaseException) -> str:
-    """A short reason for an open or write failure, e.g. ``read-only (SQLITE_READONLY: ...)``."""
+    """A short reason for an open or write failure, e.g. ``read-only (SQLITE_READONLY: ...)``; never a path."""
     code = _code(exc)
     if isinstance(exc, sqlite3.Error) and code is not None:
         return f"{_WORDS.get(code, 'SQLite error')} ({getattr(exc, 'sqlite_errorname', code)}: {exc})"
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or type(exc).__name__} ({exc})"
+    if isinstance(exc, OSError):  # the message repeats the path; callers name the file themselves
+        return exc.strerror or type(exc).__name__
     return f"{type(exc).__name__}: {exc}"
 
 
