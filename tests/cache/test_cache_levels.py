@@ -226,3 +226,17 @@ async def test_slow_redis_is_cut_off_by_its_deadline(tmp_path: Path, make_layer:
         writer.close()
     server.close()
     await server.wait_closed()
+
+
+async def test_redis_that_does_not_answer_is_reported_as_degraded(tmp_path: Path, clock: Any) -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = CacheStore(StoreSettings(l2_path=None, redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout=0.5),
+                       clock=clock)
+    await store.start()
+    assert store.degraded() == []
+    assert await store.tiers.get("k", "n", (60, 60, 60)) is None
+    [reason] = store.degraded()
+    assert "Redis does not answer" in reason and str(port) not in reason
+    await store.stop()

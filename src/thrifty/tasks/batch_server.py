@@ -63,7 +63,7 @@ class BatchService:
         if self._store is None:
             self._store = BatchStore(str(self.db_path))  # never raises: retries in the background
         store = self._store
-        store.db  # noqa: B018 -- raises while the file cannot be opened
+        store.ensure_open()
         if not self._files_ready:
             try:
                 self.files_dir.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,10 @@ class BatchStore:
             )
         return db
 
+    def ensure_open(self) -> None:
+        """Raise StorageUnavailable (503, naming the cause) while the file cannot be opened."""
+        self.db  # noqa: B018 -- the property raises
+
     def degraded(self) -> list[str]:
         """Why the store is unavailable now (empty when it is open)."""
         problem = self.outage.problem
