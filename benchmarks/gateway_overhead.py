@@ -2,14 +2,19 @@
 
 Runs, in one go on this machine:
   * a fake OpenAI-compatible upstream that answers at once (and one that streams 100 chunks),
-  * thrifty serve in front of it, and LiteLLM's proxy (installed into benchmarks/.venv-litellm
-    by this script, never a thrifty dependency) in front of the same upstream,
+  * thrifty serve in front of it; the floor, a featureless aiohttp + uvloop proxy that only
+    forwards bytes (benchmarks/bare_proxy.py); and LiteLLM's proxy (installed into
+    benchmarks/.venv-litellm by this script, never a thrifty dependency), each in front of the
+    same kind of upstream,
   * wrk (Debian package) as the load generator, at 1, 10 and 50 connections,
 and prints/writes a markdown table: p50/p99 latency, requests/s, errors, added latency over
 direct; plus `thrifty --help` / `import thrifty` wall time and time from `thrifty serve` to the
 first answered request.
 
-    .venv/bin/python benchmarks/gateway_overhead.py [--seconds 8] [--no-litellm] [--out docs/bench/gateway.md]
+    .venv/bin/python benchmarks/gateway_overhead.py [--seconds 8] [--no-litellm] [--no-stream]
+        [--rounds 1] [--out docs/bench/gateway.md]
+
+With --rounds N every cell is measured N times, targets interleaved, and the median kept.
 """
 
 from __future__ import annotations
@@ -129,7 +134,10 @@ def target(
         folder = Path(tempfile.mkdtemp())
         entry = f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
         port = free_port()
-        if name == "thrifty":
+        if name == "bare":
+            cmd = [PY, str(ROOT / "benchmarks" / "bare_proxy.py"), "--port", str(port), "--upstream", upstream[:-3]]
+            url, env, wait = f"http://127.0.0.1:{port}/v1/chat/completions", None, 60.0
+        elif name == "thrifty":
             (folder / "thrifty.yaml").write_text(f"server: {{data_dir: {folder}}}\n" + entry)
             cmd = [thrifty, "serve", "--config", str(folder / "thrifty.yaml"), "--port", str(port), "--log-level", "warning"]
             url, env, wait = f"http://127.0.0.1:{port}/v1/chat/completions", None, 60.0
@@ -160,6 +168,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--no-stream", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench" / "gateway.md"))
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -170,37 +180,51 @@ def main() -> int:
         "## Gateway overhead (issue 2)",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"date {datetime.date.today()}; command: `.venv/bin/python benchmarks/gateway_overhead.py --seconds {args.seconds}`.",
+        f"date {datetime.date.today()}; load average before the run {os.getloadavg()[0]:.2f}; command: "
+        f"`.venv/bin/python benchmarks/gateway_overhead.py {' '.join(sys.argv[1:])}`.",
         "Load: wrk, 1 thread, keep-alive, each cell a separate run of the stated seconds; upstream: "
         "`thrifty.fakeupstream` answering at once; everything on this one 2-core machine (load "
         "generator, gateway and upstream share the cores).",
         "",
     ]
 
-    results: dict[str, dict[int, dict[str, float]]] = {}
+    samples: dict[str, dict[int, list[dict[str, float]]]] = {}
     startup: dict[str, float] = {}
     litellm = None if args.no_litellm else ensure_litellm()
-    names = ["direct", "thrifty"] + (["litellm"] if litellm else [])
-    for stream, chunks in ((False, 1), (True, 100)):
-        body = {**BODY, "stream": stream}
-        for name in names:
-            # Each target gets its own fresh upstream process, so no target's idle pooled
-            # connections sit through another target's load (the aiohttp-based fake upstream
-            # was seen to stall an idle keep-alive connection after a 50-connection burst).
-            with target(name, chunks, thrifty, litellm, startup if not stream else None) as url:
-                key = f"{name}{' (stream 100 chunks)' if stream else ''}"
-                wrk(url, 1, 2, body)  # warm up
-                for conns in (1, 10, 50):
-                    results.setdefault(key, {})[conns] = r = wrk(url, conns, args.seconds, body)
-                    print(key, conns, r, file=sys.stderr, flush=True)
+    names = ["direct", "bare", "thrifty"] + (["litellm"] if litellm else [])
+    modes = ((False, 1),) if args.no_stream else ((False, 1), (True, 100))
+    for round_ in range(args.rounds):
+        for stream, chunks in modes:
+            body = {**BODY, "stream": stream}
+            for name in names:
+                # Each target gets its own fresh upstream process, so no target's idle pooled
+                # connections sit through another target's load (the aiohttp-based fake upstream
+                # was seen to stall an idle keep-alive connection after a 50-connection burst).
+                first = round_ == 0 and not stream
+                with target(name, chunks, thrifty, litellm, startup if first else None) as url:
+                    key = f"{name}{' (stream 100 chunks)' if stream else ''}"
+                    wrk(url, 1, 2, body)  # warm up
+                    for conns in (1, 10, 50):
+                        r = wrk(url, conns, args.seconds, body)
+                        samples.setdefault(key, {}).setdefault(conns, []).append(r)
+                        print(key, conns, r, file=sys.stderr, flush=True)
+    results = {
+        key: {conns: {m: statistics.median(r[m] for r in runs) for m in runs[0]} for conns, runs in by_conn.items()}
+        for key, by_conn in samples.items()
+    }
 
-    lines += ["| target | conns | p50 ms | p99 ms | req/s | errors | added p50 ms vs direct |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| target | conns | p50 ms | p99 ms | req/s | errors | added p50 ms vs direct | req/s vs bare | p99 vs bare |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, by_conn in results.items():
-        base_key = "direct" + (" (stream 100 chunks)" if "stream" in key else "")
+        suffix = " (stream 100 chunks)" if "stream" in key else ""
         for conns, r in by_conn.items():
-            added = r["p50_ms"] - results[base_key][conns]["p50_ms"]
+            added = r["p50_ms"] - results["direct" + suffix][conns]["p50_ms"]
+            bare = results["bare" + suffix][conns]
             lines.append(
-                f"| {key} | {conns} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {int(r['errors'])} | {added:+.2f} |"
+                f"| {key} | {conns} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {int(r['errors'])} "
+                f"| {added:+.2f} | {r['rps'] / bare['rps']:.2f} | {r['p99_ms'] / max(bare['p99_ms'], 1e-3):.2f} |"
             )
     if "litellm" in results:
         ratio = max(r["rps"] for r in results["thrifty"].values()) / max(r["rps"] for r in results["litellm"].values())

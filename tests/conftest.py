@@ -57,3 +57,84 @@ def _free_port() -> int:
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     return _free_port()
+
+
+class Disk:
+    """A directory a test can make read-only, full, or writable again.
+
+    As root, permission bits do not stop writes, so the directory is its own small
+    tmpfs and read-only means a read-only remount; otherwise it is a plain
+    directory and read-only means ``chmod``. Filling needs the tmpfs.
+    """
+
+    def __init__(self, path: Any, mounted: bool) -> None:
+        self.path = path
+        self.mounted = mounted
+        self._filler = path / ".filler"
+
+    def _remount(self, mode: str) -> None:
+        import subprocess
+
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True, capture_output=True)
+
+    def read_only(self) -> None:
+        if self.mounted:
+            self._remount("ro")
+        else:
+            self.path.chmod(0o555)
+            for child in self.path.iterdir():
+                child.chmod(0o444)
+
+    def writable(self) -> None:
+        if self.mounted:
+            self._remount("rw")
+        else:
+            self.path.chmod(0o755)
+            for child in self.path.iterdir():
+                child.chmod(0o644)
+
+    def fill(self) -> None:
+        """Take every free byte (only on the tmpfs)."""
+        if not self.mounted:
+            pytest.skip("filling a disk needs a tmpfs mount (run as root)")
+        import errno
+        import os
+
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for size in (65536, 4096, 512, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def disk(tmp_path: Any) -> Iterator[Disk]:
+    """A 512 KB directory (a tmpfs when running as root; else a chmod-able directory)."""
+    import os
+    import subprocess
+
+    path = tmp_path / "disk"
+    path.mkdir()
+    mounted = False
+    if os.geteuid() == 0:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(path)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"as root, a read-only directory needs a tmpfs mount: {done.stderr.decode().strip()}")
+        mounted = True
+    disk = Disk(path, mounted)
+    try:
+        yield disk
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        else:
+            disk.writable()

@@ -122,3 +122,45 @@ def test_litellm_router_settings_map_to_balance_and_fallbacks() -> None:
     assert gpt is not None and gpt.options == {"fallbacks": ["claude"]} and gpt.deployments[0].order == 1
     with pytest.raises(ConfigError, match="router_settings.routing_strategy: unsupported strategy"):
         parse_config({"router_settings": {"routing_strategy": "magic"}})
+
+
+def _every_section_parser(config: object) -> None:
+    from thrifty.balance.settings import parse_section
+    from thrifty.cache.settings import parse_settings
+    from thrifty.observe.settings import parse_alerts, parse_ledger, parse_telemetry
+    from thrifty.routing import parse_routing
+    from thrifty.tasks.settings import parse_tasks
+
+    for parse in (parse_section, parse_ledger, parse_alerts, parse_telemetry, parse_tasks, parse_routing):
+        parse(config)  # type: ignore[arg-type]
+    for group in config.models:  # type: ignore[attr-defined]
+        parse_settings(config, group)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [  # one kind of value, one rule and one message, whichever capability reads it
+        ("balance", "timeout", -1, "must be a positive number, got -1"),
+        ("cache", "redis_timeout", -1, "must be a positive number, got -1"),
+        ("ledger", "flush_ms", -1, "must be a positive number, got -1"),
+        ("tasks", "timeout", -1, "must be a positive number, got -1"),
+        ("balance", "max_concurrency", 2.5, "must be a positive integer, got 2.5"),
+        ("cache", "l1_bytes", 2.5, "must be a positive integer, got 2.5"),
+        ("ledger", "batch_rows", 2.5, "must be a positive integer, got 2.5"),
+        ("alerts", "min_requests", 2.5, "must be a positive integer, got 2.5"),
+        ("balance", "hedge", "yes", "must be true or false, got 'yes'"),
+        ("cache", "semantic", "yes", "must be true or false, got 'yes'"),
+        ("telemetry", "spans", "yes", "must be true or false, got 'yes'"),
+        ("balance", "retries", -1, "must be an integer >= 0, got -1"),
+        ("tasks", "retries", -1, "must be an integer >= 0, got -1"),
+        ("balance", "colour", 1, "unknown setting; expected one of"),
+        ("cache", "colour", 1, "unknown setting; expected one of"),
+        ("ledger", "colour", 1, "unknown setting; expected one of"),
+        ("tasks", "colour", 1, "unknown setting; expected one of"),
+    ],
+)
+def test_every_settings_parser_reads_a_value_by_the_same_rule(section: str, key: str, value: object, problem: str) -> None:
+    config = parse_config({section: {key: value}}, source="c.yaml")
+    with pytest.raises(ConfigError) as info:
+        _every_section_parser(config)
+    assert f"c.yaml: {section}.{key}: {problem}" in str(info.value)

@@ -59,19 +59,38 @@ def test_from_config_file_builds_the_configured_models(tmp_path: Path) -> None:
     assert rows == [("scripted", 200)]
 
 
-def test_sync_use_without_close_still_writes_the_ledger_at_exit(tmp_path: Path) -> None:
+def _exit_without_close(data_dir: Path) -> tuple[int, str]:
+    """Run a script that uses the gateway synchronously and never closes it; (ledger rows, stderr)."""
     import sqlite3
     import subprocess
     import sys
 
-    cfg = tmp_path / "t.yaml"
+    cfg = data_dir / "t.yaml"
     cfg.write_text(
-        f"server: {{data_dir: {tmp_path}}}\n"
+        f"server: {{data_dir: {data_dir}}}\n"
         "models:\n  - name: s\n    deployments: [{provider: fake, model: x, options: {script: hi}}]\n"
     )
     code = f"import thrifty; gw = thrifty.Gateway.from_config({str(cfg)!r}); print(gw.chat_sync('s', 'x').text)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "hi"
-    rows = sqlite3.connect(tmp_path / "ledger.db").execute("SELECT count(*) FROM requests").fetchone()
-    assert rows == (1,)
+    assert done.returncode == 0 and done.stdout.strip() == "hi", done.stderr
+    db = sqlite3.connect(data_dir / "ledger.db")
+    try:
+        return int(db.execute("SELECT count(*) FROM requests").fetchone()[0]), done.stderr
+    finally:
+        db.close()
+
+
+def test_sync_use_without_close_still_writes_the_ledger_at_exit(tmp_path: Path) -> None:
+    assert _exit_without_close(tmp_path) == (1, "")
+
+
+def test_the_exit_path_writes_its_row_in_each_of_100_runs(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    dirs = [tmp_path / f"run{i}" for i in range(100)]
+    for d in dirs:
+        d.mkdir()
+    with ThreadPoolExecutor(4) as pool:  # a few at a time: the machine is shared
+        results = list(pool.map(_exit_without_close, dirs))
+    assert sum(rows for rows, _ in results) == 100
+    assert [err for _, err in results if err] == []

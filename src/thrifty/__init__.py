@@ -1,11 +1,10 @@
 """thrifty: an OpenAI-compatible LLM gateway that makes every call cheaper, faster, sturdier.
 
-The public API is what ``__all__`` lists. Importing thrifty is cheap and silent:
+The public API is what ``__all__`` lists, the same names the README documents
+(``tests/test_public_api.py`` checks that the two and ``dir(thrifty)`` agree). Importing thrifty is cheap and silent:
 no network, no threads, no environment writes; the gateway, the HTTP stack and
 the models load on first use.
 """
-
-from __future__ import annotations
 
 TYPE_CHECKING = False  # typing itself is not imported: keep `import thrifty` tiny
 
@@ -46,6 +45,9 @@ if TYPE_CHECKING:
     from .gateway import Gateway
     from .testing import FakeBackend
     from .types import ChatRequest, ChatResponse, Usage
+
+
+del TYPE_CHECKING  # a module global, not a public name
 
 
 def __getattr__(name: str) -> object:

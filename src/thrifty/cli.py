@@ -110,6 +110,8 @@ DELEGATED = {
     "batch": ("thrifty.tasks.cli", "batch_main", "run an OpenAI-format batch file, resumably"),
     "usage": ("thrifty.observe.usage", "usage_main", "cost and token usage from the ledger"),
     "top": ("thrifty.observe.top", "top_main", "live view of a running gateway"),
+    "keys": ("thrifty.tenancy.cli", "keys_main", "create, list, update, rotate and revoke virtual keys"),
+    "teams": ("thrifty.tenancy.cli", "teams_main", "create, list and update teams (budgets, limits)"),
 }
 
 

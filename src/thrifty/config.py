@@ -403,13 +403,13 @@ def _parse_deployment(raw: Any, where: Where, group: str, env: Mapping[str, str]
         model=model,
         api_base=api_base.rstrip("/") if api_base else None,
         api_key=api_key,
-        weight=_positive(raw, "weight", where, 1.0),
+        weight=read_positive(raw, "weight", where, 1.0),
         rpm=_positive_int(raw, "rpm", where, None),
         tpm=_positive_int(raw, "tpm", where, None),
-        timeout=_positive(raw, "timeout", where, 600.0),
-        connect_timeout=_positive(raw, "connect_timeout", where, 10.0),
-        first_token_timeout=None if first_token is None else _positive(
-            {"first_token_timeout": first_token}, "first_token_timeout", where, 0.0
+        timeout=read_positive(raw, "timeout", where, 600.0),
+        connect_timeout=read_positive(raw, "connect_timeout", where, 10.0),
+        first_token_timeout=None if first_token is None else check_positive(
+            first_token, where / "first_token_timeout"
         ),
         max_concurrency=_positive_int(
             raw, "max_concurrency", where, _positive_int(raw, "max_parallel_requests", where, None)
@@ -485,6 +485,10 @@ def _str(raw: Mapping[str, Any], key: str, where: Where, *, required: bool = Fal
 
 
 # -- field readers, shared by every capability's settings parser ---------------
+#
+# ``check_*`` validate one value found at ``where``; ``read_*`` read ``raw[key]``
+# (or ``default``) and check it. Every settings parser uses these, so one kind
+# of value has one rule and one error message everywhere.
 
 
 def reject_unknown(raw: Mapping[str, Any], known: set[str], where: Where) -> None:
@@ -494,28 +498,69 @@ def reject_unknown(raw: Mapping[str, Any], known: set[str], where: Where) -> Non
         raise (where / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(known))}")
 
 
-def read_bool(raw: Mapping[str, Any], key: str, where: Where, default: bool) -> bool:
-    value = raw.get(key, default)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_bool(value: Any, where: Where) -> bool:
     if not isinstance(value, bool):
-        raise (where / key).error(f"must be true or false, got {value!r}")
+        raise where.error(f"must be true or false, got {value!r}")
     return value
 
 
-def read_positive(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise (where / key).error(f"must be a positive number, got {value!r}")
+def check_positive(value: Any, where: Where) -> float:
+    if not _is_number(value) or value <= 0:
+        raise where.error(f"must be a positive number, got {value!r}")
     return float(value)
 
 
-def read_positive_int(raw: Mapping[str, Any], key: str, where: Where, default: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise (where / key).error(f"must be a positive integer, got {value!r}")
+def check_positive_int(value: Any, where: Where) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise where.error(f"must be a positive integer, got {value!r}")
     return value
 
 
-_positive = read_positive
+def check_non_negative(value: Any, where: Where) -> float:
+    if not _is_number(value) or value < 0:
+        raise where.error(f"must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_count(value: Any, where: Where) -> int:
+    """An integer >= 0 (retries, escalations)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise where.error(f"must be an integer >= 0, got {value!r}")
+    return value
+
+
+def check_fraction(value: Any, where: Where) -> float:
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise where.error(f"must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def read_bool(raw: Mapping[str, Any], key: str, where: Where, default: bool) -> bool:
+    return check_bool(raw.get(key, default), where / key)
+
+
+def read_positive(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
+    return check_positive(raw.get(key, default), where / key)
+
+
+def read_positive_int(raw: Mapping[str, Any], key: str, where: Where, default: int) -> int:
+    return check_positive_int(raw.get(key, default), where / key)
+
+
+def read_non_negative(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
+    return check_non_negative(raw.get(key, default), where / key)
+
+
+def read_count(raw: Mapping[str, Any], key: str, where: Where, default: int) -> int:
+    return check_count(raw.get(key, default), where / key)
+
+
+def read_fraction(raw: Mapping[str, Any], key: str, where: Where, default: float) -> float:
+    return check_fraction(raw.get(key, default), where / key)
 
 
 def _positive_int(
@@ -528,7 +573,16 @@ def _positive_int(
 
 __all__ = [
     "Config",
+    "check_bool",
+    "check_count",
+    "check_fraction",
+    "check_non_negative",
+    "check_positive",
+    "check_positive_int",
     "read_bool",
+    "read_count",
+    "read_fraction",
+    "read_non_negative",
     "read_positive",
     "read_positive_int",
     "reject_unknown",

@@ -15,6 +15,7 @@ any of them to OpenAI's error JSON in one place (``thrifty.server.app``).
     ├── PayloadTooLarge           413
     ├── RateLimited               429   carries retry_after seconds  (retryable)
     ├── Overloaded                429   admission queue full          (retryable)
+    ├── StorageUnavailable        503   a store (batches, ledger, cache) cannot open now
     └── UpstreamError             502   the model's server failed      (retryable)
         ├── UpstreamStatusError   5xx/4xx answered by the upstream
         ├── UpstreamConnectionError 502 refused, reset, DNS            (retryable)
@@ -164,3 +165,10 @@ class UpstreamTimeout(UpstreamError):
 class NoDeploymentAvailable(UpstreamError):
     status = 503
     code = "no_deployment_available"
+
+
+class StorageUnavailable(ThriftyError):
+    """A file thrifty keeps (batch store, ledger, cache) cannot be opened now; the message says why."""
+
+    status = 503
+    code = "storage_unavailable"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -28,8 +29,10 @@ from .types import ChatRequest, ChatResponse, Chunk, Message, Usage
 if TYPE_CHECKING:
     from .observe import Observer
     from .observe.events import RequestEvent
+    from .storage import Degradable
 
 T = TypeVar("T")
+log = logging.getLogger("thrifty.gateway")
 
 
 class Gateway:
@@ -62,6 +65,7 @@ class Gateway:
         self._ready = False
         self._sync: _LoopThread | None = None
         self._key_hashes: dict[str, str] = {}
+        self._watched: list[Degradable] = []
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kw: Any) -> Gateway:
@@ -92,14 +96,35 @@ class Gateway:
             self.observer.mark_ready()
 
     async def aclose(self) -> None:
-        self._ready = False
-        for backend in self.stack.unique():
-            await backend.aclose()
+        await self._close_backends()
         if self.observer is not None:
             await self.observer.aclose()
         if self._sync is not None:
             self._sync.stop()
             self._sync = None
+
+    async def _close_backends(self) -> None:
+        self._ready = False
+        for backend in self.stack.unique():
+            await backend.aclose()
+
+    def watch(self, part: Degradable) -> None:
+        """Include ``part`` (built beside the gateway, e.g. the server's batch store) in :meth:`degraded`."""
+        self._watched.append(part)
+
+    def degraded(self) -> list[str]:
+        """Why the gateway runs degraded now: each part that serves without its store says why.
+
+        Empty when every part is whole. The ledger, the cache's disk level and
+        watched parts (the batch store) report here; ``/ready`` shows the list.
+        """
+        from .storage import Degradable
+
+        reasons: dict[str, None] = {}  # ordered, each reason once (groups share one cache store)
+        for part in (self.observer, *self.stack.walk(), *self._watched):
+            if isinstance(part, Degradable):
+                reasons.update(dict.fromkeys(part.degraded()))
+        return list(reasons)
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -223,9 +248,24 @@ class Gateway:
             loop.run(agen.aclose())
 
     def close_sync(self) -> None:
-        """Close after sync use: drains the ledger. Also runs at interpreter exit."""
-        if self._sync is not None:
-            self._sync.run(self.aclose())
+        """Close after sync use: drains the ledger. Also runs at interpreter exit.
+
+        The ledger's writer thread is joined right here, on the calling thread:
+        at interpreter exit the default executor is already shut down, so an
+        async close could not hand the join to a worker thread.
+        """
+        sync = self._sync
+        if sync is None:
+            return
+        try:
+            sync.run(self._close_backends())
+        except Exception:  # the ledger must still be drained
+            log.exception("closing the model backends failed")
+        finally:
+            if self.observer is not None:
+                self.observer.close()
+            sync.stop()
+            self._sync = None
 
     def _loop(self) -> _LoopThread:
         if self._sync is None:

@@ -128,16 +128,6 @@ class ChatRequest:
             trace=self.trace,
         )
 
-    def to_openai(self) -> dict[str, Any]:
-        """The request as an OpenAI chat-completions JSON body."""
-        body: dict[str, Any] = {"model": self.model, "messages": self.messages}
-        body.update(self.extra)
-        body.update(self.params)
-        if self.stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        return body
-
 
 @dataclass(slots=True)
 class ChatResponse:

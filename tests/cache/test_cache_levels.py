@@ -15,6 +15,7 @@ from thrifty.cache.disk import DiskLevel
 from thrifty.cache.memory import MemoryLevel
 from thrifty.cache.settings import StoreSettings
 from thrifty.cache.store import CacheStore
+from thrifty.storage import Backoff
 from thrifty.testing import FakeBackend, chat
 
 
@@ -47,22 +48,105 @@ async def test_a_damaged_disk_file_is_set_aside_and_rebuilt(tmp_path: Path, cloc
     await disk.aclose()
 
 
+def damage(path: Path) -> None:
+    """Overwrite every page after the first with noise: a file that fails quick_check."""
+    data = bytearray(path.read_bytes())
+    for i in range(4096, len(data)):
+        data[i] = (i * 7919) % 251
+    path.write_bytes(bytes(data))
+
+
+async def test_a_file_that_fails_its_integrity_check_is_set_aside_at_open(tmp_path: Path, clock: Any) -> None:
+    path = tmp_path / "cache.sqlite3"
+    disk = DiskLevel(str(path), clock)
+    await disk.open()
+    for i in range(200):
+        await disk.put(f"k{i}", "n", b"value" * 20, clock() + 60)
+    await disk.aclose()
+    damage(path)
+    disk = DiskLevel(str(path), clock)
+    await disk.open()
+    assert len(disk.set_aside) == 1 and disk.degraded() == []
+    assert await disk.get("k150") is None
+    await disk.put("k2", "n", b"fresh", clock() + 60)
+    assert await disk.get("k2") is not None
+    await disk.aclose()
+
+
 async def test_corruption_found_while_running_rebuilds_the_file(tmp_path: Path, clock: Any) -> None:
+    path = tmp_path / "cache.sqlite3"
+    disk = DiskLevel(str(path), clock)
+    await disk.open()
+    for i in range(200):
+        await disk.put(f"k{i}", "n", b"value" * 20, clock() + 60)
+    await disk._run(disk._close)
+    damage(path)
+    disk._db = sqlite3.connect(path, check_same_thread=False)  # as if it broke after a clean open
+    assert await disk.get("k150") is None
+    assert disk.errors == 1 and len(disk.set_aside) == 1
+    await disk.put("k2", "n", b"fresh", clock() + 60)
+    assert await disk.get("k2") is not None
+    await disk.aclose()
+
+
+async def test_a_busy_or_failing_call_is_skipped_and_the_file_kept(tmp_path: Path, clock: Any) -> None:
     path = tmp_path / "cache.sqlite3"
     disk = DiskLevel(str(path), clock)
     await disk.open()
     await disk.put("k", "n", b"value", clock() + 60)
 
     def broken(*_: Any) -> Any:
-        raise sqlite3.DatabaseError("database disk image is malformed")
+        raise sqlite3.DatabaseError("database disk image is malformed")  # no SQLite code: not damage
 
     disk._get = broken  # type: ignore[method-assign]
     assert await disk.get("k") is None
-    assert disk.errors == 1 and disk.set_aside
+    assert disk.errors == 1 and disk.set_aside == []
     del disk._get
-    await disk.put("k2", "n", b"fresh", clock() + 60)
-    assert await disk.get("k2") is not None
+    assert await disk.get("k") is not None
     await disk.aclose()
+
+
+async def test_an_unopenable_disk_level_degrades_to_memory_and_recovers(disk: Any, clock: Any) -> None:
+    disk.read_only()
+    store = CacheStore(StoreSettings(l2_path=str(disk.path / "cache.sqlite3")), clock=clock)
+    level = store.tiers.disk
+    assert level is not None
+    level.outage.backoff = Backoff(first=0.01, most=0.05)
+    await store.start()
+    [reason] = store.degraded()
+    assert "cache.sqlite3 cannot be opened" in reason and "runs from memory" in reason
+    store.tiers.put("k", "n", b"value", (60, 60, 60))
+    await store.tiers.flush()
+    assert await store.tiers.get("k", "n", (60, 60, 60)) == b"value"  # from memory
+    disk.writable()
+    for _ in range(1000):
+        if not store.degraded():
+            break
+        await asyncio.sleep(0.01)
+    assert store.degraded() == []
+    await level.put("k2", "n", b"on disk", clock() + 60)
+    assert await level.get("k2") == (b"on disk", clock() + 60)
+    await store.stop()
+    assert not any("corrupt" in p.name for p in disk.path.iterdir())
+
+
+async def test_a_read_only_cache_file_is_never_renamed(disk: Any, clock: Any) -> None:
+    path = disk.path / "cache.sqlite3"
+    level = DiskLevel(str(path), clock)
+    await level.open()
+    await level.put("k", "n", b"kept", clock() + 60)
+    await level.aclose()
+    disk.read_only()
+    level = DiskLevel(str(path), clock)
+    await level.open()
+    assert level.degraded() and level.set_aside == []
+    await level.aclose()
+    disk.writable()
+    assert not any("corrupt" in p.name for p in disk.path.iterdir())
+    level = DiskLevel(str(path), clock)
+    await level.open()
+    assert await level.get("k") == (b"kept", clock() + 60)
+    await level.aclose()
 
 
 async def test_unwritable_disk_path_runs_without_l2(tmp_path: Path, clock: Any) -> None:
@@ -70,7 +154,7 @@ async def test_unwritable_disk_path_runs_without_l2(tmp_path: Path, clock: Any) 
     blocker.write_text("x")
     store = CacheStore(StoreSettings(l2_path=str(blocker / "sub" / "cache.sqlite3")), clock=clock)
     await store.start()
-    assert store.tiers.disk is None
+    assert "cannot be opened" in store.degraded()[0]
     await store.stop()
 
 
@@ -142,3 +226,17 @@ async def test_slow_redis_is_cut_off_by_its_deadline(tmp_path: Path, make_layer:
         writer.close()
     server.close()
     await server.wait_closed()
+
+
+async def test_redis_that_does_not_answer_is_reported_as_degraded(tmp_path: Path, clock: Any) -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = CacheStore(StoreSettings(l2_path=None, redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout=0.5),
+                       clock=clock)
+    await store.start()
+    assert store.degraded() == []
+    assert await store.tiers.get("k", "n", (60, 60, 60)) is None
+    [reason] = store.degraded()
+    assert "Redis does not answer" in reason and str(port) not in reason
+    await store.stop()

@@ -10,6 +10,7 @@ import pytest
 
 from thrifty.config import Config
 from thrifty.observe import Observer
+from thrifty.storage import Backoff
 
 from .helpers import MINI, event, make_config
 
@@ -99,21 +100,30 @@ async def test_a_malformed_event_is_skipped_and_the_rest_are_written(config: Con
     assert obs.dropped == 1 and "chatcmpl-2" in caplog.text
 
 
-async def test_a_failing_disk_keeps_rows_until_writes_work_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failing_disk_keeps_rows_and_retries_with_a_bounded_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]
     obs = Observer(make_config(tmp_path, ledger={"flush_ms": 600_000, "batch_rows": 1_000_000}))
+    obs.outage.backoff = Backoff(first=1.0, most=2.0, clock=lambda: now[0])
     await obs.start()
     assert obs.ledger is not None
     real = obs.ledger.write
-    failures = iter([True, True])
+    failures = iter([True, True, True])
+    tries = []
 
     def flaky(batch: list[tuple[object, ...]]) -> None:
+        tries.append(now[0])
         if next(failures, False):
             raise sqlite3.OperationalError("disk I/O error")
         real(batch)
 
     monkeypatch.setattr(obs.ledger, "write", flaky)
     obs.record(event(1))
-    assert obs.flush() == 0 and obs.flush() == 0
-    assert obs.flush() == 1
+    for t in (0.0, 0.5, 1.0, 2.0, 3.0, 4.5, 5.0):
+        now[0] = t
+        assert obs.flush() == 0 or t == 5.0
+    assert tries == [0.0, 1.0, 3.0, 5.0]  # 1 s, then 2 s, then 2 s: doubling, capped
+    assert obs.degraded() == []
     await obs.aclose()
     assert len(rows(obs.ledger_settings.path)) == 1

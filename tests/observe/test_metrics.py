@@ -58,8 +58,9 @@ async def test_metrics_count_requests_errors_tokens_cache_routes_and_components(
 async def test_each_observer_counts_only_its_own_requests(config: Config) -> None:
     one, two = Observer(config), Observer(config)
     one.record(event(1))
-    got = samples(await scrape(two))
-    assert not any(name == "thrifty_requests_total" for name, _ in got)
+    requests = ("thrifty_requests_total", (("deployment", MINI), ("model", "fast"), ("status", "200")))
+    assert samples(await scrape(one))[requests] == 1
+    assert not any(name == "thrifty_requests_total" for name, _ in samples(await scrape(two)))
 
 
 async def test_a_failing_gauge_source_does_not_break_the_scrape(config: Config, caplog: pytest.LogCaptureFixture) -> None:

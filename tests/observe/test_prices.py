@@ -9,8 +9,9 @@ from typing import Any
 import genai_prices
 import pytest
 
+from thrifty import prices
 from thrifty.config import Config, Deployment
-from thrifty.observe import Observer, prices
+from thrifty.observe import Observer
 
 from .helpers import event, make_config
 

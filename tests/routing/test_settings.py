@@ -6,6 +6,7 @@ import pytest
 
 from thrifty.config import parse_config
 from thrifty.errors import ConfigError
+from thrifty.prices import PriceTable
 from thrifty.routing import parse_routing
 
 from .conftest import make_config
@@ -42,6 +43,42 @@ def test_price_comes_from_the_price_table_or_is_free_for_local_models() -> None:
     assert routing.tier("fast").input_price == 0.0
     assert routing.tier("big").input_price == pytest.approx(2.5)
     assert routing.tier("big").output_price == pytest.approx(10.0)
+
+
+def test_router_and_ledger_agree_that_loopback_and_free_deployments_cost_nothing() -> None:
+    vllm = {"provider": "openai", "model": "Qwen/Qwen2.5-7B-Instruct", "api_base": "http://127.0.0.1:8000/v1"}
+    free = {"provider": "openai", "model": "my-finetune", "api_base": "https://gpu.example.com/v1",
+            "price_model": "free", "api_key": "k"}
+    config = parse_config(
+        {
+            "models": [{"name": "vllm", "deployments": [vllm]}, {"name": "own", "deployments": [free]}],
+            "routing": {"tiers": [{"name": "fast", "model": "vllm"}, {"name": "big", "model": "own"}]},
+        },
+        source="c.yaml",
+    )
+    routing = parse_routing(config)  # no price demanded for either
+    assert routing is not None
+    ledger = PriceTable(config)
+    for tier in routing.tiers:
+        deployment = config.group(tier.group).deployments[0]  # type: ignore[union-attr]
+        assert tier.cost(1000, 1000) == 0.0
+        assert ledger.rates(deployment.name).cost(1000, 1000, 0) == 0.0
+        assert ledger.rates(deployment.name).priced
+
+
+def test_router_prices_a_tier_as_the_ledger_does() -> None:
+    config = parse_config(
+        {
+            "models": [{"name": "gpt", "deployments": [{"provider": "openai", "model": "gpt-4o-mini", "api_key": "k"}]}],
+            "routing": {"tiers": [{"name": "t", "model": "gpt"}]},
+        },
+        source="c.yaml",
+    )
+    routing = parse_routing(config)
+    assert routing is not None
+    rates = PriceTable(config).rates(config.models[0].deployments[0].name)
+    assert rates.input > 0
+    assert routing.tier("t").cost(1000, 500) == pytest.approx(rates.cost(1000, 500, 0))
 
 
 def test_unknown_price_names_the_key() -> None:

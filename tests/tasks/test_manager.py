@@ -83,6 +83,24 @@ async def test_retryable_errors_are_retried_then_succeed() -> None:
     assert task.attempts == 3
 
 
+async def test_retry_waits_as_the_upstream_asks_and_gives_up_on_too_long_a_wait() -> None:
+    waits: list[float] = []
+
+    async def record(delay: float) -> None:
+        waits.append(delay)
+
+    backend = FakeBackend([RateLimited("slow down", retry_after=3), "fine"])
+    async with TaskManager(sleep=record, retry_base_s=0.01) as tm:
+        assert (await tm.submit_chat(backend, chat("hi"), retries=2)).text == "fine"
+    assert waits == [3.0]
+    backend = FakeBackend([RateLimited("come back tomorrow", retry_after=86_400), "never"])
+    async with TaskManager(sleep=record, max_retry_after_s=60) as tm:
+        task = tm.submit_chat(backend, chat("hi"), retries=2)
+        with pytest.raises(RateLimited):
+            await task
+    assert task.attempts == 1 and waits == [3.0]
+
+
 async def test_non_retryable_error_fails_at_once() -> None:
     backend = FakeBackend([InvalidRequest("bad"), "never"])
     async with TaskManager(sleep=no_sleep) as tm:

@@ -25,13 +25,13 @@ from ..errors import (
     ThriftyError,
     UpstreamTimeout,
 )
+from ..retry import RetryBudget
 from ..types import ChatRequest, ChatResponse, Chunk
 from .admission import AdmissionGate
 from .clock import Clock, MonotonicClock
 from .health import HealthMonitor, Probe
 from .hedge import first_success, race_streams
 from .member import Member, estimate_tokens
-from .retry import RetryBudget, full_jitter
 from .settings import BalanceSettings
 from .stats import LatencyWindow
 from .strategies import make_strategy
@@ -134,12 +134,13 @@ class Balancer(Choice):
                    if m.name not in tried and m.unavailable_because(tokens) is None]
         wait = 0.0
         if not untried:
-            wait = full_jitter(attempt, self.settings.retry, self.rng)
-            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            if retry_after:
-                if retry_after > self.settings.retry.max_retry_after:
-                    return False
-                wait = max(wait, min(m.free_in() for m in self.members))
+            # after a 429, the upstream's wait is when the first deployment leaves its cooldown
+            asked = exc.retry_after if isinstance(exc, RateLimited) else None
+            ready = min(m.free_in() for m in self.members) if asked else None
+            delay = self.settings.retry.delay(attempt, self.rng, ready)
+            if delay is None:
+                return False
+            wait = delay
         if deadline is not None and self.clock.now() + wait >= deadline:
             return False
         if wait > 0:

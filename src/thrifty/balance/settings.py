@@ -29,9 +29,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..config import Config, ModelGroup, Where
+from ..config import (
+    Config,
+    ModelGroup,
+    Where,
+    check_bool,
+    check_count,
+    check_positive,
+    check_positive_int,
+    reject_unknown,
+)
+from ..retry import RetrySettings
 from .breaker import BreakerSettings
-from .retry import RetrySettings
 
 STRATEGIES = ("round_robin", "least_outstanding", "p2c", "weighted", "affinity")
 
@@ -80,9 +89,7 @@ def parse_section(config: Config) -> BalanceSettings:
     where = config.where("balance")
     if not isinstance(raw, Mapping):
         raise where.error("must be a mapping")
-    unknown = sorted(set(raw) - SECTION_KEYS)
-    if unknown:
-        raise (where / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(SECTION_KEYS))}")
+    reject_unknown(raw, SECTION_KEYS, where)
     return _apply(BalanceSettings(), raw, where)
 
 
@@ -125,46 +132,42 @@ def _scalar(key: str, value: Any, where: Where) -> Any:
             raise where.error(f"must be one of {', '.join(STRATEGIES)}, got {value!r}")
         return value
     if key in ("hedge",):
-        return _bool(value, where)
+        return check_bool(value, where)
     if key == "health_check":
-        return None if value is None else _bool(value, where)
+        return None if value is None else check_bool(value, where)
     if key in ("max_concurrency", "max_queue", "hedge_min_samples"):
         if key == "max_queue" and value == 0:
             return 0
-        return None if value is None and key != "hedge_min_samples" else _positive_int(value, where)
+        return None if value is None and key != "hedge_min_samples" else check_positive_int(value, where)
     if key == "hedge_quantile":
-        number = _positive(value, where)
+        number = check_positive(value, where)
         if number >= 1:
             raise where.error(f"must be between 0 and 1, got {value!r}")
         return number
     if key in ("timeout", "first_token_timeout") and value is None:
         return None
-    return _positive(value, where)
+    return check_positive(value, where)
 
 
 def _retry_value(key: str, value: Any, where: Where) -> Any:
     if key == "retries":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise where.error(f"must be an integer >= 0, got {value!r}")
-        return value
+        return check_count(value, where)
     if key == "budget_ratio" and value == 0:
         return 0.0
-    return _positive(value, where)
+    return check_positive(value, where)
 
 
 def _breaker(base: BreakerSettings, raw: Any, where: Where) -> BreakerSettings:
     if not isinstance(raw, Mapping):
         raise where.error("must be a mapping")
     known = {"failures", "failure_rate", "window", "min_requests", "cooldown"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise (where / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(known))}")
+    reject_unknown(raw, known, where)
     changes: dict[str, Any] = {}
     for key, value in raw.items():
         if key in ("failures", "min_requests"):
-            changes[key] = _positive_int(value, where / key)
+            changes[key] = check_positive_int(value, where / key)
         else:
-            changes[key] = _positive(value, where / key)
+            changes[key] = check_positive(value, where / key)
     if changes.get("failure_rate", 0.5) > 1:
         raise (where / "failure_rate").error("must be a fraction between 0 and 1")
     return replace(base, **changes)
@@ -174,15 +177,13 @@ def _affinity(base: AffinitySettings, raw: Any, where: Where) -> AffinitySetting
     if not isinstance(raw, Mapping):
         raise where.error("must be a mapping")
     known = {"prefix_chars", "min_prefix_chars", "balance_abs", "balance_rel"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise (where / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(known))}")
+    reject_unknown(raw, known, where)
     changes: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "balance_rel":
-            changes[key] = _positive(value, where / key)
+            changes[key] = check_positive(value, where / key)
         else:
-            changes[key] = _positive_int(value, where / key)
+            changes[key] = check_positive_int(value, where / key)
     return replace(base, **changes)
 
 
@@ -197,21 +198,3 @@ def _group_list(value: Any, where: Where, names: set[str], own: str) -> tuple[st
         if name == own:
             raise where.error("a group cannot fall back to itself")
     return tuple(value)
-
-
-def _bool(value: Any, where: Where) -> bool:
-    if not isinstance(value, bool):
-        raise where.error(f"must be true or false, got {value!r}")
-    return value
-
-
-def _positive(value: Any, where: Where) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise where.error(f"must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _positive_int(value: Any, where: Where) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise where.error(f"must be a positive integer, got {value!r}")
-    return value

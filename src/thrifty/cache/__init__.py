@@ -19,10 +19,9 @@ from ..config import Config, ModelGroup
 from .settings import CacheSettings, parse_settings
 
 if TYPE_CHECKING:
-    from .layer import CacheLayer
     from .store import CacheStore
 
-__all__ = ["CacheSettings", "parse_settings", "purge", "store_for", "wrap_cache"]
+__all__ = ["CacheSettings", "parse_settings", "store_for", "wrap_cache"]
 
 _stores: dict[int, CacheStore] = {}
 _lock = threading.Lock()
@@ -49,7 +48,3 @@ def wrap_cache(backend: Backend, group: ModelGroup, config: Config) -> Backend:
 
     return CacheLayer(backend, group.name, settings, store_for(config, settings))
 
-
-async def purge(layer: CacheLayer, namespace: str) -> int:
-    """Forget every answer cached in ``namespace``; the number of answers removed."""
-    return await layer.purge(namespace)

@@ -1,21 +1,25 @@
 """L2: answers on local disk in SQLite (WAL), surviving restarts.
 
 Every call runs on one dedicated thread, so the event loop never waits on the
-disk. A file that is not a database, or turns out damaged, is renamed aside
-(``<name>.corrupt-<time>``) and a fresh one is created: a bad cache file costs
-the cached answers, never the gateway's startup.
+disk. A file that SQLite reports as damaged, confirmed by ``quick_check``, is
+renamed aside (``<name>.corrupt-<time>``) and a fresh one is created. A file
+that cannot be opened for any other reason (read-only, disk full, locked) is
+left alone: the cache runs from memory, :meth:`DiskLevel.degraded` says why, and
+the level keeps trying to open it in the background with a bounded backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from ..errors import StorageUnavailable
+from ..storage import Backoff, Outage, cause, confirmed_damaged, is_damaged, open_sqlite, set_aside, wal_setup
 
 log = logging.getLogger("thrifty.cache")
 T = TypeVar("T")
@@ -34,16 +38,24 @@ _SWEEP_EVERY = 1000
 QuestionRow = tuple[str, str, str, str, bytes, float]
 
 
+def _setup(db: sqlite3.Connection) -> None:
+    wal_setup(_SCHEMA)(db)
+    db.execute("SELECT count(*) FROM answers").fetchone()  # a damaged file usually shows here
+
+
 class DiskLevel:
     """A SQLite file of answers (and semantic questions), used from one worker thread."""
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str, clock: Callable[[], float] = time.time, backoff: Backoff | None = None) -> None:
         self.path = path
         self.clock = clock
         self.errors = 0
         self.set_aside: list[str] = []
+        self.outage = Outage("cache disk level", log, backoff)
         self._db: sqlite3.Connection | None = None
         self._writes = 0
+        self._closed = False
+        self._retry: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thrifty-cache-l2")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -52,43 +64,46 @@ class DiskLevel:
     # -- lifecycle ------------------------------------------------------------
 
     async def open(self) -> None:
+        """Open the file; when it cannot be opened now, serve misses and keep trying in the background."""
         await self._run(self._open)
+        self._keep_trying()
 
-    def _open(self) -> None:
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
+    def _open(self) -> bool:
         try:
-            self._db = self._connect()
-        except sqlite3.DatabaseError as exc:
-            self._set_aside(exc)
-            self._db = self._connect()
+            self._db, kept = open_sqlite("cache file", self.path, _setup)
+        except StorageUnavailable as exc:
+            self.outage.failed(exc.message)
+            return False
+        if kept is not None:
+            self.set_aside.append(kept)
+        self.outage.recovered()
+        return True
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            db.execute("SELECT count(*) FROM answers").fetchone()
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
+    def _keep_trying(self) -> None:
+        """Start the background reopening, if the file is down and nothing is trying yet."""
+        if self.outage.problem is None or self._closed or (self._retry is not None and not self._retry.done()):
+            return
+        self._retry = asyncio.ensure_future(self._reopen())
 
-    def _set_aside(self, exc: BaseException) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        aside = f"{self.path}.corrupt-{int(time.time())}"
-        log.warning("cache: %s is damaged (%s); moved to %s and starting afresh", self.path, exc, aside)
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(self.path + suffix):
-                os.replace(self.path + suffix, aside + suffix)
-        self.set_aside.append(aside)
+    async def _reopen(self) -> None:
+        while self._db is None:
+            await asyncio.sleep(self.outage.backoff.wait())
+            await self._run(self._open)
+
+    def degraded(self) -> list[str]:
+        """Why answers are not kept on disk now (empty when they are)."""
+        problem = self.outage.problem
+        return [] if problem is None else [f"{problem}; the cache runs from memory"]
 
     async def aclose(self) -> None:
-        await self._run(self._close)
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            await asyncio.gather(self._retry, return_exceptions=True)
+        try:
+            await self._run(self._close)
+        except RuntimeError:  # at interpreter exit the worker takes no more work: close here
+            self._close()
         self._pool.shutdown(wait=True)
 
     def _close(self) -> None:
@@ -98,25 +113,41 @@ class DiskLevel:
 
     # -- guarded access -------------------------------------------------------
 
+    async def _call(self, fn: Callable[[sqlite3.Connection], T], default: T) -> T:
+        result: T = await self._run(self._guard, fn, default)
+        if self._db is None:
+            self._keep_trying()
+        return result
+
     def _guard(self, fn: Callable[[sqlite3.Connection], T], default: T) -> T:
         if self._db is None:
             return default
         try:
             return fn(self._db)
-        except sqlite3.OperationalError as exc:  # busy, locked, disk full: skip this call
+        except sqlite3.Error as exc:  # busy, locked, disk full: skip this call
             self.errors += 1
-            log.debug("cache: L2 call failed: %s", exc)
+            if is_damaged(exc) and confirmed_damaged(self.path):
+                self._rebuild(exc)
+            else:
+                log.debug("cache: L2 call failed: %s", cause(exc))
             return default
-        except sqlite3.DatabaseError as exc:  # malformed: rebuild the file
-            self.errors += 1
-            self._set_aside(exc)
-            self._db = self._connect()
-            return default
+
+    def _rebuild(self, exc: sqlite3.Error) -> None:
+        """The file turned out damaged while running: move it aside and start a new one."""
+        self._close()
+        try:
+            kept = set_aside(self.path)
+        except OSError as err:
+            self.outage.failed(f"the cache file {self.path} is damaged and cannot be moved aside: {cause(err)}")
+            return
+        log.warning("cache: %s is damaged (%s); moved to %s and starting afresh", self.path, cause(exc), kept)
+        self.set_aside.append(kept)
+        self._open()
 
     # -- answers ----------------------------------------------------------------
 
     async def get(self, key: str) -> tuple[bytes, float] | None:
-        return await self._run(self._guard, lambda db: self._get(db, key), None)
+        return await self._call(lambda db: self._get(db, key), None)
 
     def _get(self, db: sqlite3.Connection, key: str) -> tuple[bytes, float] | None:
         row = db.execute("SELECT value, expires FROM answers WHERE key = ?", (key,)).fetchone()
@@ -128,7 +159,7 @@ class DiskLevel:
         return bytes(row[0]), float(row[1])
 
     async def put(self, key: str, namespace: str, value: bytes, expires: float) -> None:
-        await self._run(self._guard, lambda db: self._put(db, key, namespace, value, expires), None)
+        await self._call(lambda db: self._put(db, key, namespace, value, expires), None)
 
     def _put(self, db: sqlite3.Connection, key: str, namespace: str, value: bytes, expires: float) -> None:
         db.execute(
@@ -142,7 +173,7 @@ class DiskLevel:
             db.execute("DELETE FROM questions WHERE expires <= ?", (now,))
 
     async def purge(self, namespace: str) -> set[str]:
-        return await self._run(self._guard, lambda db: self._purge(db, namespace), set())
+        return await self._call(lambda db: self._purge(db, namespace), set())
 
     def _purge(self, db: sqlite3.Connection, namespace: str) -> set[str]:
         keys = {r[0] for r in db.execute("SELECT key FROM answers WHERE namespace = ?", (namespace,))}
@@ -153,7 +184,7 @@ class DiskLevel:
     # -- semantic questions -------------------------------------------------------
 
     async def put_question(self, row: QuestionRow) -> None:
-        await self._run(self._guard, lambda db: self._put_question(db, row), None)
+        await self._call(lambda db: self._put_question(db, row), None)
 
     @staticmethod
     def _put_question(db: sqlite3.Connection, row: QuestionRow) -> None:
@@ -165,7 +196,7 @@ class DiskLevel:
 
     async def questions(self) -> list[QuestionRow]:
         """Every unexpired semantic question, oldest first (to rebuild the index at start)."""
-        return await self._run(self._guard, self._questions, [])
+        return await self._call(self._questions, [])
 
     def _questions(self, db: sqlite3.Connection) -> list[QuestionRow]:
         rows: Iterable[Any] = db.execute(

@@ -70,6 +70,9 @@ class CacheLayer(Wrapper):
     def stats(self) -> dict[str, float]:
         return self.store.stats()
 
+    def degraded(self) -> list[str]:
+        return self.store.degraded()
+
     # -- planning ----------------------------------------------------------------
 
     def plan(self, request: ChatRequest) -> Plan | None:

@@ -117,6 +117,14 @@ class CacheStore:
             keys |= self._semantic.purge(namespace)
         return len(keys)
 
+    def degraded(self) -> list[str]:
+        """Why a level of the cache is not in use now (empty when all are)."""
+        reasons = self.tiers.disk.degraded() if self.tiers.disk is not None else []
+        redis = self.tiers.redis
+        if redis is not None and redis.down:
+            reasons.append("cache: Redis does not answer; serving from memory and disk until it does")
+        return reasons
+
     def stats(self) -> dict[str, float]:
         out = {k: float(v) for k, v in self.tiers.stats().items()}
         if self._semantic is not None:

@@ -19,10 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
+from ..errors import StorageUnavailable
+from ..prices import PriceTable
+from ..storage import Outage, cause, confirmed_damaged, is_damaged, set_aside
 from .events import RequestEvent
 from .health import Alert, evaluate, process_age, rss_bytes, window_health
 from .ledger import Ledger
-from .prices import PriceTable
 from .settings import parse_alerts, parse_ledger, parse_telemetry
 from .spans import Spans, default_spans
 from .tally import Row, Tally
@@ -71,6 +73,9 @@ class Observer:
         self._thread: threading.Thread | None = None
         self._batch = self.ledger_settings.batch_rows
         self._failing = False
+        # why the ledger cannot be opened or written now; when to try again
+        self.outage = Outage("ledger", log)
+        self.rows_dropped = 0  # rows lost because the in-memory hold was full
         self._firing: dict[tuple[str, str], str] = {}
         self.dropped = 0  # events that could not be accounted for
         self._listeners: list[Callable[[str, int], None]] = []
@@ -79,13 +84,29 @@ class Observer:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the ledger and start the writer thread (idempotent)."""
+        """Open the ledger and start the writer thread (idempotent).
+
+        A ledger that cannot be opened (read-only, disk full, locked) does not
+        stop the start: rows are held in memory, :meth:`degraded` says why, and
+        the writer thread tries again with a bounded backoff.
+        """
         if self._thread is not None:
             return
-        self.ledger = await asyncio.to_thread(Ledger, self.ledger_settings.path)
+        await asyncio.to_thread(self._open_ledger)
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="thrifty-ledger", daemon=True)
         self._thread.start()
+
+    def _open_ledger(self) -> bool:
+        try:
+            ledger = Ledger(self.ledger_settings.path)
+        except StorageUnavailable as exc:
+            self.outage.failed(exc.message)
+            return False
+        self.ledger = ledger
+        self._failing = False
+        self.outage.recovered()
+        return True
 
     async def aclose(self) -> None:
         """Write every queued row to the ledger, then close it."""
@@ -94,12 +115,33 @@ class Observer:
             self._stop = True
             self._wake.set()
             await asyncio.to_thread(thread.join)
+        self.close()
+
+    def close(self) -> None:
+        """:meth:`aclose` for callers without an event loop (or at interpreter exit): blocks."""
+        thread = self._thread
+        if thread is not None:
+            self._stop = True
+            self._wake.set()
+            thread.join()
             self._thread = None
-            if self._unwritten:
-                log.error("%d ledger rows could not be written before closing", len(self._unwritten))
+            if self._unwritten or self._pending:
+                log.error(
+                    "%d ledger rows could not be written before closing (%s)",
+                    len(self._unwritten) + len(self._pending), self.outage.problem or "writer stopped",
+                )
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None
+
+    def degraded(self) -> list[str]:
+        """Why the ledger is not being written now (empty when it is)."""
+        problem = self.outage.problem
+        if problem is None:
+            return []
+        held = len(self._pending) + len(self._unwritten)
+        lost = f", {self.rows_dropped} dropped" if self.rows_dropped else ""
+        return [f"{problem}; {held} rows held in memory{lost}"]
 
     def mark_ready(self, startup_s: float | None = None) -> None:
         """Note how long startup took (default: since the process began)."""
@@ -115,6 +157,7 @@ class Observer:
             self._wake.set()
             if self._thread is None and len(pending) > _MAX_QUEUE:
                 pending.popleft()  # never started: keep memory bounded
+                self._drop(1)
 
     # -- hooks for other layers ---------------------------------------------------
 
@@ -150,34 +193,67 @@ class Observer:
                 self._known[event.request_id] = row[2:6]
             while len(self._known) > _KNOWN_IDS:
                 self._known.popitem(last=False)
-            if self.ledger is None and len(self._unwritten) > _MAX_QUEUE:
-                del self._unwritten[:-_MAX_QUEUE]
+            self._bound()
 
-    def flush(self) -> int:
-        """Absorb and write what is queued; returns the rows written."""
+    def _bound(self) -> None:
+        """Keep at most ``_MAX_QUEUE`` unwritten rows, dropping the oldest (under the lock)."""
+        extra = len(self._unwritten) - _MAX_QUEUE
+        if extra > 0:
+            del self._unwritten[:extra]
+            self._drop(extra)
+
+    def _drop(self, count: int) -> None:
+        if not self.rows_dropped:
+            log.error(
+                "the ledger cannot keep up (%s): more than %d rows held in memory, dropping the oldest",
+                self.outage.problem or "writer not started", _MAX_QUEUE,
+            )
+        self.rows_dropped += count
+
+    def flush(self, *, force: bool = False) -> int:
+        """Absorb and write what is queued; returns the rows written.
+
+        While writes fail they are retried only when the backoff allows
+        (``force``: now); the rows stay in memory meanwhile.
+        """
         while len(self._pending) > _CHUNK:
             self.absorb(_CHUNK)
             time.sleep(0)  # let the event loop thread have the GIL between chunks
         self.absorb()
+        ledger = self.ledger
+        waiting = self._failing and not (force or self.outage.backoff.due())
+        if ledger is None or waiting or not self._unwritten:
+            return 0
         with self._lock:
             rows, self._unwritten = self._unwritten, []
-        if not rows or self.ledger is None:
+        try:
+            ledger.write(rows)
+        except sqlite3.Error as exc:
             with self._lock:
                 self._unwritten[:0] = rows
-            return 0
-        try:
-            self.ledger.write(rows)
-        except sqlite3.Error as exc:
-            if not self._failing:
-                log.error("ledger write failed, keeping %d rows to retry: %s", len(rows), exc)
-            self._failing = True
-            with self._lock:
-                self._unwritten[:0] = rows[: max(0, _MAX_QUEUE - len(self._unwritten))]
+                self._bound()
+            if is_damaged(exc) and confirmed_damaged(ledger.path):
+                self._replace_damaged(ledger, exc)
+            else:
+                self._failing = True
+                self.outage.failed(f"ledger writes to {ledger.path} fail: {cause(exc)}")
             return 0
         if self._failing:
-            log.warning("ledger writes work again")
             self._failing = False
+            self.outage.recovered()
         return len(rows)
+
+    def _replace_damaged(self, ledger: Ledger, exc: sqlite3.Error) -> None:
+        """The ledger turned out damaged while running: move it aside, start a new one."""
+        self.ledger = None
+        ledger.close()
+        try:
+            kept = set_aside(ledger.path)
+        except OSError as err:
+            self.outage.failed(f"the ledger {ledger.path} is damaged and cannot be moved aside: {cause(err)}")
+            return
+        log.error("the ledger %s is damaged (%s); moved it to %s and started a new one", ledger.path, cause(exc), kept)
+        self._open_ledger()
 
     def _run(self) -> None:
         try:
@@ -189,10 +265,12 @@ class Observer:
             self._wake.clear()
             stopping = self._stop
             try:
-                self.flush()
+                if self.ledger is None and (stopping or self.outage.backoff.due()):
+                    self._open_ledger()
+                self.flush(force=stopping)
             except Exception:  # the writer must outlive any one bad batch
                 log.exception("ledger writer error")
-            if stopping and (not self._pending or self._failing):
+            if stopping and (not (self._pending or self._unwritten) or self._failing or self.ledger is None):
                 return
 
     # -- reading --------------------------------------------------------------------

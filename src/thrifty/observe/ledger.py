@@ -7,17 +7,13 @@ never block the writer.
 
 from __future__ import annotations
 
-import logging
-import os
+import contextlib
 import sqlite3
 import threading
-import time
-from pathlib import Path
 from typing import Any
 
+from ..storage import open_sqlite, wal_setup
 from .tally import COLUMNS, Row
-
-log = logging.getLogger("thrifty.observe")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -38,39 +34,16 @@ CREATE INDEX IF NOT EXISTS feedback_response ON feedback (response_id);
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """Open (creating if needed) a ledger database in WAL mode."""
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA)
-    return db
-
-
-def set_aside(path: str) -> str:
-    """Rename an unreadable ledger (and its WAL files) out of the way; never delete it."""
-    kept = f"{path}.corrupt-{int(time.time())}"
-    for suffix in ("", "-wal", "-shm"):
-        if Path(path + suffix).exists():
-            os.replace(path + suffix, kept + suffix)
-    return kept
-
-
 class Ledger:
-    """A ledger file with one connection, used under a lock from any thread."""
+    """A ledger file with one connection, used under a lock from any thread.
+
+    Opening raises :class:`~thrifty.errors.StorageUnavailable` (naming the cause)
+    when the file cannot be opened now; only a damaged file is moved aside.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            self.db = connect(path)
-        except sqlite3.DatabaseError as exc:
-            if path == ":memory:" or not Path(path).exists():
-                raise
-            kept = set_aside(path)
-            log.error("the ledger %s is unreadable (%s); moved it to %s and started a new one", path, exc, kept)
-            self.db = connect(path)
+        self.db, self.set_aside = open_sqlite("ledger", path, wal_setup(SCHEMA), timeout=10.0)
         self.lock = threading.Lock()
         self.written = 0
 
@@ -83,7 +56,8 @@ class Ledger:
                 self.db.executemany(_INSERT, rows)
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
+                    self.db.execute("ROLLBACK")
                 raise
             self.written += len(rows)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, Where
+from ..config import Config, read_bool, read_positive, read_positive_int, reject_unknown
 
 
 @dataclass(frozen=True)
@@ -81,21 +81,11 @@ def _section(config: Config, name: str) -> dict[str, Any]:
     return raw
 
 
-def _number(raw: dict[str, Any], key: str, where: Where, default: float, *, integer: bool = False) -> float:
-    value = raw.get(key, default)
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or value <= 0:
-        kind = "integer" if integer else "number"
-        raise (where / key).error(f"must be a positive {kind}, got {value!r}")
-    return float(value)
-
 
 def parse_ledger(config: Config) -> LedgerSettings:
     where = config.where("ledger")
     raw = _section(config, "ledger")
-    unknown = set(raw) - {"path", "flush_ms", "batch_rows"}
-    if unknown:
-        raise (where / sorted(unknown)[0]).error("unknown setting; expected path, flush_ms, batch_rows")
+    reject_unknown(raw, {"path", "flush_ms", "batch_rows"}, where)
     path = raw.get("path")
     if path is None:
         path = str(Path(config.server.data_dir) / "ledger.db")
@@ -103,8 +93,8 @@ def parse_ledger(config: Config) -> LedgerSettings:
         raise (where / "path").error(f"must be a non-empty string, got {path!r}")
     return LedgerSettings(
         path=path,
-        flush_s=_number(raw, "flush_ms", where, 50) / 1000,
-        batch_rows=int(_number(raw, "batch_rows", where, 500, integer=True)),
+        flush_s=read_positive(raw, "flush_ms", where, 50) / 1000,
+        batch_rows=read_positive_int(raw, "batch_rows", where, 500),
     )
 
 
@@ -112,9 +102,7 @@ def parse_alerts(config: Config) -> AlertSettings:
     where = config.where("alerts")
     raw = _section(config, "alerts")
     known = {"window_s", "min_requests", "fast_tiers", *DEFAULT_RULES}
-    unknown = set(raw) - known
-    if unknown:
-        raise (where / sorted(unknown)[0]).error(f"unknown setting; expected one of {', '.join(sorted(known))}")
+    reject_unknown(raw, known, where)
     rules = []
     for name, (default, upper, unit) in DEFAULT_RULES.items():
         value = raw.get(name, default)
@@ -131,8 +119,8 @@ def parse_alerts(config: Config) -> AlertSettings:
     if not isinstance(tiers, list) or not all(isinstance(t, str) and t for t in tiers):
         raise (where / "fast_tiers").error("must be a list of tier names")
     return AlertSettings(
-        window_s=_number(raw, "window_s", where, 300),
-        min_requests=int(_number(raw, "min_requests", where, 20, integer=True)),
+        window_s=read_positive(raw, "window_s", where, 300),
+        min_requests=read_positive_int(raw, "min_requests", where, 20),
         rules=tuple(rules),
         fast_tiers=tuple(tiers),
     )
@@ -142,10 +130,6 @@ def parse_telemetry(config: Config) -> bool:
     """Whether to emit OpenTelemetry spans (when the package is installed)."""
     where = config.where("telemetry")
     raw = _section(config, "telemetry")
-    unknown = set(raw) - {"spans"}
-    if unknown:
-        raise (where / sorted(unknown)[0]).error("unknown setting; expected spans")
-    spans = raw.get("spans", True)
-    if not isinstance(spans, bool):
-        raise (where / "spans").error(f"must be true or false, got {spans!r}")
+    reject_unknown(raw, {"spans"}, where)
+    spans = read_bool(raw, "spans", where, True)
     return spans

@@ -117,6 +117,8 @@ def prometheus(obs: Observer, gauges: dict[str, dict[str, float]] | None = None)
         extra.append(_single("thrifty_startup_seconds", "Time from process start to ready", obs.startup_s))
     extra.append(_single("thrifty_ledger_rows_written", "Ledger rows written since start", written))
     extra.append(_single("thrifty_ledger_queue_rows", "Ledger rows waiting to be written", queued))
+    extra.append(_single("thrifty_ledger_rows_dropped", "Ledger rows lost because the ledger was down too long",
+                         float(obs.rows_dropped)))
     return body.rstrip("\n") + "\n" + expose(extra)
 
 

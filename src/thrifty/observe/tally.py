@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..prices import PriceTable
 from . import notes
 from .events import RequestEvent
 from .metrics import OVERHEAD_BUCKETS, Counter, Histogram, Metric
-from .prices import PriceTable
 from .spans import Spans
 
 

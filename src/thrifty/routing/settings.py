@@ -19,11 +19,20 @@ Every problem raises :class:`~thrifty.errors.ConfigError` naming file and key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..config import Config, Where
-from .prices import lookup_price
+from .. import prices
+from ..config import (
+    Config,
+    Deployment,
+    Where,
+    read_bool,
+    read_count,
+    read_fraction,
+    read_non_negative,
+    reject_unknown,
+)
 
 POLICIES = ("rules", "learned", "cascade")
 VERIFIERS = ("auto", "logprobs", "format", "judge")
@@ -96,7 +105,7 @@ def parse_routing(config: Config) -> RoutingConfig | None:
     where = config.where("routing")
     if not isinstance(raw, dict):
         raise where.error("must be a mapping with 'tiers' and 'routers'")
-    _no_unknown(raw, where, {"tiers", "routers", "default", "feedback"})
+    reject_unknown(raw, {"tiers", "routers", "default", "feedback"}, where)
     tiers = _parse_tiers(raw.get("tiers"), where / "tiers", config)
     names = [t.name for t in tiers]
     default = raw.get("default", names[-1] if len(names) < 3 else names[len(names) // 2])
@@ -115,7 +124,7 @@ def _parse_tiers(raw: Any, where: Where, config: Config) -> tuple[Tier, ...]:
         at = where / i
         if not isinstance(item, dict):
             raise at.error("each tier must be a mapping with 'name' and 'model'")
-        _no_unknown(item, at, {"name", "model", "price", "price_model", "capabilities"})
+        reject_unknown(item, {"name", "model", "price", "price_model", "capabilities"}, at)
         name = _text(item, "name", at)
         if any(t.name == name for t in tiers):
             raise (at / "name").error(f"tier {name!r} is defined twice")
@@ -135,21 +144,21 @@ def _parse_tiers(raw: Any, where: Where, config: Config) -> tuple[Tier, ...]:
     return tuple(tiers)
 
 
-def _parse_price(item: Mapping[str, Any], at: Where, dep: Any, group: str) -> tuple[float, float]:
+def _parse_price(item: Mapping[str, Any], at: Where, dep: Deployment, group: str) -> tuple[float, float]:
     raw = item.get("price")
     if raw is not None:
         if not isinstance(raw, dict) or set(raw) - {"input", "output"}:
             raise (at / "price").error("must be a mapping {input: USD per 1M, output: USD per 1M}")
-        return (_number(raw, "input", at / "price", 0.0), _number(raw, "output", at / "price", 0.0))
+        return (read_non_negative(raw, "input", at / "price", 0.0), read_non_negative(raw, "output", at / "price", 0.0))
     if "price_model" in item:
-        dep = type(dep)(**{**dep.__dict__, "price_model": _text(item, "price_model", at)})
-    found = lookup_price(dep)
-    if found is None:
+        dep = replace(dep, price_model=_text(item, "price_model", at))
+    rates = prices.lookup(dep)
+    if not rates.priced:
         raise (at / "price").error(
             f"no known price for {group!r} (model {dep.price_model or dep.model!r}); "
             "give price: {input: ..., output: ...} in USD per 1M tokens"
         )
-    return found
+    return (rates.input * 1e6, rates.output * 1e6)
 
 
 def _parse_routers(raw: Any, where: Where, tiers: list[str], default: str) -> tuple[RouterSpec, ...]:
@@ -175,7 +184,7 @@ _ROUTER_KEYS = {
 def _parse_router(item: Any, at: Where, tiers: list[str], default: str) -> RouterSpec:
     if not isinstance(item, dict):
         raise at.error("each router must be a mapping with 'name' and 'policy'")
-    _no_unknown(item, at, _ROUTER_KEYS)
+    reject_unknown(item, _ROUTER_KEYS, at)
     name = _text(item, "name", at)
     policy = item.get("policy", "rules")
     if policy not in POLICIES:
@@ -197,11 +206,11 @@ def _parse_router(item: Any, at: Where, tiers: list[str], default: str) -> Route
         default=router_default,
         thresholds=_parse_thresholds(item.get("thresholds"), at / "thresholds", len(ordered)),
         model_file=_text(item, "model_file", at) if "model_file" in item else None,
-        quality_target=_fraction(item, "quality_target", at, 0.7),
-        cost_weight=_number(item, "cost_weight", at, None) if "cost_weight" in item else None,
+        quality_target=read_fraction(item, "quality_target", at, 0.7),
+        cost_weight=None if item.get("cost_weight") is None else read_non_negative(item, "cost_weight", at, 0.0),
         accept=_parse_accept(item.get("accept", 0.5), at / "accept", ordered),
-        max_escalations=_count(item, "max_escalations", at, len(ordered) - 1),
-        budget_usd=_number(item, "budget_usd", at, None) if "budget_usd" in item else None,
+        max_escalations=read_count(item, "max_escalations", at, len(ordered) - 1),
+        budget_usd=None if item.get("budget_usd") is None else read_non_negative(item, "budget_usd", at, 0.0),
         verifier=_choice(item, "verifier", at, VERIFIERS, "auto"),
         judge=_judge(item, at, tiers),
     )
@@ -227,7 +236,7 @@ def _parse_accept(raw: Any, at: Where, tiers: tuple[str, ...]) -> Mapping[str, f
         for key in raw:
             if key not in tiers:
                 raise (at / str(key)).error(f"{key!r} is not one of this router's candidates")
-        return {t: _fraction(raw, t, at, 0.5) for t in tiers}
+        return {t: read_fraction(raw, t, at, 0.5) for t in tiers}
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= 1:
         raise at.error(f"must be a score in [0, 1] or a mapping tier -> score, got {raw!r}")
     return {t: float(raw) for t in tiers}
@@ -238,17 +247,15 @@ def _parse_feedback(raw: Any, at: Where) -> FeedbackSettings:
         return FeedbackSettings(enabled=raw)
     if not isinstance(raw, dict):
         raise at.error("must be true/false or a mapping {enabled, target, explore, seed}")
-    _no_unknown(raw, at, {"enabled", "target", "explore", "seed"})
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise (at / "enabled").error("must be true or false")
+    reject_unknown(raw, {"enabled", "target", "explore", "seed"}, at)
+    enabled = read_bool(raw, "enabled", at, True)
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise (at / "seed").error("must be an integer")
     return FeedbackSettings(
         enabled=enabled,
-        target=_fraction(raw, "target", at, 0.7),
-        explore=_fraction(raw, "explore", at, 0.0),
+        target=read_fraction(raw, "target", at, 0.7),
+        explore=read_fraction(raw, "explore", at, 0.0),
         seed=seed,
     )
 
@@ -264,39 +271,10 @@ def _judge(item: Mapping[str, Any], at: Where, tiers: list[str]) -> str | None:
     return str(judge)
 
 
-def _no_unknown(raw: Mapping[str, Any], at: Where, allowed: set[str]) -> None:
-    unknown = sorted(str(k) for k in set(raw) - allowed)
-    if unknown:
-        raise (at / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(allowed))}")
-
-
 def _text(raw: Mapping[str, Any], key: str, at: Where) -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value:
         raise (at / key).error(f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _number(raw: Mapping[str, Any], key: str, at: Where, default: float | None) -> Any:
-    value = raw.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise (at / key).error(f"must be a number >= 0, got {value!r}")
-    return float(value)
-
-
-def _fraction(raw: Mapping[str, Any], key: str, at: Where, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise (at / key).error(f"must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _count(raw: Mapping[str, Any], key: str, at: Where, default: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise (at / key).error(f"must be an integer >= 0, got {value!r}")
     return value
 
 

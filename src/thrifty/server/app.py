@@ -224,9 +224,13 @@ class Server:
         return json_response({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
-        if self.gateway.ready:
-            return json_response({"status": "ready", "models": self.gateway.models()})
-        return json_response({"status": "loading"}, status=503)
+        """200 once loaded: ``ready``, or ``degraded`` with the reasons when a part serves without its store."""
+        if not self.gateway.ready:
+            return json_response({"status": "loading"}, status=503)
+        reasons = self.gateway.degraded()
+        if reasons:
+            return json_response({"status": "degraded", "reasons": reasons, "models": self.gateway.models()})
+        return json_response({"status": "ready", "models": self.gateway.models()})
 
 
 async def _sse(first: Chunk | None, rest: AsyncIterator[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
@@ -312,6 +316,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
 
     config = gateway.config
     batches = BatchService(gateway, config.server.data_dir, parse_tasks(config))
+    gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
     routes.extend(extra_routes)
 

@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest, NotFound, ThriftyError
+from ..errors import InvalidRequest, NotFound, StorageUnavailable, ThriftyError
+from ..storage import cause
 from .batch_format import CHAT_URLS, ParsedBatch, parse_batch
 from .batch_job import JobSettings, drain, local_engine
 from .batch_store import FAILED, INVALID, OK, BatchStore
@@ -51,23 +52,47 @@ class BatchService:
         self.jobs: dict[str, asyncio.Task[None]] = {}
         self._store: BatchStore | None = None
         self._started = False
+        self._files_ready = False
 
     @property
     def store(self) -> BatchStore:
-        """The store, opened (and ``data_dir`` created) on first use."""
+        """The store, opened (and ``data_dir`` created) on first use.
+
+        Raises StorageUnavailable (503, naming the cause) while it cannot be opened.
+        """
         if self._store is None:
-            self.files_dir.mkdir(parents=True, exist_ok=True)
-            self._store = BatchStore(str(self.db_path))
-        return self._store
+            self._store = BatchStore(str(self.db_path))  # never raises: retries in the background
+        store = self._store
+        store.ensure_open()
+        if not self._files_ready:
+            try:
+                self.files_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageUnavailable(f"The batch files folder cannot be created: {cause(exc)}.") from exc
+            self._files_ready = True
+        return store
+
+    def degraded(self) -> list[str]:
+        """Why batches are unavailable now (empty when they are not, or were never used)."""
+        return self._store.degraded() if self._store is not None else []
 
     async def start(self) -> None:
-        """Resume every batch a previous server left unfinished (touches no disk if there were none)."""
+        """Resume every batch a previous server left unfinished (touches no disk if there were none).
+
+        A store that cannot be opened now is logged (once, by the store) and the
+        resume is tried again on the next batch request.
+        """
         if self._started:
             return
-        self._started = True
         if self._store is None and not self.db_path.exists():
+            self._started = True
             return
-        for batch_id in self.store.unfinished():
+        try:
+            unfinished = self.store.unfinished()
+        except StorageUnavailable:
+            return
+        self._started = True
+        for batch_id in unfinished:
             self._launch(batch_id)
 
     async def aclose(self) -> None:

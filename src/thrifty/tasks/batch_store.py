@@ -4,18 +4,30 @@ Every finished request is committed here before its line is written to the
 output file, so a job killed at any moment (even SIGKILL) resumes by running
 only the requests still ``pending``, and its output can be rebuilt from here.
 One database holds one CLI job, or all of a server's batches and files.
+
+A store that cannot be opened (read-only, disk full, locked) never stops the
+server: every use raises :class:`~thrifty.errors.StorageUnavailable` (503,
+naming the cause) while a background thread retries with a bounded backoff.
+Only a file SQLite reports as damaged, confirmed by ``quick_check``, is moved
+aside and replaced.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
+from ..errors import StorageUnavailable
+from ..storage import Backoff, Outage, cause, open_sqlite, wal_setup
 from .batch_format import ParsedBatch
+
+log = logging.getLogger("thrifty.tasks")
 
 PENDING, OK, FAILED, INVALID = "pending", "ok", "failed", "invalid"
 UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
@@ -35,15 +47,60 @@ CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, created_at INTEGER NOT NU
 class BatchStore:
     """A small synchronous DAO; every write is its own committed transaction."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, backoff: Backoff | None = None) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        self.set_aside: str | None = None
+        self.outage = Outage("batch store", log, backoff)
+        self._db: sqlite3.Connection | None = None
+        self._why = ""  # the cause, without the path, for clients
+        self._closed = threading.Event()
+        self._retry: threading.Thread | None = None
+        if not self._open():
+            self._retry = threading.Thread(target=self._reopen, name="thrifty-batch-store-reopen", daemon=True)
+            self._retry.start()
+
+    def _open(self) -> bool:
+        try:
+            self._db, self.set_aside = open_sqlite("batch store", self.path, wal_setup(_SCHEMA))
+        except StorageUnavailable as exc:
+            self._why = cause(exc.__cause__) if exc.__cause__ is not None else exc.message
+            self.outage.failed(exc.message)
+            return False
+        self.outage.recovered()
+        return True
+
+    def _reopen(self) -> None:
+        while not self._closed.wait(self.outage.backoff.wait()):
+            if self._open():
+                if self._closed.is_set():  # closed while opening: do not leak the connection
+                    self.close()
+                return
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection; raises StorageUnavailable (503) while the file cannot be opened."""
+        db = self._db
+        if db is None:
+            raise StorageUnavailable(
+                f"The batch store cannot be opened now: {self._why}. Batches and files are unavailable "
+                "until it can; try again later."
+            )
+        return db
+
+    def ensure_open(self) -> None:
+        """Raise StorageUnavailable (503, naming the cause) while the file cannot be opened."""
+        self.db  # noqa: B018 -- the property raises
+
+    def degraded(self) -> list[str]:
+        """Why the store is unavailable now (empty when it is open)."""
+        problem = self.outage.problem
+        return [] if problem is None else [f"{problem}; batch and file routes answer 503"]
 
     def close(self) -> None:
-        self.db.close()
+        self._closed.set()
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
 
     # -- batches ---------------------------------------------------------------
 

@@ -13,8 +13,9 @@ an LLM call through any :class:`~thrifty.backend.Backend`; get a
 A task starts when a slot is free under the global limit and under its
 model's limit; among the tasks that could start, the highest priority
 (then the oldest) goes first. A failure whose error is retryable is tried
-again after a backoff (honouring a 429's ``retry_after``), up to ``retries``
-times, before the task's ``timeout`` runs out.
+again after a backoff (:mod:`thrifty.retry`: full jitter, a 429's
+``retry_after`` honoured), up to ``retries`` times, before the task's
+``timeout`` runs out.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from ..errors import RateLimited, ThriftyError, UpstreamTimeout
+from ..retry import RetrySettings
 from .limits import FixedLimit, Limit, Outcome
 
 if TYPE_CHECKING:
@@ -121,13 +123,17 @@ class TaskManager:
         processes: int | None = None,
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
+        max_retry_after_s: float = 300.0,
+        rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = _as_limit(concurrency)
         self.model_limits = {m: _as_limit(v) for m, v in (model_limits or {}).items()}
-        self.retry_base_s = retry_base_s
-        self.retry_max_s = retry_max_s
+        # the shared retry rule; how many retries is each task's own
+        self.backoff = RetrySettings(backoff_base=retry_base_s, backoff_max=retry_max_s,
+                                     max_retry_after=max_retry_after_s)
+        self._rng = rng or random.Random()
         self._sleep = sleep
         self._clock = clock
         self._threads_n = threads
@@ -353,17 +359,15 @@ class TaskManager:
             return False
         return bool(getattr(error, "retryable", False))
 
-    def _backoff(self, task: Task[Any], error: BaseException) -> float:
-        after = getattr(error, "retry_after", None)
-        if isinstance(after, (int, float)) and after > 0:
-            return min(float(after), self.retry_max_s)
-        delay = self.retry_base_s * 2 ** (task.attempts - 1)
-        return float(min(delay, self.retry_max_s) * random.uniform(0.5, 1.0))
+    def _backoff(self, task: Task[Any], error: BaseException) -> float | None:
+        """Seconds before the next try (None: the upstream asks for too long a wait)."""
+        after = error.retry_after if isinstance(error, RateLimited) else None
+        return self.backoff.delay(task.attempts - 1, self._rng, after)
 
     def _retry_later(self, task: Task[Any], error: BaseException) -> None:
         delay = self._backoff(task, error)
         loop = asyncio.get_running_loop()
-        if task.deadline is not None and loop.time() + delay >= task.deadline:
+        if delay is None or (task.deadline is not None and loop.time() + delay >= task.deadline):
             self._finish(task, error)
             return
         task.state = State.QUEUED

@@ -6,12 +6,12 @@ line is printed at most every ``log_every_s`` seconds, plus a final one.
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .. import prices
 from ..types import ChatResponse
 
 
@@ -92,22 +92,5 @@ def response_cost(response: ChatResponse) -> float:
     model = response.body.get("model")
     if not isinstance(model, str) or not model:
         return 0.0
-    input_rate, output_rate = _rates(model)
     usage = response.usage
-    return usage.prompt_tokens * input_rate + usage.completion_tokens * output_rate
-
-
-@functools.lru_cache(maxsize=256)
-def _rates(model: str) -> tuple[float, float]:
-    """USD per input and output token from genai-prices' bundled table; 0 if unknown."""
-    try:
-        import genai_prices  # deferred: the table takes a moment to load
-    except ImportError:  # pragma: no cover - a core dependency
-        return 0.0, 0.0
-    try:
-        probe = 1_000_000
-        calc_in = genai_prices.calc_price(genai_prices.Usage(input_tokens=probe), model)
-        calc_out = genai_prices.calc_price(genai_prices.Usage(output_tokens=probe), model)
-    except (LookupError, ValueError):
-        return 0.0, 0.0
-    return float(calc_in.total_price) / probe, float(calc_out.total_price) / probe
+    return prices.for_model(model).full_cost(usage.prompt_tokens, usage.completion_tokens)

@@ -20,7 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Config, Where
+from ..config import (
+    Config,
+    Where,
+    check_positive,
+    check_positive_int,
+    read_count,
+    read_positive,
+    read_positive_int,
+    reject_unknown,
+)
 from .limits import AimdLimit, AimdSettings, Limit
 
 DEFAULT_MAX_REQUESTS = 50_000
@@ -46,7 +55,7 @@ def parse_tasks(config: Config) -> TasksConfig:
     where = config.where("tasks")
     if not isinstance(raw, dict):
         raise where.error("must be a mapping")
-    _only(raw, where, {"concurrency", "adaptive", "model_limits", "retries", "timeout", "batch", "ray"})
+    reject_unknown(raw, {"concurrency", "adaptive", "model_limits", "retries", "timeout", "batch", "ray"}, where)
     concurrency = raw.get("concurrency", 64)
     adaptive = None
     if concurrency == "auto":
@@ -58,18 +67,11 @@ def parse_tasks(config: Config) -> TasksConfig:
     if not isinstance(limits, dict):
         raise (where / "model_limits").error("must be a mapping of model name to a positive integer")
     for model, n in limits.items():
-        if not _is_int(n) or n < 1:
-            raise (where / "model_limits" / str(model)).error(f"must be a positive integer, got {n!r}")
-    retries = raw.get("retries", 2)
-    if not _is_int(retries) or retries < 0:
-        raise (where / "retries").error(f"must be an integer >= 0, got {retries!r}")
-    timeout = raw.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise (where / "timeout").error(f"must be a positive number of seconds, got {timeout!r}")
+        check_positive_int(n, where / "model_limits" / str(model))
+    retries = read_count(raw, "retries", where, 2)
+    timeout = None if raw.get("timeout") is None else read_positive(raw, "timeout", where, 0.0)
     batch = _mapping(raw.get("batch"), where / "batch", {"max_requests"})
-    max_requests = batch.get("max_requests", DEFAULT_MAX_REQUESTS)
-    if not _is_int(max_requests) or max_requests < 1:
-        raise (where / "batch" / "max_requests").error(f"must be a positive integer, got {max_requests!r}")
+    max_requests = read_positive_int(batch, "max_requests", where / "batch", DEFAULT_MAX_REQUESTS)
     ray = _mapping(raw.get("ray"), where / "ray", {"address", "resources"})
     return TasksConfig(
         concurrency=int(concurrency),
@@ -86,7 +88,7 @@ def parse_tasks(config: Config) -> TasksConfig:
 def _adaptive(raw: Any, where: Where) -> AimdSettings:
     if not isinstance(raw, dict):
         raise where.error("must be a mapping")
-    _only(raw, where, {"initial", "minimum", "maximum", "backoff", "latency_tolerance", "careful"})
+    reject_unknown(raw, {"initial", "minimum", "maximum", "backoff", "latency_tolerance", "careful"}, where)
     try:
         return AimdSettings(**raw)
     except (TypeError, ValueError) as exc:
@@ -101,10 +103,7 @@ def _resources(raw: Any, where: Where) -> dict[str, dict[str, float]]:
         here = where / str(model)
         if not isinstance(needs, dict) or not needs:
             raise here.error("must be a non-empty mapping of Ray resource name to amount")
-        for name, amount in needs.items():
-            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
-                raise (here / str(name)).error(f"must be a positive number, got {amount!r}")
-        out[str(model)] = {str(k): float(v) for k, v in needs.items()}
+        out[str(model)] = {str(k): check_positive(v, here / str(k)) for k, v in needs.items()}
     return out
 
 
@@ -121,14 +120,9 @@ def _mapping(value: Any, where: Where, keys: set[str]) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise where.error("must be a mapping")
-    _only(value, where, keys)
+    reject_unknown(value, keys, where)
     return value
 
-
-def _only(raw: Mapping[str, Any], where: Where, keys: set[str]) -> None:
-    unknown = sorted(set(raw) - keys)
-    if unknown:
-        raise (where / unknown[0]).error(f"unknown setting; expected one of {', '.join(sorted(keys))}")
 
 
 def _is_int(value: Any) -> bool:

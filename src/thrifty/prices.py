@@ -1,7 +1,10 @@
-"""Per-deployment token prices from the bundled ``genai-prices`` table.
+"""Token prices: the one place the ledger, the router and batch jobs read them.
 
-Each deployment is looked up once and kept as three per-token rates, so
-pricing a request is three multiplications. The table is the snapshot shipped
+A deployment's price is three per-token rates (input, cached input, output)
+from the bundled ``genai-prices`` table. The ledger keeps them per deployment
+in a :class:`PriceTable`, the router's tiers take them from :func:`lookup` at
+startup, batch jobs price a response by its model name with :func:`for_model`.
+Each is looked up once, so pricing a request is three multiplications. The table is the snapshot shipped
 inside the package: thrifty never starts genai-prices' web updater, so pricing
 touches no network. Deployments on this machine (``provider: local``, or an
 OpenAI-compatible server on a loopback address) cost nothing unless
@@ -11,12 +14,13 @@ Models the table does not know cost 0 and are reported as unpriced.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import Config, Deployment
+from .config import Config, Deployment
 
 # Prices are read at this usage size and scaled: large enough for exact
 # decimals, small enough to stay below long-context price tiers.
@@ -80,6 +84,12 @@ def lookup(dep: Deployment) -> Rates:
         if rates is not None:
             return rates
     return UNPRICED
+
+
+@functools.lru_cache(maxsize=256)
+def for_model(model: str) -> Rates:
+    """The rates of a bare model name (no deployment to say where it runs)."""
+    return _probe(model_ref=model) or UNPRICED
 
 
 def _probe(model_ref: str, **where: str) -> Rates | None:

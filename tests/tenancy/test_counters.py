@@ -1,0 +1,110 @@
+"""Rate windows, budget reservations and in-flight slots: in process and shared through a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from thrifty.tenancy.counters import Check, LocalCounters, RedisCounters
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rpm(limit: int) -> Check:
+    return Check("rate", "rpm:key:a", limit, 1, 60.0)
+
+
+@pytest.fixture(params=["local", "redis"])
+def make(request: pytest.FixtureRequest, clock: Clock):  # type: ignore[no-untyped-def]
+    """A factory of counters that share state the way replicas would."""
+    if request.param == "local":
+        shared = LocalCounters(clock)
+        return lambda: shared
+    url = request.getfixturevalue("redis_url")
+    return lambda: RedisCounters(url, clock=clock, timeout=10)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def test_requests_beyond_the_limit_are_refused_with_a_retry_time(make, clock: Clock) -> None:  # type: ignore[no-untyped-def]
+    counters = make()
+    verdicts = [await counters.admit([rpm(3)], f"r{i}") for i in range(4)]
+    assert [v.admitted for v in verdicts] == [True, True, True, False]
+    assert verdicts[2].remaining == (0.0,)
+    assert verdicts[3].failed is not None and 0 < verdicts[3].retry_after <= 60
+    clock.now += 120  # two windows later everything has slid out
+    assert (await counters.admit([rpm(3)], "r5")).admitted
+
+
+async def test_the_window_slides_instead_of_resetting(make, clock: Clock) -> None:  # type: ignore[no-untyped-def]
+    counters = make()
+    clock.now = 1_800_000_000.0 // 60 * 60 + 59  # last second of a window
+    for i in range(10):
+        assert (await counters.admit([rpm(10)], f"a{i}")).admitted
+    clock.now += 2  # a fixed window would allow 10 more now; a sliding one allows almost none
+    admitted = sum([(await counters.admit([rpm(10)], f"b{i}")).admitted for i in range(10)])
+    assert admitted <= 1
+
+
+async def test_one_failing_check_moves_no_counter(make) -> None:  # type: ignore[no-untyped-def]
+    counters = make()
+    budget = Check("budget", "usd:key:a:0", 1.0, 0.6, 3600.0)
+    assert (await counters.admit([rpm(5), budget], "r1")).admitted
+    refused = await counters.admit([rpm(5), budget], "r2")
+    assert not refused.admitted and refused.failed == budget
+    # the refused request did not use up a request slot: 4 more fit under rpm=5
+    assert all([(await counters.admit([rpm(5)], f"x{i}")).admitted for i in range(4)])
+    assert not (await counters.admit([rpm(5)], "x5")).admitted
+
+
+async def test_budget_starts_from_recorded_spend_and_settles_to_real_cost(make) -> None:  # type: ignore[no-untyped-def]
+    counters = make()
+    reserve = Check("budget", "usd:key:b:0", 1.0, 0.3, 3600.0, seed=0.5)
+    assert (await counters.admit([reserve], "r1")).remaining == (pytest.approx(0.2),)
+    await counters.settle([(reserve, 0.01 - 0.3)], "r1", admitted_at=0.0)  # it really cost $0.01
+    assert (await counters.admit([reserve], "r2")).admitted  # 0.51 + 0.3 fits under 1.0
+
+
+async def test_in_flight_slots_are_released(make) -> None:  # type: ignore[no-untyped-def]
+    counters = make()
+    slot = Check("parallel", "par:key:c", 2, 1, 900.0)
+    assert (await counters.admit([slot], "r1")).admitted
+    assert (await counters.admit([slot], "r2")).admitted
+    assert not (await counters.admit([slot], "r3")).admitted
+    await counters.settle([(slot, 0.0)], "r1", admitted_at=0.0)
+    assert (await counters.admit([slot], "r3")).admitted
+
+
+async def test_three_replicas_on_one_redis_admit_at_most_the_limit(redis_url: str) -> None:
+    replicas = [RedisCounters(redis_url, timeout=10) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(
+            replicas[i % 3].admit([rpm(60)], f"r{i}") for i in range(300)
+        ))
+        assert sum(v.admitted for v in results) == 60
+    finally:
+        for r in replicas:
+            await r.aclose()
+
+
+async def test_redis_down_falls_back_to_local_limits_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.tenancy.conftest import _port
+
+    counters = RedisCounters(f"redis://127.0.0.1:{_port()}/0", timeout=0.2)
+    with caplog.at_level(logging.WARNING, "thrifty.tenancy"):
+        verdicts = [await counters.admit([rpm(2)], f"r{i}") for i in range(3)]
+    assert [v.admitted for v in verdicts] == [True, True, False]  # still limited, never "no limit"
+    assert counters.fallbacks == 3
+    assert sum("per-process" in r.message or "this process" in r.message for r in caplog.records) == 1
+    await counters.aclose()
