@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from asyncio import TimerHandle
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,7 @@ class ConnectionGuard:
         self.refused = 0
         self.timed_out = 0
         self.too_large = 0
+        self._last_report = -60.0
         self.too_large_response = _error_response(
             InvalidRequest(
                 f"request headers exceed this server's limits ({limits.max_header_bytes} bytes "
@@ -111,6 +113,7 @@ class ConnectionGuard:
         False when the server is full of busy connections: the newcomer is to be refused.
         """
         if len(self.open) >= self.limits.max_connections:
+            self._report_full()
             if not self.idle:
                 self.refused += 1
                 return False
@@ -121,6 +124,17 @@ class ConnectionGuard:
         self.open[conn] = None
         self.idle[conn] = None
         return True
+
+    def _report_full(self) -> None:
+        """One log line a minute at most while the cap is being hit."""
+        now = time.monotonic()
+        if now - self._last_report >= 60.0:
+            self._last_report = now
+            logger.warning(
+                "connection cap (server.max_connections = %d) reached: %d idle connections "
+                "closed to make room, %d newcomers refused so far",
+                self.limits.max_connections, self.evicted, self.refused,
+            )
 
     def forget(self, conn: GuardedProtocol) -> None:
         self.open.pop(conn, None)
