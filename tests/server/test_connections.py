@@ -230,6 +230,24 @@ def test_a_slowloris_client_is_closed_after_the_header_timeout(quick: Gateway) -
         assert closed
 
 
+def test_a_slowloris_after_a_first_request_is_closed_too(quick: Gateway) -> None:
+    """On a keep-alive connection the next request's headers are bounded the same way."""
+    with _connect(quick.port) as sock:
+        sock.sendall(CHAT_REQUEST)
+        assert _read_response(sock)[0] == 200
+        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        deadline = time.monotonic() + 20 * (quick.header_timeout + quick.keepalive_timeout)
+        closed = False
+        while not closed and time.monotonic() < deadline:
+            try:
+                sock.sendall(b"x-a: b\r\n")
+            except OSError:
+                closed = True
+                break
+            closed = _closed_within(sock, quick.header_timeout / 5)
+        assert closed
+
+
 def test_a_body_that_stops_arriving_is_closed_after_the_header_timeout(quick: Gateway) -> None:
     """Slow POST: headers complete, then the body stalls; the connection does not stay busy."""
     with _connect(quick.port) as sock:

@@ -159,7 +159,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_timeout = limits.header_timeout
         self._max_header_bytes = limits.max_header_bytes
         self._max_headers = limits.max_headers
-        self._timer: TimerHandle | None = None  # the header deadline, or the body idle deadline
+        # The first request's header deadline, or a body's idle deadline. Later requests' header
+        # deadlines ride on uvicorn's keep-alive timer (see timeout_keep_alive_handler), so a
+        # keep-alive request costs no timer beyond the one uvicorn already sets.
+        self._timer: TimerHandle | None = None
+        self._header_started = 0.0  # loop time of the current message's first byte
         self._busy = False  # a request's headers are in and its response is not finished
         self._body_pending = False  # a request's headers are in and its body is not
         self._in_headers = False  # between a message's first byte and the end of its headers
@@ -187,13 +191,9 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        self._unset_keepalive_if_required()
-        if self._timer is None:
-            if not self._busy:
-                # the first byte after a keep-alive pause starts the clock for the next headers
-                self._timer = self.loop.call_later(self._header_timeout, self._headers_too_slow)
-        elif self._body_pending:  # the body is moving: its idle clock restarts after this read
-            self._timer.cancel()
+        # unlike uvicorn, the keep-alive timer is left running: it also bounds the next headers
+        if self._body_pending and self._timer is not None:
+            self._timer.cancel()  # the body is moving: its idle clock restarts after this read
             self._timer = None
         self._chunk = len(data)
         self._received += self._chunk
@@ -216,6 +216,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
+        self._header_started = self.loop.time()
         self._received = self._chunk  # an overestimate by at most the rest of this read
 
     def on_headers_complete(self) -> None:
@@ -264,8 +265,25 @@ class GuardedProtocol(HttpToolsProtocol):
         self._timer = None
         if not self._busy and not self.transport.is_closing():
             self.guard.timed_out += 1
-            self.guard.forget(self)
-            self.transport.close()
+            self._close()
+
+    def timeout_keep_alive_handler(self) -> None:
+        """uvicorn's keep-alive timer, armed when a response completes, fired: close the connection
+        if it is still idle, or if the next request's headers have run past ``header_timeout``."""
+        self.timeout_keep_alive_task = None
+        if self._busy or self.transport.is_closing():
+            return  # a request arrived in time; the next response re-arms the timer
+        if self._in_headers:
+            left = self._header_started + self._header_timeout - self.loop.time()
+            if left > 0:
+                self.timeout_keep_alive_task = self.loop.call_later(left, self.timeout_keep_alive_handler)
+                return
+            self.guard.timed_out += 1
+        self._close()
+
+    def _close(self) -> None:
+        self.guard.forget(self)
+        self.transport.close()
 
     def _body_too_slow(self) -> None:
         """No body bytes for ``header_timeout`` while the request waits for them: close."""
@@ -276,8 +294,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._timer = self.loop.call_later(self._header_timeout, self._body_too_slow)
             return
         self.guard.timed_out += 1
-        self.guard.forget(self)
-        self.transport.close()
+        self._close()
 
     def _refuse(self, response: bytes) -> None:
         """Answer and close, reading (and dropping) what the client still sends for a moment.
