@@ -36,6 +36,15 @@ def _base(request: ChatRequest, group: str, namespace: str) -> dict[str, Any]:
     }
 
 
+def scoped_namespace(tenant: str, namespace: str) -> str:
+    """The namespace as stored: inside its tenant's space, so a purge reaches one tenant only.
+
+    ``tenant`` starts with the caller's key id whenever keys are configured,
+    so no key can name (or purge) another key's namespace.
+    """
+    return f"{tenant}|{namespace}" if tenant else namespace
+
+
 def exact_key(request: ChatRequest, group: str, namespace: str) -> str:
     """The key of this exact request."""
     return _digest({**_base(request, group, namespace), "messages": request.messages})
