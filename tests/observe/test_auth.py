@@ -9,7 +9,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from thrifty.errors import InvalidRequest
 from thrifty.observe import Observer
+from thrifty.observe.feedback import parse_feedback
 from thrifty.observe.ledger import Ledger
 
 from .helpers import event, make_config
@@ -85,3 +87,11 @@ def test_a_ledger_from_before_owners_gains_the_owner_column(tmp_path: Path) -> N
         assert [r["rating"] for r in ledger.feedback("r1", owner="k1")] == [1]
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("field", ["response_id", "comment", "corrected_answer"])
+def test_feedback_text_with_a_lone_surrogate_is_refused_naming_the_field(field: str) -> None:
+    body = {"response_id": "chatcmpl-1", "rating": 4, field: "half \ud83d a smile"}
+    with pytest.raises(InvalidRequest) as refused:
+        parse_feedback(body)
+    assert refused.value.param == field and refused.value.status == 400
