@@ -250,6 +250,27 @@ async def test_client_purge_is_scoped_to_its_own_tenant(live: Live) -> None:
     assert (await cache(ALICE)).startswith("miss")
 
 
+async def test_only_an_admin_purges_a_namespace_in_every_tenant(live: Live) -> None:
+    body = {"model": "m", "messages": MSG, "temperature": 0, "thrifty": {"cache": {"namespace": "docs"}}}
+    other = {**body, "thrifty": {"cache": {"namespace": "notes"}}}
+
+    async def cache(key: str, request: dict[str, Any] = body, tenant: str = "") -> str:
+        headers = {**bearer(key), **({"x-thrifty-tenant": tenant} if tenant else {})}
+        r = await live.http.post("/v1/chat/completions", json=request, headers=headers)
+        return r.headers["x-thrifty-cache"]
+
+    for key, tenant in ((ALICE, ""), (ALICE, "team"), (BOB, "")):
+        assert (await cache(key, tenant=tenant)).startswith("miss")
+    await cache(BOB, other)
+    star = await live.http.post("/v1/cache/purge", json={"namespace": "docs", "tenant": "*"}, headers=bearer(BOB))
+    assert star.json()["removed"] == 0  # a client's "*" is a sub-tenant of its own, not a wildcard
+    purged = await live.http.post("/v1/cache/purge", json={"namespace": "docs"}, headers=bearer(ADMIN))
+    assert purged.status_code == 200 and purged.json()["removed"] == 3
+    for key, tenant in ((ALICE, ""), (ALICE, "team"), (BOB, "")):
+        assert (await cache(key, tenant=tenant)).startswith("miss")
+    assert await cache(BOB, other) == "hit-exact"  # another namespace is untouched
+
+
 # -- bounds on what a caller may send ------------------------------------------------------
 
 

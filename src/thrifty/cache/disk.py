@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .keys import every_tenant
+
 log = logging.getLogger("thrifty.cache")
 T = TypeVar("T")
 
@@ -145,9 +147,16 @@ class DiskLevel:
         return await self._run(self._guard, lambda db: self._purge(db, namespace), set())
 
     def _purge(self, db: sqlite3.Connection, namespace: str) -> set[str]:
-        keys = {r[0] for r in db.execute("SELECT key FROM answers WHERE namespace = ?", (namespace,))}
-        db.execute("DELETE FROM answers WHERE namespace = ?", (namespace,))
-        db.execute("DELETE FROM questions WHERE namespace = ?", (namespace,))
+        bare = every_tenant(namespace)
+        args: tuple[Any, ...]
+        if bare is None:
+            where, args = "namespace = ?", (namespace,)
+        else:  # the namespace in every tenant's space
+            suffix = "|" + bare
+            where, args = "namespace = ? OR substr(namespace, -?) = ?", (bare, len(suffix), suffix)
+        keys = {r[0] for r in db.execute(f"SELECT key FROM answers WHERE {where}", args)}
+        db.execute(f"DELETE FROM answers WHERE {where}", args)
+        db.execute(f"DELETE FROM questions WHERE {where}", args)
         return keys
 
     # -- semantic questions -------------------------------------------------------

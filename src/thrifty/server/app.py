@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from ..cache.keys import scoped_namespace
+from ..cache.keys import EVERY_TENANT, scoped_namespace
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
 from ..types import ChatRequest, Chunk
@@ -195,8 +195,9 @@ class Server:
         """``POST /v1/cache/purge {"namespace": "x", "tenant"?: "t"}``: forget a namespace on every level.
 
         A client key purges only inside its own tenant space (the space its
-        requests are cached in, optionally the sub-tenant it names). An admin
-        key may name any tenant exactly as the ledger records it.
+        requests are cached in, or the sub-tenant it names). An admin key
+        purges the namespace in every tenant's space, or in the one tenant it
+        names exactly as the ledger records it.
         """
         try:
             caller = self.access.authenticate(request)
@@ -205,10 +206,10 @@ class Server:
             if not isinstance(namespace, str) or not namespace:
                 raise InvalidRequest("'namespace' is required and must be a non-empty string.", param="namespace")
             requested = body.get("tenant", request.headers.get(_HEADER_PREFIX + "tenant"))
-            if caller.role == "admin" and "tenant" in body:
-                if not isinstance(requested, str):
-                    raise InvalidRequest("'tenant' must be a string.", param="tenant")
-                tenant = requested
+            if requested is not None and not isinstance(requested, str):
+                raise InvalidRequest("'tenant' must be a string.", param="tenant")
+            if caller.is_admin:
+                tenant = EVERY_TENANT if requested is None else requested
             else:
                 tenant = self.tenant(caller.key, requested)
             scoped = scoped_namespace(tenant, namespace)
