@@ -306,7 +306,7 @@ async def test_every_json_route_refuses_deep_nesting_as_400(live: Live, path: st
     deep = '{"response_id": "r", "rating": 1, "comment": ' + "[" * 1000 + "]" * 1000 + "}"
     r = await live.http.post(path, content=deep.encode(), headers=bearer(ADMIN))
     assert r.status_code == 400
-    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["code"] == "json_too_deep" and r.json()["error"]["param"] == "comment"
 
 
 async def test_feedback_nested_1000_deep_is_400(live: Live) -> None:
