@@ -27,6 +27,8 @@ from .errors import InvalidRequest, NotFound, ThriftyError
 from .types import ChatRequest, ChatResponse, Chunk, Message, Usage
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from .observe import Observer
     from .observe.events import RequestEvent
     from .storage import Degradable
@@ -199,7 +201,15 @@ class Gateway:
                     return result
             raise InvalidRequest(f"The model '{model}' does not serve embeddings.", param="model")
         if model in LOCAL_EMBEDDING_MODELS:
-            return await asyncio.to_thread(_local_embed, texts)
+            # CPU-bound: on a pool of its own (server.cpu_workers threads), never asyncio's
+            # default executor, which /metrics and file work share.
+            pool: ThreadPoolExecutor | None = getattr(self, "_cpu_pool", None)
+            if pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                workers = self.config.server.cpu_workers
+                pool = self._cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="thrifty-cpu")
+            return await asyncio.get_running_loop().run_in_executor(pool, _local_embed, texts)
         raise NotFound(
             f"The embedding model '{model}' does not exist; try 'all-minilm-l6-v2'.",
             param="model",

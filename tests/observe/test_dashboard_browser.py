@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium is not installed"),
 ]
+KEY = "sk-dashboard-admin"
 TIERS = {"fast": "fast/openai/gpt-4o-mini", "balanced": "balanced/anthropic/claude-3-5-haiku-latest",
          "smart": "smart/openai/gpt-4o"}
 
@@ -64,7 +65,7 @@ def ledger_figures(path: str) -> dict[str, float]:
 def test_dashboard_shows_the_ledger_figures_and_updates_live(tmp_path: Path) -> None:
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
-    config = make_config(tmp_path, models=[
+    config = make_config(tmp_path, server={"data_dir": str(tmp_path), "api_keys": [KEY]}, models=[
         {"name": "fast", "deployments": [{"model": "openai/gpt-4o-mini"}]},
         {"name": "balanced", "deployments": [{"model": "anthropic/claude-3-5-haiku-latest"}]},
         {"name": "smart", "deployments": [{"model": "openai/gpt-4o"}]},
@@ -79,8 +80,16 @@ def test_dashboard_shows_the_ledger_figures_and_updates_live(tmp_path: Path) -> 
         want = ledger_figures(obs.ledger_settings.path)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        referers: list[str | None] = []
+        page.on("request", lambda r: referers.append(r.headers.get("referer")))
         page.goto(url + "/dashboard?interval=200")
+        page.wait_for_selector("#login:not([hidden])")  # keys are configured: the page asks for one
+        page.fill("#login-key", KEY)
+        page.click("#login-submit")
         page.wait_for_selector("body[data-rendered]")
+        assert "key" not in page.url and KEY not in page.url
+        assert page.is_hidden("#login")
+        assert referers and not any(referers)  # Referrer-Policy: no-referrer
 
         def value(element_id: str) -> float:
             return float(page.get_attribute(f"#{element_id}", "data-value") or "nan")

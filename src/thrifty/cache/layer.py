@@ -17,7 +17,7 @@ from ..backend import Backend, Wrapper
 from ..errors import ThriftyError
 from ..types import ChatRequest, ChatResponse, Chunk
 from .answer import CachedAnswer, StreamRecorder, answer_of
-from .keys import exact_key, is_sampled, last_user_text, partition_key
+from .keys import exact_key, is_sampled, last_user_text, partition_key, scoped_namespace
 from .options import request_cache
 from .semantic import Question
 from .settings import CacheSettings
@@ -87,7 +87,7 @@ class CacheLayer(Wrapper):
             ttls = (min(ttls[0], options.ttl), min(ttls[1], options.ttl), min(ttls[2], options.ttl))
         plan = Plan(
             key=exact_key(request, self.group, options.namespace),
-            namespace=options.namespace,
+            namespace=scoped_namespace(request.trace.tenant, options.namespace),
             ttls=ttls,
             read=not options.no_cache,
             store=not options.no_store,

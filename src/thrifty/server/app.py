@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -24,16 +23,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from ..errors import (
-    AuthenticationError,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    ThriftyError,
-)
+from ..cache.keys import EVERY_TENANT, scoped_namespace
+from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
 from ..types import ChatRequest, Chunk
 from ..validate import chat_request, parse_json
+from .access import Access, read_body, read_json
 
 log = logging.getLogger("thrifty.server")
 
@@ -53,42 +48,26 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 class Server:
     """Request handlers bound to one gateway."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, access: Access | None = None) -> None:
         self.gateway = gateway
         server = gateway.config.server
-        self.api_keys = tuple(k.encode() for k in server.api_keys)
+        self.access = access or Access(server, key_hash=gateway.key_hash)
         self.max_body = server.max_body_bytes
         self.max_depth = server.max_json_depth
+        self.max_inputs = server.max_embedding_inputs
+        self.max_tokens = server.max_embedding_tokens
 
     # -- request plumbing ---------------------------------------------------
 
     def authenticate(self, request: Request) -> str:
         """Return the caller's key; raise 401 when keys are configured and it is wrong."""
-        header = request.headers.get("authorization", "")
-        key = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
-        if not self.api_keys:
-            return key
-        if not key:
-            raise AuthenticationError(
-                "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key"
-            )
-        raw = key.encode()
-        if not any(hmac.compare_digest(raw, k) for k in self.api_keys):
-            raise AuthenticationError("Incorrect API key provided.")
-        return key
+        return self.access.authenticate(request).key
 
     async def read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise PayloadTooLarge(f"The request body is {declared} bytes; the limit is {self.max_body}.")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise PayloadTooLarge(f"The request body exceeds the limit of {self.max_body} bytes.")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(request, self.max_body)
+
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        return await read_json(request, self.max_body, self.max_depth)
 
     def tenant(self, key: str, requested: Any) -> str:
         """The cache/ledger partition: the caller's key, sub-divided as the caller asks.
@@ -98,7 +77,7 @@ class Server:
         """
         if requested is not None and not isinstance(requested, str):
             raise InvalidRequest("'tenant' must be a string.", param="tenant")
-        owner = self.gateway.key_hash(key) if self.api_keys else ""
+        owner = self.gateway.key_hash(key) if self.access.required else ""
         if owner and requested:
             return f"{owner}/{requested}"
         return owner or requested or ""
@@ -164,7 +143,7 @@ class Server:
 
     async def models(self, request: Request) -> Response:
         try:
-            self.authenticate(request)
+            self.access.authenticate(request)
         except ThriftyError as exc:
             return error_response(exc)
         created = int(time.time())
@@ -176,18 +155,12 @@ class Server:
 
     async def embeddings(self, request: Request) -> Response:
         try:
-            self.authenticate(request)
-            body = parse_json(await self.read_body(request), self.max_depth)
+            self.access.authenticate(request)
+            body = await self.read_json(request)
             model = body.get("model")
-            texts = body.get("input")
             if not isinstance(model, str) or not model:
                 raise InvalidRequest("'model' is required and must be a non-empty string.", param="model")
-            if isinstance(texts, str):
-                texts = [texts]
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-                raise InvalidRequest(
-                    "'input' must be a non-empty string or array of strings.", param="input"
-                )
+            texts = self.embedding_inputs(body.get("input"))
             vectors, tokens = await self.gateway.embed(model, texts)
         except ThriftyError as exc:
             return error_response(exc)
@@ -195,27 +168,64 @@ class Server:
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
+    def embedding_inputs(self, texts: Any) -> list[str]:
+        """``input`` as a list of strings, within the configured count and rough token bounds."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequest("'input' must be a non-empty string or array of strings.", param="input")
+        if len(texts) > self.max_inputs:
+            raise InvalidRequest(
+                f"'input' has {len(texts)} items; the limit is {self.max_inputs} per request "
+                "(server.max_embedding_inputs).",
+                param="input",
+                code="too_many_inputs",
+            )
+        tokens = sum(len(t) for t in texts) // 4  # rough: about four characters a token
+        if tokens > self.max_tokens:
+            raise InvalidRequest(
+                f"'input' is about {tokens} tokens; the limit is {self.max_tokens} per request "
+                "(server.max_embedding_tokens).",
+                param="input",
+                code="too_many_tokens",
+            )
+        return texts
+
     async def purge_cache(self, request: Request) -> Response:
-        """``POST /v1/cache/purge {"namespace": "x"}``: forget a namespace on every level."""
+        """``POST /v1/cache/purge {"namespace": "x", "tenant"?: "t"}``: forget a namespace on every level.
+
+        A client key purges only inside its own tenant space (the space its
+        requests are cached in, or the sub-tenant it names). An admin key
+        purges the namespace in every tenant's space, or in the one tenant it
+        names exactly as the ledger records it.
+        """
         try:
-            self.authenticate(request)
-            body = parse_json(await self.read_body(request), self.max_depth)
+            caller = self.access.authenticate(request)
+            body = await self.read_json(request)
             namespace = body.get("namespace")
             if not isinstance(namespace, str) or not namespace:
                 raise InvalidRequest("'namespace' is required and must be a non-empty string.", param="namespace")
+            requested = body.get("tenant", request.headers.get(_HEADER_PREFIX + "tenant"))
+            if requested is not None and not isinstance(requested, str):
+                raise InvalidRequest("'tenant' must be a string.", param="tenant")
+            if caller.is_admin:
+                tenant = EVERY_TENANT if requested is None else requested
+            else:
+                tenant = self.tenant(caller.key, requested)
+            scoped = scoped_namespace(tenant, namespace)
             removed = 0
             for layer in self.gateway.stack.walk():
                 purge = getattr(layer, "purge", None)
                 if callable(purge):
-                    removed += await purge(namespace)
+                    removed += await purge(scoped)
         except ThriftyError as exc:
             return error_response(exc)
-        return json_response({"namespace": namespace, "removed": removed})
+        return json_response({"namespace": namespace, "tenant": tenant, "removed": removed})
 
     async def admin_status(self, request: Request) -> Response:
         """``GET /admin/status``: breaker states, queues, cache and router counters."""
         try:
-            self.authenticate(request)
+            self.access.admin(request)
         except ThriftyError as exc:
             return error_response(exc)
         return Response(orjson.dumps(self.gateway.status(), default=str), media_type=JSON)
@@ -298,7 +308,8 @@ _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
 def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     """The ASGI app: OpenAI routes, the capabilities' routes, lifespan = gateway."""
-    server = Server(gateway)
+    access = Access(gateway.config.server, key_hash=gateway.key_hash)
+    server = Server(gateway, access)
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/chat/completions", server.chat_completions, methods=["POST"]),
@@ -310,12 +321,14 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         Route("/ready", server.ready, methods=["GET"]),
     ]
     if gateway.observer is not None:
-        routes.extend(gateway.observer.routes())
+        from ..observe.routes import build_routes
+
+        routes.extend(build_routes(gateway.observer, access))
     from ..tasks.batch_server import BatchService
     from ..tasks.settings import parse_tasks
 
     config = gateway.config
-    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config))
+    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access)
     gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
     routes.extend(extra_routes)
