@@ -75,3 +75,44 @@ def test_sync_use_without_close_still_writes_the_ledger_at_exit(tmp_path: Path) 
     assert done.stdout.strip() == "hi"
     rows = sqlite3.connect(tmp_path / "ledger.db").execute("SELECT count(*) FROM requests").fetchone()
     assert rows == (1,)
+
+
+class _Vectors(FakeBackend):
+    """A scripted backend that also embeds: one vector per text, its length."""
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        return [[float(len(t))] for t in texts], len(texts)
+
+
+async def test_a_gateway_inside_a_gateway_reaches_every_layer_of_the_inner_one(tmp_path: Path) -> None:
+    from thrifty import compose
+    from thrifty.config import parse_config
+
+    models = [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in ("small", "large")]
+    tiers = [{"name": "fast", "model": "small", "price": {"input": 0.1, "output": 0.2}},
+             {"name": "powerful", "model": "large", "price": {"input": 10.0, "output": 30.0}}]
+    inner_config = parse_config({
+        "server": {"data_dir": str(tmp_path / "inner")}, "models": models, "cache": {"ttl": 600},
+        "routing": {"tiers": tiers, "routers": [{"name": "auto", "candidates": ["fast", "powerful"]}],
+                    "feedback": {"enabled": True}},
+    }, source="inner.yaml")
+    inner_stack = compose.build(inner_config)
+    inner = thrifty.Gateway(inner_config, backends={**inner_stack.backends, "vec": _Vectors()}, observe=False)
+    outer_config = parse_config({"server": {"data_dir": str(tmp_path / "outer")}, "models": []}, source="o.yaml")
+    async with thrifty.Gateway(outer_config, backends={"auto": inner, "vec": inner}) as outer:
+        reply = await outer.chat("auto", "hello", temperature=0, thrifty={"cache": {"namespace": "team"}})
+        assert reply.text == "ok"
+
+        status = outer.status()
+        assert {"Router:auto", "CacheLayer:small", "Balancer:small"} <= status.keys()
+        assert status["Router:auto"]["requests_by_tier"]["fast"] == 1
+
+        assert await outer.stack.purge("team") == 1
+        assert await outer.embed("vec", ["ab", "abc"]) == ([[2.0], [3.0]], 2)
+
+        assert outer.observer is not None
+        router = next(layer for layer in outer.stack.walk() if layer.name == "auto")
+        assert router.on_feedback in outer.observer._listeners  # type: ignore[attr-defined]
+        for listener in outer.observer._listeners:
+            listener(reply.body["id"], 5)
+        assert outer.status()["Router:auto"]["feedback"] == 1

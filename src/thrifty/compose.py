@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backend import Backend, Shared
+from .backend import Backend, Purges, ReportsStatus, Shared, TakesFeedback
 from .config import Config
 
 if TYPE_CHECKING:
     from .observe import Observer
-
 
 @dataclass
 class Stack:
@@ -40,41 +39,57 @@ class Stack:
             seen.setdefault(id(backend), backend)
         return list(seen.values())
 
-    def walk(self) -> Iterator[Any]:
+    def walk(self) -> Iterator[Backend]:
         """Every layer of every stack, each once."""
         return self.walk_from(*self.backends.values())
 
     @staticmethod
-    def walk_from(*tops: Any) -> Iterator[Any]:
-        """Every layer below ``tops`` (themselves included), each once."""
+    def walk_from(*tops: Backend) -> Iterator[Backend]:
+        """Every layer below ``tops`` (themselves included), each once, following ``children()``."""
         seen: set[int] = set()
-        todo: list[Any] = list(reversed(tops))
+        todo: list[Backend] = list(reversed(tops))
         while todo:
             layer = todo.pop()
             if id(layer) in seen:
                 continue
             seen.add(id(layer))
             yield layer
-            todo.extend(reversed(getattr(layer, "backends", None) or ()))
-            inner = getattr(layer, "inner", None)
-            if inner is not None:
-                todo.append(inner)
+            todo.extend(reversed(layer.children()))
+
+    @staticmethod
+    def layers(*tops: Backend) -> Iterator[Backend]:
+        """The layers below ``tops`` whose abilities speak for themselves alone.
+
+        A gateway nested in another is a container, not a layer: its own ``status``
+        and ``embed`` speak for the whole of it, so the walk asks its layers instead.
+        """
+        from .gateway import Gateway
+
+        for layer in Stack.walk_from(*tops):
+            if not isinstance(layer, Gateway):
+                yield layer
 
     def reporters(self) -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
         """``(name, report)`` for each layer with live state (breakers, queues, caches, routers)."""
-        for layer in self.walk():
-            report = getattr(layer, "status", None) or getattr(layer, "stats", None)
-            if callable(report):
-                yield f"{type(layer).__name__}:{layer.name}", report
+        for layer in self.layers(*self.backends.values()):
+            if isinstance(layer, ReportsStatus):
+                yield f"{type(layer).__name__}:{layer.name}", layer.status
+
+    async def purge(self, namespace: str) -> int:
+        """Forget ``namespace`` in every layer that keeps answers; how many went."""
+        removed = 0
+        for layer in self.layers(*self.backends.values()):
+            if isinstance(layer, Purges):
+                removed += await layer.purge(namespace)
+        return removed
 
     def attach(self, observer: Observer) -> None:
         """Let the observer read each layer's live state and feed routers ratings."""
         for name, report in self.reporters():
             observer.add_gauge_source(name, report)
-        for layer in self.walk():
-            on_feedback = getattr(layer, "on_feedback", None)
-            if callable(on_feedback):
-                observer.add_feedback_listener(on_feedback)
+        for layer in self.layers(*self.backends.values()):
+            if isinstance(layer, TakesFeedback):
+                observer.add_feedback_listener(layer.on_feedback)
 
 
 def build(config: Config) -> Stack:

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backend import Backend
+from .backend import Backend, Embeds
 from .config import Config, default_config, load_config
 from .errors import InvalidRequest, NotFound, ThriftyError
 from .types import ChatRequest, ChatResponse, Chunk, Message, Usage
@@ -167,11 +167,9 @@ class Gateway:
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
         """Embeddings from a configured model that has them, or the embedded MiniLM."""
         if model in self.backends:
-            for layer in self.stack.walk_from(self.backends[model]):
-                embed = getattr(layer, "embed", None)
-                if callable(embed):
-                    result: tuple[list[list[float]], int] = await embed(texts)
-                    return result
+            for layer in self.stack.layers(self.backends[model]):
+                if isinstance(layer, Embeds):
+                    return await layer.embed(texts)
             raise InvalidRequest(f"The model '{model}' does not serve embeddings.", param="model")
         if model in LOCAL_EMBEDDING_MODELS:
             return await asyncio.to_thread(_local_embed, texts)
@@ -180,6 +178,10 @@ class Gateway:
             param="model",
             code="model_not_found",
         )
+
+    def children(self) -> list[Backend]:
+        """The backends this gateway serves (each once), so a gateway can sit inside another."""
+        return self.stack.unique()
 
     def status(self) -> dict[str, Any]:
         """Live state of every layer that reports one: breakers, queues, caches, routers."""

@@ -32,6 +32,10 @@ class FallbackChain(Choice):
     async def aclose(self) -> None:
         await self.primary.aclose()
 
+    def children(self) -> list[Backend]:
+        """The primary, then every group it may fall back to."""
+        return [self.primary, *(b for _, b in self.fallbacks), *(b for _, b in self.context_fallbacks)]
+
     def _next_targets(self, error: ThriftyError) -> list[tuple[str, Backend]]:
         if isinstance(error, ContextWindowExceeded):
             return self.context_fallbacks

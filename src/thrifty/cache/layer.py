@@ -67,7 +67,7 @@ class CacheLayer(Wrapper):
         """Forget every cached answer in ``namespace`` (all groups sharing the store)."""
         return await self.store.purge(namespace)
 
-    def stats(self) -> dict[str, float]:
+    def status(self) -> dict[str, Any]:
         return self.store.stats()
 
     # -- planning ----------------------------------------------------------------

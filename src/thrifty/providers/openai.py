@@ -219,6 +219,10 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def children(self) -> tuple[()]:
+        """A provider calls no other backend."""
+        return ()
+
 
 def _loads(data: str) -> Any:
     try:

@@ -90,7 +90,7 @@ class Router(Choice):
         """The decision taken for a recent request, for the ledger."""
         return self._decisions.get(request_id)
 
-    def stats(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         """Plain counters for /metrics: requests and cost by tier, escalations, fallbacks."""
         return {
             "router": self.name,

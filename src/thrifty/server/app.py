@@ -203,11 +203,7 @@ class Server:
             namespace = body.get("namespace")
             if not isinstance(namespace, str) or not namespace:
                 raise InvalidRequest("'namespace' is required and must be a non-empty string.", param="namespace")
-            removed = 0
-            for layer in self.gateway.stack.walk():
-                purge = getattr(layer, "purge", None)
-                if callable(purge):
-                    removed += await purge(namespace)
+            removed = await self.gateway.stack.purge(namespace)
         except ThriftyError as exc:
             return error_response(exc)
         return json_response({"namespace": namespace, "removed": removed})
