@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .backend import Backend, Embeds
 from .config import Config, default_config, load_config
 from .errors import InvalidRequest, NotFound, ThriftyError
-from .types import ChatRequest, ChatResponse, Chunk, Message, Usage
+from .types import ChatRequest, ChatResponse, Chunk, Message, Usage, trace_notes
 
 if TYPE_CHECKING:
     from .observe import Observer
@@ -292,7 +292,10 @@ class Gateway:
             attempts=trace.attempts,
             api_key=self.key_hash(trace.api_key),
             tenant=trace.tenant,
-            annotations=dict(trace.annotations),
+            cache=trace.cache,
+            route=trace.route,
+            fallback=trace.fallback,
+            annotations=trace_notes(trace),
         )
 
 

@@ -127,7 +127,7 @@ class Balancer(Choice):
         if not exc.retryable or attempt >= self.settings.retry.retries:
             return False
         if not self.budget.try_spend():
-            request.trace.note("retry_budget", "exhausted")
+            request.trace.retry_budget_exhausted = True
             return False
         tokens = estimate_tokens(request)
         untried = [m for m in self.members
@@ -242,7 +242,7 @@ class Balancer(Choice):
             return None
         tried.add(other.name)
         self.hedges += 1
-        request.trace.note("hedged", other.name)
+        request.trace.hedged = other.name
         return other
 
     # -- stream ------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from ..backend import Backend, Choice
 from ..errors import ContextWindowExceeded, ThriftyError
-from ..types import ChatRequest, ChatResponse, Chunk
+from ..types import ChatRequest, ChatResponse, Chunk, FallbackTaken
 
 
 class FallbackChain(Choice):
@@ -44,8 +44,7 @@ class FallbackChain(Choice):
         return []
 
     def _mark(self, request: ChatRequest, target: str, error: ThriftyError) -> None:
-        request.trace.note("fallback", f"{self.name}->{target}")
-        request.trace.note("fallback_reason", type(error).__name__)
+        request.trace.fallback = FallbackTaken(self.name, target, type(error).__name__)
         self.used[target] = self.used.get(target, 0) + 1
 
     async def complete(self, request: ChatRequest) -> ChatResponse:

@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import Backend, Wrapper
 from ..errors import ThriftyError
-from ..types import ChatRequest, ChatResponse, Chunk
+from ..types import (
+    CACHE_COALESCED,
+    CACHE_HIT_EXACT,
+    CACHE_MISS,
+    CACHE_SKIPPED_NO_CACHE,
+    CACHE_SKIPPED_SAMPLED,
+    CacheOutcome,
+    ChatRequest,
+    ChatResponse,
+    Chunk,
+)
 from .answer import CachedAnswer, StreamRecorder, answer_of
 from .keys import exact_key, is_sampled, last_user_text, partition_key
 from .options import request_cache
@@ -76,8 +86,7 @@ class CacheLayer(Wrapper):
         """None when this request bypasses the cache entirely."""
         options = request_cache(request.options)
         if is_sampled(request) and not self.settings.cache_sampled:
-            request.trace.note("cache", "miss")
-            request.trace.note("cache-skip", "sampled")
+            request.trace.cache = CACHE_SKIPPED_SAMPLED
             return None
         ttls = self.settings.ttls
         if options.ttl is not None:
@@ -95,8 +104,7 @@ class CacheLayer(Wrapper):
             if plan.text is not None:
                 plan.partition = partition_key(request, self.group, options.namespace)
         if not plan.read:
-            request.trace.note("cache", "miss")
-            request.trace.note("cache-skip", "no-cache")
+            request.trace.cache = CACHE_SKIPPED_NO_CACHE
         return plan
 
     # -- reading -------------------------------------------------------------------
@@ -105,16 +113,15 @@ class CacheLayer(Wrapper):
         trace = request.trace
         raw = await self.store.tiers.get(plan.key, plan.namespace, plan.ttls)
         if raw is not None:
-            trace.note("cache", "hit-exact")
+            trace.cache = CACHE_HIT_EXACT
             return CachedAnswer.loads(raw)
         if plan.text is not None:
             found = await self._semantic_lookup(plan)
             if found is not None:
                 answer, similarity = found
-                trace.note("cache", "hit-semantic")
-                trace.note("cache-similarity", f"{similarity:.2f}")
+                trace.cache = CacheOutcome("hit", "semantic", similarity)
                 return answer
-        trace.note("cache", "miss")
+        trace.cache = CACHE_MISS
         return None
 
     async def _semantic_lookup(self, plan: Plan) -> tuple[CachedAnswer, float] | None:
@@ -184,8 +191,7 @@ class CacheLayer(Wrapper):
             raise outcome
         if outcome is None:
             return None
-        request.trace.note("cache", "hit-exact")
-        request.trace.note("cache-coalesced", "1")
+        request.trace.cache = CACHE_COALESCED
         return CachedAnswer.loads(outcome)
 
     # -- the backend interface -------------------------------------------------------

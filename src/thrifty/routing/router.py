@@ -117,7 +117,7 @@ class Router(Choice):
             first = True
             async for chunk in source:
                 if first:  # headers go out with the first chunk: the route is known by now
-                    request.trace.note("route", decision.header())
+                    request.trace.route = decision
                     first = False
                 if chunk.get("usage") and decision.policy != "cascade":
                     usage = chunk["usage"]
@@ -209,7 +209,7 @@ class Router(Choice):
     def _fallback(self, request: ChatRequest, decision: Decision, reason: str) -> None:
         decision.fallback = reason
         self.counts["fallbacks"] += 1
-        request.trace.note("route-fallback", reason)
+        request.trace.route_fallback = reason
         if reason not in self._logged:
             self._logged.add(reason)
             log.warning("router %s falls back to %s: %s", self.name, self.spec.default, reason)
@@ -220,7 +220,7 @@ class Router(Choice):
             self.learner.record(decision.kind, decision.tier, 0.0)
 
     def _finish(self, request: ChatRequest, decision: Decision) -> None:
-        request.trace.note("route", decision.header())
+        request.trace.route = decision
         self.counts[f"tier:{decision.tier}"] += 1
         self.counts[f"policy:{decision.policy}"] += 1
         self.counts["escalations"] += decision.escalations

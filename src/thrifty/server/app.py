@@ -32,7 +32,7 @@ from ..errors import (
     ThriftyError,
 )
 from ..gateway import Gateway
-from ..types import ChatRequest, Chunk
+from ..types import ChatRequest, Chunk, response_headers
 from ..validate import chat_request, parse_json
 
 log = logging.getLogger("thrifty.server")
@@ -113,15 +113,7 @@ class Server:
 
     @staticmethod
     def response_headers(req: ChatRequest, overhead_s: float) -> dict[str, str]:
-        trace = req.trace
-        headers = {
-            "x-thrifty-model": trace.deployment or req.model,
-            "x-thrifty-overhead-ms": f"{overhead_s * 1000:.3f}",
-            "x-thrifty-request-id": trace.request_id,
-        }
-        for key, value in trace.annotations.items():
-            headers[_HEADER_PREFIX + key] = value
-        return headers
+        return response_headers(req.trace, req.model, overhead_s)
 
     # -- endpoints -----------------------------------------------------------
 
