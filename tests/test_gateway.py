@@ -116,3 +116,25 @@ async def test_a_gateway_inside_a_gateway_reaches_every_layer_of_the_inner_one(t
         for listener in outer.observer._listeners:
             listener(reply.body["id"], 5)
         assert outer.status()["Router:auto"]["feedback"] == 1
+
+
+async def test_each_stack_builds_starts_and_closes_its_own_cache_store_and_embedder(tmp_path: Path) -> None:
+    from thrifty.cache.layer import CacheLayer
+    from thrifty.config import parse_config
+
+    config = parse_config({
+        "server": {"data_dir": str(tmp_path)}, "cache": {"ttl": 600},
+        "models": [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in ("a", "b")],
+    }, source="thrifty.yaml")
+    gw, other = thrifty.Gateway(config, observe=False), thrifty.Gateway(config, observe=False)
+    store = gw.stack.cache_store
+    assert store is not None and store is not other.stack.cache_store  # no registry keyed by the config
+    layers = [layer for layer in gw.stack.walk() if isinstance(layer, CacheLayer)]
+    assert [layer.name for layer in layers] == ["a", "b"] and all(layer.store is store for layer in layers)
+    assert store._embed == gw.stack.embedder.embed  # the semantic cache embeds with the stack's model
+    async with gw:
+        assert store.tiers.disk is not None and store.tiers.disk.path == str(tmp_path / "cache.sqlite3")
+        first = await gw.chat("a", "hi", temperature=0)
+        again = await gw.chat("a", "hi", temperature=0)
+        assert first.text == again.text and store.stats()["hits_l1"] == 1
+    assert not store._open  # closed with the stack, after its layers

@@ -15,6 +15,7 @@ A new capability is a new wrapper added here, not an ``if`` somewhere else.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,14 +24,43 @@ from .backend import Backend, Purges, ReportsStatus, Shared, TakesFeedback
 from .config import Config
 
 if TYPE_CHECKING:
+    from .cache.store import CacheStore
+    from .embeddings import EmbeddingModel
     from .observe import Observer
+
+
+def _embedding_model() -> EmbeddingModel:
+    from .embeddings import EmbeddingModel
+
+    return EmbeddingModel()
 
 @dataclass
 class Stack:
-    """The composed backends by model name, and the groups that own resources."""
+    """The composed backends by model name, and what they share.
+
+    The stack owns the resources its layers share: the cache store and the
+    embedding model. :meth:`start` opens the store before any layer starts;
+    :meth:`aclose` closes the layers first, then the store, then drops the model.
+    """
 
     backends: dict[str, Backend]
     owned: list[Backend] = field(default_factory=list)
+    cache_store: CacheStore | None = None
+    embedder: EmbeddingModel = field(default_factory=_embedding_model)
+
+    async def start(self) -> None:
+        if self.cache_store is not None:
+            await self.cache_store.start()
+        await asyncio.gather(*(b.start() for b in self.unique()))
+
+    async def aclose(self) -> None:
+        try:
+            for backend in self.unique():
+                await backend.aclose()
+        finally:
+            if self.cache_store is not None:
+                await self.cache_store.stop()
+            self.embedder.close()
 
     def unique(self) -> list[Backend]:
         """The backends to start and close, each once."""
@@ -95,14 +125,16 @@ class Stack:
 def build(config: Config) -> Stack:
     from . import providers
     from .balance import build_fallbacks, build_group
-    from .cache import wrap_cache
+    from .cache import build_store, wrap_cache
     from .routing import build_routers
 
+    embedder = _embedding_model()
+    store = build_store(config, embedder.embed)
     groups: dict[str, Backend] = {}
     for group in config.models:
         deployments = [providers.build(dep) for dep in group.deployments]
         backend = build_group(group, deployments, config)
-        groups[group.name] = wrap_cache(backend, group, config)
+        groups[group.name] = wrap_cache(backend, group, config, store)
 
     shared: dict[str, Backend] = {name: Shared(b) for name, b in groups.items()}
     chains = {
@@ -111,6 +143,7 @@ def build(config: Config) -> Stack:
         if chain is not shared.get(name)  # groups without fallbacks come back as they went in
     }
     served: dict[str, Backend] = {**groups, **chains}
-    routers = build_routers(config, {**shared, **{n: Shared(b) for n, b in chains.items()}})
+    routers = build_routers(config, {**shared, **{n: Shared(b) for n, b in chains.items()}}, embedder.embed)
     served.update(routers)
-    return Stack(backends=served, owned=[*groups.values(), *chains.values(), *routers.values()])
+    owned = [*groups.values(), *chains.values(), *routers.values()]
+    return Stack(backends=served, owned=owned, cache_store=store, embedder=embedder)

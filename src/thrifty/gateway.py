@@ -26,6 +26,7 @@ from .errors import InvalidRequest, NotFound, ThriftyError
 from .types import ChatRequest, ChatResponse, Chunk, Message, Usage, trace_notes
 
 if TYPE_CHECKING:
+    from .embeddings import EmbeddingModel
     from .observe import Observer
     from .observe.events import RequestEvent
 
@@ -86,15 +87,14 @@ class Gateway:
     async def _start(self) -> None:
         if self.observer is not None:
             await self.observer.start()
-        await asyncio.gather(*(b.start() for b in self.stack.unique()))
+        await self.stack.start()
         self._ready = True
         if self.observer is not None:
             self.observer.mark_ready()
 
     async def aclose(self) -> None:
         self._ready = False
-        for backend in self.stack.unique():
-            await backend.aclose()
+        await self.stack.aclose()
         if self.observer is not None:
             await self.observer.aclose()
         if self._sync is not None:
@@ -172,7 +172,7 @@ class Gateway:
                     return await layer.embed(texts)
             raise InvalidRequest(f"The model '{model}' does not serve embeddings.", param="model")
         if model in LOCAL_EMBEDDING_MODELS:
-            return await asyncio.to_thread(_local_embed, texts)
+            return await asyncio.to_thread(_local_embed, self.stack.embedder, texts)
         raise NotFound(
             f"The embedding model '{model}' does not exist; try 'all-minilm-l6-v2'.",
             param="model",
@@ -302,10 +302,7 @@ class Gateway:
 LOCAL_EMBEDDING_MODELS = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
-def _local_embed(texts: list[str]) -> tuple[list[list[float]], int]:
-    from .embeddings import get_embedder
-
-    embedder = get_embedder()
+def _local_embed(embedder: EmbeddingModel, texts: list[str]) -> tuple[list[list[float]], int]:
     vectors = embedder.embed(texts)
     tokens = sum(len(t.split()) for t in texts)
     return [list(map(float, v)) for v in vectors], tokens

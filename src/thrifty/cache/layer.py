@@ -54,7 +54,11 @@ class Plan:
 
 
 class CacheLayer(Wrapper):
-    """Answers from the cache when it can, from ``inner`` (once) when it cannot."""
+    """Answers from the cache when it can, from ``inner`` (once) when it cannot.
+
+    ``store`` is shared with the other caching groups and owned by whoever built
+    it (``thrifty.compose``: the stack starts it first and closes it last).
+    """
 
     def __init__(self, inner: Backend, group: str, settings: CacheSettings, store: CacheStore) -> None:
         super().__init__(inner)
@@ -64,14 +68,10 @@ class CacheLayer(Wrapper):
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
     async def start(self) -> None:
-        await self.store.start()
+        """Start ``inner``; the store is started by its owner (the stack), before this."""
         if self.settings.semantic:
             await self.store.semantic()  # load the embedding model now, not on the first request
         await self.inner.start()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-        await self.store.stop()
 
     async def purge(self, namespace: str) -> int:
         """Forget every cached answer in ``namespace`` (all groups sharing the store)."""

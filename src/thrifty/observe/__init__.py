@@ -93,7 +93,10 @@ class Observer:
         if thread is not None:
             self._stop = True
             self._wake.set()
-            await asyncio.to_thread(thread.join)
+            try:
+                await asyncio.to_thread(thread.join)
+            except RuntimeError:  # at interpreter exit (atexit close) no new worker thread may start
+                thread.join()
             self._thread = None
             if self._unwritten:
                 log.error("%d ledger rows could not be written before closing", len(self._unwritten))

@@ -16,6 +16,7 @@ from typing import Any
 from . import features as F
 from .learned import LearnedModel, choose, load
 from .settings import RouterSpec, Tier
+from .vectors import Embed, Featurizer
 
 
 class RouterUnavailable(Exception):
@@ -49,11 +50,13 @@ class LearnedPolicy:
 
     name = "learned"
 
-    def __init__(self, spec: RouterSpec) -> None:
+    def __init__(self, spec: RouterSpec, embed: Embed | None = None) -> None:
         self.path = spec.model_file
         self.quality_target = spec.quality_target
         self.cost_weight = spec.cost_weight
+        self.embed = embed  # the stack's embedding model; None: the featurizer loads its own
         self._model: LearnedModel | None = None
+        self._featurizer: Featurizer | None = None
         self._lock = threading.Lock()
 
     def model(self) -> LearnedModel:
@@ -62,9 +65,11 @@ class LearnedPolicy:
         with self._lock:
             if self._model is None:
                 try:
-                    self._model = load(self.path)
+                    model = load(self.path)
                 except ValueError as exc:
                     raise RouterUnavailable(str(exc)) from exc
+                self._featurizer = model.featurizer(self.embed)
+                self._model = model
             return self._model
 
     def decide(self, text: str, params: Mapping[str, Any], tiers: Sequence[Tier]) -> Pick:
@@ -78,7 +83,7 @@ class LearnedPolicy:
                 )
             columns.append(model.models.index(name))
         try:
-            quality = model.predict_texts([text])[0]
+            quality = model.predict_texts([text], self._featurizer)[0]
         except RouterUnavailable:
             raise
         except Exception as exc:  # embedding backend missing or broken: fall back, never fail

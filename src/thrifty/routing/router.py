@@ -27,6 +27,7 @@ from .decision import Decision
 from .feedback import FeedbackLearner
 from .policies import LearnedPolicy, RulesPolicy
 from .settings import POLICIES, RouterSpec, Tier
+from .vectors import Embed
 from .verify import Verifier
 
 log = logging.getLogger("thrifty.routing")
@@ -43,6 +44,7 @@ class Router(Choice):
         backends: Mapping[str, Backend],
         verifier: Verifier,
         learner: FeedbackLearner | None = None,
+        embed: Embed | None = None,
     ) -> None:
         super().__init__(spec.name, [backends[t.name] for t in tiers])
         self.spec = spec
@@ -50,7 +52,7 @@ class Router(Choice):
         self.tier_backends = dict(backends)
         self.learner = learner
         self.rules = RulesPolicy(spec)
-        self.learned = LearnedPolicy(spec)
+        self.learned = LearnedPolicy(spec, embed)
         self.verifier = verifier
         self.counts: Counter[str] = Counter()
         self.cost_usd: dict[str, float] = {}
