@@ -1,5 +1,11 @@
 """Where the onion is assembled: config in, one backend per servable model name out.
 
+First the resources the layers share, owned by the :class:`Stack` (started
+before the layers, closed after them)::
+
+    the embedding model (semantic cache, learned router, /v1/embeddings)   thrifty.embeddings
+    the cache store of every caching group                                  thrifty.cache.build_store
+
 For each model group, from the inside out::
 
     provider per deployment        thrifty.providers.build
