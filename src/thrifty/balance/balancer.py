@@ -49,6 +49,10 @@ class Attempt(Protocol[T_co]):
                  tokens: int) -> Awaitable[T_co]: ...
 
 
+def _no_backup() -> None:
+    """Without hedging there is never a second attempt."""
+
+
 async def _keep(response: ChatResponse) -> None:
     """A losing hedge's whole answer holds nothing open."""
 
@@ -76,9 +80,8 @@ class Balancer(Choice):
         self.budget = RetryBudget(settings.retry, self.clock)
         self.latencies = LatencyWindow()  # whole answers, all deployments
         self.first_chunks = LatencyWindow()  # time to first chunk, all deployments
-        self.hedging: Hedging = Hedged() if settings.hedge else Single()
+        self.hedging: Hedging = Hedged(self.hedge_delay) if settings.hedge else Single()
         self.hedges = 0
-        self.hedge_wins = 0
         self.gate = AdmissionGate(name, _group_concurrency(settings, self.members), settings.max_queue,
                                   self._typical_latency)
         self.health = HealthMonitor(self.members, interval=settings.health_interval,
@@ -202,25 +205,17 @@ class Balancer(Choice):
         tokens = estimate_tokens(request)
         tried: set[str] = set()
         retries = 0
-
-        def backup() -> Awaitable[T] | None:
-            other = self._hedge_target(request, tried, tokens)
-            return None if other is None else attempt(other, request, deadline, tokens)
-
+        hedging = self.hedging
+        backup = self._backup(attempt, request, deadline, tokens, tried) if self.settings.hedge else _no_backup
         while True:
             member = self.choose(request, tried, tokens)
             tried.add(member.name)
             try:
-                delay = self.hedge_delay(stream) if self.settings.hedge else 0.0
-                result, hedged = await self.hedging.run(
-                    attempt(member, request, deadline, tokens), delay, backup, discard)
+                return await hedging.run(attempt(member, request, deadline, tokens), stream, backup, discard)
             except ThriftyError as exc:
                 if not await self._may_retry(exc, retries, tried, request, deadline):
                     raise
                 retries += 1
-                continue
-            self.hedge_wins += hedged
-            return result
 
     async def _call(self, member: Member, request: ChatRequest, deadline: float | None,
                     tokens: int) -> ChatResponse:
@@ -262,6 +257,11 @@ class Balancer(Choice):
 
     # -- hedging -----------------------------------------------------------
 
+    @property
+    def hedge_wins(self) -> int:
+        """Answers a hedged second attempt won."""
+        return self.hedging.wins
+
     def hedge_delay(self, stream: bool = False) -> float:
         """The group's recent p95: the median over deployments of each one's p95.
 
@@ -278,6 +278,16 @@ class Balancer(Choice):
         if len(group) >= enough:
             return group.quantile(q) or self.settings.hedge_delay
         return self.settings.hedge_delay
+
+    def _backup(self, attempt: Attempt[T], request: ChatRequest, deadline: float | None, tokens: int,
+                tried: set[str]) -> Callable[[], Awaitable[T] | None]:
+        """Start a hedge: the same attempt on a deployment not tried yet (None when there is none)."""
+
+        def backup() -> Awaitable[T] | None:
+            other = self._hedge_target(request, tried, tokens)
+            return None if other is None else attempt(other, request, deadline, tokens)
+
+        return backup
 
     def _hedge_target(self, request: ChatRequest, tried: set[str], tokens: int) -> Member | None:
         try:

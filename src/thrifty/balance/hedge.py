@@ -2,7 +2,7 @@
 
 An attempt is an awaitable that opens a call on one deployment and gives its
 result (a whole answer, or a stream and its first chunk). :class:`Single`
-awaits it; :class:`Hedged` waits ``delay`` for it, then also starts a backup on
+hands it back to be awaited; :class:`Hedged` waits the group's delay for it, then also starts a backup on
 another deployment and keeps whichever succeeds first, cancelling the other and
 discarding its result if it had one (a stream is closed), so the loser frees
 its deployment at once.
@@ -18,50 +18,59 @@ T = TypeVar("T")
 
 
 class Hedging(Protocol):
-    async def run(
+    wins: int  # results a backup attempt produced
+
+    def run(
         self,
         attempt: Awaitable[T],
-        delay: float,
+        stream: bool,
         backup: Callable[[], Awaitable[T] | None],
         discard: Callable[[T], Awaitable[None]],
-    ) -> tuple[T, bool]:
-        """The first successful result, and whether the backup produced it."""
+    ) -> Awaitable[T]:
+        """The first successful result (of ``attempt``, or of a backup when hedged)."""
         ...
 
 
 class Single:
-    """No hedging: the one attempt's result."""
+    """No hedging: the one attempt, awaited as it is (no extra step on the hot path)."""
 
-    async def run(
+    wins = 0
+
+    def run(
         self,
         attempt: Awaitable[T],
-        delay: float,
+        stream: bool,
         backup: Callable[[], Awaitable[T] | None],
         discard: Callable[[T], Awaitable[None]],
-    ) -> tuple[T, bool]:
-        return await attempt, False
+    ) -> Awaitable[T]:
+        return attempt
 
 
 class Hedged:
-    """After ``delay`` without a result, race a backup attempt on another deployment."""
+    """After ``delay(stream)`` without a result, race a backup attempt on another deployment."""
+
+    def __init__(self, delay: Callable[[bool], float]) -> None:
+        self.delay = delay
+        self.wins = 0
 
     async def run(
         self,
         attempt: Awaitable[T],
-        delay: float,
+        stream: bool,
         backup: Callable[[], Awaitable[T] | None],
         discard: Callable[[T], Awaitable[None]],
-    ) -> tuple[T, bool]:
+    ) -> T:
         tasks: list[asyncio.Future[T]] = [asyncio.ensure_future(attempt)]
         index = -1
         try:
-            done, _ = await asyncio.wait(tasks, timeout=delay)
+            done, _ = await asyncio.wait(tasks, timeout=self.delay(stream))
             if not done:
                 second = backup()
                 if second is not None:
                     tasks.append(asyncio.ensure_future(second))
             result, index = await first_success(tasks)
-            return result, index > 0
+            self.wins += index > 0
+            return result
         finally:
             for task in tasks:
                 task.cancel()
