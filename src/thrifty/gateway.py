@@ -21,14 +21,15 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backend import Backend
+from .backend import Backend, Embeds
 from .config import Config, default_config, load_config
 from .errors import InvalidRequest, NotFound, ThriftyError
-from .types import ChatRequest, ChatResponse, Chunk, Message, Usage
+from .types import ChatRequest, ChatResponse, Chunk, Message, Usage, trace_notes
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+    from .embeddings import EmbeddingModel
     from .observe import Observer
     from .observe.events import RequestEvent
     from .storage import Degradable
@@ -92,7 +93,7 @@ class Gateway:
     async def _start(self) -> None:
         if self.observer is not None:
             await self.observer.start()
-        await asyncio.gather(*(b.start() for b in self.stack.unique()))
+        await self.stack.start()
         self._ready = True
         if self.observer is not None:
             self.observer.mark_ready()
@@ -107,8 +108,10 @@ class Gateway:
 
     async def _close_backends(self) -> None:
         self._ready = False
-        for backend in self.stack.unique():
-            await backend.aclose()
+        await self.stack.aclose()
+        pool: ThreadPoolExecutor | None = getattr(self, "_cpu_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def watch(self, part: Degradable) -> None:
         """Include ``part`` (built beside the gateway, e.g. the server's batch store) in :meth:`degraded`."""
@@ -194,11 +197,9 @@ class Gateway:
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
         """Embeddings from a configured model that has them, or the embedded MiniLM."""
         if model in self.backends:
-            for layer in self.stack.walk_from(self.backends[model]):
-                embed = getattr(layer, "embed", None)
-                if callable(embed):
-                    result: tuple[list[list[float]], int] = await embed(texts)
-                    return result
+            for layer in self.stack.layers(self.backends[model]):
+                if isinstance(layer, Embeds):
+                    return await layer.embed(texts)
             raise InvalidRequest(f"The model '{model}' does not serve embeddings.", param="model")
         if model in LOCAL_EMBEDDING_MODELS:
             # CPU-bound: on a pool of its own (server.cpu_workers threads), never asyncio's
@@ -209,12 +210,16 @@ class Gateway:
 
                 workers = self.config.server.cpu_workers
                 pool = self._cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="thrifty-cpu")
-            return await asyncio.get_running_loop().run_in_executor(pool, _local_embed, texts)
+            return await asyncio.get_running_loop().run_in_executor(pool, _local_embed, self.stack.embedder, texts)
         raise NotFound(
             f"The embedding model '{model}' does not exist; try 'all-minilm-l6-v2'.",
             param="model",
             code="model_not_found",
         )
+
+    def children(self) -> list[Backend]:
+        """The backends this gateway serves (each once), so a gateway can sit inside another."""
+        return self.stack.unique()
 
     def status(self) -> dict[str, Any]:
         """Live state of every layer that reports one: breakers, queues, caches, routers."""
@@ -340,17 +345,17 @@ class Gateway:
             attempts=trace.attempts,
             api_key=self.key_hash(trace.api_key),
             tenant=trace.tenant,
-            annotations=dict(trace.annotations),
+            cache=trace.cache,
+            route=trace.route,
+            fallback=trace.fallback,
+            annotations=trace_notes(trace),
         )
 
 
 LOCAL_EMBEDDING_MODELS = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
-def _local_embed(texts: list[str]) -> tuple[list[list[float]], int]:
-    from .embeddings import get_embedder
-
-    embedder = get_embedder()
+def _local_embed(embedder: EmbeddingModel, texts: list[str]) -> tuple[list[list[float]], int]:
     vectors = embedder.embed(texts)
     tokens = sum(len(t.split()) for t in texts)
     return [list(map(float, v)) for v in vectors], tokens

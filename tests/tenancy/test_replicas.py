@@ -22,7 +22,6 @@ from typing import Any
 
 import openai
 import pytest
-
 from tests.tenancy.conftest import _port
 
 ADMIN = "sk-admin-replicas"

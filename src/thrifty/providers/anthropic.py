@@ -251,6 +251,10 @@ class AnthropicBackend:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def children(self) -> tuple[()]:
+        """A provider calls no other backend."""
+        return ()
+
 
 def _generated(chunk: Chunk) -> bool:
     delta = chunk["choices"][0]["delta"]

@@ -125,6 +125,10 @@ class LocalBackend:
         for llama in instances:
             llama.close()
 
+    def children(self) -> tuple[()]:
+        """A provider calls no other backend."""
+        return ()
+
     async def _submit(self, work: Callable[[Any], Any]) -> asyncio.Future[Any]:
         """Run ``work(llama)`` on a free instance; the instance returns to the pool when work ends."""
         if not self.ready:

@@ -175,7 +175,7 @@ class OpenAIBackend:
         data = await self._http.post_json(self._request("/chat/completions", payload), request.trace)
         response, estimated = parse_response(data, request.messages)
         if estimated:
-            request.trace.note("usage", "estimated")
+            request.trace.usage_estimated = True
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
@@ -204,7 +204,7 @@ class OpenAIBackend:
         usage = tally.usage
         if usage is None:
             usage = estimate_usage(request.messages, "".join(tally.text))
-            trace.note("usage", "estimated")
+            trace.usage_estimated = True
         yield usage_chunk(id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage)
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
@@ -218,6 +218,10 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def children(self) -> tuple[()]:
+        """A provider calls no other backend."""
+        return ()
 
 
 def _loads(data: str) -> Any:

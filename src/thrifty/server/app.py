@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from ..cache.keys import EVERY_TENANT, scoped_namespace
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
-from ..types import ChatRequest, Chunk
+from ..types import ChatRequest, Chunk, response_headers
 from ..validate import chat_request, parse_json
 from .access import Access, read_body, read_json
 
@@ -92,15 +92,7 @@ class Server:
 
     @staticmethod
     def response_headers(req: ChatRequest, overhead_s: float) -> dict[str, str]:
-        trace = req.trace
-        headers = {
-            "x-thrifty-model": trace.deployment or req.model,
-            "x-thrifty-overhead-ms": f"{overhead_s * 1000:.3f}",
-            "x-thrifty-request-id": trace.request_id,
-        }
-        for key, value in trace.annotations.items():
-            headers[_HEADER_PREFIX + key] = value
-        return headers
+        return response_headers(req.trace, req.model, overhead_s)
 
     # -- endpoints -----------------------------------------------------------
 
@@ -213,11 +205,7 @@ class Server:
             else:
                 tenant = self.tenant(caller.key, requested)
             scoped = scoped_namespace(tenant, namespace)
-            removed = 0
-            for layer in self.gateway.stack.walk():
-                purge = getattr(layer, "purge", None)
-                if callable(purge):
-                    removed += await purge(scoped)
+            removed = await self.gateway.stack.purge(scoped)
         except ThriftyError as exc:
             return error_response(exc)
         return json_response({"namespace": namespace, "tenant": tenant, "removed": removed})
