@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backend import Backend
 from .config import Config, default_config, load_config
+from .deadline import Deadline
 from .errors import InvalidRequest, NotFound, ThriftyError
 from .types import ChatRequest, ChatResponse, Chunk, Message, Usage
 
@@ -121,16 +122,24 @@ class Gateway:
         return backend
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        backend = self.resolve(request.model)
-        if not self._ready:
-            await self.start()
+        """Answer ``request`` within its deadline; every outcome leaves one ledger row."""
         try:
-            response = await backend.complete(request)
+            backend = self.resolve(request.model)
+            deadline = Deadline.for_request(self.config.server.request_timeout, request.options)
+            try:
+                if not self._ready:
+                    await deadline.run(self.start())
+                response = await deadline.run(backend.complete(request))
+            finally:
+                deadline.close()
         except ThriftyError as exc:
             self._record(request, status=exc.status, error=exc.type)
             raise
         except asyncio.CancelledError:
             self._record(request, status=499, error="client_closed")
+            raise
+        except Exception:
+            self._record(request, status=500, error="server_error")
             raise
         body = response.body
         body["id"] = request.trace.request_id
@@ -140,28 +149,53 @@ class Gateway:
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        backend = self.resolve(request.model)
-        if not self._ready:
-            await self.start()
-        usage = Usage()
+        """The answer's chunks within the request's deadline; one ledger row however it ends.
+
+        A stream the client leaves early is recorded with the completion tokens
+        it was sent: the upstream's count when its usage arrived, else an
+        estimate from the text delivered (noted ``usage: estimated``).
+        """
+        usage: Usage | None = None
+        delivered: list[Chunk] = []
         status, error = 200, None
-        first = True
+        deadline: Deadline | None = None
         try:
-            async for chunk in backend.stream(request):
-                if first:
-                    first = False
-                    request.trace.ttft_s = time.perf_counter() - request.trace.started
-                chunk["id"] = request.trace.request_id
-                if chunk.get("usage"):
-                    usage = Usage.from_json(chunk["usage"])
-                yield chunk
+            backend = self.resolve(request.model)
+            deadline = Deadline.for_request(self.config.server.request_timeout, request.options)
+            if not self._ready:
+                await deadline.run(self.start())
+            chunks = backend.stream(request).__aiter__()
+            try:
+                while True:
+                    try:
+                        chunk = await deadline.run(anext(chunks))
+                    except StopAsyncIteration:
+                        break
+                    if not delivered:
+                        request.trace.ttft_s = time.perf_counter() - request.trace.started
+                    chunk["id"] = request.trace.request_id
+                    if chunk.get("usage"):
+                        usage = Usage.from_json(chunk["usage"])
+                    delivered.append(chunk)
+                    yield chunk
+            finally:
+                closer = getattr(chunks, "aclose", None)
+                if closer is not None:
+                    await closer()
         except ThriftyError as exc:
             status, error = exc.status, exc.type
             raise
         except (asyncio.CancelledError, GeneratorExit):
             status, error = 499, "client_closed"
             raise
+        except Exception:
+            status, error = 500, "server_error"
+            raise
         finally:
+            if deadline is not None:
+                deadline.close()
+            if usage is None and delivered:
+                usage = _delivered_usage(request, delivered)
             self._record(request, usage=usage, status=status, error=error)
 
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
@@ -292,6 +326,18 @@ class Gateway:
             tenant=trace.tenant,
             annotations=dict(trace.annotations),
         )
+
+
+def _delivered_usage(request: ChatRequest, delivered: list[Chunk]) -> Usage:
+    """Tokens of a stream that ended before its usage arrived, estimated from what was sent."""
+    from .providers.estimate import estimate_usage
+    from .providers.openai import output_text
+
+    text = "".join(
+        output_text(choice.get("delta") or {}) for chunk in delivered for choice in chunk.get("choices") or ()
+    )
+    request.trace.note("usage", "estimated")
+    return estimate_usage(request.messages, text)
 
 
 LOCAL_EMBEDDING_MODELS = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")

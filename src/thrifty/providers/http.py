@@ -35,6 +35,7 @@ from ..config import Deployment
 from ..errors import (
     ConfigError,
     ContextWindowExceeded,
+    InvalidRequest,
     RateLimited,
     ThriftyError,
     UpstreamConnectionError,
@@ -141,6 +142,27 @@ def translate_error(exc: Exception) -> Exception:
     if isinstance(exc, aiohttp.ClientError):
         return UpstreamError(f"upstream request failed ({type(exc).__name__})")
     return exc
+
+
+def build_body(deployment: str, build: Callable[[], Any]) -> bytes:
+    """The upstream body a pure translation builds, as JSON bytes.
+
+    Building the upstream request only reads the client's request, so any
+    failure here is that request's fault: a 400 naming the field where it can
+    (:func:`thrifty.validate.encode`), never an upstream error counted against
+    the deployment.
+    """
+    from ..validate import encode
+
+    try:
+        return encode(build())
+    except ThriftyError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        raise InvalidRequest(
+            f"The request cannot be translated for {deployment}: {type(exc).__name__}: {exc}"[:300],
+            code="invalid_value",
+        ) from None
 
 
 def error_detail(body: bytes) -> tuple[str, str | None]:

@@ -23,6 +23,7 @@ from .http import (
     HttpRequest,
     Timeouts,
     Transport,
+    build_body,
     deployment_transport,
     error_detail,
     extra_headers,
@@ -166,13 +167,18 @@ class OpenAIBackend:
         """The deployment's model id; ``*`` passes the client's model name through."""
         return request.model if self.deployment.model == "*" else self.deployment.model
 
-    def _request(self, path: str, payload: dict[str, Any]) -> HttpRequest:
-        return HttpRequest(self._base + path, orjson.dumps(payload), self._headers, self._timeouts)
+    def _request(self, path: str, body: bytes) -> HttpRequest:
+        return HttpRequest(self._base + path, body, self._headers, self._timeouts)
+
+    def _chat(self, request: ChatRequest, *, stream: bool) -> HttpRequest:
+        model = self._model(request)
+        body = build_body(self.name, lambda: request_body(
+            request, model, stream=stream, defaults=self._defaults, stream_usage=self._stream_usage))
+        return self._request("/chat/completions", body)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         request.trace.deployment = self.name
-        payload = request_body(request, self._model(request), stream=False, defaults=self._defaults)
-        data = await self._http.post_json(self._request("/chat/completions", payload), request.trace)
+        data = await self._http.post_json(self._chat(request, stream=False), request.trace)
         response, estimated = parse_response(data, request.messages)
         if estimated:
             request.trace.note("usage", "estimated")
@@ -181,12 +187,10 @@ class OpenAIBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         trace = request.trace
         trace.deployment = self.name
-        payload = request_body(
-            request, self._model(request), stream=True, defaults=self._defaults, stream_usage=self._stream_usage
-        )
+        http_request = self._chat(request, stream=True)
         tally = _Tally(trace)
         done = False
-        events = self._http.events(self._request("/chat/completions", payload), trace)
+        events = self._http.events(http_request, trace)
         async with contextlib.aclosing(events):
             async for event in events:
                 if done:
@@ -209,8 +213,8 @@ class OpenAIBackend:
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Embedding vectors for ``texts`` from ``/embeddings``, and the tokens used."""
-        payload = {"model": self.deployment.model, "input": texts}
-        data = await self._http.post_json(self._request("/embeddings", payload), Trace())
+        body = build_body(self.name, lambda: {"model": self.deployment.model, "input": texts})
+        data = await self._http.post_json(self._request("/embeddings", body), Trace())
         return parse_embeddings(data, texts)
 
     async def start(self) -> None:
