@@ -133,6 +133,7 @@ class Gateway:
             finally:
                 deadline.close()
         except ThriftyError as exc:
+            _scrub(exc, self.config)
             self._record(request, status=exc.status, error=exc.type)
             raise
         except asyncio.CancelledError:
@@ -183,6 +184,7 @@ class Gateway:
                 if closer is not None:
                     await closer()
         except ThriftyError as exc:
+            _scrub(exc, self.config)
             status, error = exc.status, exc.type
             raise
         except (asyncio.CancelledError, GeneratorExit):
@@ -328,6 +330,16 @@ class Gateway:
         )
 
 
+def _scrub(exc: ThriftyError, config: Config) -> None:
+    """Last line of defence: no configured upstream key leaves in an error, whatever raised it."""
+    for group in config.models:
+        for deployment in group.deployments:
+            key = deployment.api_key
+            if key and key in exc.message:
+                exc.message = exc.message.replace(key, "[redacted]")
+                exc.args = (exc.message,)
+
+
 def _delivered_usage(request: ChatRequest, delivered: list[Chunk]) -> Usage:
     """Tokens of a stream that ended before its usage arrived, estimated from what was sent."""
     from .providers.estimate import estimate_usage
@@ -355,12 +367,15 @@ def _local_embed(texts: list[str]) -> tuple[list[list[float]], int]:
 def _request(
     model: str, messages: str | list[Message], params: dict[str, Any], *, stream: bool
 ) -> ChatRequest:
-    from .validate import chat_request
+    from .validate import chat_request, check_encodable
 
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     body: dict[str, Any] = {"model": model, "messages": messages, **params, "stream": stream}
-    return chat_request(body)
+    request = chat_request(body)
+    # Python values never went through the server's JSON parser: apply its bounds here.
+    check_encodable(body)
+    return request
 
 
 class _LoopThread:

@@ -25,9 +25,10 @@ from .http import (
     Transport,
     build_body,
     deployment_transport,
-    error_detail,
+    error_summary,
     extra_headers,
     option_mapping,
+    secrets_in,
 )
 
 # --------------------------------------------------------------------------- translation
@@ -92,12 +93,12 @@ def parse_response(data: Any, messages: Iterable[Message]) -> tuple[ChatResponse
     return ChatResponse(body=data, usage=usage), True
 
 
-def parse_chunk(data: Any) -> tuple[Chunk | None, Usage | None]:
+def parse_chunk(data: Any, secrets: Iterable[str] = ()) -> tuple[Chunk | None, Usage | None]:
     """One SSE ``data`` object: the chunk to forward (None if it has no choices) and any usage."""
     if not isinstance(data, dict):
         raise UpstreamError("the upstream sent a malformed stream chunk")
     if data.get("error") is not None:
-        message, code = error_detail(orjson.dumps(data))
+        message, code = error_summary(orjson.dumps(data), secrets)
         raise UpstreamError(f"upstream stream error: {message}", code=code)
     raw_usage = data.pop("usage", None)
     usage = Usage.from_json(raw_usage) if isinstance(raw_usage, dict) and raw_usage else None
@@ -160,6 +161,7 @@ class OpenAIBackend:
         self._headers = {"content-type": "application/json", **extra_headers(deployment)}
         if deployment.api_key:
             self._headers["authorization"] = f"Bearer {deployment.api_key}"
+        self._secrets = secrets_in(self._headers)
         self._timeouts = Timeouts.for_deployment(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
@@ -198,7 +200,7 @@ class OpenAIBackend:
                 if event.data.strip() == "[DONE]":
                     done = True
                     continue
-                chunk, usage = parse_chunk(_loads(event.data))
+                chunk, usage = parse_chunk(_loads(event.data), self._secrets)
                 tally.usage = usage or tally.usage
                 if chunk is not None:
                     tally.see(chunk)
