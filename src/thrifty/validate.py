@@ -302,8 +302,18 @@ def check_encodable(body: Mapping[str, Any], max_depth: int = 100) -> None:
     encode(body)
 
 
+_ENCODER_DEPTH = 254  # orjson writes at most 255 levels of arrays and objects
+
+
 def unencodable(payload: Any, exc: Exception) -> InvalidRequest:
     """The 400 for a value that cannot be written as JSON, naming where it is."""
+    deep = too_deep(payload, _ENCODER_DEPTH)
+    if deep is not None:
+        return InvalidRequest(
+            f"'{deep}' nests arrays and objects too deep to be sent to the model.",
+            param=deep,
+            code="json_too_deep",
+        )
     path = _unencodable_path(payload)
     where = f"'{path}'" if path else "The request"
     return InvalidRequest(f"{where} cannot be sent to the model: {exc}.", param=path or None, code="invalid_value")

@@ -289,12 +289,6 @@ def _parse_file(path: Path, limit: int) -> ParsedBatch:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    import orjson
+    from ..validate import parse_json
 
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return body
+    return parse_json(await request.body())  # nesting bounded: metadata is stored and re-serialised
