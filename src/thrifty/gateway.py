@@ -338,6 +338,8 @@ def _scrub(exc: ThriftyError, config: Config) -> None:
             if key and key in exc.message:
                 exc.message = exc.message.replace(key, "[redacted]")
                 exc.args = (exc.message,)
+            if key and exc.code is not None and key in exc.code:
+                exc.code = None
 
 
 def _delivered_usage(request: ChatRequest, delivered: list[Chunk]) -> Usage:

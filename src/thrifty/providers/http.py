@@ -245,11 +245,17 @@ def error_summary(body: bytes, secrets: Iterable[str] = ()) -> tuple[str, str | 
     the text is cut short and anything key-like is redacted; type and code are
     kept only when they are plain identifiers.
     """
+    secrets = tuple(secrets)
     message, code, kind = _error_fields(body)
     text = safe_text(message, secrets) or "(no message)"
-    if kind is not None and _WORD.match(kind):
+    if _identifier(kind, secrets):
         text = f"{kind}: {text}"
-    return text, code if code is not None and _WORD.match(code) else None
+    return text, code if _identifier(code, secrets) else None
+
+
+def _identifier(value: str | None, secrets: tuple[str, ...]) -> bool:
+    """A short plain name (an error type or code), and nothing that could be a key."""
+    return value is not None and bool(_WORD.match(value)) and redact(value, secrets) == value
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
