@@ -156,8 +156,10 @@ class Gateway:
         it was sent: the upstream's count when its usage arrived, else an
         estimate from the text delivered (noted ``usage: estimated``).
         """
+        from .providers.openai import output_text
+
         usage: Usage | None = None
-        delivered: list[Chunk] = []
+        first, sent = True, 0  # characters of generated text handed to the caller
         status, error = 200, None
         deadline: Deadline | None = None
         try:
@@ -172,12 +174,14 @@ class Gateway:
                         chunk = await deadline.run(anext(chunks))
                     except StopAsyncIteration:
                         break
-                    if not delivered:
+                    if first:
+                        first = False
                         request.trace.ttft_s = time.perf_counter() - request.trace.started
                     chunk["id"] = request.trace.request_id
                     if chunk.get("usage"):
                         usage = Usage.from_json(chunk["usage"])
-                    delivered.append(chunk)
+                    for choice in chunk.get("choices") or ():
+                        sent += len(output_text(choice.get("delta") or {}))
                     yield chunk
             finally:
                 closer = getattr(chunks, "aclose", None)
@@ -196,8 +200,8 @@ class Gateway:
         finally:
             if deadline is not None:
                 deadline.close()
-            if usage is None and delivered:
-                usage = _delivered_usage(request, delivered)
+            if usage is None and not first:
+                usage = _delivered_usage(request, sent)
             self._record(request, usage=usage, status=status, error=error)
 
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
@@ -342,16 +346,14 @@ def _scrub(exc: ThriftyError, config: Config) -> None:
                 exc.code = None
 
 
-def _delivered_usage(request: ChatRequest, delivered: list[Chunk]) -> Usage:
-    """Tokens of a stream that ended before its usage arrived, estimated from what was sent."""
-    from .providers.estimate import estimate_usage
-    from .providers.openai import output_text
+def _delivered_usage(request: ChatRequest, chars: int) -> Usage:
+    """Tokens of a stream that ended before its usage arrived, estimated from the text sent."""
+    from .providers.estimate import CHARS_PER_TOKEN, estimate_usage
 
-    text = "".join(
-        output_text(choice.get("delta") or {}) for chunk in delivered for choice in chunk.get("choices") or ()
-    )
     request.trace.note("usage", "estimated")
-    return estimate_usage(request.messages, text)
+    usage = estimate_usage(request.messages, "")
+    usage.completion_tokens = -(-chars // CHARS_PER_TOKEN)
+    return usage
 
 
 LOCAL_EMBEDDING_MODELS = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")

@@ -268,10 +268,9 @@ class _DisconnectWatch:
         self._watcher = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                break
+        message = await self._receive()
+        if message["type"] != "http.disconnect":
+            return  # not a server that keeps ASGI's promise; stop watching rather than spin
         if self._task is not None and not self._task.done():
             self._left = True
             self._task.cancel()
