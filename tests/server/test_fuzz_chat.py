@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -116,39 +118,72 @@ def upstream(request: HttpRequest) -> MockResponse:
     return MockResponse(json=ANTHROPIC_ANSWER if anthropic else OPENAI_ANSWER)
 
 
-def make_app(tmp: Path) -> Any:
+def direct_gateway(tmp: Path) -> Gateway:
+    """Each provider translation on its own, over MockTransport."""
     transport = MockTransport(upstream)
     backends = {
         "fake": FakeBackend("fuzzed and fine"),
         "oa": OpenAIBackend(deployment("openai"), transport=transport),
         "an": AnthropicBackend(deployment("anthropic", api_base="http://upstream.test/v1"), transport=transport),
     }
-    config = parse_config({"server": {"data_dir": str(tmp)}})
-    return create_app(Gateway(config, backends=backends, observe=False))
+    return Gateway(parse_config({"server": {"data_dir": str(tmp / "direct")}}), backends=backends, observe=False)
+
+
+def composed_gateway(tmp: Path) -> Gateway:
+    """The stack from config: balanced groups, the exact cache, a rules router, the ledger."""
+    config = parse_config({
+        "server": {"data_dir": str(tmp / "composed")},
+        "models": [{"name": name, "deployments": [{"provider": "fake", "model": name}]} for name in ("small", "large")],
+        "cache": {"enabled": True},
+        "routing": {"tiers": [{"name": "fast", "model": "small", "price": {"input": 0.1, "output": 0.2}},
+                              {"name": "smart", "model": "large", "price": {"input": 1.0, "output": 2.0}}]},
+    }, source="fuzz.yaml")
+    return Gateway(config)
+
+
+COMPOSED = ("small", "thrifty/auto")
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def clients(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    gateways = {"direct": direct_gateway(tmp), "composed": composed_gateway(tmp)}
+    made = {}
+    for name, gateway in gateways.items():
+        loop.run_until_complete(gateway.start())
+        transport = httpx.ASGITransport(app=create_app(gateway))
+        made[name] = httpx.AsyncClient(transport=transport, base_url="http://thrifty")
+    yield made
+    for name, gateway in gateways.items():
+        loop.run_until_complete(made[name].aclose())
+        loop.run_until_complete(gateway.aclose())
 
 
 @given(
-    model=st.sampled_from(MODELS),
+    model=st.sampled_from(MODELS + COMPOSED),
     stream=st.booleans(),
     mutations=st.lists(st.tuples(st.sampled_from(PATHS), odd), min_size=1, max_size=3),
 )
 @settings(max_examples=800, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 def test_mutated_chat_bodies_never_get_a_5xx_and_every_4xx_names_the_problem(
-    tmp_path: Path, model: str, stream: bool, mutations: list[tuple[tuple[Any, ...], Any]]
+    loop: asyncio.AbstractEventLoop, clients: dict[str, httpx.AsyncClient], model: str, stream: bool,
+    mutations: list[tuple[tuple[Any, ...], Any]],
 ) -> None:
     body = valid(model, stream)
     for path, value in mutations:
         put(body, path, value)
     # Python's encoder writes what orjson will not: NaN, Infinity, lone surrogates as \\u escapes.
     raw = json.dumps(body, allow_nan=True).encode()
-
-    async def post() -> httpx.Response:
-        transport = httpx.ASGITransport(app=make_app(tmp_path))
-        async with httpx.AsyncClient(transport=transport, base_url="http://thrifty") as client:
-            return await client.post("/v1/chat/completions", content=raw)
-
-    r = asyncio.run(post())
+    client = clients["composed" if model in COMPOSED else "direct"]
+    r = loop.run_until_complete(client.post("/v1/chat/completions", content=raw))
     assert r.status_code < 500, (raw[:500], r.text[:500])
     if r.status_code >= 400:
         error = r.json()["error"]
