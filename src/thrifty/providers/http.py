@@ -45,6 +45,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..types import Trace
+from ..validate import encode
 from .sse import SseEvent, SseParser
 
 if TYPE_CHECKING:
@@ -153,8 +154,6 @@ def build_body(deployment: str, build: Callable[[], Any]) -> bytes:
     (:func:`thrifty.validate.encode`), never an upstream error counted against
     the deployment.
     """
-    from ..validate import encode
-
     try:
         return encode(build())
     except ThriftyError:
