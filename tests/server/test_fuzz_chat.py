@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from thrifty.config import parse_config
+from thrifty.backend import Backend
+from thrifty.config import Deployment, parse_config
 from thrifty.gateway import Gateway
 from thrifty.providers.anthropic import AnthropicBackend
 from thrifty.providers.http import HttpRequest, MockResponse, MockTransport
@@ -29,7 +30,22 @@ from thrifty.providers.openai import OpenAIBackend
 from thrifty.server.app import create_app
 from thrifty.testing import FakeBackend
 
-from ..providers.helpers import deployment, fixture, sse
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "providers"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def sse(events: list[Any], *, named: bool = False) -> bytes:
+    if named:
+        return "".join(f"event: {e['event']}\ndata: {json.dumps(e['data'])}\n\n" for e in events).encode()
+    return "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events).encode()
+
+
+def deployment(provider: str) -> Deployment:
+    return Deployment(name=f"fuzz/{provider}", provider=provider, model="upstream-model",
+                      api_base="http://upstream.test/v1", api_key="sk-test")
 
 MODELS = ("fake", "oa", "an")
 
@@ -121,10 +137,10 @@ def upstream(request: HttpRequest) -> MockResponse:
 def direct_gateway(tmp: Path) -> Gateway:
     """Each provider translation on its own, over MockTransport."""
     transport = MockTransport(upstream)
-    backends = {
+    backends: dict[str, Backend] = {
         "fake": FakeBackend("fuzzed and fine"),
         "oa": OpenAIBackend(deployment("openai"), transport=transport),
-        "an": AnthropicBackend(deployment("anthropic", api_base="http://upstream.test/v1"), transport=transport),
+        "an": AnthropicBackend(deployment("anthropic"), transport=transport),
     }
     return Gateway(parse_config({"server": {"data_dir": str(tmp / "direct")}}), backends=backends, observe=False)
 
