@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backend import Backend, Embeds
 from .config import Config, default_config, load_config
+from .deadline import Deadline
 from .errors import InvalidRequest, NotFound, ThriftyError
 from .types import ChatRequest, ChatResponse, Chunk, Message, Usage, trace_notes
 
@@ -151,16 +152,25 @@ class Gateway:
         return backend
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        backend = self.resolve(request.model)
-        if not self._ready:
-            await self.start()
+        """Answer ``request`` within its deadline; every outcome leaves one ledger row."""
         try:
-            response = await backend.complete(request)
+            backend = self.resolve(request.model)
+            deadline = Deadline.for_request(self.config.server.request_timeout, request.options)
+            try:
+                if not self._ready:
+                    await deadline.run(self.start())
+                response = await deadline.run(backend.complete(request))
+            finally:
+                deadline.close()
         except ThriftyError as exc:
+            _scrub(exc, self.config)
             self._record(request, status=exc.status, error=exc.type)
             raise
         except asyncio.CancelledError:
             self._record(request, status=499, error="client_closed")
+            raise
+        except Exception:
+            self._record(request, status=500, error="server_error")
             raise
         body = response.body
         body["id"] = request.trace.request_id
@@ -170,28 +180,58 @@ class Gateway:
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        backend = self.resolve(request.model)
-        if not self._ready:
-            await self.start()
-        usage = Usage()
+        """The answer's chunks within the request's deadline; one ledger row however it ends.
+
+        A stream the client leaves early is recorded with the completion tokens
+        it was sent: the upstream's count when its usage arrived, else an
+        estimate from the text delivered (noted ``usage: estimated``).
+        """
+        from .providers.openai import output_text
+
+        usage: Usage | None = None
+        first, sent = True, 0  # characters of generated text handed to the caller
         status, error = 200, None
-        first = True
+        deadline: Deadline | None = None
         try:
-            async for chunk in backend.stream(request):
-                if first:
-                    first = False
-                    request.trace.ttft_s = time.perf_counter() - request.trace.started
-                chunk["id"] = request.trace.request_id
-                if chunk.get("usage"):
-                    usage = Usage.from_json(chunk["usage"])
-                yield chunk
+            backend = self.resolve(request.model)
+            deadline = Deadline.for_request(self.config.server.request_timeout, request.options)
+            if not self._ready:
+                await deadline.run(self.start())
+            chunks = backend.stream(request).__aiter__()
+            try:
+                while True:
+                    try:
+                        chunk = await deadline.run(anext(chunks))
+                    except StopAsyncIteration:
+                        break
+                    if first:
+                        first = False
+                        request.trace.ttft_s = time.perf_counter() - request.trace.started
+                    chunk["id"] = request.trace.request_id
+                    if chunk.get("usage"):
+                        usage = Usage.from_json(chunk["usage"])
+                    for choice in chunk.get("choices") or ():
+                        sent += len(output_text(choice.get("delta") or {}))
+                    yield chunk
+            finally:
+                closer = getattr(chunks, "aclose", None)
+                if closer is not None:
+                    await closer()
         except ThriftyError as exc:
+            _scrub(exc, self.config)
             status, error = exc.status, exc.type
             raise
         except (asyncio.CancelledError, GeneratorExit):
             status, error = 499, "client_closed"
             raise
+        except Exception:
+            status, error = 500, "server_error"
+            raise
         finally:
+            if deadline is not None:
+                deadline.close()
+            if usage is None and not first:
+                usage = _delivered_usage(request, sent)
             self._record(request, usage=usage, status=status, error=error)
 
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
@@ -352,6 +392,28 @@ class Gateway:
         )
 
 
+def _scrub(exc: ThriftyError, config: Config) -> None:
+    """Last line of defence: no configured upstream key leaves in an error, whatever raised it."""
+    for group in config.models:
+        for deployment in group.deployments:
+            key = deployment.api_key
+            if key and key in exc.message:
+                exc.message = exc.message.replace(key, "[redacted]")
+                exc.args = (exc.message,)
+            if key and exc.code is not None and key in exc.code:
+                exc.code = None
+
+
+def _delivered_usage(request: ChatRequest, chars: int) -> Usage:
+    """Tokens of a stream that ended before its usage arrived, estimated from the text sent."""
+    from .providers.estimate import CHARS_PER_TOKEN, estimate_usage
+
+    request.trace.note("usage", "estimated")
+    usage = estimate_usage(request.messages, "")
+    usage.completion_tokens = -(-chars // CHARS_PER_TOKEN)
+    return usage
+
+
 LOCAL_EMBEDDING_MODELS = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
@@ -364,12 +426,15 @@ def _local_embed(embedder: EmbeddingModel, texts: list[str]) -> tuple[list[list[
 def _request(
     model: str, messages: str | list[Message], params: dict[str, Any], *, stream: bool
 ) -> ChatRequest:
-    from .validate import chat_request
+    from .validate import chat_request, check_encodable
 
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     body: dict[str, Any] = {"model": model, "messages": messages, **params, "stream": stream}
-    return chat_request(body)
+    request = chat_request(body)
+    # Python values never went through the server's JSON parser: apply its bounds here.
+    check_encodable(body)
+    return request
 
 
 class _LoopThread:

@@ -18,11 +18,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any, Protocol, TypeVar
 
 from ..backend import Choice
+from ..deadline import requested_timeout
 from ..errors import (
     ContextWindowExceeded,
-    InvalidRequest,
     NoDeploymentAvailable,
     RateLimited,
+    RequestTimeout,
     ThriftyError,
     UpstreamTimeout,
 )
@@ -229,7 +230,7 @@ class Balancer(Choice):
             async with asyncio.timeout(timeout):
                 response = await member.backend.complete(request)
         except TimeoutError:
-            error = UpstreamTimeout(f"{member.name} did not answer within {timeout:g}s")
+            error = _timeout_error(member, timeout, f"did not answer within {timeout:g}s")
             member.on_error(error)
             raise error from None
         except asyncio.CancelledError:
@@ -325,8 +326,9 @@ class Balancer(Choice):
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    phase = "total" if first_seen else "first-token"
-                    raise UpstreamTimeout(f"{member.name} exceeded its {phase} timeout") from None
+                    if not first_seen and first_token is not None and limit == first_token:
+                        raise UpstreamTimeout(f"{member.name} exceeded its first-token timeout") from None
+                    raise _timeout_error(member, total, f"exceeded its total timeout ({total:g}s)") from None
                 if not first_seen:
                     first_seen = True
                     member.ewma.add(self.clock.now() - started)
@@ -371,20 +373,16 @@ class Balancer(Choice):
         }
 
 
+def _timeout_error(member: Member, timeout: float, what: str) -> ThriftyError:
+    """The deployment's own timeout is its fault; a shorter request deadline is not."""
+    if timeout < member.deployment.timeout:
+        return RequestTimeout(f"the request's deadline ran out: {member.name} {what}", param="timeout")
+    return UpstreamTimeout(f"{member.name} {what}")
+
+
 def request_timeout(request: ChatRequest) -> float | None:
     """The per-request ``timeout`` option in seconds (number or numeric header string)."""
-    raw = request.options.get("timeout")
-    if raw is None:
-        return None
-    try:
-        if isinstance(raw, bool):
-            raise TypeError("a boolean is not a number of seconds")
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"timeout must be a number of seconds, got {raw!r}", param="timeout") from None
-    if not value > 0 or value == float("inf"):
-        raise InvalidRequest(f"timeout must be a positive number of seconds, got {raw!r}", param="timeout")
-    return value
+    return requested_timeout(request.options)
 
 
 def _group_concurrency(settings: BalanceSettings, members: Sequence[Member]) -> int | None:

@@ -104,8 +104,16 @@ class Server:
             req.trace.api_key = key
             req.trace.tenant = self.tenant(key, req.options.get("tenant"))
             if req.stream:
-                return await self._stream(req)
-            response = await self.gateway.complete(req)
+                return await self._stream(req, request.receive)
+            watch = _DisconnectWatch(request.receive)
+            try:
+                response = await self.gateway.complete(req)
+            except asyncio.CancelledError:
+                if not watch.left():
+                    raise
+                return Response(status_code=499)  # nobody is listening; the gateway recorded it
+            finally:
+                watch.stop()
         except ThriftyError as exc:
             return error_response(exc)
         trace = req.trace
@@ -116,15 +124,23 @@ class Server:
             headers=self.response_headers(req, max(0.0, overhead)),
         )
 
-    async def _stream(self, req: ChatRequest) -> Response:
+    async def _stream(self, req: ChatRequest, receive: Receive) -> Response:
         chunks = self.gateway.stream(req).__aiter__()
         # Wait for the first chunk before sending headers: a failure before the
         # first byte is still a plain HTTP error, and the headers can say which
-        # deployment answered.
+        # deployment answered. A client that leaves meanwhile cancels the wait;
+        # after the first byte, Starlette's streaming response watches for it.
+        watch = _DisconnectWatch(receive)
         try:
             first = await chunks.__anext__()
         except StopAsyncIteration:
             first = None
+        except asyncio.CancelledError:
+            if not watch.left():
+                raise
+            return Response(status_code=499)
+        finally:
+            watch.stop()
         trace = req.trace
         overhead = max(0.0, time.perf_counter() - trace.started - trace.upstream_s)
         return StreamingResponse(
@@ -231,6 +247,50 @@ class Server:
         return json_response({"status": "ready", "models": self.gateway.models()})
 
 
+class _DisconnectWatch:
+    """Cancels the current task when the client goes away before its answer is ready.
+
+    The body has been read, so the next ASGI ``receive`` only returns when the
+    client disconnects (or the response is done). Waiting for it costs a task,
+    so the watch starts only once a request has taken ``AFTER`` seconds: a
+    dropped client is noticed within that, and quick answers pay one timer.
+    """
+
+    AFTER = 0.05
+    __slots__ = ("_receive", "_task", "_handle", "_watcher", "_left")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+        self._left = False
+        self._handle = asyncio.get_running_loop().call_later(self.AFTER, self._start)
+
+    def _start(self) -> None:
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        message = await self._receive()
+        if message["type"] != "http.disconnect":
+            return  # not a server that keeps ASGI's promise; stop watching rather than spin
+        if self._task is not None and not self._task.done():
+            self._left = True
+            self._task.cancel()
+
+    def left(self) -> bool:
+        """Whether the client left (and this watch cancelled the task: undo that, it is handled)."""
+        if self._left and self._task is not None:
+            self._left = False
+            self._task.uncancel()
+            return True
+        return False
+
+    def stop(self) -> None:
+        self._handle.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
 async def _sse(first: Chunk | None, rest: AsyncIterator[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
     """OpenAI's SSE framing; an error after the first byte becomes an error event."""
     try:
@@ -243,6 +303,10 @@ async def _sse(first: Chunk | None, rest: AsyncIterator[Chunk], include_usage: b
     except ThriftyError as exc:
         log.warning("stream failed after the first byte: %s", exc.message)
         yield b"data: " + orjson.dumps(exc.to_json()) + b"\n\n"
+    except Exception:
+        log.exception("stream failed unexpectedly after the first byte")
+        error = ThriftyError("The gateway failed unexpectedly; the error was logged.")
+        yield b"data: " + orjson.dumps(error.to_json()) + b"\n\n"
     finally:
         with contextlib.suppress(Exception):
             await rest.aclose()  # type: ignore[attr-defined]

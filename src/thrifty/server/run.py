@@ -7,6 +7,7 @@ import sys
 import time
 
 from ..config import Config
+from ..errors import ConfigError
 
 
 def serve(config: Config, *, replicas: int = 0, log_level: str = "info") -> int:
@@ -21,8 +22,13 @@ def serve(config: Config, *, replicas: int = 0, log_level: str = "info") -> int:
         from ..balance.replicas import replica_config
 
         config = replica_config(config, replicas)
-    gateway = Gateway(config)
-    app = create_app(gateway)
+    try:
+        # Capability sections (routing, cache, tasks, ...) are parsed as the stack is built.
+        gateway = Gateway(config)
+        app = create_app(gateway)
+    except ConfigError as exc:
+        print(f"thrifty: invalid config: {exc.message}", file=sys.stderr)
+        return 2
     host, port = config.server.host, config.server.port
     print(
         f"thrifty: serving {', '.join(gateway.models())} on http://{host}:{port}/v1 "
