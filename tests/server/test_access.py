@@ -384,7 +384,7 @@ def blocked_embedder(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threadin
     release = threading.Event()
     threads: list[str] = []
 
-    def embed(texts: list[str]) -> tuple[list[list[float]], int]:
+    def embed(embedder: object, texts: list[str]) -> tuple[list[list[float]], int]:
         threads.append(threading.current_thread().name)
         release.wait(30)
         return [[0.0, 1.0] for _ in texts], len(texts)
