@@ -3,8 +3,16 @@
 Dispatch happens in the completion path of the task that just finished (no
 level barriers, no polling). Under a concurrency cap the ready task with the
 longest estimated remaining path (its own duration plus the longest chain of
-dependents after it) goes first; per-tool durations are learned as tasks run.
-Failures stay local: a failed task fails its dependents, or runs their
+dependents after it) goes first. A task's duration is its own estimate (from
+the plan, or from its tool given the arguments) or else its tool's average,
+learned as tasks run. When a learned average moves, only the tasks that use it
+and their waiting ancestors are re-prioritised, and that work is paid for out
+of a budget earned per finished task, so scheduling costs O(log n) per task
+(amortised) whatever the size of the graph.
+
+Sync tools run in threads and CPU tools in a killable :class:`Sandbox`
+worker, so nothing but coroutines runs on the event loop and every timeout
+holds. Failures stay local: a failed task fails its dependents, or runs their
 fallback, while independent branches carry on.
 """
 
@@ -14,19 +22,27 @@ import asyncio
 import enum
 import functools
 import heapq
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor as PoolExecutor
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from .durations import Durations
 from .plan import Task, find_refs, resolve, topological_order
+from .sandbox import Sandbox
 from .tools import ToolContext, ToolError, ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
+
+# Re-prioritisation credit earned per finished task, in task visits: bounds the
+# amortised cost of following moving estimates at a constant per task.
+_CREDIT_PER_TASK = 16
+# A learned average that moved by more than this fraction re-prioritises its tasks.
+_MOVED = 0.25
 
 
 class State(enum.Enum):
@@ -84,6 +100,8 @@ class Executor:
     """Runs tasks added while it runs (streamed plans) or all at once.
 
     ``results`` carries earlier rounds' results (replans keep one id space).
+    ``threads`` (sync tools) and ``sandbox`` (process tools) may be shared;
+    when not given, the executor makes its own and :meth:`aclose` closes them.
     """
 
     def __init__(
@@ -99,7 +117,7 @@ class Executor:
         backoff_s: float = 0.05,
         on_event: EventHook | None = None,
         threads: PoolExecutor | None = None,
-        processes: PoolExecutor | None = None,
+        sandbox: Sandbox | None = None,
         origin: float | None = None,
     ) -> None:
         if cap is not None and cap < 1:
@@ -114,23 +132,28 @@ class Executor:
         self.backoff_s = backoff_s
         self.on_event = on_event
         self._threads, self._own_threads = threads, threads is None
-        self._processes, self._own_processes = processes, processes is None
+        self._sandbox, self._own_sandbox = sandbox, sandbox is None
         self.runs: dict[int, TaskRun] = {}
         self.overhead_s = 0.0
         # times in TaskRun are seconds since ``origin`` (a perf_counter value; default: now)
         self._t0 = time.perf_counter() if origin is None else origin
-        self._hung_process = False
         self._children: dict[int, list[int]] = {}
         self._pending: dict[int, int] = {}
+        self._order: list[int] = []  # every task in the order added: a topological order
+        self._seq: dict[int, int] = {}  # task id -> its position in _order
+        self._unstarted: dict[int, None] = {}  # waiting and ready tasks, in _order's order
+        # priorities: each unstarted task's estimated remaining path (bottom level)
         self._bottom: dict[int, float] = {}
-        self._order: list[int] = []
+        self._own_est: dict[int, float] = {}  # tasks with their own duration estimate
+        self._tool_est: dict[str, float] = {}  # the learned average each tool's tasks are ranked by
+        self._by_tool: dict[str, set[int]] = {}  # unstarted tasks ranked by their tool's average
+        self._moved: set[str] = set()  # tools whose average moved since their tasks were ranked
+        self._credit = 0.0
         self._ready: list[tuple[float, int]] = []
         self._running = 0
         self._open = 0
         self._closed = False
-        self._stale = False
         self._hold = False
-        self._used_est: dict[str, float] = {}
         self._aio: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._warming: set[str] = set()
@@ -146,7 +169,9 @@ class Executor:
         t = time.perf_counter()
         run = TaskRun(task=task, added=t - self._t0)
         self.runs[task.id] = run
+        self._seq[task.id] = len(self._order)
         self._order.append(task.id)
+        self._unstarted[task.id] = None
         self._children[task.id] = []
         self._open += 1
         self._warm(task)
@@ -161,7 +186,7 @@ class Executor:
                 self._children[dep].append(task.id)
                 pending += 1
         self._pending[task.id] = pending
-        self._raise_bottom(task)
+        self._rank_new(task)
         if run.failed_deps and task.fallback is None:
             self._fail(run, DependencyFailed(f"input ${min(run.failed_deps)} failed"))
         elif pending == 0:
@@ -181,7 +206,7 @@ class Executor:
         finally:
             self._hold = False
         t = time.perf_counter()
-        self._recompute_bottom()
+        self._rank_all()
         self._dispatch()
         self.overhead_s += time.perf_counter() - t
 
@@ -227,6 +252,7 @@ class Executor:
             else:
                 run.state = State.CANCELLED
                 run.ended = self.now()
+                self._leave(run)
                 self._open -= 1
                 self._emit(run)
         self._check_done()
@@ -244,53 +270,104 @@ class Executor:
                 await asyncio.gather(task, return_exceptions=True)
         if self._own_threads and self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
-        if self._own_processes and self._processes is not None:
-            if self._hung_process:  # a timed-out CPU tool would keep its worker busy for ever
-                for proc in list((getattr(self._processes, "_processes", None) or {}).values()):
-                    proc.terminate()
-            self._processes.shutdown(wait=False, cancel_futures=True)
+        if self._own_sandbox and self._sandbox is not None:
+            await self._sandbox.aclose()
 
     # --- scheduling ------------------------------------------------------------
 
-    def _estimate(self, tool: str) -> float:
-        spec = self.registry.spec(tool)
-        return self.durations.estimate(tool, spec.est_s)
+    def estimate_s(self, task_id: int) -> float:
+        """The duration the scheduler assumes for a task: its own estimate, else its tool's average."""
+        own = self._own_est.get(task_id)
+        return own if own is not None else self._tool_est[self.runs[task_id].task.tool]
 
-    def _raise_bottom(self, task: Task) -> None:
-        """Remaining-path lengths: the new task is a leaf; lengthen its ancestors' paths."""
-        est = self._estimate(task.tool)
-        self._used_est.setdefault(task.tool, est)
-        self._bottom[task.id] = est
+    def remaining_s(self, task_id: int) -> float:
+        """A waiting or ready task's priority: its estimated remaining path (itself included)."""
+        return self._bottom[task_id]
+
+    def _rank_new(self, task: Task) -> None:
+        """The new task's duration estimate; then lengthen its waiting ancestors' paths."""
+        spec = self.registry.spec(task.tool)
+        own = task.est_s
+        if own is None and spec.estimate is not None:
+            try:
+                own = spec.estimate(task.args)
+            except Exception:
+                log.exception("the duration estimate of tool %r failed; using its average", task.tool)
+        if own is not None and 0 <= own < float("inf"):
+            self._own_est[task.id] = float(own)
+        else:
+            if task.tool not in self._tool_est:
+                self._tool_est[task.tool] = self.durations.estimate(task.tool, spec.est_s)
+            self._by_tool.setdefault(task.tool, set()).add(task.id)
+        self._bottom[task.id] = self.estimate_s(task.id)
         if self._hold:
-            return  # add_all computes every path length once at the end
+            return  # add_all ranks every task once at the end
         stack = [task.id]
         while stack:
             child = stack.pop()
             for dep in self.runs[child].task.deps:
-                run = self.runs.get(dep)
-                if run is None or run.state.terminal or run.state is State.RUNNING:
+                if dep not in self._unstarted:
                     continue
-                longer = self._estimate(run.task.tool) + self._bottom[child]
+                longer = self.estimate_s(dep) + self._bottom[child]
                 if longer > self._bottom[dep]:
                     self._bottom[dep] = longer
-                    if run.state is State.READY:
+                    if self.runs[dep].state is State.READY:
                         heapq.heappush(self._ready, (-longer, dep))
                     stack.append(dep)
 
-    def _recompute_bottom(self) -> None:
-        """All remaining-path lengths again, after the duration estimates moved."""
-        self._stale = False
-        for tid in reversed(self._order):
-            run = self.runs[tid]
-            if run.state.terminal or run.state is State.RUNNING:
+    def _rank_all(self) -> None:
+        """Every waiting task's remaining path, from the latest averages (one pass, deepest first)."""
+        for tool in self._tool_est:
+            self._tool_est[tool] = self.durations.estimate(tool, self.registry.spec(tool).est_s)
+        self._moved.clear()
+        for tid in reversed(self._unstarted):
+            self._bottom[tid] = self.estimate_s(tid) + self._tail(tid)
+        self._rebuild_ready()
+
+    def _rerank(self) -> None:
+        """Follow the averages that moved: re-rank the tasks using them and, deepest first, only
+        those ancestors whose remaining path changed. Paid for out of the per-task credit."""
+        pending: list[int] = []
+        for tool in self._moved:
+            self._tool_est[tool] = self.durations.estimate(tool, self.registry.spec(tool).est_s)
+            pending.extend(-self._seq[tid] for tid in self._by_tool.get(tool, ()))
+        self._moved.clear()
+        heapq.heapify(pending)
+        visited, last = 0, 1
+        while pending:
+            key = heapq.heappop(pending)
+            if key == last:
+                continue  # queued by two children
+            last = key
+            tid = self._order[-key]
+            visited += 1
+            bottom = self.estimate_s(tid) + self._tail(tid)
+            if bottom == self._bottom[tid]:
                 continue
-            tail = max((self._bottom[c] for c in self._children[tid]), default=0.0)
-            self._bottom[tid] = self._estimate(run.task.tool) + tail
-        self._ready = [(-self._bottom[t], t) for _, t in self._ready if self.runs[t].state is State.READY]
-        self._ready = list(set(self._ready))
+            self._bottom[tid] = bottom
+            if self.runs[tid].state is State.READY:
+                heapq.heappush(self._ready, (-bottom, tid))
+            for dep in self.runs[tid].task.deps:
+                if dep in self._unstarted:
+                    heapq.heappush(pending, -self._seq[dep])
+        self._credit -= visited
+        if len(self._ready) > 4 * len(self._unstarted) + 64:
+            self._rebuild_ready()  # drop the entries the re-ranking made stale
+
+    def _tail(self, tid: int) -> float:
+        """The longest remaining path among a task's waiting dependents."""
+        unstarted, bottom = self._unstarted, self._bottom
+        return max((bottom[c] for c in self._children[tid] if c in unstarted), default=0.0)
+
+    def _rebuild_ready(self) -> None:
+        self._ready = [(-self._bottom[t], t) for t in self._unstarted if self.runs[t].state is State.READY]
         heapq.heapify(self._ready)
-        for tool in self._used_est:
-            self._used_est[tool] = self._estimate(tool)
+
+    def _leave(self, run: TaskRun) -> None:
+        """A task started or ended: it no longer takes part in ranking."""
+        if run.id in self._unstarted:
+            del self._unstarted[run.id]
+            self._by_tool.get(run.task.tool, set()).discard(run.id)
 
     def _make_ready(self, run: TaskRun) -> None:
         run.state = State.READY
@@ -299,8 +376,8 @@ class Executor:
 
     def _dispatch(self) -> None:
         cap = self.cap
-        if self._stale and cap is not None and len(self._ready) > cap - self._running:
-            self._recompute_bottom()
+        if self._moved and self._credit >= 0 and cap is not None and len(self._ready) > cap - self._running:
+            self._rerank()
         while self._ready and (cap is None or self._running < cap):
             key, tid = heapq.heappop(self._ready)
             run = self.runs[tid]
@@ -310,6 +387,7 @@ class Executor:
 
     def _start(self, run: TaskRun) -> None:
         run.state = State.RUNNING
+        self._leave(run)
         run.started = self.now()
         self._running += 1
         aio = asyncio.get_running_loop().create_task(self._execute(run))
@@ -328,6 +406,7 @@ class Executor:
         """A running task ended: record it, wake or fail its dependents, dispatch."""
         t = time.perf_counter()
         self._running -= 1
+        self._credit += _CREDIT_PER_TASK
         self._aio.pop(run.id, None)
         if run.state is State.RUNNING:  # cancelled before its coroutine ever ran
             run.state = State.CANCELLED
@@ -361,6 +440,7 @@ class Executor:
         run.state = State.FAILED
         run.error = error
         run.ended = self.now()
+        self._leave(run)
         self._open -= 1
         self._emit(run)
         self._notify_children(run)
@@ -378,7 +458,10 @@ class Executor:
                 self.on_event = None
 
     def _warm(self, task: Task) -> None:
-        """Start importing the tool's module now, before its inputs are ready."""
+        """Start importing the tool's module (or a sandbox worker) now, before its inputs are ready."""
+        if self.registry.spec(task.tool).kind == "process":
+            self._sandbox_for().prestart()
+            return
         if self.registry.is_loaded(task.tool) or task.tool in self._warming:
             return
         self._warming.add(task.tool)
@@ -426,9 +509,11 @@ class Executor:
     async def _attempts(self, run: TaskRun, tool: str, raw: Mapping[str, Any], refs: Iterable[str]) -> Any:
         """Call ``tool`` with retries under the task's timeout; ``refs``: argument names to resolve."""
         spec = self.registry.spec(tool)
-        if not self.registry.is_loaded(tool):
-            await self.registry.preload([tool])
-        fn = self.registry.load(tool)
+        fn: str | Callable[..., Any] = spec.target  # a process tool is imported in its worker, not here
+        if spec.kind != "process":
+            if not self.registry.is_loaded(tool):
+                await self.registry.preload([tool])
+            fn = self.registry.load(tool)
         args = dict(raw)
         if refs:
             for key in refs:
@@ -443,7 +528,6 @@ class Executor:
                 async with asyncio.timeout(limit):
                     result = await self._call(spec, fn, args)
             except TimeoutError:
-                self._hung_process = self._hung_process or spec.kind == "process"
                 raise TaskTimeout(f"{tool} timed out after {limit:g}s") from None
             except Exception as exc:
                 if not getattr(exc, "retryable", False) or attempt == retries:
@@ -456,21 +540,26 @@ class Executor:
 
     def _learn(self, tool: str, seconds: float) -> None:
         new = self.durations.observe(tool, seconds)
-        used = self._used_est.get(tool, new)
-        if abs(new - used) > 0.25 * max(used, 1e-6):
-            self._stale = True
+        used = self._tool_est.get(tool)
+        if used is not None and abs(new - used) > _MOVED * max(used, 1e-6) and self._by_tool.get(tool):
+            self._moved.add(tool)
 
-    async def _call(self, spec: ToolSpec, fn: Callable[..., Any], args: dict[str, Any]) -> Any:
-        call = functools.partial(fn, self.context, **args) if spec.context else functools.partial(fn, **args)
-        if spec.kind == "thread":
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="thrifty-tool")
-            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+    def _sandbox_for(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox()
+        return self._sandbox
+
+    async def _call(self, spec: ToolSpec, fn: str | Callable[..., Any], args: dict[str, Any]) -> Any:
+        """One call: coroutines on the loop, plain functions in a thread, process tools in the sandbox."""
         if spec.kind == "process":
-            if self._processes is None:
-                self._processes = ProcessPoolExecutor(max_workers=2)
-            return await asyncio.get_running_loop().run_in_executor(self._processes, call)
-        result = call()
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            return await self._sandbox_for().call(fn, args, memory_mb=spec.memory_mb)
+        assert callable(fn)
+        call = functools.partial(fn, self.context, **args) if spec.context else functools.partial(fn, **args)
+        if spec.kind == "async" and inspect.iscoroutinefunction(fn):
+            return await call()
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="thrifty-tool")
+        result = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        if inspect.isawaitable(result):  # a plain function that returned a coroutine
             result = await result
         return result

@@ -52,7 +52,11 @@ class Fallback:
 
 @dataclass(slots=True)
 class Task:
-    """One tool call in a plan. ``args`` are bound by name to the tool's parameters."""
+    """One tool call in a plan. ``args`` are bound by name to the tool's parameters.
+
+    ``est_s``: how long this call should take, if the plan knows (it orders
+    calls of one tool against each other under a cap).
+    """
 
     id: int
     tool: str
@@ -60,6 +64,7 @@ class Task:
     fallback: Fallback | None = None
     thought: str = ""
     timeout_s: float | None = None
+    est_s: float | None = None
     call_id: str = ""
     deps: frozenset[int] = frozenset()
     ref_args: frozenset[str] = frozenset()  # names of the arguments that hold references
