@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Re-prioritisation credit earned per finished task, in task visits: bounds the
 # amortised cost of following moving estimates at a constant per task.
-_CREDIT_PER_TASK = 16
+_CREDIT_PER_TASK = 4
 # A learned average that moved by more than this fraction re-prioritises its tasks.
 _MOVED = 0.25
 
@@ -144,7 +144,7 @@ class Executor:
         self._unstarted: dict[int, None] = {}  # waiting and ready tasks, in _order's order
         # priorities: each unstarted task's estimated remaining path (bottom level)
         self._bottom: dict[int, float] = {}
-        self._own_est: dict[int, float] = {}  # tasks with their own duration estimate
+        self._est: dict[int, float] = {}  # each unstarted task's duration estimate
         self._tool_est: dict[str, float] = {}  # the learned average each tool's tasks are ranked by
         self._by_tool: dict[str, set[int]] = {}  # unstarted tasks ranked by their tool's average
         self._moved: set[str] = set()  # tools whose average moved since their tasks were ranked
@@ -276,9 +276,8 @@ class Executor:
     # --- scheduling ------------------------------------------------------------
 
     def estimate_s(self, task_id: int) -> float:
-        """The duration the scheduler assumes for a task: its own estimate, else its tool's average."""
-        own = self._own_est.get(task_id)
-        return own if own is not None else self._tool_est[self.runs[task_id].task.tool]
+        """The duration the scheduler assumes for a waiting or ready task."""
+        return self._est[task_id]
 
     def remaining_s(self, task_id: int) -> float:
         """A waiting or ready task's priority: its estimated remaining path (itself included)."""
@@ -294,12 +293,13 @@ class Executor:
             except Exception:
                 log.exception("the duration estimate of tool %r failed; using its average", task.tool)
         if own is not None and 0 <= own < float("inf"):
-            self._own_est[task.id] = float(own)
-        else:
-            if task.tool not in self._tool_est:
-                self._tool_est[task.tool] = self.durations.estimate(task.tool, spec.est_s)
+            est = float(own)
+        else:  # ranked by the tool's learned average, and re-ranked when it moves
+            est = self._tool_est.get(task.tool, -1.0)
+            if est < 0:
+                est = self._tool_est[task.tool] = self.durations.estimate(task.tool, spec.est_s)
             self._by_tool.setdefault(task.tool, set()).add(task.id)
-        self._bottom[task.id] = self.estimate_s(task.id)
+        self._est[task.id] = self._bottom[task.id] = est
         if self._hold:
             return  # add_all ranks every task once at the end
         stack = [task.id]
@@ -308,20 +308,26 @@ class Executor:
             for dep in self.runs[child].task.deps:
                 if dep not in self._unstarted:
                     continue
-                longer = self.estimate_s(dep) + self._bottom[child]
+                longer = self._est[dep] + self._bottom[child]
                 if longer > self._bottom[dep]:
                     self._bottom[dep] = longer
                     if self.runs[dep].state is State.READY:
                         heapq.heappush(self._ready, (-longer, dep))
                     stack.append(dep)
 
+    def _refresh(self, tool: str) -> None:
+        """Rank ``tool``'s waiting tasks by its latest learned average."""
+        est = self._tool_est[tool] = self.durations.estimate(tool, self.registry.spec(tool).est_s)
+        for tid in self._by_tool.get(tool, ()):
+            self._est[tid] = est
+
     def _rank_all(self) -> None:
         """Every waiting task's remaining path, from the latest averages (one pass, deepest first)."""
         for tool in self._tool_est:
-            self._tool_est[tool] = self.durations.estimate(tool, self.registry.spec(tool).est_s)
+            self._refresh(tool)
         self._moved.clear()
         for tid in reversed(self._unstarted):
-            self._bottom[tid] = self.estimate_s(tid) + self._tail(tid)
+            self._bottom[tid] = self._est[tid] + self._tail(tid)
         self._rebuild_ready()
 
     def _rerank(self) -> None:
@@ -329,29 +335,37 @@ class Executor:
         those ancestors whose remaining path changed. Paid for out of the per-task credit."""
         pending: list[int] = []
         for tool in self._moved:
-            self._tool_est[tool] = self.durations.estimate(tool, self.registry.spec(tool).est_s)
+            self._refresh(tool)
             pending.extend(-self._seq[tid] for tid in self._by_tool.get(tool, ()))
         self._moved.clear()
         heapq.heapify(pending)
+        order, seq, est, bottom, unstarted, children, runs = (
+            self._order, self._seq, self._est, self._bottom, self._unstarted, self._children, self.runs
+        )
         visited, last = 0, 1
         while pending:
             key = heapq.heappop(pending)
             if key == last:
-                continue  # queued by two children
+                continue  # queued by two of its dependents
             last = key
-            tid = self._order[-key]
+            tid = order[-key]
             visited += 1
-            bottom = self.estimate_s(tid) + self._tail(tid)
-            if bottom == self._bottom[tid]:
+            tail = 0.0
+            for c in children[tid]:
+                if c in unstarted and bottom[c] > tail:
+                    tail = bottom[c]
+            new = est[tid] + tail
+            if new == bottom[tid]:
                 continue
-            self._bottom[tid] = bottom
-            if self.runs[tid].state is State.READY:
-                heapq.heappush(self._ready, (-bottom, tid))
-            for dep in self.runs[tid].task.deps:
-                if dep in self._unstarted:
-                    heapq.heappush(pending, -self._seq[dep])
+            bottom[tid] = new
+            run = runs[tid]
+            if run.state is State.READY:
+                heapq.heappush(self._ready, (-new, tid))
+            for dep in run.task.deps:
+                if dep in unstarted:
+                    heapq.heappush(pending, -seq[dep])
         self._credit -= visited
-        if len(self._ready) > 4 * len(self._unstarted) + 64:
+        if len(self._ready) > 4 * len(unstarted) + 64:
             self._rebuild_ready()  # drop the entries the re-ranking made stale
 
     def _tail(self, tid: int) -> float:
