@@ -22,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import multiprocessing
 import pickle
 import signal
 from collections.abc import Callable, Iterator, Mapping
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .tools import ToolError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 try:
     import resource
@@ -67,7 +68,7 @@ class Sandbox:
         self.result_bytes = result_bytes
         self.started = 0  # workers started, replacements included
         self.stopped = 0  # workers killed or lost mid-call
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx: Any = None  # multiprocessing loads on the first worker
         self._idle: list[_Worker] = []
         self._busy = 0
         self._slots: asyncio.Semaphore | None = None
@@ -135,6 +136,10 @@ class Sandbox:
         return self._slots
 
     def _spawn(self) -> _Worker:
+        if self._ctx is None:
+            import multiprocessing
+
+            self._ctx = multiprocessing.get_context("spawn")
         self.started += 1
         return _Worker(self._ctx)
 
