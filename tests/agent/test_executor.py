@@ -256,21 +256,6 @@ async def test_learned_durations_override_the_declared_hints() -> None:
     assert order == ["hinted_fast", "hinted_slow"]
 
 
-async def test_an_executor_stops_the_workers_it_started_when_closed() -> None:
-    import functools
-    import multiprocessing
-    import time
-
-    nap = spec("nap", functools.partial(time.sleep, 30), {"type": "object", "properties": {}}, kind="process", timeout_s=0.3)
-    reg = registry(nap)
-    ex = Executor(reg)
-    runs = await ex.run(parse_text('1. nap()\n2. calc("1 + 1")\n', PlanBuilder(reg)))
-    assert isinstance(runs[1].error, TaskTimeout) and runs[2].result == 2
-    assert any(p.name == "thrifty-tool" for p in multiprocessing.active_children())
-    await ex.aclose()
-    assert not any(p.name == "thrifty-tool" for p in multiprocessing.active_children())
-
-
 async def test_a_failing_event_hook_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:
     def hook(run: Any) -> None:
         raise RuntimeError("view crashed")

@@ -61,6 +61,21 @@ async def test_a_tool_spinning_in_pure_python_is_stopped_at_its_timeout_and_the_
     assert sandbox.started == 2
 
 
+async def test_an_executor_stops_the_workers_it_started_when_closed() -> None:
+    reg = registry(cpu("spin", timeout_s=0.3), cpu("pid"))
+    ex = Executor(reg)
+    try:
+        async with asyncio.timeout(30):
+            runs = await ex.run(parse_text("1. spin(60)\n2. pid()\n", PlanBuilder(reg)))
+    finally:
+        await ex.aclose()
+    assert isinstance(runs[1].error, TaskTimeout)
+    worker = runs[2].result
+    assert isinstance(worker, int) and worker != os.getpid()
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)  # exited and reaped
+
+
 async def test_a_process_tool_over_its_memory_budget_fails_and_its_worker_is_replaced(sandbox: Sandbox) -> None:
     reg = registry(cpu("hog", memory_mb=200), cpu("pid"))
     runs = await run(reg, "1. hog(1024)\n2. hog(1)\n", sandbox, cap=1)
