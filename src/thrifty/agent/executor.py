@@ -5,10 +5,8 @@ level barriers, no polling). Under a concurrency cap the ready task with the
 longest estimated remaining path (its own duration plus the longest chain of
 dependents after it) goes first. A task's duration is its own estimate (from
 the plan, or from its tool given the arguments) or else its tool's average,
-learned as tasks run. When a learned average moves, only the tasks that use it
-and their waiting ancestors are re-prioritised, and that work is paid for out
-of a budget earned per finished task, so scheduling costs O(log n) per task
-(amortised) whatever the size of the graph.
+learned as tasks run; :mod:`.ranking` keeps priorities current at O(log n) per
+task whatever the size of the graph.
 
 Sync tools run in threads and CPU tools in a killable :class:`Sandbox`
 worker, so nothing but coroutines runs on the event loop and every timeout
@@ -21,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-import heapq
 import inspect
 import logging
 import time
@@ -33,16 +30,11 @@ from typing import Any
 
 from .durations import Durations
 from .plan import Task, find_refs, resolve, topological_order
+from .ranking import Ranking
 from .sandbox import Sandbox
 from .tools import ToolContext, ToolError, ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
-
-# Re-prioritisation credit earned per finished task, in task visits: bounds the
-# amortised cost of following moving estimates at a constant per task.
-_CREDIT_PER_TASK = 4
-# A learned average that moved by more than this fraction re-prioritises its tasks.
-_MOVED = 0.25
 
 
 class State(enum.Enum):
@@ -139,17 +131,7 @@ class Executor:
         self._t0 = time.perf_counter() if origin is None else origin
         self._children: dict[int, list[int]] = {}
         self._pending: dict[int, int] = {}
-        self._order: list[int] = []  # every task in the order added: a topological order
-        self._seq: dict[int, int] = {}  # task id -> its position in _order
-        self._unstarted: dict[int, None] = {}  # waiting and ready tasks, in _order's order
-        # priorities: each unstarted task's estimated remaining path (bottom level)
-        self._bottom: dict[int, float] = {}
-        self._est: dict[int, float] = {}  # each unstarted task's duration estimate
-        self._tool_est: dict[str, float] = {}  # the learned average each tool's tasks are ranked by
-        self._by_tool: dict[str, set[int]] = {}  # unstarted tasks ranked by their tool's average
-        self._moved: set[str] = set()  # tools whose average moved since their tasks were ranked
-        self._credit = 0.0
-        self._ready: list[tuple[float, int]] = []
+        self._ranking = Ranking(registry, self.durations, self._children)
         self._running = 0
         self._open = 0
         self._closed = False
@@ -169,9 +151,6 @@ class Executor:
         t = time.perf_counter()
         run = TaskRun(task=task, added=t - self._t0)
         self.runs[task.id] = run
-        self._seq[task.id] = len(self._order)
-        self._order.append(task.id)
-        self._unstarted[task.id] = None
         self._children[task.id] = []
         self._open += 1
         self._warm(task)
@@ -186,7 +165,7 @@ class Executor:
                 self._children[dep].append(task.id)
                 pending += 1
         self._pending[task.id] = pending
-        self._rank_new(task)
+        self._ranking.add(task, propagate=not self._hold)
         if run.failed_deps and task.fallback is None:
             self._fail(run, DependencyFailed(f"input ${min(run.failed_deps)} failed"))
         elif pending == 0:
@@ -206,7 +185,7 @@ class Executor:
         finally:
             self._hold = False
         t = time.perf_counter()
-        self._rank_all()
+        self._ranking.rank_all()
         self._dispatch()
         self.overhead_s += time.perf_counter() - t
 
@@ -252,14 +231,14 @@ class Executor:
             else:
                 run.state = State.CANCELLED
                 run.ended = self.now()
-                self._leave(run)
+                self._ranking.leave(run.task)
                 self._open -= 1
                 self._emit(run)
         self._check_done()
         return subtree
 
     def cancel_all(self) -> None:
-        for tid in list(self._order):
+        for tid in list(self.runs):
             self.cancel(tid)
 
     async def aclose(self) -> None:
@@ -277,131 +256,28 @@ class Executor:
 
     def estimate_s(self, task_id: int) -> float:
         """The duration the scheduler assumes for a waiting or ready task."""
-        return self._est[task_id]
+        return self._ranking.estimate_s(task_id)
 
     def remaining_s(self, task_id: int) -> float:
         """A waiting or ready task's priority: its estimated remaining path (itself included)."""
-        return self._bottom[task_id]
-
-    def _rank_new(self, task: Task) -> None:
-        """The new task's duration estimate; then lengthen its waiting ancestors' paths."""
-        spec = self.registry.spec(task.tool)
-        own = task.est_s
-        if own is None and spec.estimate is not None:
-            try:
-                own = spec.estimate(task.args)
-            except Exception:
-                log.exception("the duration estimate of tool %r failed; using its average", task.tool)
-        if own is not None and 0 <= own < float("inf"):
-            est = float(own)
-        else:  # ranked by the tool's learned average, and re-ranked when it moves
-            est = self._tool_est.get(task.tool, -1.0)
-            if est < 0:
-                est = self._tool_est[task.tool] = self.durations.estimate(task.tool, spec.est_s)
-            self._by_tool.setdefault(task.tool, set()).add(task.id)
-        self._est[task.id] = self._bottom[task.id] = est
-        if self._hold:
-            return  # add_all ranks every task once at the end
-        stack = [task.id]
-        while stack:
-            child = stack.pop()
-            for dep in self.runs[child].task.deps:
-                if dep not in self._unstarted:
-                    continue
-                longer = self._est[dep] + self._bottom[child]
-                if longer > self._bottom[dep]:
-                    self._bottom[dep] = longer
-                    if self.runs[dep].state is State.READY:
-                        heapq.heappush(self._ready, (-longer, dep))
-                    stack.append(dep)
-
-    def _refresh(self, tool: str) -> None:
-        """Rank ``tool``'s waiting tasks by its latest learned average."""
-        est = self._tool_est[tool] = self.durations.estimate(tool, self.registry.spec(tool).est_s)
-        for tid in self._by_tool.get(tool, ()):
-            self._est[tid] = est
-
-    def _rank_all(self) -> None:
-        """Every waiting task's remaining path, from the latest averages (one pass, deepest first)."""
-        for tool in self._tool_est:
-            self._refresh(tool)
-        self._moved.clear()
-        for tid in reversed(self._unstarted):
-            self._bottom[tid] = self._est[tid] + self._tail(tid)
-        self._rebuild_ready()
-
-    def _rerank(self) -> None:
-        """Follow the averages that moved: re-rank the tasks using them and, deepest first, only
-        those ancestors whose remaining path changed. Paid for out of the per-task credit."""
-        pending: list[int] = []
-        for tool in self._moved:
-            self._refresh(tool)
-            pending.extend(-self._seq[tid] for tid in self._by_tool.get(tool, ()))
-        self._moved.clear()
-        heapq.heapify(pending)
-        order, seq, est, bottom, unstarted, children, runs = (
-            self._order, self._seq, self._est, self._bottom, self._unstarted, self._children, self.runs
-        )
-        visited, last = 0, 1
-        while pending:
-            key = heapq.heappop(pending)
-            if key == last:
-                continue  # queued by two of its dependents
-            last = key
-            tid = order[-key]
-            visited += 1
-            tail = 0.0
-            for c in children[tid]:
-                if c in unstarted and bottom[c] > tail:
-                    tail = bottom[c]
-            new = est[tid] + tail
-            if new == bottom[tid]:
-                continue
-            bottom[tid] = new
-            run = runs[tid]
-            if run.state is State.READY:
-                heapq.heappush(self._ready, (-new, tid))
-            for dep in run.task.deps:
-                if dep in unstarted:
-                    heapq.heappush(pending, -seq[dep])
-        self._credit -= visited
-        if len(self._ready) > 4 * len(unstarted) + 64:
-            self._rebuild_ready()  # drop the entries the re-ranking made stale
-
-    def _tail(self, tid: int) -> float:
-        """The longest remaining path among a task's waiting dependents."""
-        unstarted, bottom = self._unstarted, self._bottom
-        return max((bottom[c] for c in self._children[tid] if c in unstarted), default=0.0)
-
-    def _rebuild_ready(self) -> None:
-        self._ready = [(-self._bottom[t], t) for t in self._unstarted if self.runs[t].state is State.READY]
-        heapq.heapify(self._ready)
-
-    def _leave(self, run: TaskRun) -> None:
-        """A task started or ended: it no longer takes part in ranking."""
-        if run.id in self._unstarted:
-            del self._unstarted[run.id]
-            self._by_tool.get(run.task.tool, set()).discard(run.id)
+        return self._ranking.remaining_s(task_id)
 
     def _make_ready(self, run: TaskRun) -> None:
         run.state = State.READY
         run.ready_at = self.now()
-        heapq.heappush(self._ready, (-self._bottom[run.id], run.id))
+        self._ranking.ready(run.id)
 
     def _dispatch(self) -> None:
         cap = self.cap
-        if self._moved and self._credit >= 0 and cap is not None and len(self._ready) > cap - self._running:
-            self._rerank()
-        while self._ready and (cap is None or self._running < cap):
-            key, tid = heapq.heappop(self._ready)
-            run = self.runs[tid]
-            if run.state is not State.READY or -key != self._bottom[tid]:
-                continue
-            self._start(run)
+        while cap is None or self._running < cap:
+            tid = self._ranking.pop(None if cap is None else cap - self._running)
+            if tid is None:
+                return
+            self._start(self.runs[tid])
 
     def _start(self, run: TaskRun) -> None:
         run.state = State.RUNNING
-        self._leave(run)
+        self._ranking.leave(run.task)
         run.started = self.now()
         self._running += 1
         aio = asyncio.get_running_loop().create_task(self._execute(run))
@@ -420,7 +296,7 @@ class Executor:
         """A running task ended: record it, wake or fail its dependents, dispatch."""
         t = time.perf_counter()
         self._running -= 1
-        self._credit += _CREDIT_PER_TASK
+        self._ranking.finished()
         self._aio.pop(run.id, None)
         if run.state is State.RUNNING:  # cancelled before its coroutine ever ran
             run.state = State.CANCELLED
@@ -454,7 +330,7 @@ class Executor:
         run.state = State.FAILED
         run.error = error
         run.ended = self.now()
-        self._leave(run)
+        self._ranking.leave(run.task)
         self._open -= 1
         self._emit(run)
         self._notify_children(run)
@@ -553,10 +429,7 @@ class Executor:
         raise AssertionError("unreachable")
 
     def _learn(self, tool: str, seconds: float) -> None:
-        new = self.durations.observe(tool, seconds)
-        used = self._tool_est.get(tool)
-        if used is not None and abs(new - used) > _MOVED * max(used, 1e-6) and self._by_tool.get(tool):
-            self._moved.add(tool)
+        self._ranking.learned(tool, self.durations.observe(tool, seconds))
 
     def _sandbox_for(self) -> Sandbox:
         if self._sandbox is None:
