@@ -390,7 +390,7 @@ class Executor:
         run.used_fallback = True
         if fallback.tool is None:
             return fallback.value
-        missing = find_refs(dict(fallback.args), self.runs) - set(self.results)
+        missing = {d for d in find_refs(dict(fallback.args), self.runs) if d not in self.results}
         if missing:
             raise DependencyFailed(f"the fallback's input ${min(missing)} failed")
         refs = [k for k, v in fallback.args.items() if find_refs(v, self.results)]

@@ -20,7 +20,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-from .plan import Fallback, PlanError, Ref, Task, find_refs, topological_order
+from .plan import Fallback, Known, PlanError, Ref, Task, find_refs, topological_order
 from .tools import ToolRegistry
 
 _LINE = re.compile(r"^\s*(?:(\d+)\s*[.:)]\s*)?([A-Za-z_]\w*)\s*\((.*)\)\s*;?\s*$", re.S)
@@ -63,8 +63,8 @@ class PlanBuilder:
         """Check ``task`` against what is known so far and record it."""
         if task.id in self.tasks or task.id in self.earlier:
             raise PlanError(f"task ${task.id} is defined twice")
-        visible = known if known is not None else self.earlier | set(self.tasks)
-        deps = find_refs(task.args, visible | {task.id})
+        visible = known if known is not None else Known(self.earlier, self.tasks)
+        deps = find_refs(task.args, Known(visible, (task.id,)))
         if task.id in deps:
             raise PlanError(f"task ${task.id} refers to itself (a cycle)")
         missing = sorted(d for d in deps if d not in visible)
