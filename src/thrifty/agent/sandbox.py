@@ -94,6 +94,8 @@ class Sandbox:
             except (asyncio.IncompleteReadError, ConnectionError):
                 code = await worker.exit_code()
                 raise ToolCrashed(f"the tool's worker process died (exit code {code})") from None
+            except OSError as exc:
+                raise ToolCrashed(f"the tool's worker process could not start: {exc}") from None
             finally:
                 self._busy -= 1
                 if healthy and not self._closed:
@@ -152,24 +154,28 @@ class _Worker:
         size = int.from_bytes(await proc.stdout.readexactly(HEADER), "big")
         return await proc.stdout.readexactly(size)
 
+    def _booted(self) -> asyncio.subprocess.Process | None:
+        boot = self._boot
+        return boot.result() if boot.done() and not boot.cancelled() and boot.exception() is None else None
+
     @property
     def exited(self) -> bool:
-        return self._boot.done() and not self._boot.cancelled() and self._boot.result().returncode is not None
+        proc = self._booted()
+        return self._boot.done() and (proc is None or proc.returncode is not None)
 
     def kill(self) -> bool:
         """Kill the process if it still runs; True if it did."""
         if not self._boot.done():
             self._boot.add_done_callback(_when_booted(_kill))
             return False
-        if self._boot.cancelled() or self._boot.result().returncode is not None:
-            return False
-        return _kill(self._boot.result())
+        proc = self._booted()
+        return proc is not None and proc.returncode is None and _kill(proc)
 
     def close(self) -> None:
         if not self._boot.done():
             self._boot.add_done_callback(_when_booted(_close))
-        elif not self._boot.cancelled():
-            _close(self._boot.result())
+        elif (proc := self._booted()) is not None:
+            _close(proc)
 
     async def exit_code(self) -> int | None:
         proc = await self._boot
@@ -180,7 +186,10 @@ class _Worker:
             return proc.returncode
 
     async def wait(self) -> None:
-        proc = await self._boot
+        try:
+            proc = await self._boot
+        except Exception:
+            return  # it never started
         try:
             async with asyncio.timeout(5):
                 await proc.wait()
