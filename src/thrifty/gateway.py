@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .observe import Observer
     from .observe.events import RequestEvent
     from .storage import Degradable
+    from .tenancy.service import Tenancy
 
 T = TypeVar("T")
 log = logging.getLogger("thrifty.gateway")
@@ -70,6 +71,14 @@ class Gateway:
         self._sync: _LoopThread | None = None
         self._key_hashes: dict[str, str] = {}
         self._watched: list[Degradable] = []
+        # Teams, virtual keys, budgets and limits: whenever the gateway has keys at all.
+        self.tenancy: Tenancy | None = None
+        if self.config.server.keys_required or "tenancy" in self.config.sections:
+            from .tenancy.settings import build_tenancy
+
+            self.tenancy = build_tenancy(self.config)
+        self._settling: set[asyncio.Task[None]] = set()
+        self._rates: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kw: Any) -> Gateway:
@@ -110,6 +119,10 @@ class Gateway:
     async def _close_backends(self) -> None:
         self._ready = False
         await self.stack.aclose()
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        if self.tenancy is not None:
+            await self.tenancy.aclose()
         pool: ThreadPoolExecutor | None = getattr(self, "_cpu_pool", None)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -157,6 +170,8 @@ class Gateway:
             backend = self.resolve(request.model)
             deadline = Deadline.for_request(self.config.server.request_timeout, request.options)
             try:
+                if request.trace.principal is not None:
+                    await self._admit(request)
                 if not self._ready:
                     await deadline.run(self.start())
                 response = await deadline.run(backend.complete(request))
@@ -195,6 +210,8 @@ class Gateway:
         try:
             backend = self.resolve(request.model)
             deadline = Deadline.for_request(self.config.server.request_timeout, request.options)
+            if request.trace.principal is not None:
+                await self._admit(request)
             if not self._ready:
                 await deadline.run(self.start())
             chunks = backend.stream(request).__aiter__()
@@ -351,9 +368,40 @@ class Gateway:
         status: int = 200,
         error: str | None = None,
     ) -> None:
+        ticket = request.trace.ticket
+        if ticket is not None and self.tenancy is not None:
+            self._settle(ticket, request.trace.deployment, usage or Usage())
         if self.observer is None:
             return
         self.observer.record(self.event(request, usage=usage, status=status, error=error))
+
+    # -- tenancy -------------------------------------------------------------
+
+    async def _admit(self, request: ChatRequest) -> None:
+        """Reserve the request's worst case against its key's and team's limits and budgets."""
+        from .tenancy.service import estimate_prompt_tokens
+
+        assert self.tenancy is not None
+        params = request.params
+        max_tokens = params.get("max_completion_tokens", params.get("max_tokens"))
+        request.trace.ticket = await self.tenancy.admit(
+            request.trace.principal, request.model, estimate_prompt_tokens(request.messages),
+            max_tokens if isinstance(max_tokens, int) else None, request.trace.request_id,
+        )
+
+    def _settle(self, ticket: Any, deployment: str, usage: Usage) -> None:
+        """Turn the reservation into real spend, off the response path."""
+        assert self.tenancy is not None
+        rates = self._rates.get(deployment)
+        if rates is None:
+            from .prices import UNPRICED, lookup
+
+            found = [d for g in self.config.models for d in g.deployments if d.name == deployment]
+            rates = self._rates[deployment] = lookup(found[0]) if found else UNPRICED
+        cost = rates.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+        task = asyncio.ensure_future(self.tenancy.settle(ticket, usage.total_tokens, cost))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     def event(
         self,
@@ -383,8 +431,10 @@ class Gateway:
             ttft_s=trace.ttft_s,
             overhead_s=max(0.0, latency - trace.upstream_s),
             attempts=trace.attempts,
-            api_key=self.key_hash(trace.api_key),
+            api_key=trace.key_id or self.key_hash(trace.api_key),
             tenant=trace.tenant,
+            team=(trace.principal.key.team or "") if trace.principal is not None else "",
+            user=trace.user,
             cache=trace.cache,
             route=trace.route,
             fallback=trace.fallback,

@@ -176,6 +176,10 @@ class Trace:
     attempts: int = 0
     tenant: str = ""
     api_key: str = ""
+    key_id: str = ""  # the caller's public key id: the ledger's and the stores' owner
+    user: str = ""  # the end user the client named in the body's ``user`` field
+    principal: Any = None  # a virtual key's tenancy.Principal: budgets, limits, team
+    ticket: Any = None  # what tenancy reserved for this request, settled when it ends
     cache: CacheOutcome | None = None
     route: RouteDecision | None = None
     route_fallback: str = ""  # why the router fell back to its default tier
@@ -239,6 +243,8 @@ def response_headers(trace: Trace, model: str, overhead_s: float) -> dict[str, s
     }
     for key, value in trace_notes(trace).items():
         headers["x-thrifty-" + key] = value
+    if trace.ticket is not None:
+        headers.update(trace.ticket.headers)  # x-ratelimit-*, as OpenAI sends them
     return headers
 
 

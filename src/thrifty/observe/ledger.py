@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS requests (
     route TEXT, cache TEXT, stream INTEGER, status INTEGER, error_type TEXT,
     prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER,
     latency_s REAL, ttft_s REAL, overhead_s REAL, attempts INTEGER, api_key TEXT, tenant TEXT,
-    cost_usd REAL, cost_top_usd REAL, cost_nocache_usd REAL, priced INTEGER, annotations TEXT
+    cost_usd REAL, cost_top_usd REAL, cost_nocache_usd REAL, priced INTEGER, annotations TEXT,
+    team TEXT NOT NULL DEFAULT '', end_user TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_id ON requests (request_id);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
@@ -32,7 +33,11 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_response ON feedback (response_id);
 """
 # columns added after a table was first created: (table, column, definition)
-_ADDED = (("feedback", "owner", "TEXT NOT NULL DEFAULT ''"),)
+_ADDED = (
+    ("feedback", "owner", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "team", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "end_user", "TEXT NOT NULL DEFAULT ''"),
+)
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 

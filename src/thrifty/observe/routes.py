@@ -71,7 +71,7 @@ class Endpoints:
 
         async def check(request: Request) -> Response:
             try:
-                self.access.admin(request)
+                await self.access.admin(request)
             except ThriftyError as exc:
                 return _error(exc, headers)
             return await handler(request)
@@ -146,7 +146,7 @@ class Endpoints:
 
     async def post_feedback(self, request: Request) -> Response:
         try:
-            caller = self.access.authenticate(request)
+            caller = await self.access.authenticate(request)
             body = await read_json(request, self.max_body, self.max_depth)
             return _no_cache(await self._store(caller, parse_feedback(body)))
         except ThriftyError as exc:
@@ -185,7 +185,7 @@ class Endpoints:
 
     async def get_feedback(self, request: Request) -> Response:
         try:
-            caller = self.access.authenticate(request)
+            caller = await self.access.authenticate(request)
             response_id = request.path_params["response_id"]
             found = await self._request_of(caller, response_id)
         except ThriftyError as exc:

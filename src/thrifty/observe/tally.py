@@ -34,7 +34,7 @@ COLUMNS = (
     "request_id", "ts", "model", "deployment", "tier", "route", "cache", "stream", "status",
     "error_type", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "ttft_s",
     "overhead_s", "attempts", "api_key", "tenant", "cost_usd", "cost_top_usd", "cost_nocache_usd",
-    "priced", "annotations",
+    "priced", "annotations", "team", "end_user",
 )
 Row = tuple[Any, ...]
 
@@ -147,7 +147,7 @@ class Tally:
             ev.request_id, ev.ts, ev.model, ev.deployment, tier, ann.get("route", ""), ann.get("cache", ""),
             int(ev.stream), ev.status, ev.error_type, ev.prompt_tokens, ev.completion_tokens,
             ev.cached_tokens, ev.latency_s, ev.ttft_s, ev.overhead_s, ev.attempts, ev.api_key, ev.tenant,
-            cost, top, nocache, int(rates.priced), _dumps(ann) if ann else "",
+            cost, top, nocache, int(rates.priced), _dumps(ann) if ann else "", ev.team, ev.user,
         )
 
     def _count(self, ev: RequestEvent, cost: float, top: float, nocache: float, priced: bool) -> None:

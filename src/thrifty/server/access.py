@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from starlette.types import Message, Receive
 
     from ..config import ServerConfig
+    from ..tenancy.service import Tenancy
 
 Role = Literal["admin", "client", "open"]
 SESSION_COOKIE = "thrifty_session"
@@ -54,6 +55,7 @@ class Caller:
     key: str
     key_id: str
     role: Role
+    principal: Any = None  # a virtual key's tenancy.Principal (budgets, limits, team)
 
     @property
     def is_admin(self) -> bool:
@@ -87,6 +89,7 @@ class Access:
         self,
         server: ServerConfig,
         *,
+        tenancy: Tenancy | None = None,
         key_hash: Callable[[str], str] = key_id,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -95,7 +98,8 @@ class Access:
         callers = [Caller(k, key_hash(k), "admin") for k in server.api_keys]
         callers += [Caller(k, key_hash(k), "client") for k in server.client_keys]
         self.keys: tuple[tuple[bytes, Caller], ...] = tuple((c.key.encode(), c) for c in callers)
-        self.required = bool(self.keys)
+        self.tenancy = tenancy  # virtual keys, looked up when no configured key matches
+        self.required = bool(self.keys) or tenancy is not None
         self.sessions: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
 
     # -- keys --------------------------------------------------------------------
@@ -109,7 +113,7 @@ class Access:
                 found = caller
         return found
 
-    def authenticate(self, request: Request) -> Caller:
+    async def authenticate(self, request: Request) -> Caller:
         """The caller of ``request``; 401 when keys are configured and none valid was sent."""
         headers = request.headers
         header = headers.get("authorization", "")
@@ -119,6 +123,11 @@ class Access:
             return Caller(key, "", "open") if key else OPEN
         if key:
             caller = self.match(key)
+            if caller is None and self.tenancy is not None:
+                principal = await self.tenancy.identify(key)
+                if principal is not None:
+                    record = principal.key
+                    return Caller(key, record.id, "admin" if record.role == "admin" else "client", principal)
             if caller is None:
                 raise AuthenticationError("Incorrect API key provided.")
             return caller
@@ -130,8 +139,8 @@ class Access:
             raise AuthenticationError("The dashboard session expired; log in again.", code="session_expired")
         raise AuthenticationError("Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
 
-    def admin(self, request: Request) -> Caller:
-        caller = self.authenticate(request)
+    async def admin(self, request: Request) -> Caller:
+        caller = await self.authenticate(request)
         caller.require_admin()
         return caller
 

@@ -28,7 +28,7 @@ from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
 from ..types import ChatRequest, Chunk, response_headers
 from ..validate import chat_request, parse_json
-from .access import Access, read_body, read_json
+from .access import Access, Caller, read_body, read_json
 
 log = logging.getLogger("thrifty.server")
 
@@ -51,7 +51,7 @@ class Server:
     def __init__(self, gateway: Gateway, access: Access | None = None) -> None:
         self.gateway = gateway
         server = gateway.config.server
-        self.access = access or Access(server, key_hash=gateway.key_hash)
+        self.access = access or Access(server, tenancy=gateway.tenancy, key_hash=gateway.key_hash)
         self.max_body = server.max_body_bytes
         self.max_depth = server.max_json_depth
         self.max_inputs = server.max_embedding_inputs
@@ -59,17 +59,13 @@ class Server:
 
     # -- request plumbing ---------------------------------------------------
 
-    def authenticate(self, request: Request) -> str:
-        """Return the caller's key; raise 401 when keys are configured and it is wrong."""
-        return self.access.authenticate(request).key
-
     async def read_body(self, request: Request) -> bytes:
         return await read_body(request, self.max_body)
 
     async def read_json(self, request: Request) -> dict[str, Any]:
         return await read_json(request, self.max_body, self.max_depth)
 
-    def tenant(self, key: str, requested: Any) -> str:
+    def tenant(self, caller: Caller, requested: Any) -> str:
         """The cache/ledger partition: the caller's key, sub-divided as the caller asks.
 
         A client may name a tenant, but only inside its own key's space, so no
@@ -77,7 +73,7 @@ class Server:
         """
         if requested is not None and not isinstance(requested, str):
             raise InvalidRequest("'tenant' must be a string.", param="tenant")
-        owner = self.gateway.key_hash(key) if self.access.required else ""
+        owner = caller.key_id if self.access.required else ""
         if owner and requested:
             return f"{owner}/{requested}"
         return owner or requested or ""
@@ -98,11 +94,15 @@ class Server:
 
     async def chat_completions(self, request: Request) -> Response:
         try:
-            key = self.authenticate(request)
+            caller = await self.access.authenticate(request)
             body = parse_json(await self.read_body(request), self.max_depth)
             req = chat_request(body, self.header_options(request))
-            req.trace.api_key = key
-            req.trace.tenant = self.tenant(key, req.options.get("tenant"))
+            trace = req.trace
+            trace.api_key, trace.key_id, trace.principal = caller.key, caller.key_id, caller.principal
+            trace.tenant = self.tenant(caller, req.options.get("tenant"))
+            user = body.get("user")
+            if isinstance(user, str):
+                trace.user = user[:256]
             if req.stream:
                 return await self._stream(req, request.receive)
             watch = _DisconnectWatch(request.receive)
@@ -151,7 +151,7 @@ class Server:
 
     async def models(self, request: Request) -> Response:
         try:
-            self.access.authenticate(request)
+            await self.access.authenticate(request)
         except ThriftyError as exc:
             return error_response(exc)
         created = int(time.time())
@@ -163,7 +163,7 @@ class Server:
 
     async def embeddings(self, request: Request) -> Response:
         try:
-            self.access.authenticate(request)
+            await self.access.authenticate(request)
             body = await self.read_json(request)
             model = body.get("model")
             if not isinstance(model, str) or not model:
@@ -208,7 +208,7 @@ class Server:
         names exactly as the ledger records it.
         """
         try:
-            caller = self.access.authenticate(request)
+            caller = await self.access.authenticate(request)
             body = await self.read_json(request)
             namespace = body.get("namespace")
             if not isinstance(namespace, str) or not namespace:
@@ -219,7 +219,7 @@ class Server:
             if caller.is_admin:
                 tenant = EVERY_TENANT if requested is None else requested
             else:
-                tenant = self.tenant(caller.key, requested)
+                tenant = self.tenant(caller, requested)
             scoped = scoped_namespace(tenant, namespace)
             removed = await self.gateway.stack.purge(scoped)
         except ThriftyError as exc:
@@ -229,7 +229,7 @@ class Server:
     async def admin_status(self, request: Request) -> Response:
         """``GET /admin/status``: breaker states, queues, cache and router counters."""
         try:
-            self.access.admin(request)
+            await self.access.admin(request)
         except ThriftyError as exc:
             return error_response(exc)
         return Response(orjson.dumps(self.gateway.status(), default=str), media_type=JSON)
@@ -360,7 +360,7 @@ _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
 def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     """The ASGI app: OpenAI routes, the capabilities' routes, lifespan = gateway."""
-    access = Access(gateway.config.server, key_hash=gateway.key_hash)
+    access = Access(gateway.config.server, tenancy=gateway.tenancy, key_hash=gateway.key_hash)
     server = Server(gateway, access)
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
@@ -383,6 +383,15 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access)
     gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
+    if gateway.tenancy is not None:
+        from ..tenancy.admin import KeyAdmin
+        from ..tenancy.routes import build_routes as tenancy_routes
+
+        admin = KeyAdmin(gateway.tenancy.store, gateway.models())
+        server_config = config.server
+        routes.extend(tenancy_routes(
+            admin, access, gateway.tenancy, server_config.max_body_bytes, server_config.max_json_depth
+        ))
     routes.extend(extra_routes)
 
     @contextlib.asynccontextmanager

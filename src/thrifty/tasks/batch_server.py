@@ -313,7 +313,7 @@ def _routes(service: BatchService) -> list[BaseRoute]:
     def api(fn: Callable[[Request, Caller], Awaitable[Any]]) -> Handler:
         async def handle(request: Request) -> Response:
             try:
-                caller = service.access.authenticate(request)
+                caller = await service.access.authenticate(request)
                 await service.start()
                 result = await fn(request, caller)
             except ThriftyError as exc:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import NotFound, RateLimited
+from ..errors import NotFound, RateLimited, StorageUnavailable, ThriftyError
 from .counters import Check, LocalCounters, RedisCounters, Verdict
 from .policy import Policy
 from .store import KeyRecord, KeyStore, Team, hash_secret
@@ -95,8 +95,7 @@ class Tenancy:
         self._lock = threading.Lock()
         self._alerted: set[str] = set()
         self._stop = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_loop, name="thrifty-spend", daemon=True)
-        self._flusher.start()
+        self._flusher: threading.Thread | None = None  # started by the first settlement
 
     # -- who ----------------------------------------------------------------------
 
@@ -112,7 +111,17 @@ class Tenancy:
             principal = hit[1]
         else:
             loop = asyncio.get_running_loop()
-            principal = await loop.run_in_executor(self._pool, self._load, secret)
+            try:
+                principal = await loop.run_in_executor(self._pool, self._load, secret)
+            except ThriftyError:
+                raise
+            except Exception as exc:  # the key database is away: only virtual keys are affected
+                from ..storage import cause
+
+                log.warning("tenancy: cannot read keys (%s)", exc)
+                raise StorageUnavailable(
+                    f"Virtual keys cannot be checked now ({cause(exc)}); try again shortly."
+                ) from None
             if len(self._cache) > 50_000:
                 self._cache.clear()
             self._cache[digest] = (now + self.cache_ttl, principal)
@@ -254,6 +263,9 @@ class Tenancy:
             elif check.kind == "parallel":
                 corrections.append((check, 0.0))
         await self.counters.settle(corrections, ticket.request_id, ticket.admitted_at)
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="thrifty-spend", daemon=True)
+            self._flusher.start()
         if cost_usd > 0 or ticket.checks:
             day = math.floor(self.clock() / DAY) * DAY
             with self._lock:
@@ -288,7 +300,8 @@ class Tenancy:
 
     async def aclose(self) -> None:
         self._stop.set()
-        await asyncio.to_thread(self._flusher.join)
+        if self._flusher is not None:
+            await asyncio.to_thread(self._flusher.join)
         self.flush()
         if isinstance(self.counters, RedisCounters):
             await self.counters.aclose()
