@@ -72,8 +72,7 @@ class LocalCounters:
         self.expiry: dict[str, float] = {}  # rate buckets: when they stop mattering
         self.holders: dict[str, dict[str, float]] = {}
 
-    def _used(self, check: Check, now: float) -> tuple[float, float]:
-        current, previous = _bucket_keys(check, now)
+    def _used(self, check: Check, now: float, current: str, previous: str) -> tuple[float, float]:
         if check.kind == "rate":
             prev = self.values.get(previous, 0.0)
             elapsed = now - (now // check.window) * check.window
@@ -88,8 +87,9 @@ class LocalCounters:
     async def admit(self, checks: Sequence[Check], request_id: str) -> Verdict:
         now = self.clock()
         remaining = []
-        for check in checks:
-            used, prev = self._used(check, now)
+        keys = [_bucket_keys(check, now) for check in checks]
+        for check, (current, previous) in zip(checks, keys, strict=True):
+            used, prev = self._used(check, now, current, previous)
             if used + check.cost > check.limit:
                 elapsed = now - (now // check.window) * check.window if check.kind == "rate" else 0.0
                 retry = (
@@ -98,8 +98,7 @@ class LocalCounters:
                 )
                 return Verdict(False, check, retry)
             remaining.append(check.limit - used - check.cost)
-        for check in checks:
-            key = _bucket_keys(check, now)[0]
+        for check, (key, _) in zip(checks, keys, strict=True):
             if check.kind == "parallel":
                 self.holders.setdefault(key, {})[request_id] = now
             else:
