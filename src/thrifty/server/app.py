@@ -309,10 +309,12 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         routes.extend(gateway.observer.routes())
     from ..tasks.batch_server import BatchService
     from ..tasks.settings import parse_tasks
+    from . import openapi
 
     config = gateway.config
     batches = BatchService(gateway, config.server.data_dir, parse_tasks(config))
     routes.extend(batches.routes())
+    routes.append(openapi.route(config.server))
     routes.extend(extra_routes)
 
     @contextlib.asynccontextmanager

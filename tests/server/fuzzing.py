@@ -1,0 +1,266 @@
+"""A real gateway on loopback and a schemathesis fuzzer driven from its ``/openapi.json``.
+
+Shared by ``test_openapi.py``, ``test_fuzz.py`` and ``benchmarks/fuzz_routes.py``. The
+gateway is the whole app (chat, embeddings, cache, observer, batches) over a scripted
+fake backend, with an admin key and a client key configured so that authentication is
+part of what gets fuzzed. Every generated case is sent with one of four credentials
+(admin, client, a wrong key, none), and with some of its ids swapped for ones the
+server knows, so the fuzzer also reaches the handlers behind a 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thrifty.config import Config, parse_config
+from thrifty.gateway import Gateway
+from thrifty.testing import FakeBackend
+
+ADMIN_KEY = "sk-fuzz-admin"
+CLIENT_KEY = "sk-fuzz-client"
+MODEL = "m"
+MAX_BODY = 64 * 1024  # small, so a 413 costs little to provoke
+CREDENTIALS = {"admin": ADMIN_KEY, "client": CLIENT_KEY, "wrong": "sk-not-a-key", "none": None}
+
+
+class EmbeddingFake(FakeBackend):
+    """The scripted backend, plus embeddings: one small vector per text."""
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        vectors = [[float(len(t) % 7), 1.0] for t in texts]
+        return vectors, sum(max(1, len(t) // 4) for t in texts)
+
+
+def gateway_config(data_dir: Path) -> Config:
+    """Keys on (an admin and a client key), a response cache, one model."""
+    return parse_config({
+        "server": {"data_dir": str(data_dir), "max_body_bytes": MAX_BODY,
+                   "api_keys": [ADMIN_KEY, {"key": CLIENT_KEY, "role": "client"}]},
+        "cache": {"enabled": True, "l2_path": False},
+        "models": [{"name": MODEL, "deployments": [{"provider": "fake", "model": "fake-model"}]}],
+    }, source="fuzz.yaml", environ={})
+
+
+def build_gateway(data_dir: Path) -> Gateway:
+    """The gateway of :func:`gateway_config`, its deployment the embedding-capable fake."""
+    from thrifty.balance import build_group
+    from thrifty.cache import wrap_cache
+
+    config = gateway_config(data_dir)
+    group = config.models[0]
+    backend = build_group(group, [EmbeddingFake("a scripted answer", name="fake-model")], config)
+    return Gateway(config, backends={MODEL: wrap_cache(backend, group, config)})
+
+
+@dataclass
+class Live:
+    """A gateway serving on loopback, and ids it knows (for swapping into generated cases)."""
+
+    url: str
+    known: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def live_gateway(data_dir: Path) -> Iterator[Live]:
+    """``create_app`` under uvicorn on 127.0.0.1, in a thread; stopped on exit."""
+    import socket
+
+    import uvicorn
+
+    from thrifty.server.app import create_app
+
+    gateway = build_gateway(data_dir)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(gateway), host="127.0.0.1", port=port, log_level="critical", lifespan="on",
+        loop="asyncio", http="httptools",
+    ))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="fuzz-gateway", daemon=True)
+    thread.start()
+    live = Live(f"http://127.0.0.1:{port}")
+    try:
+        _wait_ready(live.url, thread)
+        live.known = _seed_objects(live.url)
+        yield live
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _wait_ready(url: str, thread: threading.Thread) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and thread.is_alive():
+        try:
+            with urllib.request.urlopen(url + "/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"the gateway at {url} did not become ready")
+
+
+def call(url: str, method: str, path: str, body: Any = None, key: str | None = ADMIN_KEY,
+         headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request with the standard library; returns status, headers (lower-case) and body."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    sent = {"content-type": "application/json", **(headers or {})}
+    if key is not None:
+        sent["authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url + path, data=data, method=method, headers=sent)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def _seed_objects(url: str) -> dict[str, str]:
+    """A completion, an uploaded file and a batch, so generated ids can name real objects."""
+    status, _, body = call(url, "POST", "/v1/chat/completions",
+                           {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 200, body
+    response_id = json.loads(body)["id"]
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}}
+    file_id = upload(url, json.dumps(line).encode() + b"\n")
+    status, _, body = call(url, "POST", "/v1/batches", {"input_file_id": file_id,
+                                                         "endpoint": "/v1/chat/completions"})
+    assert status == 200, body
+    return {"model": MODEL, "response_id": response_id, "file_id": file_id, "input_file_id": file_id,
+            "batch_id": json.loads(body)["id"]}
+
+
+def upload(url: str, data: bytes, key: str | None = ADMIN_KEY) -> str:
+    boundary = "thriftyfuzzboundary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n"
+            "Content-Type: application/jsonl\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    status, _, body = call(url, "POST", "/v1/files", raw=form, key=key,
+                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200, body
+    return str(json.loads(body)["id"])
+
+
+def operations(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(METHOD, path)`` of every operation in an OpenAPI document."""
+    methods = ("get", "put", "post", "delete", "patch", "head", "options")
+    return [(m.upper(), path) for path, item in doc["paths"].items() for m in item if m in methods]
+
+
+# -- fuzzing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One fuzzed request and what the gateway answered."""
+
+    operation: str  # "POST /v1/chat/completions"
+    credential: str  # admin, client, wrong, none
+    status: int
+    content_type: str
+    body: bytes
+    curl: str
+    request_body: bytes = b""
+
+    def problem(self) -> str | None:
+        """Why this answer breaks the front door's promise, or None when it keeps it."""
+        if self.status >= 500 and not (self.operation == "GET /ready" and self.status == 503):
+            return f"{self.status} from the gateway"
+        if 400 <= self.status < 500:
+            try:
+                error = json.loads(self.body)["error"]
+                named = isinstance(error["message"], str) and bool(error["message"].strip())
+            except (ValueError, KeyError, TypeError):
+                return f"{self.status} without OpenAI error JSON: {self.body[:120]!r}"
+            if not named:
+                return f"{self.status} with an empty error message"
+        return None
+
+
+def load_schema(url: str) -> Any:
+    """The served document, as schemathesis reads it (``from_url`` would leave out its own path)."""
+    import schemathesis
+
+    status, _, body = call(url, "GET", "/openapi.json", key=None)
+    assert status == 200, body
+    return schemathesis.openapi.from_dict(json.loads(body))
+
+
+def fuzz(live: Live, examples: int, on_outcome: Callable[[Outcome], None], *, seed: int = 0,
+         operations: Callable[[str], bool] = lambda label: True) -> None:
+    """Send ``examples`` generated cases per operation and mode (valid, invalid) to ``live``.
+
+    Deterministic for a given ``seed``: Hypothesis draws from a fixed seed, with no
+    example database and no shrinking (every case is recorded, none is retried).
+    """
+    import requests
+    import schemathesis
+
+    schema = load_schema(live.url)
+    with requests.Session() as session:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            if operations(operation.label):
+                for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+                    _fuzz_one(live, session, operation, mode, examples, seed, on_outcome)
+
+
+def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int, seed: int,
+              on_outcome: Callable[[Outcome], None]) -> None:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as fixed_seed
+    from hypothesis import strategies as st
+    from hypothesis.errors import Unsatisfiable
+
+    @fixed_seed(seed)
+    @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode), credential=st.sampled_from(sorted(CREDENTIALS)),
+           swap=st.booleans())
+    def one(case: Any, credential: str, swap: bool) -> None:
+        if swap:
+            _swap_known(case, live.known)
+        key = CREDENTIALS[credential]
+        headers = dict(case.headers or {})
+        headers.pop("Authorization", None)
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        case.headers = headers
+        response = case.call(base_url=live.url, session=session, timeout=30)
+        on_outcome(Outcome(
+            operation=operation.label, credential=credential, status=response.status_code,
+            content_type=(response.headers.get("content-type") or [""])[0], body=response.content,
+            curl=case.as_curl_command(), request_body=_bytes(response.request.body),
+        ))
+
+    with contextlib.suppress(Unsatisfiable):  # nothing to make invalid: no negative cases
+        one()
+
+
+def _bytes(body: Any) -> bytes:
+    if body is None:
+        return b""
+    return body.encode() if isinstance(body, str) else bytes(body)
+
+
+def _swap_known(case: Any, known: dict[str, str]) -> None:
+    for name in list(case.path_parameters or {}):
+        if name in known:
+            case.path_parameters[name] = known[name]
+    if isinstance(case.body, dict):
+        for name in list(case.body):
+            if name in known:
+                case.body[name] = known[name]
