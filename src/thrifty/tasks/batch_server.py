@@ -90,7 +90,12 @@ class BatchService:
 
         if not (importlib.util.find_spec("python_multipart") or importlib.util.find_spec("multipart")):
             raise ThriftyError("file uploads need the python-multipart package: pip install python-multipart")
-        form = await request.form()
+        from starlette.exceptions import HTTPException
+
+        try:
+            form = await request.form()
+        except HTTPException as exc:  # Starlette's answer to a malformed multipart body
+            raise InvalidRequest(f"the upload is not valid multipart/form-data: {exc.detail}", param="file") from None
         purpose = form.get("purpose")
         upload = form.get("file")
         if purpose != "batch":
