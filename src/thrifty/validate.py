@@ -170,6 +170,8 @@ def _check_message(message: Any, i: int) -> None:
 def _check_param(key: str, value: Any) -> Any:
     if key in _NUMBERS:
         types, low, high = _NUMBERS[key]
+        if types == (int,) and isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            value = int(value)  # 100.0 is an integer in JSON (and in /openapi.json's schema)
         if isinstance(value, bool) or not isinstance(value, types):
             kind = "an integer" if types == (int,) else "a number"
             raise InvalidRequest(f"'{key}' must be {kind}; got {value!r}.", param=key)

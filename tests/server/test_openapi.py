@@ -276,6 +276,18 @@ def test_every_documented_number_bound_is_the_one_enforced(live: Live, doc: dict
         assert refused[0] == 400 and json.loads(refused[2])["error"]["param"] == name, (name, outside)
 
 
+def test_an_integer_written_with_a_fraction_of_zero_is_an_integer(live: Live, doc: dict[str, Any]) -> None:
+    # Found by the fuzzer: JSON Schema (and so the document) counts 100.0 as an integer; the gateway
+    # refused it. It is now sent on as 100; a real fraction, or a number beyond 64 bits, is still a 400.
+    assert doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["max_tokens"]["anyOf"][0] == {
+        "type": "integer", "minimum": 1}
+    ok = call(live.url, "POST", "/v1/chat/completions", {**MUTE, "max_tokens": 100.0, "seed": -3.0})
+    assert ok[0] == 200, ok[2][:200]
+    for bad in (100.5, 1e30):
+        refused = call(live.url, "POST", "/v1/chat/completions", {**MUTE, "max_tokens": bad})
+        assert refused[0] == 400 and json.loads(refused[2])["error"]["param"] == "max_tokens"
+
+
 SECURED_WITHOUT_CHECK = {
     ("POST", "/v1/files"), ("GET", "/v1/files/{file_id}"), ("GET", "/v1/files/{file_id}/content"),
     ("POST", "/v1/batches"), ("GET", "/v1/batches"), ("GET", "/v1/batches/{batch_id}"),
