@@ -1,0 +1,134 @@
+"""Fuzz every route of a real gateway from its own /openapi.json, longer than the test suite does.
+
+The gateway, keys and case generation are the suite's (``tests/server/fuzzing.py``): the whole
+app over a scripted backend on 127.0.0.1, an admin and a client key configured, each case sent
+with the admin key, the client key, a wrong key or none. Valid and invalid cases come from
+schemathesis, from a fixed seed, so a run is repeatable.
+
+Prints the cases by status and by route, then every 5xx grouped by its cause (the exception the
+server logged, where it was raised) with the shortest request that caused it, and every 4xx that
+is not OpenAI's error JSON with a message. Exits 1 if there was any.
+
+Run: PYTHONPATH=src .venv/bin/python benchmarks/fuzz_routes.py [--cases 10000] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.server.fuzzing import Outcome, fuzz, live_gateway, operations
+
+
+class Captured(logging.Handler):
+    """The exceptions the gateway logs; cases run one at a time, so they belong to the last case."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
+            self.pending.append(f"{type(exc).__name__}: {str(exc)[:100]} at {where}")
+        else:
+            self.pending.append(record.getMessage()[:160])
+
+    def take(self) -> list[str]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+@dataclass
+class Tally:
+    by_status: Counter[int] = field(default_factory=Counter)
+    by_route: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    causes: dict[str, list[Outcome]] = field(default_factory=lambda: defaultdict(list))
+    unnamed: list[Outcome] = field(default_factory=list)
+
+    def add(self, outcome: Outcome, logged: list[str]) -> None:
+        self.by_status[outcome.status] += 1
+        self.by_route[outcome.operation][outcome.status] += 1
+        if outcome.status >= 500 and outcome.problem() is not None:
+            cause = logged[0] if logged else f"{outcome.status}, nothing logged"
+            self.causes[f"{outcome.status} {cause}"].append(outcome)
+        elif outcome.problem() is not None:
+            self.unnamed.append(outcome)
+
+
+def _shortest(outcomes: list[Outcome]) -> Outcome:
+    return min(outcomes, key=lambda o: (len(o.request_body), o.curl))
+
+
+def report(tally: Tally, seconds: float) -> str:
+    total = sum(tally.by_status.values())
+    statuses = sorted(tally.by_status)
+    lines = [f"{total} cases in {seconds:.0f} s ({total / seconds:.0f} cases/s)", "",
+             "| status | cases |", "|---|---|"]
+    lines += [f"| {s} | {tally.by_status[s]} |" for s in statuses]
+    lines += ["", "| route | cases | " + " | ".join(map(str, statuses)) + " |",
+              "|---|---|" + "---|" * len(statuses)]
+    for route in sorted(tally.by_route):
+        counts = tally.by_route[route]
+        cells = " | ".join(str(counts.get(s, "")) for s in statuses)
+        lines.append(f"| `{route}` | {sum(counts.values())} | {cells} |")
+    lines += ["", f"5xx causes: {len(tally.causes)}"]
+    for cause, cases in sorted(tally.causes.items(), key=lambda kv: -len(kv[1])):
+        routes = sorted({o.operation for o in cases})
+        shortest = _shortest(cases)
+        lines += ["", f"- {len(cases)} x {cause}", f"  routes: {', '.join(routes)}",
+                  f"  shortest request: `{shortest.curl[:700]}`"]
+    lines += ["", f"4xx without a named OpenAI error: {len(tally.unnamed)}"]
+    for outcome in tally.unnamed[:20]:
+        lines.append(f"- {outcome.operation} {outcome.status}: {outcome.problem()}  `{outcome.curl[:300]}`")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=10_000, help="about this many requests (default 10000)")
+    parser.add_argument("--seed", type=int, default=1, help="Hypothesis seed (default 1)")
+    args = parser.parse_args()
+
+    captured = Captured()
+    for name in ("thrifty", "uvicorn.error"):
+        logging.getLogger(name).addHandler(captured)
+    logging.getLogger("thrifty").propagate = False  # the tally reports them; keep the output readable
+    tally = Tally()
+    print(f"machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}; "
+          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
+    with tempfile.TemporaryDirectory(prefix="thrifty-fuzz-") as data_dir, live_gateway(Path(data_dir)) as live:
+        from tests.server.fuzzing import load_schema
+
+        doc = load_schema(live.url).raw_schema
+        modes = sum(2 if (op := doc["paths"][path][method.lower()]).get("requestBody") or op.get("parameters")
+                    else 1 for method, path in operations(doc))
+        examples = max(1, math.ceil(args.cases / modes))
+        print(f"{len(operations(doc))} operations, {modes} (operation, mode) pairs, {examples} examples each, "
+              f"seed {args.seed}", flush=True)
+        captured.take()
+        started = time.perf_counter()
+        fuzz(live, examples, lambda o: tally.add(o, captured.take()), seed=args.seed)
+        seconds = time.perf_counter() - started
+    print(report(tally, seconds))
+    return 1 if tally.causes or tally.unnamed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
