@@ -109,6 +109,7 @@ def main() -> int:
     for name in ("thrifty", "uvicorn.error"):
         logging.getLogger(name).addHandler(captured)
     logging.getLogger("thrifty").propagate = False  # the tally reports them; keep the output readable
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)  # a warning per malformed upload
     tally = Tally()
     print(f"machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}; "

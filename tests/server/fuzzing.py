@@ -212,29 +212,36 @@ def fuzz(live: Live, examples: int, on_outcome: Callable[[Outcome], None], *, se
     import schemathesis
 
     schema = load_schema(live.url)
+    fields = _field_names(schema.raw_schema)
     with requests.Session() as session:
         for result in schema.get_all_operations():
             operation = result.ok()
             if operations(operation.label):
                 for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-                    _fuzz_one(live, session, operation, mode, examples, seed, on_outcome)
+                    _fuzz_one(live, session, operation, mode, examples, seed, fields, on_outcome)
 
 
 def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int, seed: int,
-              on_outcome: Callable[[Outcome], None]) -> None:
+              fields: frozenset[str], on_outcome: Callable[[Outcome], None]) -> None:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as fixed_seed
     from hypothesis import strategies as st
     from hypothesis.errors import Unsatisfiable
 
+    leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+    value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=4), inner, max_size=3), max_leaves=4)
+
     @fixed_seed(seed)
     @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=mode), credential=st.sampled_from(DRAWN),
-           swap=st.booleans())
-    def one(case: Any, credential: str, swap: bool) -> None:
+           swap=st.booleans(), mutation=st.none() | st.tuples(st.integers(min_value=0), value))
+    def one(case: Any, credential: str, swap: bool, mutation: tuple[int, Any] | None) -> None:
         if swap:
             _swap_known(case, live.known)
+        if mutation is not None and isinstance(case.body, dict) and case.media_type == "application/json":
+            _replace_one(case.body, *mutation, fields)
         key = CREDENTIALS[credential]
         headers = dict(case.headers or {})
         headers.pop("Authorization", None)
@@ -252,10 +259,41 @@ def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int
         one()
 
 
+def _field_names(doc: Any) -> frozenset[str]:
+    """Every property name any schema of the document declares."""
+    names: set[str] = set()
+    todo = [doc]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict):
+                names.update(node["properties"])
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return frozenset(names)
+
+
 def _bytes(body: Any) -> bytes:
     if body is None:
         return b""
     return body.encode() if isinstance(body, str) else bytes(body)
+
+
+def _replace_one(body: dict[str, Any], index: int, value: Any, fields: frozenset[str]) -> None:
+    """Replace one documented field or array item of a JSON body with ``value``: type confusion."""
+    slots: list[tuple[Any, Any]] = []
+    todo: list[Any] = [body]
+    while todo:
+        node = todo.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in items:
+            if isinstance(key, int) or key in fields:
+                slots.append((node, key))
+            todo.append(child)
+    if slots:
+        parent, key = slots[index % len(slots)]
+        parent[key] = value
 
 
 def _swap_known(case: Any, known: dict[str, str]) -> None:
