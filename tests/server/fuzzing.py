@@ -201,8 +201,20 @@ def load_schema(url: str) -> Any:
     return schemathesis.openapi.from_dict(json.loads(body))
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What to generate: which modes, which credentials (drawn with repeats as weights), mutations."""
+
+    modes: tuple[str, ...] = ("positive", "negative")
+    credentials: tuple[str, ...] = DRAWN
+    mutate: bool = True
+
+
+VALID_ONLY = Plan(modes=("positive",), credentials=("admin",), mutate=False)
+
+
 def fuzz(live: Live, examples: int, on_outcome: Callable[[Outcome], None], *, seed: int = 0,
-         operations: Callable[[str], bool] = lambda label: True) -> None:
+         operations: Callable[[str], bool] = lambda label: True, plan: Plan = Plan()) -> None:
     """Send ``examples`` generated cases per operation and mode (valid, invalid) to ``live``.
 
     Deterministic for a given ``seed``: Hypothesis draws from a fixed seed, with no
@@ -217,12 +229,14 @@ def fuzz(live: Live, examples: int, on_outcome: Callable[[Outcome], None], *, se
         for result in schema.get_all_operations():
             operation = result.ok()
             if operations(operation.label):
-                for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-                    _fuzz_one(live, session, operation, mode, examples, seed, fields, on_outcome)
+                for mode in plan.modes:
+                    _fuzz_one(live, session, operation, schemathesis.GenerationMode(mode), examples, seed,
+                              fields if plan.mutate else None, plan.credentials, on_outcome)
 
 
 def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int, seed: int,
-              fields: frozenset[str], on_outcome: Callable[[Outcome], None]) -> None:
+              fields: frozenset[str] | None, credentials: tuple[str, ...],
+              on_outcome: Callable[[Outcome], None]) -> None:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as fixed_seed
     from hypothesis import strategies as st
@@ -235,12 +249,13 @@ def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int
     @fixed_seed(seed)
     @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=mode), credential=st.sampled_from(DRAWN),
+    @given(case=operation.as_strategy(generation_mode=mode), credential=st.sampled_from(credentials),
            swap=st.booleans(), mutation=st.none() | st.tuples(st.integers(min_value=0), value))
     def one(case: Any, credential: str, swap: bool, mutation: tuple[int, Any] | None) -> None:
         if swap:
             _swap_known(case, live.known)
-        if mutation is not None and isinstance(case.body, dict) and case.media_type == "application/json":
+        json_body = isinstance(case.body, dict) and case.media_type == "application/json"
+        if mutation is not None and fields is not None and json_body:
             _replace_one(case.body, *mutation, fields)
         key = CREDENTIALS[credential]
         headers = dict(case.headers or {})

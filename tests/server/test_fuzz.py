@@ -19,7 +19,7 @@ import pytest
 from thrifty.config import ServerConfig
 from thrifty.server.openapi import document
 
-from .fuzzing import Outcome, fuzz, live_gateway, operations
+from .fuzzing import VALID_ONLY, Outcome, fuzz, live_gateway, operations
 
 EXAMPLES = 25  # per operation and mode: about 1,000 requests, ~15 s on two cores
 SEED = 20261202
@@ -77,3 +77,21 @@ def test_the_fuzz_run_exercised_success_refusal_and_authentication(outcomes: dic
     assert any(o.status == 401 for o in refused)
     chat = outcomes["POST /v1/chat/completions"]
     assert any(o.status == 200 for o in chat) and any(o.status == 400 for o in chat)
+
+
+def test_requests_the_document_calls_valid_are_not_refused_as_invalid(tmp_path: Path) -> None:
+    """The other direction of the contract: what the schemas allow, the gateway takes (admin key)."""
+    refused: list[Outcome] = []
+
+    def keep(outcome: Outcome) -> None:
+        if outcome.status in (400, 413, 422) and not _contradiction(outcome):
+            refused.append(outcome)
+
+    with live_gateway(tmp_path) as live:
+        fuzz(live, 8, keep, seed=SEED, plan=VALID_ONLY)
+    assert not refused, "\n".join(f"{o.operation}: {o.body[:200]!r}\n    {o.curl[:500]}" for o in refused[:5])
+
+
+def _contradiction(outcome: Outcome) -> bool:
+    # A regular expression cannot forbid `semantic` and `no-semantic` together; the document says so.
+    return b"contradict" in outcome.body and "x-thrifty-cache: " in outcome.curl

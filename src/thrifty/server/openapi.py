@@ -88,14 +88,17 @@ def _ok(schema: Schema, description: str = "OK", **extra: Any) -> dict[str, Any]
 
 # -- request headers and parameters ------------------------------------------
 
-_OPTION_HEADERS = {
-    "cache": "Cache directives: `no-cache`, `no-store`, `semantic`, `no-semantic`, `ttl=<s>`, "
-             "`namespace=<name>`, comma-separated.",
-    "route": "A routing policy or tier name for a routed model.",
-    "route-policy": "The routing policy for a routed model.",
-    "timeout": "Seconds for this request, every retry included.",
-    "session-id": "Keeps a conversation on one replica (affinity balancing).",
-    "tenant": "A sub-partition of the caller's cache and ledger space.",
+_SECONDS = r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]{0,5}(\.[0-9]+)?)"
+_CACHE_DIRECTIVE = rf"(no-cache|no-store|semantic|no-semantic|ttl={_SECONDS}|namespace=[A-Za-z0-9_.:/-]{{1,64}})"
+
+_OPTION_HEADERS: dict[str, tuple[str, Schema]] = {
+    "cache": ("Cache directives, comma-separated (`semantic` and `no-semantic` exclude each other).",
+              {"type": "string", "pattern": rf"^{_CACHE_DIRECTIVE}(, ?{_CACHE_DIRECTIVE})*$"}),
+    "route": ("A routing policy or tier name, for a routed model.", {"type": "string"}),
+    "route-policy": ("The routing policy, for a routed model.", {"type": "string"}),
+    "timeout": ("Seconds for this request, every retry included.", {"type": "string", "pattern": f"^{_SECONDS}$"}),
+    "session-id": ("Keeps a conversation on one replica (affinity balancing).", {"type": "string"}),
+    "tenant": ("A sub-partition of the caller's cache and ledger space.", {"type": "string"}),
 }
 
 _RESPONSE_HEADERS = {
@@ -111,9 +114,8 @@ _RESPONSE_HEADERS = {
 
 def _option_parameters() -> list[dict[str, Any]]:
     return [
-        {"name": f"x-thrifty-{name}", "in": "header", "required": False, "description": text,
-         "schema": {"type": "string"}}
-        for name, text in _OPTION_HEADERS.items()
+        {"name": f"x-thrifty-{name}", "in": "header", "required": False, "description": text, "schema": schema}
+        for name, (text, schema) in _OPTION_HEADERS.items()
     ]
 
 
