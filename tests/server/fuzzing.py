@@ -319,3 +319,70 @@ def _swap_known(case: Any, known: dict[str, str]) -> None:
         for name in list(case.body):
             if name in known:
                 case.body[name] = known[name]
+
+
+# -- type confusion: every field of a valid body, swapped for each wrong kind of value ---------
+
+def _deep(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+WRONG_VALUES: tuple[Any, ...] = (
+    None, True, 0, -1, 1.5, 2**64, 1e300, "", "x", "\ud800", "\x00", [], [None], {}, {"a": {}}, _deep(300),
+)
+
+
+def valid_bodies(known: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """A valid JSON body for every operation that takes one, with a value in every documented field."""
+    chat = {"model": known["model"], "stream": False, "temperature": 0.5, "max_tokens": 5, "stop": ["z"],
+            "messages": [{"role": "system", "content": "be brief"},
+                         {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "stream_options": {"include_usage": True}, "thrifty": {"cache": {"ttl": 5}, "tenant": "t"},
+            "metadata": {"k": "v"}}
+    return {
+        ("POST", "/v1/chat/completions"): chat,
+        ("POST", "/chat/completions"): chat,
+        ("POST", "/v1/embeddings"): {"model": known["model"], "input": ["a", "b"]},
+        ("POST", "/v1/cache/purge"): {"namespace": "n"},
+        ("POST", "/v1/feedback"): {"response_id": known["response_id"], "rating": 4, "comment": "c",
+                                   "corrected_answer": "d"},
+        ("POST", "/v1/batches"): {"input_file_id": known["file_id"], "endpoint": "/v1/chat/completions",
+                                  "completion_window": "24h", "metadata": {"k": "v"}},
+    }
+
+
+def _slots(body: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    items = body.items() if isinstance(body, dict) else enumerate(body) if isinstance(body, list) else ()
+    for key, child in items:
+        yield (*path, key)
+        yield from _slots(child, (*path, key))
+
+
+def _with(body: Any, path: tuple[Any, ...], value: Any) -> Any:
+    copy = json.loads(json.dumps(body))
+    node = copy
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return copy
+
+
+def type_confusion(live: Live, on_outcome: Callable[[Outcome], None], *,
+                   operations: Callable[[str], bool] = lambda label: True) -> None:
+    """Each field of each valid body in turn, replaced by each of :data:`WRONG_VALUES` (admin key)."""
+    for (method, path), base in valid_bodies(live.known).items():
+        label = f"{method} {path}"
+        if not operations(label):
+            continue
+        # Nesting far past every parser's limit, which json.dumps itself could not write.
+        too_deep = json.dumps(base)[:-1].encode() + b', "pad": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        bodies = [json.dumps(_with(base, slot, value)).encode() for slot in _slots(base) for value in WRONG_VALUES]
+        for raw in [*bodies, too_deep]:
+            status, headers, body = call(live.url, method, path, raw=raw)
+            curl = f"curl -X {method} {live.url}{path} -H 'Authorization: Bearer …' -d '{raw.decode()}'"
+            on_outcome(Outcome(operation=label, credential="admin", status=status,
+                               content_type=headers.get("content-type", ""), body=body, curl=curl, request_body=raw))

@@ -349,3 +349,34 @@ def test_an_oversized_feedback_body_is_a_documented_413(live: Live, doc: dict[st
                   {"response_id": live.known["response_id"], "rating": 3, "pad": "x" * 70_000})
     assert answer[0] == 413
     check(doc, "/v1/feedback", "POST", answer)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 row 9: a lone surrogate in feedback is a 500 (SQLite cannot "
+                                       "encode it)")
+def test_a_lone_surrogate_in_feedback_is_not_a_5xx(live: Live, doc: dict[str, Any]) -> None:
+    for field in ("response_id", "comment", "corrected_answer"):
+        body = {"response_id": live.known["response_id"], "rating": 3, field: "\ud800"}
+        answer = call(live.url, "POST", "/v1/feedback", raw=json.dumps(body).encode())
+        assert answer[0] < 500, (field, answer[2][:200])
+        check(doc, "/v1/feedback", "POST", answer)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 row 9: feedback nested 5,000 deep is a 500 (json.loads "
+                                       "recursion), not the 400 the nesting limit gives")
+def test_feedback_nested_past_the_depth_limit_is_a_documented_400(live: Live, doc: dict[str, Any]) -> None:
+    raw = b'{"rating": 3, "response_id": "' + live.known["response_id"].encode() + b'", "pad": '
+    answer = call(live.url, "POST", "/v1/feedback", raw=raw + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert answer[0] == 400, answer[2][:200]
+    check(doc, "/v1/feedback", "POST", answer)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 rows 2 and 9: batch metadata nested 300 deep is a 500 "
+                                       "(orjson cannot write it back), not the 400 the nesting limit gives")
+def test_batch_metadata_nested_past_the_depth_limit_is_a_documented_400(live: Live, doc: dict[str, Any]) -> None:
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    body = {"input_file_id": live.known["file_id"], "endpoint": "/v1/chat/completions", "metadata": {"k": deep}}
+    answer = call(live.url, "POST", "/v1/batches", body)
+    assert answer[0] == 400, answer[2][:200]
+    check(doc, "/v1/batches", "POST", answer)
