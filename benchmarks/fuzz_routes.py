@@ -5,9 +5,12 @@ app over a scripted backend on 127.0.0.1, an admin and a client key configured, 
 with the admin key, the client key, a wrong key or none. Valid and invalid cases come from
 schemathesis, from a fixed seed, so a run is repeatable.
 
-Prints the cases by status and by route, then every 5xx grouped by its cause (the exception the
-server logged, where it was raised) with the shortest request that caused it, and every 4xx that
-is not OpenAI's error JSON with a message. Exits 1 if there was any.
+Then a type-confusion sweep: each wrong kind of value (object, array, lone surrogate, deep
+nesting, 2**64...) in each field of a valid body, one at a time, plus a 5,000-deep body.
+
+For each, prints the cases by status and by route, then every 5xx grouped by its cause (the
+exception the server logged, where it was raised) with the shortest request that caused it, and
+every 4xx that is not OpenAI's error JSON with a message. Exits 1 if there was any.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/fuzz_routes.py [--cases 10000] [--seed 1]
 """
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -27,10 +32,11 @@ import traceback
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.server.fuzzing import Outcome, fuzz, live_gateway, operations
+from tests.server.fuzzing import Outcome, call, fuzz, live_gateway, operations, slots, type_confusion
 
 
 class Captured(logging.Handler):
@@ -75,7 +81,40 @@ def _shortest(outcomes: list[Outcome]) -> Outcome:
     return min(outcomes, key=lambda o: (len(o.request_body), o.curl))
 
 
-def report(tally: Tally, seconds: float) -> str:
+def _abbreviate(text: str) -> str:
+    """Long runs of one character (deep nesting) as ``[×5000``."""
+    return re.sub(r"([\[\]{}])\1{9,}", lambda m: f"{m.group(1)}×{len(m.group(0))}", text)
+
+
+def minimize(url: str, outcome: Outcome, cause: str, captured: Captured) -> str | None:
+    """Greedily drop fields and array items of a failing JSON body while it fails the same way."""
+    try:
+        body = json.loads(outcome.request_body)
+    except (ValueError, RecursionError):
+        return None
+    method, path = outcome.operation.split(" ", 1)
+
+    def still_fails(candidate: Any) -> bool:
+        status, _, _ = call(url, method, path, raw=json.dumps(candidate).encode())
+        logged = captured.take()
+        return status == outcome.status and bool(logged) and cause.endswith(logged[0])
+
+    changed = True
+    while changed:
+        changed = False
+        for slot in list(slots(body)):
+            candidate = json.loads(json.dumps(body))
+            parent = candidate
+            for key in slot[:-1]:
+                parent = parent[key]
+            del parent[slot[-1]]
+            if still_fails(candidate):
+                body, changed = candidate, True
+                break
+    return json.dumps(body)
+
+
+def report(tally: Tally, seconds: float, minimal: dict[str, str | None]) -> str:
     total = sum(tally.by_status.values())
     statuses = sorted(tally.by_status)
     lines = [f"{total} cases in {seconds:.0f} s ({total / seconds:.0f} cases/s)", "",
@@ -91,12 +130,19 @@ def report(tally: Tally, seconds: float) -> str:
     for cause, cases in sorted(tally.causes.items(), key=lambda kv: -len(kv[1])):
         routes = sorted({o.operation for o in cases})
         shortest = _shortest(cases)
-        lines += ["", f"- {len(cases)} x {cause}", f"  routes: {', '.join(routes)}",
-                  f"  shortest request: `{shortest.curl[:700]}`"]
+        lines += ["", f"- {len(cases)} x {cause}", f"  routes: {', '.join(routes)}"]
+        if minimal.get(cause):
+            lines.append(f"  minimal body: `{shortest.operation}` `{_abbreviate(minimal[cause] or '')}`")
+        else:
+            lines.append(f"  shortest request: `{_abbreviate(shortest.curl)[:700]}`")
     lines += ["", f"4xx without a named OpenAI error: {len(tally.unnamed)}"]
     for outcome in tally.unnamed[:20]:
         lines.append(f"- {outcome.operation} {outcome.status}: {outcome.problem()}  `{outcome.curl[:300]}`")
     return "\n".join(lines)
+
+
+def _minimal(url: str, tally: Tally, captured: Captured) -> dict[str, str | None]:
+    return {cause: minimize(url, _shortest(cases), cause, captured) for cause, cases in tally.causes.items()}
 
 
 def main() -> int:
@@ -127,8 +173,16 @@ def main() -> int:
         started = time.perf_counter()
         fuzz(live, examples, lambda o: tally.add(o, captured.take()), seed=args.seed)
         seconds = time.perf_counter() - started
-    print(report(tally, seconds))
-    return 1 if tally.causes or tally.unnamed else 0
+        print("\n## schemathesis, from /openapi.json\n")
+        print(report(tally, seconds, _minimal(live.url, tally, captured)), flush=True)
+        sweep = Tally()
+        started = time.perf_counter()
+        type_confusion(live, lambda o: sweep.add(o, captured.take()))
+        seconds = time.perf_counter() - started
+        print("\n## type confusion: each wrong kind of value in each field of a valid body\n")
+        print(report(sweep, seconds, _minimal(live.url, sweep, captured)))
+    failed = tally.causes or tally.unnamed or sweep.causes or sweep.unnamed
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -355,11 +355,11 @@ def valid_bodies(known: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]
     }
 
 
-def _slots(body: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+def slots(body: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     items = body.items() if isinstance(body, dict) else enumerate(body) if isinstance(body, list) else ()
     for key, child in items:
         yield (*path, key)
-        yield from _slots(child, (*path, key))
+        yield from slots(child, (*path, key))
 
 
 def _with(body: Any, path: tuple[Any, ...], value: Any) -> Any:
@@ -380,7 +380,7 @@ def type_confusion(live: Live, on_outcome: Callable[[Outcome], None], *,
             continue
         # Nesting far past every parser's limit, which json.dumps itself could not write.
         too_deep = json.dumps(base)[:-1].encode() + b', "pad": ' + b"[" * 5000 + b"]" * 5000 + b"}"
-        bodies = [json.dumps(_with(base, slot, value)).encode() for slot in _slots(base) for value in WRONG_VALUES]
+        bodies = [json.dumps(_with(base, slot, value)).encode() for slot in slots(base) for value in WRONG_VALUES]
         for raw in [*bodies, too_deep]:
             status, headers, body = call(live.url, method, path, raw=raw)
             curl = f"curl -X {method} {live.url}{path} -H 'Authorization: Bearer …' -d '{raw.decode()}'"
