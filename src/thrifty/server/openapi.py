@@ -167,6 +167,16 @@ def _chat_schemas() -> dict[str, Schema]:
         if high is not None:
             number["maximum"] = high
         properties[name] = nullable(number)
+    return {
+        "ContentPart": {"anyOf": [text_part, other_part]},
+        "Message": message,
+        "Tool": tool,
+        "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"], "properties": properties,
+                                  "description": "Unknown fields pass through to the upstream."},
+    }
+
+
+def _chat_response_schemas() -> dict[str, Schema]:
     usage = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
              "properties": {k: {"type": "integer", "minimum": 0}
                             for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
@@ -184,26 +194,25 @@ def _chat_schemas() -> dict[str, Schema]:
             "index": {"type": "integer"}, "delta": {"type": "object"},
             "finish_reason": {"type": ["string", "null"]}}}}}}
     return {
-        "ContentPart": {"anyOf": [text_part, other_part]},
-        "Message": message,
-        "Tool": tool,
-        "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"], "properties": properties,
-                                  "description": "Unknown fields pass through to the upstream."},
         "Usage": usage,
         "ChatCompletion": completion,
         "ChatCompletionChunk": chunk,
     }
 
 
-def _other_schemas(server: ServerConfig) -> dict[str, Schema]:
+ALERTS: Schema = {"type": "object", "required": ["alerts"], "properties": {"alerts": {"type": "array", "items": {
+    "type": "object", "required": ["rule", "value", "threshold", "message", "subject"], "properties": {
+        "rule": {"type": "string"}, "value": {"type": "number"}, "threshold": {"type": "number"},
+        "message": {"type": "string"}, "subject": {"type": "string"}}}}}}
+READY: Schema = {"type": "object", "required": ["status"], "properties": {
+    "status": {"enum": ["ready", "loading", "degraded"]},
+    "models": {"type": "array", "items": {"type": "string"}}, "reason": {"type": "string"}}}
+
+
+def _openai_schemas(server: ServerConfig) -> dict[str, Schema]:
     text = {"type": "string"}
     integer = {"type": "integer"}
     maybe_text = {"type": ["string", "null"]}
-    maybe_int = {"type": ["integer", "null"]}
-    stamps = ("created_at", "expires_at", "in_progress_at", "finalizing_at", "completed_at", "failed_at",
-              "expired_at", "cancelling_at", "cancelled_at")
-    batch_status = ["validating", "in_progress", "finalizing", "completed", "failed", "expired",
-                    "cancelling", "cancelled"]
     return {
         "Error": {"type": "object", "required": ["error"], "additionalProperties": False, "properties": {
             "error": {"type": "object", "required": ["message", "type", "param", "code"],
@@ -226,6 +235,14 @@ def _other_schemas(server: ServerConfig) -> dict[str, Schema]:
                                                                              "items": {"type": "number"}}}}},
             "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"],
                       "properties": {"prompt_tokens": integer, "total_tokens": integer}}}},
+    }
+
+
+def _thrifty_schemas() -> dict[str, Schema]:
+    text = {"type": "string"}
+    integer = {"type": "integer"}
+    maybe_text = {"type": ["string", "null"]}
+    return {
         "CachePurgeRequest": {"type": "object", "required": ["namespace"],
                               "properties": {"namespace": {"type": "string", "minLength": 1}}},
         "CachePurgeResult": {"type": "object", "required": ["namespace", "removed"],
@@ -243,6 +260,22 @@ def _other_schemas(server: ServerConfig) -> dict[str, Schema]:
         "FeedbackList": {"type": "object", "required": ["object", "response_id", "request", "data"], "properties": {
             "object": {"const": "feedback.list"}, "response_id": text, "request": {"type": "object"},
             "data": {"type": "array", "items": {"type": "object", "required": ["id", "rating"]}}}},
+        "AlertList": ALERTS,
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+        "Ready": READY,
+    }
+
+
+def _batch_schemas() -> dict[str, Schema]:
+    text = {"type": "string"}
+    integer = {"type": "integer"}
+    maybe_text = {"type": ["string", "null"]}
+    maybe_int = {"type": ["integer", "null"]}
+    stamps = ("created_at", "expires_at", "in_progress_at", "finalizing_at", "completed_at", "failed_at",
+              "expired_at", "cancelling_at", "cancelled_at")
+    batch_status = ["validating", "in_progress", "finalizing", "completed", "failed", "expired",
+                    "cancelling", "cancelled"]
+    return {
         "FileUpload": {"type": "object", "required": ["purpose", "file"], "properties": {
             "purpose": {"const": "batch"},
             "file": {"type": "string", "format": "binary", "description": "JSONL, one request a line."}}},
@@ -265,14 +298,6 @@ def _other_schemas(server: ServerConfig) -> dict[str, Schema]:
                       "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": ref("Batch")},
                                      "first_id": maybe_text, "last_id": maybe_text,
                                      "has_more": {"type": "boolean"}}},
-        "AlertList": {"type": "object", "required": ["alerts"], "properties": {"alerts": {"type": "array", "items": {
-            "type": "object", "required": ["rule", "value", "threshold", "message", "subject"], "properties": {
-                "rule": text, "value": {"type": "number"}, "threshold": {"type": "number"},
-                "message": text, "subject": text}}}}},
-        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
-        "Ready": {"type": "object", "required": ["status"], "properties": {
-            "status": {"enum": ["ready", "loading", "degraded"]},
-            "models": {"type": "array", "items": text}, "reason": text}},
     }
 
 
@@ -317,17 +342,10 @@ def _post(operation_id: str, summary: str, body: Schema, ok: dict[str, Any], *er
 
 
 def _paths() -> dict[str, Any]:
-    text_ok = {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}
-    html_ok = {"200": {"description": "The dashboard page.", "content": {"text/html": {"schema": {"type": "string"}}}}}
-    batch_id = [_path_parameter("batch_id", "A batch id (`batch_...`).")]
-    file_id = [_path_parameter("file_id", "A file id (`file-...`).")]
-    listing = [
-        {"name": "limit", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-        {"name": "after", "in": "query", "required": False, "description": "A batch id: list the ones older.",
-         "schema": {"type": "string"}},
-    ]
-    batch_tags = ("batch",)
+    return {**_openai_paths(), **_batch_paths(), **_thrifty_paths()}
+
+
+def _openai_paths() -> dict[str, Any]:
     return {
         "/v1/chat/completions": _chat_operation(alias=False),
         "/chat/completions": _chat_operation(alias=True),
@@ -336,6 +354,48 @@ def _paths() -> dict[str, Any]:
         "/v1/embeddings": _post("createEmbeddings", "Embeddings", ref("EmbeddingRequest"),
                                 _ok(ref("EmbeddingList")), "400", "404", "413", "429", "502", "503",
                                 tags=("openai",)),
+    }
+
+
+def _batch_paths() -> dict[str, Any]:
+    batch_id = [_path_parameter("batch_id", "A batch id (`batch_...`).")]
+    file_id = [_path_parameter("file_id", "A file id (`file-...`).")]
+    listing = [
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+        {"name": "after", "in": "query", "required": False, "description": "A batch id: list the ones older.",
+         "schema": {"type": "string"}},
+    ]
+    tags = ("batch",)
+    return {
+        "/v1/files": _post("uploadFile", "Upload a batch input file (JSONL)", ref("FileUpload"),
+                           _ok(ref("File")), "400", "413", tags=tags, media="multipart/form-data"),
+        "/v1/files/{file_id}": _get("getFile", "A file's metadata", _ok(ref("File")), "404",
+                                    tags=tags, parameters=file_id),
+        "/v1/files/{file_id}/content": _get(
+            "getFileContent", "A file's bytes (batch inputs, outputs, errors)",
+            {"200": {"description": "The file, JSONL.",
+                     "content": {"application/jsonl": {"schema": {"type": "string"}}}}},
+            "404", tags=tags, parameters=file_id),
+        "/v1/batches": {
+            **_post("createBatch", "Create a batch from an uploaded file; it starts at once",
+                    ref("BatchRequest"), _ok(ref("Batch")), "400", "404", "413", tags=tags),
+            **_get("listBatches", "Batches, newest first", _ok(ref("BatchList")), "400",
+                   tags=tags, parameters=listing),
+        },
+        "/v1/batches/{batch_id}": _get("getBatch", "A batch's status and counts", _ok(ref("Batch")), "404",
+                                       tags=tags, parameters=batch_id),
+        "/v1/batches/{batch_id}/cancel": {"post": {
+            "operationId": "cancelBatch", "summary": "Stop a batch; results so far are kept", "tags": list(tags),
+            "parameters": batch_id, "responses": _responses(_ok(ref("Batch")), "404", "409")}},
+    }
+
+
+def _thrifty_paths() -> dict[str, Any]:
+    text_ok = {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    html_ok = {"200": {"description": "The dashboard page.", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    key_or_none: list[dict[str, list[str]]] = [{"bearerAuth": []}, {}]
+    return {
         "/v1/cache/purge": _post("purgeCache", "Forget a cache namespace on every level",
                                  ref("CachePurgeRequest"), _ok(ref("CachePurgeResult")), "400", "403", "413"),
         "/v1/feedback": _post("createFeedback", "Rate a response (feeds the router)", ref("FeedbackRequest"),
@@ -343,36 +403,16 @@ def _paths() -> dict[str, Any]:
         "/v1/feedback/{response_id}": _get(
             "listFeedback", "A response's ledger row and its ratings", _ok(ref("FeedbackList")), "404",
             parameters=[_path_parameter("response_id", "The completion's `id`.")]),
-        "/v1/files": _post("uploadFile", "Upload a batch input file (JSONL)", ref("FileUpload"),
-                           _ok(ref("File")), "400", "413", tags=batch_tags, media="multipart/form-data"),
-        "/v1/files/{file_id}": _get("getFile", "A file's metadata", _ok(ref("File")), "404",
-                                    tags=batch_tags, parameters=file_id),
-        "/v1/files/{file_id}/content": _get(
-            "getFileContent", "A file's bytes (batch inputs, outputs, errors)",
-            {"200": {"description": "The file, JSONL.",
-                     "content": {"application/jsonl": {"schema": {"type": "string"}}}}},
-            "404", tags=batch_tags, parameters=file_id),
-        "/v1/batches": {
-            **_post("createBatch", "Create a batch from an uploaded file; it starts at once",
-                    ref("BatchRequest"), _ok(ref("Batch")), "400", "404", "413", tags=batch_tags),
-            **_get("listBatches", "Batches, newest first", _ok(ref("BatchList")), "400",
-                   tags=batch_tags, parameters=listing),
-        },
-        "/v1/batches/{batch_id}": _get("getBatch", "A batch's status and counts", _ok(ref("Batch")), "404",
-                                       tags=batch_tags, parameters=batch_id),
-        "/v1/batches/{batch_id}/cancel": {"post": {
-            "operationId": "cancelBatch", "summary": "Stop a batch; results so far are kept", "tags": ["batch"],
-            "parameters": batch_id, "responses": _responses(_ok(ref("Batch")), "404", "409")}},
         "/admin/status": _get("adminStatus", "Live state of every layer: breakers, queues, caches, routers",
                               _ok({"type": "object"}), "403", tags=("admin",)),
         "/admin/alerts": _get("adminAlerts", "Health rules currently firing", _ok(ref("AlertList")), "403",
                               tags=("admin",)),
         "/metrics": _get("metrics", "Prometheus metrics", text_ok, "403", tags=("admin",),
                          description="Needs a key unless `server.public_metrics` is set.",
-                         security=[{"bearerAuth": []}, {}]),
+                         security=key_or_none),
         "/dashboard": _get("dashboard", "The dashboard page", html_ok, tags=("admin",),
                            description="The page (or its login form) loads without a key; its data does not.",
-                           security=[{"bearerAuth": []}, {}]),
+                           security=key_or_none),
         "/dashboard/api/stats": _get("dashboardStats", "Everything the dashboard shows",
                                      _ok({"type": "object"}), "403", tags=("admin",)),
         "/dashboard/static/{name}": _get(
@@ -415,7 +455,7 @@ def document(server: ServerConfig) -> dict[str, Any]:
                 "description": "One of `server.api_keys` (admin: every route and object) or "
                                "`server.client_keys` (the model routes and the caller's own objects). "
                                "Needed on every route but the probes when keys are configured."}},
-            "schemas": {**_chat_schemas(), **_other_schemas(server)},
+            "schemas": {**_chat_schemas(), **_chat_response_schemas(), **_openai_schemas(server), **_thrifty_schemas(), **_batch_schemas()},
             "responses": _error_responses(),
         },
     }
