@@ -59,9 +59,13 @@ def check(doc: dict[str, Any], template: str, method: str, answer: tuple[int, di
     media = headers.get("content-type", "").split(";")[0].strip()
     content = response.get("content", {})
     assert media in content, f"{method} {template} {status}: {media!r} is not one of {sorted(content)}"
-    for name, spec in response.get("headers", {}).items():
+    documented = response.get("headers", {})
+    for name, spec in documented.items():
         if spec.get("required"):
             assert name in headers, f"{method} {template} {status}: header {name} is missing"
+    for name in headers:
+        if name.startswith("x-thrifty-"):
+            assert name in documented, f"{method} {template} {status}: header {name} is not in the document"
     if media == "application/json":
         errors = sorted(_validator(doc, content[media]["schema"]).iter_errors(json.loads(body)), key=str)
         assert not errors, f"{method} {template} {status}: {errors[0].message} at {list(errors[0].path)}"

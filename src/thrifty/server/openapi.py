@@ -106,9 +106,15 @@ _RESPONSE_HEADERS = {
     "x-thrifty-overhead-ms": "Milliseconds spent in thrifty itself, upstream time excluded.",
     "x-thrifty-request-id": "The id of this request in the ledger (the completion's `id`).",
     "x-thrifty-cache": "The cache outcome, when a cache is configured.",
+    "x-thrifty-cache-skip": "Why the cache was not consulted (`no-cache`, `sampled`).",
+    "x-thrifty-cache-similarity": "The similarity of a semantic cache hit.",
+    "x-thrifty-cache-coalesced": "Set when the answer was shared with an identical request in flight.",
     "x-thrifty-route": "The routing decision (policy, tier, score), for a routed model.",
-    "x-thrifty-fallback": "The fallback group that answered, when one did.",
-    "x-thrifty-hedged": "Set when a hedged second attempt was sent.",
+    "x-thrifty-route-fallback": "Why a router fell back to its default tier.",
+    "x-thrifty-fallback": "The fallback group that answered (`group->target`), when one did.",
+    "x-thrifty-hedged": "The deployment a hedged second attempt went to.",
+    "x-thrifty-usage": "`estimated` when the upstream reported no token usage.",
+    "x-thrifty-agent": "The agent step this call was (`planner`, `joiner`).",
 }
 
 
