@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from thrifty.config import Config, parse_config
 from thrifty.gateway import Gateway
 from thrifty.testing import FakeBackend
@@ -162,6 +164,48 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return [(m.upper(), path) for path, item in doc["paths"].items() for m in item if m in methods]
 
 
+# -- the contract: an answer checked against the document ----------------------------
+
+def validator(doc: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    # Refs like "#/components/schemas/X" resolve against the root, so the components ride along.
+    return Draft202012Validator({**schema, "components": doc["components"]})
+
+
+def _response(doc: dict[str, Any], template: str, method: str, status: int) -> dict[str, Any]:
+    responses = doc["paths"][template][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {template} answered {status}, not in {sorted(responses)}"
+    response: dict[str, Any] = responses[str(status)]
+    if "$ref" in response:
+        response = doc["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    return response
+
+
+def check_answer(doc: dict[str, Any], template: str, method: str, answer: tuple[int, dict[str, str], bytes]) -> None:
+    """The answer's status, content type, headers and body are what the document says."""
+    status, headers, body = answer
+    response = _response(doc, template, method, status)
+    media = headers.get("content-type", "").split(";")[0].strip()
+    content = response.get("content", {})
+    assert media in content, f"{method} {template} {status}: {media!r} is not one of {sorted(content)}"
+    documented = response.get("headers", {})
+    for name, spec in documented.items():
+        if spec.get("required"):
+            assert name in headers, f"{method} {template} {status}: header {name} is missing"
+    for name in headers:
+        if name.startswith("x-thrifty-"):
+            assert name in documented, f"{method} {template} {status}: header {name} is not in the document"
+    if media == "application/json":
+        errors = sorted(validator(doc, content[media]["schema"]).iter_errors(json.loads(body)), key=str)
+        assert not errors, f"{method} {template} {status}: {errors[0].message} at {list(errors[0].path)}"
+    elif media == "text/event-stream":
+        events = [line[6:] for line in body.decode().split("\n\n") if line.startswith("data: ")]
+        assert events and events[-1] == "[DONE]"
+        event_schema = validator(doc, content[media]["x-thrifty-event-schema"])
+        for event in events[:-1]:
+            event_schema.validate(json.loads(event))
+
+
+
 # -- fuzzing ---------------------------------------------------------------------------
 
 
@@ -176,6 +220,7 @@ class Outcome:
     body: bytes
     curl: str
     request_body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
     def problem(self) -> str | None:
         """Why this answer breaks the front door's promise, or None when it keeps it."""
@@ -268,6 +313,7 @@ def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int
             operation=operation.label, credential=credential, status=response.status_code,
             content_type=(response.headers.get("content-type") or [""])[0], body=response.content,
             curl=case.as_curl_command(), request_body=_bytes(response.request.body),
+            headers={name.lower(): values[0] for name, values in response.headers.items() if values},
         ))
 
     with contextlib.suppress(Unsatisfiable):  # nothing to make invalid: no negative cases
@@ -385,4 +431,5 @@ def type_confusion(live: Live, on_outcome: Callable[[Outcome], None], *,
             status, headers, body = call(live.url, method, path, raw=raw)
             curl = f"curl -X {method} {live.url}{path} -H 'Authorization: Bearer …' -d '{raw.decode()}'"
             on_outcome(Outcome(operation=label, credential="admin", status=status,
-                               content_type=headers.get("content-type", ""), body=body, curl=curl, request_body=raw))
+                               content_type=headers.get("content-type", ""), body=body, curl=curl, request_body=raw,
+                               headers=headers))

@@ -9,7 +9,9 @@ Two fuzzers, one real gateway on loopback:
 - a type-confusion sweep puts each wrong kind of value (object, array, lone surrogate,
   300-deep nesting, 2**64...) in each field of a valid body, one at a time (about 1,200).
 
-A failure here is a real finding, never noise. The longer run is ``benchmarks/fuzz_routes.py``.
+Every answer is also checked against the document (status, content type, x-thrifty-* headers,
+body). A failure here is a real finding, never noise. The longer run is
+``benchmarks/fuzz_routes.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ import pytest
 from thrifty.config import ServerConfig
 from thrifty.server.openapi import document
 
-from .fuzzing import VALID_ONLY, Live, Outcome, fuzz, live_gateway, operations, type_confusion
+from .fuzzing import (
+    VALID_ONLY,
+    Live,
+    Outcome,
+    check_answer,
+    fuzz,
+    live_gateway,
+    load_schema,
+    operations,
+    type_confusion,
+)
 
 EXAMPLES = 25  # per operation and mode: about 1,000 requests, ~15 s on two cores
 SEED = 20261202
@@ -101,6 +113,24 @@ def test_no_fuzzed_request_gets_a_5xx_or_an_unnamed_4xx(outcomes: dict[str, list
     assert seen, f"the fuzzer sent nothing to {operation}"
     bad = [o for o in seen if o.problem() is not None and not _known(o)]
     assert not bad, _report(bad)
+
+
+@pytest.mark.parametrize("operation", _operations())
+def test_every_fuzzed_answer_matches_the_document(
+    live: Live, outcomes: dict[str, list[Outcome]], operation: str
+) -> None:
+    """Status, content type, x-thrifty-* headers and body of each answer, as /openapi.json says."""
+    doc = load_schema(live.url).raw_schema
+    method, template = operation.split(" ", 1)
+    wrong = []
+    for outcome in outcomes.get(operation, []):
+        if _known(outcome):
+            continue
+        try:
+            check_answer(doc, template, method, (outcome.status, outcome.headers, outcome.body))
+        except (AssertionError, ValueError) as exc:
+            wrong.append(f"{exc}\n    {outcome.curl[:400]}")
+    assert not wrong, f"{len(wrong)} answers off the document, e.g.:\n" + "\n".join(wrong[:3])
 
 
 def test_the_fuzz_run_exercised_success_refusal_and_authentication(outcomes: dict[str, list[Outcome]]) -> None:

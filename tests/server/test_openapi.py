@@ -19,7 +19,19 @@ from jsonschema import Draft202012Validator
 
 from thrifty.server.app import create_app
 
-from .fuzzing import ADMIN_KEY, CLIENT_KEY, MODEL, Live, build_gateway, call, live_gateway, operations, upload
+from .fuzzing import (
+    ADMIN_KEY,
+    CLIENT_KEY,
+    MODEL,
+    Live,
+    build_gateway,
+    call,
+    check_answer,
+    live_gateway,
+    operations,
+    upload,
+    validator,
+)
 
 HI = [{"role": "user", "content": "hello there"}]
 
@@ -36,45 +48,6 @@ def doc(live: Live) -> dict[str, Any]:
     assert status == 200 and headers["content-type"].startswith("application/json")
     loaded: dict[str, Any] = json.loads(body)
     return loaded
-
-
-def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
-    # Refs like "#/components/schemas/X" resolve against the root, so the components ride along.
-    return Draft202012Validator({**schema, "components": doc["components"]})
-
-
-def _response(doc: dict[str, Any], template: str, method: str, status: int) -> dict[str, Any]:
-    responses = doc["paths"][template][method.lower()]["responses"]
-    assert str(status) in responses, f"{method} {template} answered {status}, not in {sorted(responses)}"
-    response: dict[str, Any] = responses[str(status)]
-    if "$ref" in response:
-        response = doc["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
-    return response
-
-
-def check(doc: dict[str, Any], template: str, method: str, answer: tuple[int, dict[str, str], bytes]) -> None:
-    """The answer's status, content type, headers and body are what the document says."""
-    status, headers, body = answer
-    response = _response(doc, template, method, status)
-    media = headers.get("content-type", "").split(";")[0].strip()
-    content = response.get("content", {})
-    assert media in content, f"{method} {template} {status}: {media!r} is not one of {sorted(content)}"
-    documented = response.get("headers", {})
-    for name, spec in documented.items():
-        if spec.get("required"):
-            assert name in headers, f"{method} {template} {status}: header {name} is missing"
-    for name in headers:
-        if name.startswith("x-thrifty-"):
-            assert name in documented, f"{method} {template} {status}: header {name} is not in the document"
-    if media == "application/json":
-        errors = sorted(_validator(doc, content[media]["schema"]).iter_errors(json.loads(body)), key=str)
-        assert not errors, f"{method} {template} {status}: {errors[0].message} at {list(errors[0].path)}"
-    elif media == "text/event-stream":
-        events = [line[6:] for line in body.decode().split("\n\n") if line.startswith("data: ")]
-        assert events and events[-1] == "[DONE]"
-        event_schema = _validator(doc, content[media]["x-thrifty-event-schema"])
-        for event in events[:-1]:
-            event_schema.validate(json.loads(event))
 
 
 @dataclass(frozen=True)
@@ -177,23 +150,23 @@ PENDING = {  # probes that fail until others' work on issue 11 lands; remove the
 def test_real_answers_match_the_document(live: Live, doc: dict[str, Any], probe: Probe) -> None:
     answer = send(live, probe, key=probe.key)
     assert answer[0] == probe.expect, answer[2][:300]
-    check(doc, probe.template, probe.method, answer)
+    check_answer(doc, probe.template, probe.method, answer)
 
 
 def test_file_upload_and_batch_cancel_match_the_document(live: Live, doc: dict[str, Any]) -> None:
     line = {"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", "body": MUTE}
     file_id = upload(live.url, json.dumps(line).encode() + b"\n")
-    check(doc, "/v1/files/{file_id}", "GET", call(live.url, "GET", f"/v1/files/{file_id}"))
+    check_answer(doc, "/v1/files/{file_id}", "GET", call(live.url, "GET", f"/v1/files/{file_id}"))
     created = call(live.url, "POST", "/v1/batches", {"input_file_id": file_id, "endpoint": "/v1/chat/completions"})
-    check(doc, "/v1/batches", "POST", created)
+    check_answer(doc, "/v1/batches", "POST", created)
     batch_id = json.loads(created[2])["id"]
     cancelled = call(live.url, "POST", f"/v1/batches/{batch_id}/cancel")
     assert cancelled[0] in (200, 409)  # the one-line batch may already be done
-    check(doc, "/v1/batches/{batch_id}/cancel", "POST", cancelled)
+    check_answer(doc, "/v1/batches/{batch_id}/cancel", "POST", cancelled)
     bad = call(live.url, "POST", "/v1/files", raw=b"purpose=fine-tune",
                headers={"content-type": "application/x-www-form-urlencoded"})
     assert bad[0] == 400
-    check(doc, "/v1/files", "POST", bad)
+    check_answer(doc, "/v1/files", "POST", bad)
 
 
 def test_a_malformed_multipart_upload_is_a_documented_400_naming_the_file(live: Live, doc: dict[str, Any]) -> None:
@@ -201,12 +174,12 @@ def test_a_malformed_multipart_upload_is_a_documented_400_naming_the_file(live: 
     answer = call(live.url, "POST", "/v1/files", raw=b"--b\r\n[]--b--\r\n",
                   headers={"content-type": "multipart/form-data; boundary=b"})
     assert answer[0] == 400
-    check(doc, "/v1/files", "POST", answer)
+    check_answer(doc, "/v1/files", "POST", answer)
     assert json.loads(answer[2])["error"]["param"] == "file"
 
 
 def test_a_wrong_method_and_an_unknown_path_get_the_documented_error(live: Live, doc: dict[str, Any]) -> None:
-    error = _validator(doc, {"$ref": "#/components/schemas/Error"})
+    error = validator(doc, {"$ref": "#/components/schemas/Error"})
     for method, path, status in (("DELETE", "/v1/models", 405), ("GET", "/v1/nothing-here", 404)):
         got, _, body = call(live.url, method, path)
         assert got == status
@@ -326,7 +299,7 @@ def test_every_operation_that_documents_a_key_refuses_a_request_without_one(
                  upload_form)
     answer = send(live, probe, key=None)
     assert answer[0] == 401, answer[2][:200]
-    check(doc, template, method, answer)
+    check_answer(doc, template, method, answer)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11 row 10: /v1/embeddings does not yet cap inputs "
@@ -335,7 +308,7 @@ def test_embeddings_over_the_documented_input_count_are_refused(live: Live, doc:
     limit = doc["components"]["schemas"]["EmbeddingRequest"]["properties"]["input"]["anyOf"][1]["maxItems"]
     answer = call(live.url, "POST", "/v1/embeddings", {"model": MODEL, "input": ["a"] * (limit + 1)})
     assert answer[0] == 400
-    check(doc, "/v1/embeddings", "POST", answer)
+    check_answer(doc, "/v1/embeddings", "POST", answer)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11 row 9: a message 'role' given as an object is a 500 "
@@ -344,7 +317,7 @@ def test_a_role_given_as_an_object_is_a_documented_400(live: Live, doc: dict[str
     answer = call(live.url, "POST", "/v1/chat/completions",
                   {"model": MODEL, "messages": [{"role": {"x": 1}, "content": "hi"}]})
     assert answer[0] == 400 and json.loads(answer[2])["error"]["param"] == "messages[0].role"
-    check(doc, "/v1/chat/completions", "POST", answer)
+    check_answer(doc, "/v1/chat/completions", "POST", answer)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11 row 5: max_body_bytes is not applied to /v1/feedback yet")
@@ -352,7 +325,7 @@ def test_an_oversized_feedback_body_is_a_documented_413(live: Live, doc: dict[st
     answer = call(live.url, "POST", "/v1/feedback",
                   {"response_id": live.known["response_id"], "rating": 3, "pad": "x" * 70_000})
     assert answer[0] == 413
-    check(doc, "/v1/feedback", "POST", answer)
+    check_answer(doc, "/v1/feedback", "POST", answer)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11 row 9: a lone surrogate in feedback is a 500 (SQLite cannot "
@@ -362,7 +335,7 @@ def test_a_lone_surrogate_in_feedback_is_not_a_5xx(live: Live, doc: dict[str, An
         body = {"response_id": live.known["response_id"], "rating": 3, field: "\ud800"}
         answer = call(live.url, "POST", "/v1/feedback", raw=json.dumps(body).encode())
         assert answer[0] < 500, (field, answer[2][:200])
-        check(doc, "/v1/feedback", "POST", answer)
+        check_answer(doc, "/v1/feedback", "POST", answer)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11 row 9: feedback nested 5,000 deep is a 500 (json.loads "
@@ -371,7 +344,7 @@ def test_feedback_nested_past_the_depth_limit_is_a_documented_400(live: Live, do
     raw = b'{"rating": 3, "response_id": "' + live.known["response_id"].encode() + b'", "pad": '
     answer = call(live.url, "POST", "/v1/feedback", raw=raw + b"[" * 5000 + b"]" * 5000 + b"}")
     assert answer[0] == 400, answer[2][:200]
-    check(doc, "/v1/feedback", "POST", answer)
+    check_answer(doc, "/v1/feedback", "POST", answer)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11 rows 2 and 9: batch metadata nested 300 deep is a 500 "
@@ -383,4 +356,4 @@ def test_batch_metadata_nested_past_the_depth_limit_is_a_documented_400(live: Li
     body = {"input_file_id": live.known["file_id"], "endpoint": "/v1/chat/completions", "metadata": {"k": deep}}
     answer = call(live.url, "POST", "/v1/batches", body)
     assert answer[0] == 400, answer[2][:200]
-    check(doc, "/v1/batches", "POST", answer)
+    check_answer(doc, "/v1/batches", "POST", answer)
