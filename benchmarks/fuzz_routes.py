@@ -10,7 +10,8 @@ nesting, 2**64...) in each field of a valid body, one at a time, plus a 5,000-de
 
 For each, prints the cases by status and by route, then every 5xx grouped by its cause (the
 exception the server logged, where it was raised) with the shortest request that caused it, and
-every 4xx that is not OpenAI's error JSON with a message. Exits 1 if there was any.
+every 4xx that is not OpenAI's error JSON with a message, and every answer the document does not allow
+(status, content type, x-thrifty-* headers, body). Exits 1 if there was any.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/fuzz_routes.py [--cases 10000] [--seed 1]
 """
@@ -36,7 +37,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.server.fuzzing import Outcome, call, fuzz, live_gateway, operations, slots, type_confusion
+from tests.server.fuzzing import (
+    Outcome,
+    call,
+    check_answer,
+    fuzz,
+    live_gateway,
+    operations,
+    slots,
+    type_confusion,
+)
 
 
 class Captured(logging.Handler):
@@ -66,8 +76,16 @@ class Tally:
     by_route: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     causes: dict[str, list[Outcome]] = field(default_factory=lambda: defaultdict(list))
     unnamed: list[Outcome] = field(default_factory=list)
+    off_document: list[str] = field(default_factory=list)
+    doc: dict[str, Any] = field(default_factory=dict)
 
     def add(self, outcome: Outcome, logged: list[str]) -> None:
+        if self.doc and outcome.status < 500:
+            method, template = outcome.operation.split(" ", 1)
+            try:
+                check_answer(self.doc, template, method, (outcome.status, outcome.headers, outcome.body))
+            except (AssertionError, ValueError) as exc:
+                self.off_document.append(f"{str(exc)[:200]}  `{outcome.curl[:300]}`")
         self.by_status[outcome.status] += 1
         self.by_route[outcome.operation][outcome.status] += 1
         if outcome.status >= 500 and outcome.problem() is not None:
@@ -138,6 +156,8 @@ def report(tally: Tally, seconds: float, minimal: dict[str, str | None]) -> str:
     lines += ["", f"4xx without a named OpenAI error: {len(tally.unnamed)}"]
     for outcome in tally.unnamed[:20]:
         lines.append(f"- {outcome.operation} {outcome.status}: {outcome.problem()}  `{outcome.curl[:300]}`")
+    lines += ["", f"answers (below 500) off the document: {len(tally.off_document)}"]
+    lines += [f"- {line}" for line in tally.off_document[:20]]
     return "\n".join(lines)
 
 
@@ -156,7 +176,6 @@ def main() -> int:
         logging.getLogger(name).addHandler(captured)
     logging.getLogger("thrifty").propagate = False  # the tally reports them; keep the output readable
     logging.getLogger("python_multipart").setLevel(logging.ERROR)  # a warning per malformed upload
-    tally = Tally()
     print(f"machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}; "
           f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
@@ -164,6 +183,7 @@ def main() -> int:
         from tests.server.fuzzing import load_schema
 
         doc = load_schema(live.url).raw_schema
+        tally = Tally(doc=doc)
         modes = sum(2 if (op := doc["paths"][path][method.lower()]).get("requestBody") or op.get("parameters")
                     else 1 for method, path in operations(doc))
         examples = max(1, math.ceil(args.cases / modes))
@@ -175,13 +195,13 @@ def main() -> int:
         seconds = time.perf_counter() - started
         print("\n## schemathesis, from /openapi.json\n")
         print(report(tally, seconds, _minimal(live.url, tally, captured)), flush=True)
-        sweep = Tally()
+        sweep = Tally(doc=doc)
         started = time.perf_counter()
         type_confusion(live, lambda o: sweep.add(o, captured.take()))
         seconds = time.perf_counter() - started
         print("\n## type confusion: each wrong kind of value in each field of a valid body\n")
         print(report(sweep, seconds, _minimal(live.url, sweep, captured)))
-    failed = tally.causes or tally.unnamed or sweep.causes or sweep.unnamed
+    failed = [t for t in (tally, sweep) if t.causes or t.unnamed or t.off_document]
     return 1 if failed else 0
 
 
