@@ -1,6 +1,6 @@
 """Makespan of tool plans: sequential vs level-by-level vs thrifty's dataflow executor.
 
-    .venv/bin/python benchmarks/agent_schedule.py            # ~2 min, updates docs/bench/agent.md
+    .venv/bin/python benchmarks/agent_schedule.py            # ~5 min, updates docs/bench/agent.md
     .venv/bin/python benchmarks/agent_schedule.py --quick    # smoke run, writes nothing
 
 Simulated tools sleep for a pre-drawn latency (distributions in agent_graphs.py),
@@ -8,7 +8,9 @@ so every executor faces the same work. Each run's lower bound is
 max(critical path, total work / cap) computed from the latencies the tools
 actually slept in that run (asyncio timers overshoot by up to ~1 ms; using the
 measured durations keeps that out of the scheduler's account). Also measures
-the executor's own per-task cost with zero-latency tools.
+the executor's own per-task cost with zero-latency tools, and (agent_scale.py)
+compares it with the previous executor in the same run: cost per task at 250 to
+4,000 tasks, and fork-join plans under a cap with per-tool and per-call estimates.
 """
 
 from __future__ import annotations
@@ -311,6 +313,10 @@ async def main() -> None:
             f"(bare asyncio create_task+await: {z['bare_us']:.1f} µs wall / {z['bare_cpu_us']:.1f} µs CPU) "
             f"-> {'HIT' if z['total_cpu_us'] <= 100 else 'MISS'} (target <= 100 µs)"
         )
+    if "--quick" not in sys.argv:
+        import agent_scale
+
+        lines += ["", *agent_scale.compare()]
     print("\n".join(lines))
     if "--quick" in sys.argv:
         return

@@ -112,10 +112,10 @@ def embed_all(texts: list[str]) -> np.ndarray:
         known = dict(zip(saved["texts"].tolist(), saved["vectors"], strict=True))
     missing = [t for t in texts if t not in known]
     if missing:
-        from thrifty.embeddings import get_embedder
+        from thrifty.embeddings import Embedder
 
         start = time.perf_counter()
-        fresh = get_embedder().embed(missing)
+        fresh = Embedder().embed(missing)
         seconds = time.perf_counter() - start
         print(f"embedded {len(missing)} texts in {seconds:.1f}s ({len(missing) / seconds:.0f} texts/s)", flush=True)
         known.update(zip(missing, fresh, strict=True))

@@ -199,9 +199,9 @@ def semantic(n: int, hnsw_after: int, queries: int = 1000) -> dict[str, float]:
 
 
 def embed_latency(n: int = 200) -> dict[str, float]:
-    from thrifty.embeddings import get_embedder
+    from thrifty.embeddings import Embedder
 
-    embedder = get_embedder()
+    embedder = Embedder()
     embedder.embed(["warm up"])
     times = []
     for i in range(n):

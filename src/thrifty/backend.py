@@ -6,6 +6,12 @@ so does every capability (retry, breaker, balancer, cache, router, cascade,
 metrics), each as a :class:`Wrapper` around one backend or a choice among
 several. ``thrifty.compose`` stacks them from config in one readable place.
 
+Every backend names the backends it calls, ``children()``: a wrapper its
+``inner``, a choice its candidates, a provider none, a gateway the backends it
+serves. The optional abilities a layer may have are small protocols with one
+name each, found with ``isinstance`` over a walk of ``children()``:
+:class:`ReportsStatus`, :class:`Purges`, :class:`Embeds`, :class:`TakesFeedback`.
+
 Stream contract: ``stream()`` yields OpenAI ``chat.completion.chunk`` dicts and
 always ends with one usage chunk (``choices == []`` and ``usage`` filled). The
 server forwards that last chunk only when the client asked for
@@ -15,7 +21,7 @@ server forwards that last chunk only when the client asked for
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .types import ChatRequest, ChatResponse, Chunk
 
@@ -34,6 +40,37 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release everything; called once at shutdown."""
+
+    def children(self) -> Sequence[Backend]:
+        """The backends this one calls (none for a provider)."""
+
+
+@runtime_checkable
+class ReportsStatus(Protocol):
+    """A layer with live state to show (breakers, queues, cache and router counters)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Purges(Protocol):
+    """A layer that keeps answers and can forget a namespace of them."""
+
+    async def purge(self, namespace: str) -> int: ...
+
+
+@runtime_checkable
+class Embeds(Protocol):
+    """A layer that can turn texts into vectors: ``(vectors, tokens used)``."""
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
+
+
+@runtime_checkable
+class TakesFeedback(Protocol):
+    """A layer that learns from a client's 1-5 rating of a request it served."""
+
+    def on_feedback(self, request_id: str, rating: int) -> None: ...
 
 
 class Wrapper:
@@ -58,6 +95,9 @@ class Wrapper:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def children(self) -> Sequence[Backend]:
+        return (self.inner,)
+
 
 class Choice:
     """A backend that picks among several (balancer, router, fallback)."""
@@ -73,6 +113,9 @@ class Choice:
     async def aclose(self) -> None:
         for backend in self.backends:
             await backend.aclose()
+
+    def children(self) -> Sequence[Backend]:
+        return self.backends
 
 
 class Shared(Wrapper):

@@ -1,5 +1,11 @@
 """Where the onion is assembled: config in, one backend per servable model name out.
 
+First the resources the layers share, owned by the :class:`Stack` (started
+before the layers, closed after them)::
+
+    the embedding model (semantic cache, learned router, /v1/embeddings)   thrifty.embeddings
+    the cache store of every caching group                                  thrifty.cache.build_store
+
 For each model group, from the inside out::
 
     provider per deployment        thrifty.providers.build
@@ -15,23 +21,52 @@ A new capability is a new wrapper added here, not an ``if`` somewhere else.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backend import Backend, Shared
+from .backend import Backend, Purges, ReportsStatus, Shared, TakesFeedback
 from .config import Config
 
 if TYPE_CHECKING:
+    from .cache.store import CacheStore
+    from .embeddings import EmbeddingModel
     from .observe import Observer
 
 
+def _embedding_model() -> EmbeddingModel:
+    from .embeddings import EmbeddingModel
+
+    return EmbeddingModel()
+
 @dataclass
 class Stack:
-    """The composed backends by model name, and the groups that own resources."""
+    """The composed backends by model name, and what they share.
+
+    The stack owns the resources its layers share: the cache store and the
+    embedding model. :meth:`start` opens the store before any layer starts;
+    :meth:`aclose` closes the layers first, then the store, then drops the model.
+    """
 
     backends: dict[str, Backend]
     owned: list[Backend] = field(default_factory=list)
+    cache_store: CacheStore | None = None
+    embedder: EmbeddingModel = field(default_factory=_embedding_model)
+
+    async def start(self) -> None:
+        if self.cache_store is not None:
+            await self.cache_store.start()
+        await asyncio.gather(*(b.start() for b in self.unique()))
+
+    async def aclose(self) -> None:
+        try:
+            for backend in self.unique():
+                await backend.aclose()
+        finally:
+            if self.cache_store is not None:
+                await self.cache_store.stop()
+            self.embedder.close()
 
     def unique(self) -> list[Backend]:
         """The backends to start and close, each once."""
@@ -40,54 +75,72 @@ class Stack:
             seen.setdefault(id(backend), backend)
         return list(seen.values())
 
-    def walk(self) -> Iterator[Any]:
+    def walk(self) -> Iterator[Backend]:
         """Every layer of every stack, each once."""
         return self.walk_from(*self.backends.values())
 
     @staticmethod
-    def walk_from(*tops: Any) -> Iterator[Any]:
-        """Every layer below ``tops`` (themselves included), each once."""
+    def walk_from(*tops: Backend) -> Iterator[Backend]:
+        """Every layer below ``tops`` (themselves included), each once, following ``children()``."""
         seen: set[int] = set()
-        todo: list[Any] = list(reversed(tops))
+        todo: list[Backend] = list(reversed(tops))
         while todo:
             layer = todo.pop()
             if id(layer) in seen:
                 continue
             seen.add(id(layer))
             yield layer
-            todo.extend(reversed(getattr(layer, "backends", None) or ()))
-            inner = getattr(layer, "inner", None)
-            if inner is not None:
-                todo.append(inner)
+            todo.extend(reversed(layer.children()))
+
+    @staticmethod
+    def layers(*tops: Backend) -> Iterator[Backend]:
+        """The layers below ``tops`` whose abilities speak for themselves alone.
+
+        A gateway nested in another is a container, not a layer: its own ``status``
+        and ``embed`` speak for the whole of it, so the walk asks its layers instead.
+        """
+        from .gateway import Gateway
+
+        for layer in Stack.walk_from(*tops):
+            if not isinstance(layer, Gateway):
+                yield layer
 
     def reporters(self) -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
         """``(name, report)`` for each layer with live state (breakers, queues, caches, routers)."""
-        for layer in self.walk():
-            report = getattr(layer, "status", None) or getattr(layer, "stats", None)
-            if callable(report):
-                yield f"{type(layer).__name__}:{layer.name}", report
+        for layer in self.layers(*self.backends.values()):
+            if isinstance(layer, ReportsStatus):
+                yield f"{type(layer).__name__}:{layer.name}", layer.status
+
+    async def purge(self, namespace: str) -> int:
+        """Forget ``namespace`` in every layer that keeps answers; how many went."""
+        removed = 0
+        for layer in self.layers(*self.backends.values()):
+            if isinstance(layer, Purges):
+                removed += await layer.purge(namespace)
+        return removed
 
     def attach(self, observer: Observer) -> None:
         """Let the observer read each layer's live state and feed routers ratings."""
         for name, report in self.reporters():
             observer.add_gauge_source(name, report)
-        for layer in self.walk():
-            on_feedback = getattr(layer, "on_feedback", None)
-            if callable(on_feedback):
-                observer.add_feedback_listener(on_feedback)
+        for layer in self.layers(*self.backends.values()):
+            if isinstance(layer, TakesFeedback):
+                observer.add_feedback_listener(layer.on_feedback)
 
 
 def build(config: Config) -> Stack:
     from . import providers
     from .balance import build_fallbacks, build_group
-    from .cache import wrap_cache
+    from .cache import build_store, wrap_cache
     from .routing import build_routers
 
+    embedder = _embedding_model()
+    store = build_store(config, embedder.embed)
     groups: dict[str, Backend] = {}
     for group in config.models:
         deployments = [providers.build(dep) for dep in group.deployments]
         backend = build_group(group, deployments, config)
-        groups[group.name] = wrap_cache(backend, group, config)
+        groups[group.name] = wrap_cache(backend, group, config, store)
 
     shared: dict[str, Backend] = {name: Shared(b) for name, b in groups.items()}
     chains = {
@@ -96,6 +149,7 @@ def build(config: Config) -> Stack:
         if chain is not shared.get(name)  # groups without fallbacks come back as they went in
     }
     served: dict[str, Backend] = {**groups, **chains}
-    routers = build_routers(config, {**shared, **{n: Shared(b) for n, b in chains.items()}})
+    routers = build_routers(config, {**shared, **{n: Shared(b) for n, b in chains.items()}}, embedder.embed)
     served.update(routers)
-    return Stack(backends=served, owned=[*groups.values(), *chains.values(), *routers.values()])
+    owned = [*groups.values(), *chains.values(), *routers.values()]
+    return Stack(backends=served, owned=owned, cache_store=store, embedder=embedder)

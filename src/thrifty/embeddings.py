@@ -7,14 +7,16 @@ Text is tokenized with ``tokenizers``, the weights are read with
 followed by mean pooling and L2 normalisation -- the same pipeline
 sentence-transformers runs for this model.
 
-Nothing is imported or loaded until :func:`get_embedder` is first called.
+Nothing is imported or loaded until an :class:`EmbeddingModel` is first used.
+Whoever needs the model owns one: ``thrifty.compose`` builds one per stack and
+hands it to the semantic cache, the learned router and ``/v1/embeddings``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,16 +186,32 @@ class Embedder:
         return out
 
 
-_lock = threading.Lock()
-_embedder: Embedder | None = None
+class EmbeddingModel:
+    """One owner's embedder: loaded on first use, once even when threads race; dropped on close.
 
+    Building one costs nothing; the weights load on the first :meth:`embed`
+    (or :meth:`get`), which callers run off the event loop.
+    """
 
-def get_embedder() -> Embedder:
-    """The process-wide embedder, loaded on first use (thread-safe)."""
-    global _embedder
-    if _embedder is None:
-        with _lock:
-            if _embedder is None:
-                _embedder = Embedder()
-    return _embedder
+    dim = Embedder.dim
+
+    def __init__(self, load: Callable[[], Embedder] = Embedder) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._model: Embedder | None = None
+
+    def get(self) -> Embedder:
+        model = self._model
+        if model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+                model = self._model
+        return model
+
+    def embed(self, texts: Sequence[str]) -> Array:
+        return self.get().embed(texts)
+
+    def close(self) -> None:
+        self._model = None
 

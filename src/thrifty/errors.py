@@ -1,9 +1,12 @@
 """One error tree for the whole of thrifty.
 
 Every error a caller can see is a :class:`ThriftyError`. Each class knows the
-HTTP status it maps to, the OpenAI error ``type`` it reports, and whether a
-retry against another (or the same) deployment could succeed. The server maps
-any of them to OpenAI's error JSON in one place (``thrifty.server.app``).
+HTTP status it maps to, the OpenAI error ``type`` it reports, whether a retry
+against another (or the same) deployment could succeed (``retryable``), and
+whether it is the deployment's fault (``deployment_fault``): only those count
+against a deployment's circuit breaker and health. A request thrifty could not
+build, a client's deadline running out or a rate limit never does. The server
+maps any of them to OpenAI's error JSON in one place (``thrifty.server.app``).
 
     ThriftyError
     ├── ConfigError                     startup only, never sent to a client
@@ -14,12 +17,13 @@ any of them to OpenAI's error JSON in one place (``thrifty.server.app``).
     ├── NotFound                  404   unknown model, batch, response id
     ├── PayloadTooLarge           413
     ├── RateLimited               429   carries retry_after seconds  (retryable)
-    ├── Overloaded                429   admission queue full          (retryable)
+    │   └── Overloaded            429   admission queue full          (retryable)
+    ├── RequestTimeout            504   the request's own deadline passed
     ├── StorageUnavailable        503   a store (batches, ledger, cache) cannot open now
-    └── UpstreamError             502   the model's server failed      (retryable)
-        ├── UpstreamStatusError   5xx/4xx answered by the upstream
-        ├── UpstreamConnectionError 502 refused, reset, DNS            (retryable)
-        ├── UpstreamTimeout       504                                  (retryable)
+    └── UpstreamError             502   the model's server failed      (retryable, fault)
+        ├── UpstreamStatusError   5xx/4xx answered by the upstream     (fault for 5xx/408/401/403)
+        ├── UpstreamConnectionError 502 refused, reset, DNS            (retryable, fault)
+        ├── UpstreamTimeout       504   the deployment's own timeout   (retryable, fault)
         └── NoDeploymentAvailable 503  all deployments down/open       (retryable)
 
 Foreign exceptions (aiohttp, llama.cpp, sqlite) are translated by type at the
@@ -36,6 +40,9 @@ class ThriftyError(Exception):
     type: str = "server_error"
     code: str | None = None
     retryable: bool = False
+    # The deployment did something wrong (failed, hung, refused our credentials):
+    # counts against its breaker and health. Never true for a client's mistake.
+    deployment_fault: bool = False
 
     def __init__(
         self,
@@ -126,10 +133,20 @@ class Overloaded(RateLimited):
     code = "overloaded"
 
 
+class RequestTimeout(ThriftyError):
+    """One request's overall deadline (``server.request_timeout`` or the client's
+    ``timeout`` option) ran out, across every retry, hedge and fallback."""
+
+    status = 504
+    type = "timeout_error"
+    code = "request_timeout"
+
+
 class UpstreamError(ThriftyError):
     status = 502
     type = "upstream_error"
     retryable = True
+    deployment_fault = True
 
 
 class UpstreamStatusError(UpstreamError):
@@ -139,6 +156,7 @@ class UpstreamStatusError(UpstreamError):
         super().__init__(message, **kw)
         self.upstream_status = upstream_status
         self.retryable = upstream_status >= 500 or upstream_status == 408
+        self.deployment_fault = self.retryable
         if upstream_status in (401, 403):
             # thrifty's own credentials for the upstream were refused: the
             # client's key is fine, so this is a gateway failure, not a 401.
@@ -146,6 +164,7 @@ class UpstreamStatusError(UpstreamError):
             self.status = 502
             self.code = "upstream_auth_failed"
             self.retryable = True
+            self.deployment_fault = True
         elif 400 <= upstream_status < 500 and upstream_status != 408:
             # The request itself was refused: report it as the client's error.
             self.status = upstream_status
@@ -163,8 +182,11 @@ class UpstreamTimeout(UpstreamError):
 
 
 class NoDeploymentAvailable(UpstreamError):
+    """Raised by thrifty itself before any upstream was asked: nobody's fault."""
+
     status = 503
     code = "no_deployment_available"
+    deployment_fault = False
 
 
 class StorageUnavailable(ThriftyError):

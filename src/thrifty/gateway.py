@@ -21,15 +21,20 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backend import Backend
+from .backend import Backend, Embeds
 from .config import Config, default_config, load_config
+from .deadline import Deadline
 from .errors import InvalidRequest, NotFound, ThriftyError
-from .types import ChatRequest, ChatResponse, Chunk, Message, Usage
+from .types import ChatRequest, ChatResponse, Chunk, Message, Usage, trace_notes
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .embeddings import EmbeddingModel
     from .observe import Observer
     from .observe.events import RequestEvent
     from .storage import Degradable
+    from .tenancy.service import Tenancy
 
 T = TypeVar("T")
 log = logging.getLogger("thrifty.gateway")
@@ -66,6 +71,14 @@ class Gateway:
         self._sync: _LoopThread | None = None
         self._key_hashes: dict[str, str] = {}
         self._watched: list[Degradable] = []
+        # Teams, virtual keys, budgets and limits: whenever the gateway has keys at all.
+        self.tenancy: Tenancy | None = None
+        if self.config.server.keys_required or "tenancy" in self.config.sections:
+            from .tenancy.settings import build_tenancy
+
+            self.tenancy = build_tenancy(self.config)
+        self._settling: set[asyncio.Task[None]] = set()
+        self._rates: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kw: Any) -> Gateway:
@@ -90,7 +103,7 @@ class Gateway:
     async def _start(self) -> None:
         if self.observer is not None:
             await self.observer.start()
-        await asyncio.gather(*(b.start() for b in self.stack.unique()))
+        await self.stack.start()
         self._ready = True
         if self.observer is not None:
             self.observer.mark_ready()
@@ -105,8 +118,14 @@ class Gateway:
 
     async def _close_backends(self) -> None:
         self._ready = False
-        for backend in self.stack.unique():
-            await backend.aclose()
+        await self.stack.aclose()
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        if self.tenancy is not None:
+            await self.tenancy.aclose()
+        pool: ThreadPoolExecutor | None = getattr(self, "_cpu_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def watch(self, part: Degradable) -> None:
         """Include ``part`` (built beside the gateway, e.g. the server's batch store) in :meth:`degraded`."""
@@ -146,16 +165,27 @@ class Gateway:
         return backend
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        backend = self.resolve(request.model)
-        if not self._ready:
-            await self.start()
+        """Answer ``request`` within its deadline; every outcome leaves one ledger row."""
         try:
-            response = await backend.complete(request)
+            backend = self.resolve(request.model)
+            deadline = Deadline.for_request(self.config.server.request_timeout, request.options)
+            try:
+                if request.trace.principal is not None:
+                    await self._admit(request)
+                if not self._ready:
+                    await deadline.run(self.start())
+                response = await deadline.run(backend.complete(request))
+            finally:
+                deadline.close()
         except ThriftyError as exc:
+            _scrub(exc, self.config)
             self._record(request, status=exc.status, error=exc.type)
             raise
         except asyncio.CancelledError:
             self._record(request, status=499, error="client_closed")
+            raise
+        except Exception:
+            self._record(request, status=500, error="server_error")
             raise
         body = response.body
         body["id"] = request.trace.request_id
@@ -165,46 +195,88 @@ class Gateway:
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        backend = self.resolve(request.model)
-        if not self._ready:
-            await self.start()
-        usage = Usage()
+        """The answer's chunks within the request's deadline; one ledger row however it ends.
+
+        A stream the client leaves early is recorded with the completion tokens
+        it was sent: the upstream's count when its usage arrived, else an
+        estimate from the text delivered (noted ``usage: estimated``).
+        """
+        from .providers.openai import output_text
+
+        usage: Usage | None = None
+        first, sent = True, 0  # characters of generated text handed to the caller
         status, error = 200, None
-        first = True
+        deadline: Deadline | None = None
         try:
-            async for chunk in backend.stream(request):
-                if first:
-                    first = False
-                    request.trace.ttft_s = time.perf_counter() - request.trace.started
-                chunk["id"] = request.trace.request_id
-                if chunk.get("usage"):
-                    usage = Usage.from_json(chunk["usage"])
-                yield chunk
+            backend = self.resolve(request.model)
+            deadline = Deadline.for_request(self.config.server.request_timeout, request.options)
+            if request.trace.principal is not None:
+                await self._admit(request)
+            if not self._ready:
+                await deadline.run(self.start())
+            chunks = backend.stream(request).__aiter__()
+            try:
+                while True:
+                    try:
+                        chunk = await deadline.run(anext(chunks))
+                    except StopAsyncIteration:
+                        break
+                    if first:
+                        first = False
+                        request.trace.ttft_s = time.perf_counter() - request.trace.started
+                    chunk["id"] = request.trace.request_id
+                    if chunk.get("usage"):
+                        usage = Usage.from_json(chunk["usage"])
+                    for choice in chunk.get("choices") or ():
+                        sent += len(output_text(choice.get("delta") or {}))
+                    yield chunk
+            finally:
+                closer = getattr(chunks, "aclose", None)
+                if closer is not None:
+                    await closer()
         except ThriftyError as exc:
+            _scrub(exc, self.config)
             status, error = exc.status, exc.type
             raise
         except (asyncio.CancelledError, GeneratorExit):
             status, error = 499, "client_closed"
             raise
+        except Exception:
+            status, error = 500, "server_error"
+            raise
         finally:
+            if deadline is not None:
+                deadline.close()
+            if usage is None and not first:
+                usage = _delivered_usage(request, sent)
             self._record(request, usage=usage, status=status, error=error)
 
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
         """Embeddings from a configured model that has them, or the embedded MiniLM."""
         if model in self.backends:
-            for layer in self.stack.walk_from(self.backends[model]):
-                embed = getattr(layer, "embed", None)
-                if callable(embed):
-                    result: tuple[list[list[float]], int] = await embed(texts)
-                    return result
+            for layer in self.stack.layers(self.backends[model]):
+                if isinstance(layer, Embeds):
+                    return await layer.embed(texts)
             raise InvalidRequest(f"The model '{model}' does not serve embeddings.", param="model")
         if model in LOCAL_EMBEDDING_MODELS:
-            return await asyncio.to_thread(_local_embed, texts)
+            # CPU-bound: on a pool of its own (server.cpu_workers threads), never asyncio's
+            # default executor, which /metrics and file work share.
+            pool: ThreadPoolExecutor | None = getattr(self, "_cpu_pool", None)
+            if pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                workers = self.config.server.cpu_workers
+                pool = self._cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="thrifty-cpu")
+            return await asyncio.get_running_loop().run_in_executor(pool, _local_embed, self.stack.embedder, texts)
         raise NotFound(
             f"The embedding model '{model}' does not exist; try 'all-minilm-l6-v2'.",
             param="model",
             code="model_not_found",
         )
+
+    def children(self) -> list[Backend]:
+        """The backends this gateway serves (each once), so a gateway can sit inside another."""
+        return self.stack.unique()
 
     def status(self) -> dict[str, Any]:
         """Live state of every layer that reports one: breakers, queues, caches, routers."""
@@ -296,9 +368,40 @@ class Gateway:
         status: int = 200,
         error: str | None = None,
     ) -> None:
+        ticket = request.trace.ticket
+        if ticket is not None and self.tenancy is not None:
+            self._settle(ticket, request.trace.deployment, usage or Usage())
         if self.observer is None:
             return
         self.observer.record(self.event(request, usage=usage, status=status, error=error))
+
+    # -- tenancy -------------------------------------------------------------
+
+    async def _admit(self, request: ChatRequest) -> None:
+        """Reserve the request's worst case against its key's and team's limits and budgets."""
+        from .tenancy.service import estimate_prompt_tokens
+
+        assert self.tenancy is not None
+        params = request.params
+        max_tokens = params.get("max_completion_tokens", params.get("max_tokens"))
+        request.trace.ticket = await self.tenancy.admit(
+            request.trace.principal, request.model, estimate_prompt_tokens(request.messages),
+            max_tokens if isinstance(max_tokens, int) else None, request.trace.request_id,
+        )
+
+    def _settle(self, ticket: Any, deployment: str, usage: Usage) -> None:
+        """Turn the reservation into real spend, off the response path."""
+        assert self.tenancy is not None
+        rates = self._rates.get(deployment)
+        if rates is None:
+            from .prices import UNPRICED, lookup
+
+            found = [d for g in self.config.models for d in g.deployments if d.name == deployment]
+            rates = self._rates[deployment] = lookup(found[0]) if found else UNPRICED
+        cost = rates.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+        task = asyncio.ensure_future(self.tenancy.settle(ticket, usage.total_tokens, cost))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     def event(
         self,
@@ -328,19 +431,43 @@ class Gateway:
             ttft_s=trace.ttft_s,
             overhead_s=max(0.0, latency - trace.upstream_s),
             attempts=trace.attempts,
-            api_key=self.key_hash(trace.api_key),
+            api_key=trace.key_id or self.key_hash(trace.api_key),
             tenant=trace.tenant,
-            annotations=dict(trace.annotations),
+            team=(trace.principal.key.team or "") if trace.principal is not None else "",
+            user=trace.user,
+            cache=trace.cache,
+            route=trace.route,
+            fallback=trace.fallback,
+            annotations=trace_notes(trace),
         )
+
+
+def _scrub(exc: ThriftyError, config: Config) -> None:
+    """Last line of defence: no configured upstream key leaves in an error, whatever raised it."""
+    for group in config.models:
+        for deployment in group.deployments:
+            key = deployment.api_key
+            if key and key in exc.message:
+                exc.message = exc.message.replace(key, "[redacted]")
+                exc.args = (exc.message,)
+            if key and exc.code is not None and key in exc.code:
+                exc.code = None
+
+
+def _delivered_usage(request: ChatRequest, chars: int) -> Usage:
+    """Tokens of a stream that ended before its usage arrived, estimated from the text sent."""
+    from .providers.estimate import CHARS_PER_TOKEN, estimate_usage
+
+    request.trace.note("usage", "estimated")
+    usage = estimate_usage(request.messages, "")
+    usage.completion_tokens = -(-chars // CHARS_PER_TOKEN)
+    return usage
 
 
 LOCAL_EMBEDDING_MODELS = ("all-minilm-l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
-def _local_embed(texts: list[str]) -> tuple[list[list[float]], int]:
-    from .embeddings import get_embedder
-
-    embedder = get_embedder()
+def _local_embed(embedder: EmbeddingModel, texts: list[str]) -> tuple[list[list[float]], int]:
     vectors = embedder.embed(texts)
     tokens = sum(len(t.split()) for t in texts)
     return [list(map(float, v)) for v in vectors], tokens
@@ -349,12 +476,15 @@ def _local_embed(texts: list[str]) -> tuple[list[list[float]], int]:
 def _request(
     model: str, messages: str | list[Message], params: dict[str, Any], *, stream: bool
 ) -> ChatRequest:
-    from .validate import chat_request
+    from .validate import chat_request, check_encodable
 
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     body: dict[str, Any] = {"model": model, "messages": messages, **params, "stream": stream}
-    return chat_request(body)
+    request = chat_request(body)
+    # Python values never went through the server's JSON parser: apply its bounds here.
+    check_encodable(body)
+    return request
 
 
 class _LoopThread:

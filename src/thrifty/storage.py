@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -140,13 +140,19 @@ def _connect(path: str, setup: Callable[[sqlite3.Connection], None], timeout: fl
     return db
 
 
-def wal_setup(schema: str) -> Callable[[sqlite3.Connection], None]:
-    """The usual setup: WAL journal, NORMAL sync, ``schema`` created if missing."""
+def wal_setup(
+    schema: str, added: Sequence[tuple[str, str, str]] = ()
+) -> Callable[[sqlite3.Connection], None]:
+    """The usual setup: WAL journal, NORMAL sync, ``schema`` created if missing, and the
+    ``(table, column, definition)`` columns added since a file was first made."""
 
     def setup(db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(schema)
+        for table, column, definition in added:
+            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     return setup
 

@@ -112,6 +112,10 @@ class FakeBackend:
     async def aclose(self) -> None:
         self.closed = True
 
+    def children(self) -> tuple[()]:
+        """A provider calls no other backend."""
+        return ()
+
 
 def chat(text: str, model: str = "fake", **params: object) -> ChatRequest:
     """A one-message request, for tests."""

@@ -79,14 +79,93 @@ class Usage:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CacheOutcome:
+    """What the response cache did for a request."""
+
+    result: str  # "hit" or "miss"
+    level: str = ""  # on a hit: "exact" or "semantic"
+    similarity: float | None = None  # on a semantic hit
+    skipped: str = ""  # why the cache was not read: "sampled", "no-cache"
+    coalesced: bool = False  # answered by an identical request already in flight
+
+    @property
+    def hit(self) -> bool:
+        return self.result == "hit"
+
+
+CACHE_MISS = CacheOutcome("miss")
+CACHE_HIT_EXACT = CacheOutcome("hit", "exact")
+CACHE_SKIPPED_SAMPLED = CacheOutcome("miss", skipped="sampled")
+CACHE_SKIPPED_NO_CACHE = CacheOutcome("miss", skipped="no-cache")
+CACHE_COALESCED = CacheOutcome("hit", "exact", coalesced=True)
+
+
+@dataclass(slots=True)
+class RouteDecision:
+    """The route of one request: the router, its policy, the tier it landed on, and why."""
+
+    router: str
+    policy: str
+    tier: str
+    model: str  # the model group that answered
+    score: float | None = None  # rules: complexity; learned: predicted quality; cascade: answer score
+    escalations: int = 0
+    tried: list[str] = field(default_factory=list)  # cascade: tiers called, in order
+    features: dict[str, float] = field(default_factory=dict)
+    fallback: str | None = None  # why the router fell back to its default, if it did
+    cost_usd: float = 0.0
+    kind: str = ""  # request type, the feedback learner's context
+
+    def header(self) -> str:
+        """The ``x-thrifty-route`` header value."""
+        parts = [f"policy={self.policy}", f"model={self.tier}"]
+        if self.score is not None:
+            parts.append(f"score={self.score:.2f}")
+        parts.append(f"escalations={self.escalations}")
+        if self.fallback:
+            parts.append("fallback=1")
+        return " ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for the ledger row."""
+        return {
+            "router": self.router,
+            "policy": self.policy,
+            "tier": self.tier,
+            "model": self.model,
+            "score": None if self.score is None else round(self.score, 4),
+            "escalations": self.escalations,
+            "tried": list(self.tried),
+            "features": {k: round(v, 4) for k, v in self.features.items()},
+            "fallback": self.fallback,
+            "cost_usd": self.cost_usd,
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackTaken:
+    """A fallback chain sent the request on from ``source`` to ``target`` after ``reason``."""
+
+    source: str
+    target: str
+    reason: str  # the error class that made it fall back
+
+
 @dataclass(slots=True)
 class Trace:
     """What the layers learn about one request on its way through.
 
-    Wrappers write here (which deployment answered, the route, the cache
-    outcome); the server turns it into ``x-thrifty-*`` headers and the ledger
-    row. ``upstream_s`` accumulates time spent waiting on upstreams so the
-    gateway's own overhead is ``total - upstream_s``.
+    Each layer sets the typed fields it knows (the provider ``deployment`` and
+    ``usage_estimated``, the balancer ``attempts``, ``hedged`` and
+    ``retry_budget_exhausted``, the cache ``cache``, the router ``route`` and
+    ``route_fallback``, a fallback chain ``fallback``); the observer reads them
+    as they are, and :func:`trace_notes` renders them once into the
+    ``x-thrifty-*`` header values and the ledger's notes. ``extra`` holds
+    free-form notes of layers outside the serving stack (the agent), shown as
+    headers only. ``upstream_s`` accumulates time spent waiting on upstreams
+    so the gateway's own overhead is ``total - upstream_s``.
     """
 
     request_id: str = field(default_factory=new_request_id)
@@ -95,12 +174,78 @@ class Trace:
     upstream_s: float = 0.0
     ttft_s: float | None = None
     attempts: int = 0
-    annotations: dict[str, str] = field(default_factory=dict)
     tenant: str = ""
     api_key: str = ""
+    key_id: str = ""  # the caller's public key id: the ledger's and the stores' owner
+    user: str = ""  # the end user the client named in the body's ``user`` field
+    principal: Any = None  # a virtual key's tenancy.Principal: budgets, limits, team
+    ticket: Any = None  # what tenancy reserved for this request, settled when it ends
+    cache: CacheOutcome | None = None
+    route: RouteDecision | None = None
+    route_fallback: str = ""  # why the router fell back to its default tier
+    fallback: FallbackTaken | None = None
+    hedged: str = ""  # the deployment a hedged second attempt went to
+    retry_budget_exhausted: bool = False
+    usage_estimated: bool = False  # the upstream reported no usage; thrifty counted it
+    extra: dict[str, str] = field(default_factory=dict)
 
     def note(self, key: str, value: str) -> None:
-        self.annotations[key] = value
+        """A free-form note shown as ``x-thrifty-<key>`` (never read back by thrifty)."""
+        self.extra[key] = value
+
+    @property
+    def escalations(self) -> int:
+        return self.route.escalations if self.route is not None else 0
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The notes as header values (``x-thrifty-<key>``), see :func:`trace_notes`."""
+        return trace_notes(self)
+
+
+def trace_notes(trace: Trace) -> dict[str, str]:
+    """The one rendering of a trace's typed notes, as ``x-thrifty-<key>`` header values."""
+    out: dict[str, str] = {}
+    cache = trace.cache
+    if cache is not None:
+        out["cache"] = f"hit-{cache.level}" if cache.result == "hit" else cache.result
+        if cache.skipped:
+            out["cache-skip"] = cache.skipped
+        if cache.similarity is not None:
+            out["cache-similarity"] = f"{cache.similarity:.2f}"
+        if cache.coalesced:
+            out["cache-coalesced"] = "1"
+    if trace.route_fallback:
+        out["route-fallback"] = trace.route_fallback
+    if trace.route is not None:
+        out["route"] = trace.route.header()
+    fallback = trace.fallback
+    if fallback is not None:
+        out["fallback"] = f"{fallback.source}->{fallback.target}"
+        out["fallback_reason"] = fallback.reason
+    if trace.retry_budget_exhausted:
+        out["retry_budget"] = "exhausted"
+    if trace.hedged:
+        out["hedged"] = trace.hedged
+    if trace.usage_estimated:
+        out["usage"] = "estimated"
+    if trace.extra:
+        out.update(trace.extra)
+    return out
+
+
+def response_headers(trace: Trace, model: str, overhead_s: float) -> dict[str, str]:
+    """The ``x-thrifty-*`` headers of a response: who answered, thrifty's overhead, the notes."""
+    headers = {
+        "x-thrifty-model": trace.deployment or model,
+        "x-thrifty-overhead-ms": f"{overhead_s * 1000:.3f}",
+        "x-thrifty-request-id": trace.request_id,
+    }
+    for key, value in trace_notes(trace).items():
+        headers["x-thrifty-" + key] = value
+    if trace.ticket is not None:
+        headers.update(trace.ticket.headers)  # x-ratelimit-*, as OpenAI sends them
+    return headers
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ def registry(*extra: ToolSpec) -> ToolRegistry:
 
     from thrifty.agent.builtin import CALC
 
-    return ToolRegistry([spec("search", echo, TEXT), spec("join_all", join_all, kind="inline"), CALC, *extra])
+    return ToolRegistry([spec("search", echo, TEXT), spec("join_all", join_all, kind="thread"), CALC, *extra])
 
 
 class Gate:

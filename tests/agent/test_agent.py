@@ -78,7 +78,7 @@ async def test_tasks_start_while_the_planner_is_still_writing() -> None:
         gate.set()
         return "first"
 
-    reg = registry(spec("first", first, kind="inline"))
+    reg = registry(spec("first", first, kind="thread"))
     inner = scripted(['1. first()\n2. search("after")\n3. join()\n'], ["Action: Finish(ok)"])
     result = await run_agent("q", Gated(inner, gate), model="m", tools=reg)
     assert result.answer == "ok" and [r.state for r in result.tasks] == [State.DONE, State.DONE]

@@ -42,7 +42,7 @@ def lazy_spec(module: str, **kw: Any) -> ToolSpec:
 
 
 async def test_a_tool_module_is_imported_on_first_use(lazy_module: str) -> None:
-    reg = ToolRegistry([lazy_spec(lazy_module, kind="inline")])
+    reg = ToolRegistry([lazy_spec(lazy_module, kind="thread")])
     assert lazy_module not in sys.modules and not reg.is_loaded("shout")
     ex = Executor(reg)
     runs = await ex.run(parse_text('1. shout("hi")\n', PlanBuilder(reg)))

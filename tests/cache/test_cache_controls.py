@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from thrifty.cache import wrap_cache
+from thrifty.cache import build_store, wrap_cache
 from thrifty.cache.layer import CacheLayer
 from thrifty.cache.options import RequestCache, request_cache
 from thrifty.cache.settings import parse_settings
@@ -62,7 +62,8 @@ def config(data: dict[str, Any]) -> Any:
 def test_no_cache_section_leaves_the_backend_unwrapped() -> None:
     cfg = config({})
     backend = FakeBackend()
-    assert wrap_cache(backend, cfg.models[0], cfg) is backend
+    assert build_store(cfg) is None
+    assert wrap_cache(backend, cfg.models[0], cfg, None) is backend
 
 
 def test_section_and_group_options_combine(tmp_path: Any) -> None:
@@ -82,7 +83,9 @@ def test_section_and_group_options_combine(tmp_path: Any) -> None:
     assert fast.ttls == (600.0, 600.0, 600.0)
     assert fast.store.l2_path == str(tmp_path / "cache.sqlite3")
     assert not parse_settings(cfg, cfg.models[1]).enabled
-    layers = [wrap_cache(FakeBackend(), g, cfg) for g in cfg.models]
+    store = build_store(cfg)
+    assert store is not None and store.settings == fast.store
+    layers = [wrap_cache(FakeBackend(), g, cfg, store) for g in cfg.models]
     assert isinstance(layers[0], CacheLayer) and not isinstance(layers[1], CacheLayer)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from thrifty.cache.settings import StoreSettings
 from thrifty.cache.store import CacheStore
 from thrifty.errors import InvalidRequest, UpstreamTimeout
 from thrifty.testing import FakeBackend, chat
@@ -238,7 +239,6 @@ async def test_coalesced_requests_share_the_leaders_error(make_layer: Any) -> No
 
 
 async def test_answers_survive_a_restart_through_the_disk_level(tmp_path: Any, make_layer: Any, clock: Any) -> None:
-    from thrifty.cache.settings import StoreSettings
 
     path = str(tmp_path / "restart.sqlite3")
     first = CacheStore(StoreSettings(l2_path=path), clock=clock)
@@ -274,19 +274,19 @@ async def test_purge_forgets_one_namespace_only(make_layer: Any) -> None:
 
 
 async def test_without_the_embedding_model_semantic_is_skipped_and_exact_still_works(
-    make_layer: Any, monkeypatch: Any, caplog: Any
+    make_layer: Any, caplog: Any
 ) -> None:
-    import thrifty.cache.store as store_module
-
-    def missing() -> Any:
+    def missing(texts: Any) -> Any:
         raise RuntimeError("the embedding model is not installed")
 
-    monkeypatch.setattr(store_module, "_default_embed", missing)
+    store = CacheStore(StoreSettings(), embed=missing)
+    await store.start()
     backend = FakeBackend("answer")
-    layer = make_layer(backend, semantic=True)
+    layer = make_layer(backend, store=store, semantic=True)
     for _ in range(3):
         await layer.complete(ask())
         await layer.store.tiers.flush()
+    await store.stop()
     assert len(backend.requests) == 1
     assert [r.getMessage() for r in caplog.records].count(
         "cache: semantic cache off, the embedding model cannot be loaded: the embedding model is not installed") == 1

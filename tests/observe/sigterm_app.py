@@ -40,7 +40,7 @@ async def work(request: Request) -> JSONResponse:
         request_id=rid, ts=time.time(), model="fast", deployment="fast/local/smollm2", stream=False,
         status=200, error_type=None, prompt_tokens=10, completion_tokens=5, cached_tokens=0,
         latency_s=time.perf_counter() - started, ttft_s=None, overhead_s=0.0001, attempts=1,
-        api_key="", tenant="", annotations={},
+        api_key="", tenant="",
     ))
     return JSONResponse({"id": rid})
 

@@ -13,7 +13,7 @@ from thrifty.observe import Observer
 from thrifty.observe.top import top_main
 from thrifty.observe.usage import usage_main
 
-from .helpers import BIG, event, make_config, serve
+from .helpers import BIG, event, make_config, serve, served
 
 DAY = 86_400.0
 
@@ -22,9 +22,9 @@ async def filled_ledger(config: Config) -> str:
     obs = Observer(config)
     await obs.start()
     base = 1_700_000_000.0  # 2023-11-14 22:13 UTC
-    obs.record(event(1, ts=base, api_key="alice", annotations={"route": "fast", "cache": "miss"}))
-    obs.record(event(2, ts=base + 60, api_key="alice", deployment="", annotations={"route": "fast", "cache": "hit-exact"}))
-    obs.record(event(3, ts=base + DAY, api_key="bob", model="smart", deployment=BIG, annotations={"route": "smart"}))
+    obs.record(event(1, ts=base, api_key="alice", **served("fast", "miss")))
+    obs.record(event(2, ts=base + 60, api_key="alice", deployment="", **served("fast", "hit-exact")))
+    obs.record(event(3, ts=base + DAY, api_key="bob", model="smart", deployment=BIG, **served("smart")))
     obs.record(event(4, ts=base + DAY, api_key="bob", status=429, error_type="rate_limit_error",
                      prompt_tokens=0, completion_tokens=0))
     await obs.aclose()
@@ -79,7 +79,7 @@ def test_top_shows_live_figures_and_refreshes(config: Config, capsys: pytest.Cap
     obs = Observer(config)
     obs.mark_ready(0.9)
     for i in range(3):
-        obs.record(event(i, ts=time.time(), annotations={"route": "rules fast 0.1", "cache": "hit-exact" if i else "miss"}))
+        obs.record(event(i, ts=time.time(), **served("fast", "hit-exact" if i else "miss")))
     with serve(obs) as url:
         assert top_main(["--url", url, "--iterations", "2", "--interval", "0.01"]) == 0
     out = capsys.readouterr().out

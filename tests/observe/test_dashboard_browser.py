@@ -13,7 +13,7 @@ import pytest
 
 from thrifty.observe import Observer
 
-from .helpers import event, make_config, serve
+from .helpers import event, make_config, serve, served
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium is not installed"),
 ]
+KEY = "sk-dashboard-admin"
 TIERS = {"fast": "fast/openai/gpt-4o-mini", "balanced": "balanced/anthropic/claude-3-5-haiku-latest",
          "smart": "smart/openai/gpt-4o"}
 
@@ -34,7 +35,7 @@ def known_traffic(obs: Observer, n: int = 240) -> None:
     start = time.time() - 300
     for i in range(n):
         tier = "fast" if i % 10 < 6 else "balanced" if i % 10 < 9 else "smart"
-        cache = "hit-exact" if i % 3 == 0 else "hit-semantic 0.94" if i % 11 == 0 else "miss"
+        cache = "hit-exact" if i % 3 == 0 else "hit-semantic" if i % 11 == 0 else "miss"
         slow = tier == "smart"
         obs.record(event(
             i, ts=start + i * 300 / n, model="auto", deployment="" if cache != "miss" else TIERS[tier],
@@ -42,7 +43,7 @@ def known_traffic(obs: Observer, n: int = 240) -> None:
             latency_s=(2.4 + (i % 5) * 0.3) if slow else 0.15 + (i % 9) * 0.05,
             ttft_s=0.05, status=502 if i in (50, 150) else 200,
             error_type="upstream_error" if i in (50, 150) else None,
-            annotations={"route": f"rules {tier} {0.1 * (i % 10):.1f}", "cache": cache},
+            **served(tier, cache),
         ))
 
 
@@ -64,7 +65,7 @@ def ledger_figures(path: str) -> dict[str, float]:
 def test_dashboard_shows_the_ledger_figures_and_updates_live(tmp_path: Path) -> None:
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
-    config = make_config(tmp_path, models=[
+    config = make_config(tmp_path, server={"data_dir": str(tmp_path), "api_keys": [KEY]}, models=[
         {"name": "fast", "deployments": [{"model": "openai/gpt-4o-mini"}]},
         {"name": "balanced", "deployments": [{"model": "anthropic/claude-3-5-haiku-latest"}]},
         {"name": "smart", "deployments": [{"model": "openai/gpt-4o"}]},
@@ -79,8 +80,16 @@ def test_dashboard_shows_the_ledger_figures_and_updates_live(tmp_path: Path) -> 
         want = ledger_figures(obs.ledger_settings.path)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        referers: list[str | None] = []
+        page.on("request", lambda r: referers.append(r.headers.get("referer")))
         page.goto(url + "/dashboard?interval=200")
+        page.wait_for_selector("#login:not([hidden])")  # keys are configured: the page asks for one
+        page.fill("#login-key", KEY)
+        page.click("#login-submit")
         page.wait_for_selector("body[data-rendered]")
+        assert "key" not in page.url and KEY not in page.url
+        assert page.is_hidden("#login")
+        assert referers and not any(referers)  # Referrer-Policy: no-referrer
 
         def value(element_id: str) -> float:
             return float(page.get_attribute(f"#{element_id}", "data-value") or "nan")
@@ -104,7 +113,7 @@ def test_dashboard_shows_the_ledger_figures_and_updates_live(tmp_path: Path) -> 
         assert shot.stat().st_size > 10_000
 
         for i in range(1000, 1005):
-            obs.record(event(i, model="auto", annotations={"route": "rules fast 0.1", "cache": "miss"}))
+            obs.record(event(i, model="auto", **served("fast", "miss")))
         page.wait_for_function("document.getElementById('kpi-requests').dataset.value === '245'")
         assert page.get_attribute("#recent tr", "data-id") == "chatcmpl-1004"
         browser.close()

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from thrifty.config import Config
 from thrifty.observe import Observer
 
-from .helpers import event, make_config
+from .helpers import event, make_config, served
 
 
 def client(obs: Observer) -> httpx.AsyncClient:
@@ -25,7 +25,7 @@ def client(obs: Observer) -> httpx.AsyncClient:
 async def obs(config: Config) -> AsyncIterator[Observer]:
     observer = Observer(config)
     await observer.start()
-    observer.record(event(1, annotations={"route": "rules fast 0.2"}))
+    observer.record(event(1, **served("fast")))
     yield observer
     await observer.aclose()
 
@@ -38,7 +38,7 @@ async def test_a_rating_is_stored_linked_to_its_route_and_readable_back(obs: Obs
             "response_id": "chatcmpl-1", "rating": 2, "comment": "too vague", "corrected_answer": "42",
         })
         assert posted.status_code == 200, posted.text
-        assert posted.json()["tier"] == "fast" and posted.json()["route"] == "rules fast 0.2"
+        assert posted.json()["tier"] == "fast" and posted.json()["route"] == "policy=rules model=fast escalations=0"
         read = (await c.get("/v1/feedback/chatcmpl-1")).json()
     assert heard == [("chatcmpl-1", 2)]
     assert read["request"]["model"] == "fast"

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from thrifty.errors import ConfigError
 from thrifty.observe import Observer
 
-from .helpers import event, make_config
+from .helpers import event, make_config, served
 
 
 class Clock:
@@ -63,10 +63,10 @@ def test_rate_rules_wait_for_enough_samples_then_fire(tmp_path: Path) -> None:
     clock = Clock()
     obs = observer(tmp_path, clock)
     for i in range(5):
-        obs.record(event(i, ts=clock.now, annotations={"cache": "miss", "route": "strong"}))
+        obs.record(event(i, ts=clock.now, **served("strong", "miss")))
     assert not rules(obs)
     for i in range(5, 12):
-        obs.record(event(i, ts=clock.now, annotations={"cache": "miss", "route": "strong"}))
+        obs.record(event(i, ts=clock.now, **served("strong", "miss")))
     fired = rules(obs)
     assert fired["cache_hit_rate"] == "cache hit rate is 0%, below the limit of 30%"
     assert fired["fast_tier_share"] == "fast-tier share is 0%, below the limit of 30%"
@@ -77,7 +77,7 @@ def test_healthy_traffic_raises_no_alert(tmp_path: Path) -> None:
     obs = observer(tmp_path, clock)
     for i in range(30):
         cache = "hit-exact" if i % 2 else "miss"
-        obs.record(event(i, ts=clock.now, annotations={"cache": cache, "route": "fast"}))
+        obs.record(event(i, ts=clock.now, **served("fast", cache)))
     assert rules(obs) == {}
 
 
@@ -134,7 +134,7 @@ def test_routed_requests_count_toward_the_group_that_served_them(tmp_path: Path)
     for i in range(20):
         slow = i % 2 == 0
         obs.record(event(i, ts=clock.now, model="auto", latency_s=3.0 if slow else 0.1,
-                         annotations={"route": "rules smart" if slow else "rules fast"}))
+                         **served("smart" if slow else "fast")))
     assert set(rules(obs)) == {"p95_latency_s:smart"}
 
 

@@ -12,7 +12,7 @@ from thrifty.config import Config
 from thrifty.observe import Observer
 from thrifty.storage import Backoff
 
-from .helpers import MINI, event, make_config
+from .helpers import MINI, event, make_config, served
 
 
 def rows(path: str, sql: str = "SELECT * FROM requests") -> list[sqlite3.Row]:
@@ -37,14 +37,15 @@ async def test_n_records_give_n_rows_after_aclose(config: Config) -> None:
 async def test_rows_hold_the_request_its_cost_route_and_cache_outcome(config: Config) -> None:
     obs = Observer(config)
     await obs.start()
-    obs.record(event(1, annotations={"route": "rules fast 0.12", "cache": "miss"}, ttft_s=0.05, stream=True))
+    obs.record(event(1, **served("fast", "miss"), ttft_s=0.05, stream=True))
     obs.record(event(2, status=502, error_type="upstream_error", prompt_tokens=0, completion_tokens=0))
     await obs.aclose()
     first, second = rows(obs.ledger_settings.path, "SELECT * FROM requests ORDER BY request_id")
     assert first["deployment"] == MINI and first["tier"] == "fast" and first["cache"] == "miss"
     assert first["stream"] == 1 and first["ttft_s"] == 0.05 and first["api_key"] == "k1"
     assert first["cost_usd"] > 0 and first["cost_top_usd"] > first["cost_usd"]
-    assert json.loads(first["annotations"])["route"] == "rules fast 0.12"
+    assert first["route"] == "policy=rules model=fast escalations=0"
+    assert json.loads(first["annotations"]) == {"cache": "miss", "route": first["route"]}
     assert second["status"] == 502 and second["error_type"] == "upstream_error" and second["cost_usd"] == 0
 
 

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from thrifty.config import Config
 from thrifty.observe import Observer
 
-from .helpers import BIG, MINI, event
+from .helpers import BIG, MINI, event, served
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -34,8 +34,8 @@ async def test_metrics_count_requests_errors_tokens_cache_routes_and_components(
     obs = Observer(config)
     obs.add_gauge_source("Breaker:fast", lambda: {"state": "open", "failures": 3})  # type: ignore[dict-item]
     obs.add_gauge_source("Admission:fast", lambda: {"queue_depth": 7.0})
-    obs.record(event(1, annotations={"route": "tier=fast escalations=0", "cache": "miss"}, ttft_s=0.1, stream=True))
-    obs.record(event(2, annotations={"route": "cascade smart", "escalations": "2", "cache": "hit-semantic 0.95"}))
+    obs.record(event(1, **served("fast", "miss"), ttft_s=0.1, stream=True))
+    obs.record(event(2, **served("smart", "hit-semantic", escalations=2)))
     obs.record(event(3, deployment=BIG, model="smart", status=504, error_type="timeout_error"))
     got = samples(await scrape(obs))
     assert got[("thrifty_requests_total", (("deployment", MINI), ("model", "fast"), ("status", "200")))] == 2

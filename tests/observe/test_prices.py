@@ -13,7 +13,7 @@ from thrifty import prices
 from thrifty.config import Config, Deployment
 from thrifty.observe import Observer
 
-from .helpers import event, make_config
+from .helpers import event, make_config, served
 
 
 def dep(**kw: Any) -> Deployment:
@@ -120,8 +120,8 @@ async def test_pricing_touches_no_network(config: Config, monkeypatch: pytest.Mo
 
 def test_cache_hits_cost_nothing_but_count_in_the_no_cache_baseline(config: Config) -> None:
     obs = Observer(config)
-    obs.record(event(1, annotations={"cache": "hit-exact"}, deployment=""))
-    obs.record(event(2, annotations={"cache": "miss"}))
+    obs.record(event(1, **served(cache="hit-exact"), deployment=""))
+    obs.record(event(2, **served(cache="miss")))
     obs.absorb()
     one = prices.lookup(dep()).full_cost(1000, 200)
     top = prices.lookup(dep(model="gpt-4o")).full_cost(1000, 200)

@@ -11,7 +11,7 @@ from thrifty.errors import ConfigError
 from thrifty.observe import Observer
 from thrifty.observe.spans import default_spans
 
-from .helpers import event, make_config
+from .helpers import event, make_config, served
 
 sdk = pytest.importorskip("opentelemetry.sdk.trace")
 export = pytest.importorskip("opentelemetry.sdk.trace.export")
@@ -23,7 +23,7 @@ def test_each_request_becomes_a_span_with_genai_attributes(config: Config) -> No
     provider = sdk.TracerProvider()
     provider.add_span_processor(export.SimpleSpanProcessor(exporter))
     obs = Observer(config, tracer=provider.get_tracer("test"))
-    obs.record(event(1, ts=1000.0, latency_s=0.5, annotations={"route": "fast", "cache": "miss"}))
+    obs.record(event(1, ts=1000.0, latency_s=0.5, **served("fast", "miss")))
     obs.record(event(2, status=504, error_type="timeout_error"))
     obs.absorb()
     ok, failed = exporter.get_finished_spans()

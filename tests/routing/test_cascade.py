@@ -58,7 +58,7 @@ async def test_unsure_answers_escalate_until_accepted(tiers: list[dict[str, Any]
     decision = router.decision_for(request.trace.request_id)
     assert decision is not None and decision.tried == ["fast", "balanced"]
     assert decision.cost_usd > 0
-    assert router.stats()["escalations"] == 1
+    assert router.status()["escalations"] == 1
 
 
 async def test_last_tier_answers_without_being_scored_and_failures_escalate(tiers: list[dict[str, Any]]) -> None:

@@ -53,7 +53,7 @@ async def test_feedback_through_the_router_moves_where_requests_start(tiers: lis
         router.on_feedback(request.trace.request_id, 1)  # the fast tier keeps disappointing
     later = chat(prompt)
     assert (await router.complete(later)).text != "from small"
-    assert router.stats()["feedback"] == 4
+    assert router.status()["feedback"] == 4
 
 
 async def test_feedback_off_by_default_keeps_decisions_fixed(tiers: list[dict[str, Any]]) -> None:
@@ -80,6 +80,6 @@ async def test_a_rating_counts_once_even_with_several_routers(tiers: list[dict[s
     await a.complete(request)
     for router in (a, b):  # the feedback API tells every router
         router.on_feedback(request.trace.request_id, 1)
-    assert a.stats()["feedback"] == 1 and b.stats()["feedback"] == 0
+    assert a.status()["feedback"] == 1 and b.status()["feedback"] == 0
     assert a.learner is not None
     assert a.learner.events == 1

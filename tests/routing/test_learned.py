@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,19 +104,19 @@ def test_files_from_the_first_format_still_load(tmp_path: Path) -> None:
 
 
 async def test_embedder_failure_at_run_time_falls_back(
-    tiers: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiers: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     vectors = np.eye(3, 384, dtype=np.float32)
     model = fit(vectors, np.ones((3, 3), np.float32), ["fast", "balanced", "powerful"], featurizer_name="minilm")
     model.save(tmp_path / "minilm.npz")
 
-    def broken() -> None:
+    def broken(texts: Sequence[str]) -> None:
         raise RuntimeError("embedding model not installed")
 
-    monkeypatch.setattr("thrifty.embeddings.get_embedder", broken)
     groups: dict[str, Backend] = {n: FakeBackend(f"from {n}", name=n) for n in ("small", "medium", "large")}
     spec = {"name": "r", "policy": "learned", "model_file": str(tmp_path / "minilm.npz")}
-    router = build_routers(make_config({"tiers": tiers, "routers": [spec], "default": "balanced"}), groups)["r"]
+    config = make_config({"tiers": tiers, "routers": [spec], "default": "balanced"})
+    router = build_routers(config, groups, embed=broken)["r"]
     request = chat("hi")
     assert (await router.complete(request)).text == "from medium"
     assert "embedding model not installed" in request.trace.annotations["route-fallback"]

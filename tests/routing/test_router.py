@@ -47,8 +47,8 @@ async def test_rules_send_easy_prompts_cheap_and_hard_ones_up(tiers: list[dict[s
     assert hard.trace.annotations["route"].endswith("escalations=0")
     decision = router.decision_for(hard.trace.request_id)
     assert decision is not None and decision.features["security"] > 0
-    assert router.stats()["requests_by_tier"] == {"fast": 1, "balanced": 0, "powerful": 1}
-    assert router.stats()["cost_usd_by_tier"]["powerful"] > 0
+    assert router.status()["requests_by_tier"] == {"fast": 1, "balanced": 0, "powerful": 1}
+    assert router.status()["cost_usd_by_tier"]["powerful"] > 0
 
 
 async def test_client_can_override_policy_or_tier(tiers: list[dict[str, Any]]) -> None:
@@ -95,7 +95,7 @@ async def test_missing_fitted_file_falls_back_to_default_and_never_fails(
     assert (await router.complete(second)).text == "answer from medium"
     assert "missing.npz" in first.trace.annotations["route-fallback"]
     assert "fallback=1" in first.trace.annotations["route"]
-    assert router.stats()["fallbacks"] == 2
+    assert router.status()["fallbacks"] == 2
     assert sum("falls back" in r.message for r in caplog.records) == 1  # logged once
 
 
@@ -133,7 +133,7 @@ async def test_upstream_failure_is_counted_and_raised(tiers: list[dict[str, Any]
     router = only(routers(tiers, backends))
     with pytest.raises(UpstreamConnectionError):
         await router.complete(chat(EASY))
-    assert router.stats()["failures"] == 1
+    assert router.status()["failures"] == 1
 
 
 def test_explain_shows_features_and_each_routers_choice(tiers: list[dict[str, Any]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from thrifty.config import ServerConfig
+from thrifty.server.access import Access
 from thrifty.tasks.batch_server import BatchService, batch_routes
+from thrifty.tasks.batch_store import BatchStore
 from thrifty.tasks.settings import TasksConfig
 from thrifty.testing import FakeBackend
 from thrifty.types import ChatRequest, message_text
@@ -183,3 +187,37 @@ async def test_starting_with_no_batches_writes_nothing(tmp_path: Path) -> None:
     await svc.start()
     await svc.aclose()
     assert not (tmp_path / "data").exists()
+
+
+async def test_with_keys_configured_every_batch_route_needs_one(tmp_path: Path) -> None:
+    access = Access(ServerConfig(api_keys=("sk-admin",)))
+    svc = BatchService(FakeBackend(echo), str(tmp_path), access=access)
+    try:
+        async with Served(svc.routes()) as client:  # the client sends the key "test"
+            with pytest.raises(openai.AuthenticationError):
+                await client.files.create(file=("in.jsonl", jsonl([line("a", "1")])), purpose="batch")
+            with pytest.raises(openai.AuthenticationError):
+                await client.batches.list()
+    finally:
+        await svc.aclose()
+    assert not (tmp_path / "files").exists()
+
+
+def test_a_store_from_before_owners_gains_the_owner_column(tmp_path: Path) -> None:
+    path = tmp_path / "batches.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE batches (id TEXT PRIMARY KEY, status TEXT NOT NULL, created_at INTEGER NOT NULL,"
+        " data TEXT NOT NULL);"
+        "CREATE TABLE files (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, data TEXT NOT NULL);"
+        """INSERT INTO files VALUES ('file-old', 1, '{"id": "file-old"}');"""
+    )
+    old.commit()
+    old.close()
+    store = BatchStore(str(path))
+    try:
+        assert store.file_owner("file-old") == ""  # kept, owned by no key: only admins see it
+        store.add_file({"id": "file-new", "created_at": 2}, owner="k1")
+        assert store.file_owner("file-new") == "k1"
+    finally:
+        store.close()

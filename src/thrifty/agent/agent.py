@@ -18,6 +18,7 @@ from .executor import EventHook, Executor, TaskRun
 from .parse import PlanBuilder, parse_stream, parse_tool_calls
 from .plan import PlanError
 from .prompts import describe_runs, join_messages, plan_messages, read_verdict
+from .sandbox import Sandbox
 from .tools import ToolContext, ToolRegistry
 
 Planner = Literal["text", "tool_calls"]
@@ -105,6 +106,7 @@ class _Agent:
     planner: Planner
     results: dict[int, Any] = field(default_factory=dict)
     origin: float = field(default_factory=time.perf_counter)
+    sandbox: Sandbox = field(default_factory=Sandbox)  # CPU tools' workers, kept across rounds
 
     async def run(self, question: str, max_replans: int) -> AgentResult:
         started = self.origin = time.perf_counter()
@@ -126,6 +128,7 @@ class _Agent:
             return result
         finally:
             await asyncio.gather(warm, return_exceptions=True)
+            await self.sandbox.aclose()
             result.elapsed_s = time.perf_counter() - started
 
     async def _round(self, question: str, earlier: set[int], history: str) -> _Round:
@@ -144,6 +147,7 @@ class _Agent:
             durations=self.durations,
             results=self.results,
             on_event=self.on_event,
+            sandbox=self.sandbox,
             origin=self.origin,
         )
         text: list[str] = []

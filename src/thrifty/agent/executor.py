@@ -3,8 +3,14 @@
 Dispatch happens in the completion path of the task that just finished (no
 level barriers, no polling). Under a concurrency cap the ready task with the
 longest estimated remaining path (its own duration plus the longest chain of
-dependents after it) goes first; per-tool durations are learned as tasks run.
-Failures stay local: a failed task fails its dependents, or runs their
+dependents after it) goes first. A task's duration is its own estimate (from
+the plan, or from its tool given the arguments) or else its tool's average,
+learned as tasks run; :mod:`.ranking` keeps priorities current at O(log n) per
+task whatever the size of the graph.
+
+Sync tools run in threads and CPU tools in a killable :class:`Sandbox`
+worker, so nothing but coroutines runs on the event loop and every timeout
+holds. Failures stay local: a failed task fails its dependents, or runs their
 fallback, while independent branches carry on.
 """
 
@@ -13,17 +19,19 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-import heapq
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor as PoolExecutor
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from .durations import Durations
 from .plan import Task, find_refs, resolve, topological_order
+from .ranking import Ranking
+from .sandbox import Sandbox
 from .tools import ToolContext, ToolError, ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
@@ -84,6 +92,8 @@ class Executor:
     """Runs tasks added while it runs (streamed plans) or all at once.
 
     ``results`` carries earlier rounds' results (replans keep one id space).
+    ``threads`` (sync tools) and ``sandbox`` (process tools) may be shared;
+    when not given, the executor makes its own and :meth:`aclose` closes them.
     """
 
     def __init__(
@@ -99,7 +109,7 @@ class Executor:
         backoff_s: float = 0.05,
         on_event: EventHook | None = None,
         threads: PoolExecutor | None = None,
-        processes: PoolExecutor | None = None,
+        sandbox: Sandbox | None = None,
         origin: float | None = None,
     ) -> None:
         if cap is not None and cap < 1:
@@ -114,23 +124,18 @@ class Executor:
         self.backoff_s = backoff_s
         self.on_event = on_event
         self._threads, self._own_threads = threads, threads is None
-        self._processes, self._own_processes = processes, processes is None
+        self._sandbox, self._own_sandbox = sandbox, sandbox is None
         self.runs: dict[int, TaskRun] = {}
         self.overhead_s = 0.0
         # times in TaskRun are seconds since ``origin`` (a perf_counter value; default: now)
         self._t0 = time.perf_counter() if origin is None else origin
-        self._hung_process = False
         self._children: dict[int, list[int]] = {}
         self._pending: dict[int, int] = {}
-        self._bottom: dict[int, float] = {}
-        self._order: list[int] = []
-        self._ready: list[tuple[float, int]] = []
+        self._ranking = Ranking(registry, self.durations, self._children)
         self._running = 0
         self._open = 0
         self._closed = False
-        self._stale = False
         self._hold = False
-        self._used_est: dict[str, float] = {}
         self._aio: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._warming: set[str] = set()
@@ -146,7 +151,6 @@ class Executor:
         t = time.perf_counter()
         run = TaskRun(task=task, added=t - self._t0)
         self.runs[task.id] = run
-        self._order.append(task.id)
         self._children[task.id] = []
         self._open += 1
         self._warm(task)
@@ -161,7 +165,7 @@ class Executor:
                 self._children[dep].append(task.id)
                 pending += 1
         self._pending[task.id] = pending
-        self._raise_bottom(task)
+        self._ranking.add(task, propagate=not self._hold)
         if run.failed_deps and task.fallback is None:
             self._fail(run, DependencyFailed(f"input ${min(run.failed_deps)} failed"))
         elif pending == 0:
@@ -181,7 +185,7 @@ class Executor:
         finally:
             self._hold = False
         t = time.perf_counter()
-        self._recompute_bottom()
+        self._ranking.rank_all()
         self._dispatch()
         self.overhead_s += time.perf_counter() - t
 
@@ -227,13 +231,14 @@ class Executor:
             else:
                 run.state = State.CANCELLED
                 run.ended = self.now()
+                self._ranking.leave(run.task)
                 self._open -= 1
                 self._emit(run)
         self._check_done()
         return subtree
 
     def cancel_all(self) -> None:
-        for tid in list(self._order):
+        for tid in list(self.runs):
             self.cancel(tid)
 
     async def aclose(self) -> None:
@@ -244,72 +249,35 @@ class Executor:
                 await asyncio.gather(task, return_exceptions=True)
         if self._own_threads and self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
-        if self._own_processes and self._processes is not None:
-            if self._hung_process:  # a timed-out CPU tool would keep its worker busy for ever
-                for proc in list((getattr(self._processes, "_processes", None) or {}).values()):
-                    proc.terminate()
-            self._processes.shutdown(wait=False, cancel_futures=True)
+        if self._own_sandbox and self._sandbox is not None:
+            await self._sandbox.aclose()
 
     # --- scheduling ------------------------------------------------------------
 
-    def _estimate(self, tool: str) -> float:
-        spec = self.registry.spec(tool)
-        return self.durations.estimate(tool, spec.est_s)
+    def estimate_s(self, task_id: int) -> float:
+        """The duration the scheduler assumes for a waiting or ready task."""
+        return self._ranking.estimate_s(task_id)
 
-    def _raise_bottom(self, task: Task) -> None:
-        """Remaining-path lengths: the new task is a leaf; lengthen its ancestors' paths."""
-        est = self._estimate(task.tool)
-        self._used_est.setdefault(task.tool, est)
-        self._bottom[task.id] = est
-        if self._hold:
-            return  # add_all computes every path length once at the end
-        stack = [task.id]
-        while stack:
-            child = stack.pop()
-            for dep in self.runs[child].task.deps:
-                run = self.runs.get(dep)
-                if run is None or run.state.terminal or run.state is State.RUNNING:
-                    continue
-                longer = self._estimate(run.task.tool) + self._bottom[child]
-                if longer > self._bottom[dep]:
-                    self._bottom[dep] = longer
-                    if run.state is State.READY:
-                        heapq.heappush(self._ready, (-longer, dep))
-                    stack.append(dep)
-
-    def _recompute_bottom(self) -> None:
-        """All remaining-path lengths again, after the duration estimates moved."""
-        self._stale = False
-        for tid in reversed(self._order):
-            run = self.runs[tid]
-            if run.state.terminal or run.state is State.RUNNING:
-                continue
-            tail = max((self._bottom[c] for c in self._children[tid]), default=0.0)
-            self._bottom[tid] = self._estimate(run.task.tool) + tail
-        self._ready = [(-self._bottom[t], t) for _, t in self._ready if self.runs[t].state is State.READY]
-        self._ready = list(set(self._ready))
-        heapq.heapify(self._ready)
-        for tool in self._used_est:
-            self._used_est[tool] = self._estimate(tool)
+    def remaining_s(self, task_id: int) -> float:
+        """A waiting or ready task's priority: its estimated remaining path (itself included)."""
+        return self._ranking.remaining_s(task_id)
 
     def _make_ready(self, run: TaskRun) -> None:
         run.state = State.READY
         run.ready_at = self.now()
-        heapq.heappush(self._ready, (-self._bottom[run.id], run.id))
+        self._ranking.ready(run.id)
 
     def _dispatch(self) -> None:
         cap = self.cap
-        if self._stale and cap is not None and len(self._ready) > cap - self._running:
-            self._recompute_bottom()
-        while self._ready and (cap is None or self._running < cap):
-            key, tid = heapq.heappop(self._ready)
-            run = self.runs[tid]
-            if run.state is not State.READY or -key != self._bottom[tid]:
-                continue
-            self._start(run)
+        while cap is None or self._running < cap:
+            tid = self._ranking.pop(None if cap is None else cap - self._running)
+            if tid is None:
+                return
+            self._start(self.runs[tid])
 
     def _start(self, run: TaskRun) -> None:
         run.state = State.RUNNING
+        self._ranking.leave(run.task)
         run.started = self.now()
         self._running += 1
         aio = asyncio.get_running_loop().create_task(self._execute(run))
@@ -328,6 +296,7 @@ class Executor:
         """A running task ended: record it, wake or fail its dependents, dispatch."""
         t = time.perf_counter()
         self._running -= 1
+        self._ranking.finished()
         self._aio.pop(run.id, None)
         if run.state is State.RUNNING:  # cancelled before its coroutine ever ran
             run.state = State.CANCELLED
@@ -361,6 +330,7 @@ class Executor:
         run.state = State.FAILED
         run.error = error
         run.ended = self.now()
+        self._ranking.leave(run.task)
         self._open -= 1
         self._emit(run)
         self._notify_children(run)
@@ -378,7 +348,10 @@ class Executor:
                 self.on_event = None
 
     def _warm(self, task: Task) -> None:
-        """Start importing the tool's module now, before its inputs are ready."""
+        """Start importing the tool's module (or a sandbox worker) now, before its inputs are ready."""
+        if self.registry.spec(task.tool).kind == "process":
+            self._sandbox_for().prestart()
+            return
         if self.registry.is_loaded(task.tool) or task.tool in self._warming:
             return
         self._warming.add(task.tool)
@@ -417,7 +390,7 @@ class Executor:
         run.used_fallback = True
         if fallback.tool is None:
             return fallback.value
-        missing = find_refs(dict(fallback.args), self.runs) - set(self.results)
+        missing = {d for d in find_refs(dict(fallback.args), self.runs) if d not in self.results}
         if missing:
             raise DependencyFailed(f"the fallback's input ${min(missing)} failed")
         refs = [k for k, v in fallback.args.items() if find_refs(v, self.results)]
@@ -426,9 +399,11 @@ class Executor:
     async def _attempts(self, run: TaskRun, tool: str, raw: Mapping[str, Any], refs: Iterable[str]) -> Any:
         """Call ``tool`` with retries under the task's timeout; ``refs``: argument names to resolve."""
         spec = self.registry.spec(tool)
-        if not self.registry.is_loaded(tool):
-            await self.registry.preload([tool])
-        fn = self.registry.load(tool)
+        fn: str | Callable[..., Any] = spec.target  # a process tool is imported in its worker, not here
+        if spec.kind != "process":
+            if not self.registry.is_loaded(tool):
+                await self.registry.preload([tool])
+            fn = self.registry.load(tool)
         args = dict(raw)
         if refs:
             for key in refs:
@@ -443,7 +418,6 @@ class Executor:
                 async with asyncio.timeout(limit):
                     result = await self._call(spec, fn, args)
             except TimeoutError:
-                self._hung_process = self._hung_process or spec.kind == "process"
                 raise TaskTimeout(f"{tool} timed out after {limit:g}s") from None
             except Exception as exc:
                 if not getattr(exc, "retryable", False) or attempt == retries:
@@ -455,22 +429,24 @@ class Executor:
         raise AssertionError("unreachable")
 
     def _learn(self, tool: str, seconds: float) -> None:
-        new = self.durations.observe(tool, seconds)
-        used = self._used_est.get(tool, new)
-        if abs(new - used) > 0.25 * max(used, 1e-6):
-            self._stale = True
+        self._ranking.learned(tool, self.durations.observe(tool, seconds))
 
-    async def _call(self, spec: ToolSpec, fn: Callable[..., Any], args: dict[str, Any]) -> Any:
-        call = functools.partial(fn, self.context, **args) if spec.context else functools.partial(fn, **args)
-        if spec.kind == "thread":
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="thrifty-tool")
-            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+    def _sandbox_for(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox()
+        return self._sandbox
+
+    async def _call(self, spec: ToolSpec, fn: str | Callable[..., Any], args: dict[str, Any]) -> Any:
+        """One call: coroutines on the loop, plain functions in a thread, process tools in the sandbox."""
         if spec.kind == "process":
-            if self._processes is None:
-                self._processes = ProcessPoolExecutor(max_workers=2)
-            return await asyncio.get_running_loop().run_in_executor(self._processes, call)
-        result = call()
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            return await self._sandbox_for().call(fn, args, memory_mb=spec.memory_mb)
+        assert callable(fn)
+        call = functools.partial(fn, self.context, **args) if spec.context else functools.partial(fn, **args)
+        if spec.kind == "async" and inspect.iscoroutinefunction(fn):
+            return await call()
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="thrifty-tool")
+        result = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        if inspect.isawaitable(result):  # a plain function that returned a coroutine
             result = await result
         return result

@@ -20,7 +20,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-from .plan import Fallback, PlanError, Ref, Task, find_refs, topological_order
+from .plan import Fallback, Known, PlanError, Ref, Task, find_refs, topological_order
 from .tools import ToolRegistry
 
 _LINE = re.compile(r"^\s*(?:(\d+)\s*[.:)]\s*)?([A-Za-z_]\w*)\s*\((.*)\)\s*;?\s*$", re.S)
@@ -63,8 +63,8 @@ class PlanBuilder:
         """Check ``task`` against what is known so far and record it."""
         if task.id in self.tasks or task.id in self.earlier:
             raise PlanError(f"task ${task.id} is defined twice")
-        visible = known if known is not None else self.earlier | set(self.tasks)
-        deps = find_refs(task.args, visible | {task.id})
+        visible = known if known is not None else Known(self.earlier, self.tasks)
+        deps = find_refs(task.args, Known(visible, (task.id,)))
         if task.id in deps:
             raise PlanError(f"task ${task.id} refers to itself (a cycle)")
         missing = sorted(d for d in deps if d not in visible)
@@ -225,7 +225,7 @@ def parse_text(text: str, builder: PlanBuilder) -> list[Task]:
 
 
 def parse_json_plan(plan: str | Mapping[str, Any] | list[Any], builder: PlanBuilder) -> list[Task]:
-    """``{"tasks": [{"id", "tool", "args", "fallback"?, "timeout_s"?}]}`` or the bare list."""
+    """``{"tasks": [{"id", "tool", "args", "fallback"?, "timeout_s"?, "est_s"?}]}`` or the bare list."""
     try:
         data = json.loads(plan) if isinstance(plan, str) else plan
     except json.JSONDecodeError as exc:
@@ -246,7 +246,7 @@ def _json_task(item: Any, builder: PlanBuilder) -> Task:
     tid = item.get("id")
     if tid is not None and not isinstance(tid, int):
         tid = int(str(tid).lstrip("$"))
-    timeout = item.get("timeout_s")
+    timeout = _seconds(item, "timeout_s")
     return builder.make(
         tid,
         item["tool"],
@@ -254,8 +254,22 @@ def _json_task(item: Any, builder: PlanBuilder) -> Task:
         kwargs,
         fallback=_fallback(item.get("fallback"), builder),
         thought=str(item.get("thought", "")),
-        timeout_s=float(timeout) if timeout is not None else None,
+        timeout_s=timeout,
+        est_s=_seconds(item, "est_s"),
     )
+
+
+def _seconds(item: Mapping[str, Any], key: str) -> float | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else -1.0
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise PlanError(f"{key} must be a positive number of seconds, not {value!r}", param=key)
+    return seconds
 
 
 def _fallback(raw: Any, builder: PlanBuilder) -> Fallback | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,11 @@ class Fallback:
 
 @dataclass(slots=True)
 class Task:
-    """One tool call in a plan. ``args`` are bound by name to the tool's parameters."""
+    """One tool call in a plan. ``args`` are bound by name to the tool's parameters.
+
+    ``est_s``: how long this call should take, if the plan knows (it orders
+    calls of one tool against each other under a cap).
+    """
 
     id: int
     tool: str
@@ -60,6 +64,7 @@ class Task:
     fallback: Fallback | None = None
     thought: str = ""
     timeout_s: float | None = None
+    est_s: float | None = None
     call_id: str = ""
     deps: frozenset[int] = frozenset()
     ref_args: frozenset[str] = frozenset()  # names of the arguments that hold references
@@ -87,16 +92,26 @@ def text_refs(text: str) -> Iterator[int]:
         yield int(m.group(1) or m.group(2))
 
 
-def find_refs(value: Any, known: Iterable[int] | None = None) -> set[int]:
+def find_refs(value: Any, known: Container[int] | None = None) -> set[int]:
     """Ids referenced by ``value``: every ``Ref`` and whole-string ``$N``;
-    ``$N`` inside text only when N is in ``known`` (all, if ``known`` is None)."""
-    known_set = None if known is None else set(known)
+    ``$N`` inside text only when N is in ``known`` (all, if ``known`` is None).
+    ``known`` is only asked ``in`` (a set, a dict by its keys, a :class:`Known`)."""
     out: set[int] = set()
-    _collect(value, known_set, out)
+    _collect(value, known, out)
     return out
 
 
-def _collect(value: Any, known: set[int] | None, out: set[int]) -> None:
+class Known:
+    """Ids in any of several groups, asked without copying them into one set."""
+
+    def __init__(self, *groups: Container[int]) -> None:
+        self.groups = groups
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in group for group in self.groups)
+
+
+def _collect(value: Any, known: Container[int] | None, out: set[int]) -> None:
     if isinstance(value, Ref):
         out.add(value.task)
     elif isinstance(value, str):

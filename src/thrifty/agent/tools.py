@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import pickle
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +23,9 @@ from ..errors import ThriftyError
 from . import schema as jsonschema
 from .plan import PlanError
 
-Kind = Literal["inline", "async", "thread", "process"]
+Kind = Literal["async", "thread", "process"]
+KINDS: tuple[Kind, ...] = ("async", "thread", "process")
+Estimator = Callable[[Mapping[str, Any]], float | None]
 
 
 class ToolError(ThriftyError):
@@ -51,10 +54,18 @@ class ToolContext:
 class ToolSpec:
     """How to call one tool and how to describe it to the planner.
 
-    ``kind``: ``inline`` (a fast sync function, run on the loop), ``async``,
-    ``thread`` (blocking I/O) or ``process`` (CPU-heavy; needs a picklable
-    module-level function and no context). ``est_s`` seeds the duration
-    estimate used for critical-path priority until real runs are observed.
+    ``kind``: ``async`` (a coroutine function; a plain function given as
+    ``async`` runs in a thread, never on the event loop), ``thread`` (blocking
+    I/O; its timeout ends the task, but a thread cannot be stopped, so it must
+    end by itself) or ``process`` (CPU work: runs in a :class:`~.sandbox.Sandbox`
+    worker that is killed at the timeout, with ``memory_mb`` of address space;
+    needs an import path or a picklable module-level function, and no context).
+
+    Duration estimates drive critical-path priority under a cap. A task's own
+    estimate comes first (the plan's ``est_s``, else ``estimate(args)``: seconds
+    this call should take given its arguments as planned, references not yet
+    resolved, or None); tasks without one use the tool's learned average,
+    seeded with ``est_s`` until real runs are observed.
     """
 
     name: str
@@ -66,6 +77,8 @@ class ToolSpec:
     timeout_s: float = 30.0
     retries: int = 1
     est_s: float = 0.5
+    estimate: Estimator | None = None
+    memory_mb: int | None = None
     examples: tuple[str, ...] = ()
     triggers: tuple[str, ...] = ()
     preload_with: tuple[str, ...] = ()
@@ -104,8 +117,17 @@ class ToolRegistry:
     def register(self, spec: ToolSpec) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec.name):
             raise ValueError(f"tool name {spec.name!r} must be an identifier")
+        if spec.kind not in KINDS:
+            raise ValueError(f"tool {spec.name!r}: kind must be one of {', '.join(KINDS)}, not {spec.kind!r}")
         if spec.kind == "process" and spec.context:
             raise ValueError(f"tool {spec.name!r}: process tools cannot take the context")
+        if spec.kind == "process" and not isinstance(spec.target, str):
+            try:
+                pickle.dumps(spec.target)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                raise ValueError(
+                    f"tool {spec.name!r}: a process tool needs an import path or a module-level function"
+                ) from None
         self._specs[spec.name] = spec
         self._loaded.pop(spec.name, None)
         if not isinstance(spec.target, str):

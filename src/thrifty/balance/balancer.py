@@ -12,16 +12,18 @@ caller (the server turns it into an SSE error event).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from ..backend import Choice
+from ..deadline import requested_timeout
 from ..errors import (
     ContextWindowExceeded,
-    InvalidRequest,
     NoDeploymentAvailable,
     RateLimited,
+    RequestTimeout,
     ThriftyError,
     UpstreamTimeout,
 )
@@ -30,11 +32,36 @@ from ..types import ChatRequest, ChatResponse, Chunk
 from .admission import AdmissionGate
 from .clock import Clock, MonotonicClock
 from .health import HealthMonitor, Probe
-from .hedge import first_success, race_streams
+from .hedge import Hedged, Hedging, Single
 from .member import Member, estimate_tokens
 from .settings import BalanceSettings
 from .stats import LatencyWindow
 from .strategies import make_strategy
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+Stream = AsyncGenerator[Chunk, None]
+
+
+class Attempt(Protocol[T_co]):
+    """One try on one deployment: a whole answer, or a stream and its first chunk."""
+
+    def __call__(self, member: Member, request: ChatRequest, deadline: float | None,
+                 tokens: int) -> Awaitable[T_co]: ...
+
+
+def _no_backup() -> None:
+    """Without hedging there is never a second attempt."""
+
+
+async def _keep(response: ChatResponse) -> None:
+    """A losing hedge's whole answer holds nothing open."""
+
+
+async def _close(opened: tuple[Stream, Chunk]) -> None:
+    """A losing hedge's stream: close it, so its deployment is free at once."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await opened[0].aclose()
 
 
 class Balancer(Choice):
@@ -54,8 +81,8 @@ class Balancer(Choice):
         self.budget = RetryBudget(settings.retry, self.clock)
         self.latencies = LatencyWindow()  # whole answers, all deployments
         self.first_chunks = LatencyWindow()  # time to first chunk, all deployments
+        self.hedging: Hedging = Hedged(self.hedge_delay) if settings.hedge else Single()
         self.hedges = 0
-        self.hedge_wins = 0
         self.gate = AdmissionGate(name, _group_concurrency(settings, self.members), settings.max_queue,
                                   self._typical_latency)
         self.health = HealthMonitor(self.members, interval=settings.health_interval,
@@ -127,7 +154,7 @@ class Balancer(Choice):
         if not exc.retryable or attempt >= self.settings.retry.retries:
             return False
         if not self.budget.try_spend():
-            request.trace.note("retry_budget", "exhausted")
+            request.trace.retry_budget_exhausted = True
             return False
         tokens = estimate_tokens(request)
         untried = [m for m in self.members
@@ -150,29 +177,51 @@ class Balancer(Choice):
     def _typical_latency(self) -> float:
         return self.latencies.quantile(0.5) or 1.0
 
-    # -- complete ----------------------------------------------------------
+    # -- the attempt loop, for answers and streams alike --------------------
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         deadline = self.deadline(request)
         async with self.gate.slot():
             self.budget.on_request()
-            tokens = estimate_tokens(request)
-            tried: set[str] = set()
-            attempt = 0
-            while True:
-                member = self.choose(request, tried, tokens)
-                tried.add(member.name)
-                try:
-                    if self.settings.hedge:
-                        return await self._hedged(member, request, tried, deadline, tokens)
-                    return await self._call(member, request, deadline, tokens)
-                except ThriftyError as exc:
-                    if not await self._may_retry(exc, attempt, tried, request, deadline):
-                        raise
-                    attempt += 1
+            return await self._attempts(request, deadline, self._call, _keep, stream=False)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        return self._stream(request)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        deadline = self.deadline(request)
+        async with self.gate.slot():
+            self.budget.on_request()
+            attempt_stream, first = await self._attempts(request, deadline, self._open, _close, stream=True)
+            try:
+                yield first
+                async for chunk in attempt_stream:
+                    yield chunk
+            finally:
+                await attempt_stream.aclose()
+
+    async def _attempts(self, request: ChatRequest, deadline: float | None, attempt: Attempt[T],
+                        discard: Callable[[T], Awaitable[None]], *, stream: bool) -> T:
+        """Pick a deployment and try it (hedged when the group hedges); on a retryable
+        error try another at once, or back off, within the budget and the deadline."""
+        tokens = estimate_tokens(request)
+        tried: set[str] = set()
+        retries = 0
+        hedging = self.hedging
+        backup = self._backup(attempt, request, deadline, tokens, tried) if self.settings.hedge else _no_backup
+        while True:
+            member = self.choose(request, tried, tokens)
+            tried.add(member.name)
+            try:
+                return await hedging.run(attempt(member, request, deadline, tokens), stream, backup, discard)
+            except ThriftyError as exc:
+                if not await self._may_retry(exc, retries, tried, request, deadline):
+                    raise
+                retries += 1
 
     async def _call(self, member: Member, request: ChatRequest, deadline: float | None,
                     tokens: int) -> ChatResponse:
+        """One attempt at a whole answer."""
         timeout = self._attempt_timeout(member, deadline)
         member.on_send(tokens)
         request.trace.attempts += 1
@@ -181,7 +230,7 @@ class Balancer(Choice):
             async with asyncio.timeout(timeout):
                 response = await member.backend.complete(request)
         except TimeoutError:
-            error = UpstreamTimeout(f"{member.name} did not answer within {timeout:g}s")
+            error = _timeout_error(member, timeout, f"did not answer within {timeout:g}s")
             member.on_error(error)
             raise error from None
         except asyncio.CancelledError:
@@ -197,6 +246,23 @@ class Balancer(Choice):
         self.latencies.add(latency)
         request.trace.deployment = member.name
         return response
+
+    async def _open(self, member: Member, request: ChatRequest, deadline: float | None,
+                    tokens: int) -> tuple[Stream, Chunk]:
+        """One attempt at a stream: the stream and its first chunk (closed again on failure)."""
+        stream = self._attempt_stream(member, request, deadline, tokens)
+        try:
+            return stream, await anext(stream)
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    # -- hedging -----------------------------------------------------------
+
+    @property
+    def hedge_wins(self) -> int:
+        """Answers a hedged second attempt won."""
+        return self.hedging.wins
 
     def hedge_delay(self, stream: bool = False) -> float:
         """The group's recent p95: the median over deployments of each one's p95.
@@ -215,24 +281,15 @@ class Balancer(Choice):
             return group.quantile(q) or self.settings.hedge_delay
         return self.settings.hedge_delay
 
-    async def _hedged(self, member: Member, request: ChatRequest, tried: set[str],
-                      deadline: float | None, tokens: int) -> ChatResponse:
-        """Send to ``member``; if it is slower than the group's recent p95, also to another."""
-        tasks: list[asyncio.Future[ChatResponse]] = [
-            asyncio.ensure_future(self._call(member, request, deadline, tokens))]
-        try:
-            done, _ = await asyncio.wait(tasks, timeout=self.hedge_delay())
-            if not done:
-                other = self._hedge_target(request, tried, tokens)
-                if other is not None:
-                    tasks.append(asyncio.ensure_future(self._call(other, request, deadline, tokens)))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            raise
-        response, index = await first_success(tasks)
-        self.hedge_wins += index > 0
-        return response
+    def _backup(self, attempt: Attempt[T], request: ChatRequest, deadline: float | None, tokens: int,
+                tried: set[str]) -> Callable[[], Awaitable[T] | None]:
+        """Start a hedge: the same attempt on a deployment not tried yet (None when there is none)."""
+
+        def backup() -> Awaitable[T] | None:
+            other = self._hedge_target(request, tried, tokens)
+            return None if other is None else attempt(other, request, deadline, tokens)
+
+        return backup
 
     def _hedge_target(self, request: ChatRequest, tried: set[str], tokens: int) -> Member | None:
         try:
@@ -243,60 +300,13 @@ class Balancer(Choice):
             return None
         tried.add(other.name)
         self.hedges += 1
-        request.trace.note("hedged", other.name)
+        request.trace.hedged = other.name
         return other
 
-    # -- stream ------------------------------------------------------------
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        return self._stream(request)
-
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        deadline = self.deadline(request)
-        async with self.gate.slot():
-            self.budget.on_request()
-            tokens = estimate_tokens(request)
-            tried: set[str] = set()
-            attempt = 0
-            while True:
-                member = self.choose(request, tried, tokens)
-                tried.add(member.name)
-                try:
-                    attempt_stream, first = await self._open_stream(member, request, tried, deadline, tokens)
-                except ThriftyError as exc:
-                    if not await self._may_retry(exc, attempt, tried, request, deadline):
-                        raise
-                    attempt += 1
-                    continue
-                break
-            try:
-                yield first
-                async for chunk in attempt_stream:
-                    yield chunk
-            finally:
-                await attempt_stream.aclose()
-
-    async def _open_stream(self, member: Member, request: ChatRequest, tried: set[str],
-                           deadline: float | None, tokens: int) -> tuple[AsyncGenerator[Chunk, None], Chunk]:
-        """An attempt's stream and its first chunk; hedged when the group hedges."""
-        stream = self._attempt_stream(member, request, deadline, tokens)
-        if not self.settings.hedge:
-            try:
-                return stream, await anext(stream)
-            except BaseException:
-                await stream.aclose()
-                raise
-
-        def backup() -> AsyncGenerator[Chunk, None] | None:
-            other = self._hedge_target(request, tried, tokens)
-            return None if other is None else self._attempt_stream(other, request, deadline, tokens)
-
-        winner, first, hedged = await race_streams(stream, self.hedge_delay(stream=True), backup)
-        self.hedge_wins += hedged
-        return winner, first
+    # -- stream attempts ---------------------------------------------------
 
     async def _attempt_stream(self, member: Member, request: ChatRequest, deadline: float | None,
-                              tokens: int) -> AsyncGenerator[Chunk, None]:
+                              tokens: int) -> Stream:
         total = self._attempt_timeout(member, deadline)
         first_token = member.deployment.first_token_timeout or self.settings.first_token_timeout
         member.on_send(tokens)
@@ -316,8 +326,9 @@ class Balancer(Choice):
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    phase = "total" if first_seen else "first-token"
-                    raise UpstreamTimeout(f"{member.name} exceeded its {phase} timeout") from None
+                    if not first_seen and first_token is not None and limit == first_token:
+                        raise UpstreamTimeout(f"{member.name} exceeded its first-token timeout") from None
+                    raise _timeout_error(member, total, f"exceeded its total timeout ({total:g}s)") from None
                 if not first_seen:
                     first_seen = True
                     member.ewma.add(self.clock.now() - started)
@@ -362,20 +373,16 @@ class Balancer(Choice):
         }
 
 
+def _timeout_error(member: Member, timeout: float, what: str) -> ThriftyError:
+    """The deployment's own timeout is its fault; a shorter request deadline is not."""
+    if timeout < member.deployment.timeout:
+        return RequestTimeout(f"the request's deadline ran out: {member.name} {what}", param="timeout")
+    return UpstreamTimeout(f"{member.name} {what}")
+
+
 def request_timeout(request: ChatRequest) -> float | None:
     """The per-request ``timeout`` option in seconds (number or numeric header string)."""
-    raw = request.options.get("timeout")
-    if raw is None:
-        return None
-    try:
-        if isinstance(raw, bool):
-            raise TypeError("a boolean is not a number of seconds")
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"timeout must be a number of seconds, got {raw!r}", param="timeout") from None
-    if not value > 0 or value == float("inf"):
-        raise InvalidRequest(f"timeout must be a positive number of seconds, got {raw!r}", param="timeout")
-    return value
+    return requested_timeout(request.options)
 
 
 def _group_concurrency(settings: BalanceSettings, members: Sequence[Member]) -> int | None:

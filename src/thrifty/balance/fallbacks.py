@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from ..backend import Backend, Choice
 from ..errors import ContextWindowExceeded, ThriftyError
-from ..types import ChatRequest, ChatResponse, Chunk
+from ..types import ChatRequest, ChatResponse, Chunk, FallbackTaken
 
 
 class FallbackChain(Choice):
@@ -32,6 +32,10 @@ class FallbackChain(Choice):
     async def aclose(self) -> None:
         await self.primary.aclose()
 
+    def children(self) -> list[Backend]:
+        """The primary, then every group it may fall back to."""
+        return [self.primary, *(b for _, b in self.fallbacks), *(b for _, b in self.context_fallbacks)]
+
     def _next_targets(self, error: ThriftyError) -> list[tuple[str, Backend]]:
         if isinstance(error, ContextWindowExceeded):
             return self.context_fallbacks
@@ -40,8 +44,7 @@ class FallbackChain(Choice):
         return []
 
     def _mark(self, request: ChatRequest, target: str, error: ThriftyError) -> None:
-        request.trace.note("fallback", f"{self.name}->{target}")
-        request.trace.note("fallback_reason", type(error).__name__)
+        request.trace.fallback = FallbackTaken(self.name, target, type(error).__name__)
         self.used[target] = self.used.get(target, 0) + 1
 
     async def complete(self, request: ChatRequest) -> ChatResponse:

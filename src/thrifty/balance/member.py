@@ -105,17 +105,20 @@ class Member:
             self.tpm.add(completion_tokens)
 
     def on_error(self, exc: BaseException) -> None:
-        """Classify an attempt's error: rate limit, health failure, or the caller's fault."""
-        if isinstance(exc, RateLimited):
-            if exc.retry_after:
-                self.cooldown_until = max(self.cooldown_until, self.clock.now() + exc.retry_after)
+        """Count an attempt's error against this deployment only when it is the deployment's fault.
+
+        Each error declares that (``ThriftyError.deployment_fault``). A request
+        thrifty could not build, a client's deadline, a refused request, or a
+        foreign exception (a bug of ours, not something the upstream did) leave
+        the breaker as it was, so no client can open it for everyone.
+        """
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            self.cooldown_until = max(self.cooldown_until, self.clock.now() + exc.retry_after)
+        if isinstance(exc, ThriftyError) and exc.deployment_fault:
+            self.failed += 1
+            self.breaker.on_failure()
+        else:
             self.breaker.on_cancel()
-            return
-        if isinstance(exc, ThriftyError) and not exc.retryable:
-            self.breaker.on_success()  # the deployment answered; the request was wrong
-            return
-        self.failed += 1
-        self.breaker.on_failure()
 
     def on_cancel(self) -> None:
         self.breaker.on_cancel()

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backend import Backend, Wrapper
+from ..backend import Backend, ReportsStatus, Wrapper
 from ..config import Config, Deployment, ModelGroup, Where
 from .clock import Clock, MonotonicClock
 from .health import http_probe
@@ -258,8 +258,7 @@ class SupervisedGroup(Wrapper):
             await self.supervisor.aclose()
 
     def status(self) -> dict[str, Any]:
-        inner_status = getattr(self.inner, "status", None)
-        out = dict(inner_status()) if callable(inner_status) else {}
+        out = dict(self.inner.status()) if isinstance(self.inner, ReportsStatus) else {}
         out["supervisor"] = self.supervisor.status()
         return out
 

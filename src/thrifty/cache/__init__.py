@@ -1,7 +1,8 @@
 """The response cache: exact and semantic, memory -> disk -> Redis.
 
-``wrap_cache(backend, group, config)`` is what ``thrifty.compose`` calls for
-each model group; every group of one config shares one :class:`CacheStore`.
+``build_store(config, embed)`` makes the one :class:`CacheStore` a stack's
+groups share (``thrifty.compose`` builds, starts and closes it);
+``wrap_cache(backend, group, config, store)`` puts a group behind it.
 Layers: ``settings`` (config), ``options`` (per-request controls), ``keys``
 (what makes requests the same), ``tiers`` over ``memory``/``disk``/``shared``
 (the levels), ``semantic`` + ``vectors`` + ``verify`` (matching by meaning),
@@ -10,8 +11,6 @@ Layers: ``settings`` (config), ``options`` (per-request controls), ``keys``
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import TYPE_CHECKING
 
 from ..backend import Backend
@@ -19,32 +18,30 @@ from ..config import Config, ModelGroup
 from .settings import CacheSettings, parse_settings
 
 if TYPE_CHECKING:
+    from .semantic import Embed
     from .store import CacheStore
 
-__all__ = ["CacheSettings", "parse_settings", "store_for", "wrap_cache"]
-
-_stores: dict[int, CacheStore] = {}
-_lock = threading.Lock()
+__all__ = ["CacheSettings", "build_store", "parse_settings", "wrap_cache"]
 
 
-def store_for(config: Config, settings: CacheSettings) -> CacheStore:
-    """The one store of ``config`` (created on first use, dropped with the config)."""
-    from .store import CacheStore
+def build_store(config: Config, embed: Embed | None = None) -> CacheStore | None:
+    """The store for ``config``'s caching groups; None when no group caches."""
+    for group in config.models:
+        settings = parse_settings(config, group)
+        if settings.enabled:
+            from .store import CacheStore
 
-    with _lock:
-        store = _stores.get(id(config))
-        if store is None:
-            store = _stores[id(config)] = CacheStore(settings.store)
-            weakref.finalize(config, _stores.pop, id(config), None)
-        return store
+            return CacheStore(settings.store, embed=embed)
+    return None
 
 
-def wrap_cache(backend: Backend, group: ModelGroup, config: Config) -> Backend:
+def wrap_cache(backend: Backend, group: ModelGroup, config: Config, store: CacheStore | None) -> Backend:
     """``backend`` behind the cache, or ``backend`` itself when the group does not cache."""
     settings = parse_settings(config, group)
     if not settings.enabled:
         return backend
+    assert store is not None, "build_store(config) makes a store whenever a group caches"
     from .layer import CacheLayer
 
-    return CacheLayer(backend, group.name, settings, store_for(config, settings))
+    return CacheLayer(backend, group.name, settings, store)
 

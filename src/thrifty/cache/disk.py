@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from ..errors import StorageUnavailable
 from ..storage import Backoff, Outage, cause, confirmed_damaged, is_damaged, open_sqlite, set_aside, wal_setup
+from .keys import every_tenant
 
 log = logging.getLogger("thrifty.cache")
 T = TypeVar("T")
@@ -176,9 +177,16 @@ class DiskLevel:
         return await self._call(lambda db: self._purge(db, namespace), set())
 
     def _purge(self, db: sqlite3.Connection, namespace: str) -> set[str]:
-        keys = {r[0] for r in db.execute("SELECT key FROM answers WHERE namespace = ?", (namespace,))}
-        db.execute("DELETE FROM answers WHERE namespace = ?", (namespace,))
-        db.execute("DELETE FROM questions WHERE namespace = ?", (namespace,))
+        bare = every_tenant(namespace)
+        args: tuple[Any, ...]
+        if bare is None:
+            where, args = "namespace = ?", (namespace,)
+        else:  # the namespace in every tenant's space
+            suffix = "|" + bare
+            where, args = "namespace = ? OR substr(namespace, -?) = ?", (bare, len(suffix), suffix)
+        keys = {r[0] for r in db.execute(f"SELECT key FROM answers WHERE {where}", args)}
+        db.execute(f"DELETE FROM answers WHERE {where}", args)
+        db.execute(f"DELETE FROM questions WHERE {where}", args)
         return keys
 
     # -- semantic questions -------------------------------------------------------

@@ -36,6 +36,33 @@ def _base(request: ChatRequest, group: str, namespace: str) -> dict[str, Any]:
     }
 
 
+EVERY_TENANT = "*"  # as a purge's tenant: the namespace in every tenant's space
+
+
+def scoped_namespace(tenant: str, namespace: str) -> str:
+    """The namespace as stored: inside its tenant's space, so a purge reaches one tenant only.
+
+    ``tenant`` starts with the caller's key id whenever keys are configured,
+    so no key can name (or purge) another key's namespace. Purging with the
+    tenant :data:`EVERY_TENANT` (``*|docs``) reaches ``docs`` in every space.
+    """
+    return f"{tenant}|{namespace}" if tenant else namespace
+
+
+def every_tenant(target: str) -> str | None:
+    """The bare namespace when a purge ``target`` reaches every tenant, else None."""
+    prefix = EVERY_TENANT + "|"
+    return target[len(prefix) :] if target.startswith(prefix) else None
+
+
+def in_purge(stored: str, target: str) -> bool:
+    """Whether an entry stored under namespace ``stored`` is removed by a purge of ``target``."""
+    bare = every_tenant(target)
+    if bare is None:
+        return stored == target
+    return stored == bare or stored.endswith("|" + bare)
+
+
 def exact_key(request: ChatRequest, group: str, namespace: str) -> str:
     """The key of this exact request."""
     return _digest({**_base(request, group, namespace), "messages": request.messages})

@@ -15,9 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import Backend, Wrapper
 from ..errors import ThriftyError
-from ..types import ChatRequest, ChatResponse, Chunk
+from ..types import (
+    CACHE_COALESCED,
+    CACHE_HIT_EXACT,
+    CACHE_MISS,
+    CACHE_SKIPPED_NO_CACHE,
+    CACHE_SKIPPED_SAMPLED,
+    CacheOutcome,
+    ChatRequest,
+    ChatResponse,
+    Chunk,
+)
 from .answer import CachedAnswer, StreamRecorder, answer_of
-from .keys import exact_key, is_sampled, last_user_text, partition_key
+from .keys import exact_key, is_sampled, last_user_text, partition_key, scoped_namespace
 from .options import request_cache
 from .semantic import Question
 from .settings import CacheSettings
@@ -44,7 +54,11 @@ class Plan:
 
 
 class CacheLayer(Wrapper):
-    """Answers from the cache when it can, from ``inner`` (once) when it cannot."""
+    """Answers from the cache when it can, from ``inner`` (once) when it cannot.
+
+    ``store`` is shared with the other caching groups and owned by whoever built
+    it (``thrifty.compose``: the stack starts it first and closes it last).
+    """
 
     def __init__(self, inner: Backend, group: str, settings: CacheSettings, store: CacheStore) -> None:
         super().__init__(inner)
@@ -54,20 +68,16 @@ class CacheLayer(Wrapper):
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
     async def start(self) -> None:
-        await self.store.start()
+        """Start ``inner``; the store is started by its owner (the stack), before this."""
         if self.settings.semantic:
             await self.store.semantic()  # load the embedding model now, not on the first request
         await self.inner.start()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-        await self.store.stop()
 
     async def purge(self, namespace: str) -> int:
         """Forget every cached answer in ``namespace`` (all groups sharing the store)."""
         return await self.store.purge(namespace)
 
-    def stats(self) -> dict[str, float]:
+    def status(self) -> dict[str, Any]:
         return self.store.stats()
 
     def degraded(self) -> list[str]:
@@ -79,15 +89,14 @@ class CacheLayer(Wrapper):
         """None when this request bypasses the cache entirely."""
         options = request_cache(request.options)
         if is_sampled(request) and not self.settings.cache_sampled:
-            request.trace.note("cache", "miss")
-            request.trace.note("cache-skip", "sampled")
+            request.trace.cache = CACHE_SKIPPED_SAMPLED
             return None
         ttls = self.settings.ttls
         if options.ttl is not None:
             ttls = (min(ttls[0], options.ttl), min(ttls[1], options.ttl), min(ttls[2], options.ttl))
         plan = Plan(
             key=exact_key(request, self.group, options.namespace),
-            namespace=options.namespace,
+            namespace=scoped_namespace(request.trace.tenant, options.namespace),
             ttls=ttls,
             read=not options.no_cache,
             store=not options.no_store,
@@ -98,8 +107,7 @@ class CacheLayer(Wrapper):
             if plan.text is not None:
                 plan.partition = partition_key(request, self.group, options.namespace)
         if not plan.read:
-            request.trace.note("cache", "miss")
-            request.trace.note("cache-skip", "no-cache")
+            request.trace.cache = CACHE_SKIPPED_NO_CACHE
         return plan
 
     # -- reading -------------------------------------------------------------------
@@ -108,16 +116,15 @@ class CacheLayer(Wrapper):
         trace = request.trace
         raw = await self.store.tiers.get(plan.key, plan.namespace, plan.ttls)
         if raw is not None:
-            trace.note("cache", "hit-exact")
+            trace.cache = CACHE_HIT_EXACT
             return CachedAnswer.loads(raw)
         if plan.text is not None:
             found = await self._semantic_lookup(plan)
             if found is not None:
                 answer, similarity = found
-                trace.note("cache", "hit-semantic")
-                trace.note("cache-similarity", f"{similarity:.2f}")
+                trace.cache = CacheOutcome("hit", "semantic", similarity)
                 return answer
-        trace.note("cache", "miss")
+        trace.cache = CACHE_MISS
         return None
 
     async def _semantic_lookup(self, plan: Plan) -> tuple[CachedAnswer, float] | None:
@@ -187,8 +194,7 @@ class CacheLayer(Wrapper):
             raise outcome
         if outcome is None:
             return None
-        request.trace.note("cache", "hit-exact")
-        request.trace.note("cache-coalesced", "1")
+        request.trace.cache = CACHE_COALESCED
         return CachedAnswer.loads(outcome)
 
     # -- the backend interface -------------------------------------------------------

@@ -6,6 +6,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
+from .keys import in_purge
+
 # Rough cost of the key, tuple and dict slot beside the value itself.
 _OVERHEAD = 160
 
@@ -49,7 +51,7 @@ class MemoryLevel:
             self._remove(next(iter(self._entries)))
 
     def purge(self, namespace: str) -> set[str]:
-        keys = {k for k, e in self._entries.items() if e.namespace == namespace}
+        keys = {k for k, e in self._entries.items() if in_purge(e.namespace, namespace)}
         for key in keys:
             self._remove(key)
         return keys

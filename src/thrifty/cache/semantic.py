@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .keys import in_purge
 from .vectors import VectorIndex
 from .verify import verify
 
@@ -127,7 +128,7 @@ class SemanticIndex:
 
     def purge(self, namespace: str) -> set[str]:
         with self._lock:
-            gone = [(where, q.key) for where, q in self._rows.items() if q.namespace == namespace]
+            gone = [(where, q.key) for where, q in self._rows.items() if in_purge(q.namespace, namespace)]
             for where, key in gone:
                 self._by_key.pop(key, None)
                 self._remove(*where)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .keys import every_tenant
+
 log = logging.getLogger("thrifty.cache")
 T = TypeVar("T")
 PREFIX = "thrifty:cache:"
@@ -90,14 +92,19 @@ class RedisLevel:
         await self._call("write", write, None, self.timeout * 4)
 
     async def purge(self, namespace: str) -> set[str]:
-        prefix = f"{PREFIX}{namespace}:"
+        bare = every_tenant(namespace)
+        if bare is None:
+            patterns = [f"{PREFIX}{_glob(namespace)}:*"]
+        else:  # the namespace in every tenant's space
+            patterns = [f"{PREFIX}{_glob(bare)}:*", f"{PREFIX}*|{_glob(bare)}:*"]
 
         async def purge(client: Any) -> set[str]:
             removed: set[str] = set()
-            async for raw in client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=500):
-                name = raw.decode() if isinstance(raw, bytes) else str(raw)
-                await client.unlink(name)
-                removed.add(name[len(prefix) :])
+            for pattern in patterns:
+                async for raw in client.scan_iter(match=pattern, count=500):
+                    name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                    await client.unlink(name)
+                    removed.add(name.rsplit(":", 1)[1])
             await client.publish(PURGE_CHANNEL, namespace)  # other replicas drop their L1/L2 copies
             return removed
 
@@ -125,3 +132,8 @@ class RedisLevel:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _glob(text: str) -> str:
+    """``text`` matched literally in a Redis SCAN pattern."""
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)

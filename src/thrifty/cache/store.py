@@ -1,7 +1,9 @@
-"""One cache store per configuration, shared by every model group that caches.
+"""One cache store per stack, shared by every model group that caches.
 
-It owns the levels (memory, disk, Redis) and the semantic index, starts once
-however many groups use it, and closes when the last one closes.
+It owns the levels (memory, disk, Redis) and the semantic index. Whoever builds
+it starts and closes it: ``thrifty.compose`` builds one per stack (the
+``Stack`` starts it before the layers and closes it after them); the cache
+layers only use it.
 """
 
 from __future__ import annotations
@@ -22,14 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("thrifty.cache")
 
 
-def _default_embed() -> Embed:
-    from ..embeddings import get_embedder
-
-    return get_embedder().embed
-
-
 class CacheStore:
-    """Levels + semantic index + reference-counted lifecycle."""
+    """Levels + semantic index; ``embed`` turns questions into vectors (default: its own MiniLM)."""
 
     def __init__(
         self,
@@ -44,25 +40,29 @@ class CacheStore:
         self._embed = embed
         self._semantic: SemanticIndex | None = None
         self._semantic_ready: asyncio.Future[SemanticIndex] | None = None
-        self._users = 0
+        self._open = False
         self._listener: asyncio.Task[None] | None = None
         self.semantic_broken = False
 
     async def start(self) -> None:
-        self._users += 1
-        if self._users == 1:
-            await self.tiers.open()
-            if self.tiers.redis is not None:
-                self._listener = asyncio.ensure_future(self.tiers.redis.listen_for_purges(self._purged_elsewhere))
+        """Open the levels and listen for other replicas' purges (idempotent)."""
+        if self._open:
+            return
+        self._open = True
+        await self.tiers.open()
+        if self.tiers.redis is not None:
+            self._listener = asyncio.ensure_future(self.tiers.redis.listen_for_purges(self._purged_elsewhere))
 
     async def stop(self) -> None:
-        self._users -= 1
-        if self._users == 0:
-            if self._listener is not None:
-                self._listener.cancel()
-                await asyncio.gather(self._listener, return_exceptions=True)
-                self._listener = None
-            await self.tiers.aclose()
+        """Close the levels (idempotent)."""
+        if not self._open:
+            return
+        self._open = False
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        await self.tiers.aclose()
 
     async def _purged_elsewhere(self, namespace: str) -> None:
         await self.tiers.purge_local(namespace)
@@ -90,9 +90,11 @@ class CacheStore:
     async def _load(self) -> SemanticIndex:
         embed = self._embed
         if embed is None:
-            embed = await asyncio.to_thread(_default_embed)
-            # Load the model now, off the event loop, rather than on the first lookup.
-            await asyncio.to_thread(embed, ["warm up"])
+            from ..embeddings import EmbeddingModel
+
+            embed = self._embed = EmbeddingModel().embed
+        # Load the model now, off the event loop, rather than on the first lookup.
+        await asyncio.to_thread(embed, ["warm up"])
         index = SemanticIndex(embed, self.clock, self.settings.hnsw_after)
         disk = self.tiers.disk
         rows = await disk.questions() if disk is not None else []

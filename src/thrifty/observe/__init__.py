@@ -27,7 +27,7 @@ from .health import Alert, evaluate, process_age, rss_bytes, window_health
 from .ledger import Ledger
 from .settings import parse_alerts, parse_ledger, parse_telemetry
 from .spans import Spans, default_spans
-from .tally import Row, Tally
+from .tally import COLUMNS, Row, Tally
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 __all__ = ["Observer", "RequestEvent"]
 
 log = logging.getLogger("thrifty.observe")
+_API_KEY = COLUMNS.index("api_key")
 _KNOWN_IDS = 20_000  # recent request ids kept in memory for feedback linking (older: on disk)
 _CHUNK = 64  # events the writer counts between yields of the GIL (~1 ms)
 _MAX_QUEUE = 200_000  # rows held in memory at most while the ledger is closed or failing
-_FACTS = ("model", "deployment", "tier", "route")
+_FACTS = ("model", "deployment", "tier", "route", "api_key")  # api_key: the owner's key id
 # breaker states reported as words become numbers a graph can show
 _STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
 
@@ -66,7 +67,7 @@ class Observer:
         self.feedback_ratings: dict[int, int] = {}
         self._pending: deque[RequestEvent] = deque()
         self._unwritten: list[Row] = []
-        self._known: OrderedDict[str, tuple[str, str, str, str]] = OrderedDict()
+        self._known: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
@@ -190,7 +191,7 @@ class Observer:
                     log.exception("cannot account for request %r; skipped", getattr(event, "request_id", event))
                     continue
                 self._unwritten.append(row)
-                self._known[event.request_id] = row[2:6]
+                self._known[event.request_id] = (*row[2:6], row[_API_KEY])
             while len(self._known) > _KNOWN_IDS:
                 self._known.popitem(last=False)
             self._bound()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..types import CacheOutcome, FallbackTaken, RouteDecision
+
 
 @dataclass(slots=True)
 class RequestEvent:
@@ -23,6 +25,11 @@ class RequestEvent:
     ttft_s: float | None
     overhead_s: float
     attempts: int
-    api_key: str  # a short hash of the key, never the key itself
+    api_key: str  # a short hash of the key (or a virtual key's id), never the key itself
     tenant: str
-    annotations: dict[str, str] = field(default_factory=dict)
+    team: str = ""  # a virtual key's team
+    user: str = ""  # the end user named in the request body
+    cache: CacheOutcome | None = None  # what the response cache did (trace.cache)
+    route: RouteDecision | None = None  # the router's decision (trace.route)
+    fallback: FallbackTaken | None = None  # a fallback chain's hop (trace.fallback)
+    annotations: dict[str, str] = field(default_factory=dict)  # the trace's notes as rendered for headers

@@ -27,7 +27,16 @@ def _optional_text(body: dict[str, Any], key: str, limit: int) -> str | None:
         raise InvalidRequest(f"'{key}' must be a string, got {type(value).__name__}", param=key)
     if len(value) > limit:
         raise InvalidRequest(f"'{key}' is longer than {limit} characters", param=key)
+    _check_text(value, key)
     return value
+
+
+def _check_text(value: str, key: str) -> None:
+    """Refuse text the ledger cannot store (a lone surrogate is not valid Unicode)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"'{key}' contains a lone surrogate; send valid Unicode text", param=key) from None
 
 
 def parse_feedback(body: Any) -> Feedback:
@@ -37,6 +46,7 @@ def parse_feedback(body: Any) -> Feedback:
     response_id = body.get("response_id")
     if not isinstance(response_id, str) or not response_id.strip():
         raise InvalidRequest("'response_id' is required: the id of the response being rated", param="response_id")
+    _check_text(response_id, "response_id")
     rating = body.get("rating")
     if rating is None:
         raise InvalidRequest("'rating' is required: an integer from 1 to 5", param="rating")

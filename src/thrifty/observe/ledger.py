@@ -21,16 +21,23 @@ CREATE TABLE IF NOT EXISTS requests (
     route TEXT, cache TEXT, stream INTEGER, status INTEGER, error_type TEXT,
     prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER,
     latency_s REAL, ttft_s REAL, overhead_s REAL, attempts INTEGER, api_key TEXT, tenant TEXT,
-    cost_usd REAL, cost_top_usd REAL, cost_nocache_usd REAL, priced INTEGER, annotations TEXT
+    cost_usd REAL, cost_top_usd REAL, cost_nocache_usd REAL, priced INTEGER, annotations TEXT,
+    team TEXT NOT NULL DEFAULT '', end_user TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_id ON requests (request_id);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY, response_id TEXT NOT NULL, ts REAL NOT NULL, rating INTEGER NOT NULL,
-    comment TEXT, corrected_answer TEXT, model TEXT, tier TEXT, route TEXT
+    comment TEXT, corrected_answer TEXT, model TEXT, tier TEXT, route TEXT, owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS feedback_response ON feedback (response_id);
 """
+# columns added after a table was first created: (table, column, definition)
+_ADDED = (
+    ("feedback", "owner", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "team", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "end_user", "TEXT NOT NULL DEFAULT ''"),
+)
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
@@ -43,7 +50,7 @@ class Ledger:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.db, self.set_aside = open_sqlite("ledger", path, wal_setup(SCHEMA), timeout=10.0)
+        self.db, self.set_aside = open_sqlite("ledger", path, wal_setup(SCHEMA, _ADDED), timeout=10.0)
         self.lock = threading.Lock()
         self.written = 0
 
@@ -64,16 +71,18 @@ class Ledger:
     def find(self, request_id: str) -> dict[str, Any] | None:
         with self.lock:
             cur = self.db.execute(
-                "SELECT model, deployment, tier, route, status FROM requests WHERE request_id = ? LIMIT 1",
+                "SELECT model, deployment, tier, route, status, api_key FROM requests WHERE request_id = ? LIMIT 1",
                 (request_id,),
             )
             row = cur.fetchone()
         if row is None:
             return None
-        return dict(zip(("model", "deployment", "tier", "route", "status"), row, strict=True))
+        return dict(zip(("model", "deployment", "tier", "route", "status", "api_key"), row, strict=True))
 
     def add_feedback(self, values: dict[str, Any]) -> int:
-        keys = ("response_id", "ts", "rating", "comment", "corrected_answer", "model", "tier", "route")
+        """Store one rating; ``values["owner"]`` is the rating key's id ("" without keys)."""
+        keys = ("response_id", "ts", "rating", "comment", "corrected_answer", "model", "tier", "route", "owner")
+        values = {**values, "owner": values.get("owner") or ""}
         with self.lock:
             cur = self.db.execute(
                 f"INSERT INTO feedback ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
@@ -81,13 +90,15 @@ class Ledger:
             )
             return int(cur.lastrowid or 0)
 
-    def feedback(self, response_id: str) -> list[dict[str, Any]]:
+    def feedback(self, response_id: str, owner: str | None = None) -> list[dict[str, Any]]:
+        """The ratings of one response, oldest first; only ``owner``'s when given."""
+        sql = "SELECT id, ts, rating, comment, corrected_answer, model, tier, route FROM feedback WHERE response_id = ?"
+        args: tuple[str, ...] = (response_id,)
+        if owner is not None:
+            sql += " AND owner = ?"
+            args += (owner,)
         with self.lock:
-            cur = self.db.execute(
-                "SELECT id, ts, rating, comment, corrected_answer, model, tier, route FROM feedback"
-                " WHERE response_id = ? ORDER BY id",
-                (response_id,),
-            )
+            cur = self.db.execute(sql + " ORDER BY id", args)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..prices import PriceTable
-from . import notes
 from .events import RequestEvent
 from .metrics import OVERHEAD_BUCKETS, Counter, Histogram, Metric
 from .spans import Spans
@@ -35,7 +34,7 @@ COLUMNS = (
     "request_id", "ts", "model", "deployment", "tier", "route", "cache", "stream", "status",
     "error_type", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "ttft_s",
     "overhead_s", "attempts", "api_key", "tenant", "cost_usd", "cost_top_usd", "cost_nocache_usd",
-    "priced", "annotations",
+    "priced", "annotations", "team", "end_user",
 )
 Row = tuple[Any, ...]
 
@@ -120,7 +119,9 @@ class Tally:
     def add(self, ev: RequestEvent) -> Row:
         """Count one event; return its ledger row."""
         ann = ev.annotations
-        cache, level, tier, escalations, fell_back = notes.parse(ann)
+        outcome, route = ev.cache, ev.route
+        cache, level = (outcome.result, outcome.level) if outcome is not None else ("", "")
+        tier, escalations = (route.tier, route.escalations) if route is not None else ("", 0)
         rates = self.prices.rates(ev.deployment, tier, ev.model)
         nocache = rates.full_cost(ev.prompt_tokens, ev.completion_tokens)
         cost = 0.0 if cache == "hit" else rates.cost(ev.prompt_tokens, ev.completion_tokens, ev.cached_tokens)
@@ -133,7 +134,7 @@ class Tally:
             self.routes.inc((tier,))
         if escalations:
             self.escalations.inc((), escalations)
-        if fell_back:
+        if ev.fallback is not None:
             self.fallbacks.inc()
         # percentiles per model group: the group that served a routed request, else the one asked for
         group = tier if tier in self.prices.groups else ev.model
@@ -146,7 +147,7 @@ class Tally:
             ev.request_id, ev.ts, ev.model, ev.deployment, tier, ann.get("route", ""), ann.get("cache", ""),
             int(ev.stream), ev.status, ev.error_type, ev.prompt_tokens, ev.completion_tokens,
             ev.cached_tokens, ev.latency_s, ev.ttft_s, ev.overhead_s, ev.attempts, ev.api_key, ev.tenant,
-            cost, top, nocache, int(rates.priced), _dumps(ann) if ann else "",
+            cost, top, nocache, int(rates.priced), _dumps(ann) if ann else "", ev.team, ev.user,
         )
 
     def _count(self, ev: RequestEvent, cost: float, top: float, nocache: float, priced: bool) -> None:

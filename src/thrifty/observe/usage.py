@@ -16,6 +16,8 @@ GROUPS = {
     "deployment": "COALESCE(NULLIF(deployment, ''), '(none)')",
     "tier": "COALESCE(NULLIF(tier, ''), '(unrouted)')",
     "key": "COALESCE(NULLIF(api_key, ''), '(no key)')",
+    "team": "COALESCE(NULLIF(team, ''), '(no team)')",
+    "user": "COALESCE(NULLIF(end_user, ''), '(no user)')",
     "day": "date(ts, 'unixepoch')",
 }
 FIELDS = (

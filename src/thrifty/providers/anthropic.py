@@ -18,7 +18,15 @@ from ..config import Deployment
 from ..errors import ConfigError, InvalidRequest, UpstreamConnectionError, UpstreamError
 from ..types import ChatRequest, ChatResponse, Chunk, Message, completion_body, message_text
 from .anthropic_stream import StreamDecoder, finish_reason, usage_from
-from .http import HttpClient, HttpRequest, Timeouts, Transport, deployment_transport, extra_headers
+from .http import (
+    HttpClient,
+    HttpRequest,
+    Timeouts,
+    Transport,
+    build_body,
+    deployment_transport,
+    extra_headers,
+)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -218,21 +226,21 @@ class AnthropicBackend:
         self._timeouts = Timeouts.for_deployment(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
-    def _request(self, payload: dict[str, Any]) -> HttpRequest:
-        return HttpRequest(self._url, orjson.dumps(payload), self._headers, self._timeouts)
+    def _request(self, request: ChatRequest, *, stream: bool) -> HttpRequest:
+        body = build_body(self.name, lambda: request_body(request, self.deployment.model, stream=stream))
+        return HttpRequest(self._url, body, self._headers, self._timeouts)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         request.trace.deployment = self.name
-        payload = request_body(request, self.deployment.model, stream=False)
-        data = await self._http.post_json(self._request(payload), request.trace)
+        data = await self._http.post_json(self._request(request, stream=False), request.trace)
         return parse_response(data)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         trace = request.trace
         trace.deployment = self.name
-        payload = request_body(request, self.deployment.model, stream=True)
+        http_request = self._request(request, stream=True)
         decoder = StreamDecoder(id=trace.request_id, model=self.deployment.model)
-        events = self._http.events(self._request(payload), trace)
+        events = self._http.events(http_request, trace)
         async with contextlib.aclosing(events):
             async for event in events:
                 if decoder.done:
@@ -250,6 +258,10 @@ class AnthropicBackend:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def children(self) -> tuple[()]:
+        """A provider calls no other backend."""
+        return ()
 
 
 def _generated(chunk: Chunk) -> bool:

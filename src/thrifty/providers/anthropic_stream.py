@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import RateLimited, ThriftyError, UpstreamError, UpstreamStatusError
 from ..types import Chunk, Usage, chunk_body, usage_chunk
+from .http import safe_text
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -57,7 +58,8 @@ def stream_error(data: Any) -> ThriftyError:
     error = data.get("error") if isinstance(data, dict) else None
     error = error if isinstance(error, dict) else {}
     kind = str(error.get("type") or "")
-    message = f"upstream stream error: {error.get('message') or kind or 'unknown'}"
+    text = error.get("message")
+    message = f"upstream stream error: {safe_text(text if isinstance(text, str) else kind) or 'unknown'}"
     if kind == "rate_limit_error":
         return RateLimited(message)
     if kind in ERROR_STATUSES:

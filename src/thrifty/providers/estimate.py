@@ -1,7 +1,7 @@
 """Token counts when an upstream reports none: about four characters a token.
 
 A real tokenizer (tiktoken) is not available offline, so this is a rough,
-cheap estimate; callers mark it with ``trace.note("usage", "estimated")``.
+cheap estimate; callers mark it with ``trace.usage_estimated = True``.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from ..config import Deployment
 from ..errors import (
     ConfigError,
     ContextWindowExceeded,
+    InvalidRequest,
     RateLimited,
     ThriftyError,
     UpstreamConnectionError,
@@ -43,6 +45,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..types import Trace
+from ..validate import encode
 from .sse import SseEvent, SseParser
 
 if TYPE_CHECKING:
@@ -72,7 +75,7 @@ class Timeouts:
 class HttpRequest:
     url: str
     body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # credentials: never in a repr
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     def json(self) -> Any:
@@ -143,27 +146,115 @@ def translate_error(exc: Exception) -> Exception:
     return exc
 
 
+def build_body(deployment: str, build: Callable[[], Any]) -> bytes:
+    """The upstream body a pure translation builds, as JSON bytes.
+
+    Building the upstream request only reads the client's request, so any
+    failure here is that request's fault: a 400 naming the field where it can
+    (:func:`thrifty.validate.encode`), never an upstream error counted against
+    the deployment.
+    """
+    try:
+        return encode(build())
+    except ThriftyError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        raise InvalidRequest(
+            f"The request cannot be translated for {deployment}: {type(exc).__name__}: {exc}"[:300],
+            code="invalid_value",
+        ) from None
+
+
 def error_detail(body: bytes) -> tuple[str, str | None]:
-    """The message and code of an OpenAI or Anthropic error body (or its raw text)."""
+    """The message and code of an OpenAI or Anthropic error body (or its raw text). Unsafe:
+    the text is the upstream's own; :func:`error_summary` is what may reach a client."""
+    message, code, _ = _error_fields(body)
+    return message, code
+
+
+def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        text = body[:300].decode("utf-8", errors="replace").strip()
-        return text or "(empty body)", None
+        text = body[:_SCAN].decode("utf-8", errors="replace").strip()
+        return text or "(empty body)", None, None
     if not isinstance(data, dict):
-        return str(data)[:300], None
+        return str(data)[:_SCAN], None, None
     error = data.get("error")
     if isinstance(error, dict):
-        message = error.get("message")
-        code = error.get("code")
+        message, code, kind = error.get("message"), error.get("code"), error.get("type")
         return (
-            message if isinstance(message, str) else orjson.dumps(error).decode()[:300],
+            message if isinstance(message, str) else orjson.dumps(error).decode()[:_SCAN],
             code if isinstance(code, str) else None,
+            kind if isinstance(kind, str) else None,
         )
     for key in ("error", "message", "detail"):
         if isinstance(data.get(key), str):
-            return data[key], None
-    return orjson.dumps(data).decode()[:300], None
+            return data[key], None, None
+    return orjson.dumps(data).decode()[:_SCAN], None, None
+
+
+# ---------------------------------------------------------------- what may leave thrifty
+
+_SCAN = 4000  # characters of an upstream's error text examined; at most _SHOWN are shown
+_SHOWN = 200
+_NOT_SECRET = frozenset({"content-type", "accept", "anthropic-version", "user-agent"})
+_WORD = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # codes and types: identifiers, nothing else
+# Looks like a credential: a bearer token, a prefixed key (sk-..., pk_..., gsk_..., AIza...),
+# or a long unbroken run of key characters containing a digit.
+_KEYLIKE = re.compile(
+    r"(?i)(?P<bearer>bearer\s+)\S+"
+    r"|\b(?:sk|pk|rk|gsk|xai|key|aiza)[-_]?[A-Za-z0-9_-]{12,}"
+    r"|\b(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{32,}"
+)
+REDACTED = "[redacted]"
+
+
+def secrets_in(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The credentials among a request's headers (every value but a few known-harmless ones)."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if name.lower() in _NOT_SECRET or not value:
+            continue
+        found.append(value)
+        scheme, _, token = value.partition(" ")
+        if token and scheme.lower() in ("bearer", "basic", "token"):
+            found.append(token.strip())
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with the given secrets and anything that looks like a key replaced."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return _KEYLIKE.sub(lambda m: (m.group("bearer") or "") + REDACTED, text)
+
+
+def safe_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """An upstream's words made fit for a client or a log: one line, redacted, short."""
+    text = redact(" ".join(text[:_SCAN].split()), secrets)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def error_summary(body: bytes, secrets: Iterable[str] = ()) -> tuple[str, str | None]:
+    """``"<error type>: <short safe message>"`` of an upstream error body, and its code.
+
+    Upstreams echo what they were sent (some repeat the key they refused), so
+    the text is cut short and anything key-like is redacted; type and code are
+    kept only when they are plain identifiers.
+    """
+    secrets = tuple(secrets)
+    message, code, kind = _error_fields(body)
+    text = safe_text(message, secrets) or "(no message)"
+    if _identifier(kind, secrets):
+        text = f"{kind}: {text}"
+    return text, code if _identifier(code, secrets) else None
+
+
+def _identifier(value: str | None, secrets: tuple[str, ...]) -> bool:
+    """A short plain name (an error type or code), and nothing that could be a key."""
+    return value is not None and bool(_WORD.match(value)) and redact(value, secrets) == value
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -194,9 +285,11 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def status_error(status: int, headers: Mapping[str, str], body: bytes) -> ThriftyError:
-    """The thrifty error for an upstream's error status."""
-    message, code = error_detail(body)
+def status_error(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str] = ()
+) -> ThriftyError:
+    """The thrifty error for an upstream's error status, its text summarised (:func:`error_summary`)."""
+    message, code = error_summary(body, secrets)
     if status == 429:
         return RateLimited(f"upstream rate limit: {message}", retry_after=retry_after(headers))
     if status == 400 and code == "context_length_exceeded":
@@ -218,7 +311,7 @@ class HttpClient:
         deadline = asyncio.get_running_loop().time() + request.timeouts.total
         response = await _timed(self.transport.post(request), deadline, trace)
         if response.status >= 400:
-            raise status_error(response.status, response.headers, response.body)
+            raise status_error(response.status, response.headers, response.body, secrets_in(request.headers))
         try:
             return orjson.loads(response.body)
         except orjson.JSONDecodeError as exc:
@@ -235,7 +328,7 @@ class HttpClient:
         try:
             if response.status >= 400:
                 body = await _timed(response.read(), deadline, trace)
-                raise status_error(response.status, response.headers, body)
+                raise status_error(response.status, response.headers, body, secrets_in(request.headers))
             parser = SseParser()
             while True:
                 chunk = await _timed(anext(chunks, None), first, trace)

@@ -37,7 +37,10 @@ def generation_kwargs(request: ChatRequest, options: LocalOptions) -> dict[str, 
     if int(params.get("n") or 1) != 1:
         raise InvalidRequest("the local model returns one choice; n must be 1", param="n")
     kwargs: dict[str, Any] = {k: params[k] for k in PASSED if params.get(k) is not None}
-    kwargs.update({k: request.extra[k] for k in LLAMA_ONLY if request.extra.get(k) is not None})
+    for key in LLAMA_ONLY:
+        value = request.extra.get(key)
+        if value is not None:
+            kwargs[key] = _llama_option(key, value)
     max_tokens = params.get("max_tokens") or request.extra.get("max_completion_tokens") or options.max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
         raise InvalidRequest(f"max_tokens must be a positive integer, got {max_tokens!r}", param="max_tokens")
@@ -49,6 +52,20 @@ def generation_kwargs(request: ChatRequest, options: LocalOptions) -> dict[str, 
     else:
         kwargs.pop("top_logprobs", None)
     return kwargs
+
+
+def _llama_option(key: str, value: Any) -> Any:
+    """A llama.cpp-only sampling option, checked: llama.cpp fails deep inside on a wrong type."""
+    if key == "logit_bias":
+        if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+        ):
+            raise InvalidRequest("'logit_bias' must map token ids to numbers.", param=key)
+        return value
+    wanted = int if key == "top_k" else (int, float)
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        raise InvalidRequest(f"'{key}' must be a number; got {value!r}.", param=key)
+    return value
 
 
 def plain(value: Any) -> Any:
@@ -66,8 +83,8 @@ def translate_error(exc: Exception) -> ThriftyError:
     """A llama.cpp failure, by type: bad input (prompt too long, ...) or a model failure."""
     if isinstance(exc, ThriftyError):
         return exc
-    if isinstance(exc, ValueError):
-        return InvalidRequest(f"the local model refused the request: {exc}")
+    if isinstance(exc, (ValueError, TypeError)):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        return InvalidRequest(f"the local model refused the request: {exc}"[:300])
     return UpstreamError(f"the local model failed ({type(exc).__name__})")
 
 
@@ -124,6 +141,10 @@ class LocalBackend:
             await asyncio.to_thread(executor.shutdown, True)
         for llama in instances:
             llama.close()
+
+    def children(self) -> tuple[()]:
+        """A provider calls no other backend."""
+        return ()
 
     async def _submit(self, work: Callable[[Any], Any]) -> asyncio.Future[Any]:
         """Run ``work(llama)`` on a free instance; the instance returns to the pool when work ends."""

@@ -23,10 +23,12 @@ from .http import (
     HttpRequest,
     Timeouts,
     Transport,
+    build_body,
     deployment_transport,
-    error_detail,
+    error_summary,
     extra_headers,
     option_mapping,
+    secrets_in,
 )
 
 # --------------------------------------------------------------------------- translation
@@ -91,12 +93,12 @@ def parse_response(data: Any, messages: Iterable[Message]) -> tuple[ChatResponse
     return ChatResponse(body=data, usage=usage), True
 
 
-def parse_chunk(data: Any) -> tuple[Chunk | None, Usage | None]:
+def parse_chunk(data: Any, secrets: Iterable[str] = ()) -> tuple[Chunk | None, Usage | None]:
     """One SSE ``data`` object: the chunk to forward (None if it has no choices) and any usage."""
     if not isinstance(data, dict):
         raise UpstreamError("the upstream sent a malformed stream chunk")
     if data.get("error") is not None:
-        message, code = error_detail(orjson.dumps(data))
+        message, code = error_summary(orjson.dumps(data), secrets)
         raise UpstreamError(f"upstream stream error: {message}", code=code)
     raw_usage = data.pop("usage", None)
     usage = Usage.from_json(raw_usage) if isinstance(raw_usage, dict) and raw_usage else None
@@ -159,6 +161,7 @@ class OpenAIBackend:
         self._headers = {"content-type": "application/json", **extra_headers(deployment)}
         if deployment.api_key:
             self._headers["authorization"] = f"Bearer {deployment.api_key}"
+        self._secrets = secrets_in(self._headers)
         self._timeouts = Timeouts.for_deployment(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
@@ -166,27 +169,30 @@ class OpenAIBackend:
         """The deployment's model id; ``*`` passes the client's model name through."""
         return request.model if self.deployment.model == "*" else self.deployment.model
 
-    def _request(self, path: str, payload: dict[str, Any]) -> HttpRequest:
-        return HttpRequest(self._base + path, orjson.dumps(payload), self._headers, self._timeouts)
+    def _request(self, path: str, body: bytes) -> HttpRequest:
+        return HttpRequest(self._base + path, body, self._headers, self._timeouts)
+
+    def _chat(self, request: ChatRequest, *, stream: bool) -> HttpRequest:
+        model = self._model(request)
+        body = build_body(self.name, lambda: request_body(
+            request, model, stream=stream, defaults=self._defaults, stream_usage=self._stream_usage))
+        return self._request("/chat/completions", body)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         request.trace.deployment = self.name
-        payload = request_body(request, self._model(request), stream=False, defaults=self._defaults)
-        data = await self._http.post_json(self._request("/chat/completions", payload), request.trace)
+        data = await self._http.post_json(self._chat(request, stream=False), request.trace)
         response, estimated = parse_response(data, request.messages)
         if estimated:
-            request.trace.note("usage", "estimated")
+            request.trace.usage_estimated = True
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         trace = request.trace
         trace.deployment = self.name
-        payload = request_body(
-            request, self._model(request), stream=True, defaults=self._defaults, stream_usage=self._stream_usage
-        )
+        http_request = self._chat(request, stream=True)
         tally = _Tally(trace)
         done = False
-        events = self._http.events(self._request("/chat/completions", payload), trace)
+        events = self._http.events(http_request, trace)
         async with contextlib.aclosing(events):
             async for event in events:
                 if done:
@@ -194,7 +200,7 @@ class OpenAIBackend:
                 if event.data.strip() == "[DONE]":
                     done = True
                     continue
-                chunk, usage = parse_chunk(_loads(event.data))
+                chunk, usage = parse_chunk(_loads(event.data), self._secrets)
                 tally.usage = usage or tally.usage
                 if chunk is not None:
                     tally.see(chunk)
@@ -204,13 +210,13 @@ class OpenAIBackend:
         usage = tally.usage
         if usage is None:
             usage = estimate_usage(request.messages, "".join(tally.text))
-            trace.note("usage", "estimated")
+            trace.usage_estimated = True
         yield usage_chunk(id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage)
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Embedding vectors for ``texts`` from ``/embeddings``, and the tokens used."""
-        payload = {"model": self.deployment.model, "input": texts}
-        data = await self._http.post_json(self._request("/embeddings", payload), Trace())
+        body = build_body(self.name, lambda: {"model": self.deployment.model, "input": texts})
+        data = await self._http.post_json(self._request("/embeddings", body), Trace())
         return parse_embeddings(data, texts)
 
     async def start(self) -> None:
@@ -218,6 +224,10 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def children(self) -> tuple[()]:
+        """A provider calls no other backend."""
+        return ()
 
 
 def _loads(data: str) -> Any:

@@ -12,13 +12,17 @@ from .feedback import FeedbackLearner
 from .policies import LearnedPolicy, RouterUnavailable, RulesPolicy
 from .router import Router
 from .settings import parse_routing
+from .vectors import Embed
 from .verify import make_verifier
 
 
-def build_routers(config: Config, groups: Mapping[str, Backend]) -> dict[str, Backend]:
+def build_routers(
+    config: Config, groups: Mapping[str, Backend], embed: Embed | None = None
+) -> dict[str, Backend]:
     """Router name -> router backend over the groups' backends; empty without a routing section.
 
-    ``groups`` maps model-group names to their (already wrapped) backends.
+    ``groups`` maps model-group names to their (already wrapped) backends;
+    ``embed`` is the stack's embedding model, for learned routers that read MiniLM vectors.
     Raises ConfigError naming file and key for any bad setting.
     """
     routing = parse_routing(config)
@@ -39,7 +43,7 @@ def build_routers(config: Config, groups: Mapping[str, Backend]) -> dict[str, Ba
             groups[judge.group] if judge else None,
             judge.group if judge else "",
         )
-        routers[spec.name] = Router(spec, tiers, backends, verifier, learner)
+        routers[spec.name] = Router(spec, tiers, backends, verifier, learner, embed)
     return routers
 
 

@@ -23,27 +23,32 @@ from ..backend import Backend
 from ..errors import ThriftyError
 from ..types import ChatRequest, ChatResponse, Chunk, Usage, completion_body
 from .decision import Decision
+from .policies import Pick
 from .settings import RouterSpec, Tier
 from .verify import Verifier
 
 
 class Cascade:
-    """Runs one request up the candidate tiers, from ``start``."""
+    """The ``cascade`` routing policy: start at the cheapest tier, escalate while the answer is weak.
 
-    def __init__(
-        self,
-        spec: RouterSpec,
-        tiers: Sequence[Tier],
-        backends: Mapping[str, Backend],
-        verifier: Verifier,
-    ) -> None:
+    Like every policy it picks a start tier (:meth:`decide`: the first); unlike
+    the pick-one policies it also serves the request itself, up the tiers
+    (:meth:`complete`, :meth:`stream`). Built once per router.
+    """
+
+    name = "cascade"
+    blocking = False
+
+    def __init__(self, spec: RouterSpec, backends: Mapping[str, Backend], verifier: Verifier) -> None:
         self.spec = spec
-        self.tiers = list(tiers)
         self.backends = backends
         self.verifier = verifier
 
-    def _plan(self, start: int) -> list[Tier]:
-        return self.tiers[start : start + self.spec.max_escalations + 1]
+    def decide(self, text: str, params: Mapping[str, Any], tiers: Sequence[Tier]) -> Pick:
+        return Pick(index=0, score=None)
+
+    def _plan(self, tiers: Sequence[Tier], start: int) -> list[Tier]:
+        return list(tiers[start : start + self.spec.max_escalations + 1])
 
     def _over_budget(self, decision: Decision, tier: Tier, usage: Usage) -> bool:
         if self.spec.budget_usd is None:
@@ -51,8 +56,10 @@ class Cascade:
         estimate = tier.cost(usage.prompt_tokens, max(usage.completion_tokens, 1))
         return decision.cost_usd + estimate > self.spec.budget_usd
 
-    async def complete(self, request: ChatRequest, start: int, decision: Decision) -> ChatResponse:
-        plan = self._plan(start)
+    async def complete(
+        self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: Decision
+    ) -> ChatResponse:
+        plan = self._plan(tiers, start)
         best: tuple[float, ChatResponse, Tier] | None = None
         for i, tier in enumerate(plan):
             last = i == len(plan) - 1
@@ -83,9 +90,11 @@ class Cascade:
         _strip_logprobs(request, response.body)
         return response
 
-    async def stream(self, request: ChatRequest, start: int, decision: Decision) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: Decision
+    ) -> AsyncIterator[Chunk]:
         """Buffer each tier that may be escalated from; stream the last live."""
-        plan = self._plan(start)
+        plan = self._plan(tiers, start)
         for i, tier in enumerate(plan):
             last = i == len(plan) - 1
             decision.tried.append(tier.name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import estimators as E
-from .vectors import MINILM_DIM, Featurizer, featurizer
+from .vectors import MINILM_DIM, Embed, Featurizer, featurizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,8 +68,9 @@ class LearnedModel:
     centroids: Matrix | None = None  # (c, d) k-means centres when recipe.clusters
     cluster_quality: Matrix | None = None  # (c, m) shrunk mean outcome per cluster
 
-    def featurizer(self) -> Featurizer:
-        return featurizer(self.featurizer_name, self.dim)
+    def featurizer(self, embed: Embed | None = None) -> Featurizer:
+        """The featurizer this model was fitted with; ``embed`` is the MiniLM to use."""
+        return featurizer(self.featurizer_name, self.dim, embed)
 
     def predict(self, vectors: Matrix) -> Matrix:
         """(n, m) predicted quality for prompt vectors (n, d)."""
@@ -86,8 +87,9 @@ class LearnedModel:
         out: Matrix = (total / sum(r.shares)).astype(np.float32)
         return out
 
-    def predict_texts(self, texts: Sequence[str]) -> Matrix:
-        return self.predict(self.featurizer().transform(texts))
+    def predict_texts(self, texts: Sequence[str], using: Featurizer | None = None) -> Matrix:
+        """Predicted quality for prompts, featurized by ``using`` (default: a new featurizer)."""
+        return self.predict((using or self.featurizer()).transform(texts))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         import numpy as np

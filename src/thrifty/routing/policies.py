@@ -1,21 +1,26 @@
-"""The pick-one policies: rules (complexity score) and learned (fitted file).
+"""Routing policies: what the router asks to pick a tier and to serve the request there.
 
-A policy looks at a request and the router's candidate tiers and returns a
-:class:`Pick` (which tier, a score, the features behind it). It does not call
-any model; the router does. The cascade, which does call models, lives in
-:mod:`thrifty.routing.cascade`.
+Every policy (:class:`Policy`) looks at a request and the router's candidate
+tiers and returns a :class:`Pick` (which tier, a score, the features behind
+it), then serves the request from that tier. The pick-one policies here, rules
+(complexity score) and learned (fitted file), serve from the picked tier alone
+(:class:`PickOne`); the cascade (:mod:`thrifty.routing.cascade`) starts at the
+cheapest and escalates.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from ..backend import Backend
+from ..types import ChatRequest, ChatResponse, Chunk, RouteDecision, Usage
 from . import features as F
 from .learned import LearnedModel, choose, load
 from .settings import RouterSpec, Tier
+from .vectors import Embed, Featurizer
 
 
 class RouterUnavailable(Exception):
@@ -29,12 +34,55 @@ class Pick:
     features: dict[str, float] = field(default_factory=dict)
 
 
-class RulesPolicy:
+class Policy(Protocol):
+    name: str
+    blocking: bool  # decide() does CPU work (embedding): the router runs it in a worker thread
+
+    def decide(self, text: str, params: Mapping[str, Any], tiers: Sequence[Tier]) -> Pick: ...
+
+    async def complete(
+        self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: RouteDecision
+    ) -> ChatResponse: ...
+
+    def stream(
+        self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: RouteDecision
+    ) -> AsyncIterator[Chunk]: ...
+
+
+class PickOne:
+    """Serving for the pick-one policies: the picked tier answers; its cost goes on the decision."""
+
+    blocking = False
+
+    def __init__(self, backends: Mapping[str, Backend] | None) -> None:
+        self.backends = backends or {}
+
+    async def complete(
+        self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: RouteDecision
+    ) -> ChatResponse:
+        tier = tiers[start]
+        response = await self.backends[tier.name].complete(request.with_model(tier.group))
+        decision.cost_usd = tier.cost(response.usage.prompt_tokens, response.usage.completion_tokens)
+        return response
+
+    async def stream(
+        self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: RouteDecision
+    ) -> AsyncIterator[Chunk]:
+        tier = tiers[start]
+        async for chunk in self.backends[tier.name].stream(request.with_model(tier.group)):
+            if chunk.get("usage"):
+                usage = Usage.from_json(chunk["usage"])
+                decision.cost_usd = tier.cost(usage.prompt_tokens, usage.completion_tokens)
+            yield chunk
+
+
+class RulesPolicy(PickOne):
     """Complexity score from hand-written features, mapped to a tier by thresholds."""
 
     name = "rules"
 
-    def __init__(self, spec: RouterSpec) -> None:
+    def __init__(self, spec: RouterSpec, backends: Mapping[str, Backend] | None = None) -> None:
+        super().__init__(backends)
         self.thresholds = spec.thresholds
 
     def decide(self, text: str, params: Mapping[str, Any], tiers: Sequence[Tier]) -> Pick:
@@ -44,16 +92,22 @@ class RulesPolicy:
         return Pick(index=index, score=score, features=feats)
 
 
-class LearnedPolicy:
+class LearnedPolicy(PickOne):
     """Per-tier quality predicted by a fitted router file, loaded on first use."""
 
     name = "learned"
+    blocking = True
 
-    def __init__(self, spec: RouterSpec) -> None:
+    def __init__(
+        self, spec: RouterSpec, embed: Embed | None = None, backends: Mapping[str, Backend] | None = None
+    ) -> None:
+        super().__init__(backends)
         self.path = spec.model_file
         self.quality_target = spec.quality_target
         self.cost_weight = spec.cost_weight
+        self.embed = embed  # the stack's embedding model; None: the featurizer loads its own
         self._model: LearnedModel | None = None
+        self._featurizer: Featurizer | None = None
         self._lock = threading.Lock()
 
     def model(self) -> LearnedModel:
@@ -62,9 +116,11 @@ class LearnedPolicy:
         with self._lock:
             if self._model is None:
                 try:
-                    self._model = load(self.path)
+                    model = load(self.path)
                 except ValueError as exc:
                     raise RouterUnavailable(str(exc)) from exc
+                self._featurizer = model.featurizer(self.embed)
+                self._model = model
             return self._model
 
     def decide(self, text: str, params: Mapping[str, Any], tiers: Sequence[Tier]) -> Pick:
@@ -78,7 +134,7 @@ class LearnedPolicy:
                 )
             columns.append(model.models.index(name))
         try:
-            quality = model.predict_texts([text])[0]
+            quality = model.predict_texts([text], self._featurizer)[0]
         except RouterUnavailable:
             raise
         except Exception as exc:  # embedding backend missing or broken: fall back, never fail

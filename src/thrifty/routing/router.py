@@ -2,8 +2,9 @@
 
 Per request it picks a policy (the configured one, or the client's override in
 ``request.options["route"]`` / ``x-thrifty-route-policy``), lets it choose a
-tier (or runs the cascade), lets the feedback learner move the start tier when
-enabled, calls the tier's backend and records the decision: the
+start tier, lets the feedback learner move the start tier when enabled, lets
+the policy serve the request from there (the picked tier alone, or up the
+cascade) and records the decision: the
 ``x-thrifty-route`` header, the ledger's decision object, per-tier counters.
 If the policy itself fails (fitted file missing or corrupt, embedding error)
 the request goes to the router's default tier instead and says so in
@@ -25,8 +26,9 @@ from . import features as F
 from .cascade import Cascade
 from .decision import Decision
 from .feedback import FeedbackLearner
-from .policies import LearnedPolicy, RulesPolicy
+from .policies import LearnedPolicy, Policy, RulesPolicy
 from .settings import POLICIES, RouterSpec, Tier
+from .vectors import Embed
 from .verify import Verifier
 
 log = logging.getLogger("thrifty.routing")
@@ -43,15 +45,19 @@ class Router(Choice):
         backends: Mapping[str, Backend],
         verifier: Verifier,
         learner: FeedbackLearner | None = None,
+        embed: Embed | None = None,
     ) -> None:
         super().__init__(spec.name, [backends[t.name] for t in tiers])
         self.spec = spec
         self.tiers = list(tiers)
         self.tier_backends = dict(backends)
         self.learner = learner
-        self.rules = RulesPolicy(spec)
-        self.learned = LearnedPolicy(spec)
         self.verifier = verifier
+        self.policies: dict[str, Policy] = {
+            "rules": RulesPolicy(spec, self.tier_backends),
+            "learned": LearnedPolicy(spec, embed, self.tier_backends),
+            "cascade": Cascade(spec, self.tier_backends, verifier),
+        }
         self.counts: Counter[str] = Counter()
         self.cost_usd: dict[str, float] = {}
         self._decisions: OrderedDict[str, Decision] = OrderedDict()
@@ -62,13 +68,7 @@ class Router(Choice):
     async def complete(self, request: ChatRequest) -> ChatResponse:
         decision, tiers, start = await self._route(request)
         try:
-            if decision.policy == "cascade":
-                cascade = Cascade(self.spec, tiers, self.tier_backends, self.verifier)
-                response = await cascade.complete(request, start, decision)
-            else:
-                tier = tiers[start]
-                response = await self.tier_backends[tier.name].complete(request.with_model(tier.group))
-                decision.cost_usd = tier.cost(response.usage.prompt_tokens, response.usage.completion_tokens)
+            response = await self.policies[decision.policy].complete(request, tiers, start, decision)
         except ThriftyError:
             self._failed(decision)
             raise
@@ -90,7 +90,7 @@ class Router(Choice):
         """The decision taken for a recent request, for the ledger."""
         return self._decisions.get(request_id)
 
-    def stats(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         """Plain counters for /metrics: requests and cost by tier, escalations, fallbacks."""
         return {
             "router": self.name,
@@ -108,22 +108,11 @@ class Router(Choice):
     async def _stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         decision, tiers, start = await self._route(request)
         try:
-            if decision.policy == "cascade":
-                cascade = Cascade(self.spec, tiers, self.tier_backends, self.verifier)
-                source = cascade.stream(request, start, decision)
-            else:
-                tier = tiers[start]
-                source = self.tier_backends[tier.name].stream(request.with_model(tier.group))
             first = True
-            async for chunk in source:
+            async for chunk in self.policies[decision.policy].stream(request, tiers, start, decision):
                 if first:  # headers go out with the first chunk: the route is known by now
-                    request.trace.note("route", decision.header())
+                    request.trace.route = decision
                     first = False
-                if chunk.get("usage") and decision.policy != "cascade":
-                    usage = chunk["usage"]
-                    decision.cost_usd = tiers[start].cost(
-                        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-                    )
                 yield chunk
         except ThriftyError:
             self._failed(decision)
@@ -141,31 +130,28 @@ class Router(Choice):
         if forced is not None:
             start = next(i for i, t in enumerate(tiers) if t.name == forced) if any(
                 t.name == forced for t in tiers) else len(tiers) - 1
-        elif policy == "cascade":
-            start = 0
         else:
-            start = await self._pick(policy, text, request, tiers, decision)
+            start = await self._pick(self.policies[policy], text, request, tiers, decision)
         if self.learner is not None and forced is None and decision.fallback is None:
             start = self.learner.start(decision.kind, [t.name for t in tiers], start)
         decision.tier, decision.model = tiers[start].name, tiers[start].group
         return decision, tiers, start
 
     async def _pick(
-        self, policy: str, text: str, request: ChatRequest, tiers: list[Tier], decision: Decision
+        self, policy: Policy, text: str, request: ChatRequest, tiers: list[Tier], decision: Decision
     ) -> int:
         try:
-            if policy == "learned":
-                pick = await asyncio.to_thread(self.learned.decide, text, request.params, tiers)
+            if policy.blocking:
+                pick = await asyncio.to_thread(policy.decide, text, request.params, tiers)
             else:
-                pick = self.rules.decide(text, request.params, tiers)
+                pick = policy.decide(text, request.params, tiers)
         except Exception as exc:  # any policy failure routes to the default; never fails the request
-            reason = f"{policy} policy unavailable: {exc}"
+            reason = f"{policy.name} policy unavailable: {exc}"
             self._fallback(request, decision, reason)
             names = [t.name for t in tiers]
             return names.index(self.spec.default) if self.spec.default in names else len(tiers) - 1
         decision.score = pick.score
-        if policy == "learned":
-            decision.features.update(pick.features)
+        decision.features.update(pick.features)
         return pick.index
 
     def _override(self, request: ChatRequest) -> tuple[str, str | None]:
@@ -209,7 +195,7 @@ class Router(Choice):
     def _fallback(self, request: ChatRequest, decision: Decision, reason: str) -> None:
         decision.fallback = reason
         self.counts["fallbacks"] += 1
-        request.trace.note("route-fallback", reason)
+        request.trace.route_fallback = reason
         if reason not in self._logged:
             self._logged.add(reason)
             log.warning("router %s falls back to %s: %s", self.name, self.spec.default, reason)
@@ -220,7 +206,7 @@ class Router(Choice):
             self.learner.record(decision.kind, decision.tier, 0.0)
 
     def _finish(self, request: ChatRequest, decision: Decision) -> None:
-        request.trace.note("route", decision.header())
+        request.trace.route = decision
         self.counts[f"tier:{decision.tier}"] += 1
         self.counts[f"policy:{decision.policy}"] += 1
         self.counts["escalations"] += decision.escalations

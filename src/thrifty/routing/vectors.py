@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     Matrix = NDArray[np.float32]
 
+Embed = Callable[[Sequence[str]], Any]  # texts -> (n, 384) unit vectors
 FEATURIZERS = ("hash", "minilm", "minilm+hash")
 MINILM_DIM = 384
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -61,16 +62,25 @@ class HashingFeaturizer:
 
 
 class MiniLMFeaturizer:
-    """all-MiniLM-L6-v2 sentence embeddings (384 dims) of each prompt's :func:`question_part`."""
+    """all-MiniLM-L6-v2 sentence embeddings (384 dims) of each prompt's :func:`question_part`.
+
+    ``embed`` is the owner's embedding model (the stack's, when serving); without
+    one the featurizer owns a model of its own, loaded on first use.
+    """
 
     name = "minilm"
+
+    def __init__(self, embed: Embed | None = None) -> None:
+        if embed is None:
+            from ..embeddings import EmbeddingModel  # type: ignore[import-not-found,unused-ignore]
+
+            embed = EmbeddingModel().embed
+        self.embed = embed
 
     def transform(self, texts: Sequence[str]) -> Matrix:
         import numpy as np
 
-        from ..embeddings import get_embedder  # type: ignore[import-not-found,unused-ignore]
-
-        vectors = np.asarray(get_embedder().embed([question_part(t) for t in texts]), dtype=np.float32)
+        vectors = np.asarray(self.embed([question_part(t) for t in texts]), dtype=np.float32)
         return _unit_rows(vectors)
 
 
@@ -79,11 +89,12 @@ class ConcatFeaturizer:
 
     name = "minilm+hash"
 
-    def __init__(self, dim: int = 2048) -> None:
+    def __init__(self, dim: int = 2048, embed: Embed | None = None) -> None:
+        self.minilm = MiniLMFeaturizer(embed)
         self.hashing = HashingFeaturizer(dim)
 
     def transform(self, texts: Sequence[str]) -> Matrix:
-        return concat(MiniLMFeaturizer().transform(texts), self.hashing.transform(texts))
+        return concat(self.minilm.transform(texts), self.hashing.transform(texts))
 
 
 def concat(minilm: Matrix, hashed: Matrix) -> Matrix:
@@ -94,14 +105,14 @@ def concat(minilm: Matrix, hashed: Matrix) -> Matrix:
     return out
 
 
-def featurizer(name: str, dim: int = 2048) -> Featurizer:
-    """``dim`` is the hashed part's width (``hash`` and ``minilm+hash``)."""
+def featurizer(name: str, dim: int = 2048, embed: Embed | None = None) -> Featurizer:
+    """``dim`` is the hashed part's width (``hash`` and ``minilm+hash``); ``embed`` the MiniLM to use."""
     if name == "hash":
         return HashingFeaturizer(dim)
     if name == "minilm":
-        return MiniLMFeaturizer()
+        return MiniLMFeaturizer(embed)
     if name == "minilm+hash":
-        return ConcatFeaturizer(dim)
+        return ConcatFeaturizer(dim, embed)
     raise ValueError(f"unknown featurizer {name!r}; expected one of {', '.join(FEATURIZERS)}")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -24,16 +23,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from ..errors import (
-    AuthenticationError,
-    InvalidRequest,
-    NotFound,
-    PayloadTooLarge,
-    ThriftyError,
-)
+from ..cache.keys import EVERY_TENANT, scoped_namespace
+from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
-from ..types import ChatRequest, Chunk
+from ..types import ChatRequest, Chunk, response_headers
 from ..validate import chat_request, parse_json
+from .access import Access, Caller, read_body, read_json
 
 log = logging.getLogger("thrifty.server")
 
@@ -53,44 +48,24 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 class Server:
     """Request handlers bound to one gateway."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, access: Access | None = None) -> None:
         self.gateway = gateway
         server = gateway.config.server
-        self.api_keys = tuple(k.encode() for k in server.api_keys)
+        self.access = access or Access(server, tenancy=gateway.tenancy, key_hash=gateway.key_hash)
         self.max_body = server.max_body_bytes
         self.max_depth = server.max_json_depth
+        self.max_inputs = server.max_embedding_inputs
+        self.max_tokens = server.max_embedding_tokens
 
     # -- request plumbing ---------------------------------------------------
 
-    def authenticate(self, request: Request) -> str:
-        """Return the caller's key; raise 401 when keys are configured and it is wrong."""
-        header = request.headers.get("authorization", "")
-        key = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
-        if not self.api_keys:
-            return key
-        if not key:
-            raise AuthenticationError(
-                "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key"
-            )
-        raw = key.encode()
-        if not any(hmac.compare_digest(raw, k) for k in self.api_keys):
-            raise AuthenticationError("Incorrect API key provided.")
-        return key
-
     async def read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise PayloadTooLarge(f"The request body is {declared} bytes; the limit is {self.max_body}.")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise PayloadTooLarge(f"The request body exceeds the limit of {self.max_body} bytes.")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(request, self.max_body)
 
-    def tenant(self, key: str, requested: Any) -> str:
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        return await read_json(request, self.max_body, self.max_depth)
+
+    def tenant(self, caller: Caller, requested: Any) -> str:
         """The cache/ledger partition: the caller's key, sub-divided as the caller asks.
 
         A client may name a tenant, but only inside its own key's space, so no
@@ -98,7 +73,7 @@ class Server:
         """
         if requested is not None and not isinstance(requested, str):
             raise InvalidRequest("'tenant' must be a string.", param="tenant")
-        owner = self.gateway.key_hash(key) if self.api_keys else ""
+        owner = caller.key_id if self.access.required else ""
         if owner and requested:
             return f"{owner}/{requested}"
         return owner or requested or ""
@@ -113,28 +88,32 @@ class Server:
 
     @staticmethod
     def response_headers(req: ChatRequest, overhead_s: float) -> dict[str, str]:
-        trace = req.trace
-        headers = {
-            "x-thrifty-model": trace.deployment or req.model,
-            "x-thrifty-overhead-ms": f"{overhead_s * 1000:.3f}",
-            "x-thrifty-request-id": trace.request_id,
-        }
-        for key, value in trace.annotations.items():
-            headers[_HEADER_PREFIX + key] = value
-        return headers
+        return response_headers(req.trace, req.model, overhead_s)
 
     # -- endpoints -----------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
         try:
-            key = self.authenticate(request)
+            caller = await self.access.authenticate(request)
             body = parse_json(await self.read_body(request), self.max_depth)
             req = chat_request(body, self.header_options(request))
-            req.trace.api_key = key
-            req.trace.tenant = self.tenant(key, req.options.get("tenant"))
+            trace = req.trace
+            trace.api_key, trace.key_id, trace.principal = caller.key, caller.key_id, caller.principal
+            trace.tenant = self.tenant(caller, req.options.get("tenant"))
+            user = body.get("user")
+            if isinstance(user, str):
+                trace.user = user[:256]
             if req.stream:
-                return await self._stream(req)
-            response = await self.gateway.complete(req)
+                return await self._stream(req, request.receive)
+            watch = _DisconnectWatch(request.receive)
+            try:
+                response = await self.gateway.complete(req)
+            except asyncio.CancelledError:
+                if not watch.left():
+                    raise
+                return Response(status_code=499)  # nobody is listening; the gateway recorded it
+            finally:
+                watch.stop()
         except ThriftyError as exc:
             return error_response(exc)
         trace = req.trace
@@ -145,15 +124,23 @@ class Server:
             headers=self.response_headers(req, max(0.0, overhead)),
         )
 
-    async def _stream(self, req: ChatRequest) -> Response:
+    async def _stream(self, req: ChatRequest, receive: Receive) -> Response:
         chunks = self.gateway.stream(req).__aiter__()
         # Wait for the first chunk before sending headers: a failure before the
         # first byte is still a plain HTTP error, and the headers can say which
-        # deployment answered.
+        # deployment answered. A client that leaves meanwhile cancels the wait;
+        # after the first byte, Starlette's streaming response watches for it.
+        watch = _DisconnectWatch(receive)
         try:
             first = await chunks.__anext__()
         except StopAsyncIteration:
             first = None
+        except asyncio.CancelledError:
+            if not watch.left():
+                raise
+            return Response(status_code=499)
+        finally:
+            watch.stop()
         trace = req.trace
         overhead = max(0.0, time.perf_counter() - trace.started - trace.upstream_s)
         return StreamingResponse(
@@ -164,7 +151,7 @@ class Server:
 
     async def models(self, request: Request) -> Response:
         try:
-            self.authenticate(request)
+            await self.access.authenticate(request)
         except ThriftyError as exc:
             return error_response(exc)
         created = int(time.time())
@@ -176,18 +163,12 @@ class Server:
 
     async def embeddings(self, request: Request) -> Response:
         try:
-            self.authenticate(request)
-            body = parse_json(await self.read_body(request), self.max_depth)
+            await self.access.authenticate(request)
+            body = await self.read_json(request)
             model = body.get("model")
-            texts = body.get("input")
             if not isinstance(model, str) or not model:
                 raise InvalidRequest("'model' is required and must be a non-empty string.", param="model")
-            if isinstance(texts, str):
-                texts = [texts]
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-                raise InvalidRequest(
-                    "'input' must be a non-empty string or array of strings.", param="input"
-                )
+            texts = self.embedding_inputs(body.get("input"))
             vectors, tokens = await self.gateway.embed(model, texts)
         except ThriftyError as exc:
             return error_response(exc)
@@ -195,27 +176,60 @@ class Server:
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
+    def embedding_inputs(self, texts: Any) -> list[str]:
+        """``input`` as a list of strings, within the configured count and rough token bounds."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequest("'input' must be a non-empty string or array of strings.", param="input")
+        if len(texts) > self.max_inputs:
+            raise InvalidRequest(
+                f"'input' has {len(texts)} items; the limit is {self.max_inputs} per request "
+                "(server.max_embedding_inputs).",
+                param="input",
+                code="too_many_inputs",
+            )
+        tokens = sum(len(t) for t in texts) // 4  # rough: about four characters a token
+        if tokens > self.max_tokens:
+            raise InvalidRequest(
+                f"'input' is about {tokens} tokens; the limit is {self.max_tokens} per request "
+                "(server.max_embedding_tokens).",
+                param="input",
+                code="too_many_tokens",
+            )
+        return texts
+
     async def purge_cache(self, request: Request) -> Response:
-        """``POST /v1/cache/purge {"namespace": "x"}``: forget a namespace on every level."""
+        """``POST /v1/cache/purge {"namespace": "x", "tenant"?: "t"}``: forget a namespace on every level.
+
+        A client key purges only inside its own tenant space (the space its
+        requests are cached in, or the sub-tenant it names). An admin key
+        purges the namespace in every tenant's space, or in the one tenant it
+        names exactly as the ledger records it.
+        """
         try:
-            self.authenticate(request)
-            body = parse_json(await self.read_body(request), self.max_depth)
+            caller = await self.access.authenticate(request)
+            body = await self.read_json(request)
             namespace = body.get("namespace")
             if not isinstance(namespace, str) or not namespace:
                 raise InvalidRequest("'namespace' is required and must be a non-empty string.", param="namespace")
-            removed = 0
-            for layer in self.gateway.stack.walk():
-                purge = getattr(layer, "purge", None)
-                if callable(purge):
-                    removed += await purge(namespace)
+            requested = body.get("tenant", request.headers.get(_HEADER_PREFIX + "tenant"))
+            if requested is not None and not isinstance(requested, str):
+                raise InvalidRequest("'tenant' must be a string.", param="tenant")
+            if caller.is_admin:
+                tenant = EVERY_TENANT if requested is None else requested
+            else:
+                tenant = self.tenant(caller, requested)
+            scoped = scoped_namespace(tenant, namespace)
+            removed = await self.gateway.stack.purge(scoped)
         except ThriftyError as exc:
             return error_response(exc)
-        return json_response({"namespace": namespace, "removed": removed})
+        return json_response({"namespace": namespace, "tenant": tenant, "removed": removed})
 
     async def admin_status(self, request: Request) -> Response:
         """``GET /admin/status``: breaker states, queues, cache and router counters."""
         try:
-            self.authenticate(request)
+            await self.access.admin(request)
         except ThriftyError as exc:
             return error_response(exc)
         return Response(orjson.dumps(self.gateway.status(), default=str), media_type=JSON)
@@ -233,6 +247,50 @@ class Server:
         return json_response({"status": "ready", "models": self.gateway.models()})
 
 
+class _DisconnectWatch:
+    """Cancels the current task when the client goes away before its answer is ready.
+
+    The body has been read, so the next ASGI ``receive`` only returns when the
+    client disconnects (or the response is done). Waiting for it costs a task,
+    so the watch starts only once a request has taken ``AFTER`` seconds: a
+    dropped client is noticed within that, and quick answers pay one timer.
+    """
+
+    AFTER = 0.05
+    __slots__ = ("_receive", "_task", "_handle", "_watcher", "_left")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+        self._left = False
+        self._handle = asyncio.get_running_loop().call_later(self.AFTER, self._start)
+
+    def _start(self) -> None:
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        message = await self._receive()
+        if message["type"] != "http.disconnect":
+            return  # not a server that keeps ASGI's promise; stop watching rather than spin
+        if self._task is not None and not self._task.done():
+            self._left = True
+            self._task.cancel()
+
+    def left(self) -> bool:
+        """Whether the client left (and this watch cancelled the task: undo that, it is handled)."""
+        if self._left and self._task is not None:
+            self._left = False
+            self._task.uncancel()
+            return True
+        return False
+
+    def stop(self) -> None:
+        self._handle.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
 async def _sse(first: Chunk | None, rest: AsyncIterator[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
     """OpenAI's SSE framing; an error after the first byte becomes an error event."""
     try:
@@ -245,6 +303,10 @@ async def _sse(first: Chunk | None, rest: AsyncIterator[Chunk], include_usage: b
     except ThriftyError as exc:
         log.warning("stream failed after the first byte: %s", exc.message)
         yield b"data: " + orjson.dumps(exc.to_json()) + b"\n\n"
+    except Exception:
+        log.exception("stream failed unexpectedly after the first byte")
+        error = ThriftyError("The gateway failed unexpectedly; the error was logged.")
+        yield b"data: " + orjson.dumps(error.to_json()) + b"\n\n"
     finally:
         with contextlib.suppress(Exception):
             await rest.aclose()  # type: ignore[attr-defined]
@@ -298,7 +360,8 @@ _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
 def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     """The ASGI app: OpenAI routes, the capabilities' routes, lifespan = gateway."""
-    server = Server(gateway)
+    access = Access(gateway.config.server, tenancy=gateway.tenancy, key_hash=gateway.key_hash)
+    server = Server(gateway, access)
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/chat/completions", server.chat_completions, methods=["POST"]),
@@ -310,14 +373,27 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         Route("/ready", server.ready, methods=["GET"]),
     ]
     if gateway.observer is not None:
-        routes.extend(gateway.observer.routes())
+        from ..observe.routes import build_routes
+
+        routes.extend(build_routes(gateway.observer, access))
     from ..tasks.batch_server import BatchService
     from ..tasks.settings import parse_tasks
+    from . import openapi
 
     config = gateway.config
-    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config))
+    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access)
     gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
+    if gateway.tenancy is not None:
+        from ..tenancy.admin import KeyAdmin
+        from ..tenancy.routes import build_routes as tenancy_routes
+
+        admin = KeyAdmin(gateway.tenancy.store, gateway.models())
+        server_config = config.server
+        routes.extend(tenancy_routes(
+            admin, access, gateway.tenancy, server_config.max_body_bytes, server_config.max_json_depth
+        ))
+    routes.append(openapi.route(config.server))
     routes.extend(extra_routes)
 
     @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ import sys
 import time
 
 from ..config import Config
+from ..errors import ConfigError
 
 
 def raise_file_limit() -> tuple[int, int]:
@@ -52,8 +53,13 @@ def serve(config: Config, *, replicas: int = 0, log_level: str = "info") -> int:
             "server.max_connections is %d but the open-file limit is %d: raise `ulimit -n`",
             limits.max_connections, soft,
         )
-    gateway = Gateway(config)
-    app = create_app(gateway)
+    try:
+        # Capability sections (routing, cache, tasks, ...) are parsed as the stack is built.
+        gateway = Gateway(config)
+        app = create_app(gateway)
+    except ConfigError as exc:
+        print(f"thrifty: invalid config: {exc.message}", file=sys.stderr)
+        return 2
     host, port = config.server.host, config.server.port
     print(
         f"thrifty: serving {', '.join(gateway.models())} on http://{host}:{port}/v1 "

@@ -34,14 +34,18 @@ UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY, status TEXT NOT NULL, created_at INTEGER NOT NULL, data TEXT NOT NULL);
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, created_at INTEGER NOT NULL, data TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS requests (
     batch_id TEXT NOT NULL, idx INTEGER NOT NULL, line INTEGER NOT NULL, custom_id TEXT,
     body TEXT, state TEXT NOT NULL, result TEXT, cost REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (batch_id, idx));
 CREATE INDEX IF NOT EXISTS requests_by_state ON requests (batch_id, state);
-CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, data TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '');
 """
+# The owner of a batch or file is the id of the API key that created it ("" without keys).
+_OWNER_ADDED = ("batches", "files")  # tables made before owners were stored get the column
 
 
 class BatchStore:
@@ -61,7 +65,9 @@ class BatchStore:
 
     def _open(self) -> bool:
         try:
-            self._db, self.set_aside = open_sqlite("batch store", self.path, wal_setup(_SCHEMA))
+            self._db, self.set_aside = open_sqlite(
+                "batch store", self.path, wal_setup(_SCHEMA, [(t, "owner", "TEXT NOT NULL DEFAULT ''") for t in _OWNER_ADDED])
+            )
         except StorageUnavailable as exc:
             self._why = cause(exc.__cause__) if exc.__cause__ is not None else exc.message
             self.outage.failed(exc.message)
@@ -104,7 +110,7 @@ class BatchStore:
 
     # -- batches ---------------------------------------------------------------
 
-    def create_batch(self, batch_id: str, data: dict[str, Any], parsed: ParsedBatch) -> None:
+    def create_batch(self, batch_id: str, data: dict[str, Any], parsed: ParsedBatch, owner: str = "") -> None:
         """Store a batch and all its lines in one transaction."""
         rows: list[tuple[Any, ...]] = [
             (batch_id, idx, r.line, r.custom_id, orjson.dumps(r.body).decode(), PENDING, None)
@@ -118,8 +124,8 @@ class BatchStore:
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
-                "INSERT INTO batches (id, status, created_at, data) VALUES (?, ?, ?, ?)",
-                (batch_id, data.get("status", "validating"), int(time.time()), orjson.dumps(data).decode()),
+                "INSERT INTO batches (id, status, created_at, data, owner) VALUES (?, ?, ?, ?, ?)",
+                (batch_id, data.get("status", "validating"), int(time.time()), orjson.dumps(data).decode(), owner),
             )
             self.db.executemany(
                 "INSERT INTO requests (batch_id, idx, line, custom_id, body, state, result) "
@@ -131,13 +137,24 @@ class BatchStore:
         row = self.db.execute("SELECT data FROM batches WHERE id = ?", (batch_id,)).fetchone()
         return None if row is None else _object(row[0])
 
-    def batches(self, *, limit: int = 20, after: str | None = None) -> list[dict[str, Any]]:
-        """Newest first, as OpenAI lists them; ``after`` is a batch id."""
+    def batch_owner(self, batch_id: str) -> str | None:
+        """The key id that created the batch; None when there is no such batch."""
+        row = self.db.execute("SELECT owner FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def batches(self, *, limit: int = 20, after: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+        """Newest first, as OpenAI lists them; ``after`` is a batch id; only ``owner``'s when given."""
         sql = "SELECT data FROM batches"
+        where: list[str] = []
         args: list[Any] = []
         if after is not None:
-            sql += " WHERE rowid < (SELECT rowid FROM batches WHERE id = ?)"
+            where.append("rowid < (SELECT rowid FROM batches WHERE id = ?)")
             args.append(after)
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY rowid DESC LIMIT ?"
         args.append(limit)
         return [_object(row[0]) for row in self.db.execute(sql, args)]
@@ -196,15 +213,20 @@ class BatchStore:
 
     # -- files -----------------------------------------------------------------
 
-    def add_file(self, data: dict[str, Any]) -> None:
+    def add_file(self, data: dict[str, Any], owner: str = "") -> None:
         self.db.execute(
-            "INSERT INTO files (id, created_at, data) VALUES (?, ?, ?)",
-            (data["id"], data["created_at"], orjson.dumps(data).decode()),
+            "INSERT INTO files (id, created_at, data, owner) VALUES (?, ?, ?, ?)",
+            (data["id"], data["created_at"], orjson.dumps(data).decode(), owner),
         )
 
     def file(self, file_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT data FROM files WHERE id = ?", (file_id,)).fetchone()
         return None if row is None else _object(row[0])
+
+    def file_owner(self, file_id: str) -> str | None:
+        """The key id that uploaded (or whose batch produced) the file; None when there is none."""
+        row = self.db.execute("SELECT owner FROM files WHERE id = ?", (file_id,)).fetchone()
+        return None if row is None else str(row[0])
 
 
 def _object(text: str | bytes) -> dict[str, Any]:

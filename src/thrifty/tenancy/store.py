@@ -30,17 +30,17 @@ SECRET_PREFIX = "tk-"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS thrifty_teams (
     name TEXT PRIMARY KEY, budget_usd {real}, budget_period TEXT,
-    rpm INTEGER, tpm INTEGER, parallel INTEGER, models TEXT NOT NULL, created_at {real} NOT NULL
+    rpm BIGINT, tpm BIGINT, parallel BIGINT, models TEXT NOT NULL, created_at {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS thrifty_keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, team TEXT, role TEXT NOT NULL,
     secret_hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
-    budget_usd {real}, budget_period TEXT, rpm INTEGER, tpm INTEGER, parallel INTEGER,
+    budget_usd {real}, budget_period TEXT, rpm BIGINT, tpm BIGINT, parallel BIGINT,
     models TEXT NOT NULL, expires_at {real}, revoked_at {real}, created_at {real} NOT NULL,
     updated_at {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS thrifty_spend (
-    scope TEXT NOT NULL, day {real} NOT NULL, usd {real} NOT NULL, requests INTEGER NOT NULL,
+    scope TEXT NOT NULL, day {real} NOT NULL, usd {real} NOT NULL, requests BIGINT NOT NULL,
     PRIMARY KEY (scope, day)
 );
 """
@@ -121,23 +121,25 @@ class KeyStore:
             store = cls(connect_pg, "postgresql")
         else:
             path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
 
             def connect_sqlite() -> Any:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
                 conn.execute("PRAGMA journal_mode=WAL")
                 return conn
 
             store = cls(connect_sqlite, "sqlite")
-        store._setup()
         return store
 
-    def _setup(self) -> None:
+    def _setup(self, conn: Any) -> None:
         real = "REAL" if self.dialect == "sqlite" else "DOUBLE PRECISION"
-        with self._cursor() as cur:
+        cur = conn.cursor()
+        try:
             for statement in _SCHEMA.format(real=real).split(";"):
                 if statement.strip():
                     cur.execute(statement)
+        finally:
+            cur.close()
 
     def close(self) -> None:
         with self._lock:
@@ -148,8 +150,14 @@ class KeyStore:
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
         with self._lock:
-            if self._conn is None:
-                self._conn = self._connect()
+            if self._conn is None:  # connect (and create the tables) on first use, not at open
+                conn = self._connect()
+                try:
+                    self._setup(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+                self._conn = conn
             cur = self._conn.cursor()
             try:
                 yield cur

@@ -12,13 +12,14 @@ CALC = ToolSpec(
     "named x1, x2, ...; a single value is x. Numbers inside text results are extracted.",
     parameters={
         "type": "object",
-        "properties": {"expression": {"type": "string", "minLength": 1}, "context": {}},
+        "properties": {"expression": {"type": "string", "minLength": 1, "maxLength": 2000}, "context": {}},
         "required": ["expression"],
         "additionalProperties": False,
     },
     target=f"{_PKG}.calc:calculate",
-    kind="inline",
+    kind="process",  # a killable worker: its 5 s timeout and memory budget always hold
     timeout_s=5.0,
+    memory_mb=256,
     retries=0,
     est_s=0.001,
     examples=('calc("x1 * 0.8 < x2 * 1.2", [$1, $2])',),

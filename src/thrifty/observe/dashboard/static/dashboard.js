@@ -4,8 +4,9 @@
 const SVG = "http://www.w3.org/2000/svg";
 const params = new URLSearchParams(location.search);
 const INTERVAL_MS = Number(params.get("interval") || 2000);
-// With API keys configured, open dashboard?key=<key>: the key is sent as a bearer token.
-const HEADERS = params.get("key") ? { Authorization: "Bearer " + params.get("key") } : {};
+// With API keys configured the page asks for an admin key once (the login form);
+// the gateway answers with an HttpOnly session cookie that fetch sends by itself.
+const LOGIN_ERRORS = { failed: "That key was not accepted.", admin: "The dashboard needs an admin key." };
 const COLORS = { cost: "#4fb3ff", nocache: "#ffb347", top: "#ff6b6b", p50: "#4cd38a", p95: "#ffb347", p99: "#ff6b6b", hit: "#4cd38a" };
 
 function $(id) { return document.getElementById(id); }
@@ -199,11 +200,25 @@ function render(stats) {
   drawLatencyTable(stats); drawCache(stats); drawAlerts(stats); drawRecent(stats); drawComponents(stats);
 }
 
+function askForKey(res) {
+  const form = $("login");
+  form.hidden = false;
+  const reason = LOGIN_ERRORS[params.get("login")] || (res.status === 403 ? LOGIN_ERRORS.admin : "");
+  const error = $("login-error");
+  error.textContent = reason;
+  error.hidden = !reason;
+  $("status").className = "status down";
+  $("status").textContent = "sign in to see the gateway";
+  $("login-key").focus();
+}
+
 let rendered = 0;
 async function poll() {
   const status = $("status");
   try {
-    const res = await fetch("dashboard/api/stats", { cache: "no-store", headers: HEADERS });
+    const res = await fetch("dashboard/api/stats", { cache: "no-store", credentials: "same-origin" });
+    if (res.status === 401 || res.status === 403) { askForKey(res); return; }
+    $("login").hidden = true;
     if (!res.ok) throw new Error("HTTP " + res.status);
     const stats = await res.json();
     render(stats);
