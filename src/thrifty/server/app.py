@@ -358,7 +358,7 @@ class App:
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
 
-def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
+def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resume_batches: bool = True) -> App:
     """The ASGI app: OpenAI routes, the capabilities' routes, lifespan = gateway."""
     access = Access(gateway.config.server, tenancy=gateway.tenancy, key_hash=gateway.key_hash)
     server = Server(gateway, access)
@@ -381,7 +381,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     from . import openapi
 
     config = gateway.config
-    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access)
+    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access, resume=resume_batches)
     gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
     if gateway.tenancy is not None:
