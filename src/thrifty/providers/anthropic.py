@@ -156,6 +156,8 @@ def convert_tool(tool: Any) -> dict[str, Any]:
     }
     if function.get("description"):
         out["description"] = function["description"]
+    if tool.get("cache_control") is not None:
+        out["cache_control"] = tool["cache_control"]  # prompt caching, as an Anthropic client sent it
     return out
 
 

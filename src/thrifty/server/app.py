@@ -372,6 +372,9 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         Route("/health", server.health, methods=["GET"]),
         Route("/ready", server.ready, methods=["GET"]),
     ]
+    from .messages import MessagesRoutes
+
+    routes.extend(MessagesRoutes(server).routes())  # Anthropic's Messages API
     if gateway.observer is not None:
         from ..observe.routes import build_routes
 
