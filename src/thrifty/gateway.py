@@ -251,14 +251,28 @@ class Gateway:
                 usage = _delivered_usage(request, sent)
             self._record(request, usage=usage, status=status, error=error)
 
-    async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Embeddings from a configured model that has them, or the embedded MiniLM."""
+    async def embed(
+        self, model: str, texts: list[str], dimensions: int | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Embeddings from a configured model that has them, or the embedded MiniLM.
+
+        ``dimensions`` goes to an upstream as OpenAI's parameter (the upstream
+        refuses it if its model cannot shorten vectors); the embedded MiniLM
+        only has its own 384.
+        """
         if model in self.backends:
             for layer in self.stack.layers(self.backends[model]):
                 if isinstance(layer, Embeds):
-                    return await layer.embed(texts)
+                    return await layer.embed(texts, dimensions)
             raise InvalidRequest(f"The model '{model}' does not serve embeddings.", param="model")
         if model in LOCAL_EMBEDDING_MODELS:
+            native = self.stack.embedder.dim
+            if dimensions is not None and dimensions != native:
+                raise InvalidRequest(
+                    f"The model '{model}' returns {native} dimensions and cannot shorten them; "
+                    f"omit 'dimensions' or send {native}.",
+                    param="dimensions",
+                )
             # CPU-bound: on a pool of its own (server.cpu_workers threads), never asyncio's
             # default executor, which /metrics and file work share.
             pool: ThreadPoolExecutor | None = getattr(self, "_cpu_pool", None)

@@ -213,9 +213,12 @@ class OpenAIBackend:
             trace.usage_estimated = True
         yield usage_chunk(id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage)
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Embedding vectors for ``texts`` from ``/embeddings``, and the tokens used."""
-        body = build_body(self.name, lambda: {"model": self.deployment.model, "input": texts})
+    async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]:
+        """Embedding vectors for ``texts`` from ``/embeddings`` (of ``dimensions`` if given), and the tokens used."""
+        fields: dict[str, Any] = {"model": self.deployment.model, "input": texts}
+        if dimensions is not None:
+            fields["dimensions"] = dimensions
+        body = build_body(self.name, lambda: fields)
         data = await self._http.post_json(self._request("/embeddings", body), Trace())
         return parse_embeddings(data, texts)
 

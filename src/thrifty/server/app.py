@@ -29,6 +29,7 @@ from ..gateway import Gateway
 from ..types import ChatRequest, Chunk, response_headers
 from ..validate import chat_request, parse_json
 from .access import Access, Caller, read_body, read_json
+from .embedding_inputs import check_dimensions, check_format, embedding_texts, encode_vector
 
 log = logging.getLogger("thrifty.server")
 
@@ -168,27 +169,28 @@ class Server:
             model = body.get("model")
             if not isinstance(model, str) or not model:
                 raise InvalidRequest("'model' is required and must be a non-empty string.", param="model")
+            fmt = check_format(body.get("encoding_format"))
+            dimensions = check_dimensions(body.get("dimensions"))
             texts = self.embedding_inputs(body.get("input"))
-            vectors, tokens = await self.gateway.embed(model, texts)
+            vectors, tokens = await self.gateway.embed(model, texts, dimensions)
         except ThriftyError as exc:
             return error_response(exc)
-        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, fmt)} for i, v in enumerate(vectors)]
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
-    def embedding_inputs(self, texts: Any) -> list[str]:
-        """``input`` as a list of strings, within the configured count and rough token bounds."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise InvalidRequest("'input' must be a non-empty string or array of strings.", param="input")
-        if len(texts) > self.max_inputs:
+    def embedding_inputs(self, value: Any) -> list[str]:
+        """``input`` as a list of texts (token ids decoded), within the configured count and rough token bounds."""
+        # counted before decoding: an array of token ids is one input, any other array one per item
+        count = len(value) if isinstance(value, list) and not all(isinstance(t, int) for t in value) else 1
+        if count > self.max_inputs:
             raise InvalidRequest(
-                f"'input' has {len(texts)} items; the limit is {self.max_inputs} per request "
+                f"'input' has {count} items; the limit is {self.max_inputs} per request "
                 "(server.max_embedding_inputs).",
                 param="input",
                 code="too_many_inputs",
             )
+        texts = embedding_texts(value)
         tokens = sum(len(t) for t in texts) // 4  # rough: about four characters a token
         if tokens > self.max_tokens:
             raise InvalidRequest(
