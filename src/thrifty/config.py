@@ -23,14 +23,17 @@ raw in :attr:`Config.sections` and parsed by the capability that owns them, with
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+log = logging.getLogger("thrifty.config")
 
 # provider prefix -> (provider kind, default base URL, environment variable for the key)
 KNOWN_PROVIDERS: dict[str, tuple[str, str | None, str | None]] = {
@@ -48,6 +51,7 @@ KNOWN_PROVIDERS: dict[str, tuple[str, str | None, str | None]] = {
     "llamacpp": ("openai", "http://127.0.0.1:8080/v1", None),
     "openai_compatible": ("openai", None, None),
     "anthropic": ("anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY"),
+    "azure": ("openai", None, "AZURE_API_KEY"),  # Azure's URL shape: config_litellm.azure_deployment
     "local": ("local", None, None),
     "fake": ("fake", None, None),
 }
@@ -142,6 +146,8 @@ class Config:
     models: tuple[ModelGroup, ...] = ()
     sections: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
+    aliases: Mapping[str, tuple[str, bool]] = field(default_factory=dict)  # more names: alias -> (group, hidden)
+    ignored: tuple[str, ...] = ()  # LiteLLM keys thrifty knows but does not act on
 
     def group(self, name: str) -> ModelGroup | None:
         for group in self.models:
@@ -181,13 +187,22 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 def parse_config(
     data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None
 ) -> Config:
-    env = os.environ if environ is None else environ
+    from . import config_litellm as litellm
+
+    env: Mapping[str, str] = os.environ if environ is None else environ
     top = Where(source)
     if not isinstance(data, dict):
         raise top.error("the config must be a mapping of sections")
-    data = _resolve_secrets(data, top, env)
+    unknown = sorted(set(map(str, data)) - KNOWN_SECTIONS)
+    if unknown:
+        raise (top / unknown[0]).error(f"unknown section; expected one of {', '.join(sorted(KNOWN_SECTIONS))}")
+    env = litellm.environment(data, top, env)
+    data = _resolve_secrets({k: v for k, v in data.items() if k != "environment_variables"}, top, env)
+    carried = litellm.carry(data, top)
 
     server = _parse_server(data.get("server") or {}, top / "server")
+    if carried.admin_keys:
+        server = replace(server, api_keys=server.api_keys + tuple(carried.admin_keys))
     groups: dict[str, list[Deployment]] = {}
     group_options: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(_as_list(data.get("models"), top / "models")):
@@ -204,21 +219,7 @@ def parse_config(
             )
         options = {k: v for k, v in raw.items() if k not in ("name", "deployments")}
         group_options.setdefault(name, {}).update(options)
-    for i, raw in enumerate(_as_list(data.get("model_list"), top / "model_list")):
-        where = top / "model_list" / i
-        if not isinstance(raw, dict):
-            raise where.error("each entry must be a mapping with 'model_name' and 'litellm_params'")
-        name = _req(raw, "model_name", where)
-        params = raw.get("litellm_params")
-        if not isinstance(params, dict):
-            raise (where / "litellm_params").error("must be a mapping with at least 'model'")
-        merged = dict(params)
-        info = raw.get("model_info")
-        if isinstance(info, dict) and "max_input_tokens" in info:
-            merged.setdefault("context_window", info["max_input_tokens"])
-        groups.setdefault(name, []).append(
-            _parse_deployment(merged, where / "litellm_params", name, env)
-        )
+    _model_list(data, top, env, groups, carried.ignored)
 
     sections: dict[str, Any] = {}
     _litellm_settings(data, top, group_options, sections)
@@ -232,14 +233,48 @@ def parse_config(
     )
     if not models:
         models = default_config().models
-    known = {"server", "models", "model_list", "litellm_settings", "general_settings", "router_settings"}
+    litellm.check_aliases(carried.aliases, groups, top / "router_settings" / "model_group_alias")
     for key, value in data.items():
-        if key in known:
+        if key == "server" or key == "models" or key in litellm.SECTIONS:
             continue
         if key == "balance" and isinstance(value, dict) and isinstance(sections.get("balance"), dict):
             value = {**sections["balance"], **value}  # thrifty's own section wins
         sections[key] = value
-    return Config(server=server, models=models, sections=sections, source=source)
+    if carried.ignored:
+        log.warning("%s: thrifty does not act on these LiteLLM settings: %s", source, ", ".join(carried.ignored))
+    return Config(server=server, models=models, sections=sections, source=source,
+                  aliases=carried.aliases, ignored=tuple(carried.ignored))
+
+
+def _model_list(
+    data: Mapping[str, Any], top: Where, env: Mapping[str, str], groups: dict[str, list[Deployment]],
+    ignored: list[str],
+) -> None:
+    """LiteLLM's ``model_list``: entries sharing a ``model_name`` join one group."""
+    from .config_litellm import deployment_params
+
+    for i, raw in enumerate(_as_list(data.get("model_list"), top / "model_list")):
+        where = top / "model_list" / i
+        if not isinstance(raw, dict):
+            raise where.error("each entry must be a mapping with 'model_name' and 'litellm_params'")
+        name = _req(raw, "model_name", where)
+        params = raw.get("litellm_params")
+        if not isinstance(params, dict):
+            raise (where / "litellm_params").error("must be a mapping with at least 'model'")
+        merged = deployment_params(params, where / "litellm_params", env, ignored)
+        info = raw.get("model_info")
+        if isinstance(info, dict) and "max_input_tokens" in info:
+            merged.setdefault("context_window", info["max_input_tokens"])
+        groups.setdefault(name, []).append(_parse_deployment(merged, where / "litellm_params", name, env))
+
+
+# Every top-level key a config may have: thrifty's own sections, and LiteLLM's. Another key
+# stops startup naming it. A capability that reads a new section adds its name here.
+KNOWN_SECTIONS = frozenset({
+    "server", "models", "balance", "cache", "routing", "agent", "alerts", "ledger", "telemetry", "tasks",
+    "tenancy", "fallbacks", "replicas", "compress", "learn",
+    "model_list", "litellm_settings", "general_settings", "router_settings", "environment_variables",
+})
 
 
 # LiteLLM router_settings.routing_strategy -> thrifty balance strategy
@@ -386,8 +421,14 @@ def _parse_deployment(raw: Any, where: Where, group: str, env: Mapping[str, str]
         raise (where / "provider").error(
             f"unknown provider {provider!r}; known: {', '.join(sorted(KNOWN_PROVIDERS))}"
         )
+    if provider == "azure":
+        from .config_litellm import azure_deployment
+
+        return _parse_deployment(azure_deployment(raw, model, where, env), where, group, env)
     kind, default_base, key_env = KNOWN_PROVIDERS[provider]
     api_base = _str(raw, "api_base", where) or _str(raw, "base_url", where) or default_base
+    if provider in ("ollama", "ollama_chat") and api_base and not api_base.rstrip("/").endswith("/v1"):
+        api_base = api_base.rstrip("/") + "/v1"  # LiteLLM's Ollama base is the server root
     if kind in ("openai", "anthropic") and not api_base:
         raise (where / "api_base").error(f"provider {provider!r} needs an api_base URL")
     api_key = _str(raw, "api_key", where)

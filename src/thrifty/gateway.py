@@ -92,7 +92,9 @@ class Gateway:
         return self._ready
 
     def models(self) -> list[str]:
-        return list(self.backends)
+        """The model names clients may ask for: every group, and the aliases not hidden."""
+        shown = [alias for alias, (_, hidden) in self.config.aliases.items() if not hidden]
+        return [*self.backends, *shown]
 
     async def start(self) -> None:
         """Load every backend (idempotent; concurrent callers share one start)."""
@@ -156,6 +158,8 @@ class Gateway:
 
     def resolve(self, model: str) -> Backend:
         backend = self.backends.get(model)
+        if backend is None and model in self.config.aliases:
+            backend = self.backends.get(self.config.aliases[model][0])  # router_settings.model_group_alias
         if backend is None:
             raise NotFound(
                 f"The model '{model}' does not exist; available: {', '.join(self.backends)}.",
