@@ -107,6 +107,17 @@ class ModelGroup:
 
 
 @dataclass(frozen=True)
+class CorsConfig:
+    """``server.cors``: which browser origins may call the gateway from their pages."""
+
+    origins: tuple[str, ...]  # "https://app.example.com", or "*" for any
+    methods: tuple[str, ...] = ("GET", "POST", "DELETE", "OPTIONS")
+    headers: tuple[str, ...] = ("*",)  # request headers a page may send ("*": any it asks for)
+    max_age: int = 600  # seconds a browser may cache a preflight answer
+    credentials: bool = False  # cookies; never with origins "*"
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The front door: where to listen, who may call, and every bound on a client.
 
@@ -134,6 +145,7 @@ class ServerConfig:
     cpu_workers: int = 2  # threads for CPU-bound work (embeddings, tokenising), off the event loop
     request_timeout: float = 600.0  # one request, every retry and fallback included
     data_dir: str = ".thrifty"
+    cors: CorsConfig | None = None  # off unless configured
 
     @property
     def keys_required(self) -> bool:
@@ -343,7 +355,7 @@ _SERVER_INTS = {
     "max_connections", "max_embedding_inputs", "max_embedding_tokens", "cpu_workers",
 }
 _SERVER_SECONDS = {"request_timeout", "keepalive_timeout", "header_timeout"}
-_SERVER_KEYS = {"host", "port", "api_keys", "api_key", "public_metrics", "data_dir"} | _SERVER_INTS | _SERVER_SECONDS
+_SERVER_KEYS = {"host", "port", "api_keys", "api_key", "public_metrics", "data_dir", "cors"} | _SERVER_INTS | _SERVER_SECONDS
 
 
 def _parse_server(raw: Any, where: Where) -> ServerConfig:
@@ -371,7 +383,44 @@ def _parse_server(raw: Any, where: Where) -> ServerConfig:
         client_keys=client,
         public_metrics=read_bool(raw, "public_metrics", where, False),
         data_dir=_str(raw, "data_dir", where) or ".thrifty",
+        cors=None if raw.get("cors") is None else _parse_cors(raw["cors"], where / "cors"),
         **numbers,
+    )
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+
+
+def _parse_cors(raw: Any, where: Where) -> CorsConfig:
+    if not isinstance(raw, dict):
+        raise where.error("must be a mapping with at least 'origins'")
+    reject_unknown(raw, {"origins", "methods", "headers", "max_age", "credentials"}, where)
+    defaults = CorsConfig(origins=())
+
+    def strings(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = raw.get(key, list(default))
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise (where / key).error("must be a non-empty list of strings")
+        return tuple(value)
+
+    origins = strings("origins", ())
+    for i, origin in enumerate(origins):
+        if origin != "*" and not _ORIGIN.match(origin.rstrip("/")):
+            raise (where / "origins" / i).error(f"must be '*' or scheme://host[:port], got {origin!r}")
+    credentials = read_bool(raw, "credentials", where, False)
+    if credentials and "*" in origins:
+        raise (where / "credentials").error("cannot be true when origins include '*'; list the origins")
+    max_age = raw.get("max_age", defaults.max_age)
+    if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
+        raise (where / "max_age").error(f"must be an integer >= 0, got {max_age!r}")
+    return CorsConfig(
+        origins=tuple(o.rstrip("/") for o in origins),
+        methods=tuple(m.upper() for m in strings("methods", defaults.methods)),
+        headers=strings("headers", defaults.headers),
+        max_age=max_age,
+        credentials=credentials,
     )
 
 
@@ -614,6 +663,7 @@ def _positive_int(
 
 __all__ = [
     "Config",
+    "CorsConfig",
     "check_bool",
     "check_count",
     "check_fraction",

@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..cache.keys import EVERY_TENANT, scoped_namespace
+from ..config import CorsConfig
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
 from ..types import ChatRequest, Chunk, response_headers
@@ -340,8 +341,16 @@ class App:
     def __init__(self, server: Server, starlette: Starlette) -> None:
         self.server = server
         self.starlette = starlette
+        cors = server.gateway.config.server.cors
+        self._cors: ASGIApp | None = None if cors is None else cors_middleware(self._dispatch, cors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._cors is not None:
+            await self._cors(scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in _CHAT_PATHS and scope["method"] == "POST":
             request = Request(scope, receive)
             try:
@@ -358,6 +367,25 @@ class App:
 
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+# Response headers a page on another origin may read (beyond the CORS-safelisted ones).
+_EXPOSED = ("x-thrifty-model", "x-thrifty-request-id", "x-thrifty-overhead-ms", "x-thrifty-cache",
+            "x-thrifty-route", "x-thrifty-usage", "retry-after", "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens")
+
+
+def cors_middleware(app: ASGIApp, cors: CorsConfig) -> ASGIApp:
+    """``server.cors``: preflights answered, allowed origins echoed, others given no CORS headers."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    return CORSMiddleware(
+        app,
+        allow_origins=list(cors.origins),
+        allow_methods=list(cors.methods),
+        allow_headers=list(cors.headers),
+        allow_credentials=cors.credentials,
+        expose_headers=list(_EXPOSED),
+        max_age=cors.max_age,
+    )
 
 
 def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
