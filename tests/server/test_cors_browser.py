@@ -58,7 +58,7 @@ def page_origin() -> Iterator[str]:
     """A static page server on its own port: a second origin."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             data = PAGE.encode()
             self.send_response(200)
             self.send_header("content-type", "text/html; charset=utf-8")
