@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -330,7 +330,7 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 
 class App:
-    """The ASGI entry point: chat completions go straight to their handler.
+    """The ASGI entry point: chat completions (and /v1/messages) go straight to their handler.
 
     Every other path (and the lifespan) goes through the Starlette app. The
     hot route skips Starlette's middleware and router: on a proxy whose whole
@@ -338,9 +338,12 @@ class App:
     tenth of it. Its handler already turns every error into OpenAI's JSON.
     """
 
-    def __init__(self, server: Server, starlette: Starlette) -> None:
+    def __init__(self, server: Server, starlette: Starlette, hot: Mapping[str, Handler] | None = None) -> None:
         self.server = server
         self.starlette = starlette
+        # POST routes answered without Starlette's layers: chat completions, and what create_app adds
+        self._hot: dict[str, Handler] = {path: server.chat_completions for path in _CHAT_PATHS}
+        self._hot.update(hot or {})
         cors = server.gateway.config.server.cors
         self._cors: ASGIApp | None = None if cors is None else cors_middleware(self._dispatch, cors)
 
@@ -351,10 +354,11 @@ class App:
             await self._dispatch(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in _CHAT_PATHS and scope["method"] == "POST":
+        handler = self._hot.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is not None and scope["method"] == "POST":
             request = Request(scope, receive)
             try:
-                response = await self.server.chat_completions(request)
+                response = await handler(request)
             except Exception as exc:
                 response = await _internal(request, exc)
             await response(scope, receive, send)
@@ -366,7 +370,8 @@ class App:
         return self.starlette.routes
 
 
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+Handler = Callable[[Request], Awaitable[Response]]
 # Response headers a page on another origin may read (beyond the CORS-safelisted ones).
 _EXPOSED = ("x-thrifty-model", "x-thrifty-request-id", "x-thrifty-overhead-ms", "x-thrifty-cache",
             "x-thrifty-route", "x-thrifty-usage", "retry-after", "x-ratelimit-limit-requests",
@@ -404,7 +409,8 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     ]
     from .messages import MessagesRoutes
 
-    routes.extend(MessagesRoutes(server).routes())  # Anthropic's Messages API
+    messages = MessagesRoutes(server)  # Anthropic's Messages API
+    routes.extend(messages.routes())
     if gateway.observer is not None:
         from ..observe.routes import build_routes
 
@@ -446,7 +452,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
     )
-    return App(server, starlette)
+    return App(server, starlette, hot={"/v1/messages": messages.create})
 
 
 def _log_start_failure(task: asyncio.Task[None]) -> None:

@@ -115,31 +115,31 @@ class MessagesRoutes:
                         headers={"x-thrifty-usage": "estimated"})
 
 
-def _frame(event: str, data: dict[str, object]) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+def _frames(events: list[tuple[str, dict[str, object]]]) -> bytes:
+    """Events in SSE framing, as one write (a chat chunk often makes two or three events)."""
+    return b"".join(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n" for name, data in events)
 
 
 async def _events(encoder: StreamEncoder, first: Chunk | None, rest: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
     """Anthropic's SSE framing; an error after the first byte becomes an ``error`` event."""
-    for event, data in encoder.start():
-        yield _frame(event, data)
+    head = encoder.start()
+    if first is not None:
+        head += encoder.feed(first)
+    yield _frames(head)
     try:
-        if first is not None:
-            for event, data in encoder.feed(first):
-                yield _frame(event, data)
         async for chunk in rest:
-            for event, data in encoder.feed(chunk):
-                yield _frame(event, data)
+            events = encoder.feed(chunk)
+            if events:
+                yield _frames(events)
     except ThriftyError as exc:
         log.warning("messages stream failed after the first byte: %s", exc.message)
-        yield _frame("error", error_body(exc))
+        yield _frames([("error", error_body(exc))])
         return
     except Exception:
         log.exception("messages stream failed unexpectedly after the first byte")
-        yield _frame("error", error_body(ThriftyError("The gateway failed unexpectedly; the error was logged.")))
+        yield _frames([("error", error_body(ThriftyError("The gateway failed unexpectedly; the error was logged.")))])
         return
     finally:
         with contextlib.suppress(Exception):
             await rest.aclose()  # type: ignore[attr-defined]
-    for event, data in encoder.finish():
-        yield _frame(event, data)
+    yield _frames(encoder.finish())
