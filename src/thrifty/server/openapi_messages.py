@@ -1,7 +1,8 @@
 """The OpenAPI paths and schemas of the Anthropic Messages routes, as data.
 
-thrifty's OpenAPI document (``server/openapi.py``) merges :func:`paths` into its
-``paths`` and :func:`schemas` into ``components.schemas``. Errors on these routes
+thrifty's OpenAPI document (``server/openapi.py``) merges :func:`paths` (given its
+``x-thrifty-*`` response headers) into its ``paths``, :func:`schemas` into
+``components.schemas``, and adds the ``anthropic`` tag. Errors on these routes
 use Anthropic's shape (``AnthropicError``), not OpenAI's.
 """
 
@@ -48,7 +49,13 @@ def _headers() -> list[dict[str, Any]]:
     ]
 
 
-def paths() -> dict[str, Any]:
+def paths(response_headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The two operations; ``response_headers`` (name -> description) are the ``x-thrifty-*``
+    headers the document declares for chat completions, which these answers carry too."""
+    headers: dict[str, Any] = {name: {"description": text, "schema": {"type": "string"}}
+               for name, text in (response_headers or {}).items()}
+    headers["x-thrifty-model"] = {"description": "The deployment that answered.", "required": True,
+                                  "schema": {"type": "string"}}
     events = {"oneOf": [{"type": "object", "required": ["type"], "properties": {"type": {"enum": [
         "message_start", "ping", "content_block_start", "content_block_delta", "content_block_stop",
         "message_delta", "message_stop"]}}}, _ref("AnthropicError")]}
@@ -57,12 +64,13 @@ def paths() -> dict[str, Any]:
                        "(`message_start`, `ping`, `content_block_start`, `content_block_delta`, "
                        "`content_block_stop`, `message_delta`, `message_stop`; `error` if the upstream fails "
                        "after the first byte).",
-        "headers": {"x-thrifty-model": {"description": "The deployment that answered.", "required": True,
-                                        "schema": {"type": "string"}}},
+        "headers": headers,
         "content": {**_json(_ref("AnthropicMessage")),
                     "text/event-stream": {"schema": {"type": "string"}, "x-thrifty-event-schema": events}},
     }}
     count_ok = {"200": {"description": "An estimate (about four characters a token).",
+                        "headers": {"x-thrifty-usage": {"description": "Always `estimated`.", "required": True,
+                                                        "schema": {"const": "estimated"}}},
                         "content": _json(_ref("AnthropicTokenCount"))}}
     return {
         "/v1/messages": {"post": {
