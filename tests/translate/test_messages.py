@@ -127,3 +127,19 @@ def test_count_tokens_grows_with_the_prompt_and_the_tools() -> None:
     tools = {**base, "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {"a": {}}}}]}
     assert 0 < count_tokens(base) < count_tokens(longer)
     assert count_tokens(tools) > count_tokens(base)
+
+
+def test_cache_writes_survive_the_chat_body_a_cached_answer_is_kept_in() -> None:
+    usage = Usage(prompt_tokens=120, completion_tokens=3, cached_tokens=100, cache_write_tokens=15)
+    assert Usage.from_json(usage.to_json()) == usage
+    assert Usage.from_json(Usage(prompt_tokens=5).to_json()) == Usage(prompt_tokens=5)
+
+
+def test_an_anthropic_stream_reports_cache_writes() -> None:
+    from thrifty.providers.anthropic_stream import StreamDecoder
+
+    decoder = StreamDecoder()
+    decoder.feed({"type": "message_start", "message": {"id": "m", "model": "c", "usage": {
+        "input_tokens": 5, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 15, "output_tokens": 1}}})
+    decoder.feed({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}})
+    assert decoder.usage == Usage(prompt_tokens=120, completion_tokens=9, cached_tokens=100, cache_write_tokens=15)
