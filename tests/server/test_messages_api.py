@@ -87,3 +87,31 @@ def test_every_messages_route_is_in_its_openapi_paths() -> None:
         assert route.path in documented  # type: ignore[attr-defined]
     refs = {part.split("/")[-1] for part in json.dumps(documented).split('"') if part.startswith("#/components")}
     assert refs <= set(schemas)
+
+
+async def test_an_anthropic_upstream_gets_cache_control_and_reports_cache_usage() -> None:
+    from thrifty.config import Deployment
+    from thrifty.providers.anthropic import AnthropicBackend
+    from thrifty.providers.http import MockResponse, MockTransport
+
+    answer = {"id": "msg_up", "type": "message", "role": "assistant", "model": "claude-x", "stop_reason": "end_turn",
+              "content": [{"type": "text", "text": "cached"}],
+              "usage": {"input_tokens": 7, "output_tokens": 2, "cache_read_input_tokens": 900,
+                        "cache_creation_input_tokens": 50}}
+    transport = MockTransport(lambda request: MockResponse(json=answer))
+    upstream = AnthropicBackend(Deployment(name="claude/anthropic/claude-x", provider="anthropic", model="claude-x",
+                                           api_base="http://127.0.0.1:9/v1", api_key="k"), transport)
+    config = parse_config({"server": {"data_dir": tempfile.mkdtemp(prefix="thrifty-")}})
+    app = create_app(Gateway(config, backends={"claude": upstream}, observe=False))
+    body = {"model": "claude", "max_tokens": 16,
+            "system": [{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Question?", "cache_control": {"type": "ephemeral"}}]}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://thrifty") as c:
+        r = await c.post("/v1/messages", json=body)
+    assert r.status_code == 200
+    sent = transport.requests[0].json()
+    assert sent["system"] == [{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}]
+    assert sent["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert r.json()["usage"] == {"input_tokens": 7, "output_tokens": 2, "cache_read_input_tokens": 900,
+                                 "cache_creation_input_tokens": 50}
