@@ -764,6 +764,7 @@ def main() -> int:
     p.add_argument("--fuzz-timeout", type=float, default=1800)
     p.add_argument("--out", help="write the markdown here (default: print it)")
     args = p.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))  # this tree's thrifty, as the servers it starts use
     if args.flood_worker:
         resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
         asyncio.run(flood_worker(args.flood_worker, args.idle, args.slowloris, args.flood_seconds, args.reconnect))
