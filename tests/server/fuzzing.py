@@ -1,9 +1,9 @@
 """A real gateway on loopback and a schemathesis fuzzer driven from its ``/openapi.json``.
 
 Shared by ``test_openapi.py``, ``test_fuzz.py`` and ``benchmarks/fuzz_routes.py``. The
-gateway is the whole app (chat, embeddings, cache, observer, batches) over a scripted
-fake backend, with an admin key and a client key configured so that authentication is
-part of what gets fuzzed. Every generated case is sent with one of four credentials
+gateway is the whole app (chat, embeddings, cache, observer, batches, the tenancy admin
+API with a seeded team and virtual key) over a scripted fake backend, with an admin key
+and a client key configured so that authentication is part of what gets fuzzed. Every generated case is sent with one of four credentials
 (admin, client, a wrong key, none), and with some of its ids swapped for ones the
 server knows, so the fuzzer also reaches the handlers behind a 404.
 """
