@@ -428,3 +428,28 @@ def test_every_served_model_and_only_those_may_be_a_keys_allow_list(live: Live, 
     assert models["items"] == {"enum": [MODEL]}
     refused = call(live.url, "POST", "/admin/keys", {"name": "other-model", "models": ["gpt-9"]})
     assert refused[0] == 400 and json.loads(refused[2])["error"]["param"] == "models"
+
+
+async def test_a_degraded_ready_and_a_storage_unavailable_503_are_documented(tmp_path: Path) -> None:
+    import httpx
+
+    from thrifty.config import parse_config
+    from thrifty.gateway import Gateway
+    from thrifty.server.openapi import document
+    from thrifty.testing import FakeBackend
+
+    (tmp_path / "batches.db").mkdir()  # the batch store cannot open: the gateway serves degraded
+    gateway = Gateway(parse_config({"server": {"data_dir": str(tmp_path)}}), backends={MODEL: FakeBackend()})
+    doc = document(gateway.config.server, gateway.models())
+    transport = httpx.ASGITransport(app=create_app(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://thrifty") as client:
+        await gateway.start()
+        for method, template, path, status in (("GET", "/ready", "/ready", 200),
+                                               ("GET", "/v1/batches", "/v1/batches", 503),
+                                               ("GET", "/v1/files/{file_id}", "/v1/files/file-x", 503)):
+            r = await client.request(method, path)
+            assert r.status_code == status, r.text
+            check_answer(doc, template, method, (r.status_code, dict(r.headers), r.content))
+        assert (await client.get("/ready")).json()["status"] == "degraded"
+        assert (await client.get("/v1/batches")).json()["error"]["code"] == "storage_unavailable"
+    await gateway.aclose()
