@@ -11,7 +11,7 @@ nesting, 2**64...) in each field of a valid body, one at a time, plus a 5,000-de
 For each, prints the cases by status and by route, then every 5xx grouped by its cause (the
 exception the server logged, where it was raised) with the shortest request that caused it, and
 every 4xx that is not OpenAI's error JSON with a message, and every answer the document does not allow
-(status, content type, x-thrifty-* headers, body). Exits 1 if there was any.
+(status, content type, x-thrifty-* and x-ratelimit-* headers, body). Exits 1 if there was any.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/fuzz_routes.py [--cases 10000] [--seed 1]
 """
