@@ -11,7 +11,7 @@ nesting, 2**64...) in each field of a valid body, one at a time, plus a 5,000-de
 For each, prints the cases by status and by route, then every 5xx grouped by its cause (the
 exception the server logged, where it was raised) with the shortest request that caused it, and
 every 4xx that is not OpenAI's error JSON with a message, and every answer the document does not allow
-(status, content type, x-thrifty-* headers, body). Exits 1 if there was any.
+(status, content type, x-thrifty-* and x-ratelimit-* headers, body). Exits 1 if there was any.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/fuzz_routes.py [--cases 10000] [--seed 1]
 """
@@ -38,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.server.fuzzing import (
+    Live,
     Outcome,
     call,
     check_answer,
@@ -104,13 +105,14 @@ def _abbreviate(text: str) -> str:
     return re.sub(r"([\[\]{}])\1{9,}", lambda m: f"{m.group(1)}×{len(m.group(0))}", text)
 
 
-def minimize(url: str, outcome: Outcome, cause: str, captured: Captured) -> str | None:
+def minimize(live: Live, outcome: Outcome, cause: str, captured: Captured) -> str | None:
     """Greedily drop fields and array items of a failing JSON body while it fails the same way."""
     try:
         body = json.loads(outcome.request_body)
     except (ValueError, RecursionError):
         return None
-    method, path = outcome.operation.split(" ", 1)
+    method, template = outcome.operation.split(" ", 1)
+    url, path = live.url, template.format(**live.known)  # path parameters: the ids the server knows
 
     def still_fails(candidate: Any) -> bool:
         status, _, _ = call(url, method, path, raw=json.dumps(candidate).encode())
@@ -161,8 +163,8 @@ def report(tally: Tally, seconds: float, minimal: dict[str, str | None]) -> str:
     return "\n".join(lines)
 
 
-def _minimal(url: str, tally: Tally, captured: Captured) -> dict[str, str | None]:
-    return {cause: minimize(url, _shortest(cases), cause, captured) for cause, cases in tally.causes.items()}
+def _minimal(live: Live, tally: Tally, captured: Captured) -> dict[str, str | None]:
+    return {cause: minimize(live, _shortest(cases), cause, captured) for cause, cases in tally.causes.items()}
 
 
 def main() -> int:
@@ -194,13 +196,13 @@ def main() -> int:
         fuzz(live, examples, lambda o: tally.add(o, captured.take()), seed=args.seed)
         seconds = time.perf_counter() - started
         print("\n## schemathesis, from /openapi.json\n")
-        print(report(tally, seconds, _minimal(live.url, tally, captured)), flush=True)
+        print(report(tally, seconds, _minimal(live, tally, captured)), flush=True)
         sweep = Tally(doc=doc)
         started = time.perf_counter()
         type_confusion(live, lambda o: sweep.add(o, captured.take()))
         seconds = time.perf_counter() - started
         print("\n## type confusion: each wrong kind of value in each field of a valid body\n")
-        print(report(sweep, seconds, _minimal(live.url, sweep, captured)))
+        print(report(sweep, seconds, _minimal(live, sweep, captured)))
     failed = [t for t in (tally, sweep) if t.causes or t.unnamed or t.off_document]
     return 1 if failed else 0
 

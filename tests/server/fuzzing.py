@@ -1,9 +1,9 @@
 """A real gateway on loopback and a schemathesis fuzzer driven from its ``/openapi.json``.
 
 Shared by ``test_openapi.py``, ``test_fuzz.py`` and ``benchmarks/fuzz_routes.py``. The
-gateway is the whole app (chat, embeddings, cache, observer, batches) over a scripted
-fake backend, with an admin key and a client key configured so that authentication is
-part of what gets fuzzed. Every generated case is sent with one of four credentials
+gateway is the whole app (chat, embeddings, cache, observer, batches, the tenancy admin
+API with a seeded team and virtual key) over a scripted fake backend, with an admin key
+and a client key configured so that authentication is part of what gets fuzzed. Every generated case is sent with one of four credentials
 (admin, client, a wrong key, none), and with some of its ids swapped for ones the
 server knows, so the fuzzer also reaches the handlers behind a 404.
 """
@@ -52,19 +52,26 @@ def gateway_config(data_dir: Path) -> Config:
         "server": {"data_dir": str(data_dir), "max_body_bytes": MAX_BODY,
                    "api_keys": [ADMIN_KEY, {"key": CLIENT_KEY, "role": "client"}]},
         "cache": {"enabled": True, "l2_path": False},
-        "models": [{"name": MODEL, "deployments": [{"provider": "fake", "model": "fake-model"}]}],
+        # priced as gpt-4o, so a virtual key's budget can run out
+        "models": [{"name": MODEL, "deployments": [{"provider": "fake", "model": "fake-model",
+                                                    "price_model": "gpt-4o"}]}],
     }, source="fuzz.yaml", environ={})
 
 
 def build_gateway(data_dir: Path) -> Gateway:
     """The gateway of :func:`gateway_config`, its deployment the embedding-capable fake."""
     from thrifty.balance import build_group
-    from thrifty.cache import wrap_cache
+    from thrifty.cache import build_store, wrap_cache
 
     config = gateway_config(data_dir)
     group = config.models[0]
+    # As thrifty.compose.build does, with the fake in place of the provider: one cache store
+    # for the caching groups, handed to the stack that starts and closes it.
+    store = build_store(config)
     backend = build_group(group, [EmbeddingFake("a scripted answer", name="fake-model")], config)
-    return Gateway(config, backends={MODEL: wrap_cache(backend, group, config)})
+    gateway = Gateway(config, backends={MODEL: wrap_cache(backend, group, config, store)})
+    gateway.stack.cache_store = store
+    return gateway
 
 
 @dataclass
@@ -105,7 +112,7 @@ def live_gateway(data_dir: Path) -> Iterator[Live]:
 
 
 def _wait_ready(url: str, thread: threading.Thread) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 180  # generous: eight engineers share two cores
     while time.monotonic() < deadline and thread.is_alive():
         try:
             with urllib.request.urlopen(url + "/ready", timeout=2) as response:
@@ -114,6 +121,14 @@ def _wait_ready(url: str, thread: threading.Thread) -> None:
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"the gateway at {url} did not become ready")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 303 is an answer to check, not a hop to take
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def call(url: str, method: str, path: str, body: Any = None, key: str | None = ADMIN_KEY,
@@ -125,7 +140,7 @@ def call(url: str, method: str, path: str, body: Any = None, key: str | None = A
         sent["authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url + path, data=data, method=method, headers=sent)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with _OPENER.open(request, timeout=30) as response:
             return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
@@ -143,8 +158,13 @@ def _seed_objects(url: str) -> dict[str, str]:
     status, _, body = call(url, "POST", "/v1/batches", {"input_file_id": file_id,
                                                          "endpoint": "/v1/chat/completions"})
     assert status == 200, body
-    return {"model": MODEL, "name": "dashboard.js", "response_id": response_id, "file_id": file_id, "input_file_id": file_id,
-            "batch_id": json.loads(body)["id"]}
+    batch_id = json.loads(body)["id"]
+    status, _, body = call(url, "POST", "/admin/teams", {"name": "fuzz-team", "rpm": 1000})
+    assert status == 201, body
+    status, _, body = call(url, "POST", "/admin/keys", {"name": "fuzz-key", "team": "fuzz-team"})
+    assert status == 201, body
+    return {"model": MODEL, "name": "dashboard.js", "response_id": response_id, "file_id": file_id,
+            "input_file_id": file_id, "batch_id": batch_id, "key_id": json.loads(body)["id"], "team": "fuzz-team"}
 
 
 def upload(url: str, data: bytes, key: str | None = ADMIN_KEY) -> str:
@@ -186,13 +206,16 @@ def check_answer(doc: dict[str, Any], template: str, method: str, answer: tuple[
     response = _response(doc, template, method, status)
     media = headers.get("content-type", "").split(";")[0].strip()
     content = response.get("content", {})
-    assert media in content, f"{method} {template} {status}: {media!r} is not one of {sorted(content)}"
+    if not content:
+        assert not body, f"{method} {template} {status}: a body where the document says none: {body[:80]!r}"
+    else:
+        assert media in content, f"{method} {template} {status}: {media!r} is not one of {sorted(content)}"
     documented = response.get("headers", {})
     for name, spec in documented.items():
         if spec.get("required"):
             assert name in headers, f"{method} {template} {status}: header {name} is missing"
     for name in headers:
-        if name.startswith("x-thrifty-"):
+        if name.startswith(("x-thrifty-", "x-ratelimit-")):
             assert name in documented, f"{method} {template} {status}: header {name} is not in the document"
     if media == "application/json":
         errors = sorted(validator(doc, content[media]["schema"]).iter_errors(json.loads(body)), key=str)
@@ -303,12 +326,12 @@ def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int
         if mutation is not None and fields is not None and json_body:
             _replace_one(case.body, *mutation, fields)
         key = CREDENTIALS[credential]
-        headers = dict(case.headers or {})
-        headers.pop("Authorization", None)
+        # the drawn credential is the only key sent (the session cookie, when generated, stays: a stale one)
+        headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in ("authorization", "x-api-key")}
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
         case.headers = headers
-        response = case.call(base_url=live.url, session=session, timeout=30)
+        response = case.call(base_url=live.url, session=session, timeout=30, allow_redirects=False)
         on_outcome(Outcome(
             operation=operation.label, credential=credential, status=response.status_code,
             content_type=(response.headers.get("content-type") or [""])[0], body=response.content,
@@ -389,6 +412,7 @@ def valid_bodies(known: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]
             "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
             "stream_options": {"include_usage": True}, "thrifty": {"cache": {"ttl": 5}, "tenant": "t"},
             "metadata": {"k": "v"}}
+    policy = {"budget": "5/month", "rpm": 100, "tpm": 10_000, "parallel": 4, "models": [known["model"]]}
     return {
         ("POST", "/v1/chat/completions"): chat,
         ("POST", "/chat/completions"): chat,
@@ -398,6 +422,11 @@ def valid_bodies(known: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]
                                    "corrected_answer": "d"},
         ("POST", "/v1/batches"): {"input_file_id": known["file_id"], "endpoint": "/v1/chat/completions",
                                   "completion_window": "24h", "metadata": {"k": "v"}},
+        ("POST", "/admin/keys"): {"name": "sweep-key", "team": known["team"], "role": "client", **policy,
+                                  "expires": "30d"},
+        ("PATCH", "/admin/keys/{key_id}"): {**policy, "expires": 3600},
+        ("POST", "/admin/teams"): {"name": "sweep-team", **policy},
+        ("PATCH", "/admin/teams/{team}"): policy,
     }
 
 
@@ -420,10 +449,11 @@ def _with(body: Any, path: tuple[Any, ...], value: Any) -> Any:
 def type_confusion(live: Live, on_outcome: Callable[[Outcome], None], *,
                    operations: Callable[[str], bool] = lambda label: True) -> None:
     """Each field of each valid body in turn, replaced by each of :data:`WRONG_VALUES` (admin key)."""
-    for (method, path), base in valid_bodies(live.known).items():
-        label = f"{method} {path}"
+    for (method, template), base in valid_bodies(live.known).items():
+        label = f"{method} {template}"
         if not operations(label):
             continue
+        path = template.format(**live.known)
         # Nesting far past every parser's limit, which json.dumps itself could not write.
         too_deep = json.dumps(base)[:-1].encode() + b', "pad": ' + b"[" * 5000 + b"]" * 5000 + b"}"
         bodies = [json.dumps(_with(base, slot, value)).encode() for slot in slots(base) for value in WRONG_VALUES]

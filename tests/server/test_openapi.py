@@ -58,8 +58,9 @@ class Probe:
     body: Any = None
     key: str | None = ADMIN_KEY
     expect: int = 200
-    path: str = ""
-    raw: bytes | None = None  # a body that is not JSON  # the concrete path when it differs; {file_id} etc. are filled from known ids
+    path: str = ""  # the concrete path when it differs; {file_id} etc. are filled from known ids
+    raw: bytes | None = None  # a body that is not JSON
+    headers: dict[str, str] | None = None
 
     def url_path(self, known: dict[str, str]) -> str:
         return (self.path or self.template).format(**known)
@@ -118,9 +119,38 @@ PROBES = [
     Probe("dashboard-asset", "GET", "/dashboard/static/{name}", path="/dashboard/static/dashboard.js", key=None),
     Probe("dashboard-asset-unknown", "GET", "/dashboard/static/{name}", path="/dashboard/static/x.js", key=None,
           expect=404),
+    Probe("key-create", "POST", "/admin/keys", {"name": "probe-key", "team": "{team}", "budget": "5/month",
+                                                "rpm": 600, "models": [MODEL], "expires": "30d"}, expect=201),
+    Probe("key-create-duplicate", "POST", "/admin/keys", {"name": "fuzz-key"}, expect=400),
+    Probe("key-create-unknown-field", "POST", "/admin/keys", {"name": "k2", "colour": "red"}, expect=400),
+    Probe("key-create-unknown-team", "POST", "/admin/keys", {"name": "k3", "team": "nope"}, expect=404),
+    Probe("key-create-client-key", "POST", "/admin/keys", {"name": "k4"}, key=CLIENT_KEY, expect=403),
+    Probe("key-create-too-large", "POST", "/admin/keys", {"name": "k5", "pad": "x" * 70_000}, expect=413),
+    Probe("keys", "GET", "/admin/keys", path="/admin/keys?team=fuzz-team"),
+    Probe("key", "GET", "/admin/keys/{key_id}"),
+    Probe("key-unknown", "GET", "/admin/keys/{key_id}", path="/admin/keys/key_nope", expect=404),
+    Probe("key-update", "PATCH", "/admin/keys/{key_id}", {"budget": 10, "tpm": 5000, "expires": 3600}),
+    Probe("key-update-bad", "PATCH", "/admin/keys/{key_id}", {"expires": "forever"}, expect=400),
+    Probe("key-rotate", "POST", "/admin/keys/{key_id}/rotate"),
+    Probe("teams", "GET", "/admin/teams"),
+    Probe("team-create", "POST", "/admin/teams", {"name": "probe-team", "budget": "20/week", "parallel": 2},
+          expect=201),
+    Probe("team-create-duplicate", "POST", "/admin/teams", {"name": "fuzz-team"}, expect=400),
+    Probe("team", "GET", "/admin/teams/{team}"),
+    Probe("team-unknown", "GET", "/admin/teams/{team}", path="/admin/teams/nope", expect=404),
+    Probe("team-update", "PATCH", "/admin/teams/{team}", {"models": MODEL, "rpm": None}),
+    Probe("dashboard-login", "POST", "/dashboard/login", raw=b"key=" + ADMIN_KEY.encode(), key=None, expect=303,
+          headers={"content-type": "application/x-www-form-urlencoded"}),
+    Probe("dashboard-login-wrong", "POST", "/dashboard/login", raw=b"key=sk-no", key=None, expect=303,
+          headers={"content-type": "application/x-www-form-urlencoded"}),
+    Probe("dashboard-logout", "POST", "/dashboard/logout", key=None, expect=303),
     Probe("health", "GET", "/health", key=None),
     Probe("ready", "GET", "/ready", key=None),
     Probe("openapi", "GET", "/openapi.json", key=None),
+    # last: the seeded key stays revoked
+    Probe("key-revoke", "POST", "/admin/keys/{key_id}/revoke"),
+    Probe("key-delete", "DELETE", "/admin/keys/{key_id}"),
+    Probe("key-rotate-revoked", "POST", "/admin/keys/{key_id}/rotate", expect=400),
 ]
 
 
@@ -134,19 +164,11 @@ def _fill(value: Any, known: dict[str, str]) -> Any:
 
 def send(live: Live, probe: Probe, key: str | None = ADMIN_KEY) -> tuple[int, dict[str, str], bytes]:
     body = _fill(probe.body, live.known)
-    return call(live.url, probe.method, probe.url_path(live.known), body, key=key, raw=probe.raw)
+    return call(live.url, probe.method, probe.url_path(live.known), body, key=key, raw=probe.raw,
+                headers=probe.headers)
 
 
-PENDING = {  # probes that fail until others' work on issue 11 lands; remove the mark then
-    "chat-client-key": "issue 11 (authorization): the server does not accept server.api_keys "
-                       "entries with role client yet",
-}
-
-
-@pytest.mark.parametrize("probe", [
-    pytest.param(p, id=p.name, marks=[pytest.mark.xfail(strict=True, reason=PENDING[p.name])]
-                 if p.name in PENDING else []) for p in PROBES
-])
+@pytest.mark.parametrize("probe", [pytest.param(p, id=p.name) for p in PROBES])
 def test_real_answers_match_the_document(live: Live, doc: dict[str, Any], probe: Probe) -> None:
     answer = send(live, probe, key=probe.key)
     assert answer[0] == probe.expect, answer[2][:300]
@@ -204,7 +226,7 @@ def test_every_route_is_in_the_document_and_every_documented_route_exists(
 
 def test_every_documented_operation_has_a_probe_that_succeeds(doc: dict[str, Any]) -> None:
     documented = set(operations(doc))
-    probed = {(p.method, p.template) for p in PROBES if p.expect == 200}
+    probed = {(p.method, p.template) for p in PROBES if p.expect < 400}
     probed |= {("POST", "/v1/files"), ("POST", "/v1/batches/{batch_id}/cancel")}  # the upload test
     assert documented - probed == set()
 
@@ -265,13 +287,6 @@ def test_an_integer_written_with_a_fraction_of_zero_is_an_integer(live: Live, do
         assert refused[0] == 400 and json.loads(refused[2])["error"]["param"] == "max_tokens"
 
 
-SECURED_WITHOUT_CHECK = {
-    ("POST", "/v1/files"), ("GET", "/v1/files/{file_id}"), ("GET", "/v1/files/{file_id}/content"),
-    ("POST", "/v1/batches"), ("GET", "/v1/batches"), ("GET", "/v1/batches/{batch_id}"),
-    ("POST", "/v1/batches/{batch_id}/cancel"),
-}
-
-
 def _secured() -> list[Any]:
     """Every operation the document says needs a key, as test parameters."""
     from thrifty.config import ServerConfig
@@ -282,11 +297,7 @@ def _secured() -> list[Any]:
     for path, item in static["paths"].items():
         for method, operation in item.items():
             if _needs_key(static, operation):
-                marks = []
-                if (method.upper(), path) in SECURED_WITHOUT_CHECK:
-                    marks.append(pytest.mark.xfail(strict=True, reason=(
-                        "issue 11 row 1: /v1/files and /v1/batches need no key yet (the auth work adds it)")))
-                out.append(pytest.param(method.upper(), path, marks=marks, id=f"{method.upper()} {path}"))
+                out.append(pytest.param(method.upper(), path, id=f"{method.upper()} {path}"))
     return out
 
 
@@ -295,15 +306,13 @@ def test_every_operation_that_documents_a_key_refuses_a_request_without_one(
     live: Live, doc: dict[str, Any], method: str, template: str
 ) -> None:
     upload_form = Probe("upload", "POST", "/v1/files", raw=b"purpose=batch")
-    probe = next((p for p in PROBES if (p.method, p.template) == (method, template) and p.expect == 200),
+    probe = next((p for p in PROBES if (p.method, p.template) == (method, template) and p.expect < 400),
                  upload_form)
     answer = send(live, probe, key=None)
     assert answer[0] == 401, answer[2][:200]
     check_answer(doc, template, method, answer)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 row 10: /v1/embeddings does not yet cap inputs "
-                                       "(server.max_embedding_inputs, in the document as maxItems)")
 def test_embeddings_over_the_documented_input_count_are_refused(live: Live, doc: dict[str, Any]) -> None:
     limit = doc["components"]["schemas"]["EmbeddingRequest"]["properties"]["input"]["anyOf"][1]["maxItems"]
     answer = call(live.url, "POST", "/v1/embeddings", {"model": MODEL, "input": ["a"] * (limit + 1)})
@@ -311,8 +320,6 @@ def test_embeddings_over_the_documented_input_count_are_refused(live: Live, doc:
     check_answer(doc, "/v1/embeddings", "POST", answer)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 row 9: a message 'role' given as an object is a 500 "
-                                       "(unhashable in validate.py), not a 400 naming messages[0].role")
 def test_a_role_given_as_an_object_is_a_documented_400(live: Live, doc: dict[str, Any]) -> None:
     answer = call(live.url, "POST", "/v1/chat/completions",
                   {"model": MODEL, "messages": [{"role": {"x": 1}, "content": "hi"}]})
@@ -320,7 +327,6 @@ def test_a_role_given_as_an_object_is_a_documented_400(live: Live, doc: dict[str
     check_answer(doc, "/v1/chat/completions", "POST", answer)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 row 5: max_body_bytes is not applied to /v1/feedback yet")
 def test_an_oversized_feedback_body_is_a_documented_413(live: Live, doc: dict[str, Any]) -> None:
     answer = call(live.url, "POST", "/v1/feedback",
                   {"response_id": live.known["response_id"], "rating": 3, "pad": "x" * 70_000})
@@ -328,8 +334,6 @@ def test_an_oversized_feedback_body_is_a_documented_413(live: Live, doc: dict[st
     check_answer(doc, "/v1/feedback", "POST", answer)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 row 9: a lone surrogate in feedback is a 500 (SQLite cannot "
-                                       "encode it)")
 def test_a_lone_surrogate_in_feedback_is_not_a_5xx(live: Live, doc: dict[str, Any]) -> None:
     for field in ("response_id", "comment", "corrected_answer"):
         body = {"response_id": live.known["response_id"], "rating": 3, field: "\ud800"}
@@ -338,8 +342,6 @@ def test_a_lone_surrogate_in_feedback_is_not_a_5xx(live: Live, doc: dict[str, An
         check_answer(doc, "/v1/feedback", "POST", answer)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 row 9: feedback nested 5,000 deep is a 500 (json.loads "
-                                       "recursion), not the 400 the nesting limit gives")
 def test_feedback_nested_past_the_depth_limit_is_a_documented_400(live: Live, doc: dict[str, Any]) -> None:
     raw = b'{"rating": 3, "response_id": "' + live.known["response_id"].encode() + b'", "pad": '
     answer = call(live.url, "POST", "/v1/feedback", raw=raw + b"[" * 5000 + b"]" * 5000 + b"}")
@@ -347,8 +349,6 @@ def test_feedback_nested_past_the_depth_limit_is_a_documented_400(live: Live, do
     check_answer(doc, "/v1/feedback", "POST", answer)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 rows 2 and 9: batch metadata nested 300 deep is a 500 "
-                                       "(orjson cannot write it back), not the 400 the nesting limit gives")
 def test_batch_metadata_nested_past_the_depth_limit_is_a_documented_400(live: Live, doc: dict[str, Any]) -> None:
     deep: Any = "x"
     for _ in range(300):
@@ -357,3 +357,99 @@ def test_batch_metadata_nested_past_the_depth_limit_is_a_documented_400(live: Li
     answer = call(live.url, "POST", "/v1/batches", body)
     assert answer[0] == 400, answer[2][:200]
     check_answer(doc, "/v1/batches", "POST", answer)
+
+
+def _virtual_key(live: Live, name: str, **policy: Any) -> str:
+    status, _, body = call(live.url, "POST", "/admin/keys", {"name": name, **policy})
+    assert status == 201, body
+    return str(json.loads(body)["secret"])
+
+
+def test_a_virtual_keys_rate_limit_headers_and_its_429_are_documented(live: Live, doc: dict[str, Any]) -> None:
+    secret = _virtual_key(live, "limited", rpm=1, tpm=100_000)
+    ok = call(live.url, "POST", "/v1/chat/completions", MUTE, key=secret)
+    assert ok[0] == 200 and ok[1]["x-ratelimit-limit-requests"] == "1", ok[2][:200]
+    assert ok[1]["x-ratelimit-remaining-tokens"].isdigit()
+    check_answer(doc, "/v1/chat/completions", "POST", ok)
+    refused = call(live.url, "POST", "/v1/chat/completions", MUTE, key=secret)
+    assert refused[0] == 429 and json.loads(refused[2])["error"]["code"] == "rate_limit_exceeded"
+    assert int(refused[1]["retry-after"]) >= 1
+    check_answer(doc, "/v1/chat/completions", "POST", refused)
+
+
+def test_a_spent_budget_is_a_documented_429_budget_exceeded(live: Live, doc: dict[str, Any]) -> None:
+    secret = _virtual_key(live, "broke", budget="0.000001")  # less than one request's worst case
+    for stream in (False, True):
+        answer = call(live.url, "POST", "/v1/chat/completions", {**MUTE, "stream": stream}, key=secret)
+        assert answer[0] == 429 and json.loads(answer[2])["error"]["code"] == "budget_exceeded", answer[2][:200]
+        assert "retry-after" not in answer[1]  # a total budget never resets
+        check_answer(doc, "/v1/chat/completions", "POST", answer)
+
+
+def test_a_virtual_client_key_is_refused_on_admin_routes_with_a_documented_403(
+    live: Live, doc: dict[str, Any]
+) -> None:
+    secret = _virtual_key(live, "plain-client")
+    for method, template in (("GET", "/admin/keys"), ("GET", "/admin/teams"), ("GET", "/admin/status")):
+        answer = call(live.url, method, template, key=secret)
+        assert answer[0] == 403, answer[2][:200]
+        check_answer(doc, template, method, answer)
+
+
+def test_a_dashboard_session_cookie_reads_the_admin_routes_until_logout(live: Live, doc: dict[str, Any]) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    login = call(live.url, "POST", "/dashboard/login", raw=f"key={ADMIN_KEY}".encode(), key=None, headers=form)
+    check_answer(doc, "/dashboard/login", "POST", login)
+    cookie = login[1]["set-cookie"].split(";")[0]
+    assert cookie.startswith("thrifty_session=")
+    stats = call(live.url, "GET", "/dashboard/api/stats", key=None, headers={"cookie": cookie})
+    assert stats[0] == 200
+    check_answer(doc, "/dashboard/api/stats", "GET", stats)
+    logout = call(live.url, "POST", "/dashboard/logout", key=None, headers={"cookie": cookie})
+    check_answer(doc, "/dashboard/logout", "POST", logout)
+    after = call(live.url, "GET", "/dashboard/api/stats", key=None, headers={"cookie": cookie})
+    assert after[0] == 401 and json.loads(after[2])["error"]["code"] == "session_expired"
+    check_answer(doc, "/dashboard/api/stats", "GET", after)
+
+
+def test_a_key_lifetime_beyond_a_century_is_a_documented_400_not_a_500(live: Live, doc: dict[str, Any]) -> None:
+    # Found by the fuzzer: `expires: 1e300` made an expiry no JSON encoder could write (a 500).
+    for expires in (1e300, "999999999w", 0, "0d"):
+        answer = call(live.url, "POST", "/admin/keys", {"name": "long-lived", "expires": expires})
+        assert answer[0] == 400 and json.loads(answer[2])["error"]["param"] == "expires", (expires, answer[2][:200])
+        check_answer(doc, "/admin/keys", "POST", answer)
+    updated = call(live.url, "PATCH", f"/admin/keys/{live.known['key_id']}", {"expires": 1e300})
+    assert updated[0] == 400
+    check_answer(doc, "/admin/keys/{key_id}", "PATCH", updated)
+
+
+def test_every_served_model_and_only_those_may_be_a_keys_allow_list(live: Live, doc: dict[str, Any]) -> None:
+    models = doc["components"]["schemas"]["KeyCreate"]["properties"]["models"]["anyOf"][0]["anyOf"][0]
+    assert models["items"] == {"enum": [MODEL]}
+    refused = call(live.url, "POST", "/admin/keys", {"name": "other-model", "models": ["gpt-9"]})
+    assert refused[0] == 400 and json.loads(refused[2])["error"]["param"] == "models"
+
+
+async def test_a_degraded_ready_and_a_storage_unavailable_503_are_documented(tmp_path: Path) -> None:
+    import httpx
+
+    from thrifty.config import parse_config
+    from thrifty.gateway import Gateway
+    from thrifty.server.openapi import document
+    from thrifty.testing import FakeBackend
+
+    (tmp_path / "batches.db").mkdir()  # the batch store cannot open: the gateway serves degraded
+    gateway = Gateway(parse_config({"server": {"data_dir": str(tmp_path)}}), backends={MODEL: FakeBackend()})
+    doc = document(gateway.config.server, gateway.models())
+    transport = httpx.ASGITransport(app=create_app(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://thrifty") as client:
+        await gateway.start()
+        for method, template, path, status in (("GET", "/ready", "/ready", 200),
+                                               ("GET", "/v1/batches", "/v1/batches", 503),
+                                               ("GET", "/v1/files/{file_id}", "/v1/files/file-x", 503)):
+            r = await client.request(method, path)
+            assert r.status_code == status, r.text
+            check_answer(doc, template, method, (r.status_code, dict(r.headers), r.content))
+        assert (await client.get("/ready")).json()["status"] == "degraded"
+        assert (await client.get("/v1/batches")).json()["error"]["code"] == "storage_unavailable"
+    await gateway.aclose()

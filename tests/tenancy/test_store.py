@@ -41,6 +41,25 @@ def test_durations_and_allow_lists_are_checked() -> None:
     assert check_models("fast, smart,fast", ["fast", "smart"]) == ("fast", "smart")
 
 
+def test_a_key_lifetime_is_more_than_nothing_and_at_most_a_century() -> None:
+    # Found by the fuzzer: an expiry 1e300 s away could not be written back as JSON (a 500).
+    assert parse_duration(3600) == 3600.0
+    assert parse_duration("5200w") == 5200 * 7 * 86400
+    for bad in (0, -1, 1e300, float("nan"), "0d", "99999999w", True):
+        with pytest.raises(InvalidRequest) as err:
+            parse_duration(bad)
+        assert err.value.param == "expires"
+
+
+def test_a_limit_written_with_a_fraction_of_zero_is_an_integer() -> None:
+    # Found by the fuzzer: JSON Schema (so /openapi.json) counts 100.0 as an integer; the admin API refused it.
+    assert Limits.parse({"rpm": 100.0, "tpm": 5000, "parallel": None}) == Limits(rpm=100, tpm=5000)
+    for bad in (100.5, 2.0**60, 0.0, True):
+        with pytest.raises(InvalidRequest) as err:
+            Limits.parse({"rpm": bad})
+        assert err.value.param == "rpm"
+
+
 def test_secret_is_returned_once_and_stored_only_as_a_hash(store: KeyStore, tmp_path: Path) -> None:
     record, secret = store.create_key("ci-bot", policy=Policy(limits=Limits(rpm=600)))
     assert secret.startswith("tk-") and len(secret) > 30

@@ -432,7 +432,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resu
         routes.extend(tenancy_routes(
             admin, access, gateway.tenancy, server_config.max_body_bytes, server_config.max_json_depth
         ))
-    routes.append(openapi.route(config.server))
+    routes.append(openapi.route(config.server, gateway.models()))
     routes.extend(extra_routes)
 
     @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ enforced, so the document cannot drift from them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -20,7 +21,9 @@ from starlette.routing import Route
 from ..config import ServerConfig
 from ..observe.feedback import MAX_ANSWER, MAX_COMMENT
 from ..tasks.batch_format import CHAT_URLS
+from ..tenancy.policy import MAX_DURATION_S, PERIODS
 from ..validate import _NUMBERS, ROLES
+from .access import SESSION_COOKIE
 
 Schema = dict[str, Any]
 
@@ -44,23 +47,32 @@ def _json(schema: Schema) -> dict[str, Any]:
 _ERRORS: dict[str, tuple[str, str]] = {
     "400": ("BadRequest", "The request is malformed: bad JSON, a wrong type, a value out of range, "
                           "nesting deeper than the limit. `param` names the field."),
-    "401": ("Unauthorized", "No API key, or one the gateway does not know."),
-    "403": ("Forbidden", "The key is valid but not allowed here (a client key on an admin route)."),
-    "404": ("NotFound", "No such model, file, batch or response id, or it belongs to another key."),
+    "401": ("Unauthorized", "No API key, one the gateway does not know, a revoked or expired virtual key "
+                            "(`key_revoked`, `key_expired`), or an expired dashboard session."),
+    "403": ("Forbidden", "The key is valid but not allowed here (a client key on an admin route: "
+                         "`admin_key_required`)."),
+    "404": ("NotFound", "No such model, file, batch, response, key or team id, or it belongs to another "
+                        "key; a model a virtual key may not use (`model_not_found`)."),
     "409": ("Conflict", "The object is in a state that does not allow this (a finished batch)."),
-    "413": ("PayloadTooLarge", "The body is larger than the configured limit."),
-    "429": ("TooManyRequests", "Rate limited or the admission queue is full; see `retry-after`."),
+    "413": ("PayloadTooLarge", "The body is larger than the configured limit (`payload_too_large`)."),
+    "429": ("TooManyRequests", "A virtual key's or its team's rate limit (`rate_limit_exceeded`) or budget "
+                               "(`budget_exceeded`), or the admission queue is full (`overloaded`); see "
+                               "`retry-after` (absent when a total budget never resets)."),
     "431": ("HeadersTooLarge", "The request's headers are too large or too many."),
     "500": ("ServerError", "The gateway failed unexpectedly; the error was logged."),
     "502": ("BadGateway", "The upstream failed or could not be reached."),
-    "503": ("Unavailable", "No deployment is available (all down or their breakers open), or a store "
-                           "the route needs is not open."),
-    "504": ("GatewayTimeout", "The upstream did not answer in time."),
+    "503": ("Unavailable", "No deployment is available (all down or their breakers open: "
+                           "`no_deployment_available`), or a store the route needs cannot be opened "
+                           "(`storage_unavailable`: the batch store, the ledger, the virtual keys' database)."),
+    "504": ("GatewayTimeout", "The request's deadline passed (`request_timeout`: `server.request_timeout`, "
+                              "or less with `x-thrifty-timeout`), or the upstream did not answer in time "
+                              "(`upstream_timeout`)."),
 }
 
 # Every operation can meet these, whatever it does.
 _ALWAYS = ("431", "500")
-_SECURED = ("401",)
+# A secured operation checks the key; a virtual key is looked up in the keys' database, which may be away.
+_SECURED = ("401", "503")
 
 
 def _error_responses() -> dict[str, Any]:
@@ -112,9 +124,19 @@ _RESPONSE_HEADERS = {
     "x-thrifty-route": "The routing decision (policy, tier, score), for a routed model.",
     "x-thrifty-route-fallback": "Why a router fell back to its default tier.",
     "x-thrifty-fallback": "The fallback group that answered (`group->target`), when one did.",
+    "x-thrifty-fallback_reason": "Why the fallback was taken (the error type of the group that failed).",
+    "x-thrifty-retry_budget": "`exhausted` when the retry budget stopped a retry.",
     "x-thrifty-hedged": "The deployment a hedged second attempt went to.",
     "x-thrifty-usage": "`estimated` when the upstream reported no token usage.",
     "x-thrifty-agent": "The agent step this call was (`planner`, `joiner`).",
+}
+
+# OpenAI's rate-limit headers, on answers to a virtual key with rpm/tpm limits of its own.
+_RATE_HEADERS = {
+    "x-ratelimit-limit-requests": "The key's requests per minute.",
+    "x-ratelimit-remaining-requests": "Requests left in the current minute.",
+    "x-ratelimit-limit-tokens": "The key's tokens per minute.",
+    "x-ratelimit-remaining-tokens": "Tokens left in the current minute (this request's worst case counted).",
 }
 
 
@@ -135,18 +157,29 @@ def _path_parameter(name: str, description: str, schema: Schema | None = None) -
 def _chat_schemas() -> dict[str, Schema]:
     text_part = {"type": "object", "required": ["type", "text"],
                  "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+    image_part = {"type": "object", "required": ["type", "image_url"], "properties": {
+        "type": {"const": "image_url"},
+        "image_url": {"anyOf": [{"type": "string"}, {"type": "object", "required": ["url"],
+                                                     "properties": {"url": {"type": "string"}}}]}}}
     other_part = {"type": "object", "required": ["type"],
-                  "properties": {"type": {"type": "string", "not": {"const": "text"}}}}
+                  "properties": {"type": {"type": "string", "not": {"enum": ["text", "image_url"]}}}}
     content = {"anyOf": [{"type": "string"}, {"type": "array", "items": ref("ContentPart")}]}
+    tool_call = {"type": "object", "required": ["function"], "properties": {
+        "id": {"type": "string"}, "type": {"const": "function"},
+        "function": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "arguments": {"type": "string", "description": "JSON, as text."}}}}}
+    calls = {"type": "array", "items": ref("ToolCall")}
     plain_roles = sorted(ROLES - {"tool"})
+    author = {"type": "string"}
     message = {"anyOf": [
         {"type": "object", "required": ["role", "content"],
-         "properties": {"role": {"enum": plain_roles}, "content": content, "name": {"type": "string"}}},
+         "properties": {"role": {"enum": plain_roles}, "content": content, "name": author, "tool_calls": calls}},
         {"type": "object", "required": ["role", "content", "tool_call_id"],
-         "properties": {"role": {"const": "tool"}, "content": content, "tool_call_id": {"type": "string"}}},
+         "properties": {"role": {"const": "tool"}, "content": content, "tool_call_id": {"type": "string"},
+                        "name": author, "tool_calls": calls}},
         {"type": "object", "required": ["role", "tool_calls"],
-         "properties": {"role": {"const": "assistant"}, "content": {"type": "null"},
-                        "tool_calls": {"type": "array", "minItems": 1, "items": {"type": "object"}}}},
+         "properties": {"role": {"const": "assistant"}, "content": {"type": "null"}, "name": author,
+                        "tool_calls": {**calls, "minItems": 1}}},
     ]}
     tool = {"type": "object", "required": ["function"], "properties": {
         "type": {"const": "function"},
@@ -161,7 +194,16 @@ def _chat_schemas() -> dict[str, Schema]:
         "stop": nullable({"anyOf": [{"type": "string"},
                                     {"type": "array", "maxItems": 4, "items": {"type": "string"}}]}),
         "tools": nullable({"type": "array", "items": ref("Tool")}),
-        "response_format": nullable({"type": "object"}),
+        "tool_choice": nullable({"anyOf": [
+            {"enum": ["none", "auto", "required"]},
+            {"type": "object", "required": ["function"], "properties": {
+                "type": {"const": "function"},
+                "function": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}]}),
+        "parallel_tool_calls": nullable({"type": "boolean"}),
+        "logprobs": nullable({"type": "boolean"}),
+        "user": nullable({"type": "string", "description": "The end user, recorded in the ledger."}),
+        "response_format": nullable({"type": "object", "required": ["type"],
+                                     "properties": {"type": {"type": "string"}}}),
         "thrifty": {"type": "object", "description": "Per-request thrifty options (as the x-thrifty-* "
                     "headers): cache, route, timeout, session_id, tenant.",
                     "properties": {"tenant": {"type": "string"}}},
@@ -174,7 +216,8 @@ def _chat_schemas() -> dict[str, Schema]:
             number["maximum"] = high
         properties[name] = nullable(number)
     return {
-        "ContentPart": {"anyOf": [text_part, other_part]},
+        "ContentPart": {"anyOf": [text_part, image_part, other_part]},
+        "ToolCall": tool_call,
         "Message": message,
         "Tool": tool,
         "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"], "properties": properties,
@@ -212,7 +255,9 @@ ALERTS: Schema = {"type": "object", "required": ["alerts"], "properties": {"aler
         "message": {"type": "string"}, "subject": {"type": "string"}}}}}}
 READY: Schema = {"type": "object", "required": ["status"], "properties": {
     "status": {"enum": ["ready", "loading", "degraded"]},
-    "models": {"type": "array", "items": {"type": "string"}}, "reason": {"type": "string"}}}
+    "models": {"type": "array", "items": {"type": "string"}},
+    "reasons": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                "description": "When degraded: each part serving without its store, and why."}}}
 
 
 def _openai_schemas(server: ServerConfig) -> dict[str, Schema]:
@@ -307,6 +352,72 @@ def _batch_schemas() -> dict[str, Schema]:
     }
 
 
+def _tenancy_schemas(models: Sequence[str] | None) -> dict[str, Schema]:
+    """Virtual keys and teams, as ``thrifty.tenancy.admin`` takes and gives them."""
+    import re
+
+    text = {"type": "string"}
+    maybe_int = {"type": ["integer", "null"]}
+    name = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"}
+    periods = "|".join(PERIODS)
+    budget = nullable({"anyOf": [
+        {"type": "string", "pattern": rf"^\$?[0-9]{{1,12}}(\.[0-9]{{1,6}})?(/({periods}))?$",
+         "description": "USD per period (`50/month`; no period: in total, never reset)."},
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e12, "description": "USD in total."}]})
+    limit = nullable({"type": "integer", "minimum": 1, "maximum": 2**53 - 1})
+    served: Schema = {"type": "string", "minLength": 1} if models is None else {"enum": list(models)}
+    one = "|".join(re.escape(m) for m in models) if models else "[^,]+"
+    model_list = nullable({"anyOf": [
+        {"type": "array", "items": served},
+        {"type": "string", "pattern": rf"^({one})(,({one}))*$", "description": "Comma-separated."}],
+        "description": "The served models this key or team may use; none: every model."})
+    expires = nullable({"anyOf": [
+        {"type": "string", "pattern": r"^[0-9]{1,3}(\.[0-9]{1,3})?[smhdw]$", "not": {"pattern": r"^[0.]+[smhdw]$"},
+         "description": "A lifetime from now: `30d`, `12h`, `90m`, `45s`, `2w`."},
+        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_S, "description": "Seconds from now."}]})
+    policy = {"budget": budget, "rpm": limit, "tpm": limit, "parallel": limit, "models": model_list}
+    policy_out = {"budget": {"type": ["string", "null"]}, "rpm": maybe_int, "tpm": maybe_int,
+                  "parallel": maybe_int, "models": {"type": "array", "items": text}}
+    spend = {"type": "object", "required": ["total_usd"], "properties": {
+        "total_usd": {"type": "number"}, "period": {"enum": list(PERIODS)}, "period_usd": {"type": "number"},
+        "left_usd": {"type": "number"}}}
+    key = {"type": "object", "required": ["object", "id", "name", "team", "role", "prefix", "budget", "rpm", "tpm",
+                                          "parallel", "models", "expires_at", "revoked_at", "created_at"],
+           "properties": {"object": {"const": "key"}, "id": text, "name": text, "team": {"type": ["string", "null"]},
+                          "role": {"enum": ["client", "admin"]}, "prefix": text, **policy_out,
+                          "expires_at": maybe_int, "revoked_at": maybe_int, "created_at": {"type": "integer"}}}
+    team = {"type": "object", "required": ["object", "name", "created_at", "budget", "rpm", "tpm", "parallel",
+                                           "models"],
+            "properties": {"object": {"const": "team"}, "name": text, "created_at": {"type": "integer"},
+                           **policy_out}}
+    return {
+        "KeyCreate": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+            "name": name, "team": nullable({**name, "description": "An existing team."}),
+            "role": {"enum": ["client", "admin"], "default": "client"}, **policy, "expires": expires}},
+        "KeyUpdate": {"type": "object", "additionalProperties": False, "properties": {**policy, "expires": expires},
+                      "description": "Only the fields sent change."},
+        "Key": key,
+        "KeyWithSecret": {"allOf": [ref("Key"), {"type": "object", "required": ["secret"], "properties": {
+            "secret": {"type": "string", "description": "The key itself: shown in this answer only."}}}]},
+        "KeyWithSpend": {"allOf": [ref("Key"), {"type": "object", "required": ["spend"],
+                                                "properties": {"spend": ref("Spend")}}]},
+        "KeyList": {"type": "object", "required": ["object", "data"], "properties": {
+            "object": {"const": "list"}, "data": {"type": "array", "items": ref("Key")}}},
+        "TeamCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
+                       "properties": {"name": name, **policy}},
+        "TeamUpdate": {"type": "object", "additionalProperties": False, "properties": policy,
+                       "description": "Only the fields sent change."},
+        "Team": team,
+        "TeamWithSpend": {"allOf": [ref("Team"), {"type": "object", "required": ["spend", "keys"], "properties": {
+            "spend": ref("Spend"), "keys": {"type": "array", "items": ref("Key")}}}]},
+        "TeamList": {"type": "object", "required": ["object", "data"], "properties": {
+            "object": {"const": "list"}, "data": {"type": "array", "items": ref("Team")}}},
+        "Spend": spend,
+        "DashboardLogin": {"type": "object", "required": ["key"], "properties": {
+            "key": {"type": "string", "description": "An admin key."}}},
+    }
+
+
 # -- operations --------------------------------------------------------------
 
 def _chat_operation(alias: bool) -> dict[str, Any]:
@@ -317,7 +428,7 @@ def _chat_operation(alias: bool) -> dict[str, Any]:
                        "then `data: [DONE]`.",
         "headers": {name: {"description": text, "schema": {"type": "string"},
                            **({"required": True} if name == "x-thrifty-model" else {})}
-                    for name, text in _RESPONSE_HEADERS.items()},
+                    for name, text in {**_RESPONSE_HEADERS, **_RATE_HEADERS}.items()},
         "content": {**_json(ref("ChatCompletion")),
                     "text/event-stream": {"schema": {"type": "string"}, "x-thrifty-event-schema": events}},
     }}
@@ -348,7 +459,76 @@ def _post(operation_id: str, summary: str, body: Schema, ok: dict[str, Any], *er
 
 
 def _paths() -> dict[str, Any]:
-    return {**_openai_paths(), **_batch_paths(), **_thrifty_paths()}
+    return {**_openai_paths(), **_batch_paths(), **_thrifty_paths(), **_admin_paths()}
+
+
+def _admin_paths() -> dict[str, Any]:
+    """``/admin/keys`` and ``/admin/teams`` (admin keys only), and the dashboard's session."""
+    tags = ("admin",)
+    no_store = {"cache-control": {"description": "`no-store`.", "schema": {"type": "string"}}}
+
+    def ok(name: str, status: str = "200") -> dict[str, Any]:
+        return {status: {"description": "Created." if status == "201" else "OK", "content": _json(ref(name)),
+                         "headers": no_store}}
+
+    key_id = [_path_parameter("key_id", "A virtual key's id (`key_...`).")]
+    team = [_path_parameter("team", "A team's name.")]
+    by_team = [{"name": "team", "in": "query", "required": False, "description": "Only this team's keys.",
+                "schema": {"type": "string"}}]
+    written = ("400", "403", "413")
+    action = {"parameters": key_id, "tags": list(tags)}
+    redirect = {"303": {"description": "Back to the dashboard (`location`); on a failed login with "
+                                       "`?login=failed`, or `?login=admin` for a key that is not an admin's.",
+                        "headers": {"location": {"required": True, "schema": {"type": "string"}},
+                                    "set-cookie": {"description": f"`{SESSION_COOKIE}`: the session (HttpOnly, "
+                                                                  "SameSite=Strict), set or cleared.",
+                                                   "schema": {"type": "string"}}}}}
+    return {
+        "/admin/keys": {
+            **_post("createKey", "Create a virtual key (its secret is in this answer only)", ref("KeyCreate"),
+                    ok("KeyWithSecret", "201"), *written, "404", tags=tags,
+                    description="400 `duplicate` for a name already taken; 404 for a team that does not exist."),
+            **_get("listKeys", "Virtual keys, oldest first", ok("KeyList"), "403", tags=tags, parameters=by_team),
+        },
+        "/admin/keys/{key_id}": {
+            **_get("getKey", "A virtual key and its spend", ok("KeyWithSpend"), "403", "404", tags=tags,
+                   parameters=key_id),
+            "patch": {"operationId": "updateKey", "summary": "Change a key's budget, limits, models or expiry",
+                      "requestBody": {"required": True, "content": _json(ref("KeyUpdate"))},
+                      "responses": _responses(ok("Key"), *written, "404"), **action},
+            "delete": {"operationId": "deleteKey", "summary": "Revoke a key (it stays listed, revoked)",
+                       "responses": _responses(ok("Key"), "403", "404"), **action},
+        },
+        "/admin/keys/{key_id}/revoke": {"post": {
+            "operationId": "revokeKey", "summary": "Revoke a key (as DELETE)",
+            "responses": _responses(ok("Key"), "403", "404"), **action}},
+        "/admin/keys/{key_id}/rotate": {"post": {
+            "operationId": "rotateKey", "summary": "A new secret for the same key; the old one stops working",
+            "description": "400 for a revoked key.",
+            "responses": _responses(ok("KeyWithSecret"), "400", "403", "404"), **action}},
+        "/admin/teams": {
+            **_post("createTeam", "Create a team", ref("TeamCreate"), ok("Team", "201"), *written, tags=tags,
+                    description="400 `duplicate` for a name already taken."),
+            **_get("listTeams", "Teams, by name", ok("TeamList"), "403", tags=tags),
+        },
+        "/admin/teams/{team}": {
+            **_get("getTeam", "A team, its spend and its keys", ok("TeamWithSpend"), "403", "404", tags=tags,
+                   parameters=team),
+            "patch": {"operationId": "updateTeam", "summary": "Change a team's budget, limits or models",
+                      "tags": list(tags), "parameters": team,
+                      "requestBody": {"required": True, "content": _json(ref("TeamUpdate"))},
+                      "responses": _responses(ok("Team"), *written, "404")},
+        },
+        "/dashboard/login": {"post": {
+            "operationId": "dashboardLogin", "summary": "Trade an admin key for a dashboard session cookie",
+            "tags": list(tags), "security": [],
+            "requestBody": {"required": True, "content": {
+                "application/x-www-form-urlencoded": {"schema": ref("DashboardLogin")}}},
+            "responses": _responses(redirect, secured=False)}},
+        "/dashboard/logout": {"post": {
+            "operationId": "dashboardLogout", "summary": "End the dashboard session", "tags": list(tags),
+            "security": [], "responses": _responses(redirect, secured=False)}},
+    }
 
 
 def _openai_paths() -> dict[str, Any]:
@@ -400,7 +580,7 @@ def _batch_paths() -> dict[str, Any]:
 def _thrifty_paths() -> dict[str, Any]:
     text_ok = {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}
     html_ok = {"200": {"description": "The dashboard page.", "content": {"text/html": {"schema": {"type": "string"}}}}}
-    key_or_none: list[dict[str, list[str]]] = [{"bearerAuth": []}, {}]
+    key_or_none: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyHeader": []}, {"sessionCookie": []}, {}]
     return {
         "/v1/cache/purge": _post("purgeCache", "Forget a cache namespace on every level",
                                  ref("CachePurgeRequest"), _ok(ref("CachePurgeResult")), "400", "403", "413"),
@@ -429,18 +609,19 @@ def _thrifty_paths() -> dict[str, Any]:
             parameters=[_path_parameter("name", "The asset's file name.", {"type": "string", "minLength": 1})]),
         "/health": _get("health", "Liveness: answers as soon as the process serves", _ok(ref("Health")),
                         secured=False, tags=("probes",)),
-        "/ready": _get("ready", "Readiness: models loaded, stores open",
-                       {"200": {"description": "Ready.", "content": _json(ref("Ready"))},
-                        "503": {"description": "Still loading, or degraded (see `reason`).",
-                                "content": _json(ref("Ready"))}},
+        "/ready": _get("ready", "Readiness: models loaded",
+                       {"200": {"description": "Serving: `ready`, or `degraded` with the `reasons` (a part "
+                                               "serves without its store: the ledger, a cache's disk level, "
+                                               "the batch store).", "content": _json(ref("Ready"))},
+                        "503": {"description": "Still loading.", "content": _json(ref("Ready"))}},
                        secured=False, tags=("probes",)),
         "/openapi.json": _get("openapi", "This document", _ok({"type": "object"}), secured=False,
                               tags=("probes",)),
     }
 
 
-def document(server: ServerConfig) -> dict[str, Any]:
-    """The OpenAPI document for a gateway with these server settings."""
+def document(server: ServerConfig, models: Sequence[str] | None = None) -> dict[str, Any]:
+    """The OpenAPI document for a gateway with these server settings (and served ``models``, if known)."""
     description = (
         "An OpenAI-compatible LLM gateway. Every error is OpenAI's error JSON "
         "`{\"error\": {message, type, param, code}}`, a wrong method on a known path included (405). "
@@ -452,16 +633,25 @@ def document(server: ServerConfig) -> dict[str, Any]:
     return {
         "openapi": VERSION,
         "info": {"title": "thrifty", "version": _version(), "description": description},
-        "security": [{"bearerAuth": []}],
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}, {"sessionCookie": []}],
         "tags": [{"name": n} for n in ("openai", "thrifty", "batch", "admin", "probes")],
         "paths": _paths(),
         "components": {
-            "securitySchemes": {"bearerAuth": {
-                "type": "http", "scheme": "bearer",
-                "description": "One of `server.api_keys` (admin: every route and object) or "
-                               "`server.client_keys` (the model routes and the caller's own objects). "
-                               "Needed on every route but the probes when keys are configured."}},
-            "schemas": {**_chat_schemas(), **_chat_response_schemas(), **_openai_schemas(server), **_thrifty_schemas(), **_batch_schemas()},
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "A `server.api_keys` entry (a plain string: admin, every route and object; "
+                                   "`{key, role: client}`: the model routes and the caller's own files, batches "
+                                   "and feedback), or a virtual key from `/admin/keys` (its role, budget and "
+                                   "limits). Needed on every route but the probes, the dashboard page and its "
+                                   "login, and `/metrics` when public, whenever keys are configured."},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                                 "description": "The same key, for clients that send it this way."},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                                  "description": "The dashboard's session, from `POST /dashboard/login`."},
+            },
+            "schemas": {**_chat_schemas(), **_chat_response_schemas(), **_openai_schemas(server),
+                        **_thrifty_schemas(), **_batch_schemas(), **_tenancy_schemas(models)},
             "responses": _error_responses(),
         },
     }
@@ -476,9 +666,9 @@ def _version() -> str:
         return "0"
 
 
-def route(server: ServerConfig) -> Route:
+def route(server: ServerConfig, models: Sequence[str] | None = None) -> Route:
     """``GET /openapi.json``, rendered once; it needs no key."""
-    body = orjson.dumps(document(server))
+    body = orjson.dumps(document(server, models))
 
     async def openapi(request: Request) -> Response:
         return Response(body, media_type="application/json")

@@ -24,6 +24,7 @@ PERIODS = ("day", "week", "month", "total")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
+MAX_DURATION_S = 100 * 366 * 86400.0  # a key's lifetime: at most a century
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class Limits:
         values: dict[str, int | None] = {}
         for name in ("rpm", "tpm", "parallel"):
             value = raw.get(name)
+            if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+                value = int(value)  # 100.0 is an integer in JSON (and in /openapi.json's schema)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**53
             ):
@@ -117,15 +120,19 @@ class Policy:
 
 
 def parse_duration(text: Any, param: str = "expires") -> float:
-    """'30d', '12h', '90m', '45s', '2w' -> seconds."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool) and text > 0:
-        return float(text)
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    if match is None or float(match.group(1)) <= 0:
+    """'30d', '12h', '90m', '45s', '2w' -> seconds (more than 0, at most :data:`MAX_DURATION_S`)."""
+    seconds = 0.0
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    elif isinstance(text, str) and (match := _DURATION.match(text)) is not None:
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= MAX_DURATION_S:
         raise InvalidRequest(
-            f"'{param}' must be a duration like '30d', '12h' or '90m', got {text!r}.", param=param
+            f"'{param}' must be a duration like '30d', '12h' or '90m', at most {MAX_DURATION_S:.0f} s "
+            f"(a century), got {text!r}.",
+            param=param,
         )
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    return seconds
 
 
 def check_name(value: Any, param: str = "name") -> str:
