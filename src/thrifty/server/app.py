@@ -335,7 +335,7 @@ class _EventStream(StreamingResponse):
                 # without awaiting, for the step is half-run (a write that must wait for
                 # the socket is finished after the step).
                 if ready and unsent is None:
-                    write = send(_body(ready))
+                    write: Any = send(_body(ready))
                     try:
                         write_signal = write.send(None)
                     except StopIteration:
