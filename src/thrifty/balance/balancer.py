@@ -226,9 +226,9 @@ class Balancer(Choice):
         member.on_send(tokens)
         request.trace.attempts += 1
         started = self.clock.now()
+        timer = Timer(timeout)
         try:
-            async with asyncio.timeout(timeout):
-                response = await member.backend.complete(request)
+            response = await timer.run(member.backend.complete(request))
         except TimeoutError:
             error = _timeout_error(member, timeout, f"did not answer within {timeout:g}s")
             member.on_error(error)
@@ -240,6 +240,7 @@ class Balancer(Choice):
             member.on_error(exc)
             raise
         finally:
+            timer.close()
             member.on_done()
         latency = self.clock.now() - started
         member.on_success(latency, response.usage.completion_tokens)
