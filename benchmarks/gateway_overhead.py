@@ -322,8 +322,9 @@ def idle_memory(args: argparse.Namespace, names: list[str], thrifty: str,
 def plain_table(results: Results) -> list[str]:
     lines: list[str] = []
     lines += [
-        "| target | conns | p50 ms | p99 ms | req/s | errors | added p50 ms vs direct | req/s vs bare | p99 vs bare |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target | conns | p50 ms | p99 ms | req/s | errors | added p50 ms vs direct | req/s vs bare | p99 vs bare "
+        "| proxy CPU µs/req | bare's CPU / this |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, by_conn in results.items():
         if "stream" in key:
@@ -333,9 +334,19 @@ def plain_table(results: Results) -> list[str]:
             bare = results["bare"][conns]
             lines.append(
                 f"| {key} | {conns} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {int(r['errors'])} "
-                f"| {added:+.2f} | {r['rps'] / bare['rps']:.2f} | {r['p99_ms'] / max(bare['p99_ms'], 1e-3):.2f} |"
+                f"| {added:+.2f} | {r['rps'] / bare['rps']:.2f} | {r['p99_ms'] / max(bare['p99_ms'], 1e-3):.2f} "
+                f"| {_cpu(key, r)} | {_cpu_ratio(key, r, bare)} |"
             )
     return lines
+
+
+def _cpu(key: str, r: dict[str, float]) -> str:
+    return "" if key.startswith("direct") else f"{r['cpu_us']:.0f}"
+
+
+def _cpu_ratio(key: str, r: dict[str, float], bare: dict[str, float]) -> str:
+    """The bare proxy's CPU per request over this proxy's: the throughput ratio a CPU-bound run would give."""
+    return "" if key.startswith("direct") else f"{bare['cpu_us'] / r['cpu_us']:.2f}"
 
 
 def stream_tables(results: Results, extra_results: dict[str, dict[str, float]], names: list[str]) -> list[str]:
@@ -345,8 +356,8 @@ def stream_tables(results: Results, extra_results: dict[str, dict[str, float]], 
         "Streams (each stream: the content chunks, a finish chunk, a usage chunk, `[DONE]`):",
         "",
         "| target | chunks | conns | p50 ms | p99 ms | streams/s | chunks/s | errors | streams/s vs bare "
-        "| p99 vs bare | proxy CPU µs/stream |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 vs bare | proxy CPU µs/stream | bare's CPU / this |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, by_conn in results.items():
         if "stream" not in key:
@@ -355,11 +366,10 @@ def stream_tables(results: Results, extra_results: dict[str, dict[str, float]], 
         suffix = f" (stream {chunks} chunks)"
         for conns, r in by_conn.items():
             bare = results["bare" + suffix][conns]
-            cpu = "" if key.startswith("direct") else f"{r['cpu_us']:.0f}"
             lines.append(
                 f"| {key.split(' (')[0]} | {chunks} | {conns} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
                 f"| {r['rps']:.0f} | {r['rps'] * chunks:.0f} | {int(r['errors'])} | {r['rps'] / bare['rps']:.2f} "
-                f"| {r['p99_ms'] / max(bare['p99_ms'], 1e-3):.2f} | {cpu} |"
+                f"| {r['p99_ms'] / max(bare['p99_ms'], 1e-3):.2f} | {_cpu(key, r)} | {_cpu_ratio(key, r, bare)} |"
             )
     lines += [
         "",

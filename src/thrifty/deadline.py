@@ -11,6 +11,11 @@ stack: a stream is an async generator, and a cancellation delivered while the
 consumer (the server writing to the socket) holds control would land in the
 wrong place. When the timer fires between two waits, the next wait raises at
 once.
+
+:class:`Timer` is the same mechanism without the request's error: the
+balancer bounds a stream attempt (first token, then total) and the HTTP layer
+an upstream body (first byte, then total) with one each, moved rather than
+re-made, so no layer pays a timer per chunk.
 """
 
 from __future__ import annotations

@@ -324,28 +324,28 @@ class _EventStream(StreamingResponse):
                     ready.append(done.value)
                     if len(ready) < self.BATCH:
                         continue
-                    if unsent is not None:
-                        await unsent
-                        unsent = None
                     await send(_body(ready))
                     continue
                 except StopAsyncIteration:
                     break
                 # The stream waits for its upstream now: what is ready goes out first,
                 # without awaiting, for the step is half-run (a write that must wait for
-                # the socket is finished after the step).
-                if ready and unsent is None:
+                # the socket to drain is finished after the step).
+                if ready:
                     write: Any = send(_body(ready))
                     try:
                         write_signal = write.send(None)
                     except StopIteration:
                         pass
+                    except BaseException as exc:  # unwind the half-run step with it
+                        await _Resume(step, None, exc)
+                        raise
                     else:
                         unsent = _Resume(write, write_signal)
                 ready.append(await _Resume(step, signal))
-            if unsent is not None:
-                await unsent
-                unsent = None
+                if unsent is not None:  # a slow reader: wait for it before reading on (backpressure)
+                    await unsent
+                    unsent = None
             if ready:
                 await send(_body(ready))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -373,14 +373,20 @@ class _Resume:
     the step, exactly as ``await`` would have.
     """
 
-    __slots__ = ("_step", "_signal")
+    __slots__ = ("_step", "_signal", "_error")
 
-    def __init__(self, step: Any, signal: Any) -> None:
+    def __init__(self, step: Any, signal: Any, error: BaseException | None = None) -> None:
         self._step = step
         self._signal = signal
+        self._error = error  # to throw into the step first
 
     def __await__(self) -> Generator[Any, Any, Any]:
         step, signal = self._step, self._signal
+        if self._error is not None:
+            try:
+                signal = step.throw(self._error)
+            except StopIteration as done:
+                return done.value
         while True:
             try:
                 value = yield signal
