@@ -11,6 +11,11 @@ stack: a stream is an async generator, and a cancellation delivered while the
 consumer (the server writing to the socket) holds control would land in the
 wrong place. When the timer fires between two waits, the next wait raises at
 once.
+
+:class:`Timer` is the same mechanism without the request's error: the
+balancer bounds a stream attempt (first token, then total) and the HTTP layer
+an upstream body (first byte, then total) with one each, moved rather than
+re-made, so no layer pays a timer per chunk.
 """
 
 from __future__ import annotations
@@ -40,15 +45,18 @@ def requested_timeout(options: dict[str, Any]) -> float | None:
     return value
 
 
-class Deadline:
-    """The time by which one request must be answered; raises :class:`RequestTimeout` after it."""
+class Timer:
+    """One loop timer for a whole request or stream, cancelling the task only inside :meth:`run`.
 
-    __slots__ = ("seconds", "source", "at", "_handle", "_task", "_cancelling", "_fired", "expired")
+    A stream pays for its timer once, not once per chunk: :meth:`move` shifts
+    the limit (a first-token limit becomes the total one) without a new object.
+    When it fires, :meth:`run` raises :meth:`error` (``TimeoutError`` here).
+    """
 
-    def __init__(self, seconds: float, source: str) -> None:
-        self.seconds = seconds
-        self.source = source  # what set the limit, for the error message
-        loop = asyncio.get_running_loop()
+    __slots__ = ("at", "_loop", "_handle", "_task", "_cancelling", "_fired", "expired")
+
+    def __init__(self, seconds: float) -> None:
+        loop = self._loop = asyncio.get_running_loop()
         self.at = loop.time() + seconds
         self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
@@ -56,20 +64,16 @@ class Deadline:
         self.expired = False
         self._handle = loop.call_at(self.at, self._fire)
 
-    @classmethod
-    def for_request(cls, server_limit: float, options: dict[str, Any]) -> Deadline:
-        """The server's limit, or the client's shorter one."""
-        asked = requested_timeout(options)
-        if asked is not None and asked < server_limit:
-            return cls(asked, "the request's timeout option")
-        return cls(server_limit, "server.request_timeout")
+    def error(self) -> Exception:
+        return TimeoutError()
 
-    def error(self) -> RequestTimeout:
-        return RequestTimeout(
-            f"The request did not finish within {self.seconds:g} s ({self.source}), "
-            "counting every retry, hedge and fallback.",
-            param="timeout" if self.source != "server.request_timeout" else None,
-        )
+    def move(self, seconds: float) -> None:
+        """Fire ``seconds`` from now instead (unless it already fired)."""
+        if self.expired:
+            return
+        self._handle.cancel()
+        self.at = self._loop.time() + seconds
+        self._handle = self._loop.call_at(self.at, self._fire)
 
     def _fire(self) -> None:
         self.expired = True
@@ -79,7 +83,7 @@ class Deadline:
             task.cancel()
 
     async def run(self, awaitable: Awaitable[T]) -> T:
-        """``await awaitable``, cut short with :class:`RequestTimeout` when the deadline passes."""
+        """``await awaitable``, cut short with :meth:`error` when the timer fires."""
         if self.expired:
             if asyncio.iscoroutine(awaitable):
                 awaitable.close()
@@ -103,5 +107,31 @@ class Deadline:
         return result
 
     def close(self) -> None:
-        """Stop the timer (the request is over)."""
+        """Stop the timer (the request or stream is over)."""
         self._handle.cancel()
+
+
+class Deadline(Timer):
+    """The time by which one request must be answered; raises :class:`RequestTimeout` after it."""
+
+    __slots__ = ("seconds", "source")
+
+    def __init__(self, seconds: float, source: str) -> None:
+        self.seconds = seconds
+        self.source = source  # what set the limit, for the error message
+        super().__init__(seconds)
+
+    @classmethod
+    def for_request(cls, server_limit: float, options: dict[str, Any]) -> Deadline:
+        """The server's limit, or the client's shorter one."""
+        asked = requested_timeout(options)
+        if asked is not None and asked < server_limit:
+            return cls(asked, "the request's timeout option")
+        return cls(server_limit, "server.request_timeout")
+
+    def error(self) -> RequestTimeout:
+        return RequestTimeout(
+            f"The request did not finish within {self.seconds:g} s ({self.source}), "
+            "counting every retry, hedge and fallback.",
+            param="timeout" if self.source != "server.request_timeout" else None,
+        )

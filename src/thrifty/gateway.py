@@ -205,7 +205,7 @@ class Gateway:
         it was sent: the upstream's count when its usage arrived, else an
         estimate from the text delivered (noted ``usage: estimated``).
         """
-        from .providers.openai import output_text
+        from .providers.openai import generated_chars
 
         usage: Usage | None = None
         first, sent = True, 0  # characters of generated text handed to the caller
@@ -229,10 +229,10 @@ class Gateway:
                         first = False
                         request.trace.ttft_s = time.perf_counter() - request.trace.started
                     chunk["id"] = request.trace.request_id
-                    if chunk.get("usage"):
-                        usage = Usage.from_json(chunk["usage"])
-                    for choice in chunk.get("choices") or ():
-                        sent += len(output_text(choice.get("delta") or {}))
+                    raw_usage = chunk.get("usage")
+                    if raw_usage:
+                        usage = Usage.from_json(raw_usage)
+                    sent += generated_chars(chunk)
                     yield chunk
             finally:
                 closer = getattr(chunks, "aclose", None)

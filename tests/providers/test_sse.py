@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from thrifty.providers.sse import SseEvent, SseParser
+from thrifty.providers.sse import SseDataParser, SseEvent, SseParser
 
 
 def test_events_split_across_chunks_are_reassembled() -> None:
@@ -22,3 +22,23 @@ def test_flush_returns_an_event_missing_its_blank_line() -> None:
     parser = SseParser()
     assert parser.feed(b"data: last") == []
     assert parser.flush() == [SseEvent("last")]
+
+
+def test_data_parser_reassembles_payloads_split_anywhere() -> None:
+    body = b'event: x\ndata: {"a": 1}\n\n: ping\r\ndata: one\r\ndata:two\r\n\r\nid: 3\ndata: [DONE]\n\n'
+    for size in (1, 2, 5, len(body)):
+        parser = SseDataParser()
+        payloads: list[bytes] = []
+        for i in range(0, len(body), size):
+            payloads += parser.feed(body[i : i + size])
+        assert payloads == [b'{"a": 1}', b"one\ntwo", b"[DONE]"]
+        assert parser.flush() == []
+
+
+def test_data_parser_flush_returns_a_payload_missing_its_blank_line() -> None:
+    parser = SseDataParser()
+    assert parser.feed(b"data: last") == []
+    assert parser.flush() == [b"last"]
+    parser = SseDataParser()
+    assert parser.feed(b"data: almost\n") == []
+    assert parser.flush() == [b"almost"]

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any, Protocol, TypeVar
 
 from ..backend import Choice
-from ..deadline import requested_timeout
+from ..deadline import Timer, requested_timeout
 from ..errors import (
     ContextWindowExceeded,
     NoDeploymentAvailable,
@@ -226,9 +226,9 @@ class Balancer(Choice):
         member.on_send(tokens)
         request.trace.attempts += 1
         started = self.clock.now()
+        timer = Timer(timeout)
         try:
-            async with asyncio.timeout(timeout):
-                response = await member.backend.complete(request)
+            response = await timer.run(member.backend.complete(request))
         except TimeoutError:
             error = _timeout_error(member, timeout, f"did not answer within {timeout:g}s")
             member.on_error(error)
@@ -240,6 +240,7 @@ class Balancer(Choice):
             member.on_error(exc)
             raise
         finally:
+            timer.close()
             member.on_done()
         latency = self.clock.now() - started
         member.on_success(latency, response.usage.completion_tokens)
@@ -313,31 +314,33 @@ class Balancer(Choice):
         request.trace.attempts += 1
         started = self.clock.now()
         inner = member.backend.stream(request)
+        # One timer for the whole attempt: the first-token limit, then the rest of the total.
+        waiting_first = first_token is not None and first_token < total
+        timer = Timer(first_token if waiting_first and first_token is not None else total)
         first_seen = False
         try:
             while True:
-                elapsed = self.clock.now() - started
-                limit = total - elapsed
-                if not first_seen and first_token is not None:
-                    limit = min(limit, first_token)
                 try:
-                    async with asyncio.timeout(max(limit, 0.0)):
-                        chunk = await anext(inner)
+                    chunk = await timer.run(anext(inner))
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    if not first_seen and first_token is not None and limit == first_token:
+                    if not first_seen and waiting_first:
                         raise UpstreamTimeout(f"{member.name} exceeded its first-token timeout") from None
                     raise _timeout_error(member, total, f"exceeded its total timeout ({total:g}s)") from None
                 if not first_seen:
                     first_seen = True
-                    member.ewma.add(self.clock.now() - started)
-                    member.first_chunks.add(self.clock.now() - started)
-                    self.first_chunks.add(self.clock.now() - started)
+                    took = self.clock.now() - started
+                    if waiting_first:
+                        timer.move(max(total - took, 0.0))
+                    member.ewma.add(took)
+                    member.first_chunks.add(took)
+                    self.first_chunks.add(took)
                     request.trace.deployment = member.name
-                usage = chunk.get("usage")
-                if usage and member.deployment.tpm is not None:
-                    member.tpm.add(int(usage.get("completion_tokens") or 0))
+                if member.deployment.tpm is not None:
+                    usage = chunk.get("usage")
+                    if usage:
+                        member.tpm.add(int(usage.get("completion_tokens") or 0))
                 yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             member.on_cancel()
@@ -349,6 +352,7 @@ class Balancer(Choice):
             member.served += 1
             member.breaker.on_success()
         finally:
+            timer.close()
             member.on_done()
             closer = getattr(inner, "aclose", None)
             if closer is not None:

@@ -21,6 +21,7 @@ and the translation of failures into :mod:`thrifty.errors`, by type:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import re
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import orjson
 
 from ..config import Deployment
+from ..deadline import Timer
 from ..errors import (
     ConfigError,
     ContextWindowExceeded,
@@ -46,7 +48,7 @@ from ..errors import (
 )
 from ..types import Trace
 from ..validate import encode
-from .sse import SseEvent, SseParser
+from .sse import SseDataParser, SseEvent, SseParser
 
 if TYPE_CHECKING:
     import aiohttp
@@ -319,29 +321,82 @@ class HttpClient:
 
     async def events(self, request: HttpRequest, trace: Trace) -> AsyncGenerator[SseEvent, None]:
         """The SSE events of a streaming post; time blocked on the upstream goes to the trace."""
-        timeouts = request.timeouts
-        now = asyncio.get_running_loop().time()
-        deadline = now + timeouts.total
-        first = min(deadline, now + timeouts.first_byte) if timeouts.first_byte else deadline
-        response = await _timed(self.transport.open_stream(request), first, trace)
-        chunks = response.chunks()
-        try:
-            if response.status >= 400:
-                body = await _timed(response.read(), deadline, trace)
-                raise status_error(response.status, response.headers, body, secrets_in(request.headers))
-            parser = SseParser()
-            while True:
-                chunk = await _timed(anext(chunks, None), first, trace)
-                if chunk is None:
-                    break
-                first = deadline
-                for event in parser.feed(chunk):
+        parser = SseParser()
+        async with contextlib.aclosing(self.body(request, trace)) as body:
+            async for piece in body:
+                for event in parser.feed(piece):
                     yield event
-            for event in parser.flush():
-                yield event
+        for event in parser.flush():
+            yield event
+
+    async def data(self, request: HttpRequest, trace: Trace) -> AsyncGenerator[list[bytes], None]:
+        """The SSE ``data`` payloads of a streaming post, as bytes, a list per read from the wire.
+
+        For upstreams whose events carry no name (OpenAI's): no text decoding,
+        no event objects, and one step of the generator chain per network read
+        rather than per event.
+        """
+        parser = SseDataParser()
+        async with contextlib.aclosing(self.body(request, trace)) as body:
+            async for piece in body:
+                payloads = parser.feed(piece)
+                if payloads:
+                    yield payloads
+        last = parser.flush()
+        if last:
+            yield last
+
+    async def body(self, request: HttpRequest, trace: Trace) -> AsyncGenerator[bytes, None]:
+        """The body of a streaming post as it arrives, within the first-byte and total timeouts.
+
+        One timer serves the whole stream (first byte, then total): a read pays
+        two clock reads for ``trace.upstream_s``, not a timer of its own.
+        """
+        timeouts = request.timeouts
+        first_byte = timeouts.first_byte is not None and 0 < timeouts.first_byte < timeouts.total
+        timer = Timer(timeouts.first_byte if first_byte and timeouts.first_byte else timeouts.total)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeouts.total
+        clock = time.perf_counter
+        started = clock()
+        try:
+            try:
+                response = await timer.run(self.transport.open_stream(request))
+            except Exception as exc:
+                raise translate_error(exc) from exc
+            finally:
+                trace.upstream_s += clock() - started
+            chunks = response.chunks()
+            try:
+                if response.status >= 400:
+                    timer.move(end - loop.time())
+                    started = clock()
+                    try:
+                        body = await timer.run(response.read())
+                    except Exception as exc:
+                        raise translate_error(exc) from exc
+                    finally:
+                        trace.upstream_s += clock() - started
+                    raise status_error(response.status, response.headers, body, secrets_in(request.headers))
+                while True:
+                    started = clock()
+                    try:
+                        chunk = await timer.run(anext(chunks, None))
+                    except Exception as exc:
+                        raise translate_error(exc) from exc
+                    finally:
+                        trace.upstream_s += clock() - started
+                    if chunk is None:
+                        break
+                    if first_byte:
+                        first_byte = False
+                        timer.move(end - loop.time())
+                    yield chunk
+            finally:
+                await chunks.aclose()
+                await response.aclose()
         finally:
-            await chunks.aclose()
-            await response.aclose()
+            timer.close()
 
     def open(self) -> None:
         self.transport.open()

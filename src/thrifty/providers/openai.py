@@ -18,7 +18,7 @@ import orjson
 from ..config import Deployment
 from ..errors import ConfigError, UpstreamConnectionError, UpstreamError
 from ..types import ChatRequest, ChatResponse, Chunk, Message, Trace, Usage, usage_chunk
-from .estimate import estimate_tokens, estimate_usage
+from .estimate import CHARS_PER_TOKEN, estimate_tokens, estimate_usage
 from .http import (
     HttpClient,
     HttpRequest,
@@ -121,26 +121,43 @@ def parse_embeddings(data: Any, texts: list[str]) -> tuple[list[list[float]], in
 # --------------------------------------------------------------------------- backend
 
 
+def generated_chars(chunk: Chunk) -> int:
+    """Characters of generated text in a stream chunk (content and tool-call arguments)."""
+    chars = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if delta:
+            content = delta.get("content")
+            if content.__class__ is str:
+                chars += len(content)
+            if delta.get("tool_calls"):
+                chars += len(output_text(delta)) - (len(content) if content.__class__ is str else 0)
+    return chars
+
+
 class _Tally:
-    """What a stream has shown so far, for the closing usage chunk."""
+    """What a stream has shown so far, for the closing usage chunk: counts, no copies of text."""
+
+    __slots__ = ("trace", "id", "model", "chars", "finished", "usage")
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
         self.id = ""
         self.model = ""
-        self.text: list[str] = []
+        self.chars = 0
         self.finished = False
         self.usage: Usage | None = None
 
     def see(self, chunk: Chunk) -> None:
-        self.id = self.id or str(chunk.get("id") or "")
-        self.model = self.model or str(chunk.get("model") or "")
-        for choice in chunk.get("choices") or ():
-            generated = output_text(choice.get("delta") or {})
-            if generated:
-                self.text.append(generated)
-                if self.trace.ttft_s is None:
-                    self.trace.ttft_s = time.perf_counter() - self.trace.started
+        if not self.id:
+            self.id = str(chunk.get("id") or "")
+            self.model = str(chunk.get("model") or "")
+        generated = generated_chars(chunk)
+        if generated:
+            self.chars += generated
+            if self.trace.ttft_s is None:
+                self.trace.ttft_s = time.perf_counter() - self.trace.started
+        for choice in chunk["choices"]:
             if choice.get("finish_reason"):
                 self.finished = True
 
@@ -201,24 +218,27 @@ class OpenAIBackend:
         http_request = self._chat(request, stream=True)
         tally = _Tally(trace)
         done = False
-        events = self._http.events(http_request, trace)
-        async with contextlib.aclosing(events):
-            async for event in events:
+        reads = self._http.data(http_request, trace)
+        async with contextlib.aclosing(reads):
+            async for payloads in reads:
                 if done:
                     continue  # read to the end so the connection can be reused
-                if event.data.strip() == "[DONE]":
-                    done = True
-                    continue
-                chunk, usage = parse_chunk(_loads(event.data), self._secrets)
-                tally.usage = usage or tally.usage
-                if chunk is not None:
-                    tally.see(chunk)
-                    yield chunk
+                for data in payloads:
+                    if data == b"[DONE]" or data.strip() == b"[DONE]":
+                        done = True
+                        break
+                    chunk, usage = parse_chunk(_loads(data), self._secrets)
+                    if usage is not None:
+                        tally.usage = usage
+                    if chunk is not None:
+                        tally.see(chunk)
+                        yield chunk
         if not done and not tally.finished:
             raise UpstreamConnectionError("the upstream closed the stream before it finished")
         usage = tally.usage
         if usage is None:
-            usage = estimate_usage(request.messages, "".join(tally.text))
+            usage = estimate_usage(request.messages, "")
+            usage.completion_tokens = -(-tally.chars // CHARS_PER_TOKEN)
             trace.usage_estimated = True
         yield usage_chunk(id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage)
 
@@ -242,7 +262,7 @@ class OpenAIBackend:
         return ()
 
 
-def _loads(data: str) -> Any:
+def _loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:

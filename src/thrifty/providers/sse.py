@@ -60,3 +60,43 @@ class SseParser:
         elif field == "event":
             self._event = value
         return None
+
+
+class SseDataParser:
+    """Incremental SSE decoder for unnamed events: ``data`` payloads as bytes, nothing else.
+
+    What an OpenAI-style stream needs, without decoding text or building event
+    objects: event names, ids and comments are skipped.
+    """
+
+    __slots__ = ("_buffer", "_data")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\n" not in buffer:
+            self._buffer = buffer
+            return []
+        *lines, self._buffer = buffer.split(b"\n")
+        payloads: list[bytes] = []
+        data = self._data
+        for line in lines:
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:
+                if data:
+                    payloads.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    data = self._data = []
+            elif line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+        return payloads
+
+    def flush(self) -> list[bytes]:
+        """The payloads still pending when the stream ends without a final blank line."""
+        payloads = self.feed(b"\n") if self._buffer else []
+        if self._data:  # the last event had no blank line after it
+            payloads += self.feed(b"\n")
+        return payloads
