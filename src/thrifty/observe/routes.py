@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..server.access import SESSION_COOKIE, SESSION_TTL_S, Access, Caller, read_body, read_json
-from .feedback import parse_feedback
+from .feedback import Feedback, Signal, parse_feedback
 from .stats import prometheus, snapshot
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class Endpoints:
             raise NotFound(missing, param="response_id")
         return found
 
-    async def _store(self, caller: Caller, fb: Any) -> dict[str, Any]:
+    async def _store(self, caller: Caller, fb: Feedback) -> dict[str, Any]:
         obs = self.obs
         found = await self._request_of(caller, fb.response_id)
         if obs.ledger is None:
@@ -181,7 +181,20 @@ class Endpoints:
                 listener(fb.response_id, fb.rating)
             except Exception:  # one broken listener must not lose the rating
                 log.exception("feedback listener failed")
-        return {"object": "feedback", "id": feedback_id, **values}
+        signal = Signal(
+            response_id=fb.response_id, rating=fb.rating, owner=caller.key_id, comment=fb.comment,
+            corrected_answer=fb.corrected_answer, user=fb.user, model=found.get("model"), route=found.get("route"),
+        )
+        learned: dict[str, Any] = {}
+        for learner in obs.signal_listeners:
+            try:
+                learned.update(await learner(signal) or {})
+            except Exception:  # the rating is stored; a learner's failure must not undo that
+                log.exception("signal listener failed")
+        out = {"object": "feedback", "id": feedback_id, **values, "user": fb.user}
+        if learned:
+            out["learning"] = learned
+        return out
 
     async def get_feedback(self, request: Request) -> Response:
         try:
