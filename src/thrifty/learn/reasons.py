@@ -46,7 +46,7 @@ _PATTERNS: dict[str, str] = {
     "wrong_language": r"(in (french|spanish|german|english|italian|portuguese|japanese|chinese|dutch|"
                       r"my language)|wrong language|language i (asked|wrote)|not in english|"
                       r"answer in|reply in|respond in|translate)",
-    "format": r"(format|bullet|table|markdown|headings?|numbered|list form|json|structure|layout|"
+    "format": r"\b(format|bullet|table|markdown|headings?|numbered|list form|json|structure|layout|"
               r"code block|paragraphs?|unreadable)",
     "off_topic": r"(off.topic|not what i asked|irrelevant|unrelated|didn'?t answer|did not answer|"
                  r"missed the (point|question)|different question|not relevant|beside the point|"
@@ -122,6 +122,8 @@ class ReasonClassifier:
 def keyword_reasons(comment: str) -> list[str]:
     """The reasons whose patterns match, in :data:`REASONS` order; ``good`` only alone."""
     found = [reason for reason in REASONS if reason != "good" and _COMPILED[reason].search(comment)]
+    if "wrong_language" in found and "wrong" in found:
+        found.remove("wrong")  # "wrong language" is about the language, not the facts
     if found:
         return found
     if _COMPILED["good"].search(comment) and not _NEGATED_GOOD.search(comment):
