@@ -201,7 +201,8 @@ class KnowledgeBase:
         """A bad rating of an answer kept (or served) here; the write to run, None if none matched."""
         owned = self._entries.get(owner, {})
         found = owned.get(entry_key) if entry_key else None
-        found = found or next((e for e in owned.values() if response_id and e.response_id == response_id), None)
+        found = found or next((e for e in owned.values()
+                               if response_id and e.response_id == response_id and e.source == "rated"), None)
         if found is None:
             return None
         found.bad += 1.0

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("thrifty.learn")
 MAX_SERVED = 20_000
+KNOWLEDGE = "knowledge"  # the variant of an answer served from the knowledge base: not in any A/B test
 
 
 @dataclass(slots=True)
@@ -201,7 +202,7 @@ class LearningLayer(Wrapper):
         self._remember(trace.request_id, served)
         match = self.knowledge.lookup(owner, question, vector) if self.settings.knowledge != "off" else None
         if match is not None and self.settings.knowledge == "hit":
-            served.knowledge_id, served.answer = match.entry.id, match.entry.answer
+            served.knowledge_id, served.answer, served.variant = match.entry.id, match.entry.answer, KNOWLEDGE
             trace.variant = VariantChoice(BASELINE, context, knowledge="hit")
             self.counts["knowledge_hits"] += 1
             return Plan(request, served, hit=match)
@@ -263,7 +264,7 @@ class LearningLayer(Wrapper):
 
     def _count(self, served: Served, reward: float, weight: float) -> str | None:
         experiment = self.experiments.get((served.owner, served.context))
-        if experiment is None:
+        if experiment is None or served.variant == KNOWLEDGE:
             return None
         experiment.record(served.variant, reward, weight)
         decision = experiment.decide(self.settings.min_samples, self.settings.confidence)
@@ -304,25 +305,24 @@ class LearningLayer(Wrapper):
         return out
 
     def _learn_knowledge(self, served: Served, signal: Signal) -> None:
-        kb = self.knowledge
-        if signal.corrected_answer:
-            _, write = kb.admit(served.owner, served.question, signal.corrected_answer, served.vector,
-                                response_id=signal.response_id, source="corrected", good=float(self.settings.min_ratings))
-            self._background(write)
-        if signal.rating >= 4 and served.answer and not served.knowledge_id:
-            _, write = kb.admit(served.owner, served.question, served.answer, served.vector,
-                                response_id=signal.response_id)
-            self._background(write)
-        elif signal.rating >= 4 and served.knowledge_id:
+        kb, writes = self.knowledge, []
+        if signal.rating <= 2:
+            writes.append(kb.contradict(served.owner, signal.response_id, served.knowledge_id))
+        elif signal.rating >= 4 and served.knowledge_id:  # a reused answer rated well again
             entry = kb.get(served.owner, served.knowledge_id)
             if entry is not None:
-                _, write = kb.admit(served.owner, entry.question, entry.answer, entry.vector,
-                                    response_id=entry.response_id)
+                writes.append(kb.admit(served.owner, entry.question, entry.answer, entry.vector,
+                                       response_id=entry.response_id, source=entry.source)[1])
+        elif signal.rating >= 4 and served.answer:
+            writes.append(kb.admit(served.owner, served.question, served.answer, served.vector,
+                                   response_id=signal.response_id)[1])
+        if signal.corrected_answer:  # the user's own answer counts as validated at once
+            writes.append(kb.admit(served.owner, served.question, signal.corrected_answer, served.vector,
+                                   response_id=signal.response_id, source="corrected",
+                                   good=float(self.settings.min_ratings))[1])
+        for write in writes:
+            if write is not None:
                 self._background(write)
-        elif signal.rating <= 2:
-            contradicted = kb.contradict(served.owner, signal.response_id, served.knowledge_id)
-            if contradicted is not None:
-                self._background(contradicted)
 
     def _log(self, response_id: str, served: Served, kind: str, rating: float | None, reasons: Sequence[str],
              route: str, user: str = "") -> None:
