@@ -197,20 +197,25 @@ class KnowledgeBase:
         args = (key, owner, question, answer, blob, good, 0.0, source, response_id, entry.created, 0)
         return entry, lambda: self._write(sql, lambda version: (*args, version))
 
-    def contradict(self, owner: str, response_id: str = "", entry_key: str = "") -> Callable[[], None] | None:
-        """A bad rating of an answer kept (or served) here; the write to run, None if none matched."""
+    def contradict(self, owner: str, response_id: str = "", entry_key: str = "",
+                   weight: float = 1.0) -> Callable[[], None] | None:
+        """Evidence against an answer kept (or served) here; the write to run, None if none matched.
+
+        A rating of 1-2 weighs 1, a lukewarm 3 or an implicit signal less; an
+        entry with as much evidence against it as for it is removed.
+        """
         owned = self._entries.get(owner, {})
         found = owned.get(entry_key) if entry_key else None
         found = found or next((e for e in owned.values()
                                if response_id and e.response_id == response_id and e.source == "rated"), None)
         if found is None:
             return None
-        found.bad += 1.0
+        found.bad += weight
         found.removed = found.bad >= found.good
         self._put(found)
-        sql = "UPDATE knowledge SET bad = bad + 1, removed = (bad + 1 >= good), version = ? WHERE id = ?"
+        sql = "UPDATE knowledge SET bad = bad + ?, removed = (bad + ? >= good), version = ? WHERE id = ?"
         key = found.id
-        return lambda: self._write(sql, lambda version: (version, key))
+        return lambda: self._write(sql, lambda version: (weight, weight, version, key))
 
     def prune(self) -> list[Callable[[], None]]:
         """Drop entries aged out, and past capacity the worst then oldest; the writes to run."""

@@ -76,6 +76,7 @@ class Served:
     vector: Any
     answer: str = ""
     knowledge_id: str = ""  # the entry answered from or shown as an exemplar
+    source: str = ""  # "user": the user's own override, kept out of the context's A/B test
 
 
 @dataclass(slots=True)
@@ -217,7 +218,7 @@ class LearningLayer(Wrapper):
             if applicable(request, exemplar):
                 messages = exemplar.apply(messages)
                 served.knowledge_id = match.entry.id
-        served.variant = variant
+        served.variant, served.source = variant, source
         trace.variant = VariantChoice(variant, context, source, "context" if served.knowledge_id else "")
         if messages is request.messages:
             return Plan(request, served)
@@ -260,11 +261,15 @@ class LearningLayer(Wrapper):
             return
         self.counts["implicit"] += 1
         self._count(served, 0.0, self.settings.implicit_weight)
+        if served.knowledge_id:
+            write = self.knowledge.contradict(owner, entry_key=served.knowledge_id, weight=self.settings.implicit_weight)
+            if write is not None:
+                self._background(write)
         self._log(implicit.request_id, served, implicit.kind, None, [], "")
 
     def _count(self, served: Served, reward: float, weight: float) -> str | None:
         experiment = self.experiments.get((served.owner, served.context))
-        if experiment is None or served.variant == KNOWLEDGE:
+        if experiment is None or served.variant == KNOWLEDGE or served.source == "user":
             return None
         experiment.record(served.variant, reward, weight)
         decision = experiment.decide(self.settings.min_samples, self.settings.confidence)
@@ -308,6 +313,8 @@ class LearningLayer(Wrapper):
         kb, writes = self.knowledge, []
         if signal.rating <= 2:
             writes.append(kb.contradict(served.owner, signal.response_id, served.knowledge_id))
+        elif signal.rating == 3 and served.knowledge_id:  # a reused answer should be better than lukewarm
+            writes.append(kb.contradict(served.owner, entry_key=served.knowledge_id, weight=0.5))
         elif signal.rating >= 4 and served.knowledge_id:  # a reused answer rated well again
             entry = kb.get(served.owner, served.knowledge_id)
             if entry is not None:
