@@ -130,7 +130,7 @@ class Stack:
             if isinstance(layer, TakesFeedback):
                 observer.add_feedback_listener(layer.on_feedback)
             if isinstance(layer, TakesSignals):
-                observer.add_signal_listener(layer.on_signal)
+                observer.add_learner(layer)
 
 
 def build(config: Config) -> Stack:

@@ -94,6 +94,14 @@ async def test_the_seed_example_through_the_server(live: Live) -> None:
     refused = await live.rate(BOB, {"response_id": second, "rating": 1, "comment": "wrong"})
     assert refused.status_code == 404
 
+    shown = await live.http.get("/admin/learning", headers={"authorization": f"Bearer {ADMIN}"})
+    [group] = shown.json()["data"]
+    [experiment] = [e for e in group["experiments"] if e["candidate"] or e["champion"] != "baseline"]
+    assert experiment["candidate"] == "simplify_examples" and experiment["history"][0]["event"] == "started"
+    assert group["overrides"][0]["variant"] == "simplify_examples"
+    denied = await live.http.get("/admin/learning", headers={"authorization": f"Bearer {ALICE}"})
+    assert denied.status_code == 403
+
 
 async def test_a_bad_feedback_body_names_the_field(live: Live) -> None:
     response_id, _ = await live.ask(ALICE, "Explain DNS", "u1")

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
@@ -23,7 +23,7 @@ from ..errors import StorageUnavailable
 from ..prices import PriceTable
 from ..storage import Outage, cause, confirmed_damaged, is_damaged, set_aside
 from .events import RequestEvent
-from .feedback import Signal
+from .feedback import TakesSignals
 from .health import Alert, evaluate, process_age, rss_bytes, window_health
 from .ledger import Ledger
 from .settings import parse_alerts, parse_ledger, parse_telemetry
@@ -81,7 +81,7 @@ class Observer:
         self._firing: dict[tuple[str, str], str] = {}
         self.dropped = 0  # events that could not be accounted for
         self._listeners: list[Callable[[str, int], None]] = []
-        self.signal_listeners: list[Callable[[Signal], Awaitable[dict[str, Any] | None]]] = []
+        self.learners: list[TakesSignals] = []  # layers that hear whole signals (thrifty.learn)
         self._gauges: dict[str, Callable[[], dict[str, float]]] = {}
 
     # -- lifecycle --------------------------------------------------------------
@@ -167,9 +167,9 @@ class Observer:
     def add_feedback_listener(self, fn: Callable[[str, int], None]) -> None:
         self._listeners.append(fn)
 
-    def add_signal_listener(self, fn: Callable[[Signal], Awaitable[dict[str, Any] | None]]) -> None:
-        """``fn`` hears every stored rating with its comment, correction and end user."""
-        self.signal_listeners.append(fn)
+    def add_learner(self, layer: TakesSignals) -> None:
+        """``layer`` hears every stored rating with its comment, correction and end user."""
+        self.learners.append(layer)
 
     def add_gauge_source(self, name: str, fn: Callable[[], dict[str, float]]) -> None:
         self._gauges[name] = fn

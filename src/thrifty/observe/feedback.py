@@ -42,9 +42,13 @@ class Signal:
 
 @runtime_checkable
 class TakesSignals(Protocol):
-    """A layer that learns from a whole signal; returns what it learned (shown to the rater)."""
+    """A layer that learns from whole signals and can show what it learned."""
 
-    async def on_signal(self, signal: Signal) -> dict[str, Any] | None: ...
+    async def on_signal(self, signal: Signal) -> dict[str, Any] | None:
+        """Learn from ``signal``; what was learned (shown to the rater), None if not this layer's."""
+
+    def report(self, owner: str | None = None) -> dict[str, Any]:
+        """Experiments, evidence and promotions (``owner``: only that key's); ``GET /admin/learning``."""
 
 
 def _optional_text(body: dict[str, Any], key: str, limit: int) -> str | None:

@@ -1,4 +1,4 @@
-"""HTTP endpoints: /metrics, /v1/feedback, /dashboard (+ assets, login, stats JSON), /admin/alerts.
+"""HTTP endpoints: /metrics, /v1/feedback, /dashboard (+ assets, login, stats JSON), /admin/alerts, /admin/learning.
 
 Every route authenticates through the one :class:`~thrifty.server.access.Access`:
 ``/metrics`` needs an admin key unless ``server.public_metrics``; the dashboard's
@@ -88,6 +88,10 @@ class Endpoints:
     async def stats(self, request: Request) -> Response:
         body = await asyncio.to_thread(snapshot, self.obs, self.obs.gauges())
         return _no_cache(body, DASHBOARD_HEADERS)
+
+    async def learning(self, request: Request) -> Response:
+        """``GET /admin/learning``: each learning layer's experiments, evidence and promotions."""
+        return _no_cache({"object": "learning", "data": [layer.report() for layer in self.obs.learners]})
 
     async def alerts(self, request: Request) -> Response:
         alerts = await asyncio.to_thread(self.obs.alerts, self.obs.gauges())
@@ -186,9 +190,9 @@ class Endpoints:
             corrected_answer=fb.corrected_answer, user=fb.user, model=found.get("model"), route=found.get("route"),
         )
         learned: dict[str, Any] = {}
-        for learner in obs.signal_listeners:
+        for learner in obs.learners:
             try:
-                learned.update(await learner(signal) or {})
+                learned.update(await learner.on_signal(signal) or {})
             except Exception:  # the rating is stored; a learner's failure must not undo that
                 log.exception("signal listener failed")
         out = {"object": "feedback", "id": feedback_id, **values, "user": fb.user}
@@ -224,4 +228,5 @@ def build_routes(obs: Observer, access: Access | None = None) -> list[BaseRoute]
         Route("/dashboard/api/stats", admin(ep.stats, DASHBOARD_HEADERS), methods=["GET"]),
         Route("/dashboard/static/{name}", ep.static, methods=["GET"]),
         Route("/admin/alerts", admin(ep.alerts), methods=["GET"]),
+        Route("/admin/learning", admin(ep.learning), methods=["GET"]),
     ]
