@@ -219,3 +219,20 @@ async def test_signals_are_logged_with_their_variant_and_user(layer: LearningLay
     assert (implicit["kind"], implicit["end_user"], implicit["rating"]) == ("regenerate", "u1", None)
     assert (explicit["kind"], explicit["end_user"], explicit["rating"]) == ("rating", "end-user-7", 2)
     assert (explicit["variant"], explicit["context"], explicit["reasons"]) == ("baseline", "c0", '["too_long"]')
+
+
+async def test_lukewarm_ratings_and_rephrasing_wear_a_reused_answer_out(layer: LearningLayer) -> None:
+    first = ask("How do I reset my password?")
+    await layer.complete(first)
+    await layer.on_signal(rate(first, 4))
+    hit = ask("How do I reset my password?", user="u2")
+    await layer.complete(hit)
+    assert hit.trace.variant is not None and hit.trace.variant.knowledge == "hit"
+    await layer.on_signal(rate(hit, 3))  # half a point against
+    again = ask("How do I reset my password?", user="u3")
+    await layer.complete(again)
+    assert again.trace.variant is not None and again.trace.variant.knowledge == "hit"
+    await layer.complete(ask("how do I reset my password", user="u3"))  # u3 rephrases: the other half
+    gone = ask("How do I reset my password?", user="u4")
+    await layer.complete(gone)
+    assert gone.trace.variant is not None and gone.trace.variant.knowledge == ""
