@@ -108,3 +108,16 @@ async def test_a_bad_feedback_body_names_the_field(live: Live) -> None:
     bad = await live.rate(ALICE, {"response_id": response_id, "rating": 3, "user": 7})
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "user"
+
+
+async def test_a_request_opts_out_by_header_or_body(live: Live) -> None:
+    async with live.client(ALICE) as client:
+        by_header = await client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": "Explain DNS"}], user="u1",
+            extra_headers={"x-thrifty-learn": "off"})
+        by_body = await client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": "Explain DNS"}], user="u1",
+            extra_body={"thrifty": {"learn": False}})
+    assert "x-thrifty-variant" not in by_header.headers and "x-thrifty-variant" not in by_body.headers
+    _, learning = await live.ask(ALICE, "Explain DNS", "u1")
+    assert "x-thrifty-variant" in learning
