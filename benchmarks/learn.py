@@ -30,7 +30,9 @@ then clamped to 1..5; noise: +1 with p=0.1, -1 with p=0.1 (clamped again).
 A rating of 1-3 comes with a comment in the group's words with p=0.4, or in
 another group's words with p=0.1 (misleading: it proposes a harmful variant);
 a rating of 4-5 says "great, thanks" with p=0.3. After a rating of 1-2 a user
-sends a rephrasing of the same question next with p=0.25 (an implicit signal).
+rephrases the same question at once with p=0.25 (an implicit signal; it takes
+the next request's place). Requests are 10 simulated seconds apart, so a
+user's next ordinary question falls outside the 300 s window.
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ GROUPS: dict[str, dict[str, Any]] = {
 }
 PHRASINGS = ["Explain {}", "What is {}?", "How does {} work?"]
 USERS_PER_GROUP = 40
+STEP_S = 10.0  # simulated seconds between requests: a user's next question is ~20 minutes later
+
+
+class SimClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def rule(group: str, features: set[str]) -> int:
@@ -211,16 +222,24 @@ async def run(name: str, steps: list[tuple[str, str, str]], embed: Callable[[Seq
     backend = FakeBackend(fake_model(topic_of))
     settings = LearnSettings(enabled=True, path=path, knowledge="hit" if knowledge else "off",
                              min_samples=8, confidence=0.95, max_share=0.5, refresh_s=3600.0, seed=seed)
-    layer = LearningLayer(backend, "m", settings, embed)
+    clock = SimClock()
+    layer = LearningLayer(backend, "m", settings, embed, clock=clock)
     await layer.start()
     result = Result(name)
     best = {g: max(expected(g, FEATURES[v]) for v in FEATURES) for g in GROUPS}
     decisions = Decisions()
-    retry: dict[str, str] = {}  # user -> topic they will rephrase next
+    retry: tuple[str, str, str, str] | None = None  # (group, user, topic, phrasing) to rephrase next
     try:
-        for group, user, topic in steps:
-            topic = retry.pop(user, topic)
-            text = rng.choice(PHRASINGS).format(topic)
+        for step in steps:
+            clock.now += STEP_S
+            if retry is not None:  # the unhappy user asks again at once, in other words
+                group, user, topic, said = retry
+                text = rng.choice([p for p in PHRASINGS if p != said]).format(topic)
+                retry = None
+            else:
+                group, user, topic = step
+                said = rng.choice(PHRASINGS)
+                text = said.format(topic)
             owner = f"tenant-{group}"
             request = ChatRequest(model="m", messages=[{"role": "user", "content": text}])
             request.trace.key_id, request.trace.user = owner, user
@@ -243,7 +262,7 @@ async def run(name: str, steps: list[tuple[str, str, str]], embed: Callable[[Seq
                 result.leaks += parsed["owner"] != owner
             rating, comment, again = react(rng, group, feats)
             if again:
-                retry[user] = topic
+                retry = (group, user, topic, said)
             result.ratings.append(rating)
             result.expected.append(expected(group, feats))
             result.regret.append(best[group] - expected(group, feats))
