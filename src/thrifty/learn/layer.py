@@ -60,7 +60,9 @@ if TYPE_CHECKING:
     from .settings import LearnSettings
 
 log = logging.getLogger("thrifty.learn")
-MAX_SERVED = 20_000
+MAX_SERVED = 10_000  # requests remembered for a later rating
+MAX_OVERRIDES = 50_000  # per-user variants kept, the least recently set dropped first
+MAX_KEPT_ANSWER = 16_000  # characters; a longer answer is not kept for the knowledge base
 KNOWLEDGE = "knowledge"  # the variant of an answer served from the knowledge base: not in any A/B test
 
 
@@ -99,7 +101,7 @@ class LearningLayer(Wrapper):
         self.recent = RecentAsks(settings.window_s, settings.duplicate_similarity)
         self.knowledge = KnowledgeBase(settings, clock)
         self.experiments: dict[tuple[str, str], Experiment] = {}
-        self.overrides: dict[tuple[str, str, str], str] = {}  # (owner, user, context) -> variant
+        self.overrides: OrderedDict[tuple[str, str, str], str] = OrderedDict()  # (owner, user, context) -> variant
         self._served: OrderedDict[str, Served] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
@@ -168,7 +170,7 @@ class LearningLayer(Wrapper):
             return self._hit_response(request, plan.hit)
         response = await self.inner.complete(plan.request)
         if plan.served is not None:
-            plan.served.answer = response.text
+            plan.served.answer = _kept(response.text)
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
@@ -185,7 +187,7 @@ class LearningLayer(Wrapper):
                     parts.append(text)
             yield chunk
         if plan.served is not None:
-            plan.served.answer = "".join(parts)
+            plan.served.answer = _kept("".join(parts))
 
     async def _plan(self, request: ChatRequest) -> Plan:
         question = last_user_text(request.messages)
@@ -298,6 +300,9 @@ class LearningLayer(Wrapper):
         if operator is not None and operator.name != served.variant:
             if user:
                 self.overrides[key] = operator.name
+                self.overrides.move_to_end(key)
+                while len(self.overrides) > MAX_OVERRIDES:
+                    self.overrides.popitem(last=False)
             if experiment.propose(operator.name):
                 proposed = operator.name
         self._learn_knowledge(served, signal)
@@ -338,6 +343,10 @@ class LearningLayer(Wrapper):
                   "reasons": json.dumps(list(reasons)), "variant": served.variant, "context": served.context,
                   "route": route}
         self._background(lambda: self.knowledge.log_signal(values))
+
+
+def _kept(answer: str) -> str:
+    return answer if len(answer) <= MAX_KEPT_ANSWER else ""
 
 
 def _fingerprint(request: ChatRequest) -> str:
