@@ -11,6 +11,7 @@ and sometimes comments. The same request stream is run four ways:
     none       no learning: every request gets the baseline prompt
     learn      the learning layer: reasons, per-user overrides, A/B tests, knowledge base (hit)
     learn-nokb the same without the knowledge base
+    learn-noverify  learn, reusing answers on similarity alone (no verifier)
     oracle     the best fixed variant per group in hindsight
 
 Answer features (what the fake model does with each variant):
@@ -26,7 +27,8 @@ Rating rule (before noise), starting from 3:
     novices   +2 if simple and examples; +1 structured; -1 dense; -1 long
     busy      +2 if short; -1 long; -1 examples
     deep      +2 if detail; +1 steps; -1 short
-then clamped to 1..5; noise: +1 with p=0.1, -1 with p=0.1 (clamped again).
+then clamped to 1..5; an answer about another topic (a wrong knowledge-base
+hit) is rated 1 and called "wrong" with p=0.4. Noise: +1 with p=0.1, -1 with p=0.1 (clamped again).
 A rating of 1-3 comes with a comment in the group's words with p=0.4, or in
 another group's words with p=0.1 (misleading: it proposes a harmful variant);
 a rating of 4-5 says "great, thanks" with p=0.3. After a rating of 1-2 a user
@@ -71,15 +73,18 @@ FEATURES = {
 }
 GROUPS: dict[str, dict[str, Any]] = {
     "novices": {
-        "topics": ["microservices", "Kubernetes pods", "OAuth tokens", "database indexes"],
+        "topics": ["microservices", "Kubernetes pods", "OAuth tokens", "database indexes",
+                   "HTTP status 404", "HTTP status 403"],
         "complaints": ["too complex, I need concrete examples", "way too technical", "can you give an example?"],
     },
     "busy": {
-        "topics": ["git rebase", "HTTP caching headers", "Python virtualenvs", "cron syntax"],
+        "topics": ["git rebase", "HTTP caching headers", "Python virtualenvs", "cron syntax",
+                   "Python 3.11 features", "Python 3.12 features"],
         "complaints": ["too long", "get to the point please", "tl;dr"],
     },
     "deep": {
-        "topics": ["consensus in Raft", "B-tree splits", "TCP congestion control", "garbage collection"],
+        "topics": ["consensus in Raft", "B-tree splits", "TCP congestion control", "garbage collection",
+                   "IPv4 addressing", "IPv6 addressing"],
         "complaints": ["needs more detail", "too shallow", "please elaborate"],
     },
 }
@@ -98,6 +103,8 @@ class SimClock:
 
 def rule(group: str, features: set[str]) -> int:
     """The rating before noise (see the module docstring)."""
+    if "wrong_topic" in features:
+        return 1
     score = 3
     if group == "novices":
         score += 2 * ({"simple", "examples"} <= features) + ("structured" in features)
@@ -181,7 +188,7 @@ def react(rng: random.Random, group: str, feats: set[str]) -> tuple[int, str | N
     if rating <= 3:
         roll = rng.random()
         if roll < 0.4:
-            comment = rng.choice(GROUPS[group]["complaints"])
+            comment = "this is wrong" if "wrong_topic" in feats else rng.choice(GROUPS[group]["complaints"])
         elif roll < 0.5:
             other = rng.choice([g for g in GROUPS if g != group])
             comment = rng.choice(GROUPS[other]["complaints"])
@@ -216,12 +223,14 @@ class Decisions:
 
 
 async def run(name: str, steps: list[tuple[str, str, str]], embed: Callable[[Sequence[str]], Any],
-              seed: int, path: str, *, learn: bool, knowledge: bool, fixed: dict[str, str] | None = None) -> Result:
+              seed: int, path: str, *, learn: bool, knowledge: bool, fixed: dict[str, str] | None = None,
+              verify: bool = True) -> Result:
     rng = random.Random(seed + 1)
     topic_of = {p.format(t): t for g in GROUPS.values() for t in g["topics"] for p in PHRASINGS}
     backend = FakeBackend(fake_model(topic_of))
     settings = LearnSettings(enabled=True, path=path, knowledge="hit" if knowledge else "off",
-                             min_samples=8, confidence=0.95, max_share=0.5, refresh_s=3600.0, seed=seed)
+                             min_samples=8, confidence=0.95, max_share=0.5, refresh_s=3600.0, seed=seed,
+                             knowledge_verify=verify)
     clock = SimClock()
     layer = LearningLayer(backend, "m", settings, embed, clock=clock)
     await layer.start()
@@ -255,6 +264,8 @@ async def run(name: str, steps: list[tuple[str, str, str]], embed: Callable[[Seq
             parsed = ANSWER.match(reply.text)
             assert parsed is not None, reply.text
             feats = set(filter(None, parsed["features"].split(",")))
+            if parsed["topic"] != topic:
+                feats.add("wrong_topic")  # an answer to another question: the user rates it 1
             variant = request.trace.variant
             if variant is not None and variant.knowledge == "hit":
                 result.hits += 1
@@ -317,6 +328,7 @@ def main() -> int:
         ("oracle", {"learn": False, "knowledge": False, "fixed": best_variant}),
         ("learn-nokb", {"learn": True, "knowledge": False}),
         ("learn", {"learn": True, "knowledge": True}),
+        ("learn-noverify", {"learn": True, "knowledge": True, "verify": False}),
     ):
         path = out / f"learn-{name}.sqlite3"
         for suffix in ("", "-wal", "-shm"):
@@ -340,7 +352,7 @@ def report(runs: list[Result], best_variant: dict[str, str], requests: int) -> N
     print(f"\nlast {size}: learn {last['learn']:.2f}, oracle {last['oracle']:.2f} "
           f"({last['learn'] / last['oracle']:.1%} of it), none {last['none']:.2f} "
           f"({last['learn'] / last['none'] - 1:+.1%}); learn-nokb {last['learn-nokb']:.2f}")
-    for name in ("learn", "learn-nokb", "none"):
+    for name in ("learn", "learn-nokb", "learn-noverify", "none"):
         r = by[name]
         cumulative = [sum(r.regret[:n]) for n in (500, 1000, 2000) if n <= len(r.regret)]
         print(f"cumulative expected regret ({name}) at 500/1000/2000: " + " / ".join(f"{c:.0f}" for c in cumulative))
@@ -353,9 +365,11 @@ def report(runs: list[Result], best_variant: dict[str, str], requests: int) -> N
         for p in r.rollbacks:
             print(f"  rolled back {p['variant']} against {p['against']} in {p['owner']}/{p['context']} after "
                   f"{p['ratings_to_decide']} ratings of the context (P(better) {p['p_better']})")
-    kb = by["learn"]
-    print(f"\nknowledge base: {kb.hits} hits of {requests} requests ({kb.hits / requests:.1%}), "
-          f"{kb.hit_errors} wrong-topic hits ({kb.hit_errors / max(1, kb.hits):.2%}), {kb.leaks} cross-tenant hits")
+    for name in ("learn", "learn-noverify"):
+        kb = by[name]
+        print(f"\nknowledge base ({name}): {kb.hits} hits of {requests} requests ({kb.hits / requests:.1%}), "
+              f"{kb.hit_errors} wrong-topic hits ({kb.hit_errors / max(1, kb.hits):.2%}), "
+              f"{kb.leaks} cross-tenant hits")
     print(f"layer time per request (embedding included), median: none {statistics.median(by['none'].overhead_ms):.2f} ms,"
           f" learn {statistics.median(by['learn'].overhead_ms):.2f} ms")
 

@@ -256,7 +256,7 @@ class KnowledgeBase:
             if similarity < self.settings.knowledge_similarity:
                 break
             entry = entries[int(index)]
-            if entry.question == question or verify(question, entry.question).ok:
+            if entry.question == question or not self.settings.knowledge_verify or verify(question, entry.question).ok:
                 self.hits += 1
                 return Match(entry, similarity)
             self.rejected += 1

@@ -12,6 +12,7 @@
       implicit_weight: 0.5           # weight of an implicit signal against a rating
       knowledge: hit                 # hit | context | false
       knowledge_similarity: 0.9      # cosine a stored question must reach before the verifier
+      knowledge_verify: true         # the cache's verifier must also agree (same words, numbers, negations)
       min_ratings: 1                 # good ratings an answer needs before it is reused
       max_age_s: 2592000             # entries older than this are pruned
       capacity: 5000                 # entries per owner; the worst and oldest go first
@@ -47,7 +48,7 @@ KNOWLEDGE_MODES = ("hit", "context", "off")
 _KEYS = {
     "enabled", "path", "window_s", "duplicate_similarity", "context_similarity", "max_contexts",
     "max_share", "min_samples", "confidence", "implicit_weight", "knowledge", "knowledge_similarity",
-    "min_ratings", "max_age_s", "capacity", "refresh_s", "seed",
+    "knowledge_verify", "min_ratings", "max_age_s", "capacity", "refresh_s", "seed",
 }
 
 
@@ -67,6 +68,7 @@ class LearnSettings:
     implicit_weight: float = 0.5
     knowledge: str = "hit"
     knowledge_similarity: float = 0.9
+    knowledge_verify: bool = True
     min_ratings: int = 1
     max_age_s: float = 30 * 86400.0
     capacity: int = 5000
@@ -117,6 +119,7 @@ def _read(base: LearnSettings, raw: Mapping[str, Any], where: Where) -> LearnSet
         implicit_weight=read_fraction(raw, "implicit_weight", where, base.implicit_weight),
         knowledge=str(knowledge),
         knowledge_similarity=read_fraction(raw, "knowledge_similarity", where, base.knowledge_similarity),
+        knowledge_verify=read_bool(raw, "knowledge_verify", where, base.knowledge_verify),
         min_ratings=read_positive_int(raw, "min_ratings", where, base.min_ratings),
         max_age_s=read_positive(raw, "max_age_s", where, base.max_age_s),
         capacity=read_positive_int(raw, "capacity", where, base.capacity),
