@@ -297,6 +297,20 @@ def words(texts: Sequence[str]) -> Any:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 
+def reason_accuracy(embed: Callable[[Sequence[str]], Any] | None) -> None:
+    """The comment classifier on the labelled set in tests/learn/reasons.jsonl (exact set of reasons)."""
+    import json
+
+    from thrifty.learn.reasons import ReasonClassifier
+
+    rows = [json.loads(line) for line in (ROOT / "tests" / "learn" / "reasons.jsonl").read_text().splitlines()]
+    for name, classifier in (("keywords", ReasonClassifier()), ("keywords + MiniLM", ReasonClassifier(embed))):
+        if name != "keywords" and embed is None:
+            continue
+        right = sum(set(classifier.classify(r["comment"])) == set(r["reasons"]) for r in rows)
+        print(f"reason classifier ({name}): {right}/{len(rows)} comments exactly right ({right / len(rows):.1%})")
+
+
 def window_means(values: list[float], size: int) -> list[float]:
     return [statistics.fmean(values[i:i + size]) for i in range(0, len(values), size)]
 
@@ -318,6 +332,7 @@ def main() -> int:
         embed(["warm up"])
     else:
         embed = words
+    reason_accuracy(embed if args.embed == "minilm" else None)
     steps = population(args.requests, args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
