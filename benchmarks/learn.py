@@ -169,6 +169,7 @@ def population(requests: int, seed: int) -> list[tuple[str, str, str]]:
 class Result:
     name: str
     ratings: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
     expected: list[float] = field(default_factory=list)
     regret: list[float] = field(default_factory=list)
     hits: int = 0
@@ -275,6 +276,7 @@ async def run(name: str, steps: list[tuple[str, str, str]], embed: Callable[[Seq
             if again:
                 retry = (group, user, topic, said)
             result.ratings.append(rating)
+            result.groups.append(group)
             result.expected.append(expected(group, feats))
             result.regret.append(best[group] - expected(group, feats))
             if learn:
@@ -367,6 +369,14 @@ def report(runs: list[Result], best_variant: dict[str, str], requests: int) -> N
     print(f"\nlast {size}: learn {last['learn']:.2f}, oracle {last['oracle']:.2f} "
           f"({last['learn'] / last['oracle']:.1%} of it), none {last['none']:.2f} "
           f"({last['learn'] / last['none'] - 1:+.1%}); learn-nokb {last['learn-nokb']:.2f}")
+    half = requests // 2
+    print(f"\nmean rating per group over the last {requests - half} requests:")
+    print("| run | " + " | ".join(GROUPS) + " |")
+    print("|---|" + "---|" * len(GROUPS))
+    for r in runs:
+        cells = [statistics.fmean([x for x, g in zip(r.ratings[half:], r.groups[half:], strict=True) if g == group])
+                 for group in GROUPS]
+        print(f"| {r.name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     for name in ("learn", "learn-nokb", "learn-noverify", "none"):
         r = by[name]
         cumulative = [sum(r.regret[:n]) for n in (500, 1000, 2000) if n <= len(r.regret)]
