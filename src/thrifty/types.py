@@ -179,7 +179,8 @@ class Trace:
     Each layer sets the typed fields it knows (the provider ``deployment`` and
     ``usage_estimated``, the balancer ``attempts``, ``hedged`` and
     ``retry_budget_exhausted``, the cache ``cache``, the router ``route`` and
-    ``route_fallback``, a fallback chain ``fallback``); the observer reads them
+    ``route_fallback``, a fallback chain ``fallback``, the learning layer
+    ``variant``); the observer reads them
     as they are, and :func:`trace_notes` renders them once into the
     ``x-thrifty-*`` header values and the ledger's notes. ``extra`` holds
     free-form notes of layers outside the serving stack (the agent), shown as
