@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class Live:
     def client(self, key: str) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=60)
 
-    async def ask(self, key: str, text: str, user: str) -> tuple[str, httpx.Headers]:
+    async def ask(self, key: str, text: str, user: str) -> tuple[str, Mapping[str, str]]:
         async with self.client(key) as client:
             raw = await client.chat.completions.with_raw_response.create(
                 model="m", messages=[{"role": "user", "content": text}], user=user)
