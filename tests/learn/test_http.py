@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,11 @@ async def test_a_request_opts_out_by_header_or_body(live: Live) -> None:
     assert "x-thrifty-variant" not in by_header.headers and "x-thrifty-variant" not in by_body.headers
     _, learning = await live.ask(ALICE, "Explain DNS", "u1")
     assert "x-thrifty-variant" in learning
+
+
+async def test_the_variant_reaches_the_ledger_row(tmp_path: Path) -> None:
+    async with Live(tmp_path) as live:
+        response_id, _ = await live.ask(ALICE, "Explain microservices", "u1")
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        (annotations,) = db.execute("SELECT annotations FROM requests WHERE request_id = ?", (response_id,)).fetchone()
+    assert json.loads(annotations)["variant"].startswith("baseline context=")
