@@ -11,6 +11,7 @@ For each model group, from the inside out::
     provider per deployment        thrifty.providers.build
       -> balancer / retry / breaker / hedge / admission   thrifty.balance.build_group
       -> response cache                                    thrifty.cache.wrap_cache
+      -> learning (signals, prompt variants, knowledge)    thrifty.learn.wrap_learning
 then, over the finished groups (each seen through a ``Shared`` view)::
 
     fallback chains between groups                         thrifty.balance.build_fallbacks
@@ -123,15 +124,20 @@ class Stack:
         """Let the observer read each layer's live state and feed routers ratings."""
         for name, report in self.reporters():
             observer.add_gauge_source(name, report)
+        from .observe.feedback import TakesSignals
+
         for layer in self.layers(*self.backends.values()):
             if isinstance(layer, TakesFeedback):
                 observer.add_feedback_listener(layer.on_feedback)
+            if isinstance(layer, TakesSignals):
+                observer.add_learner(layer)
 
 
 def build(config: Config) -> Stack:
     from . import providers
     from .balance import build_fallbacks, build_group
     from .cache import build_store, wrap_cache
+    from .learn import wrap_learning
     from .routing import build_routers
 
     embedder = _embedding_model()
@@ -140,7 +146,8 @@ def build(config: Config) -> Stack:
     for group in config.models:
         deployments = [providers.build(dep) for dep in group.deployments]
         backend = build_group(group, deployments, config)
-        groups[group.name] = wrap_cache(backend, group, config, store)
+        cached = wrap_cache(backend, group, config, store)
+        groups[group.name] = wrap_learning(cached, group, config, embedder.embed)
 
     shared: dict[str, Backend] = {name: Shared(b) for name, b in groups.items()}
     chains = {

@@ -157,6 +157,25 @@ class FallbackTaken:
     reason: str  # the error class that made it fall back
 
 
+@dataclass(frozen=True, slots=True)
+class VariantChoice:
+    """What the learning layer did to a request: the prompt variant and any knowledge used."""
+
+    variant: str  # the rewrite operator applied ("baseline": none)
+    context: str = ""  # the cluster of similar requests it was chosen for
+    source: str = ""  # "user" (the user's own override), "experiment", "promoted", "" (baseline)
+    knowledge: str = ""  # "hit" (answered from the knowledge base), "context" (given as an exemplar)
+
+    def header(self) -> str:
+        """The ``x-thrifty-variant`` header value."""
+        parts = [self.variant]
+        if self.context:
+            parts.append(f"context={self.context}")
+        if self.source:
+            parts.append(f"source={self.source}")
+        return " ".join(parts)
+
+
 @dataclass(slots=True)
 class Trace:
     """What the layers learn about one request on its way through.
@@ -164,7 +183,8 @@ class Trace:
     Each layer sets the typed fields it knows (the provider ``deployment`` and
     ``usage_estimated``, the balancer ``attempts``, ``hedged`` and
     ``retry_budget_exhausted``, the cache ``cache``, the router ``route`` and
-    ``route_fallback``, a fallback chain ``fallback``); the observer reads them
+    ``route_fallback``, a fallback chain ``fallback``, the learning layer
+    ``variant``); the observer reads them
     as they are, and :func:`trace_notes` renders them once into the
     ``x-thrifty-*`` header values and the ledger's notes. ``extra`` holds
     free-form notes of layers outside the serving stack (the agent), shown as
@@ -191,6 +211,7 @@ class Trace:
     hedged: str = ""  # the deployment a hedged second attempt went to
     retry_budget_exhausted: bool = False
     usage_estimated: bool = False  # the upstream reported no usage; thrifty counted it
+    variant: VariantChoice | None = None  # the learning layer's prompt variant and knowledge use
     extra: dict[str, str] = field(default_factory=dict)
 
     def note(self, key: str, value: str) -> None:
@@ -233,6 +254,10 @@ def trace_notes(trace: Trace) -> dict[str, str]:
         out["hedged"] = trace.hedged
     if trace.usage_estimated:
         out["usage"] = "estimated"
+    if trace.variant is not None:
+        out["variant"] = trace.variant.header()
+        if trace.variant.knowledge:
+            out["knowledge"] = trace.variant.knowledge
     if trace.extra:
         out.update(trace.extra)
     return out

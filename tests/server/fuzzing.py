@@ -41,7 +41,7 @@ DRAWN = ("admin",) * 4 + ("client",) * 2 + ("wrong", "none")
 class EmbeddingFake(FakeBackend):
     """The scripted backend, plus embeddings: one small vector per text."""
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]:
         vectors = [[float(len(t) % 7), 1.0] for t in texts]
         return vectors, sum(max(1, len(t) // 4) for t in texts)
 

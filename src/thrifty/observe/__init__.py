@@ -23,6 +23,7 @@ from ..errors import StorageUnavailable
 from ..prices import PriceTable
 from ..storage import Outage, cause, confirmed_damaged, is_damaged, set_aside
 from .events import RequestEvent
+from .feedback import TakesSignals
 from .health import Alert, evaluate, process_age, rss_bytes, window_health
 from .ledger import Ledger
 from .settings import parse_alerts, parse_ledger, parse_telemetry
@@ -80,6 +81,7 @@ class Observer:
         self._firing: dict[tuple[str, str], str] = {}
         self.dropped = 0  # events that could not be accounted for
         self._listeners: list[Callable[[str, int], None]] = []
+        self.learners: list[TakesSignals] = []  # layers that hear whole signals (thrifty.learn)
         self._gauges: dict[str, Callable[[], dict[str, float]]] = {}
 
     # -- lifecycle --------------------------------------------------------------
@@ -164,6 +166,10 @@ class Observer:
 
     def add_feedback_listener(self, fn: Callable[[str, int], None]) -> None:
         self._listeners.append(fn)
+
+    def add_learner(self, layer: TakesSignals) -> None:
+        """``layer`` hears every stored rating with its comment, correction and end user."""
+        self.learners.append(layer)
 
     def add_gauge_source(self, name: str, fn: Callable[[], dict[str, float]]) -> None:
         self._gauges[name] = fn

@@ -1,14 +1,20 @@
-"""Validating a feedback body: ``{response_id, rating 1-5, comment?, corrected_answer?}``."""
+"""Feedback: ``{response_id, rating 1-5, comment?, corrected_answer?, user?}`` checked, and its signal.
+
+A checked :class:`Feedback` becomes a :class:`Signal` once the ledger has linked
+it to its request (owner, model, route); layers that learn from more than the
+rating (:class:`TakesSignals`, the learning layer) receive the whole signal.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import InvalidRequest
 
 MAX_COMMENT = 10_000
 MAX_ANSWER = 200_000
+MAX_USER = 256
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,32 @@ class Feedback:
     rating: int
     comment: str | None = None
     corrected_answer: str | None = None
+    user: str | None = None  # the end user who rated, when the client names one
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One piece of evidence about one served answer, linked to its ledger row."""
+
+    response_id: str
+    rating: int
+    owner: str = ""  # the key id that rated (and owns the response)
+    comment: str | None = None
+    corrected_answer: str | None = None
+    user: str | None = None
+    model: str | None = None
+    route: str | None = None
+
+
+@runtime_checkable
+class TakesSignals(Protocol):
+    """A layer that learns from whole signals and can show what it learned."""
+
+    async def on_signal(self, signal: Signal) -> dict[str, Any] | None:
+        """Learn from ``signal``; what was learned (shown to the rater), None if not this layer's."""
+
+    def report(self, owner: str | None = None) -> dict[str, Any]:
+        """Experiments, evidence and promotions (``owner``: only that key's); ``GET /admin/learning``."""
 
 
 def _optional_text(body: dict[str, Any], key: str, limit: int) -> str | None:
@@ -61,4 +93,5 @@ def parse_feedback(body: Any) -> Feedback:
         rating=rating,
         comment=_optional_text(body, "comment", MAX_COMMENT),
         corrected_answer=_optional_text(body, "corrected_answer", MAX_ANSWER),
+        user=_optional_text(body, "user", MAX_USER),
     )

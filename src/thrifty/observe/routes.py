@@ -1,4 +1,4 @@
-"""HTTP endpoints: /metrics, /v1/feedback, /dashboard (+ assets, login, stats JSON), /admin/alerts.
+"""HTTP endpoints: /metrics, /v1/feedback, /dashboard (+ assets, login, stats JSON), /admin/alerts, /admin/learning.
 
 Every route authenticates through the one :class:`~thrifty.server.access.Access`:
 ``/metrics`` needs an admin key unless ``server.public_metrics``; the dashboard's
@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..server.access import SESSION_COOKIE, SESSION_TTL_S, Access, Caller, read_body, read_json
-from .feedback import parse_feedback
+from .feedback import Feedback, Signal, parse_feedback
 from .stats import prometheus, snapshot
 
 if TYPE_CHECKING:
@@ -88,6 +88,10 @@ class Endpoints:
     async def stats(self, request: Request) -> Response:
         body = await asyncio.to_thread(snapshot, self.obs, self.obs.gauges())
         return _no_cache(body, DASHBOARD_HEADERS)
+
+    async def learning(self, request: Request) -> Response:
+        """``GET /admin/learning``: each learning layer's experiments, evidence and promotions."""
+        return _no_cache({"object": "learning", "data": [layer.report() for layer in self.obs.learners]})
 
     async def alerts(self, request: Request) -> Response:
         alerts = await asyncio.to_thread(self.obs.alerts, self.obs.gauges())
@@ -163,7 +167,7 @@ class Endpoints:
             raise NotFound(missing, param="response_id")
         return found
 
-    async def _store(self, caller: Caller, fb: Any) -> dict[str, Any]:
+    async def _store(self, caller: Caller, fb: Feedback) -> dict[str, Any]:
         obs = self.obs
         found = await self._request_of(caller, fb.response_id)
         if obs.ledger is None:
@@ -181,7 +185,20 @@ class Endpoints:
                 listener(fb.response_id, fb.rating)
             except Exception:  # one broken listener must not lose the rating
                 log.exception("feedback listener failed")
-        return {"object": "feedback", "id": feedback_id, **values}
+        signal = Signal(
+            response_id=fb.response_id, rating=fb.rating, owner=caller.key_id, comment=fb.comment,
+            corrected_answer=fb.corrected_answer, user=fb.user, model=found.get("model"), route=found.get("route"),
+        )
+        learned: dict[str, Any] = {}
+        for learner in obs.learners:
+            try:
+                learned.update(await learner.on_signal(signal) or {})
+            except Exception:  # the rating is stored; a learner's failure must not undo that
+                log.exception("signal listener failed")
+        out = {"object": "feedback", "id": feedback_id, **values, "user": fb.user}
+        if learned:
+            out["learning"] = learned
+        return out
 
     async def get_feedback(self, request: Request) -> Response:
         try:
@@ -211,4 +228,5 @@ def build_routes(obs: Observer, access: Access | None = None) -> list[BaseRoute]
         Route("/dashboard/api/stats", admin(ep.stats, DASHBOARD_HEADERS), methods=["GET"]),
         Route("/dashboard/static/{name}", ep.static, methods=["GET"]),
         Route("/admin/alerts", admin(ep.alerts), methods=["GET"]),
+        Route("/admin/learning", admin(ep.learning), methods=["GET"]),
     ]
