@@ -35,9 +35,12 @@ _TOKEN = re.compile(
     re.IGNORECASE,
 )
 # Scripts whose words are separated by spaces, and scripts written without spaces (a character is a word).
-_SPACED = frozenset("""LATIN CYRILLIC GREEK ARABIC HEBREW DEVANAGARI BENGALI GURMUKHI GUJARATI ORIYA
-    TAMIL TELUGU KANNADA MALAYALAM SINHALA ARMENIAN GEORGIAN HANGUL ETHIOPIC SYRIAC THAANA""".split())
-_UNSPACED = frozenset("CJK HIRAGANA KATAKANA THAI LAO KHMER MYANMAR TIBETAN YI IDEOGRAPHIC".split())
+_SPACED = frozenset((
+    "LATIN", "CYRILLIC", "GREEK", "ARABIC", "HEBREW", "DEVANAGARI", "BENGALI", "GURMUKHI", "GUJARATI", "ORIYA",
+    "TAMIL", "TELUGU", "KANNADA", "MALAYALAM", "SINHALA", "ARMENIAN", "GEORGIAN", "HANGUL", "ETHIOPIC", "SYRIAC",
+    "THAANA",
+))
+_UNSPACED = frozenset(("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN", "YI", "IDEOGRAPHIC"))
 _CONTRACTIONS = (
     (re.compile(r"\bcan['’]?t\b|\bcannot\b", re.I), "can not"),
     (re.compile(r"\bwon['’]?t\b", re.I), "will not"),
