@@ -308,12 +308,13 @@ def nonlatin_section() -> list[str]:
 
 
 def guard_run(sims: np.ndarray, ok: np.ndarray, same: np.ndarray, limit: float, share: float,
-              use_verifier: bool, seed: int = 0) -> dict[str, float]:
+              use_verifier: bool, seed: int = 0, warmup: int = 30) -> dict[str, float]:
     """A stream of pairs through the error-rate guard; audits judged by the pair's label."""
     from thrifty.cache.guard import GuardSettings, ThresholdGuard
 
     rng = random.Random(seed)
-    guard = ThresholdGuard(DEFAULT_THRESHOLD, GuardSettings(max_error_rate=limit, audit_share=share, floor=0.6),
+    guard = ThresholdGuard(DEFAULT_THRESHOLD, GuardSettings(max_error_rate=limit, audit_share=share, floor=0.6,
+                                                                     warmup=warmup),
                            rng=random.Random(seed + 1))
     order = list(range(len(sims)))
     rng.shuffle(order)
@@ -338,17 +339,18 @@ def guard_section(pairs: list[Pair], sims: np.ndarray, ver: np.ndarray) -> list[
              "Each pair once, in a random order (seed 0): cache the first side, ask the second. A would-be hit "
              "is audited with probability `audit_share` (the label says whether the answers agree) and then "
              "served fresh; otherwise it is served. Start threshold 0.85, floor 0.6, step 0.01.", "",
-             "| data | verifier | max_error_rate | audit_share | recall | false-hit rate | errors among served hits | "
-             "audits | final threshold |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| data | verifier | max_error_rate | audit_share | warm-up audits | recall | false-hit rate | "
+             "errors among served hits | audits | final threshold |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("QQP", "fow single-turn"):
         idx = np.array([i for i, p in enumerate(pairs) if p.dataset == name])
         if not len(idx):
             continue
         same = np.array([pairs[i].same for i in idx])
         for use_verifier in (True, False):
-            for limit, share in ((0.01, 0.05), (0.01, 0.2), (0.05, 0.2)):
-                r = guard_run(sims[idx], ver[idx], same, limit, share, use_verifier)
-                lines.append(f"| {name} | {'on' if use_verifier else 'off'} | {limit} | {share} | {r['recall']:.3f} | "
+            for limit, share, warmup in ((0.01, 0.05, 0), (0.01, 0.05, 30), (0.01, 0.2, 30), (0.05, 0.2, 30)):
+                r = guard_run(sims[idx], ver[idx], same, limit, share, use_verifier, warmup=warmup)
+                lines.append(f"| {name} | {'on' if use_verifier else 'off'} | {limit} | {share} | {warmup} | "
+                             f"{r['recall']:.3f} | "
                              f"{r['false_hit_rate']:.3f} | {r['error_among_hits']:.3f} ({r['hits']} hits) | "
                              f"{r['audits']} | {r['threshold']:.2f} |")
     return lines

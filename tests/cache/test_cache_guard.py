@@ -42,6 +42,15 @@ def test_long_runs_of_good_audits_loosen_it_but_never_below_the_floor() -> None:
     assert few.base == 0.85
 
 
+def test_the_first_would_be_hits_are_all_audited_then_a_share() -> None:
+    guard = ThresholdGuard(0.85, replace(GUARD, audit_share=0.0, warmup=3))
+    assert [guard.audit() for _ in range(2)] == [True, True]  # nothing recorded yet: still warming up
+    for i in range(3):
+        guard.record(f"q{i}", 0.9, agreed=True)
+    assert not guard.audit()
+    assert not ThresholdGuard(0.85, GuardSettings()).audit()  # no max_error_rate: never audits
+
+
 def test_wilson_bounds_and_answer_agreement() -> None:
     low, high = wilson(0, 400)
     assert low == 0.0 and high < 0.01
@@ -79,8 +88,8 @@ async def test_an_audited_wrong_hit_is_not_served_and_not_served_again(make_laye
     assert (await layer.complete(audited)).text == "answer to What do cats eat?"
     assert audited.trace.annotations["cache-skip"] == "audit"
     assert layer.guard.stats()["audit_errors"] == 1
-    layer.guard.settings = replace(GUARD, audit_share=0.0)  # no more audits: only the thresholds decide
+    layer.guard.settings = replace(GUARD, audit_share=0.0, warmup=0)  # no more audits: only the thresholds decide
     again = chat("What do cats eat?", model="fast", temperature=0)
     assert (await layer.complete(again)).text == "answer to What do cats eat?"
-    assert again.trace.annotations["cache"] == "miss"
+    assert again.trace.annotations == {"cache": "miss"}  # a plain miss, not an audit
     assert len(backend.requests) == 3

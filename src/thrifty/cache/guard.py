@@ -1,7 +1,7 @@
 """Holding the semantic cache to a maximum error rate by auditing a share of its hits.
 
-A would-be semantic hit is, with probability ``audit_share``, not served from
-the cache: the request goes upstream anyway and the fresh answer is compared
+The first ``warmup`` would-be semantic hits, then each with probability
+``audit_share``, are not served from the cache: the request goes upstream anyway and the fresh answer is compared
 with the cached one (:func:`answers_agree`). Each audit is a sample of the
 error rate of the hits being served, and moves the thresholds:
 
@@ -44,6 +44,7 @@ class GuardSettings:
     floor: float = 0.75
     ceiling: float = 0.995
     min_audits: int = 30
+    warmup: int = 30  # the first would-be hits, all audited: nothing is served on an untested threshold
 
 
 def wilson(errors: int, trials: int) -> tuple[float, float]:
@@ -92,7 +93,12 @@ class ThresholdGuard:
 
     def audit(self) -> bool:
         """Whether this would-be hit is to be checked against a fresh upstream answer."""
-        return self.active and self._rng.random() < self.settings.audit_share
+        if not self.active:
+            return False
+        with self._lock:
+            if self.total_audits < self.settings.warmup:
+                return True
+        return self._rng.random() < self.settings.audit_share
 
     def record(self, key: str, similarity: float, agreed: bool) -> None:
         """One audit's outcome for a match on ``key`` at ``similarity``."""
