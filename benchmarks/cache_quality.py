@@ -47,7 +47,9 @@ from thrifty.cache.settings import DEFAULT_THRESHOLD  # noqa: E402
 from thrifty.cache.verify import verify  # noqa: E402
 from thrifty.types import ChatRequest  # noqa: E402
 
-QQP = ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs_meancache_test.csv"
+QQP = next((p for p in (ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs_meancache_test.csv",
+                         Path("/work/shared/data/cache/qqp_pairs_meancache_test.csv")) if p.exists()),
+           ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs_meancache_test.csv")
 GPT_VENV = ROOT / "benchmarks" / ".venv-gptcache"
 OUT = ROOT / "benchmarks" / "out"
 DOC = ROOT / "docs" / "bench" / "cache.md"
@@ -280,11 +282,116 @@ def write_doc(lines: list[str], header: list[str]) -> None:
     DOC.write_text(head + begin + "\n" + "\n".join(header + [""] + lines) + "\n" + end + tail, encoding="utf-8")
 
 
+NONLATIN = ROOT / "benchmarks" / "data" / "nonlatin_traps.jsonl"
+
+
+def nonlatin_section() -> list[str]:
+    """Our non-Latin trap pairs (zh, ru, el, ar, hi): cosine alone vs the verifier, per language."""
+    rows = [json.loads(line) for line in NONLATIN.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = sorted({r[k] for r in rows for k in ("cached", "asked")})
+    index = {t: i for i, t in enumerate(texts)}
+    vectors = embed_all(texts)
+    lines = ["### Non-Latin trap pairs (`benchmarks/data/nonlatin_traps.jsonl`)", "",
+             f"Per language: entity, number and negation swaps (different answer) and one trivial variant "
+             f"(same answer). Cosine of MiniLM vectors; thrifty = threshold {DEFAULT_THRESHOLD} + verifier.", "",
+             "| language | traps | traps with cosine >= 0.85 | thrifty false hits | same-answer pairs | thrifty hits |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for lang in dict.fromkeys(r["lang"] for r in rows):
+        mine = [r for r in rows if r["lang"] == lang]
+        sims = [float(vectors[index[r["cached"]]] @ vectors[index[r["asked"]]]) for r in mine]
+        served = [s >= DEFAULT_THRESHOLD and verify(r["asked"], r["cached"]).ok for r, s in zip(mine, sims, strict=True)]
+        traps = [i for i, r in enumerate(mine) if not r["same"]]
+        same = [i for i, r in enumerate(mine) if r["same"]]
+        lines.append(f"| {lang} | {len(traps)} | {sum(sims[i] >= DEFAULT_THRESHOLD for i in traps)} | "
+                     f"{sum(served[i] for i in traps)} | {len(same)} | {sum(served[i] for i in same)} |")
+    return lines
+
+
+def guard_run(sims: np.ndarray, ok: np.ndarray, same: np.ndarray, limit: float, share: float,
+              use_verifier: bool, seed: int = 0, warmup: int = 30) -> dict[str, float]:
+    """A stream of pairs through the error-rate guard; audits judged by the pair's label."""
+    from thrifty.cache.guard import GuardSettings, ThresholdGuard
+
+    rng = random.Random(seed)
+    guard = ThresholdGuard(DEFAULT_THRESHOLD, GuardSettings(max_error_rate=limit, audit_share=share, floor=0.6,
+                                                                     warmup=warmup),
+                           rng=random.Random(seed + 1))
+    order = list(range(len(sims)))
+    rng.shuffle(order)
+    served = np.zeros(len(sims), dtype=bool)
+    audits = 0
+    for i in order:
+        if sims[i] < guard.threshold(str(i)) or (use_verifier and not ok[i]):
+            continue
+        if guard.audit():
+            audits += 1
+            guard.record(str(i), float(sims[i]), bool(same[i]))
+            continue
+        served[i] = True
+    hits = int(served.sum())
+    return {"recall": float(served[same].mean()), "false_hit_rate": float(served[~same].mean()),
+            "error_among_hits": float((~same[served]).mean()) if hits else 0.0, "hits": hits,
+            "audits": audits, "threshold": guard.base}
+
+
+def guard_section(pairs: list[Pair], sims: np.ndarray, ver: np.ndarray) -> list[str]:
+    lines = ["### The error-rate guard (`max_error_rate`), simulated on a stream of pairs", "",
+             "Each pair once, in a random order (seed 0): cache the first side, ask the second. A would-be hit "
+             "is audited with probability `audit_share` (the label says whether the answers agree) and then "
+             "served fresh; otherwise it is served. Start threshold 0.85, floor 0.6, step 0.01.", "",
+             "| data | verifier | max_error_rate | audit_share | warm-up audits | recall | false-hit rate | "
+             "errors among served hits | audits | final threshold |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in ("QQP", "fow single-turn"):
+        idx = np.array([i for i, p in enumerate(pairs) if p.dataset == name])
+        if not len(idx):
+            continue
+        same = np.array([pairs[i].same for i in idx])
+        for use_verifier in (True, False):
+            for limit, share, warmup in ((0.01, 0.05, 0), (0.01, 0.05, 30), (0.01, 0.2, 30), (0.05, 0.2, 30)):
+                r = guard_run(sims[idx], ver[idx], same, limit, share, use_verifier, warmup=warmup)
+                lines.append(f"| {name} | {'on' if use_verifier else 'off'} | {limit} | {share} | {warmup} | "
+                             f"{r['recall']:.3f} | "
+                             f"{r['false_hit_rate']:.3f} | {r['error_among_hits']:.3f} ({r['hits']} hits) | "
+                             f"{r['audits']} | {r['threshold']:.2f} |")
+    return lines
+
+
+def new_sections(args: argparse.Namespace, header: list[str]) -> None:
+    """The non-Latin traps and the guard, without GPTCache (fow data from --fow-data)."""
+    pairs = load_pairs(args.fow_data, None if args.full else args.qqp_pairs)
+    pairs = [p for p in pairs if p.dataset != "fow multi-turn"]
+    texts = sorted({last_text(m) for p in pairs for m in (p.cached, p.query)})
+    row = {t: i for i, t in enumerate(texts)}
+    vectors = embed_all(texts)
+    a = vectors[[row[last_text(p.cached)] for p in pairs]]
+    b = vectors[[row[last_text(p.query)] for p in pairs]]
+    _, ver = thrifty_decisions(pairs, (a * b).sum(axis=1))
+    lines = nonlatin_section() + [""] + guard_section(pairs, (a * b).sum(axis=1), ver)
+    print("\n".join(header + lines))
+    begin, end = "<!-- guard:begin -->", "<!-- guard:end -->"
+    text = DOC.read_text(encoding="utf-8")
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    DOC.write_text(head + begin + "\n" + "\n".join(header + [""] + lines) + "\n" + end + rest.split(end, 1)[1],
+                   encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--qqp-pairs", type=int, default=3000)
     parser.add_argument("--full", action="store_true", help="all 9,042 QQP pairs (slower)")
+    parser.add_argument("--guard-only", action="store_true",
+                        help="only the non-Latin traps and the error-rate guard (no GPTCache venv needed)")
+    parser.add_argument("--fow-data", type=Path, default=None, help="fow_cache/data folder (with --guard-only)")
     args = parser.parse_args()
+    if args.guard_only:
+        command = "python benchmarks/cache_quality.py --guard-only --fow-data DIR" + (
+            " --full" if args.full else f" --qqp-pairs {args.qqp_pairs}")
+        new_sections(args, [f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+                            f"{platform.python_version()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+                            f"command `{command}`."])
+        return
     command = "python benchmarks/cache_quality.py" + (" --full" if args.full else f" --qqp-pairs {args.qqp_pairs}")
     header = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[0]:.1f}; command `{command}`."]

@@ -80,17 +80,22 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def route_main(argv: list[str]) -> int:
-    """``thrifty route explain "prompt"`` and ``thrifty route eval [...]``."""
+    """``thrifty route explain "prompt"``, ``thrifty route fit [...]`` and ``thrifty route eval [...]``."""
     if argv[:1] == ["eval"]:
         from .routing import eval_main
 
         return eval_main(argv[1:])
+    if argv[:1] == ["fit"]:
+        from .routing import fit_main
+
+        return fit_main(argv[1:])
     parser = argparse.ArgumentParser(prog="thrifty route", description="Explain or evaluate routing.")
     sub = parser.add_subparsers(dest="action", required=True)
     explain = sub.add_parser("explain", help="show the routing decision and the features behind it")
     explain.add_argument("prompt")
     explain.add_argument("--config", "-c", help="YAML config with a routing section")
-    sub.add_parser("eval", help="evaluate routers offline on ../shared/data/routing (eval --help)")
+    sub.add_parser("fit", help="fit a learned router on your own outcome data (fit --help)")
+    sub.add_parser("eval", help="evaluate routers offline: the shared data, or --data FILE --router R.npz")
     args = parser.parse_args(argv)
     import json
 

@@ -79,15 +79,29 @@ async def test_end_user_id_does_not_split_the_cache(make_layer: Any) -> None:
 async def test_sampled_answers_are_not_cached_unless_configured(make_layer: Any) -> None:
     backend = FakeBackend("random")
     layer = make_layer(backend)
-    for request in (ask(temperature=0.7), ask(temperature=0.7), chat("no temperature means 1", model="fast")):
+    for request in (ask(temperature=0.7), ask(temperature=0.7)):
         await layer.complete(request)
         assert request.trace.annotations == {"cache": "miss", "cache-skip": "sampled"}
-    assert len(backend.requests) == 3
+    assert len(backend.requests) == 2
     sampled = make_layer(FakeBackend("random"), cache_sampled=True)
     await sampled.complete(ask(temperature=0.7))
     again = ask(temperature=0.7)
     await sampled.complete(again)
     assert again.trace.annotations["cache"] == "hit-exact"
+
+
+async def test_requests_without_temperature_are_cached_unless_the_policy_says_skip(make_layer: Any) -> None:
+    backend = FakeBackend("an answer")
+    layer = make_layer(backend)
+    first, second = chat("no temperature given", model="fast"), chat("no temperature given", model="fast")
+    await layer.complete(first)
+    await layer.complete(second)
+    assert second.trace.annotations["cache"] == "hit-exact"
+    skipping = make_layer(FakeBackend("an answer"), unset_temperature="skip")
+    for _ in range(2):
+        request = chat("no temperature, skip policy", model="fast")
+        await skipping.complete(request)
+        assert request.trace.annotations == {"cache": "miss", "cache-skip": "sampled"}
 
 
 async def test_no_cache_skips_reading_but_stores_and_no_store_skips_storing(make_layer: Any) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from thrifty.cache.verify import content_words, verify
@@ -81,3 +85,34 @@ def test_a_lookup_does_not_wait_behind_a_long_index_rebuild() -> None:
     with index._lock:  # as if a writer were moving the partition to HNSW
         assert index.lookup("p", "where is my order", vector, 0.9, True) == []
     assert index.busy == 1
+
+
+TRAPS = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "nonlatin_traps.jsonl"
+
+
+def _traps() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in TRAPS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("pair", _traps(), ids=lambda p: f"{p['lang']}-{p['kind']}-{p['asked'][:12]}")
+def test_non_latin_swaps_are_refused_and_trivial_variants_pass(pair: dict[str, Any]) -> None:
+    assert verify(pair["asked"], pair["cached"]).ok is pair["same"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("𓀀𓀁 x", "𓀀𓀁 x"),  # Egyptian hieroglyphs: a script the verifier does not know
+        ("ᚠᚢᚦ", "ᚠᚢᚦ"),  # runes
+        ("???", "!!!"),  # no words at all
+    ],
+)
+def test_text_it_cannot_analyse_is_refused_not_passed(a: str, b: str) -> None:
+    assert not verify(a, b).ok
+
+
+def test_digits_of_any_script_compare_as_numbers() -> None:
+    assert verify("Order ٣ books", "order 3 books").ok
+    assert not verify("Order ٣ books", "order 5 books").ok
+    assert verify("कुत्ते क्या खाते हैं?", "कुत्ते क्या खाते हैं").ok
+    assert not verify("कि", "का").ok  # a vowel sign is part of the word

@@ -3,6 +3,9 @@
 Per request: parse the controls, skip sampled answers (unless configured),
 read exact then (opt-in) semantic, and on a miss make one upstream call per
 distinct request however many identical ones arrive meanwhile (single-flight).
+With ``max_error_rate`` set, a share of semantic hits is audited: the request
+goes upstream anyway, the fresh answer is served, and the comparison with the
+cached one moves the thresholds (:mod:`thrifty.cache.guard`).
 Only whole answers are stored: never errors, never a stream that broke off.
 """
 
@@ -12,6 +15,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ..backend import Backend, Wrapper
 from ..errors import ThriftyError
@@ -27,6 +32,7 @@ from ..types import (
     Chunk,
 )
 from .answer import CachedAnswer, StreamRecorder, answer_of
+from .guard import ThresholdGuard, answers_agree
 from .keys import exact_key, is_sampled, last_user_text, partition_key, scoped_namespace
 from .options import request_cache
 from .semantic import Question
@@ -51,6 +57,7 @@ class Plan:
     text: str | None = None  # last user turn, when semantic
     partition: str = ""
     vector: Vector | None = None
+    audit: tuple[str, float, CachedAnswer] | None = None  # a semantic hit held back to be checked
 
 
 class CacheLayer(Wrapper):
@@ -66,6 +73,7 @@ class CacheLayer(Wrapper):
         self.settings = settings
         self.store = store
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        self.guard = ThresholdGuard(settings.threshold, settings.guard) if settings.guard.max_error_rate else None
 
     async def start(self) -> None:
         """Start ``inner``; the store is started by its owner (the stack), before this."""
@@ -78,7 +86,10 @@ class CacheLayer(Wrapper):
         return await self.store.purge(namespace)
 
     def status(self) -> dict[str, Any]:
-        return self.store.stats()
+        stats: dict[str, Any] = dict(self.store.stats())
+        if self.guard is not None:
+            stats = {**stats, "semantic_guard": {self.group: self.guard.stats()}}
+        return stats
 
     def degraded(self) -> list[str]:
         return self.store.degraded()
@@ -88,7 +99,7 @@ class CacheLayer(Wrapper):
     def plan(self, request: ChatRequest) -> Plan | None:
         """None when this request bypasses the cache entirely."""
         options = request_cache(request.options)
-        if is_sampled(request) and not self.settings.cache_sampled:
+        if self._sampled(request) and not self.settings.cache_sampled:
             request.trace.cache = CACHE_SKIPPED_SAMPLED
             return None
         ttls = self.settings.ttls
@@ -110,6 +121,12 @@ class CacheLayer(Wrapper):
             request.trace.cache = CACHE_SKIPPED_NO_CACHE
         return plan
 
+    def _sampled(self, request: ChatRequest) -> bool:
+        """Explicit temperature > 0 is sampled; no temperature follows ``unset_temperature``."""
+        if request.params.get("temperature") is None:
+            return self.settings.unset_temperature == "skip"
+        return is_sampled(request)
+
     # -- reading -------------------------------------------------------------------
 
     async def lookup(self, request: ChatRequest, plan: Plan) -> CachedAnswer | None:
@@ -121,31 +138,46 @@ class CacheLayer(Wrapper):
         if plan.text is not None:
             found = await self._semantic_lookup(plan)
             if found is not None:
-                answer, similarity = found
+                answer, similarity, key = found
+                if self.guard is not None and self.guard.audit():
+                    plan.audit = (key, similarity, answer)
+                    plan.store = False  # the question is cached already; the fresh answer is only served
+                    trace.cache = CacheOutcome("miss", similarity=similarity, skipped="audit")
+                    return None
                 trace.cache = CacheOutcome("hit", "semantic", similarity)
                 return answer
         trace.cache = CACHE_MISS
         return None
 
-    async def _semantic_lookup(self, plan: Plan) -> tuple[CachedAnswer, float] | None:
+    async def _semantic_lookup(self, plan: Plan) -> tuple[CachedAnswer, float, str] | None:
         assert plan.text is not None
         index = await self.store.semantic()
         if index is None:
             plan.text = None
             return None
-        text, settings = plan.text, self.settings
+        text, settings, guard = plan.text, self.settings, self.guard
+        lowest = settings.threshold if guard is None else guard.lowest()
 
         def search() -> tuple[Vector, list[Any]]:
             vector = index.vector(text)
-            return vector, index.lookup(plan.partition, text, vector, settings.threshold, settings.verify)
+            return vector, index.lookup(plan.partition, text, vector, lowest, settings.verify)
 
         plan.vector, matches = await asyncio.to_thread(search)
         for match in matches:
+            if guard is not None and match.similarity < guard.threshold(match.key):
+                continue
             raw = await self.store.tiers.get(match.key, plan.namespace, plan.ttls)
             if raw is not None:
-                return CachedAnswer.loads(raw), match.similarity
+                return CachedAnswer.loads(raw), match.similarity, match.key
             index.forget(match.key)
         return None
+
+    def _check(self, plan: Plan, fresh: CachedAnswer | None) -> None:
+        """An audited hit: compare the cached answer with the fresh one, move the thresholds."""
+        if plan.audit is None or self.guard is None or fresh is None:
+            return
+        key, similarity, cached = plan.audit
+        self.guard.record(key, similarity, answers_agree(_text(cached), _text(fresh)))
 
     # -- writing -------------------------------------------------------------------
 
@@ -218,6 +250,7 @@ class CacheLayer(Wrapper):
             raise
         answer = answer_of(response)
         raw = answer.dumps() if answer is not None else None
+        self._check(plan, answer)
         self._settle(plan, future, raw)
         if raw is not None:
             self.keep(plan, raw)
@@ -252,6 +285,7 @@ class CacheLayer(Wrapper):
         if request.params.get("logprobs"):  # a rebuilt stream has no logprobs to replay
             answer = None
         raw = answer.dumps() if answer is not None else None
+        self._check(plan, answer)
         self._settle(plan, future, raw)
         if raw is not None:
             self.keep(plan, raw)
@@ -263,3 +297,11 @@ class CacheLayer(Wrapper):
     def _served(self, request: ChatRequest, answer: CachedAnswer) -> ChatResponse:
         self._mark_served(request)
         return answer.response(request)
+
+
+def _text(answer: CachedAnswer) -> str:
+    """What an answer says: its first choice's content and tool calls."""
+    choice = (answer.body.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    calls = message.get("tool_calls")
+    return str(message.get("content") or "") + ("" if not calls else orjson.dumps(calls).decode())

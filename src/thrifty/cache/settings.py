@@ -10,6 +10,10 @@
       threshold: 0.85               # cosine similarity a semantic match must reach
       verify: true                  # reject near-misses that change meaning
       cache_sampled: false          # cache answers sampled with temperature > 0
+      unset_temperature: cache      # requests without temperature: cache (default) or skip
+      max_error_rate: 0.01          # audit semantic hits and move thresholds to hold this (default off)
+      audit_share: 0.05             # share of semantic hits audited against a fresh upstream answer
+      min_threshold: 0.75           # the lowest the audited threshold may fall to
       hnsw_after: 20000             # entries per partition before switching to hnswlib
 
     models:
@@ -26,16 +30,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import Config, ModelGroup, Where, read_bool, read_positive, read_positive_int, reject_unknown
+from .guard import GuardSettings
 
 DEFAULT_THRESHOLD = 0.85
 DEFAULT_TTLS = (300.0, 86400.0, 3600.0)
 LEVELS = ("l1", "l2", "l3")
 
+UNSET_TEMPERATURE = ("cache", "skip")
+_POLICY_KEYS = ("unset_temperature", "max_error_rate", "audit_share", "min_threshold")
 _SECTION_KEYS = {
     "enabled", "l1_bytes", "l2_path", "redis_url", "redis_timeout", "ttl", "ttls",
-    "semantic", "threshold", "verify", "cache_sampled", "hnsw_after",
+    "semantic", "threshold", "verify", "cache_sampled", "hnsw_after", *_POLICY_KEYS,
 }
-_GROUP_KEYS = {"enabled", "ttl", "ttls", "semantic", "threshold", "verify", "cache_sampled"}
+_GROUP_KEYS = {"enabled", "ttl", "ttls", "semantic", "threshold", "verify", "cache_sampled", *_POLICY_KEYS}
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class CacheSettings:
     threshold: float = DEFAULT_THRESHOLD
     verify: bool = True
     cache_sampled: bool = False
+    unset_temperature: str = "cache"  # or "skip": treat a request without temperature as sampled
+    guard: GuardSettings = GuardSettings()  # audits holding a maximum error rate (off by default)
     store: StoreSettings = StoreSettings()
 
 
@@ -110,6 +119,35 @@ def _overrides(settings: CacheSettings, raw: Mapping[str, Any], where: Where) ->
         threshold=float(threshold),
         verify=read_bool(raw, "verify", where, settings.verify),
         cache_sampled=read_bool(raw, "cache_sampled", where, settings.cache_sampled),
+        unset_temperature=_unset_temperature(raw, where, settings.unset_temperature),
+        guard=_guard(raw, where, settings.guard),
+    )
+
+
+def _unset_temperature(raw: Mapping[str, Any], where: Where, default: str) -> str:
+    value = raw.get("unset_temperature", default)
+    if value not in UNSET_TEMPERATURE:
+        raise (where / "unset_temperature").error(f"must be 'cache' or 'skip', got {value!r}")
+    return str(value)
+
+
+def _fraction(raw: Mapping[str, Any], key: str, where: Where, default: float | None) -> float | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise (where / key).error(f"must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _guard(raw: Mapping[str, Any], where: Where, default: GuardSettings) -> GuardSettings:
+    share = _fraction(raw, "audit_share", where, default.audit_share)
+    floor = _fraction(raw, "min_threshold", where, default.floor)
+    return replace(
+        default,
+        max_error_rate=_fraction(raw, "max_error_rate", where, default.max_error_rate),
+        audit_share=default.audit_share if share is None else share,
+        floor=default.floor if floor is None else floor,
     )
 
 

@@ -13,15 +13,34 @@ partner in the other:
   before/after, from/to, more/less ...) are content words: one cannot vanish;
 * the matched words keep their order ("Word to PDF" is not "PDF to Word").
 
+Every script is read: text is NFKC-normalised and digits of any script become
+ASCII digits. Latin words get the rules above; words of other space-separated
+scripts (Cyrillic, Greek, Arabic, Hebrew, Indic, Hangul, ...) must match
+exactly after case folding, with no stop words and no typos; in scripts
+written without spaces (Chinese, Japanese, Thai, ...) every character is a
+word. A letter of a script not listed here makes the text unanalysable, and
+an unanalysable (or wordless) question is refused, never passed.
+
 It trades recall on loose rewordings for not serving a confident wrong answer.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
-_TOKEN = re.compile(r"[£$€]?\d[\d,.:]*(?:[a-z%]{1,3}\b)?|[a-z]+(?:\+\+|#)?", re.IGNORECASE)
+_TOKEN = re.compile(
+    r"[£$€]?\d[\d,.:]*(?:[a-z%]{1,3}\b)?|[a-z\u00c0-\u024f][a-z\u00c0-\u024f\u0300-\u036f]*(?:\+\+|#)?|[^\x00-\x7f]",
+    re.IGNORECASE,
+)
+# Scripts whose words are separated by spaces, and scripts written without spaces (a character is a word).
+_SPACED = frozenset((
+    "LATIN", "CYRILLIC", "GREEK", "ARABIC", "HEBREW", "DEVANAGARI", "BENGALI", "GURMUKHI", "GUJARATI", "ORIYA",
+    "TAMIL", "TELUGU", "KANNADA", "MALAYALAM", "SINHALA", "ARMENIAN", "GEORGIAN", "HANGUL", "ETHIOPIC", "SYRIAC",
+    "THAANA",
+))
+_UNSPACED = frozenset(("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN", "YI", "IDEOGRAPHIC"))
 _CONTRACTIONS = (
     (re.compile(r"\bcan['’]?t\b|\bcannot\b", re.I), "can not"),
     (re.compile(r"\bwon['’]?t\b", re.I), "will not"),
@@ -91,21 +110,68 @@ def _stem(word: str) -> str:
     return word
 
 
-def content_words(text: str) -> list[Word]:
-    """The words that carry meaning, normalised, in order."""
+def _ascii_digits(text: str) -> str:
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(c)) if not c.isascii() and c.isdecimal() else c for c in text)
+
+
+def _script(char: str) -> str:
+    return unicodedata.name(char, "?").split(" ", 1)[0]
+
+
+def content_words(text: str) -> list[Word] | None:
+    """The words that carry meaning, normalised, in order; None when a script cannot be analysed."""
+    text = _ascii_digits(unicodedata.normalize("NFKC", text))
     for pattern, repl in _CONTRACTIONS:
         text = pattern.sub(repl, text)
     words: list[Word] = []
-    for raw in _TOKEN.findall(text):
+    joinable = -1  # end offset of the last spaced-script word that the next letter may extend
+    for match in _TOKEN.finditer(text):
+        raw = match.group()
+        if len(raw) == 1 and not raw.isascii() and not ("\u00c0" <= raw <= "\u024f"):
+            kind = _other(raw, words, joinable == match.start())
+            if kind is None:
+                return None
+            joinable = match.end() if kind else -1
+            continue
+        joinable = -1
         lower = raw.lower()
         if lower[0].isdigit() or lower[0] in "£$€":
             words.append(Word(lower.replace(",", "").rstrip(".:"), False))
+        elif not lower.isascii():  # an accented Latin word: exact, after case folding
+            words.append(Word(lower.casefold(), False))
         elif lower in _NUMBER_WORDS:
             words.append(Word(_NUMBER_WORDS[lower], False))
         elif lower not in _STOP or (raw.isupper() and len(raw) > 1):  # "US", "IT" are names here
             stem = _stem(lower)
             words.append(Word(_SYNONYMS.get(stem, stem), raw.islower() and len(lower) >= 5))
     return words
+
+
+def _other(char: str, words: list[Word], adjacent: bool) -> bool | None:
+    """Add one non-Latin character to ``words``: True if a word may continue, None if unanalysable."""
+    category = unicodedata.category(char)
+    if category[0] == "M":  # a vowel sign or accent belongs to the letter before it
+        if words and adjacent:
+            words[-1] = Word(words[-1].stem + char, False)
+            return True
+        return False
+    if category[0] == "L":
+        script = _script(char)
+        if script in _UNSPACED:
+            words.append(Word(char, False))
+            return True  # its marks (Thai vowels) attach to it
+        if script not in _SPACED:
+            return None
+        if words and adjacent:
+            words[-1] = Word(words[-1].stem + char.casefold(), False)
+        else:
+            words.append(Word(char.casefold(), False))
+        return True
+    if category[0] == "N" or category in ("So", "Sc", "Sm"):  # ½, ₹, emoji: compared as they are
+        words.append(Word(char, False))
+    return False
 
 
 def _one_edit(a: str, b: str) -> bool:
@@ -163,6 +229,10 @@ def _same_order(positions: list[int]) -> bool:
 def verify(query: str, cached: str) -> Verdict:
     """Whether an answer to ``cached`` may be served for ``query``."""
     q_words, c_words = content_words(query), content_words(cached)
+    if q_words is None or c_words is None:
+        return Verdict(False, "cannot analyse the text (unsupported script)")
+    if not q_words or not c_words:
+        return Verdict(False, "no words to compare")
     matched, only_q, only_c = _pair(q_words, c_words)
     if only_q or only_c:
         left = " ".join(q_words[i].stem for i in only_q) or "-"

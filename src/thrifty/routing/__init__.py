@@ -20,6 +20,13 @@ def eval_main(argv: list[str]) -> int:
     return main(argv)
 
 
+def fit_main(argv: list[str]) -> int:
+    """``thrifty route fit``: fit a learned router on an outcome file, λ by cross-validation."""
+    from .evaluation.owndata import fit_main as main
+
+    return main(argv)
+
+
 __all__ = [
     "Decision",
     "Router",
@@ -29,5 +36,6 @@ __all__ = [
     "build_routers",
     "eval_main",
     "explain",
+    "fit_main",
     "parse_routing",
 ]

@@ -67,6 +67,7 @@ class LearnedModel:
     recipe: Recipe = Recipe()
     centroids: Matrix | None = None  # (c, d) k-means centres when recipe.clusters
     cluster_quality: Matrix | None = None  # (c, m) shrunk mean outcome per cluster
+    cost_weight: float | None = None  # λ chosen by cross-validation when fitted (the runtime default)
 
     def featurizer(self, embed: Embed | None = None) -> Featurizer:
         """The featurizer this model was fitted with; ``embed`` is the MiniLM to use."""
@@ -97,7 +98,7 @@ class LearnedModel:
         r = self.recipe
         meta = {"format": FORMAT, "featurizer": self.featurizer_name, "dim": self.dim, "k": r.k,
                 "power": r.power, "linear": r.linear, "l2": r.l2, "clusters": r.clusters,
-                "shares": list(r.shares)}
+                "shares": list(r.shares), "cost_weight": self.cost_weight}
         arrays: dict[str, Any] = {
             "meta": np.array(json.dumps(meta)),
             "models": np.array(self.models),
@@ -133,6 +134,7 @@ def load(path: str | os.PathLike[str]) -> LearnedModel:
                 recipe=_recipe(meta),
                 centroids=data["centroids"].astype(np.float32) if clustered else None,
                 cluster_quality=data["cluster_quality"].astype(np.float32) if clustered else None,
+                cost_weight=_cost_weight(meta.get("cost_weight")),
             )
     except FileNotFoundError as exc:
         raise ValueError(f"{path}: fitted router file not found") from exc
@@ -140,6 +142,14 @@ def load(path: str | os.PathLike[str]) -> LearnedModel:
         raise ValueError(f"{path}: corrupt fitted router ({type(exc).__name__}: {exc})") from exc
     _check_shapes(model, str(path))
     return model
+
+
+def _cost_weight(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, (int, float)) or isinstance(raw, bool) or raw < 0:
+        raise ValueError(f"bad cost_weight {raw!r}")
+    return float(raw)
 
 
 def _recipe(meta: dict[str, Any]) -> Recipe:
@@ -239,7 +249,8 @@ def choose(
 
     With ``cost_weight`` the best ``quality - cost_weight * cost / max(cost)``;
     otherwise the cheapest model predicted to clear ``quality_target``, or the
-    best predicted model when none does.
+    best predicted model when none does. The cost-weight rule is the better of
+    the two on held-out data (docs/bench/routing.md): prefer it.
     """
     n = len(quality)
     top = max(costs) or 1.0

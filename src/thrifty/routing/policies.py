@@ -141,9 +141,20 @@ class LearnedPolicy(PickOne):
             raise RouterUnavailable(f"featurizer {model.featurizer_name!r} failed: {exc}") from exc
         q = [float(quality[c]) for c in columns]
         costs = [_unit_price(t) + i * 1e-12 for i, t in enumerate(tiers)]
-        index = choose(q, costs, quality_target=self.quality_target, cost_weight=self.cost_weight)
+        index = choose(q, costs, **self.rule(model))
         feats = {f"p_{t.name}": v for t, v in zip(tiers, q, strict=True)}
         return Pick(index=index, score=q[index], features=feats)
+
+
+    def rule(self, model: LearnedModel) -> dict[str, float | None]:
+        """The configured rule; else the cost weight the file's cross-validation chose; else target 0.7."""
+        if self.cost_weight is not None:
+            return {"cost_weight": self.cost_weight}
+        if self.quality_target is not None:
+            return {"quality_target": self.quality_target}
+        if model.cost_weight is not None:
+            return {"cost_weight": model.cost_weight}
+        return {"quality_target": 0.7}
 
 
 def _unit_price(tier: Tier) -> float:

@@ -66,8 +66,9 @@ class RouterSpec:
     default: str
     thresholds: tuple[float, ...] = ()  # rules: complexity cut points, ascending in [0, 1]
     model_file: str | None = None  # learned: fitted router (.npz)
-    quality_target: float = 0.7  # learned: cheapest tier predicted to clear this
+    quality_target: float | None = None  # learned: cheapest tier predicted to clear this
     cost_weight: float | None = None  # learned: maximise quality - weight * relative cost
+    # learned, neither set: the λ cross-validation chose when the file was fitted (else target 0.7)
     accept: Mapping[str, float] = field(default_factory=dict)  # cascade: min score per tier
     max_escalations: int = 2
     budget_usd: float | None = None
@@ -206,7 +207,7 @@ def _parse_router(item: Any, at: Where, tiers: list[str], default: str) -> Route
         default=router_default,
         thresholds=_parse_thresholds(item.get("thresholds"), at / "thresholds", len(ordered)),
         model_file=_text(item, "model_file", at) if "model_file" in item else None,
-        quality_target=read_fraction(item, "quality_target", at, 0.7),
+        quality_target=None if item.get("quality_target") is None else read_fraction(item, "quality_target", at, 0.7),
         cost_weight=None if item.get("cost_weight") is None else read_non_negative(item, "cost_weight", at, 0.0),
         accept=_parse_accept(item.get("accept", 0.5), at / "accept", ordered),
         max_escalations=read_count(item, "max_escalations", at, len(ordered) - 1),

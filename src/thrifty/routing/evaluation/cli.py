@@ -23,7 +23,12 @@ def default_data() -> Path:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="thrifty route eval", description=__doc__)
-    p.add_argument("--data", type=Path, default=None, help="folder with routerbench/ and routellm/")
+    p.add_argument("--data", type=Path, default=None, action="append",
+                   help="folder with routerbench/ and routellm/; or, with --router, test files of your own")
+    p.add_argument("--router", type=Path, default=None,
+                   help="a router from `thrifty route fit`: evaluate it on the --data file")
+    p.add_argument("--format", choices=("routerbench", "jsonl"), default=None,
+                   help="with --router: the test file's layout (default: from the suffix)")
     p.add_argument("--only", choices=("routerbench", *PAIRS), action="append",
                    help="run only these parts (repeatable); default all")
     p.add_argument("--featurizer", choices=("hash", "minilm", "minilm+hash"), default="hash",
@@ -38,7 +43,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    data = args.data or default_data()
+    if args.router is not None or any(d.is_file() for d in args.data or ()):
+        if args.router is None or not args.data:
+            print("thrifty route eval: a test file needs --router (and a router needs --data FILE)")
+            return 2
+        from .owndata import eval_file_main
+
+        return eval_file_main(args)
+    data = args.data[0] if args.data else default_data()
     parts = args.only or ["routerbench", *PAIRS]
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}

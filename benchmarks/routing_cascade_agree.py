@@ -1,0 +1,112 @@
+"""Issue 15, offline: a cascade that checks answers by agreement, on RouterBench's multiple-choice tasks.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/routing_cascade_agree.py
+
+ARC-Challenge and Winogrande (the multiple-choice part of the RouterBench slice in
+../shared/data/routing): each stored response is reduced to its answer letter (first A-D or 1-2
+token). The agreement cascade asks two cheap models (paying both); when their letters agree the
+answer is accepted, otherwise the request escalates to a third model (paying it too). Every
+(cheap pair, escalation model) configuration is scored on the train files; the configurations on
+the train Pareto front (cost vs accuracy) are then reported on the test files, next to the single
+models' hull, the learned router (fit on train, λ swept) and the oracle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from thrifty.routing.evaluation.cli import default_data  # noqa: E402
+from thrifty.routing.evaluation.data import Table, load_routerbench  # noqa: E402
+from thrifty.routing.evaluation.metrics import Point, accuracy_at, aiq, cost_to_reach, hull  # noqa: E402
+from thrifty.routing.evaluation.owndata import LAMBDAS, outcome, pick  # noqa: E402
+from thrifty.routing.evaluation.vectors_cache import prompt_vectors  # noqa: E402
+from thrifty.routing.learned import fit  # noqa: E402
+
+_LETTER = re.compile(r"\b([A-D]|[12])\b")
+
+
+def letters(table: Table) -> np.ndarray:
+    out = np.full(table.quality.shape, "?", dtype=object)
+    for i, row in enumerate(table.responses):
+        for j, text in enumerate(row):
+            found = _LETTER.search(text.replace("\\n", " "))
+            if found:
+                out[i, j] = found.group(1)
+    return out
+
+
+def subset(table: Table, keep: np.ndarray) -> Table:
+    rows = np.flatnonzero(keep)
+    return Table([table.prompts[i] for i in rows], table.models, table.quality[rows], table.cost[rows],
+                 [table.groups[i] for i in rows], [table.responses[i] for i in rows])
+
+
+def cascade(table: Table, said: np.ndarray, a: int, b: int, top: int) -> Point:
+    agree = (said[:, a] == said[:, b]) & (said[:, a] != "?")
+    cost = table.cost[:, a] + table.cost[:, b] + np.where(agree, 0.0, table.cost[:, top])
+    acc = np.where(agree, table.quality[:, a], table.quality[:, top])
+    return float(cost.mean()), float(acc.mean())
+
+
+def scores(name: str, points: list[Point], low: float, high: float, best_cost: float, best: float) -> str:
+    reach, curve = cost_to_reach(points, best), hull(points)
+    at = [accuracy_at(curve, f * best_cost) / best if curve[0][0] <= f * best_cost else None for f in (0.25, 0.2)]
+    share = "not reached" if reach is None else f"{100 * reach / best_cost:.1f}%"
+    cells = " | ".join("–" if v is None else f"{100 * v:.1f}%" for v in at)
+    return f"| {name} | {aiq(points, low, high):.3f} | {max(p[1] for p in points):.3f} | {share} | {cells} |"
+
+
+def main() -> None:
+    data = default_data()
+    train_all, test_all = load_routerbench(data, "train"), load_routerbench(data, "test")
+    mc = ("arc_challenge", "winograde")
+    train = subset(train_all, np.array([g in mc for g in train_all.groups]))
+    test = subset(test_all, np.array([g in mc for g in test_all.groups]))
+    said_tr, said_te = letters(train), letters(test)
+    m = len(train.models)
+    price = train.cost.mean(0)
+    configs = [(a, b, t) for a, b in itertools.combinations(range(m), 2) for t in range(m)
+               if t not in (a, b) and price[t] > max(price[a], price[b])]
+    on_train = {c: cascade(train, said_tr, *c) for c in configs}
+    front = [c for c in configs if on_train[c] in hull(list(on_train.values()))]
+    singles = [(float(test.cost[:, j].mean()), float(test.quality[:, j].mean())) for j in range(m)]
+    best_j = int(np.argmax([a for _, a in singles]))
+    best_cost, best = singles[best_j]
+    low, high = min(c for c, _ in singles), max(c for c, _ in singles)
+    cache = ROOT / "benchmarks" / "out"
+    router = fit(prompt_vectors(train_all.prompts, "minilm", cache), train_all.quality, train_all.models,
+                 costs=train_all.cost, featurizer_name="minilm")
+    predicted = router.predict(prompt_vectors(test.prompts, "minilm", cache)).astype(np.float64)
+    learned = [outcome(test, pick(predicted, price, lam)) for lam in LAMBDAS]
+    casc = [cascade(test, said_te, *c) for c in front]
+    rows = [
+        ("single-model hull", singles),
+        ("learned router (λ sweep)", learned),
+        ("agreement cascade (train-front configurations)", casc),
+        ("router ∪ cascade (either, per budget)", learned + casc),
+    ]
+    unread = float((said_te == "?").mean())
+    print(f"{len(test.prompts)} test prompts (ARC + Winogrande), {len(train.prompts)} train; best single model "
+          f"{test.models[best_j]} {best:.3f} at ${best_cost * 1000:.4f}/1k; letters unreadable in {100 * unread:.1f}% "
+          f"of responses; {len(front)} configurations on the train front: "
+          + ", ".join(f"{test.models[a].split('/')[-1]}+{test.models[b].split('/')[-1]}→{test.models[t].split('/')[-1]}"
+                      for a, b, t in front))
+    print()
+    print("| policy | AIQ | best accuracy | share of best's cost to match it | accuracy at 25% of its cost | at 20% |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, points in rows:
+        print(scores(name, points, low, high, best_cost, best))
+    oracle = np.argmin(np.where(test.quality >= 1.0, 0.0, 1e3) + test.cost, axis=1)
+    print(f"| oracle | – | {outcome(test, oracle)[1]:.3f} | {100 * outcome(test, oracle)[0] / best_cost:.1f}% | – | – |")
+
+
+if __name__ == "__main__":
+    main()
