@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from ..cache.keys import EVERY_TENANT, scoped_namespace
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
-from ..types import ChatRequest, Chunk, response_headers
+from ..types import ChatRequest, ChatResponse, Chunk, response_headers
 from ..validate import chat_request, parse_json
 from .access import Access, Caller, read_body, read_json
 
@@ -86,9 +86,24 @@ class Server:
                 options[name[len(_HEADER_PREFIX) :]] = value
         return options
 
+    def attribute(self, req: ChatRequest, caller: Caller, user: Any) -> None:
+        """Mark a request as the caller's: key, tenant, budgets, end user."""
+        trace = req.trace
+        trace.api_key, trace.key_id, trace.principal = caller.key, caller.key_id, caller.principal
+        trace.tenant = self.tenant(caller, req.options.get("tenant"))
+        if isinstance(user, str):
+            trace.user = user[:256]
+
     @staticmethod
     def response_headers(req: ChatRequest, overhead_s: float) -> dict[str, str]:
         return response_headers(req.trace, req.model, overhead_s)
+
+    @staticmethod
+    def answer_headers(req: ChatRequest) -> dict[str, str]:
+        """The ``x-thrifty-*`` headers of an answer ready now (overhead: time so far minus upstream time)."""
+        trace = req.trace
+        overhead = time.perf_counter() - trace.started - trace.upstream_s
+        return response_headers(trace, req.model, max(0.0, overhead))
 
     # -- endpoints -----------------------------------------------------------
 
@@ -97,23 +112,12 @@ class Server:
             caller = await self.access.authenticate(request)
             body = parse_json(await self.read_body(request), self.max_depth)
             req = chat_request(body, self.header_options(request))
-            trace = req.trace
-            trace.api_key, trace.key_id, trace.principal = caller.key, caller.key_id, caller.principal
-            trace.tenant = self.tenant(caller, req.options.get("tenant"))
-            user = body.get("user")
-            if isinstance(user, str):
-                trace.user = user[:256]
+            self.attribute(req, caller, body.get("user"))
             if req.stream:
                 return await self._stream(req, request.receive)
-            watch = _DisconnectWatch(request.receive)
-            try:
-                response = await self.gateway.complete(req)
-            except asyncio.CancelledError:
-                if not watch.left():
-                    raise
-                return Response(status_code=499)  # nobody is listening; the gateway recorded it
-            finally:
-                watch.stop()
+            response = await complete_watched(self.gateway, req, request.receive)
+        except ClientLeft:
+            return Response(status_code=499)
         except ThriftyError as exc:
             return error_response(exc)
         trace = req.trace
@@ -126,21 +130,10 @@ class Server:
 
     async def _stream(self, req: ChatRequest, receive: Receive) -> Response:
         chunks = self.gateway.stream(req).__aiter__()
-        # Wait for the first chunk before sending headers: a failure before the
-        # first byte is still a plain HTTP error, and the headers can say which
-        # deployment answered. A client that leaves meanwhile cancels the wait;
-        # after the first byte, Starlette's streaming response watches for it.
-        watch = _DisconnectWatch(receive)
         try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except asyncio.CancelledError:
-            if not watch.left():
-                raise
+            first = await first_chunk(chunks, receive)
+        except ClientLeft:
             return Response(status_code=499)
-        finally:
-            watch.stop()
         trace = req.trace
         overhead = max(0.0, time.perf_counter() - trace.started - trace.upstream_s)
         return StreamingResponse(
@@ -160,6 +153,22 @@ class Server:
             for name in self.gateway.models()
         ]
         return json_response({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        """``GET /v1/models/{model}``: one model the gateway serves, or a 404 naming the ones it does."""
+        try:
+            await self.access.authenticate(request)
+            name = request.path_params["model"]
+            models = self.gateway.models()
+            if name not in models:
+                raise NotFound(
+                    f"The model '{name}' does not exist; available: {', '.join(models)}.",
+                    param="model",
+                    code="model_not_found",
+                )
+        except ThriftyError as exc:
+            return error_response(exc)
+        return json_response({"id": name, "object": "model", "created": int(time.time()), "owned_by": "thrifty"})
 
     async def embeddings(self, request: Request) -> Response:
         try:
@@ -245,6 +254,44 @@ class Server:
         if reasons:
             return json_response({"status": "degraded", "reasons": reasons, "models": self.gateway.models()})
         return json_response({"status": "ready", "models": self.gateway.models()})
+
+
+class ClientLeft(Exception):
+    """The client went away before its answer began (answer 499 to nobody)."""
+
+
+async def first_chunk(chunks: AsyncIterator[Chunk], receive: Receive) -> Chunk | None:
+    """Wait for a stream's first chunk before any header is sent.
+
+    A failure before the first byte is still a plain HTTP error, and the
+    headers can say which deployment answered. A client that leaves meanwhile
+    cancels the wait (:class:`ClientLeft`); after the first byte, Starlette's
+    streaming response watches for it.
+    """
+    watch = _DisconnectWatch(receive)
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+    except asyncio.CancelledError:
+        if not watch.left():
+            raise
+        raise ClientLeft from None
+    finally:
+        watch.stop()
+
+
+async def complete_watched(gateway: Gateway, req: ChatRequest, receive: Receive) -> ChatResponse:
+    """``gateway.complete``, cancelled if the client leaves first (:class:`ClientLeft`)."""
+    watch = _DisconnectWatch(receive)
+    try:
+        return await gateway.complete(req)
+    except asyncio.CancelledError:
+        if not watch.left():
+            raise
+        raise ClientLeft from None  # nobody is listening; the gateway recorded it
+    finally:
+        watch.stop()
 
 
 class _DisconnectWatch:
@@ -366,6 +413,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/v1/models", server.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", server.model, methods=["GET"]),
         Route("/v1/embeddings", server.embeddings, methods=["POST"]),
         Route("/v1/cache/purge", server.purge_cache, methods=["POST"]),
         Route("/admin/status", server.admin_status, methods=["GET"]),
@@ -383,6 +431,13 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access)
     gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
+    from .completions import Completions
+    from .responses import ResponsesService
+
+    responses = ResponsesService(server)
+    gateway.watch(responses)  # /ready reports a response store that cannot open
+    routes.extend(responses.routes())
+    routes.extend(Completions(server).routes())
     if gateway.tenancy is not None:
         from ..tenancy.admin import KeyAdmin
         from ..tenancy.routes import build_routes as tenancy_routes
@@ -406,6 +461,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
             if not task.done():
                 task.cancel()
             await batches.aclose()
+            await asyncio.to_thread(responses.close)  # finishes queued writes
             await gateway.aclose()
 
     starlette = Starlette(

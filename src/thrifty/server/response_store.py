@@ -1,0 +1,162 @@
+"""Stored Responses API answers: ``store: true``, ``previous_response_id``, GET and DELETE by id.
+
+One SQLite file (``<data_dir>/responses.db``) opened by the rules of
+:mod:`thrifty.storage`, on one thread of its own: a request never waits for a
+write. A response is kept in memory until its row is written, so a client that
+chains ``previous_response_id`` at once still finds it. Rows belong to the key
+that made them (``Caller.key_id``); another key is told they do not exist.
+Each row expires ``server.responses_ttl`` seconds after it was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..errors import NotFound, StorageUnavailable
+from ..storage import Backoff, Outage, cause, open_sqlite, wal_setup
+from ..types import Message
+
+log = logging.getLogger("thrifty.responses")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL,
+    response BLOB NOT NULL, conversation BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires);
+"""
+_PURGE_EVERY = 500  # writes between sweeps of expired rows
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One kept response: its JSON, and the conversation it ends (input and output, no instructions)."""
+
+    id: str
+    owner: str
+    expires: float
+    response: dict[str, Any]
+    conversation: list[Message]
+
+
+class ResponseStore:
+    def __init__(self, path: str, ttl: float, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.ttl = ttl
+        self.clock = clock
+        self.outage = Outage("response store", log, Backoff())
+        self._db: sqlite3.Connection | None = None
+        self._why = ""
+        self._pending: dict[str, Stored] = {}
+        self._writes = 0
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- the thread's side -------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        if self.outage.problem is not None and not self.outage.backoff.due():
+            raise self._unavailable()
+        try:
+            self._db, _ = open_sqlite("response store", self.path, wal_setup(_SCHEMA))
+        except StorageUnavailable as exc:
+            self._why = cause(exc.__cause__) if exc.__cause__ is not None else exc.message
+            self.outage.failed(exc.message)
+            raise self._unavailable() from None
+        self.outage.recovered()
+        self._db.execute("DELETE FROM responses WHERE expires < ?", (self.clock(),))
+        return self._db
+
+    def _unavailable(self) -> StorageUnavailable:
+        return StorageUnavailable(
+            f"The response store cannot be opened now: {self._why}. Stored responses are unavailable "
+            "until it can; send the whole conversation as 'input', or try again later."
+        )
+
+    def _write(self, record: Stored) -> None:
+        try:
+            db = self._connection()
+            db.execute(
+                "INSERT OR REPLACE INTO responses (id, owner, created, expires, response, conversation) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (record.id, record.owner, self.clock(), record.expires, orjson.dumps(record.response),
+                 orjson.dumps(record.conversation)),
+            )
+            self._writes += 1
+            if self._writes % _PURGE_EVERY == 0:
+                db.execute("DELETE FROM responses WHERE expires < ?", (self.clock(),))
+        except StorageUnavailable:
+            pass  # logged once by the outage; the response was already answered
+        except sqlite3.Error as exc:
+            self.outage.failed(f"the response store {self.path} cannot be written: {cause(exc)}")
+
+    def _read(self, response_id: str) -> Stored | None:
+        try:
+            row = self._connection().execute(
+                "SELECT owner, expires, response, conversation FROM responses WHERE id = ?", (response_id,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"The response store cannot be read: {cause(exc)}.") from None
+        if row is None:
+            return None
+        return Stored(response_id, row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]))
+
+    def _delete(self, response_id: str) -> None:
+        try:
+            self._connection().execute("DELETE FROM responses WHERE id = ?", (response_id,))
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"The response store cannot be written: {cause(exc)}.") from None
+
+    # -- the event loop's side ---------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-responses")
+        return self._pool
+
+    def put(self, response: dict[str, Any], conversation: list[Message], owner: str) -> None:
+        """Keep a response; returns at once (the row is written on the store's thread)."""
+        record = Stored(response["id"], owner, self.clock() + self.ttl, response, conversation)
+        self._pending[record.id] = record
+        future = self._executor().submit(self._write, record)
+        future.add_done_callback(lambda _f: self._pending.pop(record.id, None))
+
+    async def get(self, response_id: str, owner: str) -> Stored:
+        """The response ``response_id`` of ``owner``; 404 when it is missing, expired or another key's."""
+        record = self._pending.get(response_id)
+        if record is None:
+            record = await self._run(self._read, response_id)
+        if record is None or record.owner != owner or record.expires < self.clock():
+            raise NotFound(f"No response with id '{response_id}' found.", param="response_id")
+        return record
+
+    async def delete(self, response_id: str, owner: str) -> None:
+        await self.get(response_id, owner)
+        await self._run(self._delete, response_id)
+        self._pending.pop(response_id, None)
+
+    async def _run(self, fn: Callable[[str], Any], arg: str) -> Any:
+        future: Future[Any] = self._executor().submit(fn, arg)
+        return await asyncio.wrap_future(future)
+
+    def degraded(self) -> list[str]:
+        problem = self.outage.problem
+        return [] if problem is None else [f"{problem}; stored responses are unavailable"]
+
+    def close(self) -> None:
+        """Finish the queued writes, then close the file."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
