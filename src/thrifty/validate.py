@@ -241,6 +241,8 @@ def _check_param(key: str, value: Any) -> Any:
 
 def _check_number(key: str, value: Any) -> Any:
     types, low, high = _NUMBERS[key]
+    if types == (int,) and isinstance(value, float) and value.is_integer() and abs(value) < _INT_LIMIT:
+        value = int(value)  # 100.0 is an integer in JSON (and in /openapi.json's schema)
     if isinstance(value, bool) or not isinstance(value, types):
         kind = "an integer" if types == (int,) else "a number"
         raise InvalidRequest(f"'{key}' must be {kind}; got {value!r}.", param=key)

@@ -426,6 +426,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         routes.extend(build_routes(gateway.observer, access))
     from ..tasks.batch_server import BatchService
     from ..tasks.settings import parse_tasks
+    from . import openapi
 
     config = gateway.config
     batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access)
@@ -447,6 +448,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         routes.extend(tenancy_routes(
             admin, access, gateway.tenancy, server_config.max_body_bytes, server_config.max_json_depth
         ))
+    routes.append(openapi.route(config.server))
     routes.extend(extra_routes)
 
     @contextlib.asynccontextmanager

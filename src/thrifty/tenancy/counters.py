@@ -27,6 +27,7 @@ from typing import Any
 
 log = logging.getLogger("thrifty.tenancy")
 PREFIX = "thrifty:lim:"
+SETTLE_EVERY = 0.05  # seconds a settlement may wait to share a Redis round trip
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,7 @@ class LocalCounters:
         self.expiry: dict[str, float] = {}  # rate buckets: when they stop mattering
         self.holders: dict[str, dict[str, float]] = {}
 
-    def _used(self, check: Check, now: float) -> tuple[float, float]:
-        current, previous = _bucket_keys(check, now)
+    def _used(self, check: Check, now: float, current: str, previous: str) -> tuple[float, float]:
         if check.kind == "rate":
             prev = self.values.get(previous, 0.0)
             elapsed = now - (now // check.window) * check.window
@@ -88,8 +88,9 @@ class LocalCounters:
     async def admit(self, checks: Sequence[Check], request_id: str) -> Verdict:
         now = self.clock()
         remaining = []
-        for check in checks:
-            used, prev = self._used(check, now)
+        keys = [_bucket_keys(check, now) for check in checks]
+        for check, (current, previous) in zip(checks, keys, strict=True):
+            used, prev = self._used(check, now, current, previous)
             if used + check.cost > check.limit:
                 elapsed = now - (now // check.window) * check.window if check.kind == "rate" else 0.0
                 retry = (
@@ -98,8 +99,7 @@ class LocalCounters:
                 )
                 return Verdict(False, check, retry)
             remaining.append(check.limit - used - check.cost)
-        for check in checks:
-            key = _bucket_keys(check, now)[0]
+        for check, (key, _) in zip(checks, keys, strict=True):
             if check.kind == "parallel":
                 self.holders.setdefault(key, {})[request_id] = now
             else:
@@ -118,6 +118,9 @@ class LocalCounters:
                 self.holders.get(key, {}).pop(request_id, None)
             elif delta:
                 self.values[key] = self.values.get(key, 0.0) + delta
+
+    async def flush(self) -> None:
+        """Settlements apply at once here; nothing waits."""
 
     def _trim(self, now: float) -> None:
         for key in [k for k, t in self.expiry.items() if t < now]:
@@ -186,6 +189,10 @@ class RedisCounters:
         self._down_until = 0.0
         self._client: Any = None
         self._script: Any = None
+        # settlements wait here a moment and go to Redis together, off the request path
+        self._deltas: dict[str, float] = {}
+        self._releases: dict[str, list[str]] = {}
+        self._flushing: asyncio.Task[None] | None = None
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -228,7 +235,8 @@ class RedisCounters:
             args += [check.kind, repr(check.limit), repr(check.cost), repr(window), repr(check.seed)]
         try:
             self._redis()
-            result = await asyncio.wait_for(self._script(keys=keys, args=args), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                result = await self._script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("admission", exc)
             return await self.local.admit(checks, request_id)
@@ -244,27 +252,51 @@ class RedisCounters:
         return Verdict(False, check, retry)
 
     async def settle(self, checks: Sequence[tuple[Check, float]], request_id: str, admitted_at: float) -> None:
+        """Queue the corrections; one pipeline every ``SETTLE_EVERY`` seconds carries them all."""
         if not checks:
             return
         if not self.shared:
             await self.local.settle(checks, request_id, admitted_at)
             return
+        for check, delta in checks:
+            key = _bucket_keys(check, admitted_at)[0]
+            if check.kind == "parallel":
+                self._releases.setdefault(key, []).append(request_id)
+            elif delta:
+                self._deltas[key] = self._deltas.get(key, 0.0) + delta
+        if self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            await asyncio.sleep(SETTLE_EVERY)
+        finally:
+            self._flushing = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        deltas, releases = self._deltas, self._releases
+        self._deltas, self._releases = {}, {}
+        if not deltas and not releases:
+            return
         from redis.exceptions import RedisError
 
         try:
             pipe = self._redis().pipeline(transaction=False)
-            for check, delta in checks:
-                key = _bucket_keys(check, admitted_at)[0]
-                if check.kind == "parallel":
-                    pipe.zrem(key, request_id)
-                elif delta:
-                    pipe.incrbyfloat(key, delta)
-            await asyncio.wait_for(pipe.execute(), self.timeout)
+            for key, delta in deltas.items():
+                pipe.incrbyfloat(key, delta)
+            for key, ids in releases.items():
+                pipe.zrem(key, *ids)
+            async with asyncio.timeout(self.timeout):
+                await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed("settlement", exc)
-            await self.local.settle(checks, request_id, admitted_at)
+            self._failed("settlement", exc)  # the reservations stay until their windows pass
 
     async def aclose(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flushing = None
         if self._client is not None:
+            await self.flush()
             await self._client.aclose()
             self._client = None

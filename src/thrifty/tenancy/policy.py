@@ -54,7 +54,7 @@ class Budget:
             raise InvalidRequest(
                 f"'{param}' period must be one of {', '.join(PERIODS)}, got {period!r}.", param=param
             )
-        if not math.isfinite(amount) or amount < 0:
+        if not math.isfinite(amount) or not 0 <= amount < 1e12:
             raise InvalidRequest(f"'{param}' amount must be a non-negative number, got {amount!r}.", param=param)
         return cls(amount, period)
 
@@ -96,8 +96,10 @@ class Limits:
         values: dict[str, int | None] = {}
         for name in ("rpm", "tpm", "parallel"):
             value = raw.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise InvalidRequest(f"'{name}' must be a positive integer, got {value!r}.", param=name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**53
+            ):
+                raise InvalidRequest(f"'{name}' must be a positive integer below 2**53, got {value!r}.", param=name)
             values[name] = value
         return cls(**values)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import NotFound, RateLimited, StorageUnavailable, ThriftyError
 from .counters import Check, LocalCounters, RedisCounters, Verdict
-from .policy import Policy
+from .policy import Policy, period_window
 from .store import KeyRecord, KeyStore, Team, hash_secret
 
 log = logging.getLogger("thrifty.tenancy")
@@ -45,14 +45,14 @@ class Principal:
     key: KeyRecord
     team: Team | None
     seeds: dict[str, float]  # budget scope -> spend already in the database this period
+    # ``(scope, label, policy)`` for the key and, if any, its team
+    scopes: tuple[tuple[str, str, Policy], ...] = ()
 
-    @property
-    def scopes(self) -> list[tuple[str, str, Policy]]:
-        """``(scope, label, policy)`` for the key and, if any, its team."""
-        out = [(f"key:{self.key.id}", f"key '{self.key.name}'", self.key.policy)]
+    def __post_init__(self) -> None:
+        scopes = [(f"key:{self.key.id}", f"key '{self.key.name}'", self.key.policy)]
         if self.team is not None:
-            out.append((f"team:{self.team.name}", f"team '{self.team.name}'", self.team.policy))
-        return out
+            scopes.append((f"team:{self.team.name}", f"team '{self.team.name}'", self.team.policy))
+        object.__setattr__(self, "scopes", tuple(scopes))
 
 
 @dataclass
@@ -94,6 +94,7 @@ class Tenancy:
         self._pending: dict[tuple[str, float], list[float]] = {}
         self._lock = threading.Lock()
         self._alerted: set[str] = set()
+        self._windows: dict[str, tuple[float, float]] = {}  # budget period -> current (start, end)
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None  # started by the first settlement
 
@@ -177,7 +178,7 @@ class Tenancy:
             if limits.parallel is not None:
                 checks.append(Check("parallel", f"par:{scope}", limits.parallel, 1, MAX_HOLD))
             if policy.budget is not None:
-                start, end = policy.budget.window(now)
+                start, end = self._window(policy.budget.period, now)
                 checks.append(Check(
                     "budget", f"usd:{scope}:{int(start)}", policy.budget.usd, cost,
                     end - now if math.isfinite(end) else math.inf, principal.seeds.get(scope, 0.0),
@@ -189,6 +190,13 @@ class Tenancy:
         ticket.headers = self._headers(checks, verdict)
         self._soft_alerts(principal, checks, verdict)
         return ticket
+
+    def _window(self, period: str, now: float) -> tuple[float, float]:
+        """The budget period around ``now``, computed once per period, not per request."""
+        window = self._windows.get(period)
+        if window is None or not window[0] <= now < window[1]:
+            window = self._windows[period] = period_window(period, now)
+        return window
 
     def _refusal(self, principal: Principal, verdict: Verdict, cost: float) -> RateLimited:
         check = verdict.failed

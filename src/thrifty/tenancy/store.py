@@ -30,17 +30,17 @@ SECRET_PREFIX = "tk-"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS thrifty_teams (
     name TEXT PRIMARY KEY, budget_usd {real}, budget_period TEXT,
-    rpm INTEGER, tpm INTEGER, parallel INTEGER, models TEXT NOT NULL, created_at {real} NOT NULL
+    rpm BIGINT, tpm BIGINT, parallel BIGINT, models TEXT NOT NULL, created_at {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS thrifty_keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, team TEXT, role TEXT NOT NULL,
     secret_hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
-    budget_usd {real}, budget_period TEXT, rpm INTEGER, tpm INTEGER, parallel INTEGER,
+    budget_usd {real}, budget_period TEXT, rpm BIGINT, tpm BIGINT, parallel BIGINT,
     models TEXT NOT NULL, expires_at {real}, revoked_at {real}, created_at {real} NOT NULL,
     updated_at {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS thrifty_spend (
-    scope TEXT NOT NULL, day {real} NOT NULL, usd {real} NOT NULL, requests INTEGER NOT NULL,
+    scope TEXT NOT NULL, day {real} NOT NULL, usd {real} NOT NULL, requests BIGINT NOT NULL,
     PRIMARY KEY (scope, day)
 );
 """
