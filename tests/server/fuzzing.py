@@ -59,12 +59,15 @@ def gateway_config(data_dir: Path) -> Config:
 def build_gateway(data_dir: Path) -> Gateway:
     """The gateway of :func:`gateway_config`, its deployment the embedding-capable fake."""
     from thrifty.balance import build_group
-    from thrifty.cache import wrap_cache
+    from thrifty.cache import build_store, wrap_cache
 
     config = gateway_config(data_dir)
     group = config.models[0]
     backend = build_group(group, [EmbeddingFake("a scripted answer", name="fake-model")], config)
-    return Gateway(config, backends={MODEL: wrap_cache(backend, group, config)})
+    store = build_store(config)
+    gateway = Gateway(config, backends={MODEL: wrap_cache(backend, group, config, store)})
+    gateway.stack.cache_store = store  # the stack opens and closes it
+    return gateway
 
 
 @dataclass
@@ -143,8 +146,14 @@ def _seed_objects(url: str) -> dict[str, str]:
     status, _, body = call(url, "POST", "/v1/batches", {"input_file_id": file_id,
                                                          "endpoint": "/v1/chat/completions"})
     assert status == 200, body
+    batch_id = json.loads(body)["id"]
+    stored = []
+    for _ in range(2):  # one to read, one to delete
+        status, _, body = call(url, "POST", "/v1/responses", {"model": MODEL, "input": "hi"})
+        assert status == 200, body
+        stored.append(json.loads(body)["id"])
     return {"model": MODEL, "name": "dashboard.js", "response_id": response_id, "file_id": file_id, "input_file_id": file_id,
-            "batch_id": json.loads(body)["id"]}
+            "batch_id": batch_id, "stored_response_id": stored[0], "deleted_response_id": stored[1]}
 
 
 def upload(url: str, data: bytes, key: str | None = ADMIN_KEY) -> str:
@@ -198,10 +207,14 @@ def check_answer(doc: dict[str, Any], template: str, method: str, answer: tuple[
         errors = sorted(validator(doc, content[media]["schema"]).iter_errors(json.loads(body)), key=str)
         assert not errors, f"{method} {template} {status}: {errors[0].message} at {list(errors[0].path)}"
     elif media == "text/event-stream":
-        events = [line[6:] for line in body.decode().split("\n\n") if line.startswith("data: ")]
-        assert events and events[-1] == "[DONE]"
+        blocks = body.decode().split("\n\n")
+        events = [line[6:] for block in blocks for line in block.split("\n") if line.startswith("data: ")]
+        assert events
+        if content[media].get("x-thrifty-stream-done", True):  # chat and completions end in [DONE]
+            assert events[-1] == "[DONE]"
+            events = events[:-1]
         event_schema = validator(doc, content[media]["x-thrifty-event-schema"])
-        for event in events[:-1]:
+        for event in events:
             event_schema.validate(json.loads(event))
 
 

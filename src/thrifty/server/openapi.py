@@ -348,7 +348,9 @@ def _post(operation_id: str, summary: str, body: Schema, ok: dict[str, Any], *er
 
 
 def _paths() -> dict[str, Any]:
-    return {**_openai_paths(), **_batch_paths(), **_thrifty_paths()}
+    from .openapi_doors import paths as door_paths
+
+    return {**_openai_paths(), **door_paths(), **_batch_paths(), **_thrifty_paths()}
 
 
 def _openai_paths() -> dict[str, Any]:
@@ -441,6 +443,8 @@ def _thrifty_paths() -> dict[str, Any]:
 
 def document(server: ServerConfig) -> dict[str, Any]:
     """The OpenAPI document for a gateway with these server settings."""
+    from .openapi_doors import schemas as door_schemas
+
     description = (
         "An OpenAI-compatible LLM gateway. Every error is OpenAI's error JSON "
         "`{\"error\": {message, type, param, code}}`, a wrong method on a known path included (405). "
@@ -461,7 +465,8 @@ def document(server: ServerConfig) -> dict[str, Any]:
                 "description": "One of `server.api_keys` (admin: every route and object) or "
                                "`server.client_keys` (the model routes and the caller's own objects). "
                                "Needed on every route but the probes when keys are configured."}},
-            "schemas": {**_chat_schemas(), **_chat_response_schemas(), **_openai_schemas(server), **_thrifty_schemas(), **_batch_schemas()},
+            "schemas": {**_chat_schemas(), **_chat_response_schemas(), **_openai_schemas(server), **door_schemas(),
+                        **_thrifty_schemas(), **_batch_schemas()},
             "responses": _error_responses(),
         },
     }
