@@ -211,6 +211,9 @@ def test_responses_bad_input_is_openai_error_json(gateway: Running) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="fake", input=[{"type": "web_search_call", "id": "x"}])  # type: ignore[list-item]
     assert caught.value.body["param"] == "input[0].type"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="fake", input="hi", max_output_tokens=0)
+    assert caught.value.body["param"] == "max_output_tokens"  # type: ignore[index]
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="nope", input="hi")
     with pytest.raises(openai.AuthenticationError):

@@ -109,3 +109,11 @@ def test_bad_completions_bodies_name_the_field(body: dict[str, Any], param: str)
     with pytest.raises(InvalidRequest) as caught:
         completions.chat_bodies(body)
     assert caught.value.param == param
+
+
+@pytest.mark.parametrize(("chat", "sent"), [
+    ("max_tokens", "max_output_tokens"), ("response_format", "text.format"), ("messages[2].content", "input"),
+    ("tools[1].function.parameters", "tools[1].parameters"), ("temperature", "temperature"), (None, None),
+])
+def test_chat_fields_in_errors_are_named_as_the_client_sent_them(chat: str | None, sent: str | None) -> None:
+    assert responses.responses_param(chat) == sent

@@ -133,7 +133,7 @@ class ResponseStore:
     async def get(self, response_id: str, owner: str) -> Stored:
         """The response ``response_id`` of ``owner``; 404 when it is missing, expired or another key's."""
         record = self._pending.get(response_id)
-        if record is None:
+        if record is None and response_id.isascii():  # ids are ASCII; SQLite cannot take a lone surrogate
             record = await self._run(self._read, response_id)
         if record is None or record.owner != owner or record.expires < self.clock():
             raise NotFound(f"No response with id '{response_id}' found.", param="response_id")

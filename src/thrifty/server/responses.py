@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from ..errors import InvalidRequest, ThriftyError
-from ..translate.responses import ResponseStream, chat_body, output_message, response_object
+from ..translate.responses import ResponseStream, chat_body, output_message, response_object, responses_param
 from ..types import ChatRequest, Chunk, Message
 from ..validate import chat_request
 from .app import JSON, ClientLeft, Server, complete_watched, error_response, first_chunk, json_response
@@ -57,7 +57,8 @@ class ResponsesService:
         try:
             caller = await server.access.authenticate(request)
             body = await server.read_json(request)
-            store = body.get("store", True)
+            store = body.get("store")
+            store = True if store is None else store
             if not isinstance(store, bool):
                 raise InvalidRequest("'store' must be a boolean.", param="store")
             history: list[Message] = []
@@ -67,7 +68,11 @@ class ResponsesService:
                     raise InvalidRequest("'previous_response_id' must be a response id.", param="previous_response_id")
                 history = (await self.store.get(previous, caller.key_id)).conversation
             translated = chat_body(body, history)
-            req = chat_request(translated.chat, server.header_options(request))
+            try:
+                req = chat_request(translated.chat, server.header_options(request))
+            except InvalidRequest as exc:
+                exc.param = responses_param(exc.param)
+                raise
             server.attribute(req, caller, body.get("user"))
             owner = caller.key_id if store else None
             if req.stream:

@@ -81,6 +81,21 @@ def _chat_params(body: Mapping[str, Any]) -> dict[str, Any]:
     return chat
 
 
+def responses_param(param: str | None) -> str | None:
+    """A chat field an error names, as the Responses field the client sent."""
+    if param is None:
+        return None
+    if param in ("max_tokens", "max_completion_tokens"):
+        return "max_output_tokens"
+    if param == "response_format":
+        return "text.format"
+    if param.startswith("messages"):
+        return "input"
+    if param.startswith("tools[") and ".function" in param:
+        return param.replace(".function", "", 1)
+    return param
+
+
 def input_messages(value: Any) -> list[Message]:
     """``input`` (a string or an array of items) as chat messages."""
     if isinstance(value, str):
