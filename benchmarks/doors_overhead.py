@@ -120,6 +120,67 @@ def check(url: str, body: dict[str, object]) -> None:
         r.read()
 
 
+def in_process(rounds: int, per_round: int = 2000) -> dict[str, float]:
+    """Microseconds of gateway CPU per request: the ASGI app called in process over a scripted backend.
+
+    No sockets and no upstream: what is left is thrifty's own work on each route
+    (read, validate, translate, gateway, write). Rounds interleave the routes; the
+    median round is kept.
+    """
+    import asyncio
+
+    from thrifty.config import parse_config
+    from thrifty.gateway import Gateway
+    from thrifty.server.app import create_app
+    from thrifty.testing import FakeBackend
+
+    async def run() -> dict[str, float]:
+        folder = tempfile.mkdtemp()
+        config = parse_config({"server": {"data_dir": folder},
+                               "models": [{"name": "fake", "deployments": [{"provider": "fake", "model": "x"}]}]},
+                              source="bench", environ={})
+        gateway = Gateway(config, backends={"fake": FakeBackend("ok ok ok ok ok ok ok ok")}, observe=False)
+        app = create_app(gateway)
+        await gateway.start()
+
+        async def call(path: str, raw: bytes) -> None:
+            messages = [{"type": "http.request", "body": raw, "more_body": False}]
+            status: list[int] = []
+
+            async def receive() -> dict[str, object]:
+                if messages:
+                    return messages.pop()
+                await asyncio.sleep(3600)
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, object]) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(int(message["status"]))  # type: ignore[call-overload]
+
+            scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "root_path": "",
+                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+                     "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+            await app(scope, receive, send)  # type: ignore[arg-type]
+            assert status == [200], status
+
+        cases = [(name, path, json.dumps(body).encode()) for name, path, body in CASES if path != "direct"]
+        times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+        for _name, path, raw in cases:
+            for _ in range(200):
+                await call(path, raw)
+        for _ in range(rounds):
+            for name, path, raw in cases:
+                start = time.perf_counter()
+                for _ in range(per_round):
+                    await call(path, raw)
+                times[name].append((time.perf_counter() - start) / per_round * 1e6)
+        await gateway.aclose()
+        shutil.rmtree(folder, ignore_errors=True)
+        return {name: statistics.median(t) for name, t in times.items()}
+
+    return asyncio.run(run())
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=int, default=5)
@@ -152,7 +213,8 @@ def main() -> int:
             for _ in range(args.rounds):
                 for name, _, body in CASES:
                     samples[name].append(wrk(urls[name], body, args.connections, args.seconds))
-    report = render(samples, args)
+    cpu = in_process(max(args.rounds, 5))
+    report = render(samples, args, cpu)
     print(report)
     if args.out:
         Path(args.out).write_text(report)
@@ -160,7 +222,7 @@ def main() -> int:
     return 0
 
 
-def render(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
+def render(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace, cpu: dict[str, float]) -> str:
     def median(name: str, key: str) -> float:
         return statistics.median(s[key] for s in samples[name])
 
@@ -184,7 +246,19 @@ def render(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace)
         f"{args.rounds} rounds interleaved, medians; upstream: thrifty.fakeupstream, no latency, 8 chunks.",
         "",
     ]
-    return "\n".join(head + lines) + "\n"
+    cpu_lines = [
+        "",
+        "In process (no sockets, scripted backend, 2,000 requests a round, median round): thrifty's own "
+        "CPU per request.",
+        "",
+        "| route | µs per request | vs chat |",
+        "|---|---:|---:|",
+    ]
+    for name, _, body in CASES:
+        if name in cpu:
+            base = cpu[BASELINE[bool(body.get("stream"))]]
+            cpu_lines.append(f"| {name} | {cpu[name]:.0f} | {cpu[name] / base:.2f} |")
+    return "\n".join(head + lines + cpu_lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -373,24 +373,32 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error_response(ThriftyError("The gateway failed unexpectedly; the error was logged."))
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
 class App:
-    """The ASGI entry point: chat completions go straight to their handler.
+    """The ASGI entry point: the model routes go straight to their handlers.
 
     Every other path (and the lifespan) goes through the Starlette app. The
-    hot route skips Starlette's middleware and router: on a proxy whose whole
-    budget is a few hundred microseconds per request, those layers were a
-    tenth of it. Its handler already turns every error into OpenAI's JSON.
+    hot routes (``POST`` chat completions, and the other doors that end in the
+    same gateway call: ``direct``) skip Starlette's middleware and router: on
+    a proxy whose whole budget is a few hundred microseconds per request, those
+    layers were a tenth of it. Their handlers already turn every error into
+    OpenAI's JSON.
     """
 
-    def __init__(self, server: Server, starlette: Starlette) -> None:
+    def __init__(self, server: Server, starlette: Starlette, direct: Mapping[str, Handler] | None = None) -> None:
         self.server = server
         self.starlette = starlette
+        self.direct: dict[str, Handler] = {path: server.chat_completions for path in _CHAT_PATHS}
+        self.direct.update(direct or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in _CHAT_PATHS and scope["method"] == "POST":
+        handler = self.direct.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is not None and scope["method"] == "POST":
             request = Request(scope, receive)
             try:
-                response = await self.server.chat_completions(request)
+                response = await handler(request)
             except Exception as exc:
                 response = await _internal(request, exc)
             await response(scope, receive, send)
@@ -437,8 +445,10 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
 
     responses = ResponsesService(server)
     gateway.watch(responses)  # /ready reports a response store that cannot open
+    completions = Completions(server)
     routes.extend(responses.routes())
-    routes.extend(Completions(server).routes())
+    routes.extend(completions.routes())
+    direct = {"/v1/responses": responses.create, "/v1/completions": completions.create}
     if gateway.tenancy is not None:
         from ..tenancy.admin import KeyAdmin
         from ..tenancy.routes import build_routes as tenancy_routes
@@ -471,7 +481,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
     )
-    return App(server, starlette)
+    return App(server, starlette, direct)
 
 
 def _log_start_failure(task: asyncio.Task[None]) -> None:

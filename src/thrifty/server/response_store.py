@@ -2,7 +2,8 @@
 
 One SQLite file (``<data_dir>/responses.db``) opened by the rules of
 :mod:`thrifty.storage`, on one thread of its own: a request never waits for a
-write. A response is kept in memory until its row is written, so a client that
+write. A response is kept in memory until its row is written (rows queued while
+one batch is written go in the next, in one transaction), so a client that
 chains ``previous_response_id`` at once still finds it. Rows belong to the key
 that made them (``Caller.key_id``); another key is told they do not exist.
 Each row expires ``server.responses_ttl`` seconds after it was made.
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +59,8 @@ class ResponseStore:
         self._why = ""
         self._pending: dict[str, Stored] = {}
         self._writes = 0
+        self._queue: deque[Stored] = deque()  # put, not yet written
+        self._flushing = False  # a flush is scheduled and has not started draining
         self._pool: ThreadPoolExecutor | None = None
 
     # -- the thread's side -------------------------------------------------
@@ -82,22 +86,35 @@ class ResponseStore:
             "until it can; send the whole conversation as 'input', or try again later."
         )
 
-    def _write(self, record: Stored) -> None:
+    def _flush(self) -> None:
+        """Write every queued response in one transaction (under load, many per flush)."""
+        self._flushing = False  # a put from now on schedules the next flush
+        records: list[Stored] = []
+        while self._queue:
+            records.append(self._queue.popleft())
+        if not records:
+            return
+        now = self.clock()
         try:
             db = self._connection()
-            db.execute(
-                "INSERT OR REPLACE INTO responses (id, owner, created, expires, response, conversation) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (record.id, record.owner, self.clock(), record.expires, orjson.dumps(record.response),
-                 orjson.dumps(record.conversation)),
-            )
-            self._writes += 1
-            if self._writes % _PURGE_EVERY == 0:
-                db.execute("DELETE FROM responses WHERE expires < ?", (self.clock(),))
+            with db:
+                db.execute("BEGIN")
+                db.executemany(
+                    "INSERT OR REPLACE INTO responses (id, owner, created, expires, response, conversation) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(r.id, r.owner, now, r.expires, orjson.dumps(r.response), orjson.dumps(r.conversation))
+                     for r in records],
+                )
+            before, self._writes = self._writes, self._writes + len(records)
+            if self._writes // _PURGE_EVERY != before // _PURGE_EVERY:
+                db.execute("DELETE FROM responses WHERE expires < ?", (now,))
         except StorageUnavailable:
-            pass  # logged once by the outage; the response was already answered
+            pass  # logged once by the outage; the responses were already answered
         except sqlite3.Error as exc:
             self.outage.failed(f"the response store {self.path} cannot be written: {cause(exc)}")
+        finally:
+            for record in records:
+                self._pending.pop(record.id, None)
 
     def _read(self, response_id: str) -> Stored | None:
         try:
@@ -127,8 +144,10 @@ class ResponseStore:
         """Keep a response; returns at once (the row is written on the store's thread)."""
         record = Stored(response["id"], owner, self.clock() + self.ttl, response, conversation)
         self._pending[record.id] = record
-        future = self._executor().submit(self._write, record)
-        future.add_done_callback(lambda _f: self._pending.pop(record.id, None))
+        self._queue.append(record)
+        if not self._flushing:
+            self._flushing = True
+            self._executor().submit(self._flush)
 
     async def get(self, response_id: str, owner: str) -> Stored:
         """The response ``response_id`` of ``owner``; 404 when it is missing, expired or another key's."""
