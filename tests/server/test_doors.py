@@ -269,3 +269,28 @@ def test_models_retrieve(gateway: Running) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("nope")
     assert caught.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
+def test_openai_agents_streamed_run_with_a_function_tool(gateway: Running) -> None:
+    import asyncio
+
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"cloudy in {city}"
+
+    async def run() -> tuple[str, list[str]]:
+        client = openai.AsyncOpenAI(base_url=gateway.url, api_key=KEY, max_retries=0)
+        agent = Agent(name="weather", tools=[get_weather], model=OpenAIResponsesModel(model="fake", openai_client=client))
+        result = Runner.run_streamed(agent, "Weather in Paris?")
+        kinds = [event.type async for event in result.stream_events()]
+        await client.close()
+        return str(result.final_output), kinds
+
+    final, kinds = asyncio.run(run())
+    assert final.startswith("tool result: cloudy in Paris")
+    assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
