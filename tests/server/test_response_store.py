@@ -69,3 +69,17 @@ async def test_a_store_that_cannot_open_is_a_503_and_reports_degraded(tmp_path: 
         store.put(_response("resp_4"), [], owner="k1")  # answered already; the failed write is only logged
     finally:
         store.close()
+
+
+async def test_a_response_deleted_before_its_row_is_written_stays_deleted(tmp_path: Path) -> None:
+    path = str(tmp_path / "responses.db")
+    store = ResponseStore(path, ttl=60)
+    store.put(_response("resp_5"), [], owner="k1")
+    await store.delete("resp_5", "k1")  # still queued: the batch is written FLUSH_AFTER later
+    store.close()
+    again = ResponseStore(path, ttl=60)
+    try:
+        with pytest.raises(NotFound):
+            await again.get("resp_5", "k1")
+    finally:
+        again.close()

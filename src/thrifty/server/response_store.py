@@ -2,9 +2,10 @@
 
 One SQLite file (``<data_dir>/responses.db``) opened by the rules of
 :mod:`thrifty.storage`, on one thread of its own: a request never waits for a
-write. A response is kept in memory until its row is written (rows queued while
-one batch is written go in the next, in one transaction), so a client that
-chains ``previous_response_id`` at once still finds it. Rows belong to the key
+write. A response is kept in memory until its row is written: the rows of
+``FLUSH_AFTER`` seconds go in one transaction, so a busy gateway writes in
+batches, and a client that chains ``previous_response_id`` at once still
+finds it. Rows belong to the key
 that made them (``Caller.key_id``); another key is told they do not exist.
 Each row expires ``server.responses_ttl`` seconds after it was made.
 """
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires);
 """
 _PURGE_EVERY = 500  # writes between sweeps of expired rows
+FLUSH_AFTER = 0.05  # seconds a stored response waits (in memory, readable) to be written with others
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class ResponseStore:
         self._writes = 0
         self._queue: deque[Stored] = deque()  # put, not yet written
         self._flushing = False  # a flush is scheduled and has not started draining
+        self._closed = False
         self._pool: ThreadPoolExecutor | None = None
 
     # -- the thread's side -------------------------------------------------
@@ -91,7 +94,9 @@ class ResponseStore:
         self._flushing = False  # a put from now on schedules the next flush
         records: list[Stored] = []
         while self._queue:
-            records.append(self._queue.popleft())
+            record = self._queue.popleft()
+            if self._pending.get(record.id) is record:  # not deleted meanwhile
+                records.append(record)
         if not records:
             return
         now = self.clock()
@@ -147,7 +152,12 @@ class ResponseStore:
         self._queue.append(record)
         if not self._flushing:
             self._flushing = True
-            self._executor().submit(self._flush)
+            asyncio.get_running_loop().call_later(FLUSH_AFTER, self._schedule_flush)
+
+    def _schedule_flush(self) -> None:
+        if self._closed:
+            return  # close() writes what is left
+        self._executor().submit(self._flush)
 
     async def get(self, response_id: str, owner: str) -> Stored:
         """The response ``response_id`` of ``owner``; 404 when it is missing, expired or another key's."""
@@ -160,8 +170,8 @@ class ResponseStore:
 
     async def delete(self, response_id: str, owner: str) -> None:
         await self.get(response_id, owner)
+        self._pending.pop(response_id, None)  # a queued row is then never written
         await self._run(self._delete, response_id)
-        self._pending.pop(response_id, None)
 
     async def _run(self, fn: Callable[[str], Any], arg: str) -> Any:
         future: Future[Any] = self._executor().submit(fn, arg)
@@ -173,9 +183,12 @@ class ResponseStore:
 
     def close(self) -> None:
         """Finish the queued writes, then close the file."""
+        self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        if self._queue:
+            self._flush()
         db, self._db = self._db, None
         if db is not None:
             db.close()

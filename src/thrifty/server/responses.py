@@ -157,5 +157,16 @@ def _response_id(req: ChatRequest) -> str:
     return "resp_" + req.trace.request_id.removeprefix("chatcmpl-")
 
 
+_PREFIXES: dict[str, bytes] = {}
+
+
 def _frame(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events)
+    """Server-sent events, each named (``event:``) and carrying its JSON (``data:``)."""
+    out = []
+    for event in events:
+        kind = event["type"]
+        prefix = _PREFIXES.get(kind)
+        if prefix is None:
+            prefix = _PREFIXES[kind] = b"event: " + kind.encode() + b"\ndata: "
+        out.append(prefix + orjson.dumps(event) + b"\n\n")
+    return b"".join(out)

@@ -385,6 +385,7 @@ class ResponseStream:
 
     def __init__(self, body: Mapping[str, Any], response_id: str, created_at: int) -> None:
         self.response_id = response_id
+        self._message_id = f"msg_{_suffix(response_id)}"
         self.response = envelope(body, response_id, created_at, "in_progress")
         self._seq = 0
         self._output: list[Item] = []
@@ -410,40 +411,47 @@ class ResponseStream:
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
         events: list[Event] = []
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
+        usage = chunk.get("usage")
+        if usage:
+            self._usage = usage
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
             content = delta.get("content")
-            if isinstance(content, str) and content:
-                events.extend(self._text_delta(content))
-            for call in delta.get("tool_calls") or ():
-                events.extend(self._call_delta(call))
-            if choice.get("finish_reason"):
-                self._finish_reason = choice["finish_reason"]
+            if content and isinstance(content, str):
+                if self._text is None:
+                    events.extend(self._open_text())
+                events.append(self._text_delta(content))
+            calls = delta.get("tool_calls")
+            if calls:
+                for call in calls:
+                    events.extend(self._call_delta(call))
+            finish = choice.get("finish_reason")
+            if finish:
+                self._finish_reason = finish
         return events
 
-    def _text_delta(self, content: str) -> list[Event]:
-        events: list[Event] = []
-        item_id = f"msg_{_suffix(self.response_id)}"
-        if self._text is None:
-            self._text = []
-            self._text_index = len(self._output)
-            item = message_item(self.response_id, "", status="in_progress")
-            self._output.append(item)
-            events.append(self._event("response.output_item.added", output_index=self._text_index, item=item))
-            events.append(self._event(
-                "response.content_part.added", item_id=item_id, output_index=self._text_index, content_index=0,
-                part={"type": "output_text", "text": "", "annotations": []},
-            ))
+    def _text_delta(self, content: str) -> Event:
+        """The one event of the hot path: a piece of text (built as a literal, it runs per chunk)."""
+        assert self._text is not None
         self._text.append(content)
-        events.append(self._event(
-            "response.output_text.delta", item_id=item_id, output_index=self._text_index, content_index=0,
-            delta=content, logprobs=[],
-        ))
-        return events
+        seq = self._seq
+        self._seq = seq + 1
+        return {"type": "response.output_text.delta", "sequence_number": seq, "item_id": self._message_id,
+                "output_index": self._text_index, "content_index": 0, "delta": content, "logprobs": []}
+
+    def _open_text(self) -> list[Event]:
+        """Start the message item the text goes in."""
+        self._text = []
+        self._text_index = len(self._output)
+        item = message_item(self.response_id, "", status="in_progress")
+        self._output.append(item)
+        return [
+            self._event("response.output_item.added", output_index=self._text_index, item=item),
+            self._event("response.content_part.added", item_id=self._message_id, output_index=self._text_index,
+                        content_index=0, part={"type": "output_text", "text": "", "annotations": []}),
+        ]
 
     def _call_delta(self, delta: Mapping[str, Any]) -> list[Event]:
         events: list[Event] = []
@@ -497,24 +505,13 @@ class ResponseStream:
             ))
             events.append(self._event("response.output_item.done", output_index=call.output_index, item=item))
         self._calls = {}
-        if not self._output:  # an empty answer is still one (empty) message
-            events.extend(self._text_delta_empty())
+        if not self._output:
+            events.extend(self._open_text() + self._close_text())  # an empty answer is one empty message
         self.response = {**self._snapshot(), "status": "completed", "usage": usage(self._usage)}
         _finish(self.response, self._finish_reason)
         kind = "response.completed" if self.response["status"] == "completed" else "response.incomplete"
         events.append(self._event(kind, response=self.response))
         return events
-
-    def _text_delta_empty(self) -> list[Event]:
-        item = message_item(self.response_id, "", status="in_progress")
-        self._output.append(item)
-        self._text, self._text_index = [], len(self._output) - 1
-        opened = [
-            self._event("response.output_item.added", output_index=self._text_index, item=item),
-            self._event("response.content_part.added", item_id=item["id"], output_index=self._text_index,
-                        content_index=0, part={"type": "output_text", "text": "", "annotations": []}),
-        ]
-        return opened + self._close_text()
 
     def failed(self, error: Mapping[str, Any]) -> list[Event]:
         """The events that end a stream the upstream broke after the first byte."""
