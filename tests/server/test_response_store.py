@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from thrifty.errors import NotFound, StorageUnavailable
-from thrifty.server.response_store import ResponseStore
+from thrifty.server.response_store import ResponseStore, Stored
 
 
 class Clock:
@@ -83,3 +84,35 @@ async def test_a_response_deleted_before_its_row_is_written_stays_deleted(tmp_pa
             await again.get("resp_5", "k1")
     finally:
         again.close()
+
+
+async def test_another_worker_finds_a_response_made_a_moment_ago(tmp_path: Path) -> None:
+    path = str(tmp_path / "responses.db")
+    made = ResponseStore(path, ttl=60, flush_after=3600)  # written only when closed
+    asked = ResponseStore(path, ttl=60, settle=2.0)  # another worker on the same file
+    reads: list[str] = []
+    read = asked._read
+
+    def counted(response_id: str) -> Stored | None:
+        found = read(response_id)
+        reads.append(response_id)  # after the read: the test writes the row only once this one missed
+        return found
+
+    asked._read = counted  # type: ignore[method-assign]
+    rid = "resp_" + "ab" * 12
+    try:
+        made.put(_response(rid), [{"role": "user", "content": "hi"}], owner="k1")
+        waiting = asyncio.ensure_future(asked.get(rid, "k1"))
+        for _ in range(10_000):  # until its first read has missed
+            if reads:
+                break
+            await asyncio.sleep(0.001)
+        made.close()  # the other worker's batch is written now
+        assert (await waiting).conversation == [{"role": "user", "content": "hi"}]
+        assert reads == [rid, rid]  # it missed, waited, read again
+        with pytest.raises(NotFound):
+            await asked.get("not-ours", "k1")  # any other id misses at once
+        assert len(reads) == 3
+    finally:
+        made.close()
+        asked.close()

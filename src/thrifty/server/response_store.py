@@ -5,7 +5,8 @@ One SQLite file (``<data_dir>/responses.db``) opened by the rules of
 write. A response is kept in memory until its row is written: the rows of
 ``FLUSH_AFTER`` seconds go in one transaction, so a busy gateway writes in
 batches, and a client that chains ``previous_response_id`` at once still
-finds it. Rows belong to the key
+finds it (on another worker of ``serve --workers``, a miss of an id of
+thrifty's shape is read again once the batch is due). Rows belong to the key
 that made them (``Caller.key_id``); another key is told they do not exist.
 Each row expires ``server.responses_ttl`` seconds after it was made.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from collections import deque
@@ -38,6 +40,7 @@ CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires);
 """
 _PURGE_EVERY = 500  # writes between sweeps of expired rows
 FLUSH_AFTER = 0.05  # seconds a stored response waits (in memory, readable) to be written with others
+_OURS = re.compile(r"resp_[0-9a-f]{24}")  # the shape of the ids thrifty gives
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +55,15 @@ class Stored:
 
 
 class ResponseStore:
-    def __init__(self, path: str, ttl: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str, ttl: float, clock: Callable[[], float] = time.time, *,
+        flush_after: float = FLUSH_AFTER, settle: float = 3 * FLUSH_AFTER,
+    ) -> None:
         self.path = path
         self.ttl = ttl
         self.clock = clock
+        self.flush_after = flush_after  # how long a row waits to be written with others
+        self.settle = settle  # how long a miss waits for another worker's batch before reading again
         self.outage = Outage("response store", log, Backoff())
         self._db: sqlite3.Connection | None = None
         self._why = ""
@@ -152,7 +160,7 @@ class ResponseStore:
         self._queue.append(record)
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().call_later(FLUSH_AFTER, self._schedule_flush)
+            asyncio.get_running_loop().call_later(self.flush_after, self._schedule_flush)
 
     def _schedule_flush(self) -> None:
         if self._closed:
@@ -164,6 +172,10 @@ class ResponseStore:
         record = self._pending.get(response_id)
         if record is None and response_id.isascii():  # ids are ASCII; SQLite cannot take a lone surrogate
             record = await self._run(self._read, response_id)
+            if record is None and _OURS.fullmatch(response_id):
+                # Made moments ago by another worker (serve --workers), its row not written yet?
+                await asyncio.sleep(self.settle)
+                record = await self._run(self._read, response_id)
         if record is None or record.owner != owner or record.expires < self.clock():
             raise NotFound(f"No response with id '{response_id}' found.", param="response_id")
         return record
