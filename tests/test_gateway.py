@@ -99,7 +99,7 @@ def test_the_exit_path_writes_its_row_in_each_of_100_runs(tmp_path: Path) -> Non
 class _Vectors(FakeBackend):
     """A scripted backend that also embeds: one vector per text, its length."""
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]:
         return [[float(len(t))] for t in texts], len(texts)
 
 

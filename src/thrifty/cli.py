@@ -57,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = replace(config, server=replace(config.server, host=host, port=port, api_keys=keys))
     from .server.run import serve
 
-    return serve(config, replicas=args.replicas, log_level=args.log_level)
+    return serve(config, replicas=args.replicas, log_level=args.log_level, workers=args.workers)
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", help="YAML config file (default: the embedded local model)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", "-p", type=int, help="port (default 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1,
+        help="serve from N processes sharing the port (limits shared through tenancy.redis_url)",
+    )
     serve.add_argument(
         "--replicas", type=int, default=0,
         help="serve the embedded model from N supervised worker processes, balanced",

@@ -23,14 +23,17 @@ raw in :attr:`Config.sections` and parsed by the capability that owns them, with
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+log = logging.getLogger("thrifty.config")
 
 # provider prefix -> (provider kind, default base URL, environment variable for the key)
 KNOWN_PROVIDERS: dict[str, tuple[str, str | None, str | None]] = {
@@ -48,6 +51,7 @@ KNOWN_PROVIDERS: dict[str, tuple[str, str | None, str | None]] = {
     "llamacpp": ("openai", "http://127.0.0.1:8080/v1", None),
     "openai_compatible": ("openai", None, None),
     "anthropic": ("anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY"),
+    "azure": ("openai", None, "AZURE_API_KEY"),  # Azure's URL shape: config_litellm.azure_deployment
     "local": ("local", None, None),
     "fake": ("fake", None, None),
 }
@@ -103,6 +107,17 @@ class ModelGroup:
 
 
 @dataclass(frozen=True)
+class CorsConfig:
+    """``server.cors``: which browser origins may call the gateway from their pages."""
+
+    origins: tuple[str, ...]  # "https://app.example.com", or "*" for any
+    methods: tuple[str, ...] = ("GET", "POST", "DELETE", "OPTIONS")
+    headers: tuple[str, ...] = ("*",)  # request headers a page may send ("*": any it asks for)
+    max_age: int = 600  # seconds a browser may cache a preflight answer
+    credentials: bool = False  # cookies; never with origins "*"
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The front door: where to listen, who may call, and every bound on a client.
 
@@ -131,6 +146,7 @@ class ServerConfig:
     request_timeout: float = 600.0  # one request, every retry and fallback included
     data_dir: str = ".thrifty"
     responses_ttl: float = 30 * 86400.0  # a stored /v1/responses answer is kept this many seconds
+    cors: CorsConfig | None = None  # off unless configured
 
     @property
     def keys_required(self) -> bool:
@@ -143,6 +159,8 @@ class Config:
     models: tuple[ModelGroup, ...] = ()
     sections: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
+    aliases: Mapping[str, tuple[str, bool]] = field(default_factory=dict)  # more names: alias -> (group, hidden)
+    ignored: tuple[str, ...] = ()  # LiteLLM keys thrifty knows but does not act on
 
     def group(self, name: str) -> ModelGroup | None:
         for group in self.models:
@@ -182,13 +200,22 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 def parse_config(
     data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None
 ) -> Config:
-    env = os.environ if environ is None else environ
+    from . import config_litellm as litellm
+
+    env: Mapping[str, str] = os.environ if environ is None else environ
     top = Where(source)
     if not isinstance(data, dict):
         raise top.error("the config must be a mapping of sections")
-    data = _resolve_secrets(data, top, env)
+    unknown = sorted(set(map(str, data)) - KNOWN_SECTIONS)
+    if unknown:
+        raise (top / unknown[0]).error(f"unknown section; expected one of {', '.join(sorted(KNOWN_SECTIONS))}")
+    env = litellm.environment(data, top, env)
+    data = _resolve_secrets({k: v for k, v in data.items() if k != "environment_variables"}, top, env)
+    carried = litellm.carry(data, top)
 
     server = _parse_server(data.get("server") or {}, top / "server")
+    if carried.admin_keys:
+        server = replace(server, api_keys=server.api_keys + tuple(carried.admin_keys))
     groups: dict[str, list[Deployment]] = {}
     group_options: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(_as_list(data.get("models"), top / "models")):
@@ -205,21 +232,7 @@ def parse_config(
             )
         options = {k: v for k, v in raw.items() if k not in ("name", "deployments")}
         group_options.setdefault(name, {}).update(options)
-    for i, raw in enumerate(_as_list(data.get("model_list"), top / "model_list")):
-        where = top / "model_list" / i
-        if not isinstance(raw, dict):
-            raise where.error("each entry must be a mapping with 'model_name' and 'litellm_params'")
-        name = _req(raw, "model_name", where)
-        params = raw.get("litellm_params")
-        if not isinstance(params, dict):
-            raise (where / "litellm_params").error("must be a mapping with at least 'model'")
-        merged = dict(params)
-        info = raw.get("model_info")
-        if isinstance(info, dict) and "max_input_tokens" in info:
-            merged.setdefault("context_window", info["max_input_tokens"])
-        groups.setdefault(name, []).append(
-            _parse_deployment(merged, where / "litellm_params", name, env)
-        )
+    _model_list(data, top, env, groups, carried.ignored)
 
     sections: dict[str, Any] = {}
     _litellm_settings(data, top, group_options, sections)
@@ -233,14 +246,48 @@ def parse_config(
     )
     if not models:
         models = default_config().models
-    known = {"server", "models", "model_list", "litellm_settings", "general_settings", "router_settings"}
+    litellm.check_aliases(carried.aliases, groups, top / "router_settings" / "model_group_alias")
     for key, value in data.items():
-        if key in known:
+        if key == "server" or key == "models" or key in litellm.SECTIONS:
             continue
         if key == "balance" and isinstance(value, dict) and isinstance(sections.get("balance"), dict):
             value = {**sections["balance"], **value}  # thrifty's own section wins
         sections[key] = value
-    return Config(server=server, models=models, sections=sections, source=source)
+    if carried.ignored:
+        log.warning("%s: thrifty does not act on these LiteLLM settings: %s", source, ", ".join(carried.ignored))
+    return Config(server=server, models=models, sections=sections, source=source,
+                  aliases=carried.aliases, ignored=tuple(carried.ignored))
+
+
+def _model_list(
+    data: Mapping[str, Any], top: Where, env: Mapping[str, str], groups: dict[str, list[Deployment]],
+    ignored: list[str],
+) -> None:
+    """LiteLLM's ``model_list``: entries sharing a ``model_name`` join one group."""
+    from .config_litellm import deployment_params
+
+    for i, raw in enumerate(_as_list(data.get("model_list"), top / "model_list")):
+        where = top / "model_list" / i
+        if not isinstance(raw, dict):
+            raise where.error("each entry must be a mapping with 'model_name' and 'litellm_params'")
+        name = _req(raw, "model_name", where)
+        params = raw.get("litellm_params")
+        if not isinstance(params, dict):
+            raise (where / "litellm_params").error("must be a mapping with at least 'model'")
+        merged = deployment_params(params, where / "litellm_params", env, ignored)
+        info = raw.get("model_info")
+        if isinstance(info, dict) and "max_input_tokens" in info:
+            merged.setdefault("context_window", info["max_input_tokens"])
+        groups.setdefault(name, []).append(_parse_deployment(merged, where / "litellm_params", name, env))
+
+
+# Every top-level key a config may have: thrifty's own sections, and LiteLLM's. Another key
+# stops startup naming it. A capability that reads a new section adds its name here.
+KNOWN_SECTIONS = frozenset({
+    "server", "models", "balance", "cache", "routing", "agent", "alerts", "ledger", "telemetry", "tasks",
+    "tenancy", "fallbacks", "replicas", "compress", "learn",
+    "model_list", "litellm_settings", "general_settings", "router_settings", "environment_variables",
+})
 
 
 # LiteLLM router_settings.routing_strategy -> thrifty balance strategy
@@ -309,7 +356,7 @@ _SERVER_INTS = {
     "max_connections", "max_embedding_inputs", "max_embedding_tokens", "cpu_workers",
 }
 _SERVER_SECONDS = {"request_timeout", "keepalive_timeout", "header_timeout", "responses_ttl"}
-_SERVER_KEYS = {"host", "port", "api_keys", "api_key", "public_metrics", "data_dir"} | _SERVER_INTS | _SERVER_SECONDS
+_SERVER_KEYS = {"host", "port", "api_keys", "api_key", "public_metrics", "data_dir", "cors"} | _SERVER_INTS | _SERVER_SECONDS
 
 
 def _parse_server(raw: Any, where: Where) -> ServerConfig:
@@ -337,7 +384,44 @@ def _parse_server(raw: Any, where: Where) -> ServerConfig:
         client_keys=client,
         public_metrics=read_bool(raw, "public_metrics", where, False),
         data_dir=_str(raw, "data_dir", where) or ".thrifty",
+        cors=None if raw.get("cors") is None else _parse_cors(raw["cors"], where / "cors"),
         **numbers,
+    )
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+
+
+def _parse_cors(raw: Any, where: Where) -> CorsConfig:
+    if not isinstance(raw, dict):
+        raise where.error("must be a mapping with at least 'origins'")
+    reject_unknown(raw, {"origins", "methods", "headers", "max_age", "credentials"}, where)
+    defaults = CorsConfig(origins=())
+
+    def strings(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = raw.get(key, list(default))
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise (where / key).error("must be a non-empty list of strings")
+        return tuple(value)
+
+    origins = strings("origins", ())
+    for i, origin in enumerate(origins):
+        if origin != "*" and not _ORIGIN.match(origin.rstrip("/")):
+            raise (where / "origins" / i).error(f"must be '*' or scheme://host[:port], got {origin!r}")
+    credentials = read_bool(raw, "credentials", where, False)
+    if credentials and "*" in origins:
+        raise (where / "credentials").error("cannot be true when origins include '*'; list the origins")
+    max_age = raw.get("max_age", defaults.max_age)
+    if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
+        raise (where / "max_age").error(f"must be an integer >= 0, got {max_age!r}")
+    return CorsConfig(
+        origins=tuple(o.rstrip("/") for o in origins),
+        methods=tuple(m.upper() for m in strings("methods", defaults.methods)),
+        headers=strings("headers", defaults.headers),
+        max_age=max_age,
+        credentials=credentials,
     )
 
 
@@ -387,8 +471,14 @@ def _parse_deployment(raw: Any, where: Where, group: str, env: Mapping[str, str]
         raise (where / "provider").error(
             f"unknown provider {provider!r}; known: {', '.join(sorted(KNOWN_PROVIDERS))}"
         )
+    if provider == "azure":
+        from .config_litellm import azure_deployment
+
+        return _parse_deployment(azure_deployment(raw, model, where, env), where, group, env)
     kind, default_base, key_env = KNOWN_PROVIDERS[provider]
     api_base = _str(raw, "api_base", where) or _str(raw, "base_url", where) or default_base
+    if provider in ("ollama", "ollama_chat") and api_base and not api_base.rstrip("/").endswith("/v1"):
+        api_base = api_base.rstrip("/") + "/v1"  # LiteLLM's Ollama base is the server root
     if kind in ("openai", "anthropic") and not api_base:
         raise (where / "api_base").error(f"provider {provider!r} needs an api_base URL")
     api_key = _str(raw, "api_key", where)
@@ -574,6 +664,7 @@ def _positive_int(
 
 __all__ = [
     "Config",
+    "CorsConfig",
     "check_bool",
     "check_count",
     "check_fraction",

@@ -92,7 +92,9 @@ class Gateway:
         return self._ready
 
     def models(self) -> list[str]:
-        return list(self.backends)
+        """The model names clients may ask for: every group, and the aliases not hidden."""
+        shown = [alias for alias, (_, hidden) in self.config.aliases.items() if not hidden]
+        return [*self.backends, *shown]
 
     async def start(self) -> None:
         """Load every backend (idempotent; concurrent callers share one start)."""
@@ -156,6 +158,8 @@ class Gateway:
 
     def resolve(self, model: str) -> Backend:
         backend = self.backends.get(model)
+        if backend is None and model in self.config.aliases:
+            backend = self.backends.get(self.config.aliases[model][0])  # router_settings.model_group_alias
         if backend is None:
             raise NotFound(
                 f"The model '{model}' does not exist; available: {', '.join(self.backends)}.",
@@ -251,14 +255,28 @@ class Gateway:
                 usage = _delivered_usage(request, sent)
             self._record(request, usage=usage, status=status, error=error)
 
-    async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Embeddings from a configured model that has them, or the embedded MiniLM."""
+    async def embed(
+        self, model: str, texts: list[str], dimensions: int | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Embeddings from a configured model that has them, or the embedded MiniLM.
+
+        ``dimensions`` goes to an upstream as OpenAI's parameter (the upstream
+        refuses it if its model cannot shorten vectors); the embedded MiniLM
+        only has its own 384.
+        """
         if model in self.backends:
             for layer in self.stack.layers(self.backends[model]):
                 if isinstance(layer, Embeds):
-                    return await layer.embed(texts)
+                    return await layer.embed(texts, dimensions)
             raise InvalidRequest(f"The model '{model}' does not serve embeddings.", param="model")
         if model in LOCAL_EMBEDDING_MODELS:
+            native = self.stack.embedder.dim
+            if dimensions is not None and dimensions != native:
+                raise InvalidRequest(
+                    f"The model '{model}' returns {native} dimensions and cannot shorten them; "
+                    f"omit 'dimensions' or send {native}.",
+                    param="dimensions",
+                )
             # CPU-bound: on a pool of its own (server.cpu_workers threads), never asyncio's
             # default executor, which /metrics and file work share.
             pool: ThreadPoolExecutor | None = getattr(self, "_cpu_pool", None)

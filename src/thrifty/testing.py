@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
 
+from .errors import InvalidRequest
 from .types import (
     ChatRequest,
     ChatResponse,
@@ -59,6 +60,8 @@ class FakeBackend:
 
     def _next(self, request: ChatRequest) -> Outcome:
         self.requests.append(request)
+        if int(request.params.get("n") or 1) != 1:
+            raise InvalidRequest(f"FakeBackend {self.name!r} returns one choice; n must be 1", param="n")
         if self._text is not None:
             return self._text
         if self._fn is not None:

@@ -51,7 +51,8 @@ def new_request_id() -> str:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens read from the upstream's prompt cache
+    cache_write_tokens: int = 0  # prompt tokens written to it (Anthropic reports these)
 
     @property
     def total_tokens(self) -> int:
@@ -63,8 +64,10 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
-        if self.cached_tokens:
-            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.cached_tokens or self.cache_write_tokens:
+            details = out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+            if self.cache_write_tokens:
+                details["cache_write_tokens"] = self.cache_write_tokens
         return out
 
     @classmethod
@@ -76,6 +79,7 @@ class Usage:
             prompt_tokens=int(data.get("prompt_tokens") or 0),
             completion_tokens=int(data.get("completion_tokens") or 0),
             cached_tokens=int(details.get("cached_tokens") or 0),
+            cache_write_tokens=int(details.get("cache_write_tokens") or 0),
         )
 
 

@@ -24,7 +24,7 @@ _NUMBERS: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
     "max_tokens": ((int,), 1, None),
     "max_completion_tokens": ((int,), 1, None),
     "seed": ((int,), None, None),
-    "n": ((int,), 1, 1),
+    "n": ((int,), 1, 128),  # choices; backends that return one (local, Anthropic) refuse n > 1
     "presence_penalty": ((int, float), -2.0, 2.0),
     "frequency_penalty": ((int, float), -2.0, 2.0),
     "top_logprobs": ((int,), 0, 20),
@@ -250,8 +250,6 @@ def _check_number(key: str, value: Any) -> Any:
         raise InvalidRequest(f"'{key}' is out of range; got {value}.", param=key)
     number = float(value) if isinstance(value, (int, float)) else 0.0
     if (low is not None and number < low) or (high is not None and number > high):
-        if key == "n":
-            raise InvalidRequest("'n' must be 1: thrifty returns one choice per request.", param="n")
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
         raise InvalidRequest(f"'{key}' must be {bounds}; got {value!r}.", param=key)
     return value

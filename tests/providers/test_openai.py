@@ -203,3 +203,14 @@ async def test_servers_refusing_stream_options_can_be_configured_off() -> None:
     assert "stream_options" not in transport.requests[0].json()
     assert chunks[-1]["usage"]["completion_tokens"] == 3  # "Hello there!" at ~4 characters a token
     assert request.trace.annotations["usage"] == "estimated"
+
+
+async def test_n_choices_go_upstream_and_come_back() -> None:
+    choice = {"message": {"role": "assistant", "content": "a"}, "finish_reason": "stop"}
+    answer = {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, **choice}, {"index": 1, **choice, "message": {"role": "assistant", "content": "b"}}],
+              "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    transport = MockTransport(lambda request: MockResponse(json=answer))
+    response = await OpenAIBackend(deployment(), transport).complete(chat("hi", n=2))
+    assert transport.requests[0].json()["n"] == 2
+    assert [c["message"]["content"] for c in response.body["choices"]] == ["a", "b"]

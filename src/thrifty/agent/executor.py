@@ -21,6 +21,7 @@ import enum
 import functools
 import inspect
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor as PoolExecutor
@@ -28,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..retry import RetrySettings
 from .durations import Durations
 from .plan import Task, find_refs, resolve, topological_order
 from .ranking import Ranking
@@ -122,6 +124,9 @@ class Executor:
         self.retries = retries
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
+        # the project's one retry rule: full-jitter backoff, Retry-After honoured
+        self._backoff = RetrySettings(backoff_base=backoff_s)
+        self._rng = random.Random()
         self.on_event = on_event
         self._threads, self._own_threads = threads, threads is None
         self._sandbox, self._own_sandbox = sandbox, sandbox is None
@@ -422,7 +427,10 @@ class Executor:
             except Exception as exc:
                 if not getattr(exc, "retryable", False) or attempt == retries:
                     raise
-                await asyncio.sleep(self.backoff_s * 2**attempt)
+                wait = self._backoff.delay(attempt, self._rng, getattr(exc, "retry_after", None))
+                if wait is None:  # the tool's upstream asked for a longer wait than is worth holding
+                    raise
+                await asyncio.sleep(wait)
                 continue
             self._learn(tool, time.perf_counter() - t)
             return result

@@ -370,6 +370,7 @@ class Balancer(Choice):
             "hedge_delay_ms": round(self.hedge_delay() * 1000, 2) if self.settings.hedge else None,
             "stream_hedge_delay_ms": round(self.hedge_delay(True) * 1000, 2) if self.settings.hedge else None,
             "deployments": {m.name: m.status() for m in self.members},
+            "health": self.health.status(),
         }
 
 

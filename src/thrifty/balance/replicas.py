@@ -137,7 +137,8 @@ class ReplicaSupervisor:
         loop = asyncio.get_running_loop()
         end = loop.time() + limit
         while loop.time() < end and not self._stopping:
-            if await http_probe(self.url(replica) + self.spec.health_path, 1.0):
+            status, _ = await http_probe(self.url(replica) + self.spec.health_path, 1.0)
+            if status is not None and 200 <= status < 300:
                 replica.state = "running"
                 return True
             await asyncio.sleep(0.05)

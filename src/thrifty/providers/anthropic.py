@@ -26,6 +26,7 @@ from .http import (
     build_body,
     deployment_transport,
     extra_headers,
+    option_mapping,
 )
 
 API_VERSION = "2023-06-01"
@@ -36,13 +37,17 @@ PASSTHROUGH = ("top_k", "thinking", "metadata", "service_tier")
 # --------------------------------------------------------------------------- request
 
 
-def request_body(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
-    """The Messages API body for an OpenAI-shaped request."""
+def request_body(
+    request: ChatRequest, model: str, *, stream: bool, defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The Messages API body for an OpenAI-shaped request; ``defaults`` fill fields it leaves unset."""
     params = request.params
     if int(params.get("n") or 1) != 1:
         raise InvalidRequest("Anthropic models return one choice; n must be 1", param="n")
+    defaults = defaults or {}
     system, messages = convert_messages(request.messages)
-    max_tokens = params.get("max_tokens") or request.extra.get("max_completion_tokens") or DEFAULT_MAX_TOKENS
+    max_tokens = (params.get("max_tokens") or request.extra.get("max_completion_tokens")
+                  or defaults.get("max_tokens") or DEFAULT_MAX_TOKENS)
     body: dict[str, Any] = {"model": model, "max_tokens": int(max_tokens), "messages": messages}
     if system:
         body["system"] = system
@@ -60,6 +65,8 @@ def request_body(request: ChatRequest, model: str, *, stream: bool) -> dict[str,
     if params.get("user"):
         body["metadata"] = {"user_id": str(params["user"])}
     body.update({k: request.extra[k] for k in PASSTHROUGH if k in request.extra})
+    for key, value in defaults.items():
+        body.setdefault(key, value)
     if stream:
         body["stream"] = True
     return body
@@ -156,6 +163,8 @@ def convert_tool(tool: Any) -> dict[str, Any]:
     }
     if function.get("description"):
         out["description"] = function["description"]
+    if tool.get("cache_control") is not None:
+        out["cache_control"] = tool["cache_control"]  # prompt caching, as an Anthropic client sent it
     return out
 
 
@@ -223,11 +232,13 @@ class AnthropicBackend:
         self._headers.update(extra_headers(deployment))
         if deployment.api_key:
             self._headers["x-api-key"] = deployment.api_key
+        self._defaults = option_mapping(deployment, "extra_body")  # body defaults; the request's own win
         self._timeouts = Timeouts.for_deployment(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
     def _request(self, request: ChatRequest, *, stream: bool) -> HttpRequest:
-        body = build_body(self.name, lambda: request_body(request, self.deployment.model, stream=stream))
+        body = build_body(self.name, lambda: request_body(
+            request, self.deployment.model, stream=stream, defaults=self._defaults))
         return HttpRequest(self._url, body, self._headers, self._timeouts)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:

@@ -50,6 +50,7 @@ def usage_from(data: Any) -> Usage:
         prompt_tokens=int(data.get("input_tokens") or 0) + cached + written,
         completion_tokens=int(data.get("output_tokens") or 0),
         cached_tokens=cached,
+        cache_write_tokens=written,
     )
 
 
@@ -146,8 +147,7 @@ class StreamDecoder:
         usage = data.get("usage")
         if isinstance(usage, dict):
             # output_tokens is cumulative; input counts appear here only on some servers
-            update = usage_from({**self._raw_prompt(), **usage})
-            self.usage = Usage(update.prompt_tokens, update.completion_tokens, update.cached_tokens)
+            self.usage = usage_from({**self._raw_prompt(), **usage})
         stop = (data.get("delta") or {}).get("stop_reason")
         if stop is None:
             return []
@@ -156,8 +156,10 @@ class StreamDecoder:
 
     def _raw_prompt(self) -> dict[str, int]:
         # the prompt counts already known, in Anthropic's shape, so message_delta can override them
-        uncached = self.usage.prompt_tokens - self.usage.cached_tokens
-        return {"input_tokens": uncached, "cache_read_input_tokens": self.usage.cached_tokens}
+        usage = self.usage
+        uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+        return {"input_tokens": uncached, "cache_read_input_tokens": usage.cached_tokens,
+                "cache_creation_input_tokens": usage.cache_write_tokens}
 
     def usage_chunk(self) -> Chunk:
         return usage_chunk(id=self.id, model=self.model, usage=self.usage)

@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -159,8 +160,16 @@ class OpenAIBackend:
         if not isinstance(self._stream_usage, bool):
             raise ConfigError(f"deployment {deployment.name!r}: options.stream_usage must be true or false")
         self._headers = {"content-type": "application/json", **extra_headers(deployment)}
+        # options.auth_header: where the key goes ("api-key" on Azure); a bearer token by default
+        auth_header = deployment.options.get("auth_header", "authorization")
+        if not isinstance(auth_header, str) or not auth_header:
+            raise ConfigError(f"deployment {deployment.name!r}: options.auth_header must be a header name")
         if deployment.api_key:
-            self._headers["authorization"] = f"Bearer {deployment.api_key}"
+            bearer = auth_header.lower() == "authorization"
+            self._headers[auth_header.lower()] = f"Bearer {deployment.api_key}" if bearer else deployment.api_key
+        # options.query: parameters on every URL (Azure's api-version)
+        query = option_mapping(deployment, "query")
+        self._query = "?" + urlencode({str(k): str(v) for k, v in query.items()}) if query else ""
         self._secrets = secrets_in(self._headers)
         self._timeouts = Timeouts.for_deployment(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
@@ -170,7 +179,7 @@ class OpenAIBackend:
         return request.model if self.deployment.model == "*" else self.deployment.model
 
     def _request(self, path: str, body: bytes) -> HttpRequest:
-        return HttpRequest(self._base + path, body, self._headers, self._timeouts)
+        return HttpRequest(self._base + path + self._query, body, self._headers, self._timeouts)
 
     def _chat(self, request: ChatRequest, *, stream: bool) -> HttpRequest:
         model = self._model(request)
@@ -213,9 +222,12 @@ class OpenAIBackend:
             trace.usage_estimated = True
         yield usage_chunk(id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage)
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Embedding vectors for ``texts`` from ``/embeddings``, and the tokens used."""
-        body = build_body(self.name, lambda: {"model": self.deployment.model, "input": texts})
+    async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]:
+        """Embedding vectors for ``texts`` from ``/embeddings`` (of ``dimensions`` if given), and the tokens used."""
+        fields: dict[str, Any] = {"model": self.deployment.model, "input": texts}
+        if dimensions is not None:
+            fields["dimensions"] = dimensions
+        body = build_body(self.name, lambda: fields)
         data = await self._http.post_json(self._request("/embeddings", body), Trace())
         return parse_embeddings(data, texts)
 

@@ -21,14 +21,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..cache.keys import EVERY_TENANT, scoped_namespace
+from ..config import CorsConfig
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
 from ..types import ChatRequest, ChatResponse, Chunk, response_headers
 from ..validate import chat_request, parse_json
 from .access import Access, Caller, read_body, read_json
+from .embedding_inputs import check_dimensions, check_format, embedding_texts, encode_vector
 
 log = logging.getLogger("thrifty.server")
 
@@ -177,27 +179,28 @@ class Server:
             model = body.get("model")
             if not isinstance(model, str) or not model:
                 raise InvalidRequest("'model' is required and must be a non-empty string.", param="model")
+            fmt = check_format(body.get("encoding_format"))
+            dimensions = check_dimensions(body.get("dimensions"))
             texts = self.embedding_inputs(body.get("input"))
-            vectors, tokens = await self.gateway.embed(model, texts)
+            vectors, tokens = await self.gateway.embed(model, texts, dimensions)
         except ThriftyError as exc:
             return error_response(exc)
-        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, fmt)} for i, v in enumerate(vectors)]
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
-    def embedding_inputs(self, texts: Any) -> list[str]:
-        """``input`` as a list of strings, within the configured count and rough token bounds."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise InvalidRequest("'input' must be a non-empty string or array of strings.", param="input")
-        if len(texts) > self.max_inputs:
+    def embedding_inputs(self, value: Any) -> list[str]:
+        """``input`` as a list of texts (token ids decoded), within the configured count and rough token bounds."""
+        # counted before decoding: an array of token ids is one input, any other array one per item
+        count = len(value) if isinstance(value, list) and not all(isinstance(t, int) for t in value) else 1
+        if count > self.max_inputs:
             raise InvalidRequest(
-                f"'input' has {len(texts)} items; the limit is {self.max_inputs} per request "
+                f"'input' has {count} items; the limit is {self.max_inputs} per request "
                 "(server.max_embedding_inputs).",
                 param="input",
                 code="too_many_inputs",
             )
+        texts = embedding_texts(value)
         tokens = sum(len(t) for t in texts) // 4  # rough: about four characters a token
         if tokens > self.max_tokens:
             raise InvalidRequest(
@@ -373,7 +376,6 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error_response(ThriftyError("The gateway failed unexpectedly; the error was logged."))
 
 
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class App:
@@ -381,20 +383,29 @@ class App:
 
     Every other path (and the lifespan) goes through the Starlette app. The
     hot routes (``POST`` chat completions, and the other doors that end in the
-    same gateway call: ``direct``) skip Starlette's middleware and router: on
+    same gateway call: ``hot``) skip Starlette's middleware and router: on
     a proxy whose whole budget is a few hundred microseconds per request, those
     layers were a tenth of it. Their handlers already turn every error into
     OpenAI's JSON.
     """
 
-    def __init__(self, server: Server, starlette: Starlette, direct: Mapping[str, Handler] | None = None) -> None:
+    def __init__(self, server: Server, starlette: Starlette, hot: Mapping[str, Handler] | None = None) -> None:
         self.server = server
         self.starlette = starlette
-        self.direct: dict[str, Handler] = {path: server.chat_completions for path in _CHAT_PATHS}
-        self.direct.update(direct or {})
+        # POST routes answered without Starlette's layers: chat completions, and what create_app adds
+        self._hot: dict[str, Handler] = {path: server.chat_completions for path in _CHAT_PATHS}
+        self._hot.update(hot or {})
+        cors = server.gateway.config.server.cors
+        self._cors: ASGIApp | None = None if cors is None else cors_middleware(self._dispatch, cors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.direct.get(scope["path"]) if scope["type"] == "http" else None
+        if self._cors is not None:
+            await self._cors(scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self._hot.get(scope["path"]) if scope["type"] == "http" else None
         if handler is not None and scope["method"] == "POST":
             request = Request(scope, receive)
             try:
@@ -410,10 +421,30 @@ class App:
         return self.starlette.routes
 
 
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+Handler = Callable[[Request], Awaitable[Response]]
+# Response headers a page on another origin may read (beyond the CORS-safelisted ones).
+_EXPOSED = ("x-thrifty-model", "x-thrifty-request-id", "x-thrifty-overhead-ms", "x-thrifty-cache",
+            "x-thrifty-route", "x-thrifty-usage", "retry-after", "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens")
 
 
-def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
+def cors_middleware(app: ASGIApp, cors: CorsConfig) -> ASGIApp:
+    """``server.cors``: preflights answered, allowed origins echoed, others given no CORS headers."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    return CORSMiddleware(
+        app,
+        allow_origins=list(cors.origins),
+        allow_methods=list(cors.methods),
+        allow_headers=list(cors.headers),
+        allow_credentials=cors.credentials,
+        expose_headers=list(_EXPOSED),
+        max_age=cors.max_age,
+    )
+
+
+def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resume_batches: bool = True) -> App:
     """The ASGI app: OpenAI routes, the capabilities' routes, lifespan = gateway."""
     access = Access(gateway.config.server, tenancy=gateway.tenancy, key_hash=gateway.key_hash)
     server = Server(gateway, access)
@@ -428,6 +459,10 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         Route("/health", server.health, methods=["GET"]),
         Route("/ready", server.ready, methods=["GET"]),
     ]
+    from .messages import MessagesRoutes
+
+    messages = MessagesRoutes(server)  # Anthropic's Messages API
+    routes.extend(messages.routes())
     if gateway.observer is not None:
         from ..observe.routes import build_routes
 
@@ -437,7 +472,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     from . import openapi
 
     config = gateway.config
-    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access)
+    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access, resume=resume_batches)
     gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
     from .completions import Completions
@@ -448,7 +483,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
     completions = Completions(server)
     routes.extend(responses.routes())
     routes.extend(completions.routes())
-    direct = {"/v1/responses": responses.create, "/v1/completions": completions.create}
+    doors = {"/v1/responses": responses.create, "/v1/completions": completions.create}
     if gateway.tenancy is not None:
         from ..tenancy.admin import KeyAdmin
         from ..tenancy.routes import build_routes as tenancy_routes
@@ -481,7 +516,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = ()) -> App:
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
     )
-    return App(server, starlette, direct)
+    return App(server, starlette, hot={"/v1/messages": messages.create, **doors})
 
 
 def _log_start_failure(task: asyncio.Task[None]) -> None:

@@ -61,8 +61,12 @@ class BatchService:
         settings: TasksConfig | None = None,
         *,
         access: Access | None = None,
+        resume: bool = True,
     ) -> None:
         self.backend = backend
+        # Resume a previous run's unfinished batches here? One process of several
+        # (`thrifty serve --workers N`) does it, so no batch runs twice.
+        self.resume = resume
         self.settings = settings or TasksConfig()
         self.access = access or Access(ServerConfig())
         self.limits = self.access.server
@@ -104,7 +108,7 @@ class BatchService:
         """
         if self._started:
             return
-        if self._store is None and not self.db_path.exists():
+        if not self.resume or (self._store is None and not self.db_path.exists()):
             self._started = True
             return
         try:
