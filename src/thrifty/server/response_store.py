@@ -43,6 +43,9 @@ FLUSH_AFTER = 0.05  # seconds a stored response waits (in memory, readable) to b
 _OURS = re.compile(r"resp_[0-9a-f]{24}")  # the shape of the ids thrifty gives
 
 
+_Row = tuple[str, str, float, float, bytes, bytes]  # id, owner, created, expires, response, conversation
+
+
 @dataclass(frozen=True, slots=True)
 class Stored:
     """One kept response: its JSON, and the conversation it ends (input and output, no instructions)."""
@@ -69,7 +72,7 @@ class ResponseStore:
         self._why = ""
         self._pending: dict[str, Stored] = {}
         self._writes = 0
-        self._queue: deque[Stored] = deque()  # put, not yet written
+        self._queue: deque[tuple[Stored, _Row]] = deque()  # put, not yet written
         self._flushing = False  # a flush is scheduled and has not started draining
         self._closed = False
         self._pool: ThreadPoolExecutor | None = None
@@ -101,22 +104,23 @@ class ResponseStore:
         """Write every queued response in one transaction (under load, many per flush)."""
         self._flushing = False  # a put from now on schedules the next flush
         records: list[Stored] = []
+        rows: list[_Row] = []
         while self._queue:
-            record = self._queue.popleft()
+            record, row = self._queue.popleft()
             if self._pending.get(record.id) is record:  # not deleted meanwhile
                 records.append(record)
+                rows.append(row)
         if not records:
             return
         now = self.clock()
         try:
             db = self._connection()
-            with db:
+            with db:  # SQLite releases the GIL while it writes: the event loop runs on
                 db.execute("BEGIN")
                 db.executemany(
                     "INSERT OR REPLACE INTO responses (id, owner, created, expires, response, conversation) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(r.id, r.owner, now, r.expires, orjson.dumps(r.response), orjson.dumps(r.conversation))
-                     for r in records],
+                    rows,
                 )
             before, self._writes = self._writes, self._writes + len(records)
             if self._writes // _PURGE_EVERY != before // _PURGE_EVERY:
@@ -155,9 +159,12 @@ class ResponseStore:
 
     def put(self, response: dict[str, Any], conversation: list[Message], owner: str) -> None:
         """Keep a response; returns at once (the row is written on the store's thread)."""
-        record = Stored(response["id"], owner, self.clock() + self.ttl, response, conversation)
+        now = self.clock()
+        record = Stored(response["id"], owner, now + self.ttl, response, conversation)
         self._pending[record.id] = record
-        self._queue.append(record)
+        # Encoded here (a few microseconds), so the store's thread holds the GIL only briefly.
+        row = (record.id, owner, now, record.expires, orjson.dumps(response), orjson.dumps(conversation))
+        self._queue.append((record, row))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().call_later(self.flush_after, self._schedule_flush)
