@@ -145,6 +145,7 @@ class ServerConfig:
     cpu_workers: int = 2  # threads for CPU-bound work (embeddings, tokenising), off the event loop
     request_timeout: float = 600.0  # one request, every retry and fallback included
     data_dir: str = ".thrifty"
+    responses_ttl: float = 30 * 86400.0  # a stored /v1/responses answer is kept this many seconds
     cors: CorsConfig | None = None  # off unless configured
 
     @property
@@ -354,7 +355,7 @@ _SERVER_INTS = {
     "max_body_bytes", "max_file_bytes", "max_json_depth", "max_header_bytes", "max_headers",
     "max_connections", "max_embedding_inputs", "max_embedding_tokens", "cpu_workers",
 }
-_SERVER_SECONDS = {"request_timeout", "keepalive_timeout", "header_timeout"}
+_SERVER_SECONDS = {"request_timeout", "keepalive_timeout", "header_timeout", "responses_ttl"}
 _SERVER_KEYS = {"host", "port", "api_keys", "api_key", "public_metrics", "data_dir", "cors"} | _SERVER_INTS | _SERVER_SECONDS
 
 

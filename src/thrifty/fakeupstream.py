@@ -63,6 +63,8 @@ class Behaviour:
     drop_after_chunks: int | None = None  # streams are cut after K chunks
     healthy: bool = True  # GET /health answers 200 or 503
     model: str | None = None  # model name reported; default: the request's
+    tool_arguments: str = "{}"  # the arguments of the tool call answered to a request with tools
+    json_content: str | None = None  # the answer to a request with a response_format; default: the words
 
     def check(self) -> None:
         """Raise ValueError naming the first field that makes no sense."""
@@ -345,8 +347,12 @@ def _answer(body: dict[str, Any], b: Behaviour) -> dict[str, Any]:
     if tools and last.get("role") == "user":
         fn = (tools[0].get("function") or {}) if isinstance(tools[0], dict) else {}
         call = {"id": "call_" + uuid.uuid4().hex[:12], "type": "function",
-                "function": {"name": str(fn.get("name", "tool")), "arguments": "{}"}}
+                "function": {"name": str(fn.get("name", "tool")), "arguments": b.tool_arguments}}
         return {"content": None, "tool_calls": [call], "pieces": []}
+    if b.json_content is not None and body.get("response_format") and last.get("role") != "tool":
+        half = len(b.json_content) // 2
+        pieces = [b.json_content[:half], b.json_content[half:]] if half else [b.json_content]
+        return {"content": b.json_content, "tool_calls": None, "pieces": pieces}
     words = b.text.split() or ["ok"]
     if last.get("role") == "tool":
         words = ["tool", "result:", *(_text(last).split() or [""])]
@@ -383,8 +389,14 @@ def _stream_chunks(rid: str, model: str, answer: dict[str, Any], prompt: int) ->
     out = [chunk({"role": "assistant", "content": ""})]
     finish = "stop"
     if answer["tool_calls"]:
-        calls = [{"index": i, **c} for i, c in enumerate(answer["tool_calls"])]
-        out.append(chunk({"tool_calls": calls}))
+        for i, call in enumerate(answer["tool_calls"]):  # as real servers do: the call, then its arguments
+            arguments = call["function"]["arguments"]
+            head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+            out.append(chunk({"tool_calls": [{"index": i, **head}]}))
+            half = len(arguments) // 2
+            for piece in (arguments[:half], arguments[half:]):
+                if piece:
+                    out.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
         finish = "tool_calls"
     out.extend(chunk({"content": piece}) for piece in answer["pieces"])
     out.append(chunk({}, finish))
@@ -417,6 +429,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reset-rate", type=float, default=0.0)
     p.add_argument("--drop-after-chunks", type=int, default=None)
     p.add_argument("--model", default=None)
+    p.add_argument("--tool-arguments", default="{}", help="arguments of the tool call answered when tools are sent")
+    p.add_argument("--json-content", default=None, help="the answer when a response_format is sent")
     return p.parse_args(argv)
 
 

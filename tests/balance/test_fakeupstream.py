@@ -70,6 +70,24 @@ async def test_tools_with_user_last_answers_a_tool_call() -> None:
     assert "42 apples" in final["choices"][0]["message"]["content"]
 
 
+async def test_scripted_tool_arguments_stream_in_pieces_and_json_content_answers_a_format() -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    arguments = '{"city": "Paris"}'
+    async with (
+        FakeUpstream(tool_arguments=arguments, json_content='{"a": 1}') as up,
+        aiohttp.ClientSession() as s,
+    ):
+        _, data = await post(s, up.url, body(tools=tools))
+        _, shaped = await post(s, up.url, body(response_format={"type": "json_object"}))
+        async with s.post(up.url + "/chat/completions", json=body(tools=tools, stream=True)) as resp:
+            events = await read_sse(resp)
+    assert data["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == arguments
+    assert shaped["choices"][0]["message"]["content"] == '{"a": 1}'
+    pieces = [call["function"].get("arguments", "") for e in events if e != "[DONE]" and e["choices"]
+              for call in e["choices"][0]["delta"].get("tool_calls") or ()]
+    assert pieces[0] == "" and len(pieces) == 3 and "".join(pieces) == arguments
+
+
 async def test_error_rate_one_answers_configured_status() -> None:
     async with FakeUpstream(error_rate=1.0, error_status=503) as up, aiohttp.ClientSession() as s:
         status, data = await post(s, up.url, body())

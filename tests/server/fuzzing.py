@@ -159,12 +159,18 @@ def _seed_objects(url: str) -> dict[str, str]:
                                                          "endpoint": "/v1/chat/completions"})
     assert status == 200, body
     batch_id = json.loads(body)["id"]
+    stored = []
+    for _ in range(2):  # one to read, one to delete
+        status, _, body = call(url, "POST", "/v1/responses", {"model": MODEL, "input": "hi"})
+        assert status == 200, body
+        stored.append(json.loads(body)["id"])
     status, _, body = call(url, "POST", "/admin/teams", {"name": "fuzz-team", "rpm": 1000})
     assert status == 201, body
     status, _, body = call(url, "POST", "/admin/keys", {"name": "fuzz-key", "team": "fuzz-team"})
     assert status == 201, body
     return {"model": MODEL, "name": "dashboard.js", "response_id": response_id, "file_id": file_id,
-            "input_file_id": file_id, "batch_id": batch_id, "key_id": json.loads(body)["id"], "team": "fuzz-team"}
+            "input_file_id": file_id, "batch_id": batch_id, "key_id": json.loads(body)["id"], "team": "fuzz-team",
+            "stored_response_id": stored[0], "deleted_response_id": stored[1]}
 
 
 def upload(url: str, data: bytes, key: str | None = ADMIN_KEY) -> str:
@@ -221,10 +227,14 @@ def check_answer(doc: dict[str, Any], template: str, method: str, answer: tuple[
         errors = sorted(validator(doc, content[media]["schema"]).iter_errors(json.loads(body)), key=str)
         assert not errors, f"{method} {template} {status}: {errors[0].message} at {list(errors[0].path)}"
     elif media == "text/event-stream":
-        events = [line[6:] for line in body.decode().split("\n\n") if line.startswith("data: ")]
-        assert events and events[-1] == "[DONE]"
+        blocks = body.decode().split("\n\n")
+        events = [line[6:] for block in blocks for line in block.split("\n") if line.startswith("data: ")]
+        assert events
+        if content[media].get("x-thrifty-stream-done", True):  # chat and completions end in [DONE]
+            assert events[-1] == "[DONE]"
+            events = events[:-1]
         event_schema = validator(doc, content[media]["x-thrifty-event-schema"])
-        for event in events[:-1]:
+        for event in events:
             event_schema.validate(json.loads(event))
 
 

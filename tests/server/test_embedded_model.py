@@ -70,3 +70,17 @@ def test_embedded_model_streams_with_usage(embedded: str) -> None:
     assert len(pieces) >= 2, "the answer should arrive in several pieces"
     usage = chunks[-1].usage
     assert usage is not None and 0 < usage.completion_tokens <= 12
+
+
+def test_embedded_model_through_the_responses_api(embedded: str) -> None:
+    client = openai.OpenAI(base_url=embedded, api_key="unused", max_retries=0)
+    response = client.responses.create(model="smollm2", input="Name a colour.", instructions="One word.",
+                                       max_output_tokens=12, temperature=0)
+    assert response.status in ("completed", "incomplete")  # incomplete: it hit max_output_tokens
+    assert response.output[0].type == "message"
+    assert response.usage is not None and 0 < response.usage.output_tokens <= 12
+    events = list(client.responses.create(model="smollm2", input="Count to three.", max_output_tokens=12,
+                                          stream=True, store=False))
+    assert events[0].type == "response.created"
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    assert sum(e.type == "response.output_text.delta" for e in events) >= 2

@@ -27,7 +27,7 @@ from ..cache.keys import EVERY_TENANT, scoped_namespace
 from ..config import CorsConfig
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
-from ..types import ChatRequest, Chunk, response_headers
+from ..types import ChatRequest, ChatResponse, Chunk, response_headers
 from ..validate import chat_request, parse_json
 from .access import Access, Caller, read_body, read_json
 from .embedding_inputs import check_dimensions, check_format, embedding_texts, encode_vector
@@ -88,9 +88,24 @@ class Server:
                 options[name[len(_HEADER_PREFIX) :]] = value
         return options
 
+    def attribute(self, req: ChatRequest, caller: Caller, user: Any) -> None:
+        """Mark a request as the caller's: key, tenant, budgets, end user."""
+        trace = req.trace
+        trace.api_key, trace.key_id, trace.principal = caller.key, caller.key_id, caller.principal
+        trace.tenant = self.tenant(caller, req.options.get("tenant"))
+        if isinstance(user, str):
+            trace.user = user[:256]
+
     @staticmethod
     def response_headers(req: ChatRequest, overhead_s: float) -> dict[str, str]:
         return response_headers(req.trace, req.model, overhead_s)
+
+    @staticmethod
+    def answer_headers(req: ChatRequest) -> dict[str, str]:
+        """The ``x-thrifty-*`` headers of an answer ready now (overhead: time so far minus upstream time)."""
+        trace = req.trace
+        overhead = time.perf_counter() - trace.started - trace.upstream_s
+        return response_headers(trace, req.model, max(0.0, overhead))
 
     # -- endpoints -----------------------------------------------------------
 
@@ -99,23 +114,12 @@ class Server:
             caller = await self.access.authenticate(request)
             body = parse_json(await self.read_body(request), self.max_depth)
             req = chat_request(body, self.header_options(request))
-            trace = req.trace
-            trace.api_key, trace.key_id, trace.principal = caller.key, caller.key_id, caller.principal
-            trace.tenant = self.tenant(caller, req.options.get("tenant"))
-            user = body.get("user")
-            if isinstance(user, str):
-                trace.user = user[:256]
+            self.attribute(req, caller, body.get("user"))
             if req.stream:
                 return await self._stream(req, request.receive)
-            watch = _DisconnectWatch(request.receive)
-            try:
-                response = await self.gateway.complete(req)
-            except asyncio.CancelledError:
-                if not watch.left():
-                    raise
-                return Response(status_code=499)  # nobody is listening; the gateway recorded it
-            finally:
-                watch.stop()
+            response = await complete_watched(self.gateway, req, request.receive)
+        except ClientLeft:
+            return Response(status_code=499)
         except ThriftyError as exc:
             return error_response(exc)
         trace = req.trace
@@ -128,21 +132,10 @@ class Server:
 
     async def _stream(self, req: ChatRequest, receive: Receive) -> Response:
         chunks = self.gateway.stream(req).__aiter__()
-        # Wait for the first chunk before sending headers: a failure before the
-        # first byte is still a plain HTTP error, and the headers can say which
-        # deployment answered. A client that leaves meanwhile cancels the wait;
-        # after the first byte, Starlette's streaming response watches for it.
-        watch = _DisconnectWatch(receive)
         try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except asyncio.CancelledError:
-            if not watch.left():
-                raise
+            first = await first_chunk(chunks, receive)
+        except ClientLeft:
             return Response(status_code=499)
-        finally:
-            watch.stop()
         trace = req.trace
         overhead = max(0.0, time.perf_counter() - trace.started - trace.upstream_s)
         return _EventStream(
@@ -162,6 +155,22 @@ class Server:
             for name in self.gateway.models()
         ]
         return json_response({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        """``GET /v1/models/{model}``: one model the gateway serves, or a 404 naming the ones it does."""
+        try:
+            await self.access.authenticate(request)
+            name = request.path_params["model"]
+            models = self.gateway.models()
+            if name not in models:
+                raise NotFound(
+                    f"The model '{name}' does not exist; available: {', '.join(models)}.",
+                    param="model",
+                    code="model_not_found",
+                )
+        except ThriftyError as exc:
+            return error_response(exc)
+        return json_response({"id": name, "object": "model", "created": int(time.time()), "owned_by": "thrifty"})
 
     async def embeddings(self, request: Request) -> Response:
         try:
@@ -248,6 +257,44 @@ class Server:
         if reasons:
             return json_response({"status": "degraded", "reasons": reasons, "models": self.gateway.models()})
         return json_response({"status": "ready", "models": self.gateway.models()})
+
+
+class ClientLeft(Exception):
+    """The client went away before its answer began (answer 499 to nobody)."""
+
+
+async def first_chunk(chunks: AsyncIterator[Chunk], receive: Receive) -> Chunk | None:
+    """Wait for a stream's first chunk before any header is sent.
+
+    A failure before the first byte is still a plain HTTP error, and the
+    headers can say which deployment answered. A client that leaves meanwhile
+    cancels the wait (:class:`ClientLeft`); after the first byte, Starlette's
+    streaming response watches for it.
+    """
+    watch = _DisconnectWatch(receive)
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+    except asyncio.CancelledError:
+        if not watch.left():
+            raise
+        raise ClientLeft from None
+    finally:
+        watch.stop()
+
+
+async def complete_watched(gateway: Gateway, req: ChatRequest, receive: Receive) -> ChatResponse:
+    """``gateway.complete``, cancelled if the client leaves first (:class:`ClientLeft`)."""
+    watch = _DisconnectWatch(receive)
+    try:
+        return await gateway.complete(req)
+    except asyncio.CancelledError:
+        if not watch.left():
+            raise
+        raise ClientLeft from None  # nobody is listening; the gateway recorded it
+    finally:
+        watch.stop()
 
 
 class _DisconnectWatch:
@@ -446,13 +493,17 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error_response(ThriftyError("The gateway failed unexpectedly; the error was logged."))
 
 
+
+
 class App:
-    """The ASGI entry point: chat completions (and /v1/messages) go straight to their handler.
+    """The ASGI entry point: the model routes go straight to their handlers.
 
     Every other path (and the lifespan) goes through the Starlette app. The
-    hot route skips Starlette's middleware and router: on a proxy whose whole
-    budget is a few hundred microseconds per request, those layers were a
-    tenth of it. Its handler already turns every error into OpenAI's JSON.
+    hot routes (``POST`` chat completions, and the other doors that end in the
+    same gateway call: ``hot``) skip Starlette's middleware and router: on
+    a proxy whose whole budget is a few hundred microseconds per request, those
+    layers were a tenth of it. Their handlers already turn every error into
+    OpenAI's JSON.
     """
 
     def __init__(self, server: Server, starlette: Starlette, hot: Mapping[str, Handler] | None = None) -> None:
@@ -518,6 +569,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resu
         Route("/v1/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/chat/completions", server.chat_completions, methods=["POST"]),
         Route("/v1/models", server.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", server.model, methods=["GET"]),
         Route("/v1/embeddings", server.embeddings, methods=["POST"]),
         Route("/v1/cache/purge", server.purge_cache, methods=["POST"]),
         Route("/admin/status", server.admin_status, methods=["GET"]),
@@ -540,6 +592,15 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resu
     batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access, resume=resume_batches)
     gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
+    from .completions import Completions
+    from .responses import ResponsesService
+
+    responses = ResponsesService(server)
+    gateway.watch(responses)  # /ready reports a response store that cannot open
+    completions = Completions(server)
+    routes.extend(responses.routes())
+    routes.extend(completions.routes())
+    doors = {"/v1/responses": responses.create, "/v1/completions": completions.create}
     if gateway.tenancy is not None:
         from ..tenancy.admin import KeyAdmin
         from ..tenancy.routes import build_routes as tenancy_routes
@@ -564,6 +625,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resu
             if not task.done():
                 task.cancel()
             await batches.aclose()
+            await asyncio.to_thread(responses.close)  # finishes queued writes
             await gateway.aclose()
 
     starlette = Starlette(
@@ -571,7 +633,7 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resu
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
     )
-    return App(server, starlette, hot={"/v1/messages": messages.create})
+    return App(server, starlette, hot={"/v1/messages": messages.create, **doors})
 
 
 def _log_start_failure(task: asyncio.Task[None]) -> None:

@@ -459,7 +459,9 @@ def _post(operation_id: str, summary: str, body: Schema, ok: dict[str, Any], *er
 
 
 def _paths() -> dict[str, Any]:
-    return {**_openai_paths(), **_batch_paths(), **_thrifty_paths(), **_admin_paths()}
+    from .openapi_doors import paths as door_paths
+
+    return {**_openai_paths(), **door_paths(), **_batch_paths(), **_thrifty_paths(), **_admin_paths()}
 
 
 def _admin_paths() -> dict[str, Any]:
@@ -622,6 +624,8 @@ def _thrifty_paths() -> dict[str, Any]:
 
 def document(server: ServerConfig, models: Sequence[str] | None = None) -> dict[str, Any]:
     """The OpenAPI document for a gateway with these server settings (and served ``models``, if known)."""
+    from .openapi_doors import schemas as door_schemas
+
     description = (
         "An OpenAI-compatible LLM gateway. Every error is OpenAI's error JSON "
         "`{\"error\": {message, type, param, code}}`, a wrong method on a known path included (405). "
@@ -650,7 +654,7 @@ def document(server: ServerConfig, models: Sequence[str] | None = None) -> dict[
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
                                   "description": "The dashboard's session, from `POST /dashboard/login`."},
             },
-            "schemas": {**_chat_schemas(), **_chat_response_schemas(), **_openai_schemas(server),
+            "schemas": {**_chat_schemas(), **_chat_response_schemas(), **_openai_schemas(server), **door_schemas(),
                         **_thrifty_schemas(), **_batch_schemas(), **_tenancy_schemas(models)},
             "responses": _error_responses(),
         },

@@ -1,0 +1,265 @@
+"""What /v1/responses and /v1/completions cost beside /v1/chat/completions, in one run.
+
+One instant fake upstream (``thrifty.fakeupstream``) and one ``thrifty serve`` in
+front of it; wrk (1 thread, keep-alive) loads each route in turn, rounds
+interleaved, and the median of each cell is kept. Every route ends in the same
+upstream chat call, so the difference is the translation (and, for
+``store: true``, handing the stored row to the store's thread). The upstream
+itself, loaded directly, is the floor.
+
+    .venv/bin/python benchmarks/doors_overhead.py [--seconds 5] [--rounds 3] [--connections 10]
+        [--out docs/bench/doors.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+KEY = "sk-bench-doors"
+PROMPT = "Say ok."
+
+CASES: list[tuple[str, str, dict[str, object]]] = [
+    ("upstream direct, chat", "direct", {"model": "fake", "messages": [{"role": "user", "content": PROMPT}]}),
+    ("chat completions", "/v1/chat/completions", {"model": "fake", "messages": [{"role": "user", "content": PROMPT}]}),
+    ("responses (store: true)", "/v1/responses", {"model": "fake", "input": PROMPT}),
+    ("responses (store: false)", "/v1/responses", {"model": "fake", "input": PROMPT, "store": False}),
+    ("completions (legacy)", "/v1/completions", {"model": "fake", "prompt": PROMPT}),
+    ("upstream direct, chat stream", "direct", {"model": "fake", "stream": True,
+                                                "messages": [{"role": "user", "content": PROMPT}]}),
+    ("chat completions stream", "/v1/chat/completions", {"model": "fake", "stream": True,
+                                                         "messages": [{"role": "user", "content": PROMPT}]}),
+    ("responses stream (store: true)", "/v1/responses", {"model": "fake", "input": PROMPT, "stream": True}),
+    ("responses stream (store: false)", "/v1/responses", {"model": "fake", "input": PROMPT, "stream": True,
+                                                          "store": False}),
+]
+BASELINE = {False: "chat completions", True: "chat completions stream"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+@contextlib.contextmanager
+def process(cmd: list[str]) -> Iterator[None]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wrk(url: str, body: dict[str, object], connections: int, seconds: int) -> dict[str, float]:
+    payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+    folder = Path(tempfile.mkdtemp())
+    lua = folder / "post.lua"
+    lua.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+        f'wrk.body = "{payload}"\n'
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("P50 %d\\nP99 %d\\n", latency:percentile(50), latency:percentile(99)))\n'
+        "end\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    shutil.rmtree(folder)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": int(re.search(r"P50 (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
+        "p99_ms": int(re.search(r"P99 (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def check(url: str, body: dict[str, object]) -> None:
+    """One request by hand: the route answers 200 before it is loaded."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={
+        "content-type": "application/json", "authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.status == 200, r.status
+        r.read()
+
+
+def in_process(rounds: int, per_round: int = 2000) -> dict[str, float]:
+    """Microseconds of gateway CPU per request: the ASGI app called in process over a scripted backend.
+
+    No sockets and no upstream: what is left is thrifty's own work on each route
+    (read, validate, translate, gateway, write). Rounds interleave the routes; the
+    median round is kept.
+    """
+    import asyncio
+
+    from thrifty.config import parse_config
+    from thrifty.gateway import Gateway
+    from thrifty.server.app import create_app
+    from thrifty.testing import FakeBackend
+
+    async def run() -> dict[str, float]:
+        folder = tempfile.mkdtemp()
+        config = parse_config({"server": {"data_dir": folder},
+                               "models": [{"name": "fake", "deployments": [{"provider": "fake", "model": "x"}]}]},
+                              source="bench", environ={})
+        gateway = Gateway(config, backends={"fake": FakeBackend("ok ok ok ok ok ok ok ok")}, observe=False)
+        app = create_app(gateway)
+        await gateway.start()
+
+        async def call(path: str, raw: bytes) -> None:
+            messages = [{"type": "http.request", "body": raw, "more_body": False}]
+            status: list[int] = []
+
+            async def receive() -> dict[str, object]:
+                if messages:
+                    return messages.pop()
+                await asyncio.sleep(3600)
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, object]) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(int(message["status"]))  # type: ignore[call-overload]
+
+            scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "root_path": "",
+                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+                     "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+            await app(scope, receive, send)  # type: ignore[arg-type]
+            assert status == [200], status
+
+        cases = [(name, path, json.dumps(body).encode()) for name, path, body in CASES if path != "direct"]
+        times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+        for _name, path, raw in cases:
+            for _ in range(200):
+                await call(path, raw)
+        for _ in range(rounds):
+            for name, path, raw in cases:
+                start = time.perf_counter()
+                for _ in range(per_round):
+                    await call(path, raw)
+                times[name].append((time.perf_counter() - start) / per_round * 1e6)
+        await gateway.aclose()
+        shutil.rmtree(folder, ignore_errors=True)
+        return {name: statistics.median(t) for name, t in times.items()}
+
+    return asyncio.run(run())
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--connections", type=int, default=10)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is required: apt-get install -y wrk", file=sys.stderr)
+        return 1
+    thrifty = str(Path(PY).parent / "thrifty")
+    up_port, port = free_port(), free_port()
+    folder = Path(tempfile.mkdtemp())
+    upstream = f"http://127.0.0.1:{up_port}/v1"
+    (folder / "thrifty.yaml").write_text(
+        f"server: {{api_keys: [{KEY}], data_dir: {folder}}}\n"
+        f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
+    )
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in CASES}
+    with process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "8"]):
+        wait_ready(f"http://127.0.0.1:{up_port}/health")
+        with process([thrifty, "serve", "--config", str(folder / "thrifty.yaml"), "--port", str(port),
+                      "--log-level", "warning"]):
+            wait_ready(f"http://127.0.0.1:{port}/ready")
+            urls = {name: upstream + "/chat/completions" if path == "direct" else f"http://127.0.0.1:{port}{path}"
+                    for name, path, _ in CASES}
+            for name, _, body in CASES:
+                check(urls[name], body)
+                wrk(urls[name], body, args.connections, 1)  # warm up
+            for _ in range(args.rounds):
+                for name, _, body in CASES:
+                    samples[name].append(wrk(urls[name], body, args.connections, args.seconds))
+    cpu = in_process(max(args.rounds, 5))
+    report = render(samples, args, cpu)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+    shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def render(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace, cpu: dict[str, float]) -> str:
+    def median(name: str, key: str) -> float:
+        return statistics.median(s[key] for s in samples[name])
+
+    lines = [
+        "| route | requests/s | p50 ms | p99 ms | errors | requests/s vs chat | p50 vs chat |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, _, body in CASES:
+        base = BASELINE[bool(body.get("stream"))]
+        rps, p50 = median(name, "rps"), median(name, "p50_ms")
+        errors = sum(int(s["errors"]) for s in samples[name])
+        lines.append(
+            f"| {name} | {rps:,.0f} | {p50:.2f} | {median(name, 'p99_ms'):.2f} | {errors} "
+            f"| {rps / median(base, 'rps'):.2f} | {p50 / median(base, 'p50_ms'):.2f} |"
+        )
+    head = [
+        f"Measured {datetime.date.today().isoformat()} on {platform.node()} ({os.cpu_count()} cores, "
+        f"{platform.python_version()}, {platform.machine()}), shared with other work.",
+        f"Command: `{' '.join(['python', 'benchmarks/doors_overhead.py', *sys.argv[1:]])}`",
+        f"Load: wrk, 1 thread, {args.connections} connections, keep-alive, {args.seconds} s per cell, "
+        f"{args.rounds} rounds interleaved, medians; upstream: thrifty.fakeupstream, no latency, 8 chunks.",
+        "",
+    ]
+    cpu_lines = [
+        "",
+        "In process (no sockets, scripted backend, 2,000 requests a round, median round): thrifty's own "
+        "CPU per request.",
+        "",
+        "| route | µs per request | vs chat |",
+        "|---|---:|---:|",
+    ]
+    for name, _, body in CASES:
+        if name in cpu:
+            base = cpu[BASELINE[bool(body.get("stream"))]]
+            cpu_lines.append(f"| {name} | {cpu[name]:.0f} | {cpu[name] / base:.2f} |")
+    return "\n".join(head + lines + cpu_lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

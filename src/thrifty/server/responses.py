@@ -1,0 +1,172 @@
+"""``/v1/responses``: the OpenAI Responses API over the same gateway as chat completions.
+
+A request is translated to a chat request (:mod:`thrifty.translate.responses`)
+and answered by ``Gateway.complete`` or ``Gateway.stream``, so routing, cache,
+failover, budgets and the ledger apply unchanged. Stored responses (and the
+conversations ``previous_response_id`` continues) live in
+:class:`~thrifty.server.response_store.ResponseStore`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from ..errors import InvalidRequest, ThriftyError
+from ..translate.responses import ResponseStream, chat_body, output_message, response_object, responses_param
+from ..types import ChatRequest, Chunk, Message
+from ..validate import chat_request
+from .app import JSON, ClientLeft, Server, complete_watched, error_response, first_chunk, json_response
+from .response_store import ResponseStore
+
+log = logging.getLogger("thrifty.server")
+
+
+class ResponsesService:
+    """The handlers of ``/v1/responses``; owns the response store."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        config = server.gateway.config.server
+        self.store = ResponseStore(str(Path(config.data_dir) / "responses.db"), config.responses_ttl)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/responses", self.create, methods=["POST"]),
+            Route("/v1/responses/{response_id}", self.retrieve, methods=["GET"]),
+            Route("/v1/responses/{response_id}", self.delete, methods=["DELETE"]),
+        ]
+
+    def degraded(self) -> list[str]:
+        return self.store.degraded()
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def create(self, request: Request) -> Response:
+        server = self.server
+        try:
+            caller = await server.access.authenticate(request)
+            body = await server.read_json(request)
+            store = body.get("store")
+            store = True if store is None else store
+            if not isinstance(store, bool):
+                raise InvalidRequest("'store' must be a boolean.", param="store")
+            history: list[Message] = []
+            previous = body.get("previous_response_id")
+            if previous is not None:
+                if not isinstance(previous, str) or not previous:
+                    raise InvalidRequest("'previous_response_id' must be a response id.", param="previous_response_id")
+                history = (await self.store.get(previous, caller.key_id)).conversation
+            translated = chat_body(body, history)
+            try:
+                req = chat_request(translated.chat, server.header_options(request))
+            except InvalidRequest as exc:
+                exc.param = responses_param(exc.param)
+                raise
+            server.attribute(req, caller, body.get("user"))
+            owner = caller.key_id if store else None
+            if req.stream:
+                return await self._stream(req, body, translated.conversation, owner, request)
+            answer = await complete_watched(server.gateway, req, request.receive)
+        except ClientLeft:
+            return Response(status_code=499)
+        except ThriftyError as exc:
+            return error_response(exc)
+        response = response_object(answer.body, body, _response_id(req), int(time.time()))
+        if owner is not None:
+            self.store.put(response, [*translated.conversation, output_message(response)], owner)
+        return Response(orjson.dumps(response), media_type=JSON, headers=server.answer_headers(req))
+
+    async def _stream(
+        self, req: ChatRequest, body: Mapping[str, Any], conversation: list[Message], owner: str | None,
+        request: Request,
+    ) -> Response:
+        chunks = self.server.gateway.stream(req).__aiter__()
+        try:
+            first = await first_chunk(chunks, request.receive)
+        except ClientLeft:
+            return Response(status_code=499)
+        events = ResponseStream(body, _response_id(req), int(time.time()))
+        headers = {**self.server.answer_headers(req), "cache-control": "no-cache"}
+        return StreamingResponse(
+            self._events(events, first, chunks, conversation, owner),
+            media_type="text/event-stream",
+            headers=headers,
+        )
+
+    async def _events(
+        self, events: ResponseStream, first: Chunk | None, rest: AsyncIterator[Chunk], conversation: list[Message],
+        owner: str | None,
+    ) -> AsyncIterator[bytes]:
+        """The Responses event sequence; an error after the first byte ends it with ``response.failed``."""
+        try:
+            out = events.start()
+            if first is not None:
+                out.extend(events.feed(first))
+            yield _frame(out)
+            async for chunk in rest:
+                out = events.feed(chunk)
+                if out:
+                    yield _frame(out)
+            yield _frame(events.finish())
+        except ThriftyError as exc:
+            log.warning("responses stream failed after the first byte: %s", exc.message)
+            yield _frame(events.failed(exc.to_json()))
+            return
+        except Exception:
+            log.exception("responses stream failed unexpectedly after the first byte")
+            error = ThriftyError("The gateway failed unexpectedly; the error was logged.")
+            yield _frame(events.failed(error.to_json()))
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                await rest.aclose()  # type: ignore[attr-defined]
+        if owner is not None:
+            self.store.put(events.response, [*conversation, output_message(events.response)], owner)
+
+    async def retrieve(self, request: Request) -> Response:
+        try:
+            caller = await self.server.access.authenticate(request)
+            stored = await self.store.get(request.path_params["response_id"], caller.key_id)
+        except ThriftyError as exc:
+            return error_response(exc)
+        return json_response(stored.response)
+
+    async def delete(self, request: Request) -> Response:
+        try:
+            caller = await self.server.access.authenticate(request)
+            response_id = request.path_params["response_id"]
+            await self.store.delete(response_id, caller.key_id)
+        except ThriftyError as exc:
+            return error_response(exc)
+        return json_response({"id": response_id, "object": "response", "deleted": True})
+
+
+def _response_id(req: ChatRequest) -> str:
+    """``resp_`` and the ledger's request id, so a stored response names its ledger row."""
+    return "resp_" + req.trace.request_id.removeprefix("chatcmpl-")
+
+
+_PREFIXES: dict[str, bytes] = {}
+
+
+def _frame(events: list[dict[str, Any]]) -> bytes:
+    """Server-sent events, each named (``event:``) and carrying its JSON (``data:``)."""
+    out = []
+    for event in events:
+        kind = event["type"]
+        prefix = _PREFIXES.get(kind)
+        if prefix is None:
+            prefix = _PREFIXES[kind] = b"event: " + kind.encode() + b"\ndata: "
+        out.append(prefix + orjson.dumps(event) + b"\n\n")
+    return b"".join(out)

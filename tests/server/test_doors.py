@@ -1,0 +1,296 @@
+"""The Responses API, legacy completions and models/{id} through the real clients.
+
+The official `openai` client and the openai-agents SDK against a running
+`thrifty serve` process, in front of the fake upstream process on loopback
+(scripted to call a tool with fixed arguments and to answer JSON when asked).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+
+KEY = "sk-doors-admin"
+OTHER = "sk-doors-client"
+ARGUMENTS = '{"city": "Paris"}'
+JSON_ANSWER = '{"city": "Paris", "sunny": true}'
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Running:
+    url: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    tmp = tmp_path_factory.mktemp("doors")
+    up_port, port = _port(), _port()
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "5",
+         "--text", "sunny and warm", "--tool-arguments", ARGUMENTS, "--json-content", JSON_ANSWER],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    procs = [upstream]
+    try:
+        _wait(f"http://127.0.0.1:{up_port}/health", upstream)
+        cfg = tmp / "thrifty.yaml"
+        cfg.write_text(f"""
+server: {{api_keys: [{KEY}, {{key: {OTHER}, role: client}}], data_dir: {tmp}}}
+model_list:
+  - model_name: fake
+    litellm_params: {{model: openai/upstream-model, api_base: "http://127.0.0.1:{up_port}/v1", api_key: sk-up}}
+""")
+        thrifty = str(Path(sys.executable).parent / "thrifty")
+        proc = subprocess.Popen([thrifty, "serve", "--config", str(cfg), "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(proc)
+        _wait(f"http://127.0.0.1:{port}/ready", proc)
+        yield Running(f"http://127.0.0.1:{port}/v1", tmp)
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+
+
+def _client(run: Running, key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=run.url, api_key=key, max_retries=0)
+
+
+WEATHER_TOOL = {
+    "type": "function", "name": "get_weather", "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def test_responses_plain(gateway: Running) -> None:
+    client = _client(gateway)
+    raw = client.responses.with_raw_response.create(model="fake", input="How is the weather?",
+                                                   instructions="Be brief.", max_output_tokens=50)
+    assert raw.headers["x-thrifty-model"] == "fake/openai/upstream-model"
+    response = raw.parse()
+    assert response.status == "completed"
+    assert response.output_text == "sunny and warm sunny and"
+    assert response.usage is not None and response.usage.output_tokens == 5
+    assert response.id.startswith("resp_")
+    assert raw.headers["x-thrifty-request-id"].removeprefix("chatcmpl-") == response.id.removeprefix("resp_")
+
+
+def test_responses_streamed_events_in_order(gateway: Running) -> None:
+    client = _client(gateway)
+    events = list(client.responses.create(model="fake", input="How is the weather?", stream=True))
+    kinds = [e.type for e in events]
+    deltas = kinds.count("response.output_text.delta")
+    assert deltas == 5
+    assert kinds == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        *["response.output_text.delta"] * deltas,
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    done = events[-1].response
+    assert done.output_text == "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert done.usage is not None and done.usage.output_tokens == 5
+    # a streamed response is stored too
+    assert client.responses.retrieve(done.id).output_text == done.output_text
+
+
+def test_responses_function_tool_round_trip(gateway: Running) -> None:
+    client = _client(gateway)
+    first = client.responses.create(model="fake", input="Weather in Paris?", tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
+    second = client.responses.create(
+        model="fake", tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        input=[{"role": "user", "content": "Weather in Paris?"}, *[c.model_dump() for c in calls],  # type: ignore[list-item]
+               {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}],
+    )
+    assert second.output_text.startswith("tool result: sunny ")
+
+
+def test_responses_streamed_function_call_arguments(gateway: Running) -> None:
+    client = _client(gateway)
+    events = list(client.responses.create(model="fake", input="Weather?", tools=[WEATHER_TOOL], stream=True))  # type: ignore[list-item]
+    kinds = [e.type for e in events]
+    assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert kinds[-3:] == ["response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+    pieces = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert len(pieces) == 2 and "".join(pieces) == ARGUMENTS
+    call = events[-1].response.output[0]
+    assert call.type == "function_call" and call.arguments == ARGUMENTS
+
+
+def test_responses_previous_response_id_keeps_the_conversation(gateway: Running) -> None:
+    client = _client(gateway)
+    first = client.responses.create(model="fake", input="Weather in Paris?", tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    call = next(item for item in first.output if item.type == "function_call")
+    second = client.responses.create(
+        model="fake", previous_response_id=first.id, tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rainy"}],
+    )
+    assert second.previous_response_id == first.id
+    assert second.output_text.startswith("tool result: rainy ")  # the upstream saw the call and its output after the user turn
+
+    other = _client(gateway, OTHER)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="fake", previous_response_id=first.id, input="and tomorrow?")
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(first.id)
+    assert client.responses.retrieve(first.id).id == first.id
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+
+
+def test_responses_store_false_is_not_kept(gateway: Running) -> None:
+    client = _client(gateway)
+    response = client.responses.create(model="fake", input="hi", store=False)
+    assert response.store is False
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.retrieve(response.id)
+    assert caught.value.body["param"] == "response_id"  # type: ignore[index]
+
+
+def test_responses_json_schema_format(gateway: Running) -> None:
+    client = _client(gateway)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
+              "required": ["city", "sunny"], "additionalProperties": False}
+    response = client.responses.create(
+        model="fake", input="Weather in Paris as JSON",
+        text={"format": {"type": "json_schema", "name": "weather", "schema": schema, "strict": True}},
+    )
+    assert json.loads(response.output_text) == {"city": "Paris", "sunny": True}
+    assert response.text is not None and response.text.format.type == "json_schema"
+
+
+def test_responses_bad_input_is_openai_error_json(gateway: Running) -> None:
+    client = _client(gateway)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="fake", input=[{"type": "web_search_call", "id": "x"}])  # type: ignore[list-item]
+    assert caught.value.body["param"] == "input[0].type"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="fake", input="hi", max_output_tokens=0)
+    assert caught.value.body["param"] == "max_output_tokens"  # type: ignore[index]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="nope", input="hi")
+    with pytest.raises(openai.AuthenticationError):
+        _client(gateway, "sk-wrong").responses.create(model="fake", input="hi")
+
+
+def test_openai_agents_default_agent_with_a_function_tool(gateway: Running) -> None:
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)
+    seen: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        seen.append(city)
+        return f"sunny in {city}"
+
+    client = openai.AsyncOpenAI(base_url=gateway.url, api_key=KEY, max_retries=0)
+    agent = Agent(name="weather", instructions="Use the tool.", tools=[get_weather],
+                  model=OpenAIResponsesModel(model="fake", openai_client=client))
+    result = Runner.run_sync(agent, "Weather in Paris?")
+    assert seen == ["Paris"]
+    assert result.final_output.startswith("tool result: sunny in Paris")
+
+
+def test_legacy_completions_plain_streamed_and_several_prompts(gateway: Running) -> None:
+    client = _client(gateway)
+    completion = client.completions.create(model="fake", prompt="Say something", max_tokens=20)
+    assert completion.object == "text_completion"
+    assert completion.choices[0].text == "sunny and warm sunny and"
+    assert completion.usage is not None and completion.usage.completion_tokens == 5
+
+    chunks = list(client.completions.create(model="fake", prompt="Say something", stream=True,
+                                            stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == "sunny and warm sunny and"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+
+    several = client.completions.create(model="fake", prompt=["one", "two"], echo=True)
+    assert [c.index for c in several.choices] == [0, 1]
+    assert several.choices[1].text.startswith("two")
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model="fake", prompt=[1, 2, 3])
+    assert caught.value.body["param"] == "prompt"  # type: ignore[index]
+
+
+def test_models_retrieve(gateway: Running) -> None:
+    client = _client(gateway)
+    model = client.models.retrieve("fake")
+    assert model.id == "fake" and model.object == "model"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("nope")
+    assert caught.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
+def test_openai_agents_streamed_run_with_a_function_tool(gateway: Running) -> None:
+    import asyncio
+
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"cloudy in {city}"
+
+    async def run() -> tuple[str, list[str]]:
+        client = openai.AsyncOpenAI(base_url=gateway.url, api_key=KEY, max_retries=0)
+        agent = Agent(name="weather", tools=[get_weather], model=OpenAIResponsesModel(model="fake", openai_client=client))
+        result = Runner.run_streamed(agent, "Weather in Paris?")
+        kinds = [event.type async for event in result.stream_events()]
+        await client.close()
+        return str(result.final_output), kinds
+
+    final, kinds = asyncio.run(run())
+    assert final.startswith("tool result: cloudy in Paris")
+    assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
