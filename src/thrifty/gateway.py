@@ -402,9 +402,11 @@ class Gateway:
         assert self.tenancy is not None
         params = request.params
         max_tokens = params.get("max_completion_tokens", params.get("max_tokens"))
+        choices = params.get("n", 1)
         request.trace.ticket = await self.tenancy.admit(
             request.trace.principal, request.model, estimate_prompt_tokens(request.messages),
             max_tokens if isinstance(max_tokens, int) else None, request.trace.request_id,
+            choices if isinstance(choices, int) else 1,
         )
 
     def _settle(self, ticket: Any, deployment: str, usage: Usage) -> None:

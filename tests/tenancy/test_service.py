@@ -104,3 +104,14 @@ async def test_expired_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AuthenticationError, match="expired"):
         await t.identify(secret)
     await t.aclose()
+
+
+async def test_several_choices_reserve_several_answers(tmp_path: Path) -> None:
+    t = make(tmp_path)
+    _, secret = t.store.create_key("k", policy=Policy(limits=Limits(tpm=1000)))
+    who = await t.identify(secret)
+    assert who is not None
+    await t.admit(who, "fast", 100, 300, "r1", choices=3)  # 100 + 3 x 300 = 1000 tokens: fits exactly
+    with pytest.raises(RateLimited, match="tokens per minute"):
+        await t.admit(who, "fast", 1, 1, "r2")
+    await t.aclose()

@@ -153,8 +153,10 @@ class Tenancy:
     # -- before ------------------------------------------------------------------
 
     async def admit(
-        self, principal: Principal, model: str, prompt_tokens: int, max_tokens: int | None, request_id: str
+        self, principal: Principal, model: str, prompt_tokens: int, max_tokens: int | None, request_id: str,
+        choices: int = 1,
     ) -> Ticket:
+        """Reserve the worst case: the prompt plus ``choices`` answers of ``max_tokens`` each."""
         for _, label, policy in principal.scopes:
             if not policy.allows(model):
                 self._count("model")
@@ -163,7 +165,7 @@ class Tenancy:
                     param="model",
                     code="model_not_found",
                 )
-        output = max_tokens if max_tokens is not None else self.max_output(model)
+        output = (max_tokens if max_tokens is not None else self.max_output(model)) * max(1, choices)
         price_in, price_out = self.max_price(model)
         cost = prompt_tokens * price_in + output * price_out
         tokens = prompt_tokens + output
