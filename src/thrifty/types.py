@@ -101,6 +101,25 @@ CACHE_SKIPPED_NO_CACHE = CacheOutcome("miss", skipped="no-cache")
 CACHE_COALESCED = CacheOutcome("hit", "exact", coalesced=True)
 
 
+@dataclass(frozen=True, slots=True)
+class CompressOutcome:
+    """What the compress layer did to a request's prompt (tokens are its own count)."""
+
+    mode: str
+    tokens_before: int
+    tokens_after: int
+    removed: tuple[tuple[str, int], ...] = ()  # (what, how many): ("duplicate", 2), ("summarised", 12)
+    skipped: str = ""  # why the prompt went unchanged: "short", "no-gain"
+
+    def header(self) -> str:
+        """The ``x-thrifty-compress`` header value: ``balanced 2,140->1,210 tokens duplicate=2``."""
+        if self.skipped:
+            return f"{self.mode} skipped={self.skipped}"
+        parts = [f"{self.mode} {self.tokens_before:,}->{self.tokens_after:,} tokens"]
+        parts.extend(f"{what}={n}" for what, n in self.removed)
+        return " ".join(parts)
+
+
 @dataclass(slots=True)
 class RouteDecision:
     """The route of one request: the router, its policy, the tier it landed on, and why."""
@@ -159,7 +178,7 @@ class Trace:
 
     Each layer sets the typed fields it knows (the provider ``deployment`` and
     ``usage_estimated``, the balancer ``attempts``, ``hedged`` and
-    ``retry_budget_exhausted``, the cache ``cache``, the router ``route`` and
+    ``retry_budget_exhausted``, the cache ``cache``, the compressor ``compress``, the router ``route`` and
     ``route_fallback``, a fallback chain ``fallback``); the observer reads them
     as they are, and :func:`trace_notes` renders them once into the
     ``x-thrifty-*`` header values and the ledger's notes. ``extra`` holds
@@ -187,6 +206,7 @@ class Trace:
     hedged: str = ""  # the deployment a hedged second attempt went to
     retry_budget_exhausted: bool = False
     usage_estimated: bool = False  # the upstream reported no usage; thrifty counted it
+    compress: CompressOutcome | None = None  # what the compress layer removed from the prompt
     extra: dict[str, str] = field(default_factory=dict)
 
     def note(self, key: str, value: str) -> None:
@@ -229,6 +249,8 @@ def trace_notes(trace: Trace) -> dict[str, str]:
         out["hedged"] = trace.hedged
     if trace.usage_estimated:
         out["usage"] = "estimated"
+    if trace.compress is not None:
+        out["compress"] = trace.compress.header()
     if trace.extra:
         out.update(trace.extra)
     return out
