@@ -20,22 +20,31 @@ from .minimal import dedupe_exact, minimal
 from .parts import Tally, last_user_index
 from .relevance import bm25
 from .settings import Knobs
-from .tokens import Counter, estimate
+from .tokens import Counter, estimate, messages_tokens
 
 
 def shrink(
     messages: Sequence[Message], knobs: Knobs, count: Counter = estimate, scorer: Scorer = bm25
 ) -> tuple[list[Message], Tally]:
-    """``messages`` compressed as ``knobs.mode`` says, and what went."""
+    """``messages`` compressed as ``knobs.mode`` says, and what went; never more tokens than before."""
     tally = Tally()
     if knobs.mode == "off":
         return list(messages), tally
+    out = _passes(messages, knobs, count, scorer, tally)
+    if messages_tokens(out, count) > messages_tokens(messages, count):
+        return list(messages), Tally()
+    return out, tally
+
+
+def _passes(
+    messages: Sequence[Message], knobs: Knobs, count: Counter, scorer: Scorer, tally: Tally
+) -> list[Message]:
     if knobs.mode == "minimal":
-        return minimal(messages, tally), tally
+        return minimal(messages, tally)
     out = minimal(messages, tally, dedupe=False)
     out = summarise_old_turns(out, tally, count, budget=knobs.budget_tokens, block=knobs.block)
     out = dedupe_exact(out, tally, protect=last_user_index(out))
     out = near_duplicates(out, tally)
     if knobs.mode == "aggressive":
         out = extract(out, tally, count, ratio=knobs.ratio, scorer=scorer)
-    return out, tally
+    return out

@@ -156,12 +156,14 @@ def summarise_old_turns(
     old = messages[start:cut]
     if len(old) < 2:
         return messages
-    summary = _summary(old, text_of(messages[last_user]), tally)
+    summary: Message = {"role": "user", "content": _summary(old, text_of(messages[last_user]))}
+    if message_tokens(summary, count) >= sum(sizes[start:cut]):
+        return messages
     tally.add("summarised", len(old))
-    return [*messages[:start], {"role": "user", "content": summary}, *messages[cut:]]
+    return [*messages[:start], summary, *messages[cut:]]
 
 
-def _summary(old: Sequence[Message], query: str, tally: Tally) -> str:
+def _summary(old: Sequence[Message], query: str) -> str:
     names = tool_call_names(old)
     lines = [SUMMARY_HEADER.format(n=len(old))]
     for message in old:
