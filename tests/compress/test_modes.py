@@ -19,7 +19,10 @@ from thrifty.types import message_text
 from .histories import CODE, LOG, PACKAGE, Message, agent_history, call, chat_history, result
 
 FENCE = re.compile(r"```.*?```", re.S)
-ESSAYS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "compress" / "essays"
+ESSAYS = next(
+    (p / "shared/data/compress/essays" for p in Path(__file__).resolve().parents if (p / "shared/data").is_dir()),
+    Path("../shared/data/compress/essays"),
+)
 
 
 def pairs(messages: list[Message]) -> list[tuple[str, str]]:

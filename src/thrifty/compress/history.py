@@ -37,30 +37,36 @@ SUMMARY_HEADER = "[Summary of the {n} earlier messages of this conversation, con
 
 
 class _Index:
-    """Paragraphs seen so far, findable by shared shingles."""
+    """Paragraphs seen so far, found through the shingles they share with a new one.
+
+    Each shingle points at the latest paragraph holding it; the few paragraphs
+    pointed at most are then compared exactly.
+    """
 
     def __init__(self) -> None:
-        self.sets: list[set[int]] = []
+        self.sets: list[set[tuple[str, ...]]] = []
         self.owners: list[str] = []
-        self.postings: dict[int, list[int]] = {}
+        self.latest: dict[tuple[str, ...], int] = {}
+        self.seen: set[tuple[str, ...]] = set()  # latest's keys as a set: & stays O(len(grams))
 
-    def match(self, grams: set[int]) -> str | None:
-        hits: Counter[int] = Counter()
-        for gram in grams:
-            for pid in self.postings.get(gram, ()):
-                hits[pid] += 1
-        for pid, shared in hits.most_common(3):
-            union = len(grams) + len(self.sets[pid]) - shared
-            if union and shared / union >= NEAR:
+    def match(self, grams: set[tuple[str, ...]]) -> str | None:
+        shared = grams & self.seen
+        if len(shared) < NEAR * len(grams):
+            return None
+        hits = Counter(self.latest[gram] for gram in shared)
+        for pid, _ in hits.most_common(3):
+            common = len(grams & self.sets[pid])
+            union = len(grams) + len(self.sets[pid]) - common
+            if union and common / union >= NEAR:
                 return self.owners[pid]
         return None
 
-    def add(self, grams: set[int], owner: str) -> None:
+    def add(self, grams: set[tuple[str, ...]], owner: str) -> None:
         pid = len(self.sets)
         self.sets.append(grams)
         self.owners.append(owner)
-        for gram in grams:
-            self.postings.setdefault(gram, []).append(pid)
+        self.seen |= grams
+        self.latest.update(dict.fromkeys(grams, pid))
 
 
 def near_duplicates(messages: list[Message], tally: Tally) -> list[Message]:

@@ -55,8 +55,11 @@ def squeeze(text: str, *, prose: bool) -> str:
     parts = []
     for is_code, part in split_code(text):
         if not is_code:
-            part = _BLANK_RUNS.sub("\n\n", _TRAILING.sub("", part))
-            if prose:
+            if " \n" in part or "\t\n" in part or part.endswith((" ", "\t")):
+                part = _TRAILING.sub("", part)
+            if "\n\n\n" in part:
+                part = _BLANK_RUNS.sub("\n\n", part)
+            if prose and ("  " in part or "\t" in part):
                 part = _INNER_SPACES.sub(" ", part)
         parts.append(part)
     return "".join(parts).strip("\n") if text.strip() else ""
@@ -105,7 +108,9 @@ def sentences(text: str) -> Iterator[str]:
 
 def words(text: str) -> list[str]:
     """Lower-case word tokens, quote markers (``> ``) ignored."""
-    return _WORD.findall(_QUOTE.sub("", text).lower())
+    if ">" in text:
+        text = _QUOTE.sub("", text)
+    return _WORD.findall(text.lower())
 
 
 def terms(text: str) -> list[str]:
@@ -113,8 +118,8 @@ def terms(text: str) -> list[str]:
     return [w for w in words(text) if w not in STOPWORDS]
 
 
-def shingles(tokens: list[str], k: int = 3) -> set[int]:
-    """Hashes of the ``k``-word windows of ``tokens`` (the whole list when shorter)."""
-    if len(tokens) <= k:
-        return {hash(tuple(tokens))} if tokens else set()
-    return {hash(tuple(tokens[i : i + k])) for i in range(len(tokens) - k + 1)}
+def shingles(tokens: list[str]) -> set[tuple[str, ...]]:
+    """The 3-word windows of ``tokens`` (the whole list when shorter)."""
+    if len(tokens) <= 3:
+        return {tuple(tokens)} if tokens else set()
+    return set(zip(tokens, tokens[1:], tokens[2:], strict=False))
