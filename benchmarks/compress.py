@@ -188,16 +188,7 @@ def agent_cases(pool: list[str], rng: random.Random, limit: int) -> list[Case]:
         ]
         facts: list[str] = []
         done: list[tuple[str, str]] = []
-        calls = 0
-
-        def run(query: str, output: str) -> None:
-            nonlocal calls
-            calls += 1
-            cid = f"call_{calls}"
-            messages.append({"role": "assistant", "content": None, "tool_calls": [
-                {"id": cid, "type": "function", "function": {"name": "search", "arguments": json.dumps({"query": query})}}]})
-            messages.append({"role": "tool", "tool_call_id": cid, "content": output})
-
+        run = _tool_runner(messages)
         for b in range(int(q["branch"])):
             hits = [{"title": f"Result {b}.{k}", "url": f"https://en.wikipedia.org/wiki/R{b}_{k}",
                      "snippet": " ".join(context(pool, rng.randrange(len(pool)), 60))} for k in range(3)]
@@ -215,6 +206,21 @@ def agent_cases(pool: list[str], rng: random.Random, limit: int) -> list[Case]:
         messages.append({"role": "assistant", "content": "I have the facts; let me check the numbers."})
         cases.append(Case("agent", f"branch {q['branch']}", messages, facts))
     return cases
+
+
+def _tool_runner(messages: list[Message]) -> Callable[[str, str], None]:
+    """Appends one search call and its result to ``messages``."""
+    calls = 0
+
+    def run(query: str, output: str) -> None:
+        nonlocal calls
+        calls += 1
+        cid = f"call_{calls}"
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": cid, "type": "function", "function": {"name": "search", "arguments": json.dumps({"query": query})}}]})
+        messages.append({"role": "tool", "tool_call_id": cid, "content": output})
+
+    return run
 
 
 def mt_bench_cases() -> list[Case]:
