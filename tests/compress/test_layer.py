@@ -231,3 +231,32 @@ def test_the_command_line_prints_what_would_be_sent(tmp_path: Path, capsys: pyte
     path.write_text("[1, 2]")
     assert main([str(path)]) == 2
     assert "expected a chat request" in capsys.readouterr().err
+
+
+class _Embedder:
+    """Vectors by meaning, as the test defines it: texts about animals point one way."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        self.calls += 1
+        animal = ("zebra", "creature", "animal")
+        return np.array([[1.0, 0.0] if any(w in t.lower() for w in animal) else [0.0, 1.0] for t in texts],
+                        dtype=np.float32)
+
+
+async def test_the_hybrid_scorer_keeps_what_means_the_same_without_sharing_a_word() -> None:
+    filler = [f"The quarterly report lists revenue line {i} and the costs of office rent." for i in range(40)]
+    document = " ".join(filler[:20] + ["A zebra escaped from the city zoo on Tuesday."] + filler[20:])
+    messages = [{"role": "user", "content": document}, {"role": "assistant", "content": "Noted."},
+                {"role": "user", "content": "Which creature got out?"}]
+    embedder = _Embedder()
+    hybrid = CompressSettings(knobs=Knobs(mode="aggressive", scorer="hybrid", ratio=0.1))
+    for settings, kept in ((hybrid, True), (CompressSettings(knobs=Knobs(mode="aggressive", ratio=0.1)), False)):
+        fake = FakeBackend("ok")
+        await CompressLayer(fake, "m", settings, embedder).complete(request(messages))  # type: ignore[arg-type]
+        assert ("zebra" in fake.requests[0].messages[0]["content"]) is kept
+    assert embedder.calls == 1
