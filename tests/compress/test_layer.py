@@ -202,6 +202,12 @@ async def test_the_header_turns_it_on_and_the_response_says_what_it_saved(client
     assert squeezed.json()["usage"]["prompt_tokens"] < 0.5 * plain.json()["usage"]["prompt_tokens"]
     bad = await client.post("/v1/chat/completions", json=body, headers={"x-thrifty-compress": "loud"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-thrifty-compress"
+    bad_stream = await client.post("/v1/chat/completions", json={**body, "stream": True},
+                                   headers={"x-thrifty-compress": "loud"})
+    assert bad_stream.status_code == 400 and "unknown mode 'loud'" in bad_stream.json()["error"]["message"]
+    streamed = await client.post("/v1/chat/completions", json={**body, "stream": True},
+                                 headers={"x-thrifty-compress": "balanced"})
+    assert streamed.status_code == 200 and streamed.headers["x-thrifty-compress"].startswith("balanced ")
 
 
 async def test_the_cache_keys_the_compressed_form(client: httpx.AsyncClient) -> None:
