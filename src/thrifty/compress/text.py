@@ -17,7 +17,7 @@ _TRAILING = re.compile(r"[ \t]+$", re.M)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _INNER_SPACES = re.compile(r"(?<=\S)[ \t]{2,}(?=\S)")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
+_SENTENCE_END = re.compile(r"([.!?][\"')\]]*)\s+(?=[\"'(\[]?[A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
 _QUOTE = re.compile(r"^[ \t]*>+[ \t]?", re.M)
 
@@ -101,8 +101,8 @@ def paragraphs(text: str) -> list[str]:
 
 def sentences(text: str) -> Iterator[str]:
     """The sentences (or lines) of a prose paragraph."""
-    for piece in _SENTENCE_END.split(text):
-        if piece and piece.strip():
+    for piece in _SENTENCE_END.sub("\\1\n", text).split("\n"):
+        if piece and not piece.isspace():
             yield piece.strip()
 
 
