@@ -105,7 +105,10 @@ def tool_call_names(messages: Sequence[Message]) -> dict[str, str]:
     return names
 
 
-def opening(text: str, words: int = 8) -> str:
-    """The first few words of ``text``, for a reference to it."""
+def opening(text: str, words: int = 8, chars: int = 60) -> str:
+    """The first few words of ``text`` (at most ``chars`` characters), for a reference to it."""
     head = text.split()
-    return " ".join(head[:words]) + (" ..." if len(head) > words else "")
+    short = " ".join(head[:words])
+    if len(short) > chars:
+        short = short[:chars].rsplit(" ", 1)[0] if " " in short[:chars] else short[:chars]
+    return short + (" ..." if short != " ".join(head) else "")
