@@ -266,3 +266,11 @@ async def test_the_hybrid_scorer_keeps_what_means_the_same_without_sharing_a_wor
         await CompressLayer(fake, "m", settings, embedder).complete(request(messages))  # type: ignore[arg-type]
         assert ("zebra" in fake.requests[0].messages[0]["content"]) is kept
     assert embedder.calls == 1
+
+
+async def test_the_layer_reports_what_it_saved() -> None:
+    compress, _ = layer()
+    assert compress.status() == {"compressed": 0, "tokens_in": 0, "tokens_saved": 0}
+    await compress.complete(request(agent_history(), compress="minimal"))
+    status = compress.status()
+    assert status["compressed"] == 1 and 0 < status["tokens_saved"] < status["tokens_in"]
