@@ -11,6 +11,7 @@ For each model group, from the inside out::
     provider per deployment        thrifty.providers.build
       -> balancer / retry / breaker / hedge / admission   thrifty.balance.build_group
       -> response cache                                    thrifty.cache.wrap_cache
+      -> prompt compression (above the cache: keys are the compressed form)   thrifty.compress.wrap_compress
       -> learning (signals, prompt variants, knowledge)    thrifty.learn.wrap_learning
 then, over the finished groups (each seen through a ``Shared`` view)::
 
@@ -137,6 +138,7 @@ def build(config: Config) -> Stack:
     from . import providers
     from .balance import build_fallbacks, build_group
     from .cache import build_store, wrap_cache
+    from .compress import wrap_compress
     from .learn import wrap_learning
     from .routing import build_routers
 
@@ -146,7 +148,7 @@ def build(config: Config) -> Stack:
     for group in config.models:
         deployments = [providers.build(dep) for dep in group.deployments]
         backend = build_group(group, deployments, config)
-        cached = wrap_cache(backend, group, config, store)
+        cached = wrap_compress(wrap_cache(backend, group, config, store), group, config, embedder)
         groups[group.name] = wrap_learning(cached, group, config, embedder.embed)
 
     shared: dict[str, Backend] = {name: Shared(b) for name, b in groups.items()}

@@ -105,6 +105,25 @@ CACHE_SKIPPED_NO_CACHE = CacheOutcome("miss", skipped="no-cache")
 CACHE_COALESCED = CacheOutcome("hit", "exact", coalesced=True)
 
 
+@dataclass(frozen=True, slots=True)
+class CompressOutcome:
+    """What the compress layer did to a request's prompt (tokens are its own count)."""
+
+    mode: str
+    tokens_before: int
+    tokens_after: int
+    removed: tuple[tuple[str, int], ...] = ()  # (what, how many): ("duplicate", 2), ("summarised", 12)
+    skipped: str = ""  # why the prompt went unchanged: "short", "no-gain"
+
+    def header(self) -> str:
+        """The ``x-thrifty-compress`` header value: ``balanced 2,140->1,210 tokens duplicate=2``."""
+        if self.skipped:
+            return f"{self.mode} skipped={self.skipped}"
+        parts = [f"{self.mode} {self.tokens_before:,}->{self.tokens_after:,} tokens"]
+        parts.extend(f"{what}={n}" for what, n in self.removed)
+        return " ".join(parts)
+
+
 @dataclass(slots=True)
 class RouteDecision:
     """The route of one request: the router, its policy, the tier it landed on, and why."""
@@ -182,7 +201,7 @@ class Trace:
 
     Each layer sets the typed fields it knows (the provider ``deployment`` and
     ``usage_estimated``, the balancer ``attempts``, ``hedged`` and
-    ``retry_budget_exhausted``, the cache ``cache``, the router ``route`` and
+    ``retry_budget_exhausted``, the cache ``cache``, the compressor ``compress``, the router ``route`` and
     ``route_fallback``, a fallback chain ``fallback``, the learning layer
     ``variant``); the observer reads them
     as they are, and :func:`trace_notes` renders them once into the
@@ -211,6 +230,7 @@ class Trace:
     hedged: str = ""  # the deployment a hedged second attempt went to
     retry_budget_exhausted: bool = False
     usage_estimated: bool = False  # the upstream reported no usage; thrifty counted it
+    compress: CompressOutcome | None = None  # what the compress layer removed from the prompt
     variant: VariantChoice | None = None  # the learning layer's prompt variant and knowledge use
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -231,15 +251,8 @@ class Trace:
 def trace_notes(trace: Trace) -> dict[str, str]:
     """The one rendering of a trace's typed notes, as ``x-thrifty-<key>`` header values."""
     out: dict[str, str] = {}
-    cache = trace.cache
-    if cache is not None:
-        out["cache"] = f"hit-{cache.level}" if cache.result == "hit" else cache.result
-        if cache.skipped:
-            out["cache-skip"] = cache.skipped
-        if cache.similarity is not None:
-            out["cache-similarity"] = f"{cache.similarity:.2f}"
-        if cache.coalesced:
-            out["cache-coalesced"] = "1"
+    if trace.cache is not None:
+        out.update(_cache_notes(trace.cache))
     if trace.route_fallback:
         out["route-fallback"] = trace.route_fallback
     if trace.route is not None:
@@ -254,12 +267,25 @@ def trace_notes(trace: Trace) -> dict[str, str]:
         out["hedged"] = trace.hedged
     if trace.usage_estimated:
         out["usage"] = "estimated"
+    if trace.compress is not None:
+        out["compress"] = trace.compress.header()
     if trace.variant is not None:
         out["variant"] = trace.variant.header()
         if trace.variant.knowledge:
             out["knowledge"] = trace.variant.knowledge
     if trace.extra:
         out.update(trace.extra)
+    return out
+
+
+def _cache_notes(cache: CacheOutcome) -> dict[str, str]:
+    out = {"cache": f"hit-{cache.level}" if cache.result == "hit" else cache.result}
+    if cache.skipped:
+        out["cache-skip"] = cache.skipped
+    if cache.similarity is not None:
+        out["cache-similarity"] = f"{cache.similarity:.2f}"
+    if cache.coalesced:
+        out["cache-coalesced"] = "1"
     return out
 
 
