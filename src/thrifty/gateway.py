@@ -77,7 +77,6 @@ class Gateway:
             from .tenancy.settings import build_tenancy
 
             self.tenancy = build_tenancy(self.config)
-        self._settling: set[asyncio.Task[None]] = set()
         self._rates: dict[str, Any] = {}
 
     @classmethod
@@ -121,8 +120,6 @@ class Gateway:
     async def _close_backends(self) -> None:
         self._ready = False
         await self.stack.aclose()
-        if self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
         if self.tenancy is not None:
             await self.tenancy.aclose()
         pool: ThreadPoolExecutor | None = getattr(self, "_cpu_pool", None)
@@ -419,9 +416,7 @@ class Gateway:
             found = [d for g in self.config.models for d in g.deployments if d.name == deployment]
             rates = self._rates[deployment] = lookup(found[0]) if found else UNPRICED
         cost = rates.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-        task = asyncio.ensure_future(self.tenancy.settle(ticket, usage.total_tokens, cost))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        self.tenancy.settle(ticket, usage.total_tokens, cost)  # queued: Redis gets it in a batch
 
     def event(
         self,

@@ -72,7 +72,7 @@ async def test_budget_starts_from_recorded_spend_and_settles_to_real_cost(make) 
     counters = make()
     reserve = Check("budget", "usd:key:b:0", 1.0, 0.3, 3600.0, seed=0.5)
     assert (await counters.admit([reserve], "r1")).remaining == (pytest.approx(0.2),)
-    await counters.settle([(reserve, 0.01 - 0.3)], "r1", admitted_at=0.0)  # it really cost $0.01
+    counters.settle([(reserve, 0.01 - 0.3)], "r1", admitted_at=0.0)  # it really cost $0.01
     await counters.flush()  # Redis settlements wait a moment to share a round trip
     assert (await counters.admit([reserve], "r2")).admitted  # 0.51 + 0.3 fits under 1.0
 
@@ -83,7 +83,7 @@ async def test_in_flight_slots_are_released(make) -> None:  # type: ignore[no-un
     assert (await counters.admit([slot], "r1")).admitted
     assert (await counters.admit([slot], "r2")).admitted
     assert not (await counters.admit([slot], "r3")).admitted
-    await counters.settle([(slot, 0.0)], "r1", admitted_at=0.0)
+    counters.settle([(slot, 0.0)], "r1", admitted_at=0.0)
     await counters.flush()
     assert (await counters.admit([slot], "r3")).admitted
 
@@ -92,7 +92,7 @@ async def test_settlements_reach_redis_without_an_explicit_flush(redis_url: str)
     counters = RedisCounters(redis_url, timeout=10)
     slot = Check("parallel", "par:key:d", 1, 1, 900.0)
     assert (await counters.admit([slot], "r1")).admitted
-    await counters.settle([(slot, 0.0)], "r1", admitted_at=0.0)
+    counters.settle([(slot, 0.0)], "r1", admitted_at=0.0)
     for _ in range(200):  # released within a moment, by the batched pipeline
         if (await counters.admit([slot], "r2")).admitted:
             break

@@ -43,7 +43,7 @@ async def test_budget_refuses_before_spending_and_says_what_and_when(tmp_path: P
     assert err.value.headers()["retry-after"]
     # the answers were cheap: settling frees the reservation, and the next request fits
     for ticket in tickets:
-        await t.settle(ticket, tokens=30, cost_usd=0.0001)
+        t.settle(ticket, tokens=30, cost_usd=0.0001)
     await t.admit(who, "fast", 1000, None, "r4")
     await t.aclose()
     assert t.store.spent(f"key:{who.key.id}", 0, float("inf")) == pytest.approx(0.0003)

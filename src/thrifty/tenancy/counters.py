@@ -22,16 +22,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("thrifty.tenancy")
 PREFIX = "thrifty:lim:"
 SETTLE_EVERY = 0.05  # seconds a settlement may wait to share a Redis round trip
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     kind: str  # "rate" | "budget" | "parallel"
     name: str  # what is limited, e.g. "rpm:key:key_ab12"; shown in errors
     limit: float
@@ -40,8 +38,7 @@ class Check:
     seed: float = 0.0  # budget: spend already recorded for this period
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     admitted: bool
     failed: Check | None = None
     retry_after: float = 0.0
@@ -110,7 +107,7 @@ class LocalCounters:
             self._trim(now)
         return Verdict(True, remaining=tuple(remaining))
 
-    async def settle(self, checks: Sequence[tuple[Check, float]], request_id: str, admitted_at: float) -> None:
+    def settle(self, checks: Sequence[tuple[Check, float]], request_id: str, admitted_at: float) -> None:
         """Correct each check by ``delta`` (actual minus reserved) and release parallel slots."""
         for check, delta in checks:
             key = _bucket_keys(check, admitted_at)[0]
@@ -251,12 +248,12 @@ class RedisCounters:
             retry = 1.0 if check.kind == "parallel" else check.window
         return Verdict(False, check, retry)
 
-    async def settle(self, checks: Sequence[tuple[Check, float]], request_id: str, admitted_at: float) -> None:
+    def settle(self, checks: Sequence[tuple[Check, float]], request_id: str, admitted_at: float) -> None:
         """Queue the corrections; one pipeline every ``SETTLE_EVERY`` seconds carries them all."""
         if not checks:
             return
         if not self.shared:
-            await self.local.settle(checks, request_id, admitted_at)
+            self.local.settle(checks, request_id, admitted_at)
             return
         for check, delta in checks:
             key = _bucket_keys(check, admitted_at)[0]

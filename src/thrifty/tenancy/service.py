@@ -3,7 +3,7 @@
     principal = await tenancy.identify(secret)          # None: not a virtual key
     ticket = await tenancy.admit(principal, request)    # 429 / 404 before any money is spent
     ...call the model...
-    await tenancy.settle(ticket, usage, cost_usd)       # reservation -> real spend
+    tenancy.settle(ticket, usage, cost_usd)             # reservation -> real spend (no I/O)
 
 Keys are looked up in the database at most once per ``cache_ttl`` per replica
 (so a revoked key stops working everywhere within that time); counters live in
@@ -259,7 +259,7 @@ class Tenancy:
 
     # -- after ---------------------------------------------------------------------
 
-    async def settle(self, ticket: Ticket, tokens: int, cost_usd: float) -> None:
+    def settle(self, ticket: Ticket, tokens: int, cost_usd: float) -> None:
         """Replace the reservation by what the request really used (once)."""
         if ticket.settled:
             return
@@ -272,7 +272,7 @@ class Tenancy:
                 corrections.append((check, tokens - ticket.reserved_tokens))
             elif check.kind == "parallel":
                 corrections.append((check, 0.0))
-        await self.counters.settle(corrections, ticket.request_id, ticket.admitted_at)
+        self.counters.settle(corrections, ticket.request_id, ticket.admitted_at)
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._flush_loop, name="thrifty-spend", daemon=True)
             self._flusher.start()
