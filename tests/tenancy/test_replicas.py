@@ -80,7 +80,7 @@ def replicas(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[list
             cfg = folder / "thrifty.yaml"
             cfg.write_text(f"""
 server: {{api_keys: [{ADMIN}], data_dir: {folder}}}
-tenancy: {{database_url: "{postgres_url}", redis_url: "{redis_url}", cache_ttl: 0.5}}
+tenancy: {{database_url: "{postgres_url}", redis_url: "{redis_url}", cache_ttl: 0.3}}
 models:
   - name: fake
     deployments:
@@ -153,7 +153,7 @@ def test_a_key_revoked_on_one_replica_is_refused_on_the_others(replicas: list[st
     assert all(_chat(url, key["secret"]) == 200 for url in replicas)
     status, revoked, _ = call(replicas[0], f"/admin/keys/{key['id']}", method="DELETE")
     assert status == 200 and revoked["revoked_at"] is not None
-    time.sleep(1.0)  # the replicas trust their copy of a key for cache_ttl = 0.5 s
+    time.sleep(1.0)  # a replica sees a change within 2 x cache_ttl = 0.6 s
     for url in replicas:
         status, body, _ = call(url, "/v1/models", key=key["secret"])
         assert status == 401 and body["error"]["code"] == "key_revoked"

@@ -77,7 +77,7 @@ class Tenancy:
         *,
         max_price: Callable[[str], tuple[float, float]],
         max_output: Callable[[str], int],
-        cache_ttl: float = 0.5,
+        cache_ttl: float = 0.4,
         soft_alert: float = 0.8,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -90,6 +90,7 @@ class Tenancy:
         self.clock = clock
         self.refused: dict[str, int] = {}
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-tenancy")
         self._pending: dict[tuple[str, float], list[float]] = {}
         self._lock = threading.Lock()
@@ -111,26 +112,41 @@ class Tenancy:
         if hit is not None and hit[0] > now:
             principal = hit[1]
         else:
-            loop = asyncio.get_running_loop()
-            try:
-                principal = await loop.run_in_executor(self._pool, self._load, secret)
-            except ThriftyError:
-                raise
-            except Exception as exc:  # the key database is away: only virtual keys are affected
-                from ..storage import cause
-
-                log.warning("tenancy: cannot read keys (%s)", exc)
-                raise StorageUnavailable(
-                    f"Virtual keys cannot be checked now ({cause(exc)}); try again shortly."
-                ) from None
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[digest] = (now + self.cache_ttl, principal)
+            # One load per key at a time, however many requests wait for it; a copy that
+            # expired less than one ttl ago answers meanwhile (so a change is seen within
+            # two ttls) instead of every request queueing behind the database.
+            loading = self._loading.get(digest)
+            if loading is None:
+                loading = self._loading[digest] = asyncio.ensure_future(self._reload(digest, secret))
+                loading.add_done_callback(_retrieved)  # a failure nobody awaited is still seen here
+            if hit is not None and hit[0] + self.cache_ttl > now:
+                principal = hit[1]
+            else:
+                principal = await asyncio.shield(loading)
         if principal is not None and not principal.key.usable(self.clock()):
             from ..errors import AuthenticationError
 
             state = "revoked" if principal.key.revoked_at is not None else "expired"
             raise AuthenticationError(f"This API key was {state}.", code=f"key_{state}")
+        return principal
+
+    async def _reload(self, digest: str, secret: str) -> Principal | None:
+        try:
+            principal = await asyncio.get_running_loop().run_in_executor(self._pool, self._load, secret)
+        except ThriftyError:
+            raise
+        except Exception as exc:  # the key database is away: only virtual keys are affected
+            from ..storage import cause
+
+            log.warning("tenancy: cannot read keys (%s)", exc)
+            raise StorageUnavailable(
+                f"Virtual keys cannot be checked now ({cause(exc)}); try again shortly."
+            ) from None
+        finally:
+            self._loading.pop(digest, None)
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[digest] = (time.monotonic() + self.cache_ttl, principal)
         return principal
 
     def _load(self, secret: str) -> Principal | None:
@@ -317,6 +333,11 @@ class Tenancy:
             await self.counters.aclose()
         self._pool.shutdown(wait=True)
         self.store.close()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def estimate_prompt_tokens(messages: Sequence[Any]) -> int:

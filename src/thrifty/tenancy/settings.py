@@ -3,7 +3,7 @@
     tenancy:
       database_url: postgresql://thrifty@db:5432/thrifty   # default: SQLite in server.data_dir
       redis_url: redis://127.0.0.1:6379/0                  # shared counters; default: per process
-      cache_ttl: 0.5       # seconds a replica trusts its copy of a key (revocation delay)
+      cache_ttl: 0.4       # seconds a replica trusts its copy of a key (a revocation shows within 2x)
       soft_alert: 0.8      # log once when a budget is this much used
 """
 
@@ -25,7 +25,7 @@ DEFAULT_OUTPUT_TOKENS = 4096
 class TenancySettings:
     database_url: str
     redis_url: str | None = None
-    cache_ttl: float = 0.5
+    cache_ttl: float = 0.4
     soft_alert: float = 0.8
 
 
@@ -45,7 +45,7 @@ def parse_tenancy(config: Config) -> TenancySettings:
     return TenancySettings(
         database_url=raw.get("database_url") or default_db,
         redis_url=raw.get("redis_url"),
-        cache_ttl=read_positive(raw, "cache_ttl", where, 0.5),
+        cache_ttl=read_positive(raw, "cache_ttl", where, 0.4),
         soft_alert=soft,
     )
 
