@@ -67,6 +67,7 @@ class Probe:
 
 
 MUTE = {"model": MODEL, "messages": HI}
+ANTHROPIC = {"model": MODEL, "max_tokens": 20, "messages": HI}
 PROBES = [
     Probe("chat", "POST", "/v1/chat/completions", MUTE),
     Probe("chat-stream", "POST", "/v1/chat/completions",
@@ -84,8 +85,19 @@ PROBES = [
     Probe("models", "GET", "/v1/models"),
     Probe("models-no-key", "GET", "/v1/models", key=None, expect=401),
     Probe("embeddings", "POST", "/v1/embeddings", {"model": MODEL, "input": ["a", "bc"]}),
-    Probe("embeddings-bad-input", "POST", "/v1/embeddings", {"model": MODEL, "input": [1]}, expect=400),
+    Probe("embeddings-token-ids", "POST", "/v1/embeddings",
+          {"model": MODEL, "input": [[15339, 1917], [1]], "encoding_format": "base64", "dimensions": 2}),
+    Probe("embeddings-bad-input", "POST", "/v1/embeddings", {"model": MODEL, "input": [1, "a"]}, expect=400),
+    Probe("embeddings-bad-format", "POST", "/v1/embeddings", {"model": MODEL, "input": "a",
+                                                              "encoding_format": "hex"}, expect=400),
     Probe("embeddings-unknown-model", "POST", "/v1/embeddings", {"model": "nope", "input": "a"}, expect=404),
+    Probe("messages", "POST", "/v1/messages", ANTHROPIC),
+    Probe("messages-stream", "POST", "/v1/messages", {**ANTHROPIC, "stream": True}),
+    Probe("messages-no-max-tokens", "POST", "/v1/messages", {"model": MODEL, "messages": HI}, expect=400),
+    Probe("messages-unknown-model", "POST", "/v1/messages", {**ANTHROPIC, "model": "nope"}, expect=404),
+    Probe("messages-no-key", "POST", "/v1/messages", ANTHROPIC, key=None, expect=401),
+    Probe("count-tokens", "POST", "/v1/messages/count_tokens", {"model": MODEL, "messages": HI}),
+    Probe("count-tokens-bad", "POST", "/v1/messages/count_tokens", {"model": MODEL, "messages": []}, expect=400),
     Probe("purge", "POST", "/v1/cache/purge", {"namespace": "x"}),
     Probe("purge-bad", "POST", "/v1/cache/purge", {"namespace": ""}, expect=400),
     Probe("feedback", "POST", "/v1/feedback", {"response_id": "{response_id}", "rating": 4}),
@@ -112,6 +124,8 @@ PROBES = [
     Probe("admin-status", "GET", "/admin/status"),
     Probe("admin-status-no-key", "GET", "/admin/status", key=None, expect=401),
     Probe("admin-alerts", "GET", "/admin/alerts"),
+    Probe("admin-learning", "GET", "/admin/learning"),
+    Probe("admin-learning-client-key", "GET", "/admin/learning", key=CLIENT_KEY, expect=403),
     Probe("metrics", "GET", "/metrics"),
     Probe("metrics-no-key", "GET", "/metrics", key=None, expect=401),
     Probe("dashboard", "GET", "/dashboard"),
