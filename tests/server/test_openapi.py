@@ -467,3 +467,39 @@ async def test_a_degraded_ready_and_a_storage_unavailable_503_are_documented(tmp
         assert (await client.get("/ready")).json()["status"] == "degraded"
         assert (await client.get("/v1/batches")).json()["error"]["code"] == "storage_unavailable"
     await gateway.aclose()
+
+
+def test_an_unused_token_id_is_a_documented_400_not_a_500(live: Live, doc: dict[str, Any]) -> None:
+    # Found by the fuzzer: cl100k_base leaves 100256 and 100261-100275 unused; decoding one was a 500.
+    token = doc["components"]["schemas"]["EmbeddingRequest"]["properties"]["input"]["anyOf"][2]["items"]
+    assert token["maximum"] == 100_255
+    for ids in ([1, 100_256], [[5], [100_275, 2]]):
+        answer = call(live.url, "POST", "/v1/embeddings", {"model": MODEL, "input": ids})
+        assert answer[0] == 400 and "100" in json.loads(answer[2])["error"]["message"], answer[2][:200]
+        check_answer(doc, "/v1/embeddings", "POST", answer)
+
+
+def test_integers_written_with_a_fraction_of_zero_are_integers_on_embeddings_and_messages(
+    live: Live, doc: dict[str, Any]
+) -> None:
+    # Found by the fuzzer: token ids, `dimensions` and a Messages `max_tokens` of 7.0 were refused,
+    # while JSON Schema (and so the document) calls them integers.
+    embedded = call(live.url, "POST", "/v1/embeddings",
+                    {"model": MODEL, "input": [15339.0, 1917], "dimensions": 2.0})
+    assert embedded[0] == 200, embedded[2][:200]
+    check_answer(doc, "/v1/embeddings", "POST", embedded)
+    message = call(live.url, "POST", "/v1/messages", {**ANTHROPIC, "max_tokens": 20.0})
+    assert message[0] == 200, message[2][:200]
+    check_answer(doc, "/v1/messages", "POST", message)
+    for body in ({"model": MODEL, "input": [1.5]}, {"model": MODEL, "input": "a", "dimensions": 2.5}):
+        refused = call(live.url, "POST", "/v1/embeddings", body)
+        assert refused[0] == 400, (body, refused[2][:200])
+
+
+def test_n_above_one_is_served_by_a_backend_that_returns_several_choices(live: Live, doc: dict[str, Any]) -> None:
+    n = doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["n"]
+    assert n["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 128}
+    assert "refuse" in n["description"]  # the document says n > 1 depends on the backend
+    answer = call(live.url, "POST", "/v1/chat/completions", {**MUTE, "n": 3})
+    assert answer[0] == 200 and [c["index"] for c in json.loads(answer[2])["choices"]] == [0, 1, 2]
+    check_answer(doc, "/v1/chat/completions", "POST", answer)

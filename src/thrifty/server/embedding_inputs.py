@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import InvalidRequest
 
 FORMATS = ("float", "base64")
+MAX_DIMENSIONS = 2**31 - 1  # beyond any model's; a bigger number no upstream could be sent
 _INPUT_SHAPES = "a string, an array of strings, an array of token ids, or an array of token-id arrays"
 
 
@@ -98,10 +99,10 @@ def check_format(value: Any) -> str:
 def check_dimensions(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, float) and value.is_integer() and 1 <= value < 2**63:
+    if isinstance(value, float) and value.is_integer() and 1 <= value <= MAX_DIMENSIONS:
         return int(value)  # 256.0 is the integer 256, as JSON Schema reads it
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidRequest("'dimensions' must be an integer >= 1.", param="dimensions")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DIMENSIONS:
+        raise InvalidRequest(f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}.", param="dimensions")
     return value
 
 

@@ -24,6 +24,7 @@ from ..tasks.batch_format import CHAT_URLS
 from ..validate import _NUMBERS, ROLES
 from . import openapi_messages, openapi_tenancy
 from .access import SESSION_COOKIE
+from .embedding_inputs import MAX_DIMENSIONS
 
 Schema = dict[str, Any]
 
@@ -318,7 +319,7 @@ def _embedding_request(server: ServerConfig) -> Schema:
                                       "(needs the `tokens` extra; without it a 400 `token_ids_unsupported`)."},
             {"type": "array", **many, "items": tokens, "description": "Several inputs as token ids."}]},
         "encoding_format": nullable({"enum": ["float", "base64"], "default": "float"}),
-        "dimensions": nullable({"type": "integer", "minimum": 1,
+        "dimensions": nullable({"type": "integer", "minimum": 1, "maximum": MAX_DIMENSIONS,
                                 "description": "Passed to the model; one that cannot shorten its vectors "
                                                "refuses it."}),
     }}

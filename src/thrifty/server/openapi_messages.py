@@ -150,6 +150,7 @@ def schemas(numbers: dict[str, Schema] | None = None) -> dict[str, Schema]:
     ``top_p``), which a Messages body meets once translated."""
     numbers = numbers or {}
     prompt = _prompt()
+    metadata = {"type": "object", "properties": {"user_id": {"type": "string"}}}
     block = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
     usage = {"type": "object", "required": ["input_tokens", "output_tokens"], "properties": {
         key: {"type": "integer", "minimum": 0} for key in (
@@ -159,18 +160,20 @@ def schemas(numbers: dict[str, Schema] | None = None) -> dict[str, Schema]:
             "type": "object", "required": ["model", "messages", "max_tokens"], "additionalProperties": False,
             "description": "A field thrifty does not know is a 400 naming it.",
             "properties": {
-                **prompt, "max_tokens": {"type": "integer", "minimum": 1},
+                **prompt, "max_tokens": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
                 "stop_sequences": {"type": "array", "maxItems": 4, "items": {"type": "string"}},
                 "stream": {"type": "boolean"},
                 "temperature": numbers.get("temperature", {"type": "number"}),
                 "top_p": numbers.get("top_p", {"type": "number"}), "top_k": {"type": "integer"},
-                "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}}}},
+                "metadata": metadata}},
         "AnthropicCountTokensRequest": {"type": "object", "required": ["model", "messages"],
                                         "additionalProperties": False, "properties": {
                                             **prompt, **{name: {} for name in (
-                                                "max_tokens", "stop_sequences", "stream", "temperature",
-                                                "top_p", "top_k", "metadata")}},
-                                        "description": "The fields of a Messages body; only the prompt counts."},
+                                                "max_tokens", "stream", "temperature", "top_p", "top_k")},
+                                            "stop_sequences": {"type": "array", "items": {"type": "string"}},
+                                            "metadata": metadata},
+                                        "description": "A Messages body: its prompt is checked and counted, "
+                                                       "`max_tokens` and the sampling numbers are ignored."},
         "AnthropicMessage": {"type": "object",
                              "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
                              "properties": {
