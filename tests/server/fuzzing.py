@@ -17,9 +17,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 from thrifty.config import Config, parse_config
 from thrifty.gateway import Gateway
 from thrifty.testing import FakeBackend
+from thrifty.types import ChatRequest, ChatResponse, Chunk
 
 ADMIN_KEY = "sk-fuzz-admin"
 CLIENT_KEY = "sk-fuzz-client"
@@ -39,11 +40,36 @@ DRAWN = ("admin",) * 4 + ("client",) * 2 + ("wrong", "none")
 
 
 class EmbeddingFake(FakeBackend):
-    """The scripted backend, plus embeddings: one small vector per text."""
+    """The scripted backend, plus embeddings (one small vector per text) and ``n`` choices, as an
+    OpenAI-compatible upstream gives them: the same answer under each index."""
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        n = _choices(request)
+        response = await super().complete(_one_choice(request))
+        if n > 1:
+            first = response.body["choices"][0]
+            response.body["choices"] = [{**first, "index": i} for i in range(n)]
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        n = _choices(request)
+        async for chunk in super().stream(_one_choice(request)):
+            if n > 1 and chunk.get("choices"):
+                chunk = {**chunk, "choices": [{**chunk["choices"][0], "index": i} for i in range(n)]}
+            yield chunk
 
     async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]:
         vectors = [[float(len(t) % 7), 1.0] for t in texts]
         return vectors, sum(max(1, len(t) // 4) for t in texts)
+
+
+def _choices(request: ChatRequest) -> int:
+    return int(request.params.get("n") or 1)
+
+
+def _one_choice(request: ChatRequest) -> ChatRequest:
+    """The request without ``n``, for the scripted backend (which answers one choice); same trace."""
+    return replace(request, params={k: v for k, v in request.params.items() if k != "n"})
 
 
 def gateway_config(data_dir: Path) -> Config:
@@ -227,12 +253,14 @@ def check_answer(doc: dict[str, Any], template: str, method: str, answer: tuple[
         errors = sorted(validator(doc, content[media]["schema"]).iter_errors(json.loads(body)), key=str)
         assert not errors, f"{method} {template} {status}: {errors[0].message} at {list(errors[0].path)}"
     elif media == "text/event-stream":
-        blocks = body.decode().split("\n\n")
-        events = [line[6:] for block in blocks for line in block.split("\n") if line.startswith("data: ")]
+        # each event's data line; OpenAI's chat and completions streams end with `[DONE]`,
+        # Anthropic's (named events) and the Responses API's do not
+        events = [line[6:] for block in body.decode().split("\n\n") for line in block.split("\n")
+                  if line.startswith("data: ")]
         assert events
-        if content[media].get("x-thrifty-stream-done", True):  # chat and completions end in [DONE]
+        if content[media].get("x-thrifty-stream-done", "/messages" not in template):
             assert events[-1] == "[DONE]"
-            events = events[:-1]
+            events.pop()
         event_schema = validator(doc, content[media]["x-thrifty-event-schema"])
         for event in events:
             event_schema.validate(json.loads(event))
@@ -426,7 +454,10 @@ def valid_bodies(known: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]
     return {
         ("POST", "/v1/chat/completions"): chat,
         ("POST", "/chat/completions"): chat,
-        ("POST", "/v1/embeddings"): {"model": known["model"], "input": ["a", "b"]},
+        ("POST", "/v1/embeddings"): {"model": known["model"], "input": ["a", "b"], "encoding_format": "base64",
+                                     "dimensions": 2},
+        ("POST", "/v1/messages"): {"model": known["model"], "max_tokens": 5, "system": "be brief",
+                                   "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
         ("POST", "/v1/cache/purge"): {"namespace": "n"},
         ("POST", "/v1/feedback"): {"response_id": known["response_id"], "rating": 4, "comment": "c",
                                    "corrected_answer": "d"},

@@ -67,6 +67,7 @@ class Probe:
 
 
 MUTE = {"model": MODEL, "messages": HI}
+ANTHROPIC = {"model": MODEL, "max_tokens": 20, "messages": HI}
 PROBES = [
     Probe("chat", "POST", "/v1/chat/completions", MUTE),
     Probe("chat-stream", "POST", "/v1/chat/completions",
@@ -104,8 +105,19 @@ PROBES = [
     Probe("completions-token-ids", "POST", "/v1/completions", {"model": MODEL, "prompt": [1, 2]}, expect=400),
     Probe("models-no-key", "GET", "/v1/models", key=None, expect=401),
     Probe("embeddings", "POST", "/v1/embeddings", {"model": MODEL, "input": ["a", "bc"]}),
-    Probe("embeddings-bad-input", "POST", "/v1/embeddings", {"model": MODEL, "input": [1]}, expect=400),
+    Probe("embeddings-token-ids", "POST", "/v1/embeddings",
+          {"model": MODEL, "input": [[15339, 1917], [1]], "encoding_format": "base64", "dimensions": 2}),
+    Probe("embeddings-bad-input", "POST", "/v1/embeddings", {"model": MODEL, "input": [1, "a"]}, expect=400),
+    Probe("embeddings-bad-format", "POST", "/v1/embeddings", {"model": MODEL, "input": "a",
+                                                              "encoding_format": "hex"}, expect=400),
     Probe("embeddings-unknown-model", "POST", "/v1/embeddings", {"model": "nope", "input": "a"}, expect=404),
+    Probe("messages", "POST", "/v1/messages", ANTHROPIC),
+    Probe("messages-stream", "POST", "/v1/messages", {**ANTHROPIC, "stream": True}),
+    Probe("messages-no-max-tokens", "POST", "/v1/messages", {"model": MODEL, "messages": HI}, expect=400),
+    Probe("messages-unknown-model", "POST", "/v1/messages", {**ANTHROPIC, "model": "nope"}, expect=404),
+    Probe("messages-no-key", "POST", "/v1/messages", ANTHROPIC, key=None, expect=401),
+    Probe("count-tokens", "POST", "/v1/messages/count_tokens", {"model": MODEL, "messages": HI}),
+    Probe("count-tokens-bad", "POST", "/v1/messages/count_tokens", {"model": MODEL, "messages": []}, expect=400),
     Probe("purge", "POST", "/v1/cache/purge", {"namespace": "x"}),
     Probe("purge-bad", "POST", "/v1/cache/purge", {"namespace": ""}, expect=400),
     Probe("feedback", "POST", "/v1/feedback", {"response_id": "{response_id}", "rating": 4}),
@@ -132,6 +144,8 @@ PROBES = [
     Probe("admin-status", "GET", "/admin/status"),
     Probe("admin-status-no-key", "GET", "/admin/status", key=None, expect=401),
     Probe("admin-alerts", "GET", "/admin/alerts"),
+    Probe("admin-learning", "GET", "/admin/learning"),
+    Probe("admin-learning-client-key", "GET", "/admin/learning", key=CLIENT_KEY, expect=403),
     Probe("metrics", "GET", "/metrics"),
     Probe("metrics-no-key", "GET", "/metrics", key=None, expect=401),
     Probe("dashboard", "GET", "/dashboard"),
@@ -473,3 +487,39 @@ async def test_a_degraded_ready_and_a_storage_unavailable_503_are_documented(tmp
         assert (await client.get("/ready")).json()["status"] == "degraded"
         assert (await client.get("/v1/batches")).json()["error"]["code"] == "storage_unavailable"
     await gateway.aclose()
+
+
+def test_an_unused_token_id_is_a_documented_400_not_a_500(live: Live, doc: dict[str, Any]) -> None:
+    # Found by the fuzzer: cl100k_base leaves 100256 and 100261-100275 unused; decoding one was a 500.
+    token = doc["components"]["schemas"]["EmbeddingRequest"]["properties"]["input"]["anyOf"][2]["items"]
+    assert token["maximum"] == 100_255
+    for ids in ([1, 100_256], [[5], [100_275, 2]]):
+        answer = call(live.url, "POST", "/v1/embeddings", {"model": MODEL, "input": ids})
+        assert answer[0] == 400 and "100" in json.loads(answer[2])["error"]["message"], answer[2][:200]
+        check_answer(doc, "/v1/embeddings", "POST", answer)
+
+
+def test_integers_written_with_a_fraction_of_zero_are_integers_on_embeddings_and_messages(
+    live: Live, doc: dict[str, Any]
+) -> None:
+    # Found by the fuzzer: token ids, `dimensions` and a Messages `max_tokens` of 7.0 were refused,
+    # while JSON Schema (and so the document) calls them integers.
+    embedded = call(live.url, "POST", "/v1/embeddings",
+                    {"model": MODEL, "input": [15339.0, 1917], "dimensions": 2.0})
+    assert embedded[0] == 200, embedded[2][:200]
+    check_answer(doc, "/v1/embeddings", "POST", embedded)
+    message = call(live.url, "POST", "/v1/messages", {**ANTHROPIC, "max_tokens": 20.0})
+    assert message[0] == 200, message[2][:200]
+    check_answer(doc, "/v1/messages", "POST", message)
+    for body in ({"model": MODEL, "input": [1.5]}, {"model": MODEL, "input": "a", "dimensions": 2.5}):
+        refused = call(live.url, "POST", "/v1/embeddings", body)
+        assert refused[0] == 400, (body, refused[2][:200])
+
+
+def test_n_above_one_is_served_by_a_backend_that_returns_several_choices(live: Live, doc: dict[str, Any]) -> None:
+    n = doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["n"]
+    assert n["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 128}
+    assert "refuse" in n["description"]  # the document says n > 1 depends on the backend
+    answer = call(live.url, "POST", "/v1/chat/completions", {**MUTE, "n": 3})
+    assert answer[0] == 200 and [c["index"] for c in json.loads(answer[2])["choices"]] == [0, 1, 2]
+    check_answer(doc, "/v1/chat/completions", "POST", answer)

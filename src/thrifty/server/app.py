@@ -30,7 +30,7 @@ from ..gateway import Gateway
 from ..types import ChatRequest, ChatResponse, Chunk, response_headers
 from ..validate import chat_request, parse_json
 from .access import Access, Caller, read_body, read_json
-from .embedding_inputs import check_dimensions, check_format, embedding_texts, encode_vector
+from .embedding_inputs import check_dimensions, check_format, embedding_texts, encode_vector, is_token
 
 log = logging.getLogger("thrifty.server")
 
@@ -192,7 +192,7 @@ class Server:
     def embedding_inputs(self, value: Any) -> list[str]:
         """``input`` as a list of texts (token ids decoded), within the configured count and rough token bounds."""
         # counted before decoding: an array of token ids is one input, any other array one per item
-        count = len(value) if isinstance(value, list) and not all(isinstance(t, int) for t in value) else 1
+        count = len(value) if isinstance(value, list) and not all(is_token(t) for t in value) else 1
         if count > self.max_inputs:
             raise InvalidRequest(
                 f"'input' has {count} items; the limit is {self.max_inputs} per request "

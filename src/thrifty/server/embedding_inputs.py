@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import InvalidRequest
 
 FORMATS = ("float", "base64")
+MAX_DIMENSIONS = 2**31 - 1  # beyond any model's; a bigger number no upstream could be sent
 _INPUT_SHAPES = "a string, an array of strings, an array of token ids, or an array of token-id arrays"
 
 
@@ -28,26 +29,44 @@ def embedding_texts(value: Any) -> list[str]:
     if isinstance(value, list) and value:
         if all(isinstance(item, str) for item in value):
             return value
-        if all(_is_token(item) for item in value):
-            return decode_tokens([value])
-        if all(isinstance(item, list) and item and all(_is_token(t) for t in item) for item in value):
-            return decode_tokens(value)
+        if all(is_token(item) for item in value):
+            return decode_tokens([[int(t) for t in value]])
+        if all(isinstance(item, list) and item and all(is_token(t) for t in item) for item in value):
+            return decode_tokens([[int(t) for t in item] for item in value])
     raise InvalidRequest(f"'input' must be {_INPUT_SHAPES}; none may be empty.", param="input")
 
 
-def _is_token(item: Any) -> bool:
+def is_token(item: Any) -> bool:
+    """A token id: an integer >= 0 (written as ``7.0`` too, an integer to JSON Schema)."""
+    if isinstance(item, float):
+        return item.is_integer() and item >= 0
     return isinstance(item, int) and not isinstance(item, bool) and item >= 0
 
 
 def decode_tokens(arrays: list[list[int]]) -> list[str]:
     encoding = _cl100k()
     limit = encoding.n_vocab
+    texts = []
     for i, ids in enumerate(arrays):
+        where = f"input[{i}]" if len(arrays) > 1 else "input"
         bad = next((t for t in ids if t >= limit), None)
         if bad is not None:
-            raise InvalidRequest(f"'input' holds token id {bad}, beyond cl100k_base's {limit} tokens.",
-                                 param=f"input[{i}]" if len(arrays) > 1 else "input")
-    return [encoding.decode(ids) for ids in arrays]
+            raise InvalidRequest(f"'input' holds token id {bad}, beyond cl100k_base's {limit} tokens.", param=where)
+        try:
+            texts.append(encoding.decode(ids))
+        except KeyError:  # an unused id among the special ones (100256, 100261-100275)
+            unused = next(t for t in ids if not _decodes(encoding, t))
+            raise InvalidRequest(f"'input' holds token id {unused}, which cl100k_base does not use.",
+                                 param=where) from None
+    return texts
+
+
+def _decodes(encoding: Any, token: int) -> bool:
+    try:
+        encoding.decode([token])
+    except KeyError:
+        return False
+    return True
 
 
 @functools.cache
@@ -80,8 +99,10 @@ def check_format(value: Any) -> str:
 def check_dimensions(value: Any) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidRequest("'dimensions' must be an integer >= 1.", param="dimensions")
+    if isinstance(value, float) and value.is_integer() and 1 <= value <= MAX_DIMENSIONS:
+        return int(value)  # 256.0 is the integer 256, as JSON Schema reads it
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DIMENSIONS:
+        raise InvalidRequest(f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}.", param="dimensions")
     return value
 
 

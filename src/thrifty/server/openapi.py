@@ -21,9 +21,10 @@ from starlette.routing import Route
 from ..config import ServerConfig
 from ..observe.feedback import MAX_ANSWER, MAX_COMMENT
 from ..tasks.batch_format import CHAT_URLS
-from ..tenancy.policy import MAX_DURATION_S, PERIODS
 from ..validate import _NUMBERS, ROLES
+from . import openapi_messages, openapi_tenancy
 from .access import SESSION_COOKIE
+from .embedding_inputs import MAX_DIMENSIONS
 
 Schema = dict[str, Any]
 
@@ -208,13 +209,11 @@ def _chat_schemas() -> dict[str, Schema]:
                     "headers): cache, route, timeout, session_id, tenant.",
                     "properties": {"tenant": {"type": "string"}}},
     }
-    for name, (types, low, high) in _NUMBERS.items():
-        number: Schema = {"type": "integer" if types == (int,) else "number"}
-        if low is not None:
-            number["minimum"] = low
-        if high is not None:
-            number["maximum"] = high
+    for name, number in _numbers().items():
         properties[name] = nullable(number)
+    properties["n"]["description"] = (
+        "Choices to return. Above 1 only where the model's deployments return several (OpenAI-compatible "
+        "upstreams); the local model, Anthropic and the scripted fake refuse it with a 400 naming `n`.")
     return {
         "ContentPart": {"anyOf": [text_part, image_part, other_part]},
         "ToolCall": tool_call,
@@ -223,6 +222,19 @@ def _chat_schemas() -> dict[str, Schema]:
         "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"], "properties": properties,
                                   "description": "Unknown fields pass through to the upstream."},
     }
+
+
+def _numbers() -> dict[str, Schema]:
+    """The number parameters chat completions check, with their bounds."""
+    out = {}
+    for name, (types, low, high) in _NUMBERS.items():
+        number: Schema = {"type": "integer" if types == (int,) else "number"}
+        if low is not None:
+            number["minimum"] = low
+        if high is not None:
+            number["maximum"] = high
+        out[name] = number
+    return out
 
 
 def _chat_response_schemas() -> dict[str, Schema]:
@@ -274,19 +286,43 @@ def _openai_schemas(server: ServerConfig) -> dict[str, Schema]:
             "object": {"const": "list"}, "data": {"type": "array", "items": {
                 "type": "object", "required": ["id", "object", "created", "owned_by"], "properties": {
                     "id": text, "object": {"const": "model"}, "created": integer, "owned_by": text}}}}},
-        "EmbeddingRequest": {"type": "object", "required": ["model", "input"], "properties": {
-            "model": {"type": "string", "minLength": 1},
-            "input": {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1,
-                                                     "maxItems": server.max_embedding_inputs, "items": text}]}}},
+        "EmbeddingRequest": _embedding_request(server),
         "EmbeddingList": {"type": "object", "required": ["object", "data", "model", "usage"], "properties": {
             "object": {"const": "list"}, "model": text,
             "data": {"type": "array", "items": {"type": "object", "required": ["object", "index", "embedding"],
                                                 "properties": {"object": {"const": "embedding"}, "index": integer,
-                                                               "embedding": {"type": "array",
-                                                                             "items": {"type": "number"}}}}},
+                                                               "embedding": {"anyOf": [
+                                                                   {"type": "array", "items": {"type": "number"}},
+                                                                   {"type": "string", "contentEncoding": "base64",
+                                                                    "description": "With `encoding_format: "
+                                                                    "base64`: little-endian float32."}]}}}},
             "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"],
                       "properties": {"prompt_tokens": integer, "total_tokens": integer}}}},
     }
+
+
+# cl100k_base's ordinary tokens, the ids /v1/embeddings decodes (thrifty.server.embedding_inputs); of the
+# special ids above them, 100257-100260 and 100276 decode too, the others are a 400
+CL100K_ORDINARY = 100_256
+
+
+def _embedding_request(server: ServerConfig) -> Schema:
+    token = {"type": "integer", "minimum": 0, "maximum": CL100K_ORDINARY - 1}
+    tokens = {"type": "array", "minItems": 1, "items": token}
+    many = {"minItems": 1, "maxItems": server.max_embedding_inputs}
+    return {"type": "object", "required": ["model", "input"], "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "input": {"anyOf": [
+            {"type": "string"},
+            {"type": "array", **many, "items": {"type": "string"}},
+            {**tokens, "description": "One input as cl100k_base token ids, decoded to text before embedding "
+                                      "(needs the `tokens` extra; without it a 400 `token_ids_unsupported`)."},
+            {"type": "array", **many, "items": tokens, "description": "Several inputs as token ids."}]},
+        "encoding_format": nullable({"enum": ["float", "base64"], "default": "float"}),
+        "dimensions": nullable({"type": "integer", "minimum": 1, "maximum": MAX_DIMENSIONS,
+                                "description": "Passed to the model; one that cannot shorten its vectors "
+                                               "refuses it."}),
+    }}
 
 
 def _thrifty_schemas() -> dict[str, Schema]:
@@ -312,6 +348,9 @@ def _thrifty_schemas() -> dict[str, Schema]:
             "object": {"const": "feedback.list"}, "response_id": text, "request": {"type": "object"},
             "data": {"type": "array", "items": {"type": "object", "required": ["id", "rating"]}}}},
         "AlertList": ALERTS,
+        "Learning": {"type": "object", "required": ["object", "data"], "properties": {
+            "object": {"const": "learning"},
+            "data": {"type": "array", "items": {"type": "object"}, "description": "One report per learning layer."}}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
         "Ready": READY,
     }
@@ -349,72 +388,6 @@ def _batch_schemas() -> dict[str, Schema]:
                       "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": ref("Batch")},
                                      "first_id": maybe_text, "last_id": maybe_text,
                                      "has_more": {"type": "boolean"}}},
-    }
-
-
-def _tenancy_schemas(models: Sequence[str] | None) -> dict[str, Schema]:
-    """Virtual keys and teams, as ``thrifty.tenancy.admin`` takes and gives them."""
-    import re
-
-    text = {"type": "string"}
-    maybe_int = {"type": ["integer", "null"]}
-    name = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"}
-    periods = "|".join(PERIODS)
-    budget = nullable({"anyOf": [
-        {"type": "string", "pattern": rf"^\$?[0-9]{{1,12}}(\.[0-9]{{1,6}})?(/({periods}))?$",
-         "description": "USD per period (`50/month`; no period: in total, never reset)."},
-        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e12, "description": "USD in total."}]})
-    limit = nullable({"type": "integer", "minimum": 1, "maximum": 2**53 - 1})
-    served: Schema = {"type": "string", "minLength": 1} if models is None else {"enum": list(models)}
-    one = "|".join(re.escape(m) for m in models) if models else "[^,]+"
-    model_list = nullable({"anyOf": [
-        {"type": "array", "items": served},
-        {"type": "string", "pattern": rf"^({one})(,({one}))*$", "description": "Comma-separated."}],
-        "description": "The served models this key or team may use; none: every model."})
-    expires = nullable({"anyOf": [
-        {"type": "string", "pattern": r"^[0-9]{1,3}(\.[0-9]{1,3})?[smhdw]$", "not": {"pattern": r"^[0.]+[smhdw]$"},
-         "description": "A lifetime from now: `30d`, `12h`, `90m`, `45s`, `2w`."},
-        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_S, "description": "Seconds from now."}]})
-    policy = {"budget": budget, "rpm": limit, "tpm": limit, "parallel": limit, "models": model_list}
-    policy_out = {"budget": {"type": ["string", "null"]}, "rpm": maybe_int, "tpm": maybe_int,
-                  "parallel": maybe_int, "models": {"type": "array", "items": text}}
-    spend = {"type": "object", "required": ["total_usd"], "properties": {
-        "total_usd": {"type": "number"}, "period": {"enum": list(PERIODS)}, "period_usd": {"type": "number"},
-        "left_usd": {"type": "number"}}}
-    key = {"type": "object", "required": ["object", "id", "name", "team", "role", "prefix", "budget", "rpm", "tpm",
-                                          "parallel", "models", "expires_at", "revoked_at", "created_at"],
-           "properties": {"object": {"const": "key"}, "id": text, "name": text, "team": {"type": ["string", "null"]},
-                          "role": {"enum": ["client", "admin"]}, "prefix": text, **policy_out,
-                          "expires_at": maybe_int, "revoked_at": maybe_int, "created_at": {"type": "integer"}}}
-    team = {"type": "object", "required": ["object", "name", "created_at", "budget", "rpm", "tpm", "parallel",
-                                           "models"],
-            "properties": {"object": {"const": "team"}, "name": text, "created_at": {"type": "integer"},
-                           **policy_out}}
-    return {
-        "KeyCreate": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
-            "name": name, "team": nullable({**name, "description": "An existing team."}),
-            "role": {"enum": ["client", "admin"], "default": "client"}, **policy, "expires": expires}},
-        "KeyUpdate": {"type": "object", "additionalProperties": False, "properties": {**policy, "expires": expires},
-                      "description": "Only the fields sent change."},
-        "Key": key,
-        "KeyWithSecret": {"allOf": [ref("Key"), {"type": "object", "required": ["secret"], "properties": {
-            "secret": {"type": "string", "description": "The key itself: shown in this answer only."}}}]},
-        "KeyWithSpend": {"allOf": [ref("Key"), {"type": "object", "required": ["spend"],
-                                                "properties": {"spend": ref("Spend")}}]},
-        "KeyList": {"type": "object", "required": ["object", "data"], "properties": {
-            "object": {"const": "list"}, "data": {"type": "array", "items": ref("Key")}}},
-        "TeamCreate": {"type": "object", "required": ["name"], "additionalProperties": False,
-                       "properties": {"name": name, **policy}},
-        "TeamUpdate": {"type": "object", "additionalProperties": False, "properties": policy,
-                       "description": "Only the fields sent change."},
-        "Team": team,
-        "TeamWithSpend": {"allOf": [ref("Team"), {"type": "object", "required": ["spend", "keys"], "properties": {
-            "spend": ref("Spend"), "keys": {"type": "array", "items": ref("Key")}}}]},
-        "TeamList": {"type": "object", "required": ["object", "data"], "properties": {
-            "object": {"const": "list"}, "data": {"type": "array", "items": ref("Team")}}},
-        "Spend": spend,
-        "DashboardLogin": {"type": "object", "required": ["key"], "properties": {
-            "key": {"type": "string", "description": "An admin key."}}},
     }
 
 
@@ -461,7 +434,12 @@ def _post(operation_id: str, summary: str, body: Schema, ok: dict[str, Any], *er
 def _paths() -> dict[str, Any]:
     from .openapi_doors import paths as door_paths
 
-    return {**_openai_paths(), **door_paths(), **_batch_paths(), **_thrifty_paths(), **_admin_paths()}
+    messages = openapi_messages.paths({**_RESPONSE_HEADERS, **_RATE_HEADERS})
+    for item in messages.values():
+        for operation in item.values():
+            # refused before any route is chosen: OpenAI's error shape, as everywhere
+            operation["responses"]["431"] = {"$ref": f"#/components/responses/{_ERRORS['431'][0]}"}
+    return {**_openai_paths(), **door_paths(), **messages, **_batch_paths(), **_thrifty_paths(), **_admin_paths()}
 
 
 def _admin_paths() -> dict[str, Any]:
@@ -593,6 +571,8 @@ def _thrifty_paths() -> dict[str, Any]:
             parameters=[_path_parameter("response_id", "The completion's `id`.")]),
         "/admin/status": _get("adminStatus", "Live state of every layer: breakers, queues, caches, routers",
                               _ok({"type": "object"}), "403", tags=("admin",)),
+        "/admin/learning": _get("adminLearning", "What the learning layers learned: experiments, evidence, "
+                                "promotions", _ok(ref("Learning")), "403", tags=("admin",)),
         "/admin/alerts": _get("adminAlerts", "Health rules currently firing", _ok(ref("AlertList")), "403",
                               tags=("admin",)),
         "/metrics": _get("metrics", "Prometheus metrics", text_ok, "403", tags=("admin",),
@@ -638,7 +618,7 @@ def document(server: ServerConfig, models: Sequence[str] | None = None) -> dict[
         "openapi": VERSION,
         "info": {"title": "thrifty", "version": _version(), "description": description},
         "security": [{"bearerAuth": []}, {"apiKeyHeader": []}, {"sessionCookie": []}],
-        "tags": [{"name": n} for n in ("openai", "thrifty", "batch", "admin", "probes")],
+        "tags": [{"name": n} for n in ("openai", "anthropic", "thrifty", "batch", "admin", "probes")],
         "paths": _paths(),
         "components": {
             "securitySchemes": {
@@ -655,7 +635,8 @@ def document(server: ServerConfig, models: Sequence[str] | None = None) -> dict[
                                   "description": "The dashboard's session, from `POST /dashboard/login`."},
             },
             "schemas": {**_chat_schemas(), **_chat_response_schemas(), **_openai_schemas(server), **door_schemas(),
-                        **_thrifty_schemas(), **_batch_schemas(), **_tenancy_schemas(models)},
+                        **openapi_messages.schemas(_numbers()), **_thrifty_schemas(), **_batch_schemas(),
+                        **openapi_tenancy.schemas(models)},
             "responses": _error_responses(),
         },
     }

@@ -88,34 +88,92 @@ def paths(response_headers: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-def schemas() -> dict[str, Schema]:
-    block = {"type": "object", "required": ["type"], "properties": {
-        "type": {"enum": ["text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"]}}}
-    content = {"anyOf": [{"type": "string"}, {"type": "array", "items": block}]}
-    message = {"type": "object", "required": ["role", "content"],
-               "properties": {"role": {"enum": ["user", "assistant"]}, "content": content}}
-    system = {"anyOf": [{"type": "string"}, {"type": "array", "items": block}]}
-    tool = {"type": "object", "required": ["name", "input_schema"],
-            "properties": {"name": {"type": "string"}, "description": {"type": "string"},
-                           "input_schema": {"type": "object"}, "cache_control": {"type": "object"}}}
-    prompt = {"model": {"type": "string"}, "messages": {"type": "array", "minItems": 1, "items": message},
-              "system": system, "tools": {"type": "array", "items": tool},
-              "tool_choice": {"type": "object", "required": ["type"],
-                              "properties": {"type": {"enum": ["auto", "any", "tool", "none"]}}}}
+def _blocks() -> dict[str, Schema]:
+    """Content blocks by type, as the translation to a chat request takes them."""
+    text = {"type": "object", "required": ["type", "text"], "properties": {
+        "type": {"const": "text"}, "text": {"type": "string"}, "cache_control": {"type": "object"}}}
+    image = {"type": "object", "required": ["type", "source"], "properties": {
+        "type": {"const": "image"},
+        "source": {"anyOf": [
+            {"type": "object", "required": ["type", "media_type", "data"], "properties": {
+                "type": {"const": "base64"}, "media_type": {"type": "string"}, "data": {"type": "string"}}},
+            {"type": "object", "required": ["type", "url"],
+             "properties": {"type": {"const": "url"}, "url": {"type": "string"}}}]}}}
+    tool_result = {"type": "object", "required": ["type", "tool_use_id"], "properties": {
+        "type": {"const": "tool_result"}, "tool_use_id": {"type": "string", "minLength": 1},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"anyOf": [text, image]}}]},
+        "is_error": {"type": "boolean"}}}
+    tool_use = {"type": "object", "required": ["type", "name", "input"], "properties": {
+        "type": {"const": "tool_use"}, "id": {"type": "string"}, "name": {"type": "string", "minLength": 1},
+        "input": {"type": "object"}}}
+    thinking = {"type": "object", "required": ["type"], "properties": {
+        "type": {"enum": ["thinking", "redacted_thinking"]}},
+        "description": "Accepted in assistant turns and not sent on (a model's own reasoning)."}
+    return {"text": text, "image": image, "tool_result": tool_result, "tool_use": tool_use, "thinking": thinking}
+
+
+def _prompt() -> dict[str, Schema]:
+    """The fields a Messages body and a token count share."""
+    b = _blocks()
+    user = {"type": "object", "required": ["role", "content"], "properties": {
+        "role": {"const": "user"},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {
+            "anyOf": [b["text"], b["image"], b["tool_result"]]}}]}}}
+    assistant = {"type": "object", "required": ["role", "content"], "properties": {
+        "role": {"const": "assistant"},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {
+            "anyOf": [b["text"], b["tool_use"], b["thinking"]]}}]}}}
+    tool = {"type": "object", "required": ["name", "input_schema"], "properties": {
+        "name": {"type": "string", "minLength": 1}, "type": {"const": "custom"}, "description": {"type": "string"},
+        "input_schema": {"type": "object"}, "cache_control": {"type": "object"}}}
+    tool_choice = {"anyOf": [
+        {"type": "object", "required": ["type"], "properties": {
+            "type": {"enum": ["auto", "any", "none"]}, "disable_parallel_tool_use": {"type": "boolean"}}},
+        {"type": "object", "required": ["type", "name"], "properties": {
+            "type": {"const": "tool"}, "name": {"type": "string"}, "disable_parallel_tool_use": {"type": "boolean"}}}]}
+    ignored = {"description": "Accepted and not sent on."}
+    return {
+        "model": {"type": "string", "minLength": 1, "description": "A model group, router or fallback name."},
+        "messages": {"type": "array", "minItems": 1, "items": {"anyOf": [user, assistant]}},
+        "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": b["text"]}]},
+        "tools": {"type": "array", "items": tool},
+        "tool_choice": tool_choice,
+        "thrifty": {"type": "object", "description": "Per-request thrifty options, as on chat completions.",
+                    "properties": {"tenant": {"type": "string"}}},
+        **{name: ignored for name in ("thinking", "service_tier", "container", "context_management",
+                                      "mcp_servers")},
+    }
+
+
+def schemas(numbers: dict[str, Schema] | None = None) -> dict[str, Schema]:
+    """The Messages schemas; ``numbers`` are the bounds chat completions enforce (``temperature``,
+    ``top_p``), which a Messages body meets once translated."""
+    numbers = numbers or {}
+    prompt = _prompt()
+    metadata = {"type": "object", "properties": {"user_id": {"type": "string"}}}
+    block = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
     usage = {"type": "object", "required": ["input_tokens", "output_tokens"], "properties": {
         key: {"type": "integer", "minimum": 0} for key in (
             "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}}
     return {
-        "AnthropicMessageRequest": {"type": "object", "required": ["model", "messages", "max_tokens"],
-                                    "properties": {
-                                        **prompt, "max_tokens": {"type": "integer", "minimum": 1},
-                                        "stop_sequences": {"type": "array", "items": {"type": "string"}},
-                                        "stream": {"type": "boolean"},
-                                        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-                                        "top_p": {"type": "number"}, "top_k": {"type": "integer"},
-                                        "metadata": {"type": "object",
-                                                     "properties": {"user_id": {"type": "string"}}}}},
-        "AnthropicCountTokensRequest": {"type": "object", "required": ["model", "messages"], "properties": prompt},
+        "AnthropicMessageRequest": {
+            "type": "object", "required": ["model", "messages", "max_tokens"], "additionalProperties": False,
+            "description": "A field thrifty does not know is a 400 naming it.",
+            "properties": {
+                **prompt, "max_tokens": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                "stop_sequences": {"type": "array", "maxItems": 4, "items": {"type": "string"}},
+                "stream": {"type": "boolean"},
+                "temperature": numbers.get("temperature", {"type": "number"}),
+                "top_p": numbers.get("top_p", {"type": "number"}), "top_k": {"type": "integer"},
+                "metadata": metadata}},
+        "AnthropicCountTokensRequest": {"type": "object", "required": ["model", "messages"],
+                                        "additionalProperties": False, "properties": {
+                                            **prompt, **{name: {} for name in (
+                                                "max_tokens", "stream", "temperature", "top_p", "top_k")},
+                                            "stop_sequences": {"type": "array", "items": {"type": "string"}},
+                                            "metadata": metadata},
+                                        "description": "A Messages body: its prompt is checked and counted, "
+                                                       "`max_tokens` and the sampling numbers are ignored."},
         "AnthropicMessage": {"type": "object",
                              "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
                              "properties": {

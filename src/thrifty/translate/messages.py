@@ -66,6 +66,8 @@ def chat_body(body: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InvalidRequest(f"'{unknown[0]}' is not a Messages API field thrifty knows.", param=unknown[0])
     max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, float) and max_tokens.is_integer() and 1 <= max_tokens < 2**63:
+        max_tokens = int(max_tokens)  # 100.0 is the integer 100, as JSON Schema (and chat completions) read it
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise InvalidRequest("'max_tokens' is required and must be an integer >= 1.", param="max_tokens")
     raw = body.get("messages")
