@@ -24,7 +24,11 @@ from pathlib import Path
 
 # LLMCompiler's question sets live in shared/data/agent next to the checkout (or a worktree's parent)
 DATA = next(
-    (p / "shared" / "data" / "agent" for p in Path(__file__).resolve().parents if (p / "shared" / "data" / "agent").is_dir()),
+    (
+        p / "shared" / "data" / "agent"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "data" / "agent").is_dir()
+    ),
     Path(__file__).resolve().parents[2] / "shared" / "data" / "agent",
 )
 TOOLS = ("search", "math", "llm")

@@ -65,7 +65,11 @@ async def measure() -> list[str]:
 
     params = {"type": "object", "properties": {"seconds": {"type": "number"}}}
     reg = default_registry()
-    reg.register(ToolSpec("spin", "spin", params, f"{Path(__file__).stem}:spin", kind="process", timeout_s=0.5, retries=0))
+    reg.register(
+        ToolSpec(
+            "spin", "spin", params, f"{Path(__file__).stem}:spin", kind="process", timeout_s=0.5, retries=0
+        )
+    )
     ex = Executor(reg, sandbox=box)
     t = time.perf_counter()
     runs = await ex.run(parse_text("1. spin(60)\n", PlanBuilder(reg)))
@@ -98,7 +102,9 @@ async def measure() -> list[str]:
     ]
     for i, expression in enumerate(expressions, 1):
         run = runs[i]
-        lines.append(f"- `calc(\"{expression}\")`: {run.state.value} after {run.duration * 1000:.0f} ms (a worker boot included): {run.error}")
+        lines.append(
+            f'- `calc("{expression}")`: {run.state.value} after {run.duration * 1000:.0f} ms (a worker boot included): {run.error}'
+        )
     return lines
 
 

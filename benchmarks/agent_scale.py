@@ -54,10 +54,14 @@ def _registry(per_call: bool) -> Any:
     from agent_schedule import sim
     from thrifty.agent import ToolRegistry, ToolSpec
 
-    params = {"type": "object", "properties": {"tid": {"type": "integer"}, "ms": {"type": "number"}, "inputs": {}}}
+    params = {
+        "type": "object",
+        "properties": {"tid": {"type": "integer"}, "ms": {"type": "number"}, "inputs": {}},
+    }
     extra: dict[str, Any] = {"estimate": lambda args: args["ms"] / 1000} if per_call else {}
     return ToolRegistry(
-        ToolSpec(name=t, description=t, parameters=params, target=sim, est_s=0.05, retries=0, **extra) for t in G.TOOLS
+        ToolSpec(name=t, description=t, parameters=params, target=sim, est_s=0.05, retries=0, **extra)
+        for t in G.TOOLS
     )
 
 
@@ -66,7 +70,12 @@ def _tasks(graph: G.Graph, reg: Any, est: dict[int, float] | None = None) -> lis
 
     extra = (lambda n: {"est_s": est[n.id]}) if est else (lambda n: {})
     tasks = [
-        Task(id=n.id, tool=n.tool, args={"tid": n.id, "ms": n.ms, "inputs": [Ref(d) for d in n.deps]}, **extra(n))
+        Task(
+            id=n.id,
+            tool=n.tool,
+            args={"tid": n.id, "ms": n.ms, "inputs": [Ref(d) for d in n.deps]},
+            **extra(n),
+        )
         for n in graph.nodes
     ]
     return PlanBuilder(reg).add_all(tasks)
@@ -126,7 +135,9 @@ def forkjoin_graphs() -> list[G.Graph]:
     graphs = [g for g in graphs if g.size - 1 > CAP]
     rng = random.Random(611)
     for i in range(16):
-        graphs.append(G.fan_in("qa:random", f"fan-in#{i}", rng.randint(5, 10), rng.choice(("math", "llm")), rng))
+        graphs.append(
+            G.fan_in("qa:random", f"fan-in#{i}", rng.randint(5, 10), rng.choice(("math", "llm")), rng)
+        )
     return graphs
 
 
@@ -145,7 +156,11 @@ async def forkjoin(mode: str) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"bound": [], "optimum": []}
     for graph in forkjoin_graphs():
         ms = {n.id: n.ms for n in graph.nodes}
-        est = {k: v / 1000 * math.exp(noise.gauss(0, 0.3)) for k, v in ms.items()} if mode == "per-call-noisy" else None
+        est = (
+            {k: v / 1000 * math.exp(noise.gauss(0, 0.3)) for k, v in ms.items()}
+            if mode == "per-call-noisy"
+            else None
+        )
         best = float("inf")
         for _ in range(2):
             ex = Executor(reg, cap=CAP, durations=durations)
@@ -169,7 +184,11 @@ def export(rev: str, into: Path) -> Path:
 def part(src: Path, *args: str) -> Any:
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{ROOT / 'benchmarks'}")
     done = subprocess.run(
-        [sys.executable, str(Path(__file__)), "--part", *args], env=env, check=True, capture_output=True, text=True
+        [sys.executable, str(Path(__file__)), "--part", *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -45,7 +45,10 @@ async def sim(tid: int, ms: float, inputs: Any = None) -> float:
 
 
 def registry() -> ToolRegistry:
-    params = {"type": "object", "properties": {"tid": {"type": "integer"}, "ms": {"type": "number"}, "inputs": {}}}
+    params = {
+        "type": "object",
+        "properties": {"tid": {"type": "integer"}, "ms": {"type": "number"}, "inputs": {}},
+    }
     # Every tool starts with the same 50 ms hint; the executor learns the real ones as it goes.
     return ToolRegistry(
         ToolSpec(name=t, description=t, parameters=params, target=sim, est_s=0.05, retries=0) for t in G.TOOLS
@@ -128,7 +131,13 @@ async def measure(graphs: list[G.Graph], thrifty: Thrifty) -> list[Row]:
         seq_slept = dict(SLEPT)
         for cap in CAPS:
             nominal = G.lower_bound(graph, {n.id: n.ms for n in graph.nodes}, cap)
-            row = Row(graph, cap, nominal, {"sequential": G.lower_bound(graph, seq_slept, cap)}, {"sequential": seq_ms})
+            row = Row(
+                graph,
+                cap,
+                nominal,
+                {"sequential": G.lower_bound(graph, seq_slept, cap)},
+                {"sequential": seq_ms},
+            )
             # Small graphs run twice and keep each executor's best: noise on a shared machine only adds.
             repeats = REPEATS if sum(n.ms for n in graph.nodes) <= SEQ_REAL_LIMIT_MS else 1
             for _ in range(repeats):
@@ -160,7 +169,10 @@ async def zero_latency_overhead(n: int = 2000, repeats: int = 5) -> dict[str, fl
     for shape in ("wide", "chain"):
         deps = (lambda i: []) if shape == "wide" else (lambda i: [i - 1] if i > 1 else [])
         tasks = PlanBuilder(reg).add_all(
-            [Task(id=i, tool="noop", args={"tid": i, "inputs": [Ref(d) for d in deps(i)]}) for i in range(1, n + 1)]
+            [
+                Task(id=i, tool="noop", args={"tid": i, "inputs": [Ref(d) for d in deps(i)]})
+                for i in range(1, n + 1)
+            ]
         )
         best: dict[str, float] = {}
 
@@ -237,7 +249,10 @@ def targets(rows: list[Row]) -> list[str]:
     for cap, limit in ((None, 1.05), (4, 1.10)):
         sel = [r for r in rows if r.cap == cap]
         for label, ratio in (("drawn latencies", Row.ratio), ("measured work", Row.measured_ratio)):
-            fams = {f: med([ratio(r, "thrifty") for r in sel if r.graph.family == f]) for f in {r.graph.family for r in sel}}
+            fams = {
+                f: med([ratio(r, "thrifty") for r in sel if r.graph.family == f])
+                for f in {r.graph.family for r in sel}
+            }
             worst_fam = max(fams, key=lambda f: fams[f])
             worst = max(sel, key=lambda r: ratio(r, "thrifty"))
             within = sum(ratio(r, "thrifty") <= limit for r in sel)
@@ -274,8 +289,12 @@ def plot(rows: list[Row], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     for ax, cap in zip(axes, CAPS, strict=True):
         width = 0.27
-        for k, (who, color) in enumerate((("sequential", "#bbbbbb"), ("level", "#e39b4b"), ("thrifty", "#3b7dd8"))):
-            meds = [med([r.ratio(who) for r in rows if r.graph.family == f and r.cap == cap]) for f in families]
+        for k, (who, color) in enumerate(
+            (("sequential", "#bbbbbb"), ("level", "#e39b4b"), ("thrifty", "#3b7dd8"))
+        ):
+            meds = [
+                med([r.ratio(who) for r in rows if r.graph.family == f and r.cap == cap]) for f in families
+            ]
             xs = [i + (k - 1) * width for i in range(len(families))]
             ax.bar(xs, meds, width, label={"level": "level-by-level"}.get(who, who), color=color)
         ax.axhline(1.0, color="black", linewidth=0.8)

@@ -26,7 +26,28 @@ from thrifty.config import ModelGroup, parse_config
 from thrifty.errors import ThriftyError
 from thrifty.types import ChatRequest
 
-WORDS = ["river", "mountain", "ledger", "harvest", "lantern", "copper", "meadow", "signal", "orchard", "harbor", "winter", "engine", "quarry", "thistle", "beacon", "cobalt", "granary", "timber", "falcon", "prairie"]
+WORDS = [
+    "river",
+    "mountain",
+    "ledger",
+    "harvest",
+    "lantern",
+    "copper",
+    "meadow",
+    "signal",
+    "orchard",
+    "harbor",
+    "winter",
+    "engine",
+    "quarry",
+    "thistle",
+    "beacon",
+    "cobalt",
+    "granary",
+    "timber",
+    "falcon",
+    "prairie",
+]
 
 
 DOCS = 4
@@ -38,15 +59,22 @@ def document(seed: int, words: int = 200) -> str:
 
 
 def request(doc: int, text: str, i: int) -> ChatRequest:
-    messages = [{"role": "system", "content": f"Answer from this document only.\n{text}"},
-                {"role": "user", "content": f"Question {i}: which word comes first?"}]
+    messages = [
+        {"role": "system", "content": f"Answer from this document only.\n{text}"},
+        {"role": "user", "content": f"Question {i}: which word comes first?"},
+    ]
     return ChatRequest(model="smollm2", messages=messages, params={"max_tokens": 4, "temperature": 0})
 
 
 async def run(strategy: str, requests: int) -> tuple[Result, dict[str, int]]:
-    base = parse_config({"models": [{"name": "smollm2", "retries": 1,
-                                     "deployments": [{"provider": "local", "model": "smollm2"}]}]},
-                        source="bench")
+    base = parse_config(
+        {
+            "models": [
+                {"name": "smollm2", "retries": 1, "deployments": [{"provider": "local", "model": "smollm2"}]}
+            ]
+        },
+        source="bench",
+    )
     config = replica_config(base, 2)
     g = config.models[0]
     group = ModelGroup(name=g.name, deployments=g.deployments, options={**g.options, "strategy": strategy})
@@ -83,16 +111,22 @@ async def run(strategy: str, requests: int) -> tuple[Result, dict[str, int]]:
 
 
 async def main(requests: int) -> str:
-    lines = [header("Prefix affinity vs least outstanding on two llama.cpp replicas"), "",
-             "| strategy | requests | errors | mean ms | p50 ms | p90 ms | placement |", "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        header("Prefix affinity vs least outstanding on two llama.cpp replicas"),
+        "",
+        "| strategy | requests | errors | mean ms | p50 ms | p90 ms | placement |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     rows = []
     for strategy in ("least_outstanding", "affinity"):
         result, placement = await run(strategy, requests)
         mean = 1000 * sum(result.latencies) / max(1, len(result.latencies))
         where = ", ".join(f"{k}: {v}" for k, v in sorted(placement.items()))
         rows.append((strategy, mean))
-        lines.append(f"| {strategy} | {result.total} | {sum(result.errors.values())} | {mean:.0f} | "
-                     f"{result.median:.0f} | {result.pct(90):.0f} | {where} |")
+        lines.append(
+            f"| {strategy} | {result.total} | {sum(result.errors.values())} | {mean:.0f} | "
+            f"{result.median:.0f} | {result.pct(90):.0f} | {where} |"
+        )
     lines += ["", f"mean latency, affinity / least_outstanding: {rows[1][1] / rows[0][1]:.2f}x"]
     return "\n".join(lines)
 

@@ -67,8 +67,18 @@ def upstreams(count: int, *args: str) -> Iterator[list[Upstream]]:
     try:
         for i in range(count):
             port = free_port()
-            cmd = [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(port),
-                   "--name", f"r{i}", "--seed", str(i + 1), *args]
+            cmd = [
+                sys.executable,
+                "-m",
+                "thrifty.fakeupstream",
+                "--port",
+                str(port),
+                "--name",
+                f"r{i}",
+                "--seed",
+                str(i + 1),
+                *args,
+            ]
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             assert proc.stdout is not None
             proc.stdout.readline()  # "listening on ..."
@@ -85,9 +95,10 @@ async def control(up: Upstream, **changes: Any) -> dict[str, Any]:
     """Change an upstream's behaviour (and read its stats) through POST /_control."""
     import aiohttp
 
-    async with aiohttp.ClientSession() as s, s.post(
-        f"http://127.0.0.1:{up.port}/_control", json=changes
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"http://127.0.0.1:{up.port}/_control", json=changes) as resp,
+    ):
         data: dict[str, Any] = await resp.json()
         return data
 
@@ -131,12 +142,19 @@ class Result:
 
 
 def request(i: int) -> ChatRequest:
-    return ChatRequest(model="g", messages=[{"role": "user", "content": f"question {i}"}],
-                       params={"max_tokens": 8})
+    return ChatRequest(
+        model="g", messages=[{"role": "user", "content": f"question {i}"}], params={"max_tokens": 8}
+    )
 
 
-async def load(backend: Backend, *, requests: int | None = None, seconds: float | None = None,
-               concurrency: int = 8, stream: bool = False) -> Result:
+async def load(
+    backend: Backend,
+    *,
+    requests: int | None = None,
+    seconds: float | None = None,
+    concurrency: int = 8,
+    stream: bool = False,
+) -> Result:
     """A closed loop: ``concurrency`` workers send back to back until a count or a time is reached."""
     result = Result()
     counter = iter(range(10**9))
@@ -180,12 +198,16 @@ async def load(backend: Backend, *, requests: int | None = None, seconds: float 
 def row(label: str, r: Result, base: Result | None = None) -> str:
     ratio = f"{r.pct(99) / base.pct(99):.2f}x" if base is not None and base.latencies else "-"
     errors = ", ".join(f"{k} {v}" for k, v in sorted(r.errors.items())) or "-"
-    return (f"| {label} | {r.total} | {100 * r.success_rate:.2f}% | {r.median:.1f} | {r.pct(99):.1f} | "
-            f"{ratio} | {errors} |")
+    return (
+        f"| {label} | {r.total} | {100 * r.success_rate:.2f}% | {r.median:.1f} | {r.pct(99):.1f} | "
+        f"{ratio} | {errors} |"
+    )
 
 
-TABLE_HEAD = ("| scenario | requests | success | p50 ms | p99 ms | p99 vs baseline | client-seen errors |\n"
-              "|---|---:|---:|---:|---:|---:|---|")
+TABLE_HEAD = (
+    "| scenario | requests | success | p50 ms | p99 ms | p99 vs baseline | client-seen errors |\n"
+    "|---|---:|---:|---:|---:|---:|---|"
+)
 
 
 @dataclass
@@ -210,9 +232,13 @@ class Pooled:
 def line(label: str, r: Pooled, base: Pooled) -> str:
     errors = ", ".join(f"{k} {v}" for k, v in sorted(r.all.errors.items())) or "-"
     spread = f"{min(r.p99s):.0f}-{max(r.p99s):.0f}"
-    return (f"| {label} | {r.all.total} | {100 * r.all.success_rate:.2f}% | {r.all.median:.1f} | "
-            f"{r.p99:.1f} | {spread} | {r.p99 / base.p99:.2f}x | {errors} |")
+    return (
+        f"| {label} | {r.all.total} | {100 * r.all.success_rate:.2f}% | {r.all.median:.1f} | "
+        f"{r.p99:.1f} | {spread} | {r.p99 / base.p99:.2f}x | {errors} |"
+    )
 
 
-POOLED_HEAD = ("| scenario | requests | success | p50 ms | p99 ms | p99 range | p99 vs baseline | client-seen errors |\n"
-               "|---|---:|---:|---:|---:|---|---:|---|")
+POOLED_HEAD = (
+    "| scenario | requests | success | p50 ms | p99 ms | p99 range | p99 vs baseline | client-seen errors |\n"
+    "|---|---:|---:|---:|---:|---|---:|---|"
+)

@@ -38,9 +38,13 @@ CASES = [
 
 
 async def main(requests: int, reps: int) -> str:
-    lines = [header("One of three replicas fails 30% of requests"), "",
-             f"{reps} interleaved reps of {requests} requests per scenario; p50 over all reps pooled, "
-             "p99 = median of the reps' p99s (range shown).", ""]
+    lines = [
+        header("One of three replicas fails 30% of requests"),
+        "",
+        f"{reps} interleaved reps of {requests} requests per scenario; p50 over all reps pooled, "
+        "p99 = median of the reps' p99s (range shown).",
+        "",
+    ]
     base = Pooled()
     results = [(label, Pooled()) for label, _, _ in CASES]
     with upstreams(3, *LATENCY) as ups:
@@ -50,8 +54,11 @@ async def main(requests: int, reps: int) -> str:
                 pooled.add(await scenario(ups, fault, requests, **opts))
     lines += [POOLED_HEAD, line("all healthy (baseline)", base, base)]
     lines += [line(label, r, base) for label, r in results]
-    lines += ["", "added p99 with retries: "
-              f"{results[1][1].p99 - base.p99:+.1f} ms (503s), {results[3][1].p99 - base.p99:+.1f} ms (resets)"]
+    lines += [
+        "",
+        "added p99 with retries: "
+        f"{results[1][1].p99 - base.p99:+.1f} ms (503s), {results[3][1].p99 - base.p99:+.1f} ms (resets)",
+    ]
     return "\n".join(lines)
 
 

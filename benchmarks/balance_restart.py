@@ -20,15 +20,33 @@ from typing import Any
 from balance_common import TABLE_HEAD, Result, group_over, header, load, row
 from thrifty.balance.replicas import ReplicaSpec, ReplicaSupervisor
 
-CHILD = (sys.executable, "-m", "thrifty.fakeupstream", "--port", "{port}", "--name", "r{index}",
-         "--latency", "lognormal", "--latency-ms", "20", "--latency-sigma", "0.25")
+CHILD = (
+    sys.executable,
+    "-m",
+    "thrifty.fakeupstream",
+    "--port",
+    "{port}",
+    "--name",
+    "r{index}",
+    "--latency",
+    "lognormal",
+    "--latency-ms",
+    "20",
+    "--latency-sigma",
+    "0.25",
+)
 
 
 async def run(seconds: float, kill_at: float, **options: Any) -> tuple[Result, dict[str, float]]:
     supervisor = ReplicaSupervisor(ReplicaSpec(replicas=3, command=CHILD, restart_backoff=0.5))
     await supervisor.start()
-    group = group_over([(d.name, d.api_base or "") for d in supervisor.deployments()],
-                       strategy="least_outstanding", health_check=True, health_interval=0.5, **options)
+    group = group_over(
+        [(d.name, d.api_base or "") for d in supervisor.deployments()],
+        strategy="least_outstanding",
+        health_check=True,
+        health_interval=0.5,
+        **options,
+    )
     await group.start()
     victim = group.members[1]  # type: ignore[attr-defined]
     marks: dict[str, float] = {}
@@ -85,14 +103,22 @@ async def main(seconds: float) -> tuple[str, list[tuple[str, Result, dict[str, f
     kill_at = seconds / 3
     base, base_marks = await run(seconds, kill_at, retries=0)
     mine, marks = await run(seconds, kill_at)
-    lines = [header("A replica killed mid-run and restarted"), "", TABLE_HEAD,
-             row("kill r1, retries off (baseline)", base, base), row("kill r1, thrifty defaults", mine, base), "",
-             "| run | killed at s | process back after s | serving again after s | requests lost |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        header("A replica killed mid-run and restarted"),
+        "",
+        TABLE_HEAD,
+        row("kill r1, retries off (baseline)", base, base),
+        row("kill r1, thrifty defaults", mine, base),
+        "",
+        "| run | killed at s | process back after s | serving again after s | requests lost |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for label, result, m in (("retries off", base, base_marks), ("thrifty defaults", mine, marks)):
         again = f"{m['serving again'] - m['kill']:.2f}" if "serving again" in m else "not within the run"
-        lines.append(f"| {label} | {m['kill']:.2f} | {m['process back'] - m['kill']:.2f} | "
-                     f"{again} | {result.total - len(result.latencies)} |")
+        lines.append(
+            f"| {label} | {m['kill']:.2f} | {m['process back'] - m['kill']:.2f} | "
+            f"{again} | {result.total - len(result.latencies)} |"
+        )
     runs = [("kill r1, retries off", base, base_marks), ("kill r1, thrifty defaults", mine, marks)]
     return "\n".join(lines), runs
 

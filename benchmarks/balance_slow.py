@@ -29,7 +29,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("least_outstanding + hedge", {"strategy": "least_outstanding", "hedge": True}),
     ("p2c + hedge", {"strategy": "p2c", "hedge": True}),
     ("round_robin + hedge, streaming", {"strategy": "round_robin", "hedge": True, "stream": True}),
-    ("least_outstanding + hedge, streaming", {"strategy": "least_outstanding", "hedge": True, "stream": True}),
+    (
+        "least_outstanding + hedge, streaming",
+        {"strategy": "least_outstanding", "hedge": True, "stream": True},
+    ),
 ]
 
 
@@ -60,9 +63,13 @@ async def scenario(ups: list, requests: int, label: str = "", **options: Any) ->
 
 async def main(requests: int, reps: int) -> tuple[str, list[tuple[str, Pooled]]]:
     """Each rep runs every case once (interleaved, so machine noise spreads evenly)."""
-    lines = [header("One of three replicas turns 10x slower"), "",
-             f"{reps} interleaved reps of {requests} requests per scenario; p50 over all reps pooled, "
-             "p99 = median of the reps' p99s (range shown).", ""]
+    lines = [
+        header("One of three replicas turns 10x slower"),
+        "",
+        f"{reps} interleaved reps of {requests} requests per scenario; p50 over all reps pooled, "
+        "p99 = median of the reps' p99s (range shown).",
+        "",
+    ]
     base = Pooled()
     results = [(label, Pooled()) for label, _ in CASES]
     with upstreams(3, *LATENCY) as ups:
@@ -76,8 +83,10 @@ async def main(requests: int, reps: int) -> tuple[str, list[tuple[str, Pooled]]]
     lines += [line(f"r2 10x slower, {label}", r, base) for label, r in results]
     lines += ["", "hedging cost:"]
     for label, (sent, won, total, delay) in HEDGES.items():
-        lines.append(f"- {label}: {sent:.0f} hedges for {total:.0f} requests ({100 * sent / total:.1f}% extra "
-                     f"load), {won:.0f} won; hedge delay at the end {delay} ms")
+        lines.append(
+            f"- {label}: {sent:.0f} hedges for {total:.0f} requests ({100 * sent / total:.1f}% extra "
+            f"load), {won:.0f} won; hedge delay at the end {delay} ms"
+        )
     return "\n".join(lines), [("all healthy", base), *results]
 
 
@@ -92,8 +101,9 @@ def plot(results: list[tuple[str, Pooled]], path: str) -> None:
     x = range(len(results))
     ax.bar([i - 0.2 for i in x], [r.all.median for _, r in results], width=0.4, label="p50")
     ax.bar([i + 0.2 for i in x], [r.p99 for _, r in results], width=0.4, label="p99 (median of reps)")
-    ax.axhline(1.5 * results[0][1].p99, color="k", linestyle="--", linewidth=1,
-               label="target: 1.5x healthy p99")
+    ax.axhline(
+        1.5 * results[0][1].p99, color="k", linestyle="--", linewidth=1, label="target: 1.5x healthy p99"
+    )
     ax.set_xticks(list(x), labels, fontsize=8, rotation=30, ha="right")
     ax.set_ylabel("latency, ms")
     ax.set_title("One of three replicas 10x slower: latency by strategy")

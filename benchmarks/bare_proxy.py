@@ -35,8 +35,12 @@ def make_app(upstream: str) -> web.Application:
         async with session.post(request.path, data=body, headers=headers) as up:
             content_type = up.headers.get("content-type", "application/json")
             if not content_type.startswith("text/event-stream"):
-                return web.Response(body=await up.read(), status=up.status, content_type=None,
-                                    headers={"content-type": content_type})
+                return web.Response(
+                    body=await up.read(),
+                    status=up.status,
+                    content_type=None,
+                    headers={"content-type": content_type},
+                )
             out = web.StreamResponse(status=up.status, headers={"content-type": content_type})
             await out.prepare(request)
             async for piece in up.content.iter_any():
@@ -52,7 +56,9 @@ def make_app(upstream: str) -> web.Application:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="base URL without /v1, e.g. http://127.0.0.1:8001")
     args = parser.parse_args()

@@ -47,9 +47,17 @@ from thrifty.cache.settings import DEFAULT_THRESHOLD  # noqa: E402
 from thrifty.cache.verify import verify  # noqa: E402
 from thrifty.types import ChatRequest  # noqa: E402
 
-QQP = next((p for p in (ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs_meancache_test.csv",
-                         Path("/work/shared/data/cache/qqp_pairs_meancache_test.csv")) if p.exists()),
-           ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs_meancache_test.csv")
+QQP = next(
+    (
+        p
+        for p in (
+            ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs_meancache_test.csv",
+            Path("/work/shared/data/cache/qqp_pairs_meancache_test.csv"),
+        )
+        if p.exists()
+    ),
+    ROOT.parent / "shared" / "data" / "cache" / "qqp_pairs_meancache_test.csv",
+)
 GPT_VENV = ROOT / "benchmarks" / ".venv-gptcache"
 OUT = ROOT / "benchmarks" / "out"
 DOC = ROOT / "docs" / "bench" / "cache.md"
@@ -72,15 +80,33 @@ def ensure_gptcache() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(GPT_VENV)], check=True)
     check = subprocess.run([str(python), "-c", "import gptcache, faiss, fow_cache"], capture_output=True)
     if check.returncode:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "gptcache==0.1.44", "faiss-cpu",
-                        "numpy", "sqlalchemy"], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "fow-cache==0.1.0"], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "gptcache==0.1.44",
+                "faiss-cpu",
+                "numpy",
+                "sqlalchemy",
+            ],
+            check=True,
+        )
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "fow-cache==0.1.0"], check=True
+        )
     return python
 
 
 def fow_data(python: Path) -> Path:
-    out = subprocess.run([str(python), "-c", "import fow_cache, os; print(os.path.dirname(fow_cache.__file__))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), "-c", "import fow_cache, os; print(os.path.dirname(fow_cache.__file__))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(out.stdout.strip()) / "data"
 
 
@@ -88,8 +114,15 @@ def load_pairs(data: Path, qqp_pairs: int | None) -> list[Pair]:
     pairs: list[Pair] = []
     for line in (data / "pairs.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        pairs.append(Pair("fow single-turn", row["category"], [{"role": "user", "content": row["a"]}],
-                          [{"role": "user", "content": row["b"]}], bool(row["same_answer"])))
+        pairs.append(
+            Pair(
+                "fow single-turn",
+                row["category"],
+                [{"role": "user", "content": row["a"]}],
+                [{"role": "user", "content": row["b"]}],
+                bool(row["same_answer"]),
+            )
+        )
     for path in sorted(glob.glob(str(data / "conv-*" / "*.jsonl"))):
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
@@ -99,9 +132,15 @@ def load_pairs(data: Path, qqp_pairs: int | None) -> list[Pair]:
     if qqp_pairs is not None and qqp_pairs < len(rows):
         rows = random.Random(0).sample(rows, qqp_pairs)
     for row in rows:
-        pairs.append(Pair("QQP", "duplicate" if row["is_duplicate"] == "1" else "different",
-                          [{"role": "user", "content": row["question1"]}],
-                          [{"role": "user", "content": row["question2"]}], row["is_duplicate"] == "1"))
+        pairs.append(
+            Pair(
+                "QQP",
+                "duplicate" if row["is_duplicate"] == "1" else "different",
+                [{"role": "user", "content": row["question1"]}],
+                [{"role": "user", "content": row["question2"]}],
+                row["is_duplicate"] == "1",
+            )
+        )
     return pairs
 
 
@@ -119,7 +158,10 @@ def embed_all(texts: list[str]) -> np.ndarray:
         start = time.perf_counter()
         fresh = Embedder().embed(missing)
         seconds = time.perf_counter() - start
-        print(f"embedded {len(missing)} texts in {seconds:.1f}s ({len(missing) / seconds:.0f} texts/s)", flush=True)
+        print(
+            f"embedded {len(missing)} texts in {seconds:.1f}s ({len(missing) / seconds:.0f} texts/s)",
+            flush=True,
+        )
         known.update(zip(missing, fresh, strict=True))
         OUT.mkdir(parents=True, exist_ok=True)
         names = list(known)
@@ -133,10 +175,13 @@ def last_text(messages: list[dict[str, str]]) -> str:
 
 def thrifty_decisions(pairs: list[Pair], sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(same partition, verifier passes) per pair."""
-    same_part = np.array([
-        partition_key(ChatRequest("m", p.cached), "g", "n") == partition_key(ChatRequest("m", p.query), "g", "n")
-        for p in pairs
-    ])
+    same_part = np.array(
+        [
+            partition_key(ChatRequest("m", p.cached), "g", "n")
+            == partition_key(ChatRequest("m", p.query), "g", "n")
+            for p in pairs
+        ]
+    )
     verified = np.array([verify(last_text(p.query), last_text(p.cached)).ok for p in pairs])
     return same_part, verified
 
@@ -144,7 +189,9 @@ def thrifty_decisions(pairs: list[Pair], sims: np.ndarray) -> tuple[np.ndarray, 
 def metrics(hit: np.ndarray, same: np.ndarray) -> dict[str, float]:
     hits = int(hit.sum())
     return {
-        "n": len(hit), "pos": int(same.sum()), "neg": int((~same).sum()),
+        "n": len(hit),
+        "pos": int(same.sum()),
+        "neg": int((~same).sum()),
         "hit_rate": hits / len(hit),
         "recall": float(hit[same].mean()) if same.any() else 0.0,
         "precision": float(same[hit].mean()) if hits else float("nan"),
@@ -169,8 +216,12 @@ async def through_layer(pairs: list[Pair], texts: dict[str, int], vectors: np.nd
     hits = []
     for i, pair in enumerate(pairs):
         for messages in (pair.cached, pair.query):
-            request = ChatRequest("bench", [dict(m) for m in messages], params={"temperature": 0},
-                                  options={"cache": {"namespace": f"pair{i}"}})
+            request = ChatRequest(
+                "bench",
+                [dict(m) for m in messages],
+                params={"temperature": 0},
+                options={"cache": {"namespace": f"pair{i}"}},
+            )
             await layer.complete(request)
             await store.tiers.flush()
         hits.append(request.trace.annotations["cache"] == "hit-semantic")
@@ -180,33 +231,61 @@ async def through_layer(pairs: list[Pair], texts: dict[str, int], vectors: np.nd
 
 def run_gptcache(python: Path, pairs: list[Pair], texts: list[str], vectors: np.ndarray) -> np.ndarray:
     OUT.mkdir(parents=True, exist_ok=True)
-    cases, vec_path, out = OUT / "gptcache_cases.json", OUT / "gptcache_vectors.npy", OUT / "gptcache_hits.json"
-    cases.write_text(json.dumps({"texts": texts, "pairs": [{"cached": p.cached, "query": p.query} for p in pairs]}))
+    cases, vec_path, out = (
+        OUT / "gptcache_cases.json",
+        OUT / "gptcache_vectors.npy",
+        OUT / "gptcache_hits.json",
+    )
+    cases.write_text(
+        json.dumps({"texts": texts, "pairs": [{"cached": p.cached, "query": p.query} for p in pairs]})
+    )
     np.save(vec_path, vectors)
     start = time.perf_counter()
-    subprocess.run([str(python), str(ROOT / "benchmarks" / "cache_gptcache_run.py"), str(cases), str(vec_path),
-                    str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(python),
+            str(ROOT / "benchmarks" / "cache_gptcache_run.py"),
+            str(cases),
+            str(vec_path),
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     print(f"GPTCache ran {len(pairs)} pairs in {time.perf_counter() - start:.1f}s", flush=True)
     return np.array(json.loads(out.read_text())["hits"])
 
 
 def fmt(m: dict[str, float]) -> str:
     precision = "-" if m["precision"] != m["precision"] else f"{m['precision']:.3f}"
-    return (f"{m['hit_rate']:.3f} | {m['recall']:.3f} | {precision} | {m['false_hit_rate']:.3f} "
-            f"({m['false_hits']}/{m['neg']})")
+    return (
+        f"{m['hit_rate']:.3f} | {m['recall']:.3f} | {precision} | {m['false_hit_rate']:.3f} "
+        f"({m['false_hits']}/{m['neg']})"
+    )
 
 
-def tables(pairs: list[Pair], sims: np.ndarray, part: np.ndarray, ver: np.ndarray,
-           gpt: np.ndarray, layer_hits: np.ndarray, layer_idx: np.ndarray) -> tuple[list[str], dict[str, Any]]:
+def tables(
+    pairs: list[Pair],
+    sims: np.ndarray,
+    part: np.ndarray,
+    ver: np.ndarray,
+    gpt: np.ndarray,
+    layer_hits: np.ndarray,
+    layer_idx: np.ndarray,
+) -> tuple[list[str], dict[str, Any]]:
     lines: list[str] = []
     curves: dict[str, Any] = {}
     datasets = ["fow single-turn", "fow multi-turn", "QQP"]
     same = np.array([p.same for p in pairs])
-    lines += ["### At the defaults", "",
-              f"thrifty: threshold {DEFAULT_THRESHOLD}, verifier on, history partitions. "
-              "GPTCache: default Config (threshold 0.8 on its 0..4 distance score = cosine >= 0.6), last message only.", "",
-              "| data | pairs (same/different) | system | hit rate | recall | precision | false-hit rate (false hits) |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "### At the defaults",
+        "",
+        f"thrifty: threshold {DEFAULT_THRESHOLD}, verifier on, history partitions. "
+        "GPTCache: default Config (threshold 0.8 on its 0..4 distance score = cosine >= 0.6), last message only.",
+        "",
+        "| data | pairs (same/different) | system | hit rate | recall | precision | false-hit rate (false hits) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for ds in datasets:
         idx = np.array([p.dataset == ds for p in pairs])
         ours = (sims >= DEFAULT_THRESHOLD) & ver & part
@@ -215,26 +294,39 @@ def tables(pairs: list[Pair], sims: np.ndarray, part: np.ndarray, ver: np.ndarra
         lines.append(f"| {ds} | {n} | GPTCache | {fmt(metrics(gpt[idx], same[idx]))} |")
     in_layer = np.isin(np.arange(len(pairs)), layer_idx)
     expected = ((sims >= DEFAULT_THRESHOLD) & ver & part)[in_layer]
-    lines += ["", f"End-to-end check: the real CacheLayer at its defaults made {int(layer_hits.sum())} semantic hits "
-              f"on the {len(layer_idx)} fow pairs; the pairwise computation above predicts {int(expected.sum())} "
-              f"({int((layer_hits == expected).sum())}/{len(layer_idx)} decisions agree).", ""]
-    lines += ["### By category at the defaults (fow pairs)", "",
-              "| data | category | label | pairs | thrifty hits | GPTCache hits |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"End-to-end check: the real CacheLayer at its defaults made {int(layer_hits.sum())} semantic hits "
+        f"on the {len(layer_idx)} fow pairs; the pairwise computation above predicts {int(expected.sum())} "
+        f"({int((layer_hits == expected).sum())}/{len(layer_idx)} decisions agree).",
+        "",
+    ]
+    lines += [
+        "### By category at the defaults (fow pairs)",
+        "",
+        "| data | category | label | pairs | thrifty hits | GPTCache hits |",
+        "|---|---|---|---|---|---|",
+    ]
     ours_all = (sims >= DEFAULT_THRESHOLD) & ver & part
     for ds in ("fow single-turn", "fow multi-turn"):
         ids_ds = [i for i, p in enumerate(pairs) if p.dataset == ds]
         for cat in sorted({pairs[i].category for i in ids_ds}):
             ids = [i for i in ids_ds if pairs[i].category == cat]
             label = "same answer" if pairs[ids[0]].same else "different answer"
-            lines.append(f"| {ds} | {cat} | {label} | {len(ids)} | {int(ours_all[ids].sum())} | "
-                         f"{int(gpt[ids].sum())} |")
+            lines.append(
+                f"| {ds} | {cat} | {label} | {len(ids)} | {int(ours_all[ids].sum())} | "
+                f"{int(gpt[ids].sum())} |"
+            )
     lines += [""]
     for ds in datasets:
         idx = np.array([p.dataset == ds for p in pairs])
-        lines += [f"### By threshold: {ds}", "",
-                  "| threshold | thrifty (verifier + partitions): hit rate / recall / precision / false-hit rate "
-                  "| cosine only, last message (GPTCache's rule): hit rate / recall / precision / false-hit rate |",
-                  "|---|---|---|"]
+        lines += [
+            f"### By threshold: {ds}",
+            "",
+            "| threshold | thrifty (verifier + partitions): hit rate / recall / precision / false-hit rate "
+            "| cosine only, last message (GPTCache's rule): hit rate / recall / precision / false-hit rate |",
+            "|---|---|---|",
+        ]
         curves[ds] = []
         for th in THRESHOLDS:
             ours = (sims >= th) & ver & part
@@ -256,10 +348,21 @@ def plot(curves: dict[str, Any], path: Path) -> None:
     for ax, (ds, rows) in zip(axes, curves.items(), strict=True):
         ths = [r[0] for r in rows]
         ax.plot(ths, [r[1]["recall"] for r in rows], "o-", color="tab:blue", label="thrifty recall")
-        ax.plot(ths, [r[1]["false_hit_rate"] for r in rows], "o--", color="tab:red", label="thrifty false-hit rate")
+        ax.plot(
+            ths,
+            [r[1]["false_hit_rate"] for r in rows],
+            "o--",
+            color="tab:red",
+            label="thrifty false-hit rate",
+        )
         ax.plot(ths, [r[2]["recall"] for r in rows], "s-", color="tab:cyan", label="cosine-only recall")
-        ax.plot(ths, [r[2]["false_hit_rate"] for r in rows], "s--", color="tab:orange",
-                label="cosine-only false-hit rate")
+        ax.plot(
+            ths,
+            [r[2]["false_hit_rate"] for r in rows],
+            "s--",
+            color="tab:orange",
+            label="cosine-only false-hit rate",
+        )
         ax.axvline(DEFAULT_THRESHOLD, color="gray", lw=0.8)
         ax.axvline(0.6, color="gray", lw=0.8, ls=":")
         ax.set_title(ds)
@@ -279,7 +382,9 @@ def write_doc(lines: list[str], header: list[str]) -> None:
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1]
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(head + begin + "\n" + "\n".join(header + [""] + lines) + "\n" + end + tail, encoding="utf-8")
+    DOC.write_text(
+        head + begin + "\n" + "\n".join(header + [""] + lines) + "\n" + end + tail, encoding="utf-8"
+    )
 
 
 NONLATIN = ROOT / "benchmarks" / "data" / "nonlatin_traps.jsonl"
@@ -291,31 +396,50 @@ def nonlatin_section() -> list[str]:
     texts = sorted({r[k] for r in rows for k in ("cached", "asked")})
     index = {t: i for i, t in enumerate(texts)}
     vectors = embed_all(texts)
-    lines = ["### Non-Latin trap pairs (`benchmarks/data/nonlatin_traps.jsonl`)", "",
-             f"Per language: entity, number and negation swaps (different answer) and one trivial variant "
-             f"(same answer). Cosine of MiniLM vectors; thrifty = threshold {DEFAULT_THRESHOLD} + verifier.", "",
-             "| language | traps | traps with cosine >= 0.85 | thrifty false hits | same-answer pairs | thrifty hits |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "### Non-Latin trap pairs (`benchmarks/data/nonlatin_traps.jsonl`)",
+        "",
+        f"Per language: entity, number and negation swaps (different answer) and one trivial variant "
+        f"(same answer). Cosine of MiniLM vectors; thrifty = threshold {DEFAULT_THRESHOLD} + verifier.",
+        "",
+        "| language | traps | traps with cosine >= 0.85 | thrifty false hits | same-answer pairs | thrifty hits |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for lang in dict.fromkeys(r["lang"] for r in rows):
         mine = [r for r in rows if r["lang"] == lang]
         sims = [float(vectors[index[r["cached"]]] @ vectors[index[r["asked"]]]) for r in mine]
-        served = [s >= DEFAULT_THRESHOLD and verify(r["asked"], r["cached"]).ok for r, s in zip(mine, sims, strict=True)]
+        served = [
+            s >= DEFAULT_THRESHOLD and verify(r["asked"], r["cached"]).ok
+            for r, s in zip(mine, sims, strict=True)
+        ]
         traps = [i for i, r in enumerate(mine) if not r["same"]]
         same = [i for i, r in enumerate(mine) if r["same"]]
-        lines.append(f"| {lang} | {len(traps)} | {sum(sims[i] >= DEFAULT_THRESHOLD for i in traps)} | "
-                     f"{sum(served[i] for i in traps)} | {len(same)} | {sum(served[i] for i in same)} |")
+        lines.append(
+            f"| {lang} | {len(traps)} | {sum(sims[i] >= DEFAULT_THRESHOLD for i in traps)} | "
+            f"{sum(served[i] for i in traps)} | {len(same)} | {sum(served[i] for i in same)} |"
+        )
     return lines
 
 
-def guard_run(sims: np.ndarray, ok: np.ndarray, same: np.ndarray, limit: float, share: float,
-              use_verifier: bool, seed: int = 0, warmup: int = 30) -> dict[str, float]:
+def guard_run(
+    sims: np.ndarray,
+    ok: np.ndarray,
+    same: np.ndarray,
+    limit: float,
+    share: float,
+    use_verifier: bool,
+    seed: int = 0,
+    warmup: int = 30,
+) -> dict[str, float]:
     """A stream of pairs through the error-rate guard; audits judged by the pair's label."""
     from thrifty.cache.guard import GuardSettings, ThresholdGuard
 
     rng = random.Random(seed)
-    guard = ThresholdGuard(DEFAULT_THRESHOLD, GuardSettings(max_error_rate=limit, audit_share=share, floor=0.6,
-                                                                     warmup=warmup),
-                           rng=random.Random(seed + 1))
+    guard = ThresholdGuard(
+        DEFAULT_THRESHOLD,
+        GuardSettings(max_error_rate=limit, audit_share=share, floor=0.6, warmup=warmup),
+        rng=random.Random(seed + 1),
+    )
     order = list(range(len(sims)))
     rng.shuffle(order)
     served = np.zeros(len(sims), dtype=bool)
@@ -329,18 +453,28 @@ def guard_run(sims: np.ndarray, ok: np.ndarray, same: np.ndarray, limit: float, 
             continue
         served[i] = True
     hits = int(served.sum())
-    return {"recall": float(served[same].mean()), "false_hit_rate": float(served[~same].mean()),
-            "error_among_hits": float((~same[served]).mean()) if hits else 0.0, "hits": hits,
-            "audits": audits, "threshold": guard.base}
+    return {
+        "recall": float(served[same].mean()),
+        "false_hit_rate": float(served[~same].mean()),
+        "error_among_hits": float((~same[served]).mean()) if hits else 0.0,
+        "hits": hits,
+        "audits": audits,
+        "threshold": guard.base,
+    }
 
 
 def guard_section(pairs: list[Pair], sims: np.ndarray, ver: np.ndarray) -> list[str]:
-    lines = ["### The error-rate guard (`max_error_rate`), simulated on a stream of pairs", "",
-             "Each pair once, in a random order (seed 0): cache the first side, ask the second. A would-be hit "
-             "is audited with probability `audit_share` (the label says whether the answers agree) and then "
-             "served fresh; otherwise it is served. Start threshold 0.85, floor 0.6, step 0.01.", "",
-             "| data | verifier | max_error_rate | audit_share | warm-up audits | recall | false-hit rate | "
-             "errors among served hits | audits | final threshold |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "### The error-rate guard (`max_error_rate`), simulated on a stream of pairs",
+        "",
+        "Each pair once, in a random order (seed 0): cache the first side, ask the second. A would-be hit "
+        "is audited with probability `audit_share` (the label says whether the answers agree) and then "
+        "served fresh; otherwise it is served. Start threshold 0.85, floor 0.6, step 0.01.",
+        "",
+        "| data | verifier | max_error_rate | audit_share | warm-up audits | recall | false-hit rate | "
+        "errors among served hits | audits | final threshold |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name in ("QQP", "fow single-turn"):
         idx = np.array([i for i, p in enumerate(pairs) if p.dataset == name])
         if not len(idx):
@@ -349,10 +483,12 @@ def guard_section(pairs: list[Pair], sims: np.ndarray, ver: np.ndarray) -> list[
         for use_verifier in (True, False):
             for limit, share, warmup in ((0.01, 0.05, 0), (0.01, 0.05, 30), (0.01, 0.2, 30), (0.05, 0.2, 30)):
                 r = guard_run(sims[idx], ver[idx], same, limit, share, use_verifier, warmup=warmup)
-                lines.append(f"| {name} | {'on' if use_verifier else 'off'} | {limit} | {share} | {warmup} | "
-                             f"{r['recall']:.3f} | "
-                             f"{r['false_hit_rate']:.3f} | {r['error_among_hits']:.3f} ({r['hits']} hits) | "
-                             f"{r['audits']} | {r['threshold']:.2f} |")
+                lines.append(
+                    f"| {name} | {'on' if use_verifier else 'off'} | {limit} | {share} | {warmup} | "
+                    f"{r['recall']:.3f} | "
+                    f"{r['false_hit_rate']:.3f} | {r['error_among_hits']:.3f} ({r['hits']} hits) | "
+                    f"{r['audits']} | {r['threshold']:.2f} |"
+                )
     return lines
 
 
@@ -373,28 +509,45 @@ def new_sections(args: argparse.Namespace, header: list[str]) -> None:
     if begin not in text:
         text += f"\n{begin}\n{end}\n"
     head, rest = text.split(begin, 1)
-    DOC.write_text(head + begin + "\n" + "\n".join(header + [""] + lines) + "\n" + end + rest.split(end, 1)[1],
-                   encoding="utf-8")
+    DOC.write_text(
+        head + begin + "\n" + "\n".join(header + [""] + lines) + "\n" + end + rest.split(end, 1)[1],
+        encoding="utf-8",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--qqp-pairs", type=int, default=3000)
     parser.add_argument("--full", action="store_true", help="all 9,042 QQP pairs (slower)")
-    parser.add_argument("--guard-only", action="store_true",
-                        help="only the non-Latin traps and the error-rate guard (no GPTCache venv needed)")
-    parser.add_argument("--fow-data", type=Path, default=None, help="fow_cache/data folder (with --guard-only)")
+    parser.add_argument(
+        "--guard-only",
+        action="store_true",
+        help="only the non-Latin traps and the error-rate guard (no GPTCache venv needed)",
+    )
+    parser.add_argument(
+        "--fow-data", type=Path, default=None, help="fow_cache/data folder (with --guard-only)"
+    )
     args = parser.parse_args()
     if args.guard_only:
         command = "python benchmarks/cache_quality.py --guard-only --fow-data DIR" + (
-            " --full" if args.full else f" --qqp-pairs {args.qqp_pairs}")
-        new_sections(args, [f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-                            f"{platform.python_version()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-                            f"command `{command}`."])
+            " --full" if args.full else f" --qqp-pairs {args.qqp_pairs}"
+        )
+        new_sections(
+            args,
+            [
+                f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+                f"{platform.python_version()}; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+                f"command `{command}`."
+            ],
+        )
         return
-    command = "python benchmarks/cache_quality.py" + (" --full" if args.full else f" --qqp-pairs {args.qqp_pairs}")
-    header = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-              f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[0]:.1f}; command `{command}`."]
+    command = "python benchmarks/cache_quality.py" + (
+        " --full" if args.full else f" --qqp-pairs {args.qqp_pairs}"
+    )
+    header = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[0]:.1f}; command `{command}`."
+    ]
     print("\n".join(header), flush=True)
     python = ensure_gptcache()
     pairs = load_pairs(fow_data(python), None if args.full else args.qqp_pairs)

@@ -54,7 +54,6 @@ def pct(samples: list[float], q: float) -> float:
     return float(np.percentile(np.array(samples) * 1000, q))
 
 
-
 async def paced(one: Callable[[], Awaitable[None]], rate: float, seconds: float) -> float:
     """Start ``one()`` at a steady ``rate`` (open loop) for ``seconds``; the wall time taken."""
     tasks = []
@@ -66,6 +65,7 @@ async def paced(one: Callable[[], Awaitable[None]], rate: float, seconds: float)
         tasks.append(asyncio.ensure_future(one()))
     await asyncio.gather(*tasks)
     return time.perf_counter() - begin
+
 
 async def exact_layer(n: int = 5000) -> dict[str, float]:
     store = CacheStore(StoreSettings(l2_path=None))
@@ -89,8 +89,14 @@ async def gateway_paced(cache: bool, rate: float = 300.0, seconds: float = 5.0) 
     with tempfile.TemporaryDirectory() as tmp:
         data: dict[str, Any] = {
             "server": {"data_dir": tmp},
-            "models": [{"name": "g", "deployments": [{"provider": "fake", "model": "m",
-                                                      "options": {"script": "a cached answer"}}]}],
+            "models": [
+                {
+                    "name": "g",
+                    "deployments": [
+                        {"provider": "fake", "model": "m", "options": {"script": "a cached answer"}}
+                    ],
+                }
+            ],
         }
         if cache:
             data["cache"] = {"l2_path": f"{tmp}/c.sqlite3"}
@@ -125,15 +131,24 @@ async def http_paced(cache: bool, rate: float = 300.0, seconds: float = 5.0) -> 
         sock.close()
         data: dict[str, Any] = {
             "server": {"data_dir": tmp, "port": port},
-            "models": [{"name": "g", "deployments": [{"provider": "fake", "model": "m",
-                                                      "options": {"script": "a cached answer"}}]}],
+            "models": [
+                {
+                    "name": "g",
+                    "deployments": [
+                        {"provider": "fake", "model": "m", "options": {"script": "a cached answer"}}
+                    ],
+                }
+            ],
         }
         if cache:
             data["cache"] = {"l2_path": f"{tmp}/c.sqlite3"}
         Path(f"{tmp}/t.yaml").write_text(yaml.safe_dump(data))
-        server = subprocess.Popen([sys.executable, "-m", "thrifty", "serve", "-c", f"{tmp}/t.yaml",
-                                   "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "thrifty", "serve", "-c", f"{tmp}/t.yaml", "--log-level", "warning"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             return await _drive(f"http://127.0.0.1:{port}", rate, seconds, aiohttp)
         finally:
@@ -170,8 +185,14 @@ async def _drive(base: str, rate: float, seconds: float, aiohttp: Any) -> dict[s
 
         elapsed = await paced(one, rate, seconds)  # times fills while this runs
         achieved = len(times) / elapsed
-    return {"p50": pct(times, 50), "p99": pct(times, 99), "rate": achieved,
-            "server_p50": pct(overhead, 50), "server_p99": pct(overhead, 99), "hits": hits / len(times)}
+    return {
+        "p50": pct(times, 50),
+        "p99": pct(times, 99),
+        "rate": achieved,
+        "server_p50": pct(overhead, 50),
+        "server_p99": pct(overhead, 99),
+        "hits": hits / len(times),
+    }
 
 
 def semantic(n: int, hnsw_after: int, queries: int = 1000) -> dict[str, float]:
@@ -182,11 +203,18 @@ def semantic(n: int, hnsw_after: int, queries: int = 1000) -> dict[str, float]:
     index = SemanticIndex(lambda texts: None, time.time, hnsw_after=hnsw_after)
     start = time.perf_counter()
     for i in range(n):
-        index.add("p", Question(f"{i:040x}", "default", f"how do i reset the password of account {i}",
-                                time.time() + 3600), vectors[i])
+        index.add(
+            "p",
+            Question(
+                f"{i:040x}", "default", f"how do i reset the password of account {i}", time.time() + 3600
+            ),
+            vectors[i],
+        )
     build = time.perf_counter() - start
     grown = rss() - before
-    noisy = vectors[rng.integers(0, n, queries)] + rng.normal(scale=0.01, size=(queries, 384)).astype(np.float32)
+    noisy = vectors[rng.integers(0, n, queries)] + rng.normal(scale=0.01, size=(queries, 384)).astype(
+        np.float32
+    )
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
     times = []
     for q in noisy:
@@ -194,8 +222,15 @@ def semantic(n: int, hnsw_after: int, queries: int = 1000) -> dict[str, float]:
         index.lookup("p", "how do i reset the password of account 7", q, 0.9, True)
         times.append(time.perf_counter() - start)
     kind = index._parts["p"].kind
-    return {"n": n, "kind": kind, "p50": pct(times, 50), "p99": pct(times, 99), "build_s": build,
-            "bytes_est": index.nbytes() / n, "bytes_rss": grown / n}
+    return {
+        "n": n,
+        "kind": kind,
+        "p50": pct(times, 50),
+        "p99": pct(times, 99),
+        "build_s": build,
+        "bytes_est": index.nbytes() / n,
+        "bytes_rss": grown / n,
+    }
 
 
 def embed_latency(n: int = 200) -> dict[str, float]:
@@ -253,13 +288,17 @@ def write_doc(lines: list[str]) -> None:
     if begin not in text:
         text += f"\n{begin}\n{end}\n"
     head, rest = text.split(begin, 1)
-    DOC.write_text(head + begin + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+    DOC.write_text(
+        head + begin + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1], encoding="utf-8"
+    )
 
 
 def main() -> None:
-    header = (f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-              f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[0]:.1f}; command "
-              "`python benchmarks/cache_speed.py`.")
+    header = (
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[0]:.1f}; command "
+        "`python benchmarks/cache_speed.py`."
+    )
     print(header, flush=True)
     layer = asyncio.run(exact_layer())
     with_cache = asyncio.run(gateway_paced(True))
@@ -267,33 +306,52 @@ def main() -> None:
     http_cache = asyncio.run(http_paced(True))
     http_plain = asyncio.run(http_paced(False))
     embed = embed_latency()
-    rows = [semantic(10_000, 20_000), semantic(10_000, 5_000), semantic(100_000, 200_000, 300),
-            semantic(100_000, 20_000)]
+    rows = [
+        semantic(10_000, 20_000),
+        semantic(10_000, 5_000),
+        semantic(100_000, 200_000, 300),
+        semantic(100_000, 20_000),
+    ]
     l2 = asyncio.run(disk_bytes())
-    lines = [header, "", "### Exact hits", "",
-             "| path | p50 ms | p99 ms |", "|---|---|---|",
-             f"| CacheLayer.complete, L1 hit | {layer['p50']:.3f} | {layer['p99']:.3f} |",
-             f"| Gateway (in-process) with cache, hits at {with_cache['rate']:.0f} req/s | "
-             f"{with_cache['p50']:.3f} | {with_cache['p99']:.3f} |",
-             f"| Gateway (in-process) without cache, zero-delay fake upstream at {without['rate']:.0f} req/s | "
-             f"{without['p50']:.3f} | {without['p99']:.3f} |",
-             f"| HTTP `thrifty serve` with cache ({http_cache['hits']:.0%} hit-exact) at {http_cache['rate']:.0f} "
-             f"req/s, client-side | {http_cache['p50']:.3f} | {http_cache['p99']:.3f} |",
-             f"| same, server-side (`x-thrifty-overhead-ms`) | {http_cache['server_p50']:.3f} | "
-             f"{http_cache['server_p99']:.3f} |",
-             f"| HTTP `thrifty serve` without cache, zero-delay fake upstream at {http_plain['rate']:.0f} req/s, "
-             f"client-side | {http_plain['p50']:.3f} | {http_plain['p99']:.3f} |",
-             f"| same, server-side (`x-thrifty-overhead-ms`) | {http_plain['server_p50']:.3f} | "
-             f"{http_plain['server_p99']:.3f} |", "",
-             "### Semantic lookup (one partition; search + verifier; embedding excluded)", "",
-             "| entries | index | p50 ms | p99 ms | build s | bytes/entry (estimate) | bytes/entry (RSS growth) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "### Exact hits",
+        "",
+        "| path | p50 ms | p99 ms |",
+        "|---|---|---|",
+        f"| CacheLayer.complete, L1 hit | {layer['p50']:.3f} | {layer['p99']:.3f} |",
+        f"| Gateway (in-process) with cache, hits at {with_cache['rate']:.0f} req/s | "
+        f"{with_cache['p50']:.3f} | {with_cache['p99']:.3f} |",
+        f"| Gateway (in-process) without cache, zero-delay fake upstream at {without['rate']:.0f} req/s | "
+        f"{without['p50']:.3f} | {without['p99']:.3f} |",
+        f"| HTTP `thrifty serve` with cache ({http_cache['hits']:.0%} hit-exact) at {http_cache['rate']:.0f} "
+        f"req/s, client-side | {http_cache['p50']:.3f} | {http_cache['p99']:.3f} |",
+        f"| same, server-side (`x-thrifty-overhead-ms`) | {http_cache['server_p50']:.3f} | "
+        f"{http_cache['server_p99']:.3f} |",
+        f"| HTTP `thrifty serve` without cache, zero-delay fake upstream at {http_plain['rate']:.0f} req/s, "
+        f"client-side | {http_plain['p50']:.3f} | {http_plain['p99']:.3f} |",
+        f"| same, server-side (`x-thrifty-overhead-ms`) | {http_plain['server_p50']:.3f} | "
+        f"{http_plain['server_p99']:.3f} |",
+        "",
+        "### Semantic lookup (one partition; search + verifier; embedding excluded)",
+        "",
+        "| entries | index | p50 ms | p99 ms | build s | bytes/entry (estimate) | bytes/entry (RSS growth) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {int(r['n']):,} | {r['kind']} | {r['p50']:.3f} | {r['p99']:.3f} | {r['build_s']:.1f} | "
-                     f"{r['bytes_est']:.0f} | {r['bytes_rss']:.0f} |")
-    lines += ["", f"Embedding one question (MiniLM, numpy): p50 {embed['p50']:.1f} ms, p99 {embed['p99']:.1f} ms; "
-              f"batched: {embed['batch_rate']:.0f} texts/s. L2 (SQLite) file bytes per cached answer of "
-              f"~540 characters: {l2:.0f}.", "", "![semantic lookup latency](../img/cache_speed.png)"]
+        lines.append(
+            f"| {int(r['n']):,} | {r['kind']} | {r['p50']:.3f} | {r['p99']:.3f} | {r['build_s']:.1f} | "
+            f"{r['bytes_est']:.0f} | {r['bytes_rss']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Embedding one question (MiniLM, numpy): p50 {embed['p50']:.1f} ms, p99 {embed['p99']:.1f} ms; "
+        f"batched: {embed['batch_rate']:.0f} texts/s. L2 (SQLite) file bytes per cached answer of "
+        f"~540 characters: {l2:.0f}.",
+        "",
+        "![semantic lookup latency](../img/cache_speed.png)",
+    ]
     print("\n".join(lines))
     plot(rows, ROOT / "docs" / "img" / "cache_speed.png")
     write_doc(lines)

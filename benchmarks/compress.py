@@ -51,29 +51,56 @@ from thrifty.compress.text import STOPWORDS, sentences, words
 from thrifty.compress.tokens import estimate, exact_counter, messages_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data")
+DATA = next(
+    (p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
+    ROOT.parent / "shared" / "data",
+)
 ESSAYS = DATA / "compress" / "essays"
 VENV = ROOT / "benchmarks" / ".venv-litellm"
 COUNT = exact_counter()
 Message = dict[str, Any]
 
 NEEDLES = [
-    ("The secret ingredient in Dolores's lemon cake is a spoonful of cardamom honey.",
-     "What is the secret ingredient in Dolores's lemon cake?", "cardamom"),
-    ("The night train from Oslo to Bergen was delayed by exactly 47 minutes on the day of the launch.",
-     "By how many minutes was the night train from Oslo to Bergen delayed?", "47"),
-    ("Our first customer, a bakery in Lyon, paid for the software with three crates of apricots.",
-     "How did the first customer pay for the software?", "apricots"),
-    ("The password to the lab's archive room was changed to violet-kestrel-19 in March.",
-     "What was the password to the lab's archive room changed to?", "violet-kestrel-19"),
-    ("Margaret keeps her grandfather's brass telescope in the attic of the lighthouse.",
-     "Where does Margaret keep her grandfather's brass telescope?", "attic"),
-    ("The prototype's battery lasted 11 hours when the screen brightness was set to forty percent.",
-     "How long did the prototype's battery last?", "11 hours"),
-    ("The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.",
-     "What is the best thing to do in San Francisco?", "sandwich"),
-    ("The committee chose a green heron as the mascot for the 2031 robotics fair.",
-     "Which animal did the committee choose as the mascot for the robotics fair?", "heron"),
+    (
+        "The secret ingredient in Dolores's lemon cake is a spoonful of cardamom honey.",
+        "What is the secret ingredient in Dolores's lemon cake?",
+        "cardamom",
+    ),
+    (
+        "The night train from Oslo to Bergen was delayed by exactly 47 minutes on the day of the launch.",
+        "By how many minutes was the night train from Oslo to Bergen delayed?",
+        "47",
+    ),
+    (
+        "Our first customer, a bakery in Lyon, paid for the software with three crates of apricots.",
+        "How did the first customer pay for the software?",
+        "apricots",
+    ),
+    (
+        "The password to the lab's archive room was changed to violet-kestrel-19 in March.",
+        "What was the password to the lab's archive room changed to?",
+        "violet-kestrel-19",
+    ),
+    (
+        "Margaret keeps her grandfather's brass telescope in the attic of the lighthouse.",
+        "Where does Margaret keep her grandfather's brass telescope?",
+        "attic",
+    ),
+    (
+        "The prototype's battery lasted 11 hours when the screen brightness was set to forty percent.",
+        "How long did the prototype's battery last?",
+        "11 hours",
+    ),
+    (
+        "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.",
+        "What is the best thing to do in San Francisco?",
+        "sandwich",
+    ),
+    (
+        "The committee chose a green heron as the mascot for the 2031 robotics fair.",
+        "Which animal did the committee choose as the mascot for the robotics fair?",
+        "heron",
+    ),
 ]
 DEPTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
 LENGTHS = (2000, 8000, 16000, 30000)
@@ -112,20 +139,26 @@ def paste_layout(parts: list[str], question: str) -> list[Message]:
         size += COUNT(sentence) + 1
         if size >= 1000:
             n += 1
-            messages += [{"role": "user", "content": f"Part {n} of the document:\n\n" + paragraphs(chunk)},
-                         {"role": "assistant", "content": f"Got part {n}."}]
+            messages += [
+                {"role": "user", "content": f"Part {n} of the document:\n\n" + paragraphs(chunk)},
+                {"role": "assistant", "content": f"Got part {n}."},
+            ]
             chunk, size = [], 0
     if chunk:
         n += 1
-        messages += [{"role": "user", "content": f"Part {n} of the document:\n\n" + paragraphs(chunk)},
-                     {"role": "assistant", "content": f"Got part {n}."}]
+        messages += [
+            {"role": "user", "content": f"Part {n} of the document:\n\n" + paragraphs(chunk)},
+            {"role": "assistant", "content": f"Got part {n}."},
+        ]
     messages.append({"role": "user", "content": question})
     return messages
 
 
 def rag_layout(parts: list[str], question: str) -> list[Message]:
-    return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Document:\n\n{paragraphs(parts)}\n\nQuestion: {question}"}]
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Document:\n\n{paragraphs(parts)}\n\nQuestion: {question}"},
+    ]
 
 
 def paragraphs(parts: list[str], size: int = 6) -> str:
@@ -151,7 +184,9 @@ def needle_cases(pool: list[str], lengths: tuple[int, ...], rng: random.Random) 
                 parts = context(pool, rng.randrange(len(pool)), length)
                 parts.insert(int(depth * len(parts)), needle)
                 for layout, build in (("paste", paste_layout), ("rag", rag_layout)):
-                    cases.append(Case("needle", f"{layout} {length // 1000}k", build(parts, question), [needle], key))
+                    cases.append(
+                        Case("needle", f"{layout} {length // 1000}k", build(parts, question), [needle], key)
+                    )
     return cases
 
 
@@ -165,7 +200,9 @@ def essay_question_cases(pool: list[str], count: int, rng: random.Random) -> lis
         parts = context(pool, start, 8000)
         target = rng.randrange(len(parts) // 10, len(parts) - len(parts) // 10)
         answer = parts[target]
-        rare = sorted({w for w in words(answer) if w not in STOPWORDS and len(w) > 3}, key=lambda w: frequency[w])
+        rare = sorted(
+            {w for w in words(answer) if w not in STOPWORDS and len(w) > 3}, key=lambda w: frequency[w]
+        )
         if len(rare) < 2 or len(answer.split()) < 10:
             continue
         question = f"What does the text say about {rare[0]} and {rare[1]}?"
@@ -176,10 +213,26 @@ def essay_question_cases(pool: list[str], count: int, rng: random.Random) -> lis
 def agent_cases(pool: list[str], rng: random.Random, limit: int) -> list[Case]:
     questions = json.loads((DATA / "agent" / "parallelqa_dataset.json").read_text())[:limit]
     tools = [
-        {"type": "function", "function": {"name": "search", "description": "Search Wikipedia.",
-         "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}},
-        {"type": "function", "function": {"name": "math", "description": "Evaluate an expression.",
-         "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}},
+        {
+            "type": "function",
+            "function": {
+                "name": "search",
+                "description": "Search Wikipedia.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"query": {"type": "string"}},
+                    "required": ["query"],
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "math",
+                "description": "Evaluate an expression.",
+                "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+            },
+        },
     ]
     cases = []
     for q in questions:
@@ -191,8 +244,14 @@ def agent_cases(pool: list[str], rng: random.Random, limit: int) -> list[Case]:
         done: list[tuple[str, str]] = []
         run = _tool_runner(messages)
         for b in range(int(q["branch"])):
-            hits = [{"title": f"Result {b}.{k}", "url": f"https://en.wikipedia.org/wiki/R{b}_{k}",
-                     "snippet": " ".join(context(pool, rng.randrange(len(pool)), 60))} for k in range(3)]
+            hits = [
+                {
+                    "title": f"Result {b}.{k}",
+                    "url": f"https://en.wikipedia.org/wiki/R{b}_{k}",
+                    "snippet": " ".join(context(pool, rng.randrange(len(pool)), 60)),
+                }
+                for k in range(3)
+            ]
             facts += [h["snippet"] for h in hits]
             output = json.dumps({"query": f"look-up {b}", "results": hits}, indent=2, ensure_ascii=False)
             run(f"look-up {b} for: {q['question'][:60]}", output)
@@ -200,10 +259,18 @@ def agent_cases(pool: list[str], rng: random.Random, limit: int) -> list[Case]:
             if rng.random() < 0.4:  # the same search again
                 run(f"{done[-1][0]} for: {q['question'][:60]}", done[-1][1])
             if rng.random() < 0.3:  # a refined search: two of the same three hits
-                extra = {"title": "Refined", "url": "https://en.wikipedia.org/wiki/Refined",
-                         "snippet": " ".join(context(pool, rng.randrange(len(pool)), 60))}
+                extra = {
+                    "title": "Refined",
+                    "url": "https://en.wikipedia.org/wiki/Refined",
+                    "snippet": " ".join(context(pool, rng.randrange(len(pool)), 60)),
+                }
                 facts.append(extra["snippet"])
-                run(f"refined look-up {b}", json.dumps({"query": f"refined {b}", "results": [*hits[:2], extra]}, indent=2, ensure_ascii=False))
+                run(
+                    f"refined look-up {b}",
+                    json.dumps(
+                        {"query": f"refined {b}", "results": [*hits[:2], extra]}, indent=2, ensure_ascii=False
+                    ),
+                )
         messages.append({"role": "assistant", "content": "I have the facts; let me check the numbers."})
         cases.append(Case("agent", f"branch {q['branch']}", messages, facts))
     return cases
@@ -217,8 +284,19 @@ def _tool_runner(messages: list[Message]) -> Callable[[str, str], None]:
         nonlocal calls
         calls += 1
         cid = f"call_{calls}"
-        messages.append({"role": "assistant", "content": None, "tool_calls": [
-            {"id": cid, "type": "function", "function": {"name": "search", "arguments": json.dumps({"query": query})}}]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": cid,
+                        "type": "function",
+                        "function": {"name": "search", "arguments": json.dumps({"query": query})},
+                    }
+                ],
+            }
+        )
         messages.append({"role": "tool", "tool_call_id": cid, "content": output})
 
     return run
@@ -243,8 +321,10 @@ def parse_mt_bench(prompt: str) -> list[Message] | None:
     body = prompt.split("<|The Start of Assistant A's Conversation with User|>", 1)[-1]
     body = body.split("<|The End of Assistant A's Conversation with User|>", 1)[0]
     turns = re.split(r"\n### (User|Assistant A):\n", "\n" + body.strip())
-    messages = [{"role": "user" if who == "User" else "assistant", "content": text.strip()}
-                for who, text in zip(turns[1::2], turns[2::2], strict=False)]
+    messages = [
+        {"role": "user" if who == "User" else "assistant", "content": text.strip()}
+        for who, text in zip(turns[1::2], turns[2::2], strict=False)
+    ]
     if len(messages) < 3:
         return None
     return messages[:-1] if messages[-1]["role"] == "assistant" else messages  # the request for answer 2
@@ -294,13 +374,24 @@ class LiteLLM:
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         has = subprocess.run([str(python), "-c", "import litellm; litellm.compress"], capture_output=True)
-        if has.returncode:  # absent, or a release from before compress() (the venv is shared with gateway_overhead.py)
+        if (
+            has.returncode
+        ):  # absent, or a release from before compress() (the venv is shared with gateway_overhead.py)
             subprocess.run([str(python), "-m", "pip", "install", "-q", "-U", "litellm"], check=True)
-        self.version = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-                                      capture_output=True, text=True, check=True).stdout.strip()
+        self.version = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
-        self.proc = subprocess.Popen([str(python), "-c", self.RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env)
+        self.proc = subprocess.Popen(
+            [str(python), "-c", self.RUNNER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.seconds: list[float] = []
 
     def __call__(self, messages: list[Message], target: int) -> list[Message]:
@@ -348,8 +439,9 @@ class Row:
     per10k: list[float] = field(default_factory=list)
 
 
-def timed(fn: Callable[[list[Message], int], list[Message]], messages: list[Message], target: int,
-          repeat: int) -> tuple[list[Message], float]:
+def timed(
+    fn: Callable[[list[Message], int], list[Message]], messages: list[Message], target: int, repeat: int
+) -> tuple[list[Message], float]:
     best = float("inf")
     out: list[Message] = []
     for _ in range(repeat):
@@ -361,7 +453,9 @@ def timed(fn: Callable[[list[Message], int], list[Message]], messages: list[Mess
 
 def run(cases: list[Case], litellm: LiteLLM | None, repeat: int) -> dict[tuple[str, str, str], Row]:
     systems: dict[str, Callable[[list[Message], int], list[Message]]] = {
-        "minimal": thrifty("minimal"), "balanced": thrifty("balanced"), "aggressive": thrifty("aggressive"),
+        "minimal": thrifty("minimal"),
+        "balanced": thrifty("balanced"),
+        "aggressive": thrifty("aggressive"),
         "truncate": truncate,
     }
     if litellm is not None:
@@ -389,8 +483,10 @@ def run(cases: list[Case], litellm: LiteLLM | None, repeat: int) -> dict[tuple[s
 
 
 def table(rows: dict[tuple[str, str, str], Row], kinds: list[str], systems: list[str]) -> str:
-    lines = ["| input | n | system | tokens saved (median) | retention | time µs (median) | ms per 10k tokens |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| input | n | system | tokens saved (median) | retention | time µs (median) | ms per 10k tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for kind in kinds:
         labels = sorted({k[1] for k in rows if k[0] == kind}, key=_label_order)
         for label in labels:
@@ -419,8 +515,14 @@ async def model_quality(cases: list[Case], limit: int) -> str:
     from thrifty.config import Deployment
     from thrifty.types import ChatRequest
 
-    backend = providers.build(Deployment(name="local/gemma3-270m", provider="local", model="gemma3-270m",
-                                         options={"n_ctx": 4096, "max_tokens": 40}))
+    backend = providers.build(
+        Deployment(
+            name="local/gemma3-270m",
+            provider="local",
+            model="gemma3-270m",
+            options={"n_ctx": 4096, "max_tokens": 40},
+        )
+    )
     await backend.start()
     picked = [c for c in cases if c.kind == "needle" and c.label.endswith(" 2k")][:limit]
     variants = {"uncompressed": None, "aggressive": Knobs(mode="aggressive")}
@@ -429,9 +531,12 @@ async def model_quality(cases: list[Case], limit: int) -> str:
         for case in picked:
             for name, knobs in variants.items():
                 messages = case.messages if knobs is None else shrink(case.messages, knobs)[0]
-                reply = await backend.complete(ChatRequest(model="gemma", messages=messages,
-                                                           params={"temperature": 0, "max_tokens": 40}))
-                right.setdefault((case.label, name), []).append(int(case.answer.lower() in reply.text.lower()))
+                reply = await backend.complete(
+                    ChatRequest(model="gemma", messages=messages, params={"temperature": 0, "max_tokens": 40})
+                )
+                right.setdefault((case.label, name), []).append(
+                    int(case.answer.lower() in reply.text.lower())
+                )
     finally:
         await backend.aclose()
     lines = ["| input | n | prompt | Gemma 3 270M answers right |", "|---|---|---|---|"]
@@ -446,8 +551,13 @@ def main() -> None:
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's compress()")
     parser.add_argument("--repeat", type=int, default=3, help="timing repetitions per input (best of)")
     parser.add_argument("--out", type=Path, help="write the markdown tables here")
-    parser.add_argument("--model", type=int, default=0, metavar="N",
-                        help="also ask the embedded Gemma 3 270M N needle questions per 2k layout (slow)")
+    parser.add_argument(
+        "--model",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also ask the embedded Gemma 3 270M N needle questions per 2k layout (slow)",
+    )
     args = parser.parse_args()
     rng = random.Random(16)
     pool = essay_sentences()

@@ -38,17 +38,30 @@ PROMPT = "Say ok."
 
 CASES: list[tuple[str, str, dict[str, object]]] = [
     ("upstream direct, chat", "direct", {"model": "fake", "messages": [{"role": "user", "content": PROMPT}]}),
-    ("chat completions", "/v1/chat/completions", {"model": "fake", "messages": [{"role": "user", "content": PROMPT}]}),
+    (
+        "chat completions",
+        "/v1/chat/completions",
+        {"model": "fake", "messages": [{"role": "user", "content": PROMPT}]},
+    ),
     ("responses (store: true)", "/v1/responses", {"model": "fake", "input": PROMPT}),
     ("responses (store: false)", "/v1/responses", {"model": "fake", "input": PROMPT, "store": False}),
     ("completions (legacy)", "/v1/completions", {"model": "fake", "prompt": PROMPT}),
-    ("upstream direct, chat stream", "direct", {"model": "fake", "stream": True,
-                                                "messages": [{"role": "user", "content": PROMPT}]}),
-    ("chat completions stream", "/v1/chat/completions", {"model": "fake", "stream": True,
-                                                         "messages": [{"role": "user", "content": PROMPT}]}),
+    (
+        "upstream direct, chat stream",
+        "direct",
+        {"model": "fake", "stream": True, "messages": [{"role": "user", "content": PROMPT}]},
+    ),
+    (
+        "chat completions stream",
+        "/v1/chat/completions",
+        {"model": "fake", "stream": True, "messages": [{"role": "user", "content": PROMPT}]},
+    ),
     ("responses stream (store: true)", "/v1/responses", {"model": "fake", "input": PROMPT, "stream": True}),
-    ("responses stream (store: false)", "/v1/responses", {"model": "fake", "input": PROMPT, "stream": True,
-                                                          "store": False}),
+    (
+        "responses stream (store: false)",
+        "/v1/responses",
+        {"model": "fake", "input": PROMPT, "stream": True, "store": False},
+    ),
 ]
 BASELINE = {False: "chat completions", True: "chat completions stream"}
 
@@ -99,7 +112,9 @@ def wrk(url: str, body: dict[str, object], connections: int, seconds: int) -> di
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     shutil.rmtree(folder)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -113,8 +128,11 @@ def wrk(url: str, body: dict[str, object], connections: int, seconds: int) -> di
 
 def check(url: str, body: dict[str, object]) -> None:
     """One request by hand: the route answers 200 before it is loaded."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={
-        "content-type": "application/json", "authorization": f"Bearer {KEY}"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", "authorization": f"Bearer {KEY}"},
+    )
     with urllib.request.urlopen(request, timeout=10) as r:
         assert r.status == 200, r.status
         r.read()
@@ -136,9 +154,14 @@ def in_process(rounds: int, per_round: int = 2000) -> dict[str, float]:
 
     async def run() -> dict[str, float]:
         folder = tempfile.mkdtemp()
-        config = parse_config({"server": {"data_dir": folder},
-                               "models": [{"name": "fake", "deployments": [{"provider": "fake", "model": "x"}]}]},
-                              source="bench", environ={})
+        config = parse_config(
+            {
+                "server": {"data_dir": folder},
+                "models": [{"name": "fake", "deployments": [{"provider": "fake", "model": "x"}]}],
+            },
+            source="bench",
+            environ={},
+        )
         gateway = Gateway(config, backends={"fake": FakeBackend("ok ok ok ok ok ok ok ok")}, observe=False)
         app = create_app(gateway)
         await gateway.start()
@@ -157,9 +180,21 @@ def in_process(rounds: int, per_round: int = 2000) -> dict[str, float]:
                 if message["type"] == "http.response.start":
                     status.append(int(message["status"]))  # type: ignore[call-overload]
 
-            scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "root_path": "",
-                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
-                     "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": path,
+                "query_string": b"",
+                "root_path": "",
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(raw)).encode()),
+                ],
+                "http_version": "1.1",
+                "scheme": "http",
+                "server": ("127.0.0.1", 80),
+                "client": ("127.0.0.1", 1),
+            }
             await app(scope, receive, send)  # type: ignore[arg-type]
             assert status == [200], status
 
@@ -202,11 +237,23 @@ def main() -> int:
     samples: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in CASES}
     with process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "8"]):
         wait_ready(f"http://127.0.0.1:{up_port}/health")
-        with process([thrifty, "serve", "--config", str(folder / "thrifty.yaml"), "--port", str(port),
-                      "--log-level", "warning"]):
+        with process(
+            [
+                thrifty,
+                "serve",
+                "--config",
+                str(folder / "thrifty.yaml"),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ]
+        ):
             wait_ready(f"http://127.0.0.1:{port}/ready")
-            urls = {name: upstream + "/chat/completions" if path == "direct" else f"http://127.0.0.1:{port}{path}"
-                    for name, path, _ in CASES}
+            urls = {
+                name: upstream + "/chat/completions" if path == "direct" else f"http://127.0.0.1:{port}{path}"
+                for name, path, _ in CASES
+            }
             for name, _, body in CASES:
                 check(urls[name], body)
                 wrk(urls[name], body, args.connections, 1)  # warm up
@@ -222,7 +269,9 @@ def main() -> int:
     return 0
 
 
-def render(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace, cpu: dict[str, float]) -> str:
+def render(
+    samples: dict[str, list[dict[str, float]]], args: argparse.Namespace, cpu: dict[str, float]
+) -> str:
     def median(name: str, key: str) -> float:
         return statistics.median(s[key] for s in samples[name])
 

@@ -137,11 +137,18 @@ def minimize(live: Live, outcome: Outcome, cause: str, captured: Captured) -> st
 def report(tally: Tally, seconds: float, minimal: dict[str, str | None]) -> str:
     total = sum(tally.by_status.values())
     statuses = sorted(tally.by_status)
-    lines = [f"{total} cases in {seconds:.0f} s ({total / seconds:.0f} cases/s)", "",
-             "| status | cases |", "|---|---|"]
+    lines = [
+        f"{total} cases in {seconds:.0f} s ({total / seconds:.0f} cases/s)",
+        "",
+        "| status | cases |",
+        "|---|---|",
+    ]
     lines += [f"| {s} | {tally.by_status[s]} |" for s in statuses]
-    lines += ["", "| route | cases | " + " | ".join(map(str, statuses)) + " |",
-              "|---|---|" + "---|" * len(statuses)]
+    lines += [
+        "",
+        "| route | cases | " + " | ".join(map(str, statuses)) + " |",
+        "|---|---|" + "---|" * len(statuses),
+    ]
     for route in sorted(tally.by_route):
         counts = tally.by_route[route]
         cells = " | ".join(str(counts.get(s, "")) for s in statuses)
@@ -178,19 +185,30 @@ def main() -> int:
         logging.getLogger(name).addHandler(captured)
     logging.getLogger("thrifty").propagate = False  # the tally reports them; keep the output readable
     logging.getLogger("python_multipart").setLevel(logging.ERROR)  # a warning per malformed upload
-    print(f"machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}; "
-          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
-    with tempfile.TemporaryDirectory(prefix="thrifty-fuzz-") as data_dir, live_gateway(Path(data_dir)) as live:
+    print(
+        f"machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        flush=True,
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="thrifty-fuzz-") as data_dir,
+        live_gateway(Path(data_dir)) as live,
+    ):
         from tests.server.fuzzing import load_schema
 
         doc = load_schema(live.url).raw_schema
         tally = Tally(doc=doc)
-        modes = sum(2 if (op := doc["paths"][path][method.lower()]).get("requestBody") or op.get("parameters")
-                    else 1 for method, path in operations(doc))
+        modes = sum(
+            2 if (op := doc["paths"][path][method.lower()]).get("requestBody") or op.get("parameters") else 1
+            for method, path in operations(doc)
+        )
         examples = max(1, math.ceil(args.cases / modes))
-        print(f"{len(operations(doc))} operations, {modes} (operation, mode) pairs, {examples} examples each, "
-              f"seed {args.seed}", flush=True)
+        print(
+            f"{len(operations(doc))} operations, {modes} (operation, mode) pairs, {examples} examples each, "
+            f"seed {args.seed}",
+            flush=True,
+        )
         captured.take()
         started = time.perf_counter()
         fuzz(live, examples, lambda o: tally.add(o, captured.take()), seed=args.seed)

@@ -71,7 +71,9 @@ def wait_ready(url: str, timeout: float = 120.0) -> float:
 
 @contextlib.contextmanager
 def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     try:
         yield proc
     finally:
@@ -96,7 +98,9 @@ def wrk(url: str, connections: int, seconds: int, body: dict[str, object]) -> di
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     lua.unlink()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -165,7 +169,10 @@ async def _ttfb(url: str, body: dict[str, object], n: int) -> list[float]:
 
 def ttfb(url: str, body: dict[str, object], n: int = 300) -> dict[str, float]:
     samples = sorted(asyncio.run(_ttfb(url, body, n))[n // 10 :])  # the first tenth warms up
-    return {"ttfb_p50_ms": statistics.median(samples) * 1000, "ttfb_p99_ms": samples[int(len(samples) * 0.99) - 1] * 1000}
+    return {
+        "ttfb_p50_ms": statistics.median(samples) * 1000,
+        "ttfb_p99_ms": samples[int(len(samples) * 0.99) - 1] * 1000,
+    }
 
 
 async def _hold(url: str, body: dict[str, object], n: int, pid: int) -> tuple[float, int]:
@@ -207,13 +214,26 @@ def ensure_litellm() -> Path | None:
 
 @contextlib.contextmanager
 def target(
-    name: str, chunks: int, thrifty: str, litellm: Path | None, startup: dict[str, float] | None,
+    name: str,
+    chunks: int,
+    thrifty: str,
+    litellm: Path | None,
+    startup: dict[str, float] | None,
     upstream_args: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, int]]:
     """A fresh fake upstream, and the proxy under test in front of it; yields the URL to load
     and the process id serving it."""
     up_port = free_port()
-    up_cmd = [PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", str(chunks), *upstream_args]
+    up_cmd = [
+        PY,
+        "-m",
+        "thrifty.fakeupstream",
+        "--port",
+        str(up_port),
+        "--chunks",
+        str(chunks),
+        *upstream_args,
+    ]
     with process(up_cmd) as up:
         upstream = f"http://127.0.0.1:{up_port}/v1"
         if not upstream_args:
@@ -227,17 +247,45 @@ def target(
         entry = f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
         port = free_port()
         if name == "bare":
-            cmd = [PY, str(ROOT / "benchmarks" / "bare_proxy.py"), "--port", str(port), "--upstream", upstream[:-3]]
+            cmd = [
+                PY,
+                str(ROOT / "benchmarks" / "bare_proxy.py"),
+                "--port",
+                str(port),
+                "--upstream",
+                upstream[:-3],
+            ]
             url, env, wait = f"http://127.0.0.1:{port}/v1/chat/completions", None, 60.0
         elif name == "thrifty":
             (folder / "thrifty.yaml").write_text(f"server: {{data_dir: {folder}}}\n" + entry)
-            cmd = [thrifty, "serve", "--config", str(folder / "thrifty.yaml"), "--port", str(port), "--log-level", "warning"]
+            cmd = [
+                thrifty,
+                "serve",
+                "--config",
+                str(folder / "thrifty.yaml"),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ]
             url, env, wait = f"http://127.0.0.1:{port}/v1/chat/completions", None, 60.0
         else:
             assert litellm is not None
             (folder / "litellm.yaml").write_text(entry)
-            cmd = [str(litellm), "--config", str(folder / "litellm.yaml"), "--port", str(port), "--num_workers", "1"]
-            env = {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+            cmd = [
+                str(litellm),
+                "--config",
+                str(folder / "litellm.yaml"),
+                "--port",
+                str(port),
+                "--num_workers",
+                "1",
+            ]
+            env = {
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_MASTER_KEY": MASTER_KEY,
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            }
             url, wait = f"http://127.0.0.1:{port}/chat/completions", 180.0
         t0 = time.perf_counter()
         with process(cmd, env=env) as proc:
@@ -262,8 +310,9 @@ def timed(cmd: list[str], runs: int = 15) -> float:
 Results = dict[str, dict[int, dict[str, float]]]
 
 
-def measure(args: argparse.Namespace, names: list[str], thrifty: str, litellm: Path | None,
-            startup: dict[str, float]) -> tuple[Results, dict[str, dict[str, float]]]:
+def measure(
+    args: argparse.Namespace, names: list[str], thrifty: str, litellm: Path | None, startup: dict[str, float]
+) -> tuple[Results, dict[str, dict[str, float]]]:
     """Every target at 1, 10 and 50 connections, rounds interleaved; medians per cell."""
     samples: dict[str, dict[int, list[dict[str, float]]]] = {}
     extras: dict[str, list[dict[str, float]]] = {}  # per stream target: TTFB, RSS after the run
@@ -293,16 +342,22 @@ def measure(args: argparse.Namespace, names: list[str], thrifty: str, litellm: P
                         extras.setdefault(key, []).append(extra)
                         print(key, extra, file=sys.stderr, flush=True)
     results = {
-        key: {conns: {m: statistics.median(r[m] for r in runs) for m in runs[0]} for conns, runs in by_conn.items()}
+        key: {
+            conns: {m: statistics.median(r[m] for r in runs) for m in runs[0]}
+            for conns, runs in by_conn.items()
+        }
         for key, by_conn in samples.items()
     }
-    extra_results = {key: {m: statistics.median(r[m] for r in runs) for m in runs[0]} for key, runs in extras.items()}
+    extra_results = {
+        key: {m: statistics.median(r[m] for r in runs) for m in runs[0]} for key, runs in extras.items()
+    }
 
     return results, extra_results
 
 
-def idle_memory(args: argparse.Namespace, names: list[str], thrifty: str,
-                litellm: Path | None) -> dict[str, tuple[float, float, int]]:
+def idle_memory(
+    args: argparse.Namespace, names: list[str], thrifty: str, litellm: Path | None
+) -> dict[str, tuple[float, float, int]]:
     """Each proxy's RSS idle and with ``args.idle`` streams open that the upstream holds."""
     idle: dict[str, tuple[float, float, int]] = {}
     if args.idle:
@@ -349,7 +404,9 @@ def _cpu_ratio(key: str, r: dict[str, float], bare: dict[str, float]) -> str:
     return "" if key.startswith("direct") else f"{bare['cpu_us'] / r['cpu_us']:.2f}"
 
 
-def stream_tables(results: Results, extra_results: dict[str, dict[str, float]], names: list[str]) -> list[str]:
+def stream_tables(
+    results: Results, extra_results: dict[str, dict[str, float]], names: list[str]
+) -> list[str]:
     lines: list[str] = []
     lines += [
         "",
@@ -386,11 +443,18 @@ def stream_tables(results: Results, extra_results: dict[str, dict[str, float]], 
             f"| {key.split(' (')[0]} | {chunks} | {e['ttfb_p50_ms']:.3f} | {e['ttfb_p99_ms']:.3f} "
             f"| {over_bare:+.3f} | {over_direct:+.3f} | {e['rss_mb']:.0f} |"
         )
-    lines += ["", "| proxy | CPU µs per chunk (100-chunk minus 5-chunk streams, per extra chunk, median over conns) |",
-              "|---|---|"]
+    lines += [
+        "",
+        "| proxy | CPU µs per chunk (100-chunk minus 5-chunk streams, per extra chunk, median over conns) |",
+        "|---|---|",
+    ]
     for name in names[1:]:
         per = [
-            (results[f"{name} (stream 100 chunks)"][c]["cpu_us"] - results[f"{name} (stream 5 chunks)"][c]["cpu_us"]) / 95
+            (
+                results[f"{name} (stream 100 chunks)"][c]["cpu_us"]
+                - results[f"{name} (stream 5 chunks)"][c]["cpu_us"]
+            )
+            / 95
             for c in (1, 10, 50)
         ]
         lines.append(f"| {name} | {statistics.median(per):.1f} |")
@@ -399,8 +463,11 @@ def stream_tables(results: Results, extra_results: dict[str, dict[str, float]], 
 
 def idle_table(idle: dict[str, tuple[float, float, int]], count: int) -> list[str]:
     lines: list[str] = []
-    lines += ["", f"| proxy | RSS idle MB | RSS with {count} open idle streams MB | streams open | MB per 1,000 open streams |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"| proxy | RSS idle MB | RSS with {count} open idle streams MB | streams open | MB per 1,000 open streams |",
+        "|---|---|---|---|---|",
+    ]
     for name, (before, during, opened) in idle.items():
         per = (during - before) / max(opened, 1) * 1000
         lines.append(f"| {name} | {before:.0f} | {during:.0f} | {opened} | {per:.1f} |")
@@ -408,12 +475,16 @@ def idle_table(idle: dict[str, tuple[float, float, int]], count: int) -> list[st
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-stream", action="store_true")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--idle", type=int, default=1000, help="open idle streams for the memory check (0: skip)")
+    parser.add_argument(
+        "--idle", type=int, default=1000, help="open idle streams for the memory check (0: skip)"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench" / "gateway.md"))
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -443,7 +514,9 @@ def main() -> int:
     if idle:
         lines += idle_table(idle, args.idle)
     if "litellm" in results:
-        ratio = max(r["rps"] for r in results["thrifty"].values()) / max(r["rps"] for r in results["litellm"].values())
+        ratio = max(r["rps"] for r in results["thrifty"].values()) / max(
+            r["rps"] for r in results["litellm"].values()
+        )
         lines += ["", f"Best throughput ratio thrifty / LiteLLM proxy (non-streaming): **{ratio:.1f}×**."]
     startup["thrifty --help (median of 15)"] = timed([thrifty, "--help"])
     startup["python -c 'import thrifty' (median of 15)"] = timed([PY, "-c", "import thrifty"])

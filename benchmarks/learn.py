@@ -67,24 +67,51 @@ from thrifty.testing import FakeBackend  # noqa: E402
 from thrifty.types import ChatRequest, message_text  # noqa: E402
 
 FEATURES = {
-    BASELINE: {"dense"}, "simplify_examples": {"simple", "examples"}, "concise": {"short"},
-    "detailed": {"long", "detail"}, "step_by_step": {"steps", "long"}, "format_hint": {"structured", "dense"},
-    "user_language": {"dense"}, "on_topic": {"dense"},
+    BASELINE: {"dense"},
+    "simplify_examples": {"simple", "examples"},
+    "concise": {"short"},
+    "detailed": {"long", "detail"},
+    "step_by_step": {"steps", "long"},
+    "format_hint": {"structured", "dense"},
+    "user_language": {"dense"},
+    "on_topic": {"dense"},
 }
 GROUPS: dict[str, dict[str, Any]] = {
     "novices": {
-        "topics": ["microservices", "Kubernetes pods", "OAuth tokens", "database indexes",
-                   "HTTP status 404", "HTTP status 403"],
-        "complaints": ["too complex, I need concrete examples", "way too technical", "can you give an example?"],
+        "topics": [
+            "microservices",
+            "Kubernetes pods",
+            "OAuth tokens",
+            "database indexes",
+            "HTTP status 404",
+            "HTTP status 403",
+        ],
+        "complaints": [
+            "too complex, I need concrete examples",
+            "way too technical",
+            "can you give an example?",
+        ],
     },
     "busy": {
-        "topics": ["git rebase", "HTTP caching headers", "Python virtualenvs", "cron syntax",
-                   "Python 3.11 features", "Python 3.12 features"],
+        "topics": [
+            "git rebase",
+            "HTTP caching headers",
+            "Python virtualenvs",
+            "cron syntax",
+            "Python 3.11 features",
+            "Python 3.12 features",
+        ],
         "complaints": ["too long", "get to the point please", "tl;dr"],
     },
     "deep": {
-        "topics": ["consensus in Raft", "B-tree splits", "TCP congestion control", "garbage collection",
-                   "IPv4 addressing", "IPv6 addressing"],
+        "topics": [
+            "consensus in Raft",
+            "B-tree splits",
+            "TCP congestion control",
+            "garbage collection",
+            "IPv4 addressing",
+            "IPv6 addressing",
+        ],
         "complaints": ["needs more detail", "too shallow", "please elaborate"],
     },
 }
@@ -132,7 +159,9 @@ def features_of(request: ChatRequest) -> set[str]:
     return set(FEATURES[BASELINE])
 
 
-ANSWER = re.compile(r"^\[topic=(?P<topic>[^\]]*)\] \[owner=(?P<owner>[^\]]*)\] \[features=(?P<features>[^\]]*)\]")
+ANSWER = re.compile(
+    r"^\[topic=(?P<topic>[^\]]*)\] \[owner=(?P<owner>[^\]]*)\] \[features=(?P<features>[^\]]*)\]"
+)
 
 
 def fake_model(topic_of: dict[str, str]) -> Callable[[ChatRequest], str]:
@@ -140,8 +169,11 @@ def fake_model(topic_of: dict[str, str]) -> Callable[[ChatRequest], str]:
         question = next(m for m in reversed(request.messages) if m.get("role") == "user")
         original = message_text(question).replace(" simply with practical examples", "")
         topic = topic_of.get(original, "?")
-        return (f"[topic={topic}] [owner={request.trace.key_id}] "
-                f"[features={','.join(sorted(features_of(request)))}] An answer about {topic}.")
+        return (
+            f"[topic={topic}] [owner={request.trace.key_id}] "
+            f"[features={','.join(sorted(features_of(request)))}] An answer about {topic}."
+        )
+
     return answer
 
 
@@ -205,7 +237,9 @@ class Decisions:
     def __init__(self) -> None:
         self.ratings: Counter[tuple[str, str]] = Counter()
         self.seen: dict[tuple[str, str], int] = {}  # history events already read, per context
-        self.started_at: dict[tuple[str, str], int] = {}  # the context's rating count when its candidate started
+        self.started_at: dict[
+            tuple[str, str], int
+        ] = {}  # the context's rating count when its candidate started
 
     def note(self, layer: LearningLayer, owner: str, context: str, result: Result) -> None:
         key = (owner, context)
@@ -213,25 +247,46 @@ class Decisions:
         exp = layer.experiments.get(key)
         if exp is None:
             return
-        for event in exp.history[self.seen.get(key, 0):]:
+        for event in exp.history[self.seen.get(key, 0) :]:
             if event["event"] == "started":
                 self.started_at[key] = self.ratings[key]
                 continue
-            record = {"owner": owner, "context": context, **event,
-                      "ratings_to_decide": self.ratings[key] - self.started_at.get(key, 0)}
+            record = {
+                "owner": owner,
+                "context": context,
+                **event,
+                "ratings_to_decide": self.ratings[key] - self.started_at.get(key, 0),
+            }
             (result.promotions if event["event"] == "promoted" else result.rollbacks).append(record)
         self.seen[key] = len(exp.history)
 
 
-async def run(name: str, steps: list[tuple[str, str, str]], embed: Callable[[Sequence[str]], Any],
-              seed: int, path: str, *, learn: bool, knowledge: bool, fixed: dict[str, str] | None = None,
-              verify: bool = True) -> Result:
+async def run(
+    name: str,
+    steps: list[tuple[str, str, str]],
+    embed: Callable[[Sequence[str]], Any],
+    seed: int,
+    path: str,
+    *,
+    learn: bool,
+    knowledge: bool,
+    fixed: dict[str, str] | None = None,
+    verify: bool = True,
+) -> Result:
     rng = random.Random(seed + 1)
     topic_of = {p.format(t): t for g in GROUPS.values() for t in g["topics"] for p in PHRASINGS}
     backend = FakeBackend(fake_model(topic_of))
-    settings = LearnSettings(enabled=True, path=path, knowledge="hit" if knowledge else "off",
-                             min_samples=8, confidence=0.95, max_share=0.5, refresh_s=3600.0, seed=seed,
-                             knowledge_verify=verify)
+    settings = LearnSettings(
+        enabled=True,
+        path=path,
+        knowledge="hit" if knowledge else "off",
+        min_samples=8,
+        confidence=0.95,
+        max_share=0.5,
+        refresh_s=3600.0,
+        seed=seed,
+        knowledge_verify=verify,
+    )
     clock = SimClock()
     layer = LearningLayer(backend, "m", settings, embed, clock=clock)
     await layer.start()
@@ -310,16 +365,23 @@ def reason_accuracy(embed: Callable[[Sequence[str]], Any] | None) -> None:
 
     from thrifty.learn.reasons import ReasonClassifier
 
-    rows = [json.loads(line) for line in (ROOT / "tests" / "learn" / "reasons.jsonl").read_text().splitlines()]
-    for name, classifier in (("keywords", ReasonClassifier()), ("keywords + MiniLM", ReasonClassifier(embed))):
+    rows = [
+        json.loads(line) for line in (ROOT / "tests" / "learn" / "reasons.jsonl").read_text().splitlines()
+    ]
+    for name, classifier in (
+        ("keywords", ReasonClassifier()),
+        ("keywords + MiniLM", ReasonClassifier(embed)),
+    ):
         if name != "keywords" and embed is None:
             continue
         right = sum(set(classifier.classify(r["comment"])) == set(r["reasons"]) for r in rows)
-        print(f"reason classifier ({name}): {right}/{len(rows)} comments exactly right ({right / len(rows):.1%})")
+        print(
+            f"reason classifier ({name}): {right}/{len(rows)} comments exactly right ({right / len(rows):.1%})"
+        )
 
 
 def window_means(values: list[float], size: int) -> list[float]:
-    return [statistics.fmean(values[i:i + size]) for i in range(0, len(values), size)]
+    return [statistics.fmean(values[i : i + size]) for i in range(0, len(values), size)]
 
 
 def main() -> int:
@@ -365,43 +427,70 @@ def report(runs: list[Result], best_variant: dict[str, str], requests: int) -> N
     size = 200
     print(f"\nbest fixed variant per group (hindsight): {best_variant}")
     print(f"\nmean rating per window of {size} requests:")
-    print("| run | " + " | ".join(f"{i * size + 1}-{(i + 1) * size}" for i in range(requests // size)) + " | all |")
+    print(
+        "| run | "
+        + " | ".join(f"{i * size + 1}-{(i + 1) * size}" for i in range(requests // size))
+        + " | all |"
+    )
     print("|---|" + "---|" * (requests // size + 1))
     for r in runs:
         means = window_means([float(x) for x in r.ratings], size)
-        print(f"| {r.name} | " + " | ".join(f"{m:.2f}" for m in means) + f" | {statistics.fmean(r.ratings):.2f} |")
+        print(
+            f"| {r.name} | "
+            + " | ".join(f"{m:.2f}" for m in means)
+            + f" | {statistics.fmean(r.ratings):.2f} |"
+        )
     last = {r.name: statistics.fmean(r.ratings[-size:]) for r in runs}
-    print(f"\nlast {size}: learn {last['learn']:.2f}, oracle {last['oracle']:.2f} "
-          f"({last['learn'] / last['oracle']:.1%} of it), none {last['none']:.2f} "
-          f"({last['learn'] / last['none'] - 1:+.1%}); learn-nokb {last['learn-nokb']:.2f}")
+    print(
+        f"\nlast {size}: learn {last['learn']:.2f}, oracle {last['oracle']:.2f} "
+        f"({last['learn'] / last['oracle']:.1%} of it), none {last['none']:.2f} "
+        f"({last['learn'] / last['none'] - 1:+.1%}); learn-nokb {last['learn-nokb']:.2f}"
+    )
     half = requests // 2
     print(f"\nmean rating per group over the last {requests - half} requests:")
     print("| run | " + " | ".join(GROUPS) + " |")
     print("|---|" + "---|" * len(GROUPS))
     for r in runs:
-        cells = [statistics.fmean([x for x, g in zip(r.ratings[half:], r.groups[half:], strict=True) if g == group])
-                 for group in GROUPS]
+        cells = [
+            statistics.fmean(
+                [x for x, g in zip(r.ratings[half:], r.groups[half:], strict=True) if g == group]
+            )
+            for group in GROUPS
+        ]
         print(f"| {r.name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     for name in ("learn", "learn-nokb", "learn-noverify", "none"):
         r = by[name]
         cumulative = [sum(r.regret[:n]) for n in (500, 1000, 2000) if n <= len(r.regret)]
-        print(f"cumulative expected regret ({name}) at 500/1000/2000: " + " / ".join(f"{c:.0f}" for c in cumulative))
+        print(
+            f"cumulative expected regret ({name}) at 500/1000/2000: "
+            + " / ".join(f"{c:.0f}" for c in cumulative)
+        )
     for name in ("learn", "learn-nokb"):
         r = by[name]
-        print(f"\n{name}: {len(r.promotions)} promotions, {len(r.rollbacks)} rollbacks, {r.implicit} implicit signals")
+        print(
+            f"\n{name}: {len(r.promotions)} promotions, {len(r.rollbacks)} rollbacks, {r.implicit} implicit signals"
+        )
         for p in r.promotions:
-            print(f"  promoted {p['variant']} over {p['against']} in {p['owner']}/{p['context']} after "
-                  f"{p['ratings_to_decide']} ratings of the context (P(better) {p['p_better']})")
+            print(
+                f"  promoted {p['variant']} over {p['against']} in {p['owner']}/{p['context']} after "
+                f"{p['ratings_to_decide']} ratings of the context (P(better) {p['p_better']})"
+            )
         for p in r.rollbacks:
-            print(f"  rolled back {p['variant']} against {p['against']} in {p['owner']}/{p['context']} after "
-                  f"{p['ratings_to_decide']} ratings of the context (P(better) {p['p_better']})")
+            print(
+                f"  rolled back {p['variant']} against {p['against']} in {p['owner']}/{p['context']} after "
+                f"{p['ratings_to_decide']} ratings of the context (P(better) {p['p_better']})"
+            )
     for name in ("learn", "learn-noverify"):
         kb = by[name]
-        print(f"\nknowledge base ({name}): {kb.hits} hits of {requests} requests ({kb.hits / requests:.1%}), "
-              f"{kb.hit_errors} wrong-topic hits ({kb.hit_errors / max(1, kb.hits):.2%}), "
-              f"{kb.leaks} cross-tenant hits")
-    print(f"layer time per request (embedding included), median: none {statistics.median(by['none'].overhead_ms):.2f} ms,"
-          f" learn {statistics.median(by['learn'].overhead_ms):.2f} ms")
+        print(
+            f"\nknowledge base ({name}): {kb.hits} hits of {requests} requests ({kb.hits / requests:.1%}), "
+            f"{kb.hit_errors} wrong-topic hits ({kb.hit_errors / max(1, kb.hits):.2%}), "
+            f"{kb.leaks} cross-tenant hits"
+        )
+    print(
+        f"layer time per request (embedding included), median: none {statistics.median(by['none'].overhead_ms):.2f} ms,"
+        f" learn {statistics.median(by['learn'].overhead_ms):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,18 @@ def main() -> int:
         wait_ready(upstream + "/chat/completions")
         (folder / "thrifty.yaml").write_text(
             f"server: {{data_dir: {folder}}}\nmodel_list:\n  - model_name: fake\n"
-            f"    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n")
-        cmd = [thrifty, "serve", "--config", str(folder / "thrifty.yaml"), "--port", str(port),
-               "--log-level", "warning"]
+            f"    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
+        )
+        cmd = [
+            thrifty,
+            "serve",
+            "--config",
+            str(folder / "thrifty.yaml"),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
         with process(cmd):
             base = f"http://127.0.0.1:{port}/v1"
             wait_ready(base + "/chat/completions")
@@ -55,17 +64,23 @@ def main() -> int:
             for _ in range(args.rounds):
                 for name, (url, body) in cells.items():
                     samples[name].append(wrk(url, args.connections, args.seconds, body))
-    print(f"# /v1/messages vs /v1/chat/completions ({datetime.date.today()}, {platform.machine()}, "
-          f"{platform.python_version()}; wrk -c{args.connections}, {args.seconds} s x {args.rounds} rounds, "
-          f"median; upstream streams {args.chunks} chunks)\n")
+    print(
+        f"# /v1/messages vs /v1/chat/completions ({datetime.date.today()}, {platform.machine()}, "
+        f"{platform.python_version()}; wrk -c{args.connections}, {args.seconds} s x {args.rounds} rounds, "
+        f"median; upstream streams {args.chunks} chunks)\n"
+    )
     print("| route | p50 ms | p99 ms | requests/s | errors | requests/s vs chat |")
     print("|---|---|---|---|---|---|")
-    medians = {name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
-               for name, runs in samples.items()}
+    medians = {
+        name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+        for name, runs in samples.items()
+    }
     for name, m in medians.items():
         reference = medians["chat completions, streamed" if "streamed" in name else "chat completions"]
-        print(f"| {name} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['rps']:.0f} | {m['errors']:.0f} "
-              f"| {m['rps'] / reference['rps']:.2f} |")
+        print(
+            f"| {name} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {m['rps']:.0f} | {m['errors']:.0f} "
+            f"| {m['rps'] / reference['rps']:.2f} |"
+        )
     return 0
 
 

@@ -46,17 +46,34 @@ def make_config(data_dir: str) -> Any:
 def events(n: int) -> list[RequestEvent]:
     now = time.time()
     out = []
-    routes = {t: RouteDecision(router="auto", policy="rules", tier=t, model=t, score=0.3) for t in ("fast", "smart")}
+    routes = {
+        t: RouteDecision(router="auto", policy="rules", tier=t, model=t, score=0.3) for t in ("fast", "smart")
+    }
     for i in range(n):
         tier = "fast" if i % 3 else "smart"
-        out.append(RequestEvent(
-            request_id=f"chatcmpl-{i}", ts=now, model="auto", deployment=f"{tier}/openai/gpt-4o" + ("-mini" if tier == "fast" else ""),
-            stream=bool(i % 2), status=200 if i % 50 else 502, error_type=None if i % 50 else "upstream_error",
-            prompt_tokens=500, completion_tokens=120, cached_tokens=0, latency_s=0.2 + (i % 10) * 0.01,
-            ttft_s=0.05 if i % 2 else None, overhead_s=0.0003, attempts=1, api_key="abc123", tenant="",
-            cache=CACHE_MISS if i % 4 else CACHE_HIT_EXACT, route=routes[tier],
-            annotations={"route": routes[tier].header(), "cache": "miss" if i % 4 else "hit-exact"},
-        ))
+        out.append(
+            RequestEvent(
+                request_id=f"chatcmpl-{i}",
+                ts=now,
+                model="auto",
+                deployment=f"{tier}/openai/gpt-4o" + ("-mini" if tier == "fast" else ""),
+                stream=bool(i % 2),
+                status=200 if i % 50 else 502,
+                error_type=None if i % 50 else "upstream_error",
+                prompt_tokens=500,
+                completion_tokens=120,
+                cached_tokens=0,
+                latency_s=0.2 + (i % 10) * 0.01,
+                ttft_s=0.05 if i % 2 else None,
+                overhead_s=0.0003,
+                attempts=1,
+                api_key="abc123",
+                tenant="",
+                cache=CACHE_MISS if i % 4 else CACHE_HIT_EXACT,
+                route=routes[tier],
+                annotations={"route": routes[tier].header(), "cache": "miss" if i % 4 else "hit-exact"},
+            )
+        )
     return out
 
 
@@ -88,8 +105,11 @@ def bench_record(tmp: str, evs: list[RequestEvent]) -> dict[str, float]:
         obs.flush()
         write.append((clock() - start) / len(evs) * 1e6)
         obs.ledger.close()
-    return {"record": statistics.median(record), "deferred": statistics.median(deferred),
-            "write": statistics.median(write)}
+    return {
+        "record": statistics.median(record),
+        "deferred": statistics.median(deferred),
+        "write": statistics.median(write),
+    }
 
 
 def prometheus_updater() -> Any:
@@ -154,12 +174,22 @@ def bench_scrape_and_start(tmp: str, evs: list[RequestEvent]) -> dict[str, float
     imports = []
     for _ in range(3):
         out = subprocess.run(
-            [sys.executable, "-c", "import time; t=time.perf_counter(); import thrifty.observe; print(time.perf_counter()-t)"],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-c",
+                "import time; t=time.perf_counter(); import thrifty.observe; print(time.perf_counter()-t)",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         imports.append(float(out.stdout))
-    return {"scrape_ms": statistics.median(scrape) * 1e3, "stats_ms": statistics.median(stats) * 1e3,
-            "start_ms": statistics.median(starts) * 1e3, "import_ms": statistics.median(imports) * 1e3}
+    return {
+        "scrape_ms": statistics.median(scrape) * 1e3,
+        "stats_ms": statistics.median(stats) * 1e3,
+        "start_ms": statistics.median(starts) * 1e3,
+        "import_ms": statistics.median(imports) * 1e3,
+    }
 
 
 def bench_gateway(tmp: str) -> dict[str, float]:
@@ -190,7 +220,9 @@ def bench_gateway(tmp: str) -> dict[str, float]:
 
 
 def main() -> None:
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, python {platform.python_version()}"
+    )
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     print("command: .venv/bin/python benchmarks/observe_record.py")
     print(f"{N:,} events, median of {REPEAT} runs, CPU time (not wall clock)\n")
@@ -201,12 +233,24 @@ def main() -> None:
         other = bench_scrape_and_start(tmp, evs)
         gateway = bench_gateway(tmp)
     rows = [
-        ("hot path per request (on the event loop)", f"{ours['record']:.2f} µs", f"{base:.2f} µs", f"{base / ours['record']:.0f}x less"),
+        (
+            "hot path per request (on the event loop)",
+            f"{ours['record']:.2f} µs",
+            f"{base:.2f} µs",
+            f"{base / ours['record']:.0f}x less",
+        ),
         ("deferred per request (writer thread): price + count", f"{ours['deferred']:.2f} µs", "-", ""),
         ("deferred per request: SQLite row (batched)", f"{ours['write']:.2f} µs", "-", ""),
     ]
     total = ours["record"] + ours["deferred"] + ours["write"]
-    rows.append(("all work per request (hot path + writer thread)", f"{total:.2f} µs", f"{base:.2f} µs", f"{base / total:.1f}x"))
+    rows.append(
+        (
+            "all work per request (hot path + writer thread)",
+            f"{total:.2f} µs",
+            f"{base:.2f} µs",
+            f"{base / total:.1f}x",
+        )
+    )
     print(f"| {'measure':<52} | {'thrifty':>10} | {'prometheus_client':>17} | {'ratio':>9} |")
     print(f"|{'-' * 54}|{'-' * 12}|{'-' * 19}|{'-' * 11}|")
     for name, a, b, r in rows:
@@ -216,9 +260,11 @@ def main() -> None:
     print(f"dashboard stats JSON after 10k requests: {other['stats_ms']:.2f} ms")
     print(f"Observer.start() (open ledger, start writer): {other['start_ms']:.2f} ms")
     print(f"import thrifty.observe (cold interpreter): {other['import_ms']:.1f} ms")
-    print(f"Gateway.chat over a FakeBackend, process CPU: {gateway['off']:.1f} µs/request unobserved, "
-          f"{gateway['on']:.1f} µs observed (+{gateway['on'] - gateway['off']:.1f} µs, "
-          f"{(gateway['on'] / gateway['off'] - 1) * 100:+.0f}%)")
+    print(
+        f"Gateway.chat over a FakeBackend, process CPU: {gateway['off']:.1f} µs/request unobserved, "
+        f"{gateway['on']:.1f} µs observed (+{gateway['on'] - gateway['off']:.1f} µs, "
+        f"{(gateway['on'] / gateway['off'] - 1) * 100:+.0f}%)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from thrifty.providers.http import AiohttpTransport  # noqa: E402
 from thrifty.providers.openai import OpenAIBackend  # noqa: E402
 from thrifty.testing import chat  # noqa: E402
 
-UPSTREAM = r'''
+UPSTREAM = r"""
 import sys, orjson
 from aiohttp import web
 ANSWER = orjson.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
@@ -55,12 +55,14 @@ async def handle(request):
 app = web.Application()
 app.router.add_post("/v1/chat/completions", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
-'''
+"""
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}
 
 
-async def run(call: Callable[[], Awaitable[None]], requests: int, concurrency: int) -> tuple[float, float, float]:
+async def run(
+    call: Callable[[], Awaitable[None]], requests: int, concurrency: int
+) -> tuple[float, float, float]:
     """Requests/s, p50 and p99 latency (ms) for ``requests`` calls at ``concurrency``."""
     latencies: list[float] = []
     remaining = requests
@@ -77,7 +79,11 @@ async def run(call: Callable[[], Awaitable[None]], requests: int, concurrency: i
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     latencies.sort()
-    return requests / elapsed, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+    return (
+        requests / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[int(len(latencies) * 0.99)] * 1000,
+    )
 
 
 async def bench(args: argparse.Namespace, url: str) -> dict[str, list[tuple[float, float, float]]]:
@@ -133,7 +139,10 @@ async def bench(args: argparse.Namespace, url: str) -> dict[str, list[tuple[floa
 
 
 def table(results: dict[str, list[tuple[float, float, float]]]) -> str:
-    base = {"complete": "complete / aiohttp direct (baseline)", "stream": "stream / aiohttp direct (baseline)"}
+    base = {
+        "complete": "complete / aiohttp direct (baseline)",
+        "stream": "stream / aiohttp direct (baseline)",
+    }
     lines = [
         "| client | requests/s (median) | vs baseline | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|",
@@ -165,12 +174,15 @@ def main() -> None:
         for _ in range(100):
             try:
                 urllib.request.urlopen(
-                    urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}"), timeout=1
+                    urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}"),
+                    timeout=1,
                 )
                 break
             except OSError:
                 time.sleep(0.1)
-        print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(
+            f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+        )
         print(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
         print(f"command: .venv/bin/python benchmarks/providers_http.py {' '.join(sys.argv[1:])}".rstrip())
         print(f"{args.requests} requests x {args.rounds} rounds per client, concurrency {args.concurrency}\n")

@@ -77,7 +77,9 @@ async def measure(model: str, threads: int, args: argparse.Namespace, rows: list
     cases: dict[str, Any] = {
         "llama-cpp-python direct (baseline)": lambda: asyncio.to_thread(direct, backend, args.tokens),
         "thrifty complete": lambda: complete(backend, args.tokens),
-        "llama-cpp-python direct stream (chunks/s)": lambda: asyncio.to_thread(direct_stream, backend, args.tokens),
+        "llama-cpp-python direct stream (chunks/s)": lambda: asyncio.to_thread(
+            direct_stream, backend, args.tokens
+        ),
         "thrifty stream": lambda: stream(backend, args.tokens),
     }
     if model == "smollm2" and threads == 1:
@@ -98,7 +100,9 @@ async def measure(model: str, threads: int, args: argparse.Namespace, rows: list
         base = base or speed
         ttfts = [r[1] for r in runs if r[1] is not None]
         ttft = f"{statistics.median(ttfts) * 1000:.0f}" if ttfts else "-"
-        rows.append(f"| {model} | {threads} | {name} | {speed:.1f} | {speed / base:.2f}x | {ttft} | {load_s:.2f} |")
+        rows.append(
+            f"| {model} | {threads} | {name} | {speed:.1f} | {speed / base:.2f}x | {ttft} | {load_s:.2f} |"
+        )
         print(rows[-1], flush=True)
     await backend.aclose()
 
@@ -120,11 +124,18 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument(
-        "--threads", type=lambda v: [int(x) for x in v.split(",")], default=[1], help="SmolLM2 thread counts, e.g. 1,2"
+        "--threads",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1],
+        help="SmolLM2 thread counts, e.g. 1,2",
     )
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"command: .venv/bin/python benchmarks/providers_local.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"prompt {PROMPT!r}, up to {args.tokens} tokens, temperature 0, {args.reps} runs per row\n")
     asyncio.run(main_async(args))

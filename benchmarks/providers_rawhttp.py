@@ -142,7 +142,9 @@ async def bench(url: str, seconds: float, rounds: int) -> list[Row]:
     return rows
 
 
-async def measure(mode: str, clients: dict[str, Post], concurrency: int, seconds: float, rounds: int) -> list[Row]:
+async def measure(
+    mode: str, clients: dict[str, Post], concurrency: int, seconds: float, rounds: int
+) -> list[Row]:
     for post in clients.values():
         await run(post, concurrency, 0.3)  # warm the pools
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in clients}
@@ -173,7 +175,9 @@ def wrk(url: str, body: bytes, seconds: int, connections: int = 10) -> dict[str,
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
     def number(pattern: str) -> float:
@@ -181,8 +185,12 @@ def wrk(url: str, body: bytes, seconds: int, connections: int = 10) -> dict[str,
         return float(found.group(1)) if found else float("nan")
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": number(r"Requests/sec:\s+([\d.]+)"), "p50": number(r"P50 (\d+)") / 1000,
-            "p99": number(r"P99 (\d+)") / 1000, "errors": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rps": number(r"Requests/sec:\s+([\d.]+)"),
+        "p50": number(r"P50 (\d+)") / 1000,
+        "p99": number(r"P99 (\d+)") / 1000,
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 def gateway(upstream_port: int, seconds: int, rounds: int) -> list[tuple[str, str, dict[str, float]]]:
@@ -195,14 +203,26 @@ def gateway(upstream_port: int, seconds: int, rounds: int) -> list[tuple[str, st
     )
     (folder / "patch").mkdir()
     (folder / "patch" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    paths = {"AiohttpTransport (default)": str(ROOT / "src"),
-             "RawTransport": f"{folder / 'patch'}{os.pathsep}{ROOT / 'src'}"}
+    paths = {
+        "AiohttpTransport (default)": str(ROOT / "src"),
+        "RawTransport": f"{folder / 'patch'}{os.pathsep}{ROOT / 'src'}",
+    }
     samples: dict[tuple[str, str], list[dict[str, float]]] = {}
     for name, pythonpath in paths.items():
         port = free_port()
         server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "thrifty"), "serve", "--config", str(config), "--port", str(port),
-             "--log-level", "warning"], env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.DEVNULL,
+            [
+                str(Path(sys.executable).parent / "thrifty"),
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env={**os.environ, "PYTHONPATH": pythonpath},
+            stdout=subprocess.DEVNULL,
         )
         try:
             asyncio.run(wait_ready(port))
@@ -231,7 +251,8 @@ def main() -> None:
     port = free_port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(port), "--chunks", "20"],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.DEVNULL,
     )
     try:
         asyncio.run(wait_ready(port))
@@ -243,24 +264,36 @@ def main() -> None:
     report(args, rows, served)
 
 
-def report(args: argparse.Namespace, rows: list[Row], served: list[tuple[str, str, dict[str, float]]]) -> None:
+def report(
+    args: argparse.Namespace, rows: list[Row], served: list[tuple[str, str, dict[str, float]]]
+) -> None:
     command = f"benchmarks/providers_rawhttp.py --seconds {args.seconds:g} --rounds {args.rounds}"
-    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}"
+    )
     print(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     print(f"command: .venv/bin/python {command}{' --gateway' if args.gateway else ''}")
     print()
-    print("| request | concurrency | client | requests/s | vs bare aiohttp | p50 ms | p99 ms | client CPU µs/request |")
+    print(
+        "| request | concurrency | client | requests/s | vs bare aiohttp | p50 ms | p99 ms | client CPU µs/request |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     base = {(m, c): r["rps"] for m, c, name, r in rows if name == "bare aiohttp"}
     for mode, concurrency, name, r in rows:
-        print(f"| {mode} | {concurrency} | {name} | {r['rps']:.0f} | {r['rps'] / base[mode, concurrency]:.2f}x "
-              f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['cpu_us']:.0f} |")
+        print(
+            f"| {mode} | {concurrency} | {name} | {r['rps']:.0f} | {r['rps'] / base[mode, concurrency]:.2f}x "
+            f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['cpu_us']:.0f} |"
+        )
     if served:
         print()
-        print("| through thrifty serve (wrk, 10 connections) | transport | requests/s | p50 ms | p99 ms | non-2xx |")
+        print(
+            "| through thrifty serve (wrk, 10 connections) | transport | requests/s | p50 ms | p99 ms | non-2xx |"
+        )
         print("|---|---|---|---|---|---|")
         for mode, name, r in served:
-            print(f"| {mode} | {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |")
+            print(
+                f"| {mode} | {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-CHAT = json.dumps({"model": "fake", "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}).encode()
+CHAT = json.dumps(
+    {"model": "fake", "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}
+).encode()
 
 # The same gateway as `thrifty serve`, with the connection layer on or off: the hot-path
 # comparison changes nothing else.
@@ -83,8 +85,9 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
 
 
 def post_chat(addr: str) -> tuple[int, str]:
-    req = urllib.request.Request(f"http://{addr}/v1/chat/completions", data=CHAT,
-                                 headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        f"http://{addr}/v1/chat/completions", data=CHAT, headers={"content-type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.read().decode()
@@ -105,13 +108,20 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> N
 
 
 @contextlib.contextmanager
-def process(cmd: list[str], env: dict[str, str] | None = None, fd_limit: int = 0) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    cmd: list[str], env: dict[str, str] | None = None, fd_limit: int = 0
+) -> Iterator[subprocess.Popen[bytes]]:
     def limit() -> None:
         if fd_limit:
             resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, preexec_fn=limit)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        preexec_fn=limit,
+    )
     try:
         yield proc
     finally:
@@ -137,7 +147,7 @@ def write_config(folder: Path, upstream_url: str, server: str = "") -> Path:
     cfg.write_text(
         f"server: {{data_dir: {folder}{', ' + server if server else ''}}}\n"
         "model_list:\n"
-        f"  - model_name: fake\n    litellm_params: {{model: openai/m, api_base: \"{upstream_url}\", api_key: sk-up}}\n"
+        f'  - model_name: fake\n    litellm_params: {{model: openai/m, api_base: "{upstream_url}", api_key: sk-up}}\n'
     )
     return cfg
 
@@ -151,7 +161,18 @@ def gateway(
     port = free_port()
     env = {"PYTHONPATH": str(src)}
     if mode == "serve":
-        cmd = [PY, "-m", "thrifty", "serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning"]
+        cmd = [
+            PY,
+            "-m",
+            "thrifty",
+            "serve",
+            "--config",
+            str(cfg),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
     else:
         cmd = [PY, "-c", LAUNCHER, str(cfg), str(port), mode, *(["bare"] if bare else [])]
     with process(cmd, env=env, fd_limit=fd_limit) as proc:
@@ -289,13 +310,31 @@ async def measure(addr: str, seconds: float, rate: float) -> dict[str, float]:
         sent += 1
         await asyncio.sleep(max(0.0, sent / rate - (time.perf_counter() - started)))
     conn.close()
-    return {"sent": sent, "answered": len(latencies), "failed": failures, "p50": pct(latencies, 50),
-            "p99": pct(latencies, 99), "max": max(latencies, default=float("nan"))}
+    return {
+        "sent": sent,
+        "answered": len(latencies),
+        "failed": failures,
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+        "max": max(latencies, default=float("nan")),
+    }
 
 
 def flood_run(addr: str, args: argparse.Namespace) -> dict[str, float]:
-    cmd = [PY, __file__, "--flood-worker", addr, "--idle", str(args.idle), "--slowloris", str(args.slowloris),
-           "--flood-seconds", str(args.flood_seconds + 5), "--reconnect", str(args.reconnect)]
+    cmd = [
+        PY,
+        __file__,
+        "--flood-worker",
+        addr,
+        "--idle",
+        str(args.idle),
+        "--slowloris",
+        str(args.slowloris),
+        "--flood-seconds",
+        str(args.flood_seconds + 5),
+        "--reconnect",
+        str(args.reconnect),
+    ]
     worker = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert worker.stdout is not None
@@ -311,7 +350,11 @@ def flood_run(addr: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def section_flood(args: argparse.Namespace) -> list[str]:
-    churn = f"each reopened {args.reconnect:g} s after the server drops it" if args.reconnect else "never reopened"
+    churn = (
+        f"each reopened {args.reconnect:g} s after the server drops it"
+        if args.reconnect
+        else "never reopened"
+    )
     lines = [
         "## (a) Idle flood and slowloris",
         "",
@@ -408,8 +451,12 @@ def section_disk_full(args: argparse.Namespace) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp, upstream() as up:
         data = Path(tmp) / "data"
         data.mkdir()
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)],
-                                 capture_output=True, text=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)], capture_output=True, text=True
+            ).returncode
+            == 0
+        )
         try:
             if mounted:
                 with contextlib.suppress(OSError), open(data / "filler", "wb") as f:
@@ -421,12 +468,16 @@ def section_disk_full(args: argparse.Namespace) -> list[str]:
                 data.chmod(0o555)
                 how = "data dir read-only (mounting a tmpfs was not allowed)"
             cfg = Path(tmp) / "thrifty.yaml"
-            cfg.write_text(write_config(Path(tmp), up).read_text().replace(f"data_dir: {tmp}", f"data_dir: {data}"))
+            cfg.write_text(
+                write_config(Path(tmp), up).read_text().replace(f"data_dir: {tmp}", f"data_dir: {data}")
+            )
             with gateway(cfg) as (addr, _):
                 time.sleep(2)
-                probes = [("GET /ready, 2 s after start", get(f"http://{addr}/ready")),
-                          ("POST /v1/chat/completions", post_chat(addr)),
-                          ("GET /ready, after that request", get(f"http://{addr}/ready"))]
+                probes = [
+                    ("GET /ready, 2 s after start", get(f"http://{addr}/ready")),
+                    ("POST /v1/chat/completions", post_chat(addr)),
+                    ("GET /ready, after that request", get(f"http://{addr}/ready")),
+                ]
                 if mounted:
                     (data / "filler").unlink()
                     # SQLite's WAL and shared-memory files alone take ~64 KB: give it room to recover
@@ -437,8 +488,10 @@ def section_disk_full(args: argparse.Namespace) -> list[str]:
                         post_chat(addr)  # traffic, as a real deployment would have
                         time.sleep(1.0)
                     freed = f"filler removed and tmpfs grown to 4 MB, then {time.monotonic() - waited:.0f} s (limit {args.disk_wait:g} s) of a request a second"
-                    probes += [(f"GET /ready, {freed}", get(f"http://{addr}/ready")),
-                               ("POST /v1/chat/completions, after that", post_chat(addr))]
+                    probes += [
+                        (f"GET /ready, {freed}", get(f"http://{addr}/ready")),
+                        ("POST /v1/chat/completions, after that", post_chat(addr)),
+                    ]
         finally:
             if mounted:
                 subprocess.run(["umount", str(data)], check=False)
@@ -510,7 +563,9 @@ def section_soak(args: argparse.Namespace) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp, upstream() as up:
         cfg = write_config(Path(tmp), up)
         with gateway(cfg) as (addr, proc):
-            samples, ok, failed, skipped, lat = asyncio.run(soak_load(addr, proc.pid, args.soak_minutes, args.soak_rate))
+            samples, ok, failed, skipped, lat = asyncio.run(
+                soak_load(addr, proc.pid, args.soak_minutes, args.soak_rate)
+            )
     first = samples[1] if len(samples) > 2 else samples[0]  # after a minute of warm-up when there is one
     growth = samples[-1][1] - first[1]
     lines = [
@@ -619,17 +674,30 @@ async def protocol_cost(guarded: bool, n: int) -> float:
 
     async def app(scope: dict[str, object], receive: object, send: object) -> None:
         await receive()  # type: ignore[operator]
-        await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
-                    "headers": [(b"content-length", b"2")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,  # type: ignore[operator]
+                "headers": [(b"content-length", b"2")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"{}"})  # type: ignore[operator]
 
-    config = uvicorn.Config(app, proxy_headers=False, server_header=False, lifespan="off", access_log=False,  # type: ignore[arg-type]
-                            log_config=None)
+    config = uvicorn.Config(
+        app,
+        proxy_headers=False,
+        server_header=False,
+        lifespan="off",
+        access_log=False,  # type: ignore[arg-type]
+        log_config=None,
+    )
     cls = guarded_protocol(ConnectionLimits()) if guarded else HttpToolsProtocol
     proto = cls(config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop())
     proto.connection_made(NullTransport())
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-               b"content-length: 2\r\n\r\n{}")
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 2\r\n\r\n{}"
+    )
     started = time.process_time()  # this process's CPU time: other processes' load does not count
     for _ in range(n):
         proto.data_received(request)
@@ -665,10 +733,17 @@ def section_hot_path(args: argparse.Namespace) -> list[str]:
         cfg = write_config(Path(tmp), up)
         if args.baseline_ref:
             base_src = Path(tmp) / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_src), args.baseline_ref],
-                           check=True, capture_output=True)
-            stack.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_src)],
-                           check=False, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_src), args.baseline_ref],
+                check=True,
+                capture_output=True,
+            )
+            stack.callback(
+                subprocess.run,
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_src)],
+                check=False,
+                capture_output=True,
+            )
             before, now = f"`thrifty serve` at `{args.baseline_ref}`", "`thrifty serve` of this tree"
             base_addr, base_proc = stack.enter_context(gateway(cfg, "serve", src=base_src / "src"))
             new_addr, new_proc = stack.enter_context(gateway(cfg, "serve"))
@@ -678,8 +753,10 @@ def section_hot_path(args: argparse.Namespace) -> list[str]:
         else:
             before, now = "uvicorn's httptools protocol", "the guarded protocol (same launcher otherwise)"
             for bare, label in ((False, "gateway"), (True, "bare ASGI app")):
-                with gateway(cfg, "plain", bare=bare) as (base_addr, base_proc), \
-                        gateway(cfg, "guarded", bare=bare) as (new_addr, new_proc):
+                with (
+                    gateway(cfg, "plain", bare=bare) as (base_addr, base_proc),
+                    gateway(cfg, "guarded", bare=bare) as (new_addr, new_proc),
+                ):
                     result = compare((base_addr, base_proc.pid), (new_addr, new_proc.pid), args)
                 rows += hot_path_rows(label, result)
                 if not bare:
@@ -706,7 +783,7 @@ def section_hot_path(args: argparse.Namespace) -> list[str]:
         "",
         f"POST /v1/chat/completions (non-streamed), {args.connections} keep-alive connections from one "
         f"asyncio client, {args.rounds} alternating rounds of {args.round_seconds:g} s; before and now "
-        f"run side by side, loaded one at a time. Before: {before}; now: {now}. \"bare ASGI app\" "
+        f'run side by side, loaded one at a time. Before: {before}; now: {now}. "bare ASGI app" '
         "swaps the gateway for a trivial app. CPU/request is the server process's user+system CPU time "
         "over the round divided by requests answered. Ratios are medians of the per-round ratios "
         "now/before. On a machine shared with other work these swing by tens of percent from round to "
@@ -728,15 +805,32 @@ def section_fuzz(args: argparse.Namespace) -> list[str]:
     if not script.exists():
         return lines + [f"Skipped: `{script.relative_to(ROOT)}` does not exist in this tree.", ""]
     cmd = [PY, str(script), *args.fuzz_args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.fuzz_timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=args.fuzz_timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     tail = "\n".join(done.stdout.strip().splitlines()[-40:])
-    return lines + [f"`{' '.join(cmd[1:])}` exited {done.returncode}; its output (last 40 lines):", "",
-                    "```", tail, "```", ""]
+    return lines + [
+        f"`{' '.join(cmd[1:])}` exited {done.returncode}; its output (last 40 lines):",
+        "",
+        "```",
+        tail,
+        "```",
+        "",
+    ]
 
 
-SECTIONS = {"flood": section_flood, "sigterm": section_sigterm, "disk_full": section_disk_full,
-            "soak": section_soak, "hot_path": section_hot_path, "fuzz": section_fuzz}
+SECTIONS = {
+    "flood": section_flood,
+    "sigterm": section_sigterm,
+    "disk_full": section_disk_full,
+    "soak": section_soak,
+    "hot_path": section_hot_path,
+    "fuzz": section_fuzz,
+}
 
 
 def main() -> int:
@@ -748,10 +842,14 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=50.0, help="flood: real requests per second")
     p.add_argument("--flood-seconds", type=float, default=30.0)
     p.add_argument("--fd-limit", type=int, default=4096, help="flood: the gateway's open-file limit")
-    p.add_argument("--reconnect", type=float, default=0.0, help="flood: reopen a dropped idle connection after this")
+    p.add_argument(
+        "--reconnect", type=float, default=0.0, help="flood: reopen a dropped idle connection after this"
+    )
     p.add_argument("--flood-worker", help=argparse.SUPPRESS)
     p.add_argument("--sigterm-runs", type=int, default=20)
-    p.add_argument("--disk-wait", type=float, default=60.0, help="disk-full: wait for /ready after freeing space")
+    p.add_argument(
+        "--disk-wait", type=float, default=60.0, help="disk-full: wait for /ready after freeing space"
+    )
     p.add_argument("--soak-minutes", type=float, default=10.0)
     p.add_argument("--soak-rate", type=float, default=100.0)
     p.add_argument("--rounds", type=int, default=7)
@@ -767,7 +865,9 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "src"))  # this tree's thrifty, as the servers it starts use
     if args.flood_worker:
         resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
-        asyncio.run(flood_worker(args.flood_worker, args.idle, args.slowloris, args.flood_seconds, args.reconnect))
+        asyncio.run(
+            flood_worker(args.flood_worker, args.idle, args.slowloris, args.flood_seconds, args.reconnect)
+        )
         return 0
     chosen = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
     lines = [

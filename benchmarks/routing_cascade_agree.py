@@ -45,8 +45,14 @@ def letters(table: Table) -> np.ndarray:
 
 def subset(table: Table, keep: np.ndarray) -> Table:
     rows = np.flatnonzero(keep)
-    return Table([table.prompts[i] for i in rows], table.models, table.quality[rows], table.cost[rows],
-                 [table.groups[i] for i in rows], [table.responses[i] for i in rows])
+    return Table(
+        [table.prompts[i] for i in rows],
+        table.models,
+        table.quality[rows],
+        table.cost[rows],
+        [table.groups[i] for i in rows],
+        [table.responses[i] for i in rows],
+    )
 
 
 def cascade(table: Table, said: np.ndarray, a: int, b: int, top: int) -> Point:
@@ -58,7 +64,10 @@ def cascade(table: Table, said: np.ndarray, a: int, b: int, top: int) -> Point:
 
 def scores(name: str, points: list[Point], low: float, high: float, best_cost: float, best: float) -> str:
     reach, curve = cost_to_reach(points, best), hull(points)
-    at = [accuracy_at(curve, f * best_cost) / best if curve[0][0] <= f * best_cost else None for f in (0.25, 0.2)]
+    at = [
+        accuracy_at(curve, f * best_cost) / best if curve[0][0] <= f * best_cost else None
+        for f in (0.25, 0.2)
+    ]
     share = "not reached" if reach is None else f"{100 * reach / best_cost:.1f}%"
     cells = " | ".join("–" if v is None else f"{100 * v:.1f}%" for v in at)
     return f"| {name} | {aiq(points, low, high):.3f} | {max(p[1] for p in points):.3f} | {share} | {cells} |"
@@ -73,8 +82,12 @@ def main() -> None:
     said_tr, said_te = letters(train), letters(test)
     m = len(train.models)
     price = train.cost.mean(0)
-    configs = [(a, b, t) for a, b in itertools.combinations(range(m), 2) for t in range(m)
-               if t not in (a, b) and price[t] > max(price[a], price[b])]
+    configs = [
+        (a, b, t)
+        for a, b in itertools.combinations(range(m), 2)
+        for t in range(m)
+        if t not in (a, b) and price[t] > max(price[a], price[b])
+    ]
     on_train = {c: cascade(train, said_tr, *c) for c in configs}
     front = [c for c in configs if on_train[c] in hull(list(on_train.values()))]
     singles = [(float(test.cost[:, j].mean()), float(test.quality[:, j].mean())) for j in range(m)]
@@ -82,8 +95,13 @@ def main() -> None:
     best_cost, best = singles[best_j]
     low, high = min(c for c, _ in singles), max(c for c, _ in singles)
     cache = ROOT / "benchmarks" / "out"
-    router = fit(prompt_vectors(train_all.prompts, "minilm", cache), train_all.quality, train_all.models,
-                 costs=train_all.cost, featurizer_name="minilm")
+    router = fit(
+        prompt_vectors(train_all.prompts, "minilm", cache),
+        train_all.quality,
+        train_all.models,
+        costs=train_all.cost,
+        featurizer_name="minilm",
+    )
     predicted = router.predict(prompt_vectors(test.prompts, "minilm", cache)).astype(np.float64)
     learned = [outcome(test, pick(predicted, price, lam)) for lam in LAMBDAS]
     casc = [cascade(test, said_te, *c) for c in front]
@@ -94,18 +112,26 @@ def main() -> None:
         ("router ∪ cascade (either, per budget)", learned + casc),
     ]
     unread = float((said_te == "?").mean())
-    print(f"{len(test.prompts)} test prompts (ARC + Winogrande), {len(train.prompts)} train; best single model "
-          f"{test.models[best_j]} {best:.3f} at ${best_cost * 1000:.4f}/1k; letters unreadable in {100 * unread:.1f}% "
-          f"of responses; {len(front)} configurations on the train front: "
-          + ", ".join(f"{test.models[a].split('/')[-1]}+{test.models[b].split('/')[-1]}→{test.models[t].split('/')[-1]}"
-                      for a, b, t in front))
+    print(
+        f"{len(test.prompts)} test prompts (ARC + Winogrande), {len(train.prompts)} train; best single model "
+        f"{test.models[best_j]} {best:.3f} at ${best_cost * 1000:.4f}/1k; letters unreadable in {100 * unread:.1f}% "
+        f"of responses; {len(front)} configurations on the train front: "
+        + ", ".join(
+            f"{test.models[a].split('/')[-1]}+{test.models[b].split('/')[-1]}→{test.models[t].split('/')[-1]}"
+            for a, b, t in front
+        )
+    )
     print()
-    print("| policy | AIQ | best accuracy | share of best's cost to match it | accuracy at 25% of its cost | at 20% |")
+    print(
+        "| policy | AIQ | best accuracy | share of best's cost to match it | accuracy at 25% of its cost | at 20% |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, points in rows:
         print(scores(name, points, low, high, best_cost, best))
     oracle = np.argmin(np.where(test.quality >= 1.0, 0.0, 1e3) + test.cost, axis=1)
-    print(f"| oracle | – | {outcome(test, oracle)[1]:.3f} | {100 * outcome(test, oracle)[0] / best_cost:.1f}% | – | – |")
+    print(
+        f"| oracle | – | {outcome(test, oracle)[1]:.3f} | {100 * outcome(test, oracle)[0] / best_cost:.1f}% | – | – |"
+    )
 
 
 if __name__ == "__main__":

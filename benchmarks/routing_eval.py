@@ -34,18 +34,25 @@ def main() -> int:
     if "--featurizer" not in rest:
         rest += ["--featurizer", "minilm"]
     part = "routellm" if routellm else "routerbench"
-    only = ["--only", "gsm8k", "--only", "mt_bench", "--only", "mmlu"] if routellm else ["--only", "routerbench"]
+    only = (
+        ["--only", "gsm8k", "--only", "mt_bench", "--only", "mmlu"] if routellm else ["--only", "routerbench"]
+    )
     print(f"machine: {platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}")
     print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
     print(f"command: .venv/bin/python benchmarks/routing_eval.py {' '.join(sys.argv[1:])}".rstrip())
     start = time.perf_counter()
-    code = eval_main([
-        *only,
-        "--cache", str(ROOT / "benchmarks" / "out"),
-        "--plots", str(ROOT / "docs" / "img"),
-        "--markdown", str(ROOT / "benchmarks" / "out" / f"routing_{part}.md"),
-        *rest,
-    ])
+    code = eval_main(
+        [
+            *only,
+            "--cache",
+            str(ROOT / "benchmarks" / "out"),
+            "--plots",
+            str(ROOT / "docs" / "img"),
+            "--markdown",
+            str(ROOT / "benchmarks" / "out" / f"routing_{part}.md"),
+            *rest,
+        ]
+    )
     print(f"total wall time: {time.perf_counter() - start:.0f}s")
     return code
 

@@ -94,16 +94,27 @@ class Tally:
 
 
 def call(url: str, model: str, prompt: str, timeout: float) -> tuple[dict[str, object], dict[str, str]]:
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}],
-                       "max_tokens": 16, "temperature": 0}).encode()
-    req = urllib.request.Request(url.rstrip("/") + "/v1/chat/completions", data=body,
-                                 headers={"content-type": "application/json"})
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 16,
+            "temperature": 0,
+        }
+    ).encode()
+    req = urllib.request.Request(
+        url.rstrip("/") + "/v1/chat/completions", data=body, headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read()), {k.lower(): v for k, v in resp.headers.items()}
 
 
 def run_target(
-    args: argparse.Namespace, model: str, prices: dict[str, tuple[float, ...]], default: str, items: list[Task]
+    args: argparse.Namespace,
+    model: str,
+    prices: dict[str, tuple[float, ...]],
+    default: str,
+    items: list[Task],
 ) -> Tally:
     """Send every task to ``model``; cost uses the price of the tier that answered (from the header)."""
     tally = Tally()
@@ -157,23 +168,29 @@ def main() -> int:
     tiers = parse_pairs(args.tier, "tier")
     prices = {k: tuple(float(x) for x in v.split(",")) for k, v in parse_pairs(args.price, "price").items()}
     items = tasks(args.limit)
-    print(f"# routing live check\nmachine: {platform.machine()} {platform.processor() or ''} "
-          f"python {platform.python_version()}\ndate: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
-          f"command: {' '.join(sys.argv)}\ntasks: {len(items)} (arithmetic + yes/no facts)\n")
+    print(
+        f"# routing live check\nmachine: {platform.machine()} {platform.processor() or ''} "
+        f"python {platform.python_version()}\ndate: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
+        f"command: {' '.join(sys.argv)}\ntasks: {len(items)} (arithmetic + yes/no facts)\n"
+    )
     rows = []
     for tier, group in tiers.items():
         rows.append((f"{tier} only ({group})", run_target(args, group, prices, tier, items)))
     # the router's answering call is priced by the tier in x-thrifty-route; the tokens of escalated
     # (discarded) calls are not in the response usage: the gateway ledger has them
     rows.append((args.router, run_target(args, args.router, prices, "", items)))
-    print("| target | accuracy | escalations | answered by | tokens in/out | cost USD | median latency s | errors |")
+    print(
+        "| target | accuracy | escalations | answered by | tokens in/out | cost USD | median latency s | errors |"
+    )
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     for name, t in rows:
         acc = t.correct / t.total if t.total else 0.0
         lat = statistics.median(t.latencies) if t.latencies else 0.0
-        print(f"| {name} | {acc:.2f} ({t.correct}/{t.total}) | {t.escalations} | "
-              f"{', '.join(f'{k}:{v}' for k, v in t.final_tiers.items())} | {t.tokens_in}/{t.tokens_out} | "
-              f"{t.cost:.6f} | {lat:.2f} | {t.errors} |")
+        print(
+            f"| {name} | {acc:.2f} ({t.correct}/{t.total}) | {t.escalations} | "
+            f"{', '.join(f'{k}:{v}' for k, v in t.final_tiers.items())} | {t.tokens_in}/{t.tokens_out} | "
+            f"{t.cost:.6f} | {lat:.2f} | {t.errors} |"
+        )
     return 0
 
 

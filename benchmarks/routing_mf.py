@@ -29,12 +29,17 @@ from thrifty.routing.learned import fit  # noqa: E402
 TASKS = ("arc_challenge", "mbpp", "winograde")
 
 
-def matrix_factorisation(x: np.ndarray, y: np.ndarray, dim: int, l2: float = 1e-2, steps: int = 600,
-                         lr: float = 0.05) -> Callable[[np.ndarray], np.ndarray]:
+def matrix_factorisation(
+    x: np.ndarray, y: np.ndarray, dim: int, l2: float = 1e-2, steps: int = 600, lr: float = 0.05
+) -> Callable[[np.ndarray], np.ndarray]:
     """p(model m correct | prompt x) = sigmoid(v_m . (W x) + b_m), full-batch Adam on log loss."""
     rng = np.random.default_rng(0)
     mean = y.mean(0).clip(0.01, 0.99)
-    params = [rng.normal(0, 0.1, (x.shape[1], dim)), rng.normal(0, 0.1, (y.shape[1], dim)), np.log(mean / (1 - mean))]
+    params = [
+        rng.normal(0, 0.1, (x.shape[1], dim)),
+        rng.normal(0, 0.1, (y.shape[1], dim)),
+        np.log(mean / (1 - mean)),
+    ]
     first = [np.zeros_like(p) for p in params]
     second = [np.zeros_like(p) for p in params]
     for t in range(1, steps + 1):
@@ -57,10 +62,13 @@ def report(name: str, predicted: np.ndarray, train: Table, test: Table) -> None:
     costs = [float(test.cost[:, j].mean()) for j in range(len(test.models))]
     points = [outcome(test, pick(predicted, price, lam)) for lam in LAMBDAS]
     reach, curve = cost_to_reach(points, best), hull(points)
-    print(f"{name:44s} AIQ {aiq(points, min(costs), max(costs)):.4f}  "
-          f"match {'-' if reach is None else f'{reach / best_cost:.3f}'}  "
-          f"acc@25% {accuracy_at(curve, 0.25 * best_cost) / best:.3f}  acc@20% {accuracy_at(curve, 0.2 * best_cost) / best:.3f}  "
-          f"AUC {E.mean_auc(predicted, test.quality):.3f}", flush=True)
+    print(
+        f"{name:44s} AIQ {aiq(points, min(costs), max(costs)):.4f}  "
+        f"match {'-' if reach is None else f'{reach / best_cost:.3f}'}  "
+        f"acc@25% {accuracy_at(curve, 0.25 * best_cost) / best:.3f}  acc@20% {accuracy_at(curve, 0.2 * best_cost) / best:.3f}  "
+        f"AUC {E.mean_auc(predicted, test.quality):.3f}",
+        flush=True,
+    )
 
 
 def main() -> None:

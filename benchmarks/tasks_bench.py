@@ -49,8 +49,21 @@ def start_process(args: list[str]) -> tuple[subprocess.Popen[str], int]:
 
 
 def fake_upstream() -> tuple[subprocess.Popen[str], int]:
-    return start_process([PY, "-m", "thrifty.fakeupstream", "--port", "0", "--latency", "uniform",
-                          "--latency-ms", "180", "--latency-max-ms", "220"])
+    return start_process(
+        [
+            PY,
+            "-m",
+            "thrifty.fakeupstream",
+            "--port",
+            "0",
+            "--latency",
+            "uniform",
+            "--latency-ms",
+            "180",
+            "--latency-max-ms",
+            "220",
+        ]
+    )
 
 
 def capped_upstream(cap: int) -> tuple[subprocess.Popen[str], int]:
@@ -68,18 +81,27 @@ def serve_capped(cap: int) -> None:
         await request.read()
         if state["in_flight"] >= cap:
             state["refused"] += 1
-            return web.json_response({"error": {"message": "over capacity", "type": "rate_limit_error"}},
-                                     status=429, headers={"retry-after": "0"})
+            return web.json_response(
+                {"error": {"message": "over capacity", "type": "rate_limit_error"}},
+                status=429,
+                headers={"retry-after": "0"},
+            )
         state["in_flight"] += 1
         try:
             await asyncio.sleep(rng.uniform(0.18, 0.22))
         finally:
             state["in_flight"] -= 1
         state["ok"] += 1
-        body = {"id": "x", "object": "chat.completion", "created": 0, "model": "capped",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        body = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "capped",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
         return web.json_response(body)
 
     async def stats(_request: web.Request) -> web.Response:
@@ -133,8 +155,14 @@ def median_row(runs: list[Row]) -> Row:
     """Repeats of one setting as one row: the median wall time, all samples pooled."""
     k = len(runs)
     seconds = statistics.median(r.seconds for r in runs)
-    return Row(runs[0].workers, runs[0].tasks * k, seconds * k, sum(r.ok for r in runs),
-               [x for r in runs for x in r.latencies], sum(r.cpu_s for r in runs))
+    return Row(
+        runs[0].workers,
+        runs[0].tasks * k,
+        seconds * k,
+        sum(r.ok for r in runs),
+        [x for r in runs for x in r.latencies],
+        sum(r.cpu_s for r in runs),
+    )
 
 
 async def timed_call(backend: Backend, latencies: list[float]) -> None:
@@ -188,7 +216,9 @@ async def io_in_process(rounds: int) -> list[Row]:
             tasks = [tm.submit(fake_call, rng, latencies) for _ in range(n)]
             results = await asyncio.gather(*(t.future for t in tasks), return_exceptions=True)
         seconds = time.perf_counter() - start
-        rows.append(Row(w, n, seconds, sum(1 for r in results if not isinstance(r, BaseException)), latencies))
+        rows.append(
+            Row(w, n, seconds, sum(1 for r in results if not isinstance(r, BaseException)), latencies)
+        )
     return rows
 
 
@@ -366,36 +396,49 @@ async def adaptive_bench(cap: int, duration_s: float) -> Adaptive:
 
 def io_table(managed: list[Row], bare: list[Row]) -> str:
     base, base_bare = managed[0].throughput, bare[0].throughput
-    lines = ["| workers | calls (all runs) | TaskManager speedup | efficiency | success | mean latency ms "
-             "| client CPU us/call | bare gather speedup | bare efficiency | manager/bare throughput |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| workers | calls (all runs) | TaskManager speedup | efficiency | success | mean latency ms "
+        "| client CPU us/call | bare gather speedup | bare efficiency | manager/bare throughput |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for m, b in zip(managed, bare, strict=True):
         s, sb = m.throughput / base, b.throughput / base_bare
-        lines.append(f"| {m.workers} | {m.tasks} | {s:.1f}x | {s / m.workers:.2f} | {m.success:.1%} "
-                     f"| {m.mean_latency_ms:.0f} | {m.cpu_us_per_task:.0f} | {sb:.1f}x | {sb / b.workers:.2f} | {m.throughput / b.throughput:.2f} |")
+        lines.append(
+            f"| {m.workers} | {m.tasks} | {s:.1f}x | {s / m.workers:.2f} | {m.success:.1%} "
+            f"| {m.mean_latency_ms:.0f} | {m.cpu_us_per_task:.0f} | {sb:.1f}x | {sb / b.workers:.2f} | {m.throughput / b.throughput:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def plain_table(rows: list[Row]) -> str:
     base = rows[0].throughput
-    lines = ["| workers | tasks | speedup | efficiency | success | mean latency ms |", "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| workers | tasks | speedup | efficiency | success | mean latency ms |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         s = r.throughput / base
-        lines.append(f"| {r.workers} | {r.tasks} | {s:.1f}x | {s / r.workers:.2f} | {r.success:.1%} "
-                     f"| {r.mean_latency_ms:.0f} |")
+        lines.append(
+            f"| {r.workers} | {r.tasks} | {s:.1f}x | {s / r.workers:.2f} | {r.success:.1%} "
+            f"| {r.mean_latency_ms:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def cpu_table(c: CpuResults) -> str:
     base = c.rows[0].throughput
     cores = os.cpu_count() or 1
-    lines = ["| workers | processes | tasks | speedup | success | mean latency ms | wall s |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| workers | processes | tasks | speedup | success | mean latency ms | wall s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in [*c.rows, c.threads]:
         label = f"{r.workers}" if r is not c.threads else "2 threads (GIL baseline)"
         procs = min(r.workers, cores) if r is not c.threads else 0
-        lines.append(f"| {label} | {procs} | {r.tasks} | {r.throughput / base:.2f}x "
-                     f"| {r.success:.1%} | {r.mean_latency_ms:.0f} | {r.seconds:.2f} |")
+        lines.append(
+            f"| {label} | {procs} | {r.tasks} | {r.throughput / base:.2f}x "
+            f"| {r.success:.1%} | {r.mean_latency_ms:.0f} | {r.seconds:.2f} |"
+        )
     lines += [
         "",
         "2 processes over 1, repeated and interleaved (median of "
@@ -418,10 +461,17 @@ def plot(managed: list[Row], cpu: list[Row], adaptive: Adaptive, out_dir: Path) 
     fig, ax = plt.subplots(figsize=(6, 4))
     ws = [r.workers for r in managed]
     ax.plot(ws, ws, "k--", label="ideal")
-    ax.plot(ws, [r.throughput / managed[0].throughput for r in managed], "o-", label="I/O-bound (200 ms calls)")
+    ax.plot(
+        ws, [r.throughput / managed[0].throughput for r in managed], "o-", label="I/O-bound (200 ms calls)"
+    )
     ax.plot(ws, [r.throughput / cpu[0].throughput for r in cpu], "s-", label="CPU-bound (process pool)")
-    ax.set(xscale="log", yscale="log", xlabel="workers", ylabel="speedup vs 1 worker",
-           title="thrifty TaskManager speedup")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="workers",
+        ylabel="speedup vs 1 worker",
+        title="thrifty TaskManager speedup",
+    )
     ax.legend()
     fig.tight_layout()
     speed = out_dir / "tasks_speedup.png"
@@ -431,7 +481,9 @@ def plot(managed: list[Row], cpu: list[Row], adaptive: Adaptive, out_dir: Path) 
     vs = [v for _, v in adaptive.history] + [adaptive.history[-1][1]]
     ax.step(ts, vs, where="post", label="AIMD limit")
     ax.axhline(adaptive.cap, color="r", ls="--", label=f"capacity ({adaptive.cap})")
-    ax.set(xlabel="seconds", ylabel="concurrency limit", title="Adaptive limit finding an upstream's capacity")
+    ax.set(
+        xlabel="seconds", ylabel="concurrency limit", title="Adaptive limit finding an upstream's capacity"
+    )
     ax.legend()
     fig.tight_layout()
     adapt = out_dir / "tasks_adaptive.png"
@@ -515,35 +567,42 @@ def verdicts(r: Results) -> list[str]:
 
 def render(r: Results, images: list[str]) -> str:
     imgs = "\n".join(f"![{Path(i).stem}](../img/{Path(i).name})" for i in images)
-    return "\n\n".join([
-        "# Task manager benchmark",
-        "\n".join(r.header),
-        "## Targets\n\n" + "\n".join(verdicts(r)),
-        "## I/O-bound: chat calls over HTTP to a fake upstream (200 ms +/- 20 ms), by workers\n\n"
-        "`thrifty.fakeupstream` in its own process; the client is thrifty's OpenAI provider (`remote_backend`, lean httptools transport). Speedup is "
-        "throughput over the 1-worker run; efficiency is speedup / workers. The bare columns are the same "
-        "calls through `asyncio.Semaphore` + `gather`, the floor any manager adds cost to. Each setting "
-        "ran twice (three times at 256 workers), alternating which side went first; a row is the median "
-        "wall time. The seeds "
-        "reported 3.2x at 4 workers and 8.3x at 16.\n\n" + io_table(r.managed, r.bare)
-        + f"\n\nAt 256 workers the ideal pace is {256 / 0.2:.0f} calls a second. The client spent "
-        f"{r.managed[-1].cpu_us_per_task:.0f} us of CPU per call there, "
-        f"{256 / 0.2 * r.managed[-1].cpu_us_per_task / 1e6:.2f} of a core at that pace, and the fake "
-        "upstream's server needs its share of the same 2 cores.",
-        "## I/O-bound, the manager alone: in-process calls that wait 200 ms +/- 20 ms\n\n" + plain_table(r.local)
-        + f"\n\nCost per task, 20,000 no-op tasks at 256 workers: TaskManager {r.overhead_us[0]:.0f} us, "
-        f"bare `Semaphore` + `gather` {r.overhead_us[1]:.0f} us (the manager adds priority queues, per-model "
-        "limits, retries, deadlines and cancellation handles). At 256 workers x 200 ms, 1,280 tasks a "
-        "second start and finish, so on a CPU-starved machine the event loop itself, not the waiting, "
-        "sets the pace.",
-        "## CPU-bound: a pure-Python loop (~0.1 s a task)\n\nThe process pool has min(workers, cores) "
-        "processes; more workers than cores cannot help on this 2-core machine.\n\n"
-        + cpu_table(r.cpu),
-        "## Adaptive limit (AIMD, starting at 4) against an upstream that answers 429 above 32 in flight\n\n"
-        + adaptive_table(r.adaptive),
-        NOTES,
-        imgs,
-    ]) + "\n"
+    return (
+        "\n\n".join(
+            [
+                "# Task manager benchmark",
+                "\n".join(r.header),
+                "## Targets\n\n" + "\n".join(verdicts(r)),
+                "## I/O-bound: chat calls over HTTP to a fake upstream (200 ms +/- 20 ms), by workers\n\n"
+                "`thrifty.fakeupstream` in its own process; the client is thrifty's OpenAI provider (`remote_backend`, lean httptools transport). Speedup is "
+                "throughput over the 1-worker run; efficiency is speedup / workers. The bare columns are the same "
+                "calls through `asyncio.Semaphore` + `gather`, the floor any manager adds cost to. Each setting "
+                "ran twice (three times at 256 workers), alternating which side went first; a row is the median "
+                "wall time. The seeds "
+                "reported 3.2x at 4 workers and 8.3x at 16.\n\n"
+                + io_table(r.managed, r.bare)
+                + f"\n\nAt 256 workers the ideal pace is {256 / 0.2:.0f} calls a second. The client spent "
+                f"{r.managed[-1].cpu_us_per_task:.0f} us of CPU per call there, "
+                f"{256 / 0.2 * r.managed[-1].cpu_us_per_task / 1e6:.2f} of a core at that pace, and the fake "
+                "upstream's server needs its share of the same 2 cores.",
+                "## I/O-bound, the manager alone: in-process calls that wait 200 ms +/- 20 ms\n\n"
+                + plain_table(r.local)
+                + f"\n\nCost per task, 20,000 no-op tasks at 256 workers: TaskManager {r.overhead_us[0]:.0f} us, "
+                f"bare `Semaphore` + `gather` {r.overhead_us[1]:.0f} us (the manager adds priority queues, per-model "
+                "limits, retries, deadlines and cancellation handles). At 256 workers x 200 ms, 1,280 tasks a "
+                "second start and finish, so on a CPU-starved machine the event loop itself, not the waiting, "
+                "sets the pace.",
+                "## CPU-bound: a pure-Python loop (~0.1 s a task)\n\nThe process pool has min(workers, cores) "
+                "processes; more workers than cores cannot help on this 2-core machine.\n\n"
+                + cpu_table(r.cpu),
+                "## Adaptive limit (AIMD, starting at 4) against an upstream that answers 429 above 32 in flight\n\n"
+                + adaptive_table(r.adaptive),
+                NOTES,
+                imgs,
+            ]
+        )
+        + "\n"
+    )
 
 
 NOTES = """## Reading the results

@@ -75,48 +75,85 @@ def postgres() -> Iterator[str]:
         shutil.chown(root, "postgres")
     port = free_port()
     data = root / "data"
-    subprocess.run([*as_user, f"{bins}/initdb", "-D", str(data), "-U", "thrifty", "--auth=trust"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, f"{bins}/initdb", "-D", str(data), "-U", "thrifty", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-    subprocess.run([*as_user, f"{bins}/pg_ctl", "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, f"{bins}/pg_ctl", "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://thrifty@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, f"{bins}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*as_user, f"{bins}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def gateway(name: str, upstream: str, redis_url: str, pg_url: str) -> Iterator[tuple[str, str | None]]:
     folder = Path(tempfile.mkdtemp())
-    server = f"server: {{data_dir: {folder}}}\n" if name == "open" else f"server: {{api_keys: [{ADMIN}], data_dir: {folder}}}\n"
+    server = (
+        f"server: {{data_dir: {folder}}}\n"
+        if name == "open"
+        else f"server: {{api_keys: [{ADMIN}], data_dir: {folder}}}\n"
+    )
     tenancy = ""
     if name == "redis+pg":
         tenancy = f'tenancy: {{database_url: "{pg_url}", redis_url: "{redis_url}"}}\n'
     cfg = folder / "thrifty.yaml"
-    cfg.write_text(server + tenancy + (
-        "models:\n  - name: fake\n    deployments:\n"
-        f"      - {{provider: openai, model: m, api_base: \"{upstream}\", api_key: sk-up, price_model: gpt-4o-mini}}\n"
-    ))
+    cfg.write_text(
+        server
+        + tenancy
+        + (
+            "models:\n  - name: fake\n    deployments:\n"
+            f'      - {{provider: openai, model: m, api_base: "{upstream}", api_key: sk-up, price_model: gpt-4o-mini}}\n'
+        )
+    )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [str(Path(PY).parent / "thrifty"), "serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning"]
+    cmd = [
+        str(Path(PY).parent / "thrifty"),
+        "serve",
+        "--config",
+        str(cfg),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     with process(cmd):
         wait(base + "/ready")
         key: str | None = None if name == "open" else ADMIN
         if name in ("virtual", "redis+pg"):
-            body = json.dumps({"name": f"bench-{time.time_ns()}", "rpm": 10_000_000, "tpm": 10_000_000_000,
-                               "budget": "1000000/month"}).encode()
-            req = urllib.request.Request(base + "/admin/keys", data=body, method="POST", headers={
-                "authorization": f"Bearer {ADMIN}", "content-type": "application/json"})
+            body = json.dumps(
+                {
+                    "name": f"bench-{time.time_ns()}",
+                    "rpm": 10_000_000,
+                    "tpm": 10_000_000_000,
+                    "budget": "1000000/month",
+                }
+            ).encode()
+            req = urllib.request.Request(
+                base + "/admin/keys",
+                data=body,
+                method="POST",
+                headers={"authorization": f"Bearer {ADMIN}", "content-type": "application/json"},
+            )
             with urllib.request.urlopen(req) as r:
                 key = json.loads(r.read())["secret"]
         yield base + "/v1/chat/completions", key
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=10)
@@ -126,8 +163,11 @@ def main() -> int:
     samples: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     load = os.getloadavg()[0]
     up_port = free_port()
-    with process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "1"]), \
-            redis_server() as redis_url, postgres() as pg_url:
+    with (
+        process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "1"]),
+        redis_server() as redis_url,
+        postgres() as pg_url,
+    ):
         upstream = f"http://127.0.0.1:{up_port}/v1"
         wait(upstream.replace("/v1", "/health"))
         for _ in range(args.rounds):

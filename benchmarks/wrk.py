@@ -9,21 +9,26 @@ import tempfile
 from pathlib import Path
 
 
-def run(url: str, connections: int, seconds: int, body: dict[str, object], key: str | None = None) -> dict[str, float]:
+def run(
+    url: str, connections: int, seconds: int, body: dict[str, object], key: str | None = None
+) -> dict[str, float]:
     """p50/p99 latency (ms), requests/s and errors (non-2xx + socket errors) of one wrk run."""
     payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
     auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
     lua = Path(tempfile.mkdtemp()) / "post.lua"
     lua.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' + auth +
-        f'wrk.body = "{payload}"\n'
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        + auth
+        + f'wrk.body = "{payload}"\n'
         "done = function(summary, latency, requests)\n"
         '  io.write(string.format("P50 %d\\nP99 %d\\n", latency:percentile(50), latency:percentile(99)))\n'
         "end\n"
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     lua.unlink()
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -34,5 +39,9 @@ def run(url: str, connections: int, seconds: int, body: dict[str, object], key: 
         n_err += sum(int(x) for x in errors.groups())
     p50, p99 = re.search(r"P50 (\d+)", out), re.search(r"P99 (\d+)", out)
     assert found and p50 and p99, out
-    return {"p50_ms": int(p50.group(1)) / 1000, "p99_ms": int(p99.group(1)) / 1000,
-            "rps": float(found.group(1)), "errors": n_err}
+    return {
+        "p50_ms": int(p50.group(1)) / 1000,
+        "p99_ms": int(p99.group(1)) / 1000,
+        "rps": float(found.group(1)),
+        "errors": n_err,
+    }

@@ -126,7 +126,9 @@ def disk(tmp_path: Any) -> Iterator[Disk]:
     path.mkdir()
     mounted = False
     if os.geteuid() == 0:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(path)], capture_output=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(path)], capture_output=True
+        )
         if done.returncode != 0:
             pytest.skip(f"as root, a read-only directory needs a tmpfs mount: {done.stderr.decode().strip()}")
         mounted = True

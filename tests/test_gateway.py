@@ -13,8 +13,19 @@ from thrifty.testing import FakeBackend
 
 def test_public_api_is_explicit() -> None:
     assert sorted(thrifty.__all__) == sorted(
-        ["Backend", "ChatRequest", "ChatResponse", "Config", "FakeBackend", "Gateway", "Usage",
-         "Wrapper", "errors", "load_config", "parse_config"]
+        [
+            "Backend",
+            "ChatRequest",
+            "ChatResponse",
+            "Config",
+            "FakeBackend",
+            "Gateway",
+            "Usage",
+            "Wrapper",
+            "errors",
+            "load_config",
+            "parse_config",
+        ]
     )
     for name in thrifty.__all__:
         assert getattr(thrifty, name) is not None
@@ -70,7 +81,9 @@ def _exit_without_close(data_dir: Path) -> tuple[int, str]:
         f"server: {{data_dir: {data_dir}}}\n"
         "models:\n  - name: s\n    deployments: [{provider: fake, model: x, options: {script: hi}}]\n"
     )
-    code = f"import thrifty; gw = thrifty.Gateway.from_config({str(cfg)!r}); print(gw.chat_sync('s', 'x').text)"
+    code = (
+        f"import thrifty; gw = thrifty.Gateway.from_config({str(cfg)!r}); print(gw.chat_sync('s', 'x').text)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "hi", done.stderr
     db = sqlite3.connect(data_dir / "ledger.db")
@@ -108,16 +121,28 @@ async def test_a_gateway_inside_a_gateway_reaches_every_layer_of_the_inner_one(t
     from thrifty.config import parse_config
 
     models = [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in ("small", "large")]
-    tiers = [{"name": "fast", "model": "small", "price": {"input": 0.1, "output": 0.2}},
-             {"name": "powerful", "model": "large", "price": {"input": 10.0, "output": 30.0}}]
-    inner_config = parse_config({
-        "server": {"data_dir": str(tmp_path / "inner")}, "models": models, "cache": {"ttl": 600},
-        "routing": {"tiers": tiers, "routers": [{"name": "auto", "candidates": ["fast", "powerful"]}],
-                    "feedback": {"enabled": True}},
-    }, source="inner.yaml")
+    tiers = [
+        {"name": "fast", "model": "small", "price": {"input": 0.1, "output": 0.2}},
+        {"name": "powerful", "model": "large", "price": {"input": 10.0, "output": 30.0}},
+    ]
+    inner_config = parse_config(
+        {
+            "server": {"data_dir": str(tmp_path / "inner")},
+            "models": models,
+            "cache": {"ttl": 600},
+            "routing": {
+                "tiers": tiers,
+                "routers": [{"name": "auto", "candidates": ["fast", "powerful"]}],
+                "feedback": {"enabled": True},
+            },
+        },
+        source="inner.yaml",
+    )
     inner_stack = compose.build(inner_config)
     inner = thrifty.Gateway(inner_config, backends={**inner_stack.backends, "vec": _Vectors()}, observe=False)
-    outer_config = parse_config({"server": {"data_dir": str(tmp_path / "outer")}, "models": []}, source="o.yaml")
+    outer_config = parse_config(
+        {"server": {"data_dir": str(tmp_path / "outer")}, "models": []}, source="o.yaml"
+    )
     async with thrifty.Gateway(outer_config, backends={"auto": inner, "vec": inner}) as outer:
         reply = await outer.chat("auto", "hello", temperature=0, thrifty={"cache": {"namespace": "team"}})
         assert reply.text == "ok"
@@ -141,10 +166,14 @@ async def test_each_stack_builds_starts_and_closes_its_own_cache_store_and_embed
     from thrifty.cache.layer import CacheLayer
     from thrifty.config import parse_config
 
-    config = parse_config({
-        "server": {"data_dir": str(tmp_path)}, "cache": {"ttl": 600},
-        "models": [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in ("a", "b")],
-    }, source="thrifty.yaml")
+    config = parse_config(
+        {
+            "server": {"data_dir": str(tmp_path)},
+            "cache": {"ttl": 600},
+            "models": [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in ("a", "b")],
+        },
+        source="thrifty.yaml",
+    )
     gw, other = thrifty.Gateway(config, observe=False), thrifty.Gateway(config, observe=False)
     store = gw.stack.cache_store
     assert store is not None and store is not other.stack.cache_store  # no registry keyed by the config

@@ -8,7 +8,18 @@ import sys
 # Modules `import thrifty` may pull in beyond a bare interpreter. Measured at 1
 # (thrifty itself); the budget leaves room for small additions, not a stack.
 IMPORT_BUDGET = 10
-HEAVY = ("numpy", "llama_cpp", "starlette", "uvicorn", "aiohttp", "redis", "ray", "yaml", "genai_prices", "prometheus_client")
+HEAVY = (
+    "numpy",
+    "llama_cpp",
+    "starlette",
+    "uvicorn",
+    "aiohttp",
+    "redis",
+    "ray",
+    "yaml",
+    "genai_prices",
+    "prometheus_client",
+)
 
 
 def _run(code: str) -> str:

@@ -32,8 +32,14 @@ def test_all_is_exactly_what_the_readme_documents() -> None:
 
 def test_a_fresh_import_shows_no_other_public_name() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", "import thrifty; print(' '.join(n for n in dir(thrifty) if not n.startswith('_')))"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import thrifty; print(' '.join(n for n in dir(thrifty) if not n.startswith('_')))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert set(out) == set(thrifty.__all__)
 

@@ -62,7 +62,9 @@ def test_a_damage_report_that_quick_check_does_not_confirm_leaves_the_file(tmp_p
     db.close()
 
 
-def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     outage = Outage("test store", logging.getLogger("thrifty.test"), Backoff(first=0.0))
     for _ in range(3):
         outage.failed("the test store cannot be opened: disk full")

@@ -17,8 +17,15 @@ def test_every_typed_field_renders_to_the_header_clients_already_read() -> None:
     trace = Trace(request_id="chatcmpl-1", deployment="fast/openai/gpt-4o-mini")
     trace.cache = CacheOutcome("hit", "semantic", similarity=0.934)
     trace.route_fallback = "learned policy unavailable: no file"
-    trace.route = RouteDecision(router="auto", policy="learned", tier="fast", model="small", score=0.312,
-                                escalations=1, fallback="learned policy unavailable: no file")
+    trace.route = RouteDecision(
+        router="auto",
+        policy="learned",
+        tier="fast",
+        model="small",
+        score=0.312,
+        escalations=1,
+        fallback="learned policy unavailable: no file",
+    )
     trace.fallback = FallbackTaken("small", "large", "UpstreamTimeout")
     trace.hedged = "fast/openai/b"
     trace.retry_budget_exhausted = True
@@ -45,7 +52,10 @@ def test_every_typed_field_renders_to_the_header_clients_already_read() -> None:
 def test_a_bare_trace_has_only_the_three_fixed_headers_and_skips_render_as_before() -> None:
     trace = Trace(request_id="chatcmpl-2")
     assert response_headers(trace, "m", 0.0) == {
-        "x-thrifty-model": "m", "x-thrifty-overhead-ms": "0.000", "x-thrifty-request-id": "chatcmpl-2"}
+        "x-thrifty-model": "m",
+        "x-thrifty-overhead-ms": "0.000",
+        "x-thrifty-request-id": "chatcmpl-2",
+    }
     trace.cache = CACHE_SKIPPED_SAMPLED
     assert trace.annotations == {"cache": "miss", "cache-skip": "sampled"}
     trace.cache = CACHE_COALESCED

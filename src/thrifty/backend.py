@@ -63,7 +63,9 @@ class Purges(Protocol):
 class Embeds(Protocol):
     """A layer that can turn texts into vectors: ``(vectors, tokens used)``."""
 
-    async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]: ...
+    async def embed(
+        self, texts: list[str], dimensions: int | None = None
+    ) -> tuple[list[list[float]], int]: ...
 
 
 @runtime_checkable

@@ -41,9 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     import os
 
-    keys = config.server.api_keys or tuple(
-        k for k in os.environ.get("THRIFTY_API_KEYS", "").split(",") if k
-    )
+    keys = config.server.api_keys or tuple(k for k in os.environ.get("THRIFTY_API_KEYS", "").split(",") if k)
     if host not in LOOPBACK and not (keys or config.server.client_keys):
         print(
             f"thrifty: refusing to listen on {host} without an API key: anyone on the network could "
@@ -140,11 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", "-p", type=int, help="port (default 8000)")
     serve.add_argument(
-        "--workers", type=int, default=1,
+        "--workers",
+        type=int,
+        default=1,
         help="serve from N processes sharing the port (limits shared through tenancy.redis_url)",
     )
     serve.add_argument(
-        "--replicas", type=int, default=0,
+        "--replicas",
+        type=int,
+        default=0,
         help="serve the embedded model from N supervised worker processes, balanced",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -42,6 +42,7 @@ def _embedding_model() -> EmbeddingModel:
 
     return EmbeddingModel()
 
+
 @dataclass
 class Stack:
     """The composed backends by model name, and what they share.

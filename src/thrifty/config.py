@@ -159,7 +159,9 @@ class Config:
     models: tuple[ModelGroup, ...] = ()
     sections: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
-    aliases: Mapping[str, tuple[str, bool]] = field(default_factory=dict)  # more names: alias -> (group, hidden)
+    aliases: Mapping[str, tuple[str, bool]] = field(
+        default_factory=dict
+    )  # more names: alias -> (group, hidden)
     ignored: tuple[str, ...] = ()  # LiteLLM keys thrifty knows but does not act on
 
     def group(self, name: str) -> ModelGroup | None:
@@ -197,9 +199,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     return parse_config(data or {}, source=file, environ=environ)
 
 
-def parse_config(
-    data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None
-) -> Config:
+def parse_config(data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Config:
     from . import config_litellm as litellm
 
     env: Mapping[str, str] = os.environ if environ is None else environ
@@ -208,7 +208,9 @@ def parse_config(
         raise top.error("the config must be a mapping of sections")
     unknown = sorted(set(map(str, data)) - KNOWN_SECTIONS)
     if unknown:
-        raise (top / unknown[0]).error(f"unknown section; expected one of {', '.join(sorted(KNOWN_SECTIONS))}")
+        raise (top / unknown[0]).error(
+            f"unknown section; expected one of {', '.join(sorted(KNOWN_SECTIONS))}"
+        )
     env = litellm.environment(data, top, env)
     data = _resolve_secrets({k: v for k, v in data.items() if k != "environment_variables"}, top, env)
     carried = litellm.carry(data, top)
@@ -227,9 +229,7 @@ def parse_config(
         if not deployments:
             raise (where / "deployments").error("a model needs at least one deployment")
         for j, dep in enumerate(deployments):
-            groups.setdefault(name, []).append(
-                _parse_deployment(dep, where / "deployments" / j, name, env)
-            )
+            groups.setdefault(name, []).append(_parse_deployment(dep, where / "deployments" / j, name, env))
         options = {k: v for k, v in raw.items() if k not in ("name", "deployments")}
         group_options.setdefault(name, {}).update(options)
     _model_list(data, top, env, groups, carried.ignored)
@@ -254,13 +254,24 @@ def parse_config(
             value = {**sections["balance"], **value}  # thrifty's own section wins
         sections[key] = value
     if carried.ignored:
-        log.warning("%s: thrifty does not act on these LiteLLM settings: %s", source, ", ".join(carried.ignored))
-    return Config(server=server, models=models, sections=sections, source=source,
-                  aliases=carried.aliases, ignored=tuple(carried.ignored))
+        log.warning(
+            "%s: thrifty does not act on these LiteLLM settings: %s", source, ", ".join(carried.ignored)
+        )
+    return Config(
+        server=server,
+        models=models,
+        sections=sections,
+        source=source,
+        aliases=carried.aliases,
+        ignored=tuple(carried.ignored),
+    )
 
 
 def _model_list(
-    data: Mapping[str, Any], top: Where, env: Mapping[str, str], groups: dict[str, list[Deployment]],
+    data: Mapping[str, Any],
+    top: Where,
+    env: Mapping[str, str],
+    groups: dict[str, list[Deployment]],
     ignored: list[str],
 ) -> None:
     """LiteLLM's ``model_list``: entries sharing a ``model_name`` join one group."""
@@ -283,11 +294,30 @@ def _model_list(
 
 # Every top-level key a config may have: thrifty's own sections, and LiteLLM's. Another key
 # stops startup naming it. A capability that reads a new section adds its name here.
-KNOWN_SECTIONS = frozenset({
-    "server", "models", "balance", "cache", "routing", "agent", "alerts", "ledger", "telemetry", "tasks",
-    "tenancy", "fallbacks", "replicas", "compress", "learn",
-    "model_list", "litellm_settings", "general_settings", "router_settings", "environment_variables",
-})
+KNOWN_SECTIONS = frozenset(
+    {
+        "server",
+        "models",
+        "balance",
+        "cache",
+        "routing",
+        "agent",
+        "alerts",
+        "ledger",
+        "telemetry",
+        "tasks",
+        "tenancy",
+        "fallbacks",
+        "replicas",
+        "compress",
+        "learn",
+        "model_list",
+        "litellm_settings",
+        "general_settings",
+        "router_settings",
+        "environment_variables",
+    }
+)
 
 
 # LiteLLM router_settings.routing_strategy -> thrifty balance strategy
@@ -326,7 +356,9 @@ def _litellm_settings(
             balance["retries"] = raw["num_retries"]
         if "timeout" in raw:
             balance["timeout"] = raw["timeout"]
-        breaker = {k: raw[v] for k, v in (("failures", "allowed_fails"), ("cooldown", "cooldown_time")) if v in raw}
+        breaker = {
+            k: raw[v] for k, v in (("failures", "allowed_fails"), ("cooldown", "cooldown_time")) if v in raw
+        }
         if breaker:
             balance["breaker"] = breaker
         _litellm_fallbacks(raw, where, group_options)
@@ -352,11 +384,22 @@ def _litellm_fallbacks(
 
 
 _SERVER_INTS = {
-    "max_body_bytes", "max_file_bytes", "max_json_depth", "max_header_bytes", "max_headers",
-    "max_connections", "max_embedding_inputs", "max_embedding_tokens", "cpu_workers",
+    "max_body_bytes",
+    "max_file_bytes",
+    "max_json_depth",
+    "max_header_bytes",
+    "max_headers",
+    "max_connections",
+    "max_embedding_inputs",
+    "max_embedding_tokens",
+    "cpu_workers",
 }
 _SERVER_SECONDS = {"request_timeout", "keepalive_timeout", "header_timeout", "responses_ttl"}
-_SERVER_KEYS = {"host", "port", "api_keys", "api_key", "public_metrics", "data_dir", "cors"} | _SERVER_INTS | _SERVER_SECONDS
+_SERVER_KEYS = (
+    {"host", "port", "api_keys", "api_key", "public_metrics", "data_dir", "cors"}
+    | _SERVER_INTS
+    | _SERVER_SECONDS
+)
 
 
 def _parse_server(raw: Any, where: Where) -> ServerConfig:
@@ -450,9 +493,25 @@ def _parse_keys(keys: Any, where: Where) -> tuple[tuple[str, ...], tuple[str, ..
 
 
 _DEPLOYMENT_KEYS = {
-    "provider", "model", "name", "api_base", "base_url", "api_key", "weight", "rpm", "tpm",
-    "timeout", "connect_timeout", "first_token_timeout", "stream_timeout", "max_concurrency",
-    "max_parallel_requests", "context_window", "price_model", "options", "order",
+    "provider",
+    "model",
+    "name",
+    "api_base",
+    "base_url",
+    "api_key",
+    "weight",
+    "rpm",
+    "tpm",
+    "timeout",
+    "connect_timeout",
+    "first_token_timeout",
+    "stream_timeout",
+    "max_concurrency",
+    "max_parallel_requests",
+    "context_window",
+    "price_model",
+    "options",
+    "order",
 }
 
 
@@ -499,9 +558,9 @@ def _parse_deployment(raw: Any, where: Where, group: str, env: Mapping[str, str]
         tpm=_positive_int(raw, "tpm", where, None),
         timeout=read_positive(raw, "timeout", where, 600.0),
         connect_timeout=read_positive(raw, "connect_timeout", where, 10.0),
-        first_token_timeout=None if first_token is None else check_positive(
-            first_token, where / "first_token_timeout"
-        ),
+        first_token_timeout=None
+        if first_token is None
+        else check_positive(first_token, where / "first_token_timeout"),
         max_concurrency=_positive_int(
             raw, "max_concurrency", where, _positive_int(raw, "max_parallel_requests", where, None)
         ),
@@ -654,9 +713,7 @@ def read_fraction(raw: Mapping[str, Any], key: str, where: Where, default: float
     return check_fraction(raw.get(key, default), where / key)
 
 
-def _positive_int(
-    raw: Mapping[str, Any], key: str, where: Where, default: int | None
-) -> int | None:
+def _positive_int(raw: Mapping[str, Any], key: str, where: Where, default: int | None) -> int | None:
     if raw.get(key, default) is None:
         return None
     return read_positive_int(raw, key, where, default or 0)

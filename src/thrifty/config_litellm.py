@@ -30,22 +30,69 @@ SECTIONS = ("model_list", "litellm_settings", "general_settings", "router_settin
 
 # Keys of each LiteLLM section thrifty acts on; any other is listed in the startup warning.
 ACTED_ON: dict[str, frozenset[str]] = {
-    "litellm_settings": frozenset({"routing_strategy", "num_retries", "timeout", "allowed_fails", "cooldown_time",
-                                   "fallbacks", "context_window_fallbacks"}),
-    "router_settings": frozenset({"routing_strategy", "num_retries", "timeout", "allowed_fails", "cooldown_time",
-                                  "fallbacks", "context_window_fallbacks", "model_group_alias"}),
+    "litellm_settings": frozenset(
+        {
+            "routing_strategy",
+            "num_retries",
+            "timeout",
+            "allowed_fails",
+            "cooldown_time",
+            "fallbacks",
+            "context_window_fallbacks",
+        }
+    ),
+    "router_settings": frozenset(
+        {
+            "routing_strategy",
+            "num_retries",
+            "timeout",
+            "allowed_fails",
+            "cooldown_time",
+            "fallbacks",
+            "context_window_fallbacks",
+            "model_group_alias",
+        }
+    ),
     "general_settings": frozenset({"master_key"}),
 }
 
 # litellm_params sent upstream as body defaults (the request's own value wins)
-BODY_DEFAULTS = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "stop", "seed",
-                 "presence_penalty", "frequency_penalty", "response_format", "user")
+BODY_DEFAULTS = (
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "user",
+)
 # litellm_params that are thrifty deployment keys already (see config._DEPLOYMENT_KEYS)
-DEPLOYMENT_KEYS = frozenset({
-    "model", "api_base", "base_url", "api_key", "weight", "rpm", "tpm", "timeout", "stream_timeout",
-    "max_parallel_requests", "order", "context_window", "price_model", "name", "provider", "options",
-    "connect_timeout", "first_token_timeout", "max_concurrency",
-})
+DEPLOYMENT_KEYS = frozenset(
+    {
+        "model",
+        "api_base",
+        "base_url",
+        "api_key",
+        "weight",
+        "rpm",
+        "tpm",
+        "timeout",
+        "stream_timeout",
+        "max_parallel_requests",
+        "order",
+        "context_window",
+        "price_model",
+        "name",
+        "provider",
+        "options",
+        "connect_timeout",
+        "first_token_timeout",
+        "max_concurrency",
+    }
+)
 AZURE_API_VERSION = "2024-10-21"
 
 
@@ -96,7 +143,8 @@ def carry(data: Mapping[str, Any], top: Where) -> Carried:
     if key is not None:
         if not isinstance(key, str) or not key:
             raise (top / "general_settings" / "master_key").error(
-                "must be a non-empty string; write master_key: os.environ/LITELLM_MASTER_KEY and set it")
+                "must be a non-empty string; write master_key: os.environ/LITELLM_MASTER_KEY and set it"
+            )
         out.admin_keys.append(key)
     aliases = (data.get("router_settings") or {}).get("model_group_alias")
     if aliases is not None:
@@ -127,8 +175,9 @@ def check_aliases(aliases: Mapping[str, tuple[str, bool]], groups: Mapping[str, 
             raise (where / alias).error("is already a model group's name")
 
 
-def deployment_params(params: Mapping[str, Any], where: Where, env: Mapping[str, str],
-                      ignored: list[str]) -> dict[str, Any]:
+def deployment_params(
+    params: Mapping[str, Any], where: Where, env: Mapping[str, str], ignored: list[str]
+) -> dict[str, Any]:
     """``litellm_params`` as thrifty deployment keys; defaults and headers go into ``options``."""
     out: dict[str, Any] = {}
     options: dict[str, Any] = dict(params.get("options") or {})
@@ -158,20 +207,27 @@ def deployment_params(params: Mapping[str, Any], where: Where, env: Mapping[str,
     return out
 
 
-def azure_deployment(raw: Mapping[str, Any], deployment: str, where: Where,
-                     env: Mapping[str, str]) -> dict[str, Any]:
+def azure_deployment(
+    raw: Mapping[str, Any], deployment: str, where: Where, env: Mapping[str, str]
+) -> dict[str, Any]:
     """An ``azure/<deployment>`` entry as an OpenAI-compatible one on Azure's URL shape:
     ``{api_base}/openai/deployments/<deployment>``, ``?api-version=``, the key in ``api-key``."""
     base = raw.get("api_base") or raw.get("base_url") or env.get("AZURE_API_BASE")
     if not isinstance(base, str) or not base:
-        raise (where / "api_base").error("azure/ deployments need api_base (https://<resource>.openai.azure.com)")
+        raise (where / "api_base").error(
+            "azure/ deployments need api_base (https://<resource>.openai.azure.com)"
+        )
     version = raw.get("api_version") or env.get("AZURE_API_VERSION") or AZURE_API_VERSION
     out = {k: v for k, v in raw.items() if k not in ("base_url", "api_version")}
     options = dict(out.get("options") or {})
     options["query"] = {**(options.get("query") or {}), "api-version": str(version)}
     options.setdefault("auth_header", "api-key")
-    out.update(provider="openai", model=deployment, options=options,
-               api_base=f"{base.rstrip('/')}/openai/deployments/{deployment}")
+    out.update(
+        provider="openai",
+        model=deployment,
+        options=options,
+        api_base=f"{base.rstrip('/')}/openai/deployments/{deployment}",
+    )
     if out.get("api_key") is None and env.get("AZURE_API_KEY"):
         out["api_key"] = env["AZURE_API_KEY"]
     return out

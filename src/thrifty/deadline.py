@@ -39,7 +39,9 @@ def requested_timeout(options: dict[str, Any]) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise InvalidRequest(f"'timeout' must be a number of seconds; got {raw!r}.", param="timeout") from None
+        raise InvalidRequest(
+            f"'timeout' must be a number of seconds; got {raw!r}.", param="timeout"
+        ) from None
     if not 0 < value < float("inf"):
         raise InvalidRequest(f"'timeout' must be a positive number of seconds; got {raw!r}.", param="timeout")
     return value

@@ -214,4 +214,3 @@ class EmbeddingModel:
 
     def close(self) -> None:
         self._model = None
-

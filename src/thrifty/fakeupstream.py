@@ -107,8 +107,9 @@ _FIELDS = {f.name for f in fields(Behaviour)}
 class FakeUpstream:
     """One fake model server on 127.0.0.1; an async context manager."""
 
-    def __init__(self, *, port: int = 0, host: str = "127.0.0.1", name: str = "fake-upstream",
-                 **behaviour: Any) -> None:
+    def __init__(
+        self, *, port: int = 0, host: str = "127.0.0.1", name: str = "fake-upstream", **behaviour: Any
+    ) -> None:
         self.host = host
         self.port = port
         self.name = name
@@ -155,8 +156,9 @@ class FakeUpstream:
         app.router.add_get("/ready", self._health)
         app.router.add_get("/_control", self._control_get)
         app.router.add_post("/_control", self._control_post)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
-                               handler_cancellation=True)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -207,8 +209,11 @@ class FakeUpstream:
             answer = _answer(body, b)
             payload = _completion(model, answer, _prompt_tokens(body))
             st.completed += 1
-            return web.Response(body=orjson.dumps(payload), content_type="application/json",
-                                headers={"x-upstream-name": self.name})
+            return web.Response(
+                body=orjson.dumps(payload),
+                content_type="application/json",
+                headers={"x-upstream-name": self.name},
+            )
         finally:
             st.in_flight -= 1
 
@@ -219,8 +224,9 @@ class FakeUpstream:
         if b.burst_429 > 0:
             b.burst_429 -= 1
             self.stats.rate_limited += 1
-            return _error(429, "rate limited (fake burst)",
-                          headers={"retry-after": _fmt_seconds(b.retry_after)})
+            return _error(
+                429, "rate limited (fake burst)", headers={"retry-after": _fmt_seconds(b.retry_after)}
+            )
         if b.reset_rate and self._rng.random() < b.reset_rate:
             self.stats.resets += 1
             _reset(request)
@@ -237,14 +243,19 @@ class FakeUpstream:
             return self._rng.lognormvariate(math.log(b.latency_ms), b.latency_sigma) / 1000
         return b.latency_ms / 1000
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], model: str,
-                      b: Behaviour) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], model: str, b: Behaviour
+    ) -> web.StreamResponse:
         from aiohttp import web
 
         answer = _answer(body, b)
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream",
-                                           "cache-control": "no-cache",
-                                           "x-upstream-name": self.name})
+        resp = web.StreamResponse(
+            headers={
+                "content-type": "text/event-stream",
+                "cache-control": "no-cache",
+                "x-upstream-name": self.name,
+            }
+        )
         await resp.prepare(request)
         rid = "chatcmpl-" + uuid.uuid4().hex[:24]
         for i, chunk in enumerate(_stream_chunks(rid, model, answer, _prompt_tokens(body))):
@@ -264,8 +275,10 @@ class FakeUpstream:
         from aiohttp import web
 
         model = self.behaviour.model or "fake"
-        data = {"object": "list",
-                "data": [{"id": model, "object": "model", "created": 0, "owned_by": self.name}]}
+        data = {
+            "object": "list",
+            "data": [{"id": model, "object": "model", "created": 0, "owned_by": self.name}],
+        }
         return web.Response(body=orjson.dumps(data), content_type="application/json")
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -304,10 +317,13 @@ class FakeUpstream:
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     from aiohttp import web
 
-    kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+    kind = (
+        "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+    )
     body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 def _fmt_seconds(value: float) -> str:
@@ -346,8 +362,11 @@ def _answer(body: dict[str, Any], b: Behaviour) -> dict[str, Any]:
     tools = body.get("tools")
     if tools and last.get("role") == "user":
         fn = (tools[0].get("function") or {}) if isinstance(tools[0], dict) else {}
-        call = {"id": "call_" + uuid.uuid4().hex[:12], "type": "function",
-                "function": {"name": str(fn.get("name", "tool")), "arguments": b.tool_arguments}}
+        call = {
+            "id": "call_" + uuid.uuid4().hex[:12],
+            "type": "function",
+            "function": {"name": str(fn.get("name", "tool")), "arguments": b.tool_arguments},
+        }
         return {"content": None, "tool_calls": [call], "pieces": []}
     if b.json_content is not None and body.get("response_format") and last.get("role") != "tool":
         half = len(b.json_content) // 2
@@ -362,8 +381,7 @@ def _answer(body: dict[str, Any], b: Behaviour) -> dict[str, Any]:
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _completion(model: str, answer: dict[str, Any], prompt: int) -> dict[str, Any]:
@@ -373,18 +391,27 @@ def _completion(model: str, answer: dict[str, Any], prompt: int) -> dict[str, An
         message["tool_calls"] = answer["tool_calls"]
         finish = "tool_calls"
     completion = max(1, len(answer["pieces"]))
-    return {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion",
-            "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": _usage(prompt, completion)}
+    return {
+        "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": _usage(prompt, completion),
+    }
 
 
 def _stream_chunks(rid: str, model: str, answer: dict[str, Any], prompt: int) -> list[dict[str, Any]]:
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
 
     out = [chunk({"role": "assistant", "content": ""})]
     finish = "stop"
@@ -401,8 +428,16 @@ def _stream_chunks(rid: str, model: str, answer: dict[str, Any], prompt: int) ->
     out.extend(chunk({"content": piece}) for piece in answer["pieces"])
     out.append(chunk({}, finish))
     completion = max(1, len(answer["pieces"]))
-    out.append({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [], "usage": _usage(prompt, completion)})
+    out.append(
+        {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": _usage(prompt, completion),
+        }
+    )
     return out
 
 
@@ -410,8 +445,10 @@ def _stream_chunks(rid: str, model: str, answer: dict[str, Any], prompt: int) ->
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m thrifty.fakeupstream",
-                                description="Run a programmable fake OpenAI-compatible upstream.")
+    p = argparse.ArgumentParser(
+        prog="python -m thrifty.fakeupstream",
+        description="Run a programmable fake OpenAI-compatible upstream.",
+    )
     p.add_argument("--port", type=int, default=9100)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--name", default="fake-upstream")
@@ -429,7 +466,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reset-rate", type=float, default=0.0)
     p.add_argument("--drop-after-chunks", type=int, default=None)
     p.add_argument("--model", default=None)
-    p.add_argument("--tool-arguments", default="{}", help="arguments of the tool call answered when tools are sent")
+    p.add_argument(
+        "--tool-arguments", default="{}", help="arguments of the tool call answered when tools are sent"
+    )
     p.add_argument("--json-content", default=None, help="the answer when a response_format is sent")
     return p.parse_args(argv)
 

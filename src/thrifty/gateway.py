@@ -282,7 +282,9 @@ class Gateway:
 
                 workers = self.config.server.cpu_workers
                 pool = self._cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="thrifty-cpu")
-            return await asyncio.get_running_loop().run_in_executor(pool, _local_embed, self.stack.embedder, texts)
+            return await asyncio.get_running_loop().run_in_executor(
+                pool, _local_embed, self.stack.embedder, texts
+            )
         raise NotFound(
             f"The embedding model '{model}' does not exist; try 'all-minilm-l6-v2'.",
             param="model",
@@ -299,9 +301,7 @@ class Gateway:
 
     # -- conveniences for library users -----------------------------------
 
-    async def chat(
-        self, model: str, messages: str | list[Message], **params: Any
-    ) -> ChatResponse:
+    async def chat(self, model: str, messages: str | list[Message], **params: Any) -> ChatResponse:
         """One chat completion; ``messages`` may be a plain prompt string."""
         return await self.complete(_request(model, messages, params, stream=False))
 
@@ -319,9 +319,7 @@ class Gateway:
         """Blocking :meth:`chat`, for scripts and notebooks without an event loop."""
         return self._loop().run(self.chat(model, messages, **params))
 
-    def chat_stream_sync(
-        self, model: str, messages: str | list[Message], **params: Any
-    ) -> Iterator[str]:
+    def chat_stream_sync(self, model: str, messages: str | list[Message], **params: Any) -> Iterator[str]:
         """Blocking :meth:`chat_stream`."""
         loop = self._loop()
         agen = self.chat_stream(model, messages, **params)
@@ -401,8 +399,11 @@ class Gateway:
         max_tokens = params.get("max_completion_tokens", params.get("max_tokens"))
         choices = params.get("n", 1)
         request.trace.ticket = await self.tenancy.admit(
-            request.trace.principal, request.model, estimate_prompt_tokens(request.messages),
-            max_tokens if isinstance(max_tokens, int) else None, request.trace.request_id,
+            request.trace.principal,
+            request.model,
+            estimate_prompt_tokens(request.messages),
+            max_tokens if isinstance(max_tokens, int) else None,
+            request.trace.request_id,
             choices if isinstance(choices, int) else 1,
         )
 
@@ -518,4 +519,3 @@ class _LoopThread:
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
-

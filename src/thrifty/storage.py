@@ -120,8 +120,12 @@ def open_sqlite(
     try:
         kept = set_aside(path)
     except OSError as exc:
-        raise StorageUnavailable(f"the {what} {path} is damaged and cannot be moved aside: {cause(exc)}") from exc
-    log.error("the %s %s is damaged (%s); moved it to %s and started a new one", what, path, cause(damage), kept)
+        raise StorageUnavailable(
+            f"the {what} {path} is damaged and cannot be moved aside: {cause(exc)}"
+        ) from exc
+    log.error(
+        "the %s %s is damaged (%s); moved it to %s and started a new one", what, path, cause(damage), kept
+    )
     try:
         return _connect(path, setup, timeout), kept
     except (sqlite3.Error, OSError) as exc:
@@ -160,7 +164,9 @@ def wal_setup(
 class Backoff:
     """When to try again: ``first`` seconds after a failure, doubling up to ``most``."""
 
-    def __init__(self, first: float = 0.5, most: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, first: float = 0.5, most: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.first = first
         self.most = most
         self.clock = clock

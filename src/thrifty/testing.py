@@ -85,9 +85,7 @@ class FakeBackend:
             return outcome
         usage = self._usage(request, outcome)
         request.trace.deployment = request.trace.deployment or self.name
-        body = completion_body(
-            id=request.trace.request_id, model=self.name, content=outcome, usage=usage
-        )
+        body = completion_body(id=request.trace.request_id, model=self.name, content=outcome, usage=usage)
         return ChatResponse(body=body, usage=usage)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:

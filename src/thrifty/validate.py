@@ -88,9 +88,7 @@ def chat_request(body: Mapping[str, Any], options: dict[str, Any] | None = None)
         raise InvalidRequest("'model' is required and must be a non-empty string.", param="model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequest(
-            "'messages' is required and must be a non-empty array.", param="messages"
-        )
+        raise InvalidRequest("'messages' is required and must be a non-empty array.", param="messages")
     for i, message in enumerate(messages):
         _check_message(message, i)
 
@@ -317,7 +315,9 @@ def unencodable(payload: Any, exc: Exception) -> InvalidRequest:
         )
     path = _unencodable_path(payload)
     where = f"'{path}'" if path else "The request"
-    return InvalidRequest(f"{where} cannot be sent to the model: {exc}.", param=path or None, code="invalid_value")
+    return InvalidRequest(
+        f"{where} cannot be sent to the model: {exc}.", param=path or None, code="invalid_value"
+    )
 
 
 def _unencodable_path(value: Any, path: str = "", depth: int = 0) -> str:

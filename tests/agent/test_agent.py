@@ -133,7 +133,9 @@ async def test_a_failed_task_is_reported_to_the_joiner() -> None:
     assert "FAILED: service down" in backend.requests[1].messages[1]["content"]
 
 
-def run_cli(argv: list[str], backend: FakeBackend, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run_cli(
+    argv: list[str], backend: FakeBackend, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
     factory: Callable[[Any], Any] = lambda args: backend  # noqa: E731
     code = agent_main(argv, backend_factory=factory)
     out = capsys.readouterr()

@@ -132,7 +132,12 @@ async def test_fallbacks_replace_a_failed_input_or_a_failed_call() -> None:
     plan = [
         {"id": 1, "tool": "boom"},
         {"id": 2, "tool": "search", "args": {"query": "b"}},
-        {"id": 3, "tool": "join_all", "args": {"value": ["$1", "$2"]}, "fallback": {"tool": "join_all", "args": {"value": "$2"}}},
+        {
+            "id": 3,
+            "tool": "join_all",
+            "args": {"value": ["$1", "$2"]},
+            "fallback": {"tool": "join_all", "args": {"value": "$2"}},
+        },
         {"id": 4, "tool": "boom", "fallback": {"value": "default"}},
         {"id": 5, "tool": "join_all", "args": {"value": "$4"}},
     ]
@@ -273,7 +278,10 @@ async def test_a_task_s_own_estimate_orders_calls_of_one_tool_under_a_cap() -> N
         return value
 
     reg = registry(spec("quick", quick, est_s=1.0))
-    plan = [{"id": i, "tool": "quick", "args": {"value": i}, "est_s": est} for i, est in ((1, 0.2), (2, 3.0), (3, 1.5))]
+    plan = [
+        {"id": i, "tool": "quick", "args": {"value": i}, "est_s": est}
+        for i, est in ((1, 0.2), (2, 3.0), (3, 1.5))
+    ]
     plan.append({"id": 4, "tool": "join_all", "args": {"value": ["$1", "$2", "$3"]}})
     ex = Executor(reg, cap=1)
     try:

@@ -74,7 +74,7 @@ async def test_stream_yields_each_task_as_its_line_completes() -> None:
     ("text", "problem"),
     [
         ('1. search("a")\n2. search("$3")\n', "refers to $3"),
-        ('1. join_all($1)\n', "itself"),
+        ("1. join_all($1)\n", "itself"),
         ('1. nope("a")\n', "unknown tool 'nope'"),
         ("1. search(42)\n", "query must be string"),
         ("1. search()\n", "missing required argument 'query'"),
@@ -120,7 +120,11 @@ def test_json_plan_missing_reference() -> None:
 def test_tool_calls_are_numbered_after_earlier_rounds() -> None:
     calls = [
         {"id": "call_a", "type": "function", "function": {"name": "search", "arguments": '{"query": "x"}'}},
-        {"id": "call_b", "type": "function", "function": {"name": "join_all", "arguments": '{"value": "$3"}'}},
+        {
+            "id": "call_b",
+            "type": "function",
+            "function": {"name": "join_all", "arguments": '{"value": "$3"}'},
+        },
     ]
     tasks = parse_tool_calls(calls, PlanBuilder(registry(), earlier={1, 2}))
     assert [(t.id, t.call_id) for t in tasks] == [(3, "call_a"), (4, "call_b")]

@@ -76,7 +76,9 @@ async def test_an_executor_stops_the_workers_it_started_when_closed() -> None:
         os.kill(worker, 0)  # exited and reaped
 
 
-async def test_a_process_tool_over_its_memory_budget_fails_and_its_worker_is_replaced(sandbox: Sandbox) -> None:
+async def test_a_process_tool_over_its_memory_budget_fails_and_its_worker_is_replaced(
+    sandbox: Sandbox,
+) -> None:
     reg = registry(cpu("hog", memory_mb=200), cpu("pid"))
     runs = await run(reg, "1. hog(1024)\n2. hog(1)\n", sandbox, cap=1)
     assert isinstance(runs[1].error, ToolOverBudget) and "200 MB" in str(runs[1].error)

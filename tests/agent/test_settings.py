@@ -40,7 +40,9 @@ def test_bad_settings_name_file_and_key(section: dict[str, Any], key: str) -> No
         agent_settings(config)
 
 
-def test_cli_uses_the_config_section_and_flags_win(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_uses_the_config_section_and_flags_win(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "thrifty.yaml"
     config.write_text(
         "models:\n  - name: smart\n    deployments: [{provider: local, model: smollm2}]\n"

@@ -63,7 +63,11 @@ async def test_preload_triggers_on_the_question_and_on_companion_tools(lazy_modu
 def test_schemas_for_the_planner() -> None:
     reg = default_registry()
     assert {s["function"]["name"] for s in (t.openai_schema() for t in reg)} == {
-        "calc", "read_file", "search_files", "http_get", "llm",
+        "calc",
+        "read_file",
+        "search_files",
+        "http_get",
+        "llm",
     }
     text = reg.planner_text()
     assert "search_files(pattern: string, glob: string = optional" in text
@@ -73,7 +77,9 @@ def test_registry_rejects_bad_specs() -> None:
     with pytest.raises(ValueError, match="identifier"):
         ToolRegistry([ToolSpec(name="a-b", description="", parameters={}, target=print)])
     with pytest.raises(ValueError, match="process tools"):
-        ToolRegistry([ToolSpec(name="p", description="", parameters={}, target=print, kind="process", context=True)])
+        ToolRegistry(
+            [ToolSpec(name="p", description="", parameters={}, target=print, kind="process", context=True)]
+        )
 
 
 @pytest.mark.parametrize(

@@ -153,8 +153,13 @@ async def test_429_with_too_long_retry_after_gives_up(make_group: MakeGroup) -> 
 
 async def test_retry_budget_stops_a_retry_storm(make_group: MakeGroup) -> None:
     only = FakeBackend(lambda r: boom(), name="only")
-    group = make_group([only], retries=3, budget_ratio=0.1, budget_min_per_s=0.001,
-                       breaker={"failures": 100, "min_requests": 100})
+    group = make_group(
+        [only],
+        retries=3,
+        budget_ratio=0.1,
+        budget_min_per_s=0.001,
+        breaker={"failures": 100, "min_requests": 100},
+    )
     group.budget.tokens = 2
     for _ in range(5):
         with pytest.raises(UpstreamConnectionError):
@@ -259,8 +264,9 @@ async def test_stream_error_after_first_chunk_is_raised(make_group: MakeGroup) -
 async def test_first_token_timeout_fails_over_for_streams(make_group: MakeGroup) -> None:
     stuck = FakeBackend("late", name="stuck", delay=30)
     good = FakeBackend("good", name="good")
-    group = make_group([stuck, good], strategy="round_robin",
-                       deployment={"stuck": {"first_token_timeout": 0.01}})
+    group = make_group(
+        [stuck, good], strategy="round_robin", deployment={"stuck": {"first_token_timeout": 0.01}}
+    )
     group.strategy.turn = -1
     chunks = [c async for c in group.stream(chat("hi"))]
     assert any(c["choices"] and c["choices"][0]["delta"].get("content") == "good" for c in chunks)
@@ -308,8 +314,9 @@ async def test_status_reports_every_deployment(make_group: MakeGroup) -> None:
 
 
 async def test_hedge_delay_follows_the_healthy_deployments_p95(make_group: MakeGroup) -> None:
-    group = make_group([FakeBackend(n, name=n) for n in ("a", "b", "c")], hedge=True, hedge_min_samples=5,
-                       hedge_delay=7.0)
+    group = make_group(
+        [FakeBackend(n, name=n) for n in ("a", "b", "c")], hedge=True, hedge_min_samples=5, hedge_delay=7.0
+    )
     assert group.hedge_delay() == 7.0
     for latency, member in zip((0.02, 0.03, 0.5), group.members, strict=True):
         for _ in range(10):
@@ -369,14 +376,17 @@ async def test_per_deployment_concurrency_limit_sends_overflow_elsewhere(make_gr
 async def test_order_keeps_traffic_on_the_first_tier_until_it_fails(make_group: MakeGroup) -> None:
     primary = FakeBackend([boom(), "primary", "primary"], name="primary")
     backup = FakeBackend("backup", name="backup")
-    group = make_group([backup, primary], deployment={"primary": {"options": {"order": 1}},
-                                                      "backup": {"options": {"order": 2}}})
+    group = make_group(
+        [backup, primary],
+        deployment={"primary": {"options": {"order": 1}}, "backup": {"options": {"order": 2}}},
+    )
     texts = [(await group.complete(chat("hi"))).text for _ in range(3)]
     assert texts == ["backup", "primary", "primary"]
 
 
-async def test_p2c_retries_an_idle_deployment_once_its_latency_fades(make_group: MakeGroup,
-                                                                      clock: FakeClock) -> None:
+async def test_p2c_retries_an_idle_deployment_once_its_latency_fades(
+    make_group: MakeGroup, clock: FakeClock
+) -> None:
     fast, once_slow = FakeBackend("fast", name="fast"), FakeBackend("recovered", name="once_slow")
     group = make_group([fast, once_slow], strategy="p2c")
     group.members[1].ewma.add(2.0)  # one slow answer, long ago

@@ -61,8 +61,10 @@ async def test_tools_with_user_last_answers_a_tool_call() -> None:
     async with FakeUpstream() as up, aiohttp.ClientSession() as s:
         _, data = await post(s, up.url, body(tools=tools))
         follow = body(tools=tools)
-        follow["messages"] += [data["choices"][0]["message"],
-                               {"role": "tool", "tool_call_id": "x", "content": "42 apples"}]
+        follow["messages"] += [
+            data["choices"][0]["message"],
+            {"role": "tool", "tool_call_id": "x", "content": "42 apples"},
+        ]
         _, final = await post(s, up.url, follow)
     call = data["choices"][0]["message"]["tool_calls"][0]
     assert call["function"] == {"name": "lookup", "arguments": "{}"}
@@ -83,8 +85,12 @@ async def test_scripted_tool_arguments_stream_in_pieces_and_json_content_answers
             events = await read_sse(resp)
     assert data["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == arguments
     assert shaped["choices"][0]["message"]["content"] == '{"a": 1}'
-    pieces = [call["function"].get("arguments", "") for e in events if e != "[DONE]" and e["choices"]
-              for call in e["choices"][0]["delta"].get("tool_calls") or ()]
+    pieces = [
+        call["function"].get("arguments", "")
+        for e in events
+        if e != "[DONE]" and e["choices"]
+        for call in e["choices"][0]["delta"].get("tool_calls") or ()
+    ]
     assert pieces[0] == "" and len(pieces) == 3 and "".join(pieces) == arguments
 
 
@@ -174,7 +180,8 @@ def test_configure_rejects_unknown_and_invalid_fields() -> None:
 def test_cli_serves_requests(unused_tcp_port: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(unused_tcp_port), "--chunks", "2"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

@@ -21,8 +21,9 @@ MSG = [{"role": "user", "content": "hello"}]
 
 @asynccontextmanager
 async def gateway_over(models: list[dict[str, Any]]) -> AsyncIterator[httpx.AsyncClient]:
-    config = parse_config({"server": {"data_dir": tempfile.mkdtemp(prefix="thrifty-")}, "models": models},
-                          source="t.yaml")
+    config = parse_config(
+        {"server": {"data_dir": tempfile.mkdtemp(prefix="thrifty-")}, "models": models}, source="t.yaml"
+    )
     async with Gateway(config, observe=False) as gateway:
         transport = httpx.ASGITransport(app=create_app(gateway))
         async with httpx.AsyncClient(transport=transport, base_url="http://thrifty") as client:
@@ -38,10 +39,12 @@ async def test_local_group_down_falls_back_to_cloud_with_a_header() -> None:
         FakeUpstream(name="local-1", reset_rate=1.0) as l1,
         FakeUpstream(name="local-2", error_rate=1.0, error_status=503) as l2,
         FakeUpstream(name="cloud", text="from the cloud", chunks=3) as cloud,
-        gateway_over([
-            {"name": "local", "deployments": [dep(l1), dep(l2)], "fallbacks": ["cloud"]},
-            {"name": "cloud", "deployments": [dep(cloud)]},
-        ]) as client,
+        gateway_over(
+            [
+                {"name": "local", "deployments": [dep(l1), dep(l2)], "fallbacks": ["cloud"]},
+                {"name": "cloud", "deployments": [dep(cloud)]},
+            ]
+        ) as client,
     ):
         r = await client.post("/v1/chat/completions", json={"model": "local", "messages": MSG})
     assert r.status_code == 200
@@ -65,9 +68,13 @@ async def test_stream_cut_mid_way_ends_with_an_sse_error_event() -> None:
 async def test_group_full_answers_429_with_retry_after() -> None:
     async with (
         FakeUpstream(name="slow", latency_ms=300) as slow,
-        gateway_over([{"name": "m", "deployments": [dep(slow)], "max_concurrency": 1, "max_queue": 0}]) as client,
+        gateway_over(
+            [{"name": "m", "deployments": [dep(slow)], "max_concurrency": 1, "max_queue": 0}]
+        ) as client,
     ):
-        first = asyncio.ensure_future(client.post("/v1/chat/completions", json={"model": "m", "messages": MSG}))
+        first = asyncio.ensure_future(
+            client.post("/v1/chat/completions", json={"model": "m", "messages": MSG})
+        )
         while slow.stats.in_flight == 0:
             await asyncio.sleep(0.005)
         second = await client.post("/v1/chat/completions", json={"model": "m", "messages": MSG})

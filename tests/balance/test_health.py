@@ -24,11 +24,16 @@ def test_health_url_is_derived_for_self_hosted_only() -> None:
     assert health_url(dep("http://127.0.0.1:8080/v1")) == "http://127.0.0.1:8080/health"
     assert health_url(dep("http://10.0.0.5:8000")) == "http://10.0.0.5:8000/health"
     assert health_url(dep("https://api.openai.com/v1")) is None
-    assert health_url(dep("https://api.openai.com/v1"), only_self_hosted=False) == "https://api.openai.com/health"
+    assert (
+        health_url(dep("https://api.openai.com/v1"), only_self_hosted=False)
+        == "https://api.openai.com/health"
+    )
     assert health_url(dep(None, health_url="http://x/ready")) == "http://x/ready"
     assert health_url(dep(None)) is None
-    assert health_urls(dep("http://127.0.0.1:11434")) == ("http://127.0.0.1:11434/health",
-                                                          "http://127.0.0.1:11434/models")
+    assert health_urls(dep("http://127.0.0.1:11434")) == (
+        "http://127.0.0.1:11434/health",
+        "http://127.0.0.1:11434/models",
+    )
 
 
 def status_probe(state: dict[str, int | None]) -> object:
@@ -43,8 +48,9 @@ def group_on(bases: list[str], probe: object = None) -> Balancer:
     deps = [{"model": f"llamacpp/m{i}", "name": f"r{i}", "api_base": b} for i, b in enumerate(bases)]
     config = parse_config({"models": [{"name": "g", "deployments": deps, "retries": 0}]}, source="t.yaml")
     backends = [FakeBackend(f"r{i}", name=f"r{i}") for i in range(len(bases))]
-    built = build_group(config.models[0], backends, config, clock=FakeClock(), rng=random.Random(0),
-                        probe=probe)  # type: ignore[arg-type]
+    built = build_group(
+        config.models[0], backends, config, clock=FakeClock(), rng=random.Random(0), probe=probe
+    )  # type: ignore[arg-type]
     assert isinstance(built, Balancer)
     return built
 

@@ -22,8 +22,17 @@ from thrifty.config import ModelGroup, Where, default_config, parse_config
 from thrifty.errors import ConfigError
 from thrifty.testing import chat
 
-FAKE_CHILD = (sys.executable, "-m", "thrifty.fakeupstream", "--port", "{port}", "--name", "r{index}",
-              "--text", "from-replica")
+FAKE_CHILD = (
+    sys.executable,
+    "-m",
+    "thrifty.fakeupstream",
+    "--port",
+    "{port}",
+    "--name",
+    "r{index}",
+    "--text",
+    "from-replica",
+)
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
@@ -37,7 +46,8 @@ async def wait_for(condition: Callable[[], bool]) -> None:
 def test_backoff_grows_with_quick_crashes_and_resets_after_stable_uptime() -> None:
     supervisor = ReplicaSupervisor(
         ReplicaSpec(replicas=1, ports=(1,), restart_backoff=0.5, restart_backoff_max=4, stable_after=30),
-        clock=FakeClock())
+        clock=FakeClock(),
+    )
     replica = supervisor.replicas[0]
     delays = []
     for _ in range(5):
@@ -48,17 +58,24 @@ def test_backoff_grows_with_quick_crashes_and_resets_after_stable_uptime() -> No
 
 
 def test_deployments_point_at_each_replica() -> None:
-    supervisor = ReplicaSupervisor(ReplicaSpec(group="local", model="smollm2", replicas=2, ports=(9001, 9002)))
+    supervisor = ReplicaSupervisor(
+        ReplicaSpec(group="local", model="smollm2", replicas=2, ports=(9001, 9002))
+    )
     deps = supervisor.deployments()
     assert [d.api_base for d in deps] == ["http://127.0.0.1:9001/v1", "http://127.0.0.1:9002/v1"]
     assert {d.provider for d in deps} == {"openai"} and deps[0].options["health_url"].endswith("/health")
 
 
 def test_replica_config_rewrites_local_groups_only() -> None:
-    base = parse_config({"models": [
-        {"name": "smollm2", "deployments": [{"provider": "local", "model": "smollm2"}]},
-        {"name": "cloud", "deployments": [{"model": "openai/gpt-4o-mini", "api_key": "k"}]},
-    ]}, source="c.yaml")
+    base = parse_config(
+        {
+            "models": [
+                {"name": "smollm2", "deployments": [{"provider": "local", "model": "smollm2"}]},
+                {"name": "cloud", "deployments": [{"model": "openai/gpt-4o-mini", "api_key": "k"}]},
+            ]
+        },
+        source="c.yaml",
+    )
     config = replica_config(base, 3)
     local, cloud = config.models
     assert len(local.deployments) == 3 and {d.provider for d in local.deployments} == {"openai"}
@@ -84,8 +101,9 @@ async def test_supervisor_restarts_a_killed_replica() -> None:
         assert [r.state for r in supervisor.replicas] == ["running", "running"]
         old_pid = supervisor.replicas[0].process.pid  # type: ignore[union-attr]
         supervisor.kill(0)
-        await wait_for(lambda: supervisor.replicas[0].restarts == 1
-                       and supervisor.replicas[0].state == "running")
+        await wait_for(
+            lambda: supervisor.replicas[0].restarts == 1 and supervisor.replicas[0].state == "running"
+        )
         assert supervisor.replicas[0].process.pid != old_pid  # type: ignore[union-attr]
         assert supervisor.replicas[0].last_exit is not None
     finally:
@@ -94,8 +112,10 @@ async def test_supervisor_restarts_a_killed_replica() -> None:
 
 
 async def test_group_over_replicas_loses_no_request_when_one_is_killed() -> None:
-    base = parse_config({"models": [{"name": "local", "deployments": [{"provider": "local", "model": "m"}],
-                                     "retries": 3}]}, source="c.yaml")
+    base = parse_config(
+        {"models": [{"name": "local", "deployments": [{"provider": "local", "model": "m"}], "retries": 3}]},
+        source="c.yaml",
+    )
     config = replica_config(base, 2)
     group = config.models[0]
     options = dict(group.options)

@@ -20,8 +20,9 @@ from thrifty.testing import chat
 @contextlib.asynccontextmanager
 async def group_over(*ups: FakeUpstream, **options: Any) -> AsyncIterator[Balancer]:
     deps = [{"model": "openai_compatible/m", "api_base": up.url, "name": up.name} for up in ups]
-    config = parse_config({"models": [{"name": "g", "deployments": deps, "health_check": False, **options}]},
-                          source="t.yaml")
+    config = parse_config(
+        {"models": [{"name": "g", "deployments": deps, "health_check": False, **options}]}, source="t.yaml"
+    )
     backends: list[Backend] = [providers.build(d) for d in config.models[0].deployments]
     group = build_group(config.models[0], backends, config)
     assert isinstance(group, Balancer)
@@ -34,7 +35,8 @@ async def group_over(*ups: FakeUpstream, **options: Any) -> AsyncIterator[Balanc
 
 async def test_one_failing_replica_costs_no_client_errors() -> None:
     async with (
-        FakeUpstream(name="a") as a, FakeUpstream(name="b") as b,
+        FakeUpstream(name="a") as a,
+        FakeUpstream(name="b") as b,
         FakeUpstream(name="bad", error_rate=0.3, error_status=503, seed=3) as bad,
         group_over(a, b, bad, strategy="round_robin") as group,
     ):
@@ -48,8 +50,9 @@ async def test_429_burst_and_resets_are_retried_elsewhere() -> None:
         FakeUpstream(name="limited", burst_429=5, retry_after=1) as limited,
         FakeUpstream(name="resets", reset_rate=1.0) as resets,
         FakeUpstream(name="fine") as fine,
-        group_over(limited, resets, fine, strategy="round_robin", retries=2,
-                   breaker={"failures": 100}) as group,
+        group_over(
+            limited, resets, fine, strategy="round_robin", retries=2, breaker={"failures": 100}
+        ) as group,
     ):
         texts = [(await group.complete(chat("hi"))).text for _ in range(12)]
         status = group.status()["deployments"]

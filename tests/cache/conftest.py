@@ -41,7 +41,9 @@ class LayerFactory:
     def __init__(self, store: CacheStore) -> None:
         self.store = store
 
-    def __call__(self, backend: FakeBackend, store: CacheStore | None = None, **settings: object) -> CacheLayer:
+    def __call__(
+        self, backend: FakeBackend, store: CacheStore | None = None, **settings: object
+    ) -> CacheLayer:
         store = store or self.store
         config = CacheSettings(enabled=True, store=store.settings, **settings)  # type: ignore[arg-type]
         return CacheLayer(backend, "fast", config, store)
@@ -75,8 +77,19 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
     port = _port()
     proc = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
+        [
+            REDIS,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

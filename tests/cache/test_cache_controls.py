@@ -72,8 +72,11 @@ def test_section_and_group_options_combine(tmp_path: Any) -> None:
             "server": {"data_dir": str(tmp_path)},
             "cache": {"ttls": {"l1": 30}, "threshold": 0.95, "redis_url": "redis://127.0.0.1:1/0"},
             "models": [
-                {"name": "fast", "deployments": [{"provider": "fake", "model": "m"}],
-                 "cache": {"semantic": True, "ttl": 600}},
+                {
+                    "name": "fast",
+                    "deployments": [{"provider": "fake", "model": "m"}],
+                    "cache": {"semantic": True, "ttl": 600},
+                },
                 {"name": "slow", "deployments": [{"provider": "fake", "model": "m"}], "cache": False},
             ],
         }
@@ -110,7 +113,16 @@ def test_config_errors_name_file_and_key(section: dict[str, Any], key: str, word
 
 
 def test_group_option_errors_name_the_group() -> None:
-    cfg = config({"models": [{"name": "fast", "deployments": [{"provider": "fake", "model": "m"}],
-                              "cache": {"semantc": True}}]})
+    cfg = config(
+        {
+            "models": [
+                {
+                    "name": "fast",
+                    "deployments": [{"provider": "fake", "model": "m"}],
+                    "cache": {"semantc": True},
+                }
+            ]
+        }
+    )
     with pytest.raises(ConfigError, match=r"thrifty.yaml: models\[0\].cache.semantc: unknown setting"):
         parse_settings(cfg, cfg.models[0])

@@ -212,10 +212,32 @@ async def test_tool_calls_survive_a_stream_round_trip(make_layer: Any) -> None:
     async def streamed(request: ChatRequest) -> Any:
         rid = request.trace.request_id
         yield {"id": rid, "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
-        yield {"id": rid, "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q"'}}]}}]}
-        yield {"id": rid, "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "function": {"arguments": ': "x"}'}}]}}]}
+        yield {
+            "id": rid,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "lookup", "arguments": '{"q"'},
+                            }
+                        ]
+                    },
+                }
+            ],
+        }
+        yield {
+            "id": rid,
+            "model": "m",
+            "choices": [
+                {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ': "x"}'}}]}}
+            ],
+        }
         yield {"id": rid, "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
         yield {"id": rid, "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
 
@@ -252,7 +274,9 @@ async def test_coalesced_requests_share_the_leaders_error(make_layer: Any) -> No
     assert len(backend.requests) == 1
 
 
-async def test_answers_survive_a_restart_through_the_disk_level(tmp_path: Any, make_layer: Any, clock: Any) -> None:
+async def test_answers_survive_a_restart_through_the_disk_level(
+    tmp_path: Any, make_layer: Any, clock: Any
+) -> None:
 
     path = str(tmp_path / "restart.sqlite3")
     first = CacheStore(StoreSettings(l2_path=path), clock=clock)
@@ -303,4 +327,5 @@ async def test_without_the_embedding_model_semantic_is_skipped_and_exact_still_w
     await store.stop()
     assert len(backend.requests) == 1
     assert [r.getMessage() for r in caplog.records].count(
-        "cache: semantic cache off, the embedding model cannot be loaded: the embedding model is not installed") == 1
+        "cache: semantic cache off, the embedding model cannot be loaded: the embedding model is not installed"
+    ) == 1

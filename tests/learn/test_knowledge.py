@@ -101,7 +101,9 @@ def test_two_instances_share_what_they_learn_through_one_file(settings: LearnSet
     assert second.size() == 1
 
 
-def test_an_unusable_file_leaves_the_base_in_memory_and_degraded(tmp_path: Path, settings: LearnSettings) -> None:
+def test_an_unusable_file_leaves_the_base_in_memory_and_degraded(
+    tmp_path: Path, settings: LearnSettings
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     kb = opened(dataclasses.replace(settings, path=str(blocker / "learn.sqlite3")))
@@ -119,8 +121,16 @@ def test_a_damaged_file_is_set_aside(tmp_path: Path, settings: LearnSettings) ->
 
 def test_writes_from_worker_threads_do_not_collide(settings: LearnSettings) -> None:
     kb = opened(settings)
-    writes = [kb.admit("k", f"question number {i}", f"answer {i}", words([f"question number {i}"])[0],
-                       response_id=f"r{i}")[1] for i in range(40)]
+    writes = [
+        kb.admit(
+            "k",
+            f"question number {i}",
+            f"answer {i}",
+            words([f"question number {i}"])[0],
+            response_id=f"r{i}",
+        )[1]
+        for i in range(40)
+    ]
 
     async def run() -> None:
         await asyncio.gather(*(asyncio.to_thread(w) for w in writes))

@@ -62,7 +62,9 @@ async def test_the_seed_example_end_to_end(layer: LearningLayer) -> None:
     assert "simply with practical examples" in reply.text
     assert trace_notes(again.trace)["variant"].startswith("simplify_examples ")
     assert "source=user" in trace_notes(again.trace)["variant"]
-    assert again.messages[-1]["content"] == "Explain microservices please"  # the client's request is untouched
+    assert (
+        again.messages[-1]["content"] == "Explain microservices please"
+    )  # the client's request is untouched
 
     # the user likes it: the override stays; another key's user is not affected
     await layer.on_signal(rate(again, 4, "much better, thanks"))
@@ -91,7 +93,9 @@ async def test_the_context_test_promotes_a_variant_other_users_then_get(settings
     def graded(request: ChatRequest) -> str:
         return "simple" if "simply" in message_text(request.messages[-1]) else "dense"
 
-    layer = LearningLayer(FakeBackend(graded), "fast", dataclasses.replace(settings, max_share=0.5, knowledge="off"), words)
+    layer = LearningLayer(
+        FakeBackend(graded), "fast", dataclasses.replace(settings, max_share=0.5, knowledge="off"), words
+    )
     await layer.start()
     try:
         seed = ask("Explain microservices", user="seed")
@@ -160,7 +164,9 @@ async def test_a_corrected_answer_is_what_gets_reused(layer: LearningLayer) -> N
 
 
 async def test_knowledge_as_context_gives_the_good_answer_as_an_exemplar(settings: LearnSettings) -> None:
-    layer = LearningLayer(FakeBackend(answer), "fast", dataclasses.replace(settings, knowledge="context"), words)
+    layer = LearningLayer(
+        FakeBackend(answer), "fast", dataclasses.replace(settings, knowledge="context"), words
+    )
     await layer.start()
     try:
         first = ask("How do I reset my password?")
@@ -178,7 +184,9 @@ async def test_knowledge_as_context_gives_the_good_answer_as_an_exemplar(setting
 async def test_streams_are_learned_from_and_hits_stream_too(layer: LearningLayer) -> None:
     first = ask("How do I reset my password?")
     first.stream = True
-    text = "".join([c["choices"][0]["delta"].get("content", "") async for c in layer.stream(first) if c["choices"]])
+    text = "".join(
+        [c["choices"][0]["delta"].get("content", "") async for c in layer.stream(first) if c["choices"]]
+    )
     await layer.on_signal(rate(first, 5))
     second = ask("How do I reset my password?", user="u2")
     chunks = [c async for c in layer.stream(second)]
@@ -218,7 +226,11 @@ async def test_signals_are_logged_with_their_variant_and_user(layer: LearningLay
     implicit, explicit = layer.knowledge.signals(first.trace.request_id)
     assert (implicit["kind"], implicit["end_user"], implicit["rating"]) == ("regenerate", "u1", None)
     assert (explicit["kind"], explicit["end_user"], explicit["rating"]) == ("rating", "end-user-7", 2)
-    assert (explicit["variant"], explicit["context"], explicit["reasons"]) == ("baseline", "c0", '["too_long"]')
+    assert (explicit["variant"], explicit["context"], explicit["reasons"]) == (
+        "baseline",
+        "c0",
+        '["too_long"]',
+    )
 
 
 async def test_lukewarm_ratings_and_rephrasing_wear_a_reused_answer_out(layer: LearningLayer) -> None:

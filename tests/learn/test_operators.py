@@ -18,10 +18,17 @@ def test_the_seed_example_rewrite() -> None:
     )
 
 
-@pytest.mark.parametrize(("reason", "name"), [
-    ("too_long", "concise"), ("too_short", "detailed"), ("wrong", "step_by_step"),
-    ("wrong_language", "user_language"), ("format", "format_hint"), ("off_topic", "on_topic"),
-])
+@pytest.mark.parametrize(
+    ("reason", "name"),
+    [
+        ("too_long", "concise"),
+        ("too_short", "detailed"),
+        ("wrong", "step_by_step"),
+        ("wrong_language", "user_language"),
+        ("format", "format_hint"),
+        ("off_topic", "on_topic"),
+    ],
+)
 def test_each_reason_has_a_system_operator(reason: str, name: str) -> None:
     op = operator_for([reason])
     assert op is not None and op.name == name

@@ -18,8 +18,10 @@ def config(tmp_path: Path, learn: Any = None, section: Any = None) -> Any:
     group: dict[str, Any] = {"name": "m", "deployments": [{"provider": "fake", "model": "x"}]}
     if learn is not None:
         group["learn"] = learn
-    data: dict[str, Any] = {"server": {"data_dir": str(tmp_path)},
-                            "models": [group, {"name": "plain", "deployments": [{"provider": "fake", "model": "y"}]}]}
+    data: dict[str, Any] = {
+        "server": {"data_dir": str(tmp_path)},
+        "models": [group, {"name": "plain", "deployments": [{"provider": "fake", "model": "y"}]}],
+    }
     if section is not None:
         data["learn"] = section
     return parse_config(data, source="thrifty.yaml")
@@ -42,13 +44,16 @@ def test_a_group_mapping_overrides_the_section(tmp_path: Path) -> None:
     assert not parse_settings(off, off.models[0]).enabled
 
 
-@pytest.mark.parametrize(("learn", "section", "where"), [
-    ({"min_sample": 3}, None, "models[0].learn.min_sample"),
-    ({"knowledge": "maybe"}, None, "models[0].learn.knowledge"),
-    ("yes", None, "models[0].learn"),
-    (True, {"max_share": 2}, "learn.max_share"),
-    (True, [1], "learn"),
-])
+@pytest.mark.parametrize(
+    ("learn", "section", "where"),
+    [
+        ({"min_sample": 3}, None, "models[0].learn.min_sample"),
+        ({"knowledge": "maybe"}, None, "models[0].learn.knowledge"),
+        ("yes", None, "models[0].learn"),
+        (True, {"max_share": 2}, "learn.max_share"),
+        (True, [1], "learn"),
+    ],
+)
 def test_bad_settings_name_the_key(tmp_path: Path, learn: Any, section: Any, where: str) -> None:
     cfg = config(tmp_path, learn=learn, section=section)
     with pytest.raises(ConfigError) as caught:

@@ -70,8 +70,12 @@ def served(tier: str = "", cache: str = "", escalations: int = 0, fallback: bool
 def _served(tier: str, cache: str, escalations: int, fallback: bool) -> tuple[tuple[str, Any], ...]:
     with ThreadPoolExecutor(1) as pool:  # a loop of its own, whether the caller runs one or not
         trace = pool.submit(asyncio.run, _serve(tier, cache, escalations, fallback)).result()
-    facts = {"cache": trace.cache, "route": trace.route, "fallback": trace.fallback,
-             "annotations": trace_notes(trace)}
+    facts = {
+        "cache": trace.cache,
+        "route": trace.route,
+        "fallback": trace.fallback,
+        "annotations": trace_notes(trace),
+    }
     return tuple(facts.items())
 
 
@@ -89,7 +93,9 @@ def _words(texts: Sequence[str]) -> Any:
 async def _serve(tier: str, cache: str, escalations: int, fallback: bool) -> Trace:
     backend: Backend = FakeBackend("ok", name="upstream")
     if fallback:
-        backend = FallbackChain(FakeBackend([UpstreamTimeout("slow")], name="primary"), [("backup", backend)], [])
+        backend = FallbackChain(
+            FakeBackend([UpstreamTimeout("slow")], name="primary"), [("backup", backend)], []
+        )
     store = None
     if cache:
         store = CacheStore(StoreSettings(), embed=_words)
@@ -100,17 +106,26 @@ async def _serve(tier: str, cache: str, escalations: int, fallback: bool) -> Tra
         if cache.startswith("hit"):
             await backend.complete(chat("What is the capital of France today", temperature=0))
             await store.tiers.flush()
-    question = "what is the capital of France today?" if cache == "hit-semantic" else "What is the capital of France today"
+    question = (
+        "what is the capital of France today?"
+        if cache == "hit-semantic"
+        else "What is the capital of France today"
+    )
     request = chat(question, temperature=0)
     if tier:
         names = [f"cheap{i}" for i in range(escalations)] + [tier]
-        config = parse_config({
-            "models": [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in names],
-            "routing": {
-                "tiers": [{"name": n, "model": n, "price": {"input": 1.0, "output": 2.0}} for n in names],
-                "routers": [{"name": "auto", "policy": "cascade" if escalations else "rules", "candidates": names}],
+        config = parse_config(
+            {
+                "models": [{"name": n, "deployments": [{"provider": "fake", "model": n}]} for n in names],
+                "routing": {
+                    "tiers": [{"name": n, "model": n, "price": {"input": 1.0, "output": 2.0}} for n in names],
+                    "routers": [
+                        {"name": "auto", "policy": "cascade" if escalations else "rules", "candidates": names}
+                    ],
+                },
             },
-        }, source="thrifty.yaml")
+            source="thrifty.yaml",
+        )
         groups: dict[str, Backend] = {n: FakeBackend([UpstreamTimeout("slow")], name=n) for n in names[:-1]}
         groups[tier] = backend
         backend = build_routers(config, groups)["auto"]
@@ -150,7 +165,9 @@ def serve(observer: Observer) -> Iterator[str]:
 
     app = Starlette(routes=observer.routes())
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     loop = asyncio.new_event_loop()
 
     def run() -> None:

@@ -36,12 +36,26 @@ async def work(request: Request) -> JSONResponse:
     started = time.perf_counter()
     await asyncio.sleep(0.005)  # an upstream call
     rid = request.query_params["id"]
-    observer.record(RequestEvent(
-        request_id=rid, ts=time.time(), model="fast", deployment="fast/local/smollm2", stream=False,
-        status=200, error_type=None, prompt_tokens=10, completion_tokens=5, cached_tokens=0,
-        latency_s=time.perf_counter() - started, ttft_s=None, overhead_s=0.0001, attempts=1,
-        api_key="", tenant="",
-    ))
+    observer.record(
+        RequestEvent(
+            request_id=rid,
+            ts=time.time(),
+            model="fast",
+            deployment="fast/local/smollm2",
+            stream=False,
+            status=200,
+            error_type=None,
+            prompt_tokens=10,
+            completion_tokens=5,
+            cached_tokens=0,
+            latency_s=time.perf_counter() - started,
+            ttft_s=None,
+            overhead_s=0.0001,
+            attempts=1,
+            api_key="",
+            tenant="",
+        )
+    )
     return JSONResponse({"id": rid})
 
 

@@ -19,8 +19,13 @@ from .helpers import event, make_config
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/metrics"), ("GET", "/dashboard/api/stats"), ("GET", "/admin/alerts"),
-     ("POST", "/v1/feedback"), ("GET", "/v1/feedback/chatcmpl-1")],
+    [
+        ("GET", "/metrics"),
+        ("GET", "/dashboard/api/stats"),
+        ("GET", "/admin/alerts"),
+        ("POST", "/v1/feedback"),
+        ("GET", "/v1/feedback/chatcmpl-1"),
+    ],
 )
 async def test_data_endpoints_need_the_key(tmp_path: Path, method: str, path: str) -> None:
     obs = Observer(make_config(tmp_path, server={"data_dir": str(tmp_path), "api_keys": ["sk-right"]}))

@@ -25,8 +25,17 @@ async def filled_ledger(config: Config) -> str:
     obs.record(event(1, ts=base, api_key="alice", **served("fast", "miss")))
     obs.record(event(2, ts=base + 60, api_key="alice", deployment="", **served("fast", "hit-exact")))
     obs.record(event(3, ts=base + DAY, api_key="bob", model="smart", deployment=BIG, **served("smart")))
-    obs.record(event(4, ts=base + DAY, api_key="bob", status=429, error_type="rate_limit_error",
-                     prompt_tokens=0, completion_tokens=0))
+    obs.record(
+        event(
+            4,
+            ts=base + DAY,
+            api_key="bob",
+            status=429,
+            error_type="rate_limit_error",
+            prompt_tokens=0,
+            completion_tokens=0,
+        )
+    )
     await obs.aclose()
     return obs.ledger_settings.path
 
@@ -60,9 +69,13 @@ async def test_usage_by_key_and_by_day(config: Config, capsys: pytest.CaptureFix
     assert by_day == {"2023-11-14": 2, "2023-11-15": 2, "total": 4}
 
 
-async def test_usage_prints_a_table_and_finds_the_ledger_from_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_usage_prints_a_table_and_finds_the_ledger_from_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config_file = tmp_path / "thrifty.yaml"
-    config_file.write_text(f"server: {{data_dir: {tmp_path}}}\nmodels: [{{name: fast, deployments: [{{provider: local, model: smollm2}}]}}]\n")
+    config_file.write_text(
+        f"server: {{data_dir: {tmp_path}}}\nmodels: [{{name: fast, deployments: [{{provider: local, model: smollm2}}]}}]\n"
+    )
     await filled_ledger(make_config(tmp_path))
     assert usage_main(["--config", str(config_file)]) == 0
     out = capsys.readouterr().out
@@ -70,7 +83,9 @@ async def test_usage_prints_a_table_and_finds_the_ledger_from_the_config(tmp_pat
     assert "all-on-top" in out and "total" in out
 
 
-def test_usage_without_a_ledger_says_where_it_looked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_without_a_ledger_says_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert usage_main(["--ledger", str(tmp_path / "none.db")]) == 1
     assert "no ledger at" in capsys.readouterr().err
 

@@ -34,11 +34,20 @@ async def test_a_rating_is_stored_linked_to_its_route_and_readable_back(obs: Obs
     heard: list[tuple[str, int]] = []
     obs.add_feedback_listener(lambda rid, rating: heard.append((rid, rating)))
     async with client(obs) as c:
-        posted = await c.post("/v1/feedback", json={
-            "response_id": "chatcmpl-1", "rating": 2, "comment": "too vague", "corrected_answer": "42",
-        })
+        posted = await c.post(
+            "/v1/feedback",
+            json={
+                "response_id": "chatcmpl-1",
+                "rating": 2,
+                "comment": "too vague",
+                "corrected_answer": "42",
+            },
+        )
         assert posted.status_code == 200, posted.text
-        assert posted.json()["tier"] == "fast" and posted.json()["route"] == "policy=rules model=fast escalations=0"
+        assert (
+            posted.json()["tier"] == "fast"
+            and posted.json()["route"] == "policy=rules model=fast escalations=0"
+        )
         read = (await c.get("/v1/feedback/chatcmpl-1")).json()
     assert heard == [("chatcmpl-1", 2)]
     assert read["request"]["model"] == "fast"
@@ -52,7 +61,9 @@ async def test_feedback_survives_a_restart(tmp_path: Path) -> None:
     await first.start()
     first.record(event(7))
     async with client(first) as c:
-        assert (await c.post("/v1/feedback", json={"response_id": "chatcmpl-7", "rating": 5})).status_code == 200
+        assert (
+            await c.post("/v1/feedback", json={"response_id": "chatcmpl-7", "rating": 5})
+        ).status_code == 200
     await first.aclose()
     second = Observer(config)
     await second.start()
@@ -73,13 +84,17 @@ async def test_a_request_still_in_the_write_queue_can_be_rated(tmp_path: Path) -
     assert response.status_code == 200
 
 
-async def test_a_broken_listener_does_not_lose_the_rating(obs: Observer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_broken_listener_does_not_lose_the_rating(
+    obs: Observer, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(rid: str, rating: int) -> None:
         raise RuntimeError("router down")
 
     obs.add_feedback_listener(broken)
     async with client(obs) as c:
-        assert (await c.post("/v1/feedback", json={"response_id": "chatcmpl-1", "rating": 3})).status_code == 200
+        assert (
+            await c.post("/v1/feedback", json={"response_id": "chatcmpl-1", "rating": 3})
+        ).status_code == 200
         assert len((await c.get("/v1/feedback/chatcmpl-1")).json()["data"]) == 1
     assert "feedback listener failed" in caplog.text
 
@@ -87,7 +102,12 @@ async def test_a_broken_listener_does_not_lose_the_rating(obs: Observer, caplog:
 @pytest.mark.parametrize(
     ("body", "status", "param", "words"),
     [
-        ({"response_id": "chatcmpl-404", "rating": 3}, 404, "response_id", "no request with id 'chatcmpl-404'"),
+        (
+            {"response_id": "chatcmpl-404", "rating": 3},
+            404,
+            "response_id",
+            "no request with id 'chatcmpl-404'",
+        ),
         ({"response_id": "chatcmpl-1", "rating": 0}, 400, "rating", "from 1 to 5, got 0"),
         ({"response_id": "chatcmpl-1", "rating": 6}, 400, "rating", "from 1 to 5, got 6"),
         ({"response_id": "chatcmpl-1", "rating": "5"}, 400, "rating", "must be an integer"),

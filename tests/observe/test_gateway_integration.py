@@ -22,9 +22,13 @@ async def test_a_served_chat_is_counted_ledgered_and_rateable(tmp_path: Path) ->
     await gateway.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            chat = await client.post("/v1/chat/completions", json={
-                "model": "fast", "messages": [{"role": "user", "content": "hello there"}],
-            })
+            chat = await client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "fast",
+                    "messages": [{"role": "user", "content": "hello there"}],
+                },
+            )
             assert chat.status_code == 200, chat.text
             response_id = chat.json()["id"]
             metrics = (await client.get("/metrics")).text
@@ -39,7 +43,9 @@ async def test_a_served_chat_is_counted_ledgered_and_rateable(tmp_path: Path) ->
     assert page.status_code == 200 and "dashboard.js" in page.text
     assert gateway.observer is not None
     db = sqlite3.connect(gateway.observer.ledger_settings.path)
-    [(rid, status, completion)] = db.execute("SELECT request_id, status, completion_tokens FROM requests").fetchall()
+    [(rid, status, completion)] = db.execute(
+        "SELECT request_id, status, completion_tokens FROM requests"
+    ).fetchall()
     [(rating,)] = db.execute("SELECT rating FROM feedback WHERE response_id = ?", (response_id,)).fetchall()
     db.close()
     assert (rid, status, rating) == (response_id, 200, 5) and completion > 0

@@ -111,7 +111,10 @@ async def test_admin_alerts_endpoint_lists_active_alerts(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
-        ({"alerts": {"p95_latency_s": -1}}, "thrifty.yaml: alerts.p95_latency_s: must be a non-negative number"),
+        (
+            {"alerts": {"p95_latency_s": -1}},
+            "thrifty.yaml: alerts.p95_latency_s: must be a non-negative number",
+        ),
         ({"alerts": {"cache_hit_rate": 30}}, "thrifty.yaml: alerts.cache_hit_rate: is a share from 0 to 1"),
         ({"alerts": {"p95": 2}}, "thrifty.yaml: alerts.p95: unknown setting"),
         ({"alerts": {"window_s": 0}}, "thrifty.yaml: alerts.window_s: must be a positive number"),
@@ -133,12 +136,21 @@ def test_routed_requests_count_toward_the_group_that_served_them(tmp_path: Path)
     obs = observer(tmp_path, clock)
     for i in range(20):
         slow = i % 2 == 0
-        obs.record(event(i, ts=clock.now, model="auto", latency_s=3.0 if slow else 0.1,
-                         **served("smart" if slow else "fast")))
+        obs.record(
+            event(
+                i,
+                ts=clock.now,
+                model="auto",
+                latency_s=3.0 if slow else 0.1,
+                **served("smart" if slow else "fast"),
+            )
+        )
     assert set(rules(obs)) == {"p95_latency_s:smart"}
 
 
-def test_an_alert_is_logged_when_it_starts_and_when_it_clears(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_alert_is_logged_when_it_starts_and_when_it_clears(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="thrifty.observe")
     obs = observer(tmp_path, Clock())
     obs.mark_ready(0.9)
@@ -147,5 +159,7 @@ def test_an_alert_is_logged_when_it_starts_and_when_it_clears(tmp_path: Path, ca
     obs.mark_ready(0.1)
     obs.alerts()
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["alert: startup time is 900 ms, above the limit of 500 ms",
-                        "alert cleared: startup time is 900 ms, above the limit of 500 ms"]
+    assert messages == [
+        "alert: startup time is 900 ms, above the limit of 500 ms",
+        "alert cleared: startup time is 900 ms, above the limit of 500 ms",
+    ]

@@ -74,7 +74,9 @@ async def test_closing_an_observer_that_never_started_is_harmless(config: Config
     assert not Path(obs.ledger_settings.path).exists()
 
 
-async def test_an_unreadable_ledger_is_set_aside_not_deleted(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_unreadable_ledger_is_set_aside_not_deleted(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     path = Path(Observer(config).ledger_settings.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"this is not a database" * 100)
@@ -88,7 +90,9 @@ async def test_an_unreadable_ledger_is_set_aside_not_deleted(config: Config, cap
     assert "moved it to" in caplog.text
 
 
-async def test_a_malformed_event_is_skipped_and_the_rest_are_written(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_malformed_event_is_skipped_and_the_rest_are_written(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     obs = Observer(config)
     await obs.start()
     obs.record(event(1))
@@ -96,7 +100,8 @@ async def test_a_malformed_event_is_skipped_and_the_rest_are_written(config: Con
     obs.record(event(3))
     await obs.aclose()
     assert sorted(r[0] for r in rows(obs.ledger_settings.path, "SELECT request_id FROM requests")) == [
-        "chatcmpl-1", "chatcmpl-3",
+        "chatcmpl-1",
+        "chatcmpl-3",
     ]
     assert obs.dropped == 1 and "chatcmpl-2" in caplog.text
 

@@ -44,10 +44,17 @@ def eventually(check: Any, what: str, seconds: float = 30.0) -> Any:
 
 
 def gateway_config(data_dir: Path) -> Config:
-    return parse_config({
-        "server": {"data_dir": str(data_dir)},
-        "models": [{"name": "s", "deployments": [{"provider": "fake", "model": "x", "options": {"script": "hi"}}]}],
-    })
+    return parse_config(
+        {
+            "server": {"data_dir": str(data_dir)},
+            "models": [
+                {
+                    "name": "s",
+                    "deployments": [{"provider": "fake", "model": "x", "options": {"script": "hi"}}],
+                }
+            ],
+        }
+    )
 
 
 @contextmanager
@@ -56,7 +63,9 @@ def running(gateway: Gateway) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(gateway), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(gateway), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     eventually(lambda: server.started, "the server started")
@@ -146,7 +155,9 @@ async def test_a_ledger_that_fails_its_integrity_check_is_set_aside(config: Conf
         count(kept)
 
 
-async def test_a_ledger_that_cannot_be_created_on_a_full_disk_holds_rows_until_space_returns(disk: Any) -> None:
+async def test_a_ledger_that_cannot_be_created_on_a_full_disk_holds_rows_until_space_returns(
+    disk: Any,
+) -> None:
     disk.fill()
     obs = Observer(make_config(disk.path))
     obs.outage.backoff = Backoff(first=0.01, most=0.05)
@@ -157,7 +168,9 @@ async def test_a_ledger_that_cannot_be_created_on_a_full_disk_holds_rows_until_s
     obs.absorb()
     assert "20 rows held in memory" in obs.degraded()[0]
     disk.free()
-    await asyncio.to_thread(eventually, lambda: obs.ledger is not None and not obs._unwritten, "the ledger opened")
+    await asyncio.to_thread(
+        eventually, lambda: obs.ledger is not None and not obs._unwritten, "the ledger opened"
+    )
     await obs.aclose()
     assert count(obs.ledger_settings.path) == 20 and obs.degraded() == []
 

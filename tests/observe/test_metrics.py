@@ -40,7 +40,9 @@ async def test_metrics_count_requests_errors_tokens_cache_routes_and_components(
     got = samples(await scrape(obs))
     assert got[("thrifty_requests_total", (("deployment", MINI), ("model", "fast"), ("status", "200")))] == 2
     assert got[("thrifty_errors_total", (("type", "timeout_error"),))] == 1
-    assert got[("thrifty_tokens_total", (("deployment", MINI), ("kind", "prompt"), ("model", "fast")))] == 2000
+    assert (
+        got[("thrifty_tokens_total", (("deployment", MINI), ("kind", "prompt"), ("model", "fast")))] == 2000
+    )
     assert got[("thrifty_cache_requests_total", (("level", "semantic"), ("result", "hit")))] == 1
     assert got[("thrifty_cache_requests_total", (("level", ""), ("result", "miss")))] == 1
     assert got[("thrifty_route_decisions_total", (("tier", "fast"),))] == 1
@@ -63,7 +65,9 @@ async def test_each_observer_counts_only_its_own_requests(config: Config) -> Non
     assert not any(name == "thrifty_requests_total" for name, _ in samples(await scrape(two)))
 
 
-async def test_a_failing_gauge_source_does_not_break_the_scrape(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failing_gauge_source_does_not_break_the_scrape(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     obs = Observer(config)
 
     def broken() -> dict[str, float]:

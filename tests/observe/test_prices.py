@@ -17,13 +17,20 @@ from .helpers import event, make_config, served
 
 
 def dep(**kw: Any) -> Deployment:
-    fields: dict[str, Any] = {"name": "d", "provider": "openai", "model": "gpt-4o-mini", "api_base": "https://api.openai.com/v1"}
+    fields: dict[str, Any] = {
+        "name": "d",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "api_base": "https://api.openai.com/v1",
+    }
     fields.update(kw)
     return Deployment(**fields)
 
 
 def expected(model: str, provider: str, **usage: int) -> float:
-    return float(genai_prices.calc_price(genai_prices.Usage(**usage), model, provider_id=provider).total_price)
+    return float(
+        genai_prices.calc_price(genai_prices.Usage(**usage), model, provider_id=provider).total_price
+    )
 
 
 def test_openai_rates_match_the_price_table() -> None:
@@ -40,7 +47,9 @@ def test_provider_is_found_from_the_api_base() -> None:
 
 
 def test_anthropic_deployment_is_priced_as_anthropic() -> None:
-    rates = prices.lookup(dep(provider="anthropic", model="claude-3-5-haiku-latest", api_base="https://api.anthropic.com/v1"))
+    rates = prices.lookup(
+        dep(provider="anthropic", model="claude-3-5-haiku-latest", api_base="https://api.anthropic.com/v1")
+    )
     assert rates.source.startswith("anthropic:") and rates.output > rates.input > 0
 
 
@@ -58,7 +67,9 @@ def test_models_on_this_machine_cost_nothing(deployment: Deployment) -> None:
 
 
 def test_price_model_prices_a_loopback_server_as_a_named_model() -> None:
-    rates = prices.lookup(dep(model="my-finetune", api_base="http://127.0.0.1:9000/v1", price_model="openai/gpt-4o"))
+    rates = prices.lookup(
+        dep(model="my-finetune", api_base="http://127.0.0.1:9000/v1", price_model="openai/gpt-4o")
+    )
     assert rates.source == "openai:gpt-4o"
 
 
@@ -72,7 +83,10 @@ async def test_local_tokens_count_and_unknown_models_show_as_unpriced(tmp_path: 
         tmp_path,
         models=[
             {"name": "local", "deployments": [{"provider": "local", "model": "smollm2"}]},
-            {"name": "odd", "deployments": [{"model": "openai/no-such-model-xyz", "api_base": "https://x.invalid/v1"}]},
+            {
+                "name": "odd",
+                "deployments": [{"model": "openai/no-such-model-xyz", "api_base": "https://x.invalid/v1"}],
+            },
         ],
     )
     obs = Observer(config)

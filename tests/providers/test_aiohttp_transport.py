@@ -23,19 +23,32 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     PEERS.append(request.transport.get_extra_info("peername") if request.transport else None)
     body = await request.json()
     if body["messages"][0]["content"] == "limit":
-        return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "2"})
+        return web.json_response(
+            {"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "2"}
+        )
     if not body.get("stream"):
-        return web.json_response({
-            "id": "c1", "object": "chat.completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-        })
+        return web.json_response(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            }
+        )
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
     for word in ("po", "ng"):
         chunk = {"id": "c1", "model": body["model"], "choices": [{"index": 0, "delta": {"content": word}}]}
         await response.write(sse([chunk]))
-    end = {"id": "c1", "model": body["model"], "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    end = {
+        "id": "c1",
+        "model": body["model"],
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }
     await response.write(sse([end, "[DONE]"]))
     return response
 

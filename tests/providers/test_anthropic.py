@@ -23,7 +23,11 @@ def test_request_defaults_and_tool_choice_forms() -> None:
     assert body["max_tokens"] == 50 and body["stop_sequences"] == ["a", "b"] and body["stream"] is True
     assert request_body(chat("hi"), "claude", stream=False)["max_tokens"] == 1024
     tools = [{"type": "function", "function": {"name": "f"}}]
-    named = request_body(chat("hi", tools=tools, tool_choice={"type": "function", "function": {"name": "f"}}), "c", stream=False)
+    named = request_body(
+        chat("hi", tools=tools, tool_choice={"type": "function", "function": {"name": "f"}}),
+        "c",
+        stream=False,
+    )
     assert named["tool_choice"] == {"type": "tool", "name": "f"}
     assert named["tools"] == [{"name": "f", "input_schema": {"type": "object", "properties": {}}}]
 
@@ -76,7 +80,9 @@ def test_stream_error_events_become_errors_by_type() -> None:
 async def test_backend_sends_anthropic_headers_and_translates_the_answer() -> None:
     answer = fixture("anthropic_response_tool_use.json")["upstream"]
     transport = MockTransport(lambda request: MockResponse(json=answer))
-    backend = AnthropicBackend(deployment("anthropic", api_base="https://api.anthropic.test/v1", model="claude-x"), transport)
+    backend = AnthropicBackend(
+        deployment("anthropic", api_base="https://api.anthropic.test/v1", model="claude-x"), transport
+    )
     request = chat("weather?")
     response = await backend.complete(request)
     sent = transport.requests[0]
@@ -132,12 +138,22 @@ def test_streamed_tool_call_without_input_gets_an_empty_object() -> None:
     decoder = StreamDecoder()
     events = [
         {"type": "message_start", "message": {"id": "msg_1", "model": "c", "usage": {"input_tokens": 3}}},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t1", "name": "now", "input": {}}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "t1", "name": "now", "input": {}},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": ""},
+        },
         {"type": "content_block_stop", "index": 0},
     ]
     chunks = [chunk for event in events for chunk in decoder.feed(event)]
     arguments = "".join(
-        call["function"].get("arguments", "") for c in chunks for call in c["choices"][0]["delta"].get("tool_calls", [])
+        call["function"].get("arguments", "")
+        for c in chunks
+        for call in c["choices"][0]["delta"].get("tool_calls", [])
     )
     assert arguments == "{}"

@@ -45,8 +45,13 @@ def test_generation_kwargs_pass_sampling_and_cap_tokens() -> None:
     request.extra["top_k"] = 5
     kwargs = generation_kwargs(request, LocalOptions(max_tokens=99))
     assert kwargs == {
-        "temperature": 0, "seed": 7, "stop": ["\n"], "top_logprobs": 3, "logprobs": True,
-        "top_k": 5, "max_tokens": 99,
+        "temperature": 0,
+        "seed": 7,
+        "stop": ["\n"],
+        "top_logprobs": 3,
+        "logprobs": True,
+        "top_k": 5,
+        "max_tokens": 99,
     }
     with pytest.raises(InvalidRequest) as caught:
         generation_kwargs(chat("hi", logprobs=True), LocalOptions(logprobs=False))

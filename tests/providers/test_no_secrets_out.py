@@ -33,8 +33,11 @@ async def echoing_upstream() -> AsyncIterator[str]:
         body = await request.json()
         mode = body["model"]
         if mode == "refuse":
-            error = {"message": f"Incorrect API key provided: {key}. Find yours at platform.example",
-                     "type": "invalid_request_error", "code": "invalid_api_key"}
+            error = {
+                "message": f"Incorrect API key provided: {key}. Find yours at platform.example",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+            }
             return web.json_response({"error": error}, status=401)
         if mode == "crash":
             return web.Response(status=500, text=f"Traceback ... headers={{'Authorization': 'Bearer {key}'}}")
@@ -43,8 +46,12 @@ async def echoing_upstream() -> AsyncIterator[str]:
             return web.json_response({"error": error}, status=400)
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
-        chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m",
-                 "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
+        chunk = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+        }
         await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         await response.write(b"data: " + orjson.dumps({"error": {"message": f"key {key} revoked"}}) + b"\n\n")
         return response
@@ -68,9 +75,19 @@ async def echoing_upstream() -> AsyncIterator[str]:
 
 def models(url: str) -> list[dict[str, Any]]:
     return [
-        {"name": f"{mode}-{kind}", "deployments": [
-            {"model": f"openai_compatible/{mode}", "api_base": url, "api_key": key, "name": f"{mode}-{kind}-dep"}]}
-        for mode in ("refuse", "crash", "bad-request", "stream-error") for kind, key in KEYS.items()
+        {
+            "name": f"{mode}-{kind}",
+            "deployments": [
+                {
+                    "model": f"openai_compatible/{mode}",
+                    "api_base": url,
+                    "api_key": key,
+                    "name": f"{mode}-{kind}-dep",
+                }
+            ],
+        }
+        for mode in ("refuse", "crash", "bad-request", "stream-error")
+        for kind, key in KEYS.items()
     ]
 
 
@@ -87,8 +104,10 @@ async def test_upstream_keys_never_appear_in_responses_logs_status_or_ledger(
             async with httpx.AsyncClient(transport=transport, base_url="http://thrifty") as client:
                 for group in config.models:
                     for stream in (False, True):
-                        r = await client.post("/v1/chat/completions",
-                                              json={"model": group.name, "messages": MSG, "stream": stream})
+                        r = await client.post(
+                            "/v1/chat/completions",
+                            json={"model": group.name, "messages": MSG, "stream": stream},
+                        )
                         seen.append(f"{r.status_code} {r.headers} {r.text}")
                         if r.status_code >= 400:
                             assert r.json()["error"]["message"], r.text
@@ -107,7 +126,9 @@ async def test_upstream_keys_never_appear_in_responses_logs_status_or_ledger(
 
 def test_error_summaries_keep_status_type_and_a_short_redacted_message() -> None:
     key = KEYS["quiet"]
-    body = orjson.dumps({"error": {"message": f"bad key {key} " + "x" * 1000, "type": "auth_error", "code": "k1"}})
+    body = orjson.dumps(
+        {"error": {"message": f"bad key {key} " + "x" * 1000, "type": "auth_error", "code": "k1"}}
+    )
     message, code = error_summary(body, [key])
     assert message.startswith("auth_error: bad key [redacted]") and len(message) <= 220 and code == "k1"
     error = status_error(503, {}, b"oops\n\tBearer abc.def-ghi and sk-ant-api03-AbCdEfGhIjKlMnOp", [])

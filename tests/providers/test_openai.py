@@ -20,10 +20,17 @@ from thrifty.testing import chat
 from .helpers import deployment, fixture, request_from, sse
 
 
-def completion(content: str = "pong", usage: bool = True, model: str = "gpt-4o-mini-2024-07-18") -> dict[str, Any]:
+def completion(
+    content: str = "pong", usage: bool = True, model: str = "gpt-4o-mini-2024-07-18"
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
     }
     if usage:
         body["usage"] = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
@@ -44,7 +51,11 @@ def test_parse_response_keeps_tool_calls_and_cached_usage() -> None:
     assert not estimated
     assert response.finish_reason == "tool_calls"
     assert response.tool_calls[0]["function"]["arguments"] == '{"city":"Paris"}'
-    assert (response.usage.prompt_tokens, response.usage.completion_tokens, response.usage.cached_tokens) == (82, 17, 64)
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens, response.usage.cached_tokens) == (
+        82,
+        17,
+        64,
+    )
 
 
 def test_parse_chunk_strips_usage_and_drops_usage_only_chunks() -> None:
@@ -58,7 +69,9 @@ def test_parse_chunk_strips_usage_and_drops_usage_only_chunks() -> None:
 
 async def test_complete_sends_auth_model_and_reports_upstream_model() -> None:
     transport = MockTransport(lambda request: MockResponse(json=completion(model="gpt-4o-mini-2024-07-18")))
-    backend = OpenAIBackend(deployment(model="gpt-4o-mini", options={"headers": {"x-org": "acme"}}), transport)
+    backend = OpenAIBackend(
+        deployment(model="gpt-4o-mini", options={"headers": {"x-org": "acme"}}), transport
+    )
     request = chat("ping", model="fast", temperature=0)
     response = await backend.complete(request)
     sent = transport.requests[0]
@@ -88,7 +101,9 @@ async def test_missing_usage_is_estimated_and_marked() -> None:
 
 
 def _stream_answer(events: list[Any]) -> MockTransport:
-    return MockTransport(lambda request: MockResponse(body=sse(events), headers={"content-type": "text/event-stream"}))
+    return MockTransport(
+        lambda request: MockResponse(body=sse(events), headers={"content-type": "text/event-stream"})
+    )
 
 
 async def test_stream_golden_text_ends_with_upstream_usage() -> None:
@@ -110,7 +125,8 @@ async def test_stream_tool_call_arguments_arrive_in_pieces() -> None:
     chunks = [c async for c in OpenAIBackend(deployment(), _stream_answer(data["events"])).stream(request)]
     arguments = "".join(
         call["function"].get("arguments", "")
-        for c in chunks if c["choices"]
+        for c in chunks
+        if c["choices"]
         for call in c["choices"][0]["delta"].get("tool_calls") or []
     )
     assert arguments == data["expected_arguments"]
@@ -161,7 +177,12 @@ def _raises(exc: Exception) -> MockTransport:
         (_raises(TimeoutError()), UpstreamTimeout, 504, True),
         (_raises(aiohttp.ServerDisconnectedError()), UpstreamConnectionError, 502, True),
         (_raises(ConnectionResetError()), UpstreamConnectionError, 502, True),
-        (_raises(aiohttp.ClientConnectorError(None, OSError(111, "refused"))), UpstreamConnectionError, 502, True),  # type: ignore[arg-type]
+        (
+            _raises(aiohttp.ClientConnectorError(None, OSError(111, "refused"))),
+            UpstreamConnectionError,
+            502,
+            True,
+        ),  # type: ignore[arg-type]
     ],
 )
 @pytest.mark.parametrize("streaming", [False, True])
@@ -188,10 +209,15 @@ async def test_embed_returns_vectors_in_input_order() -> None:
         "usage": {"prompt_tokens": 4, "total_tokens": 4},
     }
     transport = MockTransport(lambda request: MockResponse(json=answer))
-    vectors, tokens = await OpenAIBackend(deployment(model="text-embedding-3-small"), transport).embed(["a", "b"])
+    vectors, tokens = await OpenAIBackend(deployment(model="text-embedding-3-small"), transport).embed(
+        ["a", "b"]
+    )
     assert vectors == [[1.0, 0.0], [0.0, 1.0]] and tokens == 4
     sent = transport.requests[0]
-    assert sent.url.endswith("/embeddings") and sent.json() == {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    assert sent.url.endswith("/embeddings") and sent.json() == {
+        "model": "text-embedding-3-small",
+        "input": ["a", "b"],
+    }
 
 
 async def test_servers_refusing_stream_options_can_be_configured_off() -> None:
@@ -207,9 +233,17 @@ async def test_servers_refusing_stream_options_can_be_configured_off() -> None:
 
 async def test_n_choices_go_upstream_and_come_back() -> None:
     choice = {"message": {"role": "assistant", "content": "a"}, "finish_reason": "stop"}
-    answer = {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
-              "choices": [{"index": 0, **choice}, {"index": 1, **choice, "message": {"role": "assistant", "content": "b"}}],
-              "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    answer = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {"index": 0, **choice},
+            {"index": 1, **choice, "message": {"role": "assistant", "content": "b"}},
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }
     transport = MockTransport(lambda request: MockResponse(json=answer))
     response = await OpenAIBackend(deployment(), transport).complete(chat("hi", n=2))
     assert transport.requests[0].json()["n"] == 2

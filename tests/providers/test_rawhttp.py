@@ -66,7 +66,9 @@ async def raw_server(answer: Answer, tls: ssl.SSLContext | None = None) -> Async
             writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
-    seen.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+    seen.url = (
+        f"{'https' if tls else 'http'}://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+    )
     async with server:
         yield seen
 
@@ -92,7 +94,9 @@ async def raw() -> AsyncIterator[RawTransport]:
 
 async def test_post_to_the_fake_upstream(raw: RawTransport) -> None:
     async with FakeUpstream(text="hello there") as up:
-        response = await raw.post(HttpRequest(up.url + "/chat/completions", BODY, {"content-type": "application/json"}))
+        response = await raw.post(
+            HttpRequest(up.url + "/chat/completions", BODY, {"content-type": "application/json"})
+        )
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("application/json")
     assert orjson.loads(response.body)["choices"][0]["message"]["content"].startswith("hello")
@@ -112,7 +116,9 @@ async def test_keep_alive_reuses_one_connection(raw: RawTransport) -> None:
 
 async def test_chunked_response_is_decoded(raw: RawTransport) -> None:
     async def answer(writer: asyncio.StreamWriter, n: int, _: int) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
         return True
 
     async with raw_server(answer) as seen:
@@ -323,9 +329,26 @@ async def test_header_values_cannot_smuggle_lines(raw: RawTransport) -> None:
 async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
@@ -353,7 +376,9 @@ def test_under_uvloop_as_thrifty_serve_runs() -> None:
         async with FakeUpstream(chunks=30) as up:
             url = up.url + "/chat/completions"
             statuses = [(await transport.post(HttpRequest(url, BODY))).status for _ in range(3)]
-            events = [e.data async for e in HttpClient(transport).events(HttpRequest(url, STREAM_BODY), Trace())]
+            events = [
+                e.data async for e in HttpClient(transport).events(HttpRequest(url, STREAM_BODY), Trace())
+            ]
             pooled = sum(len(pool) for pools in transport._pools.values() for pool in pools.values())
             await transport.aclose()
         return statuses, events, pooled

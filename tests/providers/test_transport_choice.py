@@ -11,7 +11,9 @@ from thrifty.providers.rawhttp import RawTransport
 
 
 def _dep(**options: object) -> Deployment:
-    return Deployment(name="d", provider="openai", model="m", api_base="http://127.0.0.1:1/v1", options=options)
+    return Deployment(
+        name="d", provider="openai", model="m", api_base="http://127.0.0.1:1/v1", options=options
+    )
 
 
 def test_raw_by_default_aiohttp_on_request_and_shared() -> None:

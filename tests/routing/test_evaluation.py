@@ -19,7 +19,9 @@ from thrifty.routing.evaluation.data import ROUTERBENCH_TASKS, load_pair, load_r
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing"
 if not DATA.is_dir():
     DATA = Path("/work/shared/data/routing")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="the shared routing data is not beside the checkout")
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason="the shared routing data is not beside the checkout"
+)
 
 
 # -- metrics, by hand ------------------------------------------------------------------------
@@ -50,7 +52,9 @@ def test_pgr_apgr_and_cpt_of_a_perfect_and_a_useless_router() -> None:
     assert metrics.cpt(perfect, 0.5) == 0.25 and metrics.cpt(perfect, 0.8) == pytest.approx(0.4)
     assert metrics.apgr(perfect) == pytest.approx(0.25 * (0.25 + 0.75 + 1.0 + 1.0))
     backwards = metrics.pgr_curve(np.array([1.0, 0.0, 1.0, 0.0]), weak, strong, steps=4)
-    assert metrics.cpt(backwards, 0.5) == pytest.approx(0.75) and metrics.apgr(backwards) < metrics.apgr(perfect)
+    assert metrics.cpt(backwards, 0.5) == pytest.approx(0.75) and metrics.apgr(backwards) < metrics.apgr(
+        perfect
+    )
 
 
 # -- the loaders and the runs, on a slice of the real data -------------------------------------
@@ -134,8 +138,18 @@ def test_cli_writes_markdown_and_a_router_the_gateway_can_load(data: Path, tmp_p
     from thrifty.routing.learned import load
 
     out, router = tmp_path / "eval.md", tmp_path / "router.npz"
-    argv = ["--data", str(data), "--only", "mt_bench", "--cache", str(tmp_path / "vectors"),
-            "--markdown", str(out), "--save-router", str(router)]
+    argv = [
+        "--data",
+        str(data),
+        "--only",
+        "mt_bench",
+        "--cache",
+        str(tmp_path / "vectors"),
+        "--markdown",
+        str(out),
+        "--save-router",
+        str(router),
+    ]
     assert cli.main(argv) == 0
     text = out.read_text(encoding="utf-8")
     assert "mt_bench" in text.lower().replace(" ", "_") and "APGR" in text

@@ -71,8 +71,11 @@ async def test_feedback_off_by_default_keeps_decisions_fixed(tiers: list[dict[st
 async def test_a_rating_counts_once_even_with_several_routers(tiers: list[dict[str, Any]]) -> None:
     backends = {n: FakeBackend(f"from {n}", name=n) for n in ("small", "medium", "large")}
     groups: dict[str, Backend] = dict(backends)
-    routing = {"tiers": tiers, "feedback": True,
-               "routers": [{"name": "a", "policy": "rules"}, {"name": "b", "policy": "rules"}]}
+    routing = {
+        "tiers": tiers,
+        "feedback": True,
+        "routers": [{"name": "a", "policy": "rules"}, {"name": "b", "policy": "rules"}],
+    }
     routers = build_routers(make_config(routing), groups)
     a, b = routers["a"], routers["b"]
     assert isinstance(a, Router) and isinstance(b, Router)

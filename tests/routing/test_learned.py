@@ -95,19 +95,26 @@ def test_recipe_with_logistic_and_cluster_prior_survives_the_file(tmp_path: Path
 
 def test_files_from_the_first_format_still_load(tmp_path: Path) -> None:
     vectors = HashingFeaturizer(64).transform(["a b", "c d"])
-    np.savez(tmp_path / "v1.npz", meta=np.array(json.dumps(
-        {"format": "thrifty-router/1", "featurizer": "hash", "dim": 64, "k": 3, "blend": 0.25})),
-        models=np.array(["x"]), vectors=vectors, outcomes=np.ones((2, 1), np.float32),
-        weights=np.zeros((65, 1), np.float32), mean_cost=np.zeros(1, np.float32))
+    np.savez(
+        tmp_path / "v1.npz",
+        meta=np.array(
+            json.dumps({"format": "thrifty-router/1", "featurizer": "hash", "dim": 64, "k": 3, "blend": 0.25})
+        ),
+        models=np.array(["x"]),
+        vectors=vectors,
+        outcomes=np.ones((2, 1), np.float32),
+        weights=np.zeros((65, 1), np.float32),
+        mean_cost=np.zeros(1, np.float32),
+    )
     model = load(tmp_path / "v1.npz")
     assert model.recipe == Recipe(k=3, shares=(0.25, 0.75, 0.0))
 
 
-async def test_embedder_failure_at_run_time_falls_back(
-    tiers: list[dict[str, Any]], tmp_path: Path
-) -> None:
+async def test_embedder_failure_at_run_time_falls_back(tiers: list[dict[str, Any]], tmp_path: Path) -> None:
     vectors = np.eye(3, 384, dtype=np.float32)
-    model = fit(vectors, np.ones((3, 3), np.float32), ["fast", "balanced", "powerful"], featurizer_name="minilm")
+    model = fit(
+        vectors, np.ones((3, 3), np.float32), ["fast", "balanced", "powerful"], featurizer_name="minilm"
+    )
     model.save(tmp_path / "minilm.npz")
 
     def broken(texts: Sequence[str]) -> None:

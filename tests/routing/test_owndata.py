@@ -30,8 +30,11 @@ def rows(n: int, seed: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         hard = i % 2 == 0
-        prompt = (f"Prove the bound on the integral number {rng.integers(1000)} step by step" if hard
-                  else f"Say hello to my neighbour {rng.integers(1000)} warmly")
+        prompt = (
+            f"Prove the bound on the integral number {rng.integers(1000)} step by step"
+            if hard
+            else f"Say hello to my neighbour {rng.integers(1000)} warmly"
+        )
         row: dict[str, Any] = {"prompt": prompt}
         for m in MODELS:
             row[m] = 1.0 if (not hard or m == "dear") else 0.0
@@ -59,16 +62,36 @@ def test_fit_then_eval_on_a_file_of_our_own(tmp_path: Path, capsys: pytest.Captu
     write_csv(tmp_path / "train.csv", train)
     write_jsonl(tmp_path / "test.jsonl", rows(40, 1))
     router = tmp_path / "router.npz"
-    assert route_main(["fit", "--data", str(tmp_path / "train.csv"), "-o", str(router), "--featurizer", "hash"]) == 0
+    assert (
+        route_main(["fit", "--data", str(tmp_path / "train.csv"), "-o", str(router), "--featurizer", "hash"])
+        == 0
+    )
     assert "1 skipped" in capsys.readouterr().out
     model = load(router)
     assert model.models == MODELS and model.cost_weight is not None
-    code = route_main(["eval", "--data", str(tmp_path / "test.jsonl"), "--router", str(router),
-                       "--plots", str(tmp_path / "plots"), "--markdown", str(tmp_path / "r.md")])
+    code = route_main(
+        [
+            "eval",
+            "--data",
+            str(tmp_path / "test.jsonl"),
+            "--router",
+            str(router),
+            "--plots",
+            str(tmp_path / "plots"),
+            "--markdown",
+            str(tmp_path / "r.md"),
+        ]
+    )
     assert code == 0
     report = (tmp_path / "r.md").read_text()
     assert "Best single model: **dear**" in report
-    for row in ("single-model hull", "learned, λ rule (sweep)", "quality_target rule", "runtime default", "oracle"):
+    for row in (
+        "single-model hull",
+        "learned, λ rule (sweep)",
+        "quality_target rule",
+        "runtime default",
+        "oracle",
+    ):
         assert row in report
     assert (tmp_path / "plots" / "routing_test.png").stat().st_size > 1000
 
@@ -81,10 +104,14 @@ def test_the_router_learns_to_send_only_the_hard_half_to_the_dear_model(tmp_path
     assert cost == pytest.approx((0.001 + 0.1) / 2)  # greetings go to the cheap model
 
 
-def test_a_file_without_cost_columns_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_without_cost_columns_is_refused_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("prompt,cheap\nhello,1\n", encoding="utf-8")
-    assert route_main(["fit", "--data", str(path), "-o", str(tmp_path / "r.npz"), "--featurizer", "hash"]) == 2
+    assert (
+        route_main(["fit", "--data", str(path), "-o", str(tmp_path / "r.npz"), "--featurizer", "hash"]) == 2
+    )
     assert "|total_cost" in capsys.readouterr().out
 
 
@@ -94,7 +121,9 @@ def test_eval_refuses_a_test_file_with_models_the_router_never_saw(
     model, _ = owndata.fit_file([write_csv(tmp_path / "t.csv", rows(20, 0))], None, "hash", 0.98, None)
     model.save(tmp_path / "r.npz")
     other = [{**{k.replace("dear", "other"): v for k, v in r.items()}} for r in rows(10, 1)]
-    code = route_main(["eval", "--data", str(write_csv(tmp_path / "o.csv", other)), "--router", str(tmp_path / "r.npz")])
+    code = route_main(
+        ["eval", "--data", str(write_csv(tmp_path / "o.csv", other)), "--router", str(tmp_path / "r.npz")]
+    )
     assert code == 2
     assert "not fitted on other" in capsys.readouterr().out
 

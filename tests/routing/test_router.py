@@ -24,7 +24,9 @@ def fakes() -> dict[str, FakeBackend]:
     return {name: FakeBackend(f"answer from {name}", name=name) for name in ("small", "medium", "large")}
 
 
-def routers(tiers: list[dict[str, Any]], backends: dict[str, FakeBackend], **routing: Any) -> dict[str, Backend]:
+def routers(
+    tiers: list[dict[str, Any]], backends: dict[str, FakeBackend], **routing: Any
+) -> dict[str, Backend]:
     groups: dict[str, Backend] = dict(backends)
     return build_routers(make_config({"tiers": tiers, **routing}), groups)
 
@@ -137,10 +139,15 @@ async def test_upstream_failure_is_counted_and_raised(tiers: list[dict[str, Any]
 
 
 def test_explain_shows_features_and_each_routers_choice(tiers: list[dict[str, Any]]) -> None:
-    config = make_config({"tiers": tiers, "routers": [
-        {"name": "auto", "policy": "rules"},
-        {"name": "casc", "policy": "cascade", "candidates": ["fast", "powerful"]},
-    ]})
+    config = make_config(
+        {
+            "tiers": tiers,
+            "routers": [
+                {"name": "auto", "policy": "rules"},
+                {"name": "casc", "policy": "cascade", "candidates": ["fast", "powerful"]},
+            ],
+        }
+    )
     easy, hard = explain(EASY, config), explain(HARD, config)
     assert easy["routers"]["auto"]["tier"] == "fast"
     assert hard["routers"]["auto"]["tier"] == "powerful"
@@ -159,5 +166,3 @@ async def test_start_and_close_reach_every_tier(tiers: list[dict[str, Any]]) -> 
     await router.start()
     await router.aclose()
     assert all(b.started and b.closed for b in backends.values())
-
-

@@ -47,8 +47,13 @@ def test_price_comes_from_the_price_table_or_is_free_for_local_models() -> None:
 
 def test_router_and_ledger_agree_that_loopback_and_free_deployments_cost_nothing() -> None:
     vllm = {"provider": "openai", "model": "Qwen/Qwen2.5-7B-Instruct", "api_base": "http://127.0.0.1:8000/v1"}
-    free = {"provider": "openai", "model": "my-finetune", "api_base": "https://gpu.example.com/v1",
-            "price_model": "free", "api_key": "k"}
+    free = {
+        "provider": "openai",
+        "model": "my-finetune",
+        "api_base": "https://gpu.example.com/v1",
+        "price_model": "free",
+        "api_key": "k",
+    }
     config = parse_config(
         {
             "models": [{"name": "vllm", "deployments": [vllm]}, {"name": "own", "deployments": [free]}],
@@ -69,7 +74,12 @@ def test_router_and_ledger_agree_that_loopback_and_free_deployments_cost_nothing
 def test_router_prices_a_tier_as_the_ledger_does() -> None:
     config = parse_config(
         {
-            "models": [{"name": "gpt", "deployments": [{"provider": "openai", "model": "gpt-4o-mini", "api_key": "k"}]}],
+            "models": [
+                {
+                    "name": "gpt",
+                    "deployments": [{"provider": "openai", "model": "gpt-4o-mini", "api_key": "k"}],
+                }
+            ],
             "routing": {"tiers": [{"name": "t", "model": "gpt"}]},
         },
         source="c.yaml",
@@ -84,8 +94,12 @@ def test_router_prices_a_tier_as_the_ledger_does() -> None:
 def test_unknown_price_names_the_key() -> None:
     config = parse_config(
         {
-            "models": [{"name": "x", "deployments": [{"provider": "openai", "model": "no-such-model-zz",
-                                                       "api_key": "k"}]}],
+            "models": [
+                {
+                    "name": "x",
+                    "deployments": [{"provider": "openai", "model": "no-such-model-zz", "api_key": "k"}],
+                }
+            ],
             "routing": {"tiers": [{"name": "t", "model": "x"}]},
         },
         source="c.yaml",
@@ -100,7 +114,10 @@ def test_unknown_price_names_the_key() -> None:
         ({"name": "r", "policy": "magic"}, r"routing\.routers\[0\]\.policy: unknown policy 'magic'"),
         ({"name": "r", "candidates": []}, r"routing\.routers\[0\]\.candidates: must be a non-empty"),
         ({"name": "r", "candidates": ["nope"]}, r"routing\.routers\[0\]\.candidates\[0\]: unknown tier"),
-        ({"name": "r", "thresholds": [0.2, 1.5]}, r"routing\.routers\[0\]\.thresholds\[1\]: must be a number in \[0, 1\]"),
+        (
+            {"name": "r", "thresholds": [0.2, 1.5]},
+            r"routing\.routers\[0\]\.thresholds\[1\]: must be a number in \[0, 1\]",
+        ),
         ({"name": "r", "thresholds": [0.6, 0.2]}, r"thresholds\[1\]: thresholds must be ascending"),
         ({"name": "r", "thresholds": [0.5]}, r"routing\.routers\[0\]\.thresholds: must be a list of 2"),
         ({"name": "r", "policy": "cascade", "accept": 2}, r"routing\.routers\[0\]\.accept: must be a score"),
@@ -122,7 +139,9 @@ def test_unknown_model_group_and_default_are_named(tiers: list[dict[str, Any]]) 
     with pytest.raises(ConfigError, match=r"routing\.tiers\[1\]\.model: unknown model group 'ghost'"):
         parse_routing(make_config({"tiers": tiers}))
     with pytest.raises(ConfigError, match=r"routing\.default: unknown tier 'huge'"):
-        parse_routing(make_config({"tiers": [dict(t, model=t["model"]) for t in tiers[:1]], "default": "huge"}))
+        parse_routing(
+            make_config({"tiers": [dict(t, model=t["model"]) for t in tiers[:1]], "default": "huge"})
+        )
 
 
 def test_feedback_is_off_by_default_and_on_with_one_setting(tiers: list[dict[str, Any]]) -> None:

@@ -74,14 +74,25 @@ def _one_choice(request: ChatRequest) -> ChatRequest:
 
 def gateway_config(data_dir: Path) -> Config:
     """Keys on (an admin and a client key), a response cache, one model."""
-    return parse_config({
-        "server": {"data_dir": str(data_dir), "max_body_bytes": MAX_BODY,
-                   "api_keys": [ADMIN_KEY, {"key": CLIENT_KEY, "role": "client"}]},
-        "cache": {"enabled": True, "l2_path": False},
-        # priced as gpt-4o, so a virtual key's budget can run out
-        "models": [{"name": MODEL, "deployments": [{"provider": "fake", "model": "fake-model",
-                                                    "price_model": "gpt-4o"}]}],
-    }, source="fuzz.yaml", environ={})
+    return parse_config(
+        {
+            "server": {
+                "data_dir": str(data_dir),
+                "max_body_bytes": MAX_BODY,
+                "api_keys": [ADMIN_KEY, {"key": CLIENT_KEY, "role": "client"}],
+            },
+            "cache": {"enabled": True, "l2_path": False},
+            # priced as gpt-4o, so a virtual key's budget can run out
+            "models": [
+                {
+                    "name": MODEL,
+                    "deployments": [{"provider": "fake", "model": "fake-model", "price_model": "gpt-4o"}],
+                }
+            ],
+        },
+        source="fuzz.yaml",
+        environ={},
+    )
 
 
 def build_gateway(data_dir: Path) -> Gateway:
@@ -121,10 +132,17 @@ def live_gateway(data_dir: Path) -> Iterator[Live]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(gateway), host="127.0.0.1", port=port, log_level="critical", lifespan="on",
-        loop="asyncio", http="httptools",
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(gateway),
+            host="127.0.0.1",
+            port=port,
+            log_level="critical",
+            lifespan="on",
+            loop="asyncio",
+            http="httptools",
+        )
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="fuzz-gateway", daemon=True)
     thread.start()
     live = Live(f"http://127.0.0.1:{port}")
@@ -157,8 +175,15 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def call(url: str, method: str, path: str, body: Any = None, key: str | None = ADMIN_KEY,
-         headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+def call(
+    url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    key: str | None = ADMIN_KEY,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     """One request with the standard library; returns status, headers (lower-case) and body."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     sent = {"content-type": "application/json", **(headers or {})}
@@ -174,15 +199,21 @@ def call(url: str, method: str, path: str, body: Any = None, key: str | None = A
 
 def _seed_objects(url: str) -> dict[str, str]:
     """A completion, an uploaded file and a batch, so generated ids can name real objects."""
-    status, _, body = call(url, "POST", "/v1/chat/completions",
-                           {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+    status, _, body = call(
+        url, "POST", "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert status == 200, body
     response_id = json.loads(body)["id"]
-    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}}
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+    }
     file_id = upload(url, json.dumps(line).encode() + b"\n")
-    status, _, body = call(url, "POST", "/v1/batches", {"input_file_id": file_id,
-                                                         "endpoint": "/v1/chat/completions"})
+    status, _, body = call(
+        url, "POST", "/v1/batches", {"input_file_id": file_id, "endpoint": "/v1/chat/completions"}
+    )
     assert status == 200, body
     batch_id = json.loads(body)["id"]
     stored = []
@@ -194,18 +225,39 @@ def _seed_objects(url: str) -> dict[str, str]:
     assert status == 201, body
     status, _, body = call(url, "POST", "/admin/keys", {"name": "fuzz-key", "team": "fuzz-team"})
     assert status == 201, body
-    return {"model": MODEL, "name": "dashboard.js", "response_id": response_id, "file_id": file_id,
-            "input_file_id": file_id, "batch_id": batch_id, "key_id": json.loads(body)["id"], "team": "fuzz-team",
-            "stored_response_id": stored[0], "deleted_response_id": stored[1]}
+    return {
+        "model": MODEL,
+        "name": "dashboard.js",
+        "response_id": response_id,
+        "file_id": file_id,
+        "input_file_id": file_id,
+        "batch_id": batch_id,
+        "key_id": json.loads(body)["id"],
+        "team": "fuzz-team",
+        "stored_response_id": stored[0],
+        "deleted_response_id": stored[1],
+    }
 
 
 def upload(url: str, data: bytes, key: str | None = ADMIN_KEY) -> str:
     boundary = "thriftyfuzzboundary"
-    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n"
-            "Content-Type: application/jsonl\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    status, _, body = call(url, "POST", "/v1/files", raw=form, key=key,
-                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"\r\n'
+            "Content-Type: application/jsonl\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    status, _, body = call(
+        url,
+        "POST",
+        "/v1/files",
+        raw=form,
+        key=key,
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert status == 200, body
     return str(json.loads(body)["id"])
 
@@ -217,6 +269,7 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 # -- the contract: an answer checked against the document ----------------------------
+
 
 def validator(doc: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
     # Refs like "#/components/schemas/X" resolve against the root, so the components ride along.
@@ -232,7 +285,9 @@ def _response(doc: dict[str, Any], template: str, method: str, status: int) -> d
     return response
 
 
-def check_answer(doc: dict[str, Any], template: str, method: str, answer: tuple[int, dict[str, str], bytes]) -> None:
+def check_answer(
+    doc: dict[str, Any], template: str, method: str, answer: tuple[int, dict[str, str], bytes]
+) -> None:
     """The answer's status, content type, headers and body are what the document says."""
     status, headers, body = answer
     response = _response(doc, template, method, status)
@@ -255,8 +310,12 @@ def check_answer(doc: dict[str, Any], template: str, method: str, answer: tuple[
     elif media == "text/event-stream":
         # each event's data line; OpenAI's chat and completions streams end with `[DONE]`,
         # Anthropic's (named events) and the Responses API's do not
-        events = [line[6:] for block in body.decode().split("\n\n") for line in block.split("\n")
-                  if line.startswith("data: ")]
+        events = [
+            line[6:]
+            for block in body.decode().split("\n\n")
+            for line in block.split("\n")
+            if line.startswith("data: ")
+        ]
         assert events
         if content[media].get("x-thrifty-stream-done", "/messages" not in template):
             assert events[-1] == "[DONE]"
@@ -264,7 +323,6 @@ def check_answer(doc: dict[str, Any], template: str, method: str, answer: tuple[
         event_schema = validator(doc, content[media]["x-thrifty-event-schema"])
         for event in events:
             event_schema.validate(json.loads(event))
-
 
 
 # -- fuzzing ---------------------------------------------------------------------------
@@ -319,8 +377,15 @@ class Plan:
 VALID_ONLY = Plan(modes=("positive",), credentials=("admin",), mutate=False)
 
 
-def fuzz(live: Live, examples: int, on_outcome: Callable[[Outcome], None], *, seed: int = 0,
-         operations: Callable[[str], bool] = lambda label: True, plan: Plan = Plan()) -> None:
+def fuzz(
+    live: Live,
+    examples: int,
+    on_outcome: Callable[[Outcome], None],
+    *,
+    seed: int = 0,
+    operations: Callable[[str], bool] = lambda label: True,
+    plan: Plan = Plan(),
+) -> None:
     """Send ``examples`` generated cases per operation and mode (valid, invalid) to ``live``.
 
     Deterministic for a given ``seed``: Hypothesis draws from a fixed seed, with no
@@ -336,27 +401,62 @@ def fuzz(live: Live, examples: int, on_outcome: Callable[[Outcome], None], *, se
             operation = result.ok()
             if operations(operation.label):
                 for mode in plan.modes:
-                    _fuzz_one(live, session, operation, schemathesis.GenerationMode(mode), examples, seed,
-                              fields if plan.mutate else None, plan.credentials, on_outcome)
+                    _fuzz_one(
+                        live,
+                        session,
+                        operation,
+                        schemathesis.GenerationMode(mode),
+                        examples,
+                        seed,
+                        fields if plan.mutate else None,
+                        plan.credentials,
+                        on_outcome,
+                    )
 
 
-def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int, seed: int,
-              fields: frozenset[str] | None, credentials: tuple[str, ...],
-              on_outcome: Callable[[Outcome], None]) -> None:
+def _fuzz_one(
+    live: Live,
+    session: Any,
+    operation: Any,
+    mode: Any,
+    examples: int,
+    seed: int,
+    fields: frozenset[str] | None,
+    credentials: tuple[str, ...],
+    on_outcome: Callable[[Outcome], None],
+) -> None:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as fixed_seed
     from hypothesis import strategies as st
     from hypothesis.errors import Unsatisfiable
 
-    leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
-    value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.text(max_size=4), inner, max_size=3), max_leaves=4)
+    leaf = (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=8)
+    )
+    value = st.recursive(
+        leaf,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+        max_leaves=4,
+    )
 
     @fixed_seed(seed)
-    @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=mode), credential=st.sampled_from(credentials),
-           swap=st.booleans(), mutation=st.none() | st.tuples(st.integers(min_value=0), value))
+    @settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        case=operation.as_strategy(generation_mode=mode),
+        credential=st.sampled_from(credentials),
+        swap=st.booleans(),
+        mutation=st.none() | st.tuples(st.integers(min_value=0), value),
+    )
     def one(case: Any, credential: str, swap: bool, mutation: tuple[int, Any] | None) -> None:
         if swap:
             _swap_known(case, live.known)
@@ -365,17 +465,25 @@ def _fuzz_one(live: Live, session: Any, operation: Any, mode: Any, examples: int
             _replace_one(case.body, *mutation, fields)
         key = CREDENTIALS[credential]
         # the drawn credential is the only key sent (the session cookie, when generated, stays: a stale one)
-        headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in ("authorization", "x-api-key")}
+        headers = {
+            k: v for k, v in (case.headers or {}).items() if k.lower() not in ("authorization", "x-api-key")
+        }
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
         case.headers = headers
         response = case.call(base_url=live.url, session=session, timeout=30, allow_redirects=False)
-        on_outcome(Outcome(
-            operation=operation.label, credential=credential, status=response.status_code,
-            content_type=(response.headers.get("content-type") or [""])[0], body=response.content,
-            curl=case.as_curl_command(), request_body=_bytes(response.request.body),
-            headers={name.lower(): values[0] for name, values in response.headers.items() if values},
-        ))
+        on_outcome(
+            Outcome(
+                operation=operation.label,
+                credential=credential,
+                status=response.status_code,
+                content_type=(response.headers.get("content-type") or [""])[0],
+                body=response.content,
+                curl=case.as_curl_command(),
+                request_body=_bytes(response.request.body),
+                headers={name.lower(): values[0] for name, values in response.headers.items() if values},
+            )
+        )
 
     with contextlib.suppress(Unsatisfiable):  # nothing to make invalid: no negative cases
         one()
@@ -430,6 +538,7 @@ def _swap_known(case: Any, known: dict[str, str]) -> None:
 
 # -- type confusion: every field of a valid body, swapped for each wrong kind of value ---------
 
+
 def _deep(levels: int) -> Any:
     value: Any = "bottom"
     for _ in range(levels):
@@ -438,33 +547,78 @@ def _deep(levels: int) -> Any:
 
 
 WRONG_VALUES: tuple[Any, ...] = (
-    None, True, 0, -1, 1.5, 2**64, 1e300, "", "x", "\ud800", "\x00", [], [None], {}, {"a": {}}, _deep(300),
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    2**64,
+    1e300,
+    "",
+    "x",
+    "\ud800",
+    "\x00",
+    [],
+    [None],
+    {},
+    {"a": {}},
+    _deep(300),
 )
 
 
 def valid_bodies(known: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
     """A valid JSON body for every operation that takes one, with a value in every documented field."""
-    chat = {"model": known["model"], "stream": False, "temperature": 0.5, "max_tokens": 5, "stop": ["z"],
-            "messages": [{"role": "system", "content": "be brief"},
-                         {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
-            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
-            "stream_options": {"include_usage": True}, "thrifty": {"cache": {"ttl": 5}, "tenant": "t"},
-            "metadata": {"k": "v"}}
+    chat = {
+        "model": known["model"],
+        "stream": False,
+        "temperature": 0.5,
+        "max_tokens": 5,
+        "stop": ["z"],
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "stream_options": {"include_usage": True},
+        "thrifty": {"cache": {"ttl": 5}, "tenant": "t"},
+        "metadata": {"k": "v"},
+    }
     policy = {"budget": "5/month", "rpm": 100, "tpm": 10_000, "parallel": 4, "models": [known["model"]]}
     return {
         ("POST", "/v1/chat/completions"): chat,
         ("POST", "/chat/completions"): chat,
-        ("POST", "/v1/embeddings"): {"model": known["model"], "input": ["a", "b"], "encoding_format": "base64",
-                                     "dimensions": 2},
-        ("POST", "/v1/messages"): {"model": known["model"], "max_tokens": 5, "system": "be brief",
-                                   "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+        ("POST", "/v1/embeddings"): {
+            "model": known["model"],
+            "input": ["a", "b"],
+            "encoding_format": "base64",
+            "dimensions": 2,
+        },
+        ("POST", "/v1/messages"): {
+            "model": known["model"],
+            "max_tokens": 5,
+            "system": "be brief",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        },
         ("POST", "/v1/cache/purge"): {"namespace": "n"},
-        ("POST", "/v1/feedback"): {"response_id": known["response_id"], "rating": 4, "comment": "c",
-                                   "corrected_answer": "d"},
-        ("POST", "/v1/batches"): {"input_file_id": known["file_id"], "endpoint": "/v1/chat/completions",
-                                  "completion_window": "24h", "metadata": {"k": "v"}},
-        ("POST", "/admin/keys"): {"name": "sweep-key", "team": known["team"], "role": "client", **policy,
-                                  "expires": "30d"},
+        ("POST", "/v1/feedback"): {
+            "response_id": known["response_id"],
+            "rating": 4,
+            "comment": "c",
+            "corrected_answer": "d",
+        },
+        ("POST", "/v1/batches"): {
+            "input_file_id": known["file_id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            "metadata": {"k": "v"},
+        },
+        ("POST", "/admin/keys"): {
+            "name": "sweep-key",
+            "team": known["team"],
+            "role": "client",
+            **policy,
+            "expires": "30d",
+        },
         ("PATCH", "/admin/keys/{key_id}"): {**policy, "expires": 3600},
         ("POST", "/admin/teams"): {"name": "sweep-team", **policy},
         ("PATCH", "/admin/teams/{team}"): policy,
@@ -487,8 +641,12 @@ def _with(body: Any, path: tuple[Any, ...], value: Any) -> Any:
     return copy
 
 
-def type_confusion(live: Live, on_outcome: Callable[[Outcome], None], *,
-                   operations: Callable[[str], bool] = lambda label: True) -> None:
+def type_confusion(
+    live: Live,
+    on_outcome: Callable[[Outcome], None],
+    *,
+    operations: Callable[[str], bool] = lambda label: True,
+) -> None:
     """Each field of each valid body in turn, replaced by each of :data:`WRONG_VALUES` (admin key)."""
     for (method, template), base in valid_bodies(live.known).items():
         label = f"{method} {template}"
@@ -497,10 +655,21 @@ def type_confusion(live: Live, on_outcome: Callable[[Outcome], None], *,
         path = template.format(**live.known)
         # Nesting far past every parser's limit, which json.dumps itself could not write.
         too_deep = json.dumps(base)[:-1].encode() + b', "pad": ' + b"[" * 5000 + b"]" * 5000 + b"}"
-        bodies = [json.dumps(_with(base, slot, value)).encode() for slot in slots(base) for value in WRONG_VALUES]
+        bodies = [
+            json.dumps(_with(base, slot, value)).encode() for slot in slots(base) for value in WRONG_VALUES
+        ]
         for raw in [*bodies, too_deep]:
             status, headers, body = call(live.url, method, path, raw=raw)
             curl = f"curl -X {method} {live.url}{path} -H 'Authorization: Bearer …' -d '{raw.decode()}'"
-            on_outcome(Outcome(operation=label, credential="admin", status=status,
-                               content_type=headers.get("content-type", ""), body=body, curl=curl, request_body=raw,
-                               headers=headers))
+            on_outcome(
+                Outcome(
+                    operation=label,
+                    credential="admin",
+                    status=status,
+                    content_type=headers.get("content-type", ""),
+                    body=body,
+                    curl=curl,
+                    request_body=raw,
+                    headers=headers,
+                )
+            )

@@ -25,8 +25,17 @@ from thrifty.server.app import create_app
 
 ADMIN, ALICE, BOB = "sk-admin", "sk-alice", "sk-bob"
 MSG = [{"role": "user", "content": "what is a front door?"}]
-JSONL = json.dumps({"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
-                    "body": {"model": "m", "messages": MSG}}).encode() + b"\n"
+JSONL = (
+    json.dumps(
+        {
+            "custom_id": "q1",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "m", "messages": MSG},
+        }
+    ).encode()
+    + b"\n"
+)
 
 
 class Live:
@@ -34,12 +43,20 @@ class Live:
 
     def __init__(self, tmp_path: Path, **server: Any) -> None:
         keys: list[Any] = [ADMIN, {"key": ALICE, "role": "client"}, {"key": BOB, "role": "client"}]
-        config = parse_config({
-            "server": {"data_dir": str(tmp_path), "api_keys": keys, **server},
-            "models": [{"name": "m", "deployments": [
-                {"provider": "fake", "model": "x", "options": {"script": "an answer"}}]}],
-            "cache": {"l2_path": str(tmp_path / "cache.db")},
-        })
+        config = parse_config(
+            {
+                "server": {"data_dir": str(tmp_path), "api_keys": keys, **server},
+                "models": [
+                    {
+                        "name": "m",
+                        "deployments": [
+                            {"provider": "fake", "model": "x", "options": {"script": "an answer"}}
+                        ],
+                    }
+                ],
+                "cache": {"l2_path": str(tmp_path / "cache.db")},
+            }
+        )
         self.gateway = Gateway(config)
         app = create_app(self.gateway)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -79,8 +96,9 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
 
 async def upload_and_submit(client: openai.AsyncOpenAI) -> tuple[Any, Any]:
     upload = await client.files.create(file=("in.jsonl", JSONL), purpose="batch")
-    batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                        completion_window="24h")
+    batch = await client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     return upload, batch
 
 
@@ -103,7 +121,9 @@ async def test_files_and_batches_require_a_key(live: Live) -> None:
         await live.http.get("/v1/batches"),
         await live.http.get(f"/v1/batches/{batch.id}"),
         await live.http.post(f"/v1/batches/{batch.id}/cancel"),
-        await live.http.post("/v1/batches", json={"input_file_id": upload.id, "endpoint": "/v1/chat/completions"}),
+        await live.http.post(
+            "/v1/batches", json={"input_file_id": upload.id, "endpoint": "/v1/chat/completions"}
+        ),
         await live.http.get(f"/v1/files/{upload.id}"),
         await live.http.get(f"/v1/files/{upload.id}/content"),
         await live.http.post("/v1/files", files={"file": ("in.jsonl", JSONL)}, data={"purpose": "batch"}),
@@ -115,10 +135,18 @@ async def test_files_and_batches_require_a_key(live: Live) -> None:
 
 
 async def test_every_route_needs_a_key_but_health_ready_and_the_dashboard_page(live: Live) -> None:
-    closed = [("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("POST", "/v1/embeddings"),
-              ("POST", "/v1/cache/purge"), ("GET", "/admin/status"), ("GET", "/admin/alerts"),
-              ("GET", "/metrics"), ("GET", "/dashboard/api/stats"), ("POST", "/v1/feedback"),
-              ("GET", "/v1/feedback/chatcmpl-1")]
+    closed = [
+        ("GET", "/v1/models"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/embeddings"),
+        ("POST", "/v1/cache/purge"),
+        ("GET", "/admin/status"),
+        ("GET", "/admin/alerts"),
+        ("GET", "/metrics"),
+        ("GET", "/dashboard/api/stats"),
+        ("POST", "/v1/feedback"),
+        ("GET", "/v1/feedback/chatcmpl-1"),
+    ]
     for method, path in closed:
         r = await live.http.request(method, path)
         assert r.status_code == 401, path
@@ -181,8 +209,9 @@ async def test_client_key_cannot_read_another_keys_file(live: Live) -> None:
         with pytest.raises(openai.NotFoundError):
             await bob.files.content(upload.id)
         with pytest.raises(openai.NotFoundError):  # nor run a batch over it
-            await bob.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                     completion_window="24h")
+            await bob.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
         assert (await alice.files.content(upload.id)).content == JSONL
 
 
@@ -240,12 +269,14 @@ async def test_client_purge_is_scoped_to_its_own_tenant(live: Live) -> None:
     assert purged.status_code == 200 and purged.json()["removed"] == 1
     assert await cache(ALICE) == "hit-exact"  # Bob's purge did not reach Alice's answers
     assert (await cache(BOB)).startswith("miss")
-    spoof = await live.http.post("/v1/cache/purge", json={"namespace": "docs", "tenant": key_id(ALICE)},
-                                 headers=bearer(BOB))
+    spoof = await live.http.post(
+        "/v1/cache/purge", json={"namespace": "docs", "tenant": key_id(ALICE)}, headers=bearer(BOB)
+    )
     assert spoof.json()["removed"] == 0 and spoof.json()["tenant"] == f"{key_id(BOB)}/{key_id(ALICE)}"
     assert await cache(ALICE) == "hit-exact"
-    admin = await live.http.post("/v1/cache/purge", json={"namespace": "docs", "tenant": key_id(ALICE)},
-                                 headers=bearer(ADMIN))
+    admin = await live.http.post(
+        "/v1/cache/purge", json={"namespace": "docs", "tenant": key_id(ALICE)}, headers=bearer(ADMIN)
+    )
     assert admin.json()["removed"] == 1  # an admin reaches any tenant
     assert (await cache(ALICE)).startswith("miss")
 
@@ -262,7 +293,9 @@ async def test_only_an_admin_purges_a_namespace_in_every_tenant(live: Live) -> N
     for key, tenant in ((ALICE, ""), (ALICE, "team"), (BOB, "")):
         assert (await cache(key, tenant=tenant)).startswith("miss")
     await cache(BOB, other)
-    star = await live.http.post("/v1/cache/purge", json={"namespace": "docs", "tenant": "*"}, headers=bearer(BOB))
+    star = await live.http.post(
+        "/v1/cache/purge", json={"namespace": "docs", "tenant": "*"}, headers=bearer(BOB)
+    )
     assert star.json()["removed"] == 0  # a client's "*" is a sub-tenant of its own, not a wildcard
     purged = await live.http.post("/v1/cache/purge", json={"namespace": "docs"}, headers=bearer(ADMIN))
     assert purged.status_code == 200 and purged.json()["removed"] == 3
@@ -281,8 +314,9 @@ async def small(tmp_path: Path) -> AsyncIterator[Live]:
 
 
 async def test_feedback_body_over_limit_is_413(small: Live) -> None:
-    r = await small.http.post("/v1/feedback", json={"response_id": "x", "rating": 1, "comment": "y" * 5000},
-                              headers=bearer(ALICE))
+    r = await small.http.post(
+        "/v1/feedback", json={"response_id": "x", "rating": 1, "comment": "y" * 5000}, headers=bearer(ALICE)
+    )
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large" and "2000" in r.json()["error"]["message"]
 
@@ -327,15 +361,20 @@ async def test_upload_over_max_file_bytes_is_413(small: Live) -> None:
     boundary = "thriftyboundary"
 
     async def multipart() -> AsyncIterator[bytes]:  # streamed without Content-Length
-        yield (f"--{boundary}\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-               f"--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"big.jsonl\"\r\n"
-               "content-type: application/jsonl\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\ncontent-disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{boundary}\r\ncontent-disposition: form-data; name="file"; filename="big.jsonl"\r\n'
+            "content-type: application/jsonl\r\n\r\n"
+        ).encode()
         for _ in range(200):
             yield JSONL * 100
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = await small.http.post("/v1/files", content=multipart(),
-                              headers={**bearer(ALICE), "content-type": f"multipart/form-data; boundary={boundary}"})
+    r = await small.http.post(
+        "/v1/files",
+        content=multipart(),
+        headers={**bearer(ALICE), "content-type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     files = Path(small.gateway.config.server.data_dir) / "files"
     assert not files.exists() or not any(files.iterdir())
@@ -350,10 +389,16 @@ async def test_upload_within_max_file_bytes_is_stored_whole(small: Live) -> None
 
 
 async def test_malformed_multipart_is_openai_error_json(live: Live) -> None:
-    r = await live.http.post("/v1/files", content=b"--x\r\nnot a part",
-                             headers={**bearer(ALICE), "content-type": "multipart/form-data; boundary=x"})
-    plain = await live.http.post("/v1/files", content=b"purpose=batch",
-                                 headers={**bearer(ALICE), "content-type": "application/x-www-form-urlencoded"})
+    r = await live.http.post(
+        "/v1/files",
+        content=b"--x\r\nnot a part",
+        headers={**bearer(ALICE), "content-type": "multipart/form-data; boundary=x"},
+    )
+    plain = await live.http.post(
+        "/v1/files",
+        content=b"purpose=batch",
+        headers={**bearer(ALICE), "content-type": "application/x-www-form-urlencoded"},
+    )
     for response in (r, plain):
         assert response.status_code == 400
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
@@ -364,16 +409,20 @@ async def test_malformed_multipart_is_openai_error_json(live: Live) -> None:
 
 async def test_embeddings_over_max_inputs_is_400_naming_input(tmp_path: Path) -> None:
     async with Live(tmp_path, max_embedding_inputs=3) as live:
-        r = await live.http.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": ["a"] * 4},
-                                 headers=bearer(ALICE))
+        r = await live.http.post(
+            "/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": ["a"] * 4}, headers=bearer(ALICE)
+        )
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "input" and "max_embedding_inputs" in r.json()["error"]["message"]
 
 
 async def test_embeddings_over_max_tokens_is_400_naming_input(tmp_path: Path) -> None:
     async with Live(tmp_path, max_embedding_tokens=100) as live:
-        r = await live.http.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": ["word " * 100]},
-                                 headers=bearer(ALICE))
+        r = await live.http.post(
+            "/v1/embeddings",
+            json={"model": "all-minilm-l6-v2", "input": ["word " * 100]},
+            headers=bearer(ALICE),
+        )
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "input" and "max_embedding_tokens" in r.json()["error"]["message"]
 
@@ -401,8 +450,10 @@ async def test_metrics_answers_while_embeddings_saturate_the_cpu_pool(
     body = {"model": "all-minilm-l6-v2", "input": ["hello"]}
     async with Live(tmp_path, cpu_workers=1) as live:
         # more blocked embeddings than asyncio's default executor has threads
-        calls = [asyncio.create_task(live.http.post("/v1/embeddings", json=body, headers=bearer(ALICE)))
-                 for _ in range(40)]
+        calls = [
+            asyncio.create_task(live.http.post("/v1/embeddings", json=body, headers=bearer(ALICE)))
+            for _ in range(40)
+        ]
         while not threads:
             await asyncio.sleep(0.01)
         metrics = await live.http.get("/metrics", headers=bearer(ADMIN), timeout=20)

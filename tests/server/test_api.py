@@ -41,7 +41,11 @@ async def test_chat_completion_returns_openai_body_and_thrifty_headers(client: h
     body = r.json()
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["content"] == "the answer is here"
-    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"] > 0
+    assert (
+        body["usage"]["total_tokens"]
+        == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+        > 0
+    )
     assert r.headers["x-thrifty-model"] == "dep-a"
     assert 0 < float(r.headers["x-thrifty-overhead-ms"]) <= elapsed_ms  # a part of this request's time
     assert body["id"] == r.headers["x-thrifty-request-id"]
@@ -74,8 +78,16 @@ BAD = [
     (json.dumps({"model": "m"}).encode(), 400, "messages"),
     (json.dumps({"model": "m", "messages": []}).encode(), 400, "messages"),
     (json.dumps({"model": "m", "messages": ["hi"]}).encode(), 400, "messages[0]"),
-    (json.dumps({"model": "m", "messages": [{"role": "robot", "content": "x"}]}).encode(), 400, "messages[0].role"),
-    (json.dumps({"model": "m", "messages": [{"role": "user", "content": 5}]}).encode(), 400, "messages[0].content"),
+    (
+        json.dumps({"model": "m", "messages": [{"role": "robot", "content": "x"}]}).encode(),
+        400,
+        "messages[0].role",
+    ),
+    (
+        json.dumps({"model": "m", "messages": [{"role": "user", "content": 5}]}).encode(),
+        400,
+        "messages[0].content",
+    ),
     (json.dumps({"model": "m", "messages": MSG, "temperature": 3}).encode(), 400, "temperature"),
     (json.dumps({"model": "m", "messages": MSG, "temperature": "hot"}).encode(), 400, "temperature"),
     (json.dumps({"model": "m", "messages": MSG, "max_tokens": 0}).encode(), 400, "max_tokens"),
@@ -103,7 +115,9 @@ async def test_bad_input_gets_openai_error_naming_the_problem(
 
 async def test_body_over_limit_is_413() -> None:
     async with make_client({"m": FakeBackend()}, max_body_bytes=1000) as c:
-        r = await c.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x" * 2000}]})
+        r = await c.post(
+            "/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x" * 2000}]}
+        )
     assert r.status_code == 413
     assert "1000" in r.json()["error"]["message"]
 
@@ -129,7 +143,9 @@ async def test_api_keys_are_enforced_when_configured() -> None:
         (UpstreamTimeout("upstream did not answer in 30 s"), 504, None),
     ],
 )
-async def test_upstream_failures_map_to_statuses(exc: Exception, status: int, retry_after: str | None) -> None:
+async def test_upstream_failures_map_to_statuses(
+    exc: Exception, status: int, retry_after: str | None
+) -> None:
     async with make_client({"m": FakeBackend([exc, exc])}) as c:
         r = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG})
         s = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "stream": True})
@@ -160,7 +176,12 @@ async def test_thrifty_options_reach_the_backend_from_body_and_headers() -> None
     async with make_client({"m": backend}) as c:
         await c.post(
             "/v1/chat/completions",
-            json={"model": "m", "messages": MSG, "thrifty": {"cache": {"no_store": True}}, "logit_bias": {"1": 2}},
+            json={
+                "model": "m",
+                "messages": MSG,
+                "thrifty": {"cache": {"no_store": True}},
+                "logit_bias": {"1": 2},
+            },
             headers={"x-thrifty-route-policy": "rules"},
         )
     seen = backend.requests[0]
@@ -183,6 +204,8 @@ async def test_models_health_ready_and_unknown_routes(client: httpx.AsyncClient)
 async def test_max_completion_tokens_is_accepted_as_max_tokens() -> None:
     backend = FakeBackend("ok")
     async with make_client({"m": backend}) as c:
-        r = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "max_completion_tokens": 9})
+        r = await c.post(
+            "/v1/chat/completions", json={"model": "m", "messages": MSG, "max_completion_tokens": 9}
+        )
     assert r.status_code == 200
     assert backend.requests[0].params["max_tokens"] == 9

@@ -36,12 +36,22 @@ def deep_json(depth: int) -> bytes:
 
 
 @asynccontextmanager
-async def over_upstream(tmp_path: Path, up: FakeUpstream, **server: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Gateway]]:
+async def over_upstream(
+    tmp_path: Path, up: FakeUpstream, **server: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Gateway]]:
     """The whole stack from config, ledger on, one deployment on a real fake upstream."""
-    config = parse_config({
-        "server": {"data_dir": str(tmp_path), **server},
-        "models": [{"name": "m", "deployments": [{"model": "openai_compatible/m", "api_base": up.url, "name": "dep"}]}],
-    }, source="t.yaml")
+    config = parse_config(
+        {
+            "server": {"data_dir": str(tmp_path), **server},
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [{"model": "openai_compatible/m", "api_base": up.url, "name": "dep"}],
+                }
+            ],
+        },
+        source="t.yaml",
+    )
     gateway = Gateway(config)
     async with gateway:
         transport = httpx.ASGITransport(app=create_app(gateway))
@@ -68,21 +78,41 @@ def assert_names(r: httpx.Response, status: int, param: str | None) -> None:
 
 async def test_role_given_as_an_object_is_a_400_naming_the_field() -> None:
     gateway = Gateway(parse_config({}), backends={"m": FakeBackend("ok")}, observe=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t"
+    ) as c:
         for role in ({"a": 1}, ["user"], 5, None):
-            r = await c.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": role, "content": "x"}]})
+            r = await c.post(
+                "/v1/chat/completions", json={"model": "m", "messages": [{"role": role, "content": "x"}]}
+            )
             assert_names(r, 400, "messages[0].role")
 
 
 BAD_FIELDS = [
     ({"messages": [{"role": "user", "content": "x", "name": {"n": 1}}]}, "messages[0].name"),
     ({"messages": [{"role": "assistant", "content": None, "tool_calls": "call"}]}, "messages[0].tool_calls"),
-    ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}]},
-     "messages[0].tool_calls[0].function.arguments"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": 7}]}]}, "messages[0].content[0].image_url"),
+    (
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"function": {"name": "f", "arguments": {}}}],
+                }
+            ]
+        },
+        "messages[0].tool_calls[0].function.arguments",
+    ),
+    (
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": 7}]}]},
+        "messages[0].content[0].image_url",
+    ),
     ({"tool_choice": {"function": "f"}}, "tool_choice"),
     ({"tool_choice": "sometimes"}, "tool_choice"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "none"}}]}, "tools[0].function.parameters"),
+    (
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": "none"}}]},
+        "tools[0].function.parameters",
+    ),
     ({"parallel_tool_calls": "yes"}, "parallel_tool_calls"),
     ({"logprobs": 1}, "logprobs"),
     ({"user": ["u"]}, "user"),
@@ -92,9 +122,13 @@ BAD_FIELDS = [
 
 
 @pytest.mark.parametrize(("fields", "param"), BAD_FIELDS)
-async def test_wrong_types_in_optional_fields_are_400s_naming_the_field(fields: dict[str, Any], param: str) -> None:
+async def test_wrong_types_in_optional_fields_are_400s_naming_the_field(
+    fields: dict[str, Any], param: str
+) -> None:
     gateway = Gateway(parse_config({}), backends={"m": FakeBackend("ok")}, observe=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t"
+    ) as c:
         r = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG, **fields})
     assert_names(r, 400, param)
 
@@ -106,16 +140,23 @@ async def test_lone_surrogate_in_a_chat_body_is_a_400() -> None:
         b'{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":{"k":"\\udfff"}}',
         b'{"model":"m","messages":[{"role":"user","content":"\xed\xa0\x80"}]}',
     ]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t"
+    ) as c:
         for raw in bodies:
             assert_names(await c.post("/v1/chat/completions", content=raw), 400, None)
 
 
 async def test_a_body_the_upstream_cannot_be_sent_never_opens_the_breaker(tmp_path: Path) -> None:
     """Row 2: metadata nested past orjson's 255 levels, let through the door on purpose."""
-    async with FakeUpstream(name="dep") as up, over_upstream(tmp_path, up, max_json_depth=1000) as (client, gw):
+    async with (
+        FakeUpstream(name="dep") as up,
+        over_upstream(tmp_path, up, max_json_depth=1000) as (client, gw),
+    ):
         for _ in range(8):  # more than the breaker's five consecutive failures
-            r = await client.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "metadata": nested(300)})
+            r = await client.post(
+                "/v1/chat/completions", json={"model": "m", "messages": MSG, "metadata": nested(300)}
+            )
             assert_names(r, 400, "metadata")
             assert "sent to the model" in r.json()["error"]["message"]
         ok = await client.post("/v1/chat/completions", json={"model": "m", "messages": MSG})
@@ -129,7 +170,9 @@ async def test_a_body_the_upstream_cannot_be_sent_never_opens_the_breaker(tmp_pa
 
 async def test_the_door_refuses_nesting_deeper_than_max_json_depth(tmp_path: Path) -> None:
     async with FakeUpstream(name="dep") as up, over_upstream(tmp_path, up) as (client, _):
-        r = await client.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "metadata": nested(300)})
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "m", "messages": MSG, "metadata": nested(300)}
+        )
     assert_names(r, 400, "metadata")
     assert r.json()["error"]["code"] == "json_too_deep" and up.stats.requests == 0
 
@@ -173,7 +216,9 @@ async def test_an_unexpected_failure_is_a_500_with_a_ledger_row(tmp_path: Path) 
         transport = httpx.ASGITransport(app=create_app(gateway))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             plain = await client.post("/v1/chat/completions", json={"model": "m", "messages": MSG})
-            streamed = await client.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "stream": True})
+            streamed = await client.post(
+                "/v1/chat/completions", json={"model": "m", "messages": MSG, "stream": True}
+            )
             unknown = await client.post("/v1/chat/completions", json={"model": "nope", "messages": MSG})
     for r in (plain, streamed):
         assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
@@ -182,10 +227,16 @@ async def test_an_unexpected_failure_is_a_500_with_a_ledger_row(tmp_path: Path) 
 
 
 async def test_batch_metadata_nested_too_deep_is_a_400(tmp_path: Path) -> None:
-    gateway = Gateway(parse_config({"server": {"data_dir": str(tmp_path)}}), backends={"m": FakeBackend("ok")},
-                      observe=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t") as c:
-        head = orjson.dumps({"input_file_id": "file-x", "endpoint": "/v1/chat/completions",
-                             "completion_window": "24h"})
+    gateway = Gateway(
+        parse_config({"server": {"data_dir": str(tmp_path)}}),
+        backends={"m": FakeBackend("ok")},
+        observe=False,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t"
+    ) as c:
+        head = orjson.dumps(
+            {"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        )
         r = await c.post("/v1/batches", content=head[:-1] + b',"metadata":{"k":' + deep_json(300) + b"}}")
     assert_names(r, 400, "metadata")

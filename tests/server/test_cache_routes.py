@@ -14,11 +14,18 @@ MSG = [{"role": "user", "content": "what is a cache?"}]
 
 
 def _client(tmp_path: Path) -> httpx.AsyncClient:
-    config = parse_config({
-        "server": {"data_dir": str(tmp_path), "api_keys": ["key-a", "key-b"]},
-        "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "x", "options": {"script": "an answer"}}]}],
-        "cache": {"l2_path": str(tmp_path / "cache.db")},
-    })
+    config = parse_config(
+        {
+            "server": {"data_dir": str(tmp_path), "api_keys": ["key-a", "key-b"]},
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [{"provider": "fake", "model": "x", "options": {"script": "an answer"}}],
+                }
+            ],
+            "cache": {"l2_path": str(tmp_path / "cache.db")},
+        }
+    )
     gateway = Gateway(config, observe=False)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t")
 

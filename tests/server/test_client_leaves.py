@@ -65,8 +65,16 @@ def serving(tmp_path: Path, backend: FakeBackend) -> Iterator[tuple[int, Gateway
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(gateway), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on", http="httptools"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(gateway),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            http="httptools",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(1000):
@@ -84,8 +92,10 @@ def send_then_hang_up(port: int, body: dict[str, Any], backend: Held, *, read_ev
     raw = json.dumps(body).encode()
     seen = b""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
-                     b"content-length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw
+        )
         while seen.count(b"data: ") < read_events:
             seen += sock.recv(65536)
         assert backend.begun.wait(30)

@@ -61,7 +61,8 @@ def upstream() -> Iterator[int]:
     port = _port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         _wait(f"http://127.0.0.1:{port}/health", proc)
@@ -91,7 +92,8 @@ model_list:
     thrifty = str(Path(sys.executable).parent / "thrifty")
     proc = subprocess.Popen(
         [thrifty, "serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         _wait(f"http://127.0.0.1:{port}/ready", proc)
@@ -253,7 +255,7 @@ def test_a_body_that_stops_arriving_is_closed_after_the_header_timeout(quick: Ga
     with _connect(quick.port) as sock:
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
-            b"content-length: 1000\r\n\r\n{\"model\": "
+            b'content-length: 1000\r\n\r\n{"model": '
         )
         assert _closed_within(sock, 20 * quick.header_timeout)
 

@@ -25,8 +25,15 @@ from thrifty.server.app import create_app
 from thrifty.testing import FakeBackend
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 KEY = "sk-cors-test"
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>app</title><script>
@@ -130,16 +137,27 @@ def test_a_page_on_another_origin_may_call_only_when_cors_allows_it(tmp_path: Pa
 
 
 async def test_preflight_answers_and_refusals(tmp_path: Path) -> None:
-    config = parse_config({"server": {"data_dir": str(tmp_path), "cors": {
-        "origins": ["https://app.example.com"], "max_age": 60}}})
+    config = parse_config(
+        {
+            "server": {
+                "data_dir": str(tmp_path),
+                "cors": {"origins": ["https://app.example.com"], "max_age": 60},
+            }
+        }
+    )
     app = create_app(Gateway(config, backends={"fake": FakeBackend("hi")}, observe=False))
-    preflight = {"access-control-request-method": "POST",
-                 "access-control-request-headers": "authorization, content-type"}
+    preflight = {
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+    }
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://thrifty") as client:
         ok = await client.options("/v1/messages", headers={"origin": "https://app.example.com", **preflight})
         other = await client.options("/v1/messages", headers={"origin": "https://evil.example", **preflight})
-        answer = await client.post("/v1/chat/completions", headers={"origin": "https://app.example.com"},
-                                   json={"model": "fake", "messages": [{"role": "user", "content": "x"}]})
+        answer = await client.post(
+            "/v1/chat/completions",
+            headers={"origin": "https://app.example.com"},
+            json={"model": "fake", "messages": [{"role": "user", "content": "x"}]},
+        )
     assert ok.status_code == 200
     assert ok.headers["access-control-allow-origin"] == "https://app.example.com"
     assert ok.headers["access-control-max-age"] == "60"
@@ -150,11 +168,18 @@ async def test_preflight_answers_and_refusals(tmp_path: Path) -> None:
 
 
 async def test_without_cors_config_preflight_is_refused(tmp_path: Path) -> None:
-    app = create_app(Gateway(parse_config({"server": {"data_dir": str(tmp_path)}}),
-                             backends={"fake": FakeBackend("hi")}, observe=False))
+    app = create_app(
+        Gateway(
+            parse_config({"server": {"data_dir": str(tmp_path)}}),
+            backends={"fake": FakeBackend("hi")},
+            observe=False,
+        )
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://thrifty") as client:
-        r = await client.options("/v1/models", headers={"origin": "https://app.example.com",
-                                                         "access-control-request-method": "GET"})
+        r = await client.options(
+            "/v1/models",
+            headers={"origin": "https://app.example.com", "access-control-request-method": "GET"},
+        )
     assert r.status_code == 405 and "access-control-allow-origin" not in r.headers
 
 

@@ -54,8 +54,11 @@ class Hangs(FakeBackend):
 
 
 def group(name: str, *deployments: str, **options: Any) -> dict[str, Any]:
-    return {"name": name, "deployments": [{"model": f"fake/{d}", "name": d, "timeout": 60} for d in deployments],
-            **options}
+    return {
+        "name": name,
+        "deployments": [{"model": f"fake/{d}", "name": d, "timeout": 60} for d in deployments],
+        **options,
+    }
 
 
 def timeout_error(r: httpx.Response) -> dict[str, Any]:
@@ -67,9 +70,14 @@ def timeout_error(r: httpx.Response) -> dict[str, Any]:
 
 async def test_request_timeout_bounds_one_request_across_its_retries(tmp_path: Path) -> None:
     slow = Hangs("slow")
-    gateway = Gateway(parse_config({"server": {"data_dir": str(tmp_path), "request_timeout": 0.2}}),
-                      backends={"m": slow}, observe=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t") as c:
+    gateway = Gateway(
+        parse_config({"server": {"data_dir": str(tmp_path), "request_timeout": 0.2}}),
+        backends={"m": slow},
+        observe=False,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t"
+    ) as c:
         r = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG})
     error = timeout_error(r)
     assert "0.2 s" in error["message"] and "server.request_timeout" in error["message"]
@@ -77,17 +85,32 @@ async def test_request_timeout_bounds_one_request_across_its_retries(tmp_path: P
 
 
 async def test_a_client_may_shorten_the_deadline_but_not_lengthen_it(tmp_path: Path) -> None:
-    gateway = Gateway(parse_config({"server": {"data_dir": str(tmp_path), "request_timeout": 0.3}}),
-                      backends={"m": Hangs("slow")}, observe=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t") as c:
-        shorter = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG},
-                               headers={"x-thrifty-timeout": "0.05"})
-        in_body = await c.post("/v1/chat/completions",
-                               json={"model": "m", "messages": MSG, "thrifty": {"timeout": 0.05}})
-        longer = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG},
-                              headers={"x-thrifty-timeout": "3600"})
-        bad = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG},
-                           headers={"x-thrifty-timeout": "soon"})
+    gateway = Gateway(
+        parse_config({"server": {"data_dir": str(tmp_path), "request_timeout": 0.3}}),
+        backends={"m": Hangs("slow")},
+        observe=False,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t"
+    ) as c:
+        shorter = await c.post(
+            "/v1/chat/completions",
+            json={"model": "m", "messages": MSG},
+            headers={"x-thrifty-timeout": "0.05"},
+        )
+        in_body = await c.post(
+            "/v1/chat/completions", json={"model": "m", "messages": MSG, "thrifty": {"timeout": 0.05}}
+        )
+        longer = await c.post(
+            "/v1/chat/completions",
+            json={"model": "m", "messages": MSG},
+            headers={"x-thrifty-timeout": "3600"},
+        )
+        bad = await c.post(
+            "/v1/chat/completions",
+            json={"model": "m", "messages": MSG},
+            headers={"x-thrifty-timeout": "soon"},
+        )
     for r in (shorter, in_body):
         error = timeout_error(r)
         assert "0.05 s" in error["message"] and error["param"] == "timeout"
@@ -100,30 +123,44 @@ async def test_the_deadline_covers_retries_and_fallbacks_and_blames_no_deploymen
     refused = UpstreamConnectionError("refused")
     a1, a2 = FakeBackend(lambda r: refused, name="a1"), FakeBackend(lambda r: refused, name="a2")
     b1 = Hangs("b1")
-    config = parse_config({
-        "server": {"data_dir": str(tmp_path), "request_timeout": 0.3},
-        "models": [group("a", "a1", "a2", fallbacks=["b"]), group("b", "b1")],
-    }, source="t.yaml")
+    config = parse_config(
+        {
+            "server": {"data_dir": str(tmp_path), "request_timeout": 0.3},
+            "models": [group("a", "a1", "a2", fallbacks=["b"]), group("b", "b1")],
+        },
+        source="t.yaml",
+    )
     scripted = {"a1": a1, "a2": a2, "b1": b1}
-    groups = {g.name: build_group(g, [scripted[d.name] for d in g.deployments], config) for g in config.models}
+    groups = {
+        g.name: build_group(g, [scripted[d.name] for d in g.deployments], config) for g in config.models
+    }
     chain = FallbackChain(groups["a"], [("b", groups["b"])], [])
     gateway = Gateway(config, backends={"a": chain, "b": groups["b"]}, observe=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t"
+    ) as c:
         for _ in range(6):  # more than a breaker's consecutive-failure limit
             r = await c.post("/v1/chat/completions", json={"model": "a", "messages": MSG})
             assert "0.3 s" in timeout_error(r)["message"]
             assert r.headers.get("x-thrifty-fallback") is None  # an error response carries no trace headers
         status = gateway.status()
     assert len(a1.requests) + len(a2.requests) >= 6 and b1.cancelled == 6
-    [b_dep] = [report["deployments"]["b1"] for report in status.values() if "b1" in (report.get("deployments") or {})]
+    [b_dep] = [
+        report["deployments"]["b1"] for report in status.values() if "b1" in (report.get("deployments") or {})
+    ]
     assert b_dep["state"] == "closed" and b_dep["failed"] == 0
 
 
 async def test_the_deadline_ends_a_hung_stream_with_an_sse_error_event(tmp_path: Path) -> None:
     slow = Hangs("slow")
-    gateway = Gateway(parse_config({"server": {"data_dir": str(tmp_path), "request_timeout": 0.2}}),
-                      backends={"m": slow}, observe=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t") as c:
+    gateway = Gateway(
+        parse_config({"server": {"data_dir": str(tmp_path), "request_timeout": 0.2}}),
+        backends={"m": slow},
+        observe=False,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://t"
+    ) as c:
         r = await c.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "stream": True})
     assert r.status_code == 200
     events = [e[6:] for e in r.text.split("\n\n") if e.startswith("data: ")]

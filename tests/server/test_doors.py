@@ -37,7 +37,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(
+                f"exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -68,9 +70,23 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("doors")
     up_port, port = _port(), _port()
     upstream = subprocess.Popen(
-        [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "5",
-         "--text", "sunny and warm", "--tool-arguments", ARGUMENTS, "--json-content", JSON_ANSWER],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "thrifty.fakeupstream",
+            "--port",
+            str(up_port),
+            "--chunks",
+            "5",
+            "--text",
+            "sunny and warm",
+            "--tool-arguments",
+            ARGUMENTS,
+            "--json-content",
+            JSON_ANSWER,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     procs = [upstream]
     try:
@@ -83,8 +99,11 @@ model_list:
     litellm_params: {{model: openai/upstream-model, api_base: "http://127.0.0.1:{up_port}/v1", api_key: sk-up}}
 """)
         thrifty = str(Path(sys.executable).parent / "thrifty")
-        proc = subprocess.Popen([thrifty, "serve", "--config", str(cfg), "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [thrifty, "serve", "--config", str(cfg), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         procs.append(proc)
         _wait(f"http://127.0.0.1:{port}/ready", proc)
         yield Running(f"http://127.0.0.1:{port}/v1", tmp)
@@ -98,15 +117,18 @@ def _client(run: Running, key: str = KEY) -> openai.OpenAI:
 
 
 WEATHER_TOOL = {
-    "type": "function", "name": "get_weather", "description": "The weather in a city.",
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
 
 
 def test_responses_plain(gateway: Running) -> None:
     client = _client(gateway)
-    raw = client.responses.with_raw_response.create(model="fake", input="How is the weather?",
-                                                   instructions="Be brief.", max_output_tokens=50)
+    raw = client.responses.with_raw_response.create(
+        model="fake", input="How is the weather?", instructions="Be brief.", max_output_tokens=50
+    )
     assert raw.headers["x-thrifty-model"] == "fake/openai/upstream-model"
     response = raw.parse()
     assert response.status == "completed"
@@ -123,9 +145,14 @@ def test_responses_streamed_events_in_order(gateway: Running) -> None:
     deltas = kinds.count("response.output_text.delta")
     assert deltas == 5
     assert kinds == [
-        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
         *["response.output_text.delta"] * deltas,
-        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
         "response.completed",
     ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -140,11 +167,19 @@ def test_responses_function_tool_round_trip(gateway: Running) -> None:
     client = _client(gateway)
     first = client.responses.create(model="fake", input="Weather in Paris?", tools=[WEATHER_TOOL])  # type: ignore[list-item]
     calls = [item for item in first.output if item.type == "function_call"]
-    assert len(calls) == 1 and calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
+    assert (
+        len(calls) == 1
+        and calls[0].name == "get_weather"
+        and json.loads(calls[0].arguments) == {"city": "Paris"}
+    )
     second = client.responses.create(
-        model="fake", tools=[WEATHER_TOOL],  # type: ignore[list-item]
-        input=[{"role": "user", "content": "Weather in Paris?"}, *[c.model_dump() for c in calls],  # type: ignore[list-item]
-               {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}],
+        model="fake",
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        input=[
+            {"role": "user", "content": "Weather in Paris?"},
+            *[c.model_dump() for c in calls],  # type: ignore[list-item]
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"},
+        ],
     )
     assert second.output_text.startswith("tool result: sunny ")
 
@@ -154,7 +189,11 @@ def test_responses_streamed_function_call_arguments(gateway: Running) -> None:
     events = list(client.responses.create(model="fake", input="Weather?", tools=[WEATHER_TOOL], stream=True))  # type: ignore[list-item]
     kinds = [e.type for e in events]
     assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
-    assert kinds[-3:] == ["response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+    assert kinds[-3:] == [
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     pieces = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
     assert len(pieces) == 2 and "".join(pieces) == ARGUMENTS
     call = events[-1].response.output[0]
@@ -166,11 +205,15 @@ def test_responses_previous_response_id_keeps_the_conversation(gateway: Running)
     first = client.responses.create(model="fake", input="Weather in Paris?", tools=[WEATHER_TOOL])  # type: ignore[list-item]
     call = next(item for item in first.output if item.type == "function_call")
     second = client.responses.create(
-        model="fake", previous_response_id=first.id, tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        model="fake",
+        previous_response_id=first.id,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rainy"}],
     )
     assert second.previous_response_id == first.id
-    assert second.output_text.startswith("tool result: rainy ")  # the upstream saw the call and its output after the user turn
+    assert second.output_text.startswith(
+        "tool result: rainy "
+    )  # the upstream saw the call and its output after the user turn
 
     other = _client(gateway, OTHER)
     with pytest.raises(openai.NotFoundError):
@@ -196,10 +239,15 @@ def test_responses_store_false_is_not_kept(gateway: Running) -> None:
 
 def test_responses_json_schema_format(gateway: Running) -> None:
     client = _client(gateway)
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
-              "required": ["city", "sunny"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
+        "required": ["city", "sunny"],
+        "additionalProperties": False,
+    }
     response = client.responses.create(
-        model="fake", input="Weather in Paris as JSON",
+        model="fake",
+        input="Weather in Paris as JSON",
         text={"format": {"type": "json_schema", "name": "weather", "schema": schema, "strict": True}},
     )
     assert json.loads(response.output_text) == {"city": "Paris", "sunny": True}
@@ -233,8 +281,12 @@ def test_openai_agents_default_agent_with_a_function_tool(gateway: Running) -> N
         return f"sunny in {city}"
 
     client = openai.AsyncOpenAI(base_url=gateway.url, api_key=KEY, max_retries=0)
-    agent = Agent(name="weather", instructions="Use the tool.", tools=[get_weather],
-                  model=OpenAIResponsesModel(model="fake", openai_client=client))
+    agent = Agent(
+        name="weather",
+        instructions="Use the tool.",
+        tools=[get_weather],
+        model=OpenAIResponsesModel(model="fake", openai_client=client),
+    )
     result = Runner.run_sync(agent, "Weather in Paris?")
     assert seen == ["Paris"]
     assert result.final_output.startswith("tool result: sunny in Paris")
@@ -247,8 +299,11 @@ def test_legacy_completions_plain_streamed_and_several_prompts(gateway: Running)
     assert completion.choices[0].text == "sunny and warm sunny and"
     assert completion.usage is not None and completion.usage.completion_tokens == 5
 
-    chunks = list(client.completions.create(model="fake", prompt="Say something", stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="fake", prompt="Say something", stream=True, stream_options={"include_usage": True}
+        )
+    )
     text = "".join(c.choices[0].text for c in chunks if c.choices)
     assert text == "sunny and warm sunny and"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
@@ -285,7 +340,11 @@ def test_openai_agents_streamed_run_with_a_function_tool(gateway: Running) -> No
 
     async def run() -> tuple[str, list[str]]:
         client = openai.AsyncOpenAI(base_url=gateway.url, api_key=KEY, max_retries=0)
-        agent = Agent(name="weather", tools=[get_weather], model=OpenAIResponsesModel(model="fake", openai_client=client))
+        agent = Agent(
+            name="weather",
+            tools=[get_weather],
+            model=OpenAIResponsesModel(model="fake", openai_client=client),
+        )
         result = Runner.run_streamed(agent, "Weather in Paris?")
         kinds = [event.type async for event in result.stream_events()]
         await client.close()

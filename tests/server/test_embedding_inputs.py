@@ -47,25 +47,39 @@ def test_base64_is_little_endian_float32() -> None:
 def _client(transport: MockTransport) -> httpx.AsyncClient:
     config = parse_config({"server": {"data_dir": tempfile.mkdtemp(prefix="thrifty-")}})
     upstream = OpenAIBackend(
-        Deployment(name="emb/openai", provider="openai", model="text-embedding-3-small",
-                   api_base="http://127.0.0.1:9/v1"),
+        Deployment(
+            name="emb/openai",
+            provider="openai",
+            model="text-embedding-3-small",
+            api_base="http://127.0.0.1:9/v1",
+        ),
         transport,
     )
     gateway = Gateway(config, backends={"emb": upstream}, observe=False)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://thrifty")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://thrifty"
+    )
 
 
 async def test_token_ids_base64_and_dimensions_through_the_http_api() -> None:
-    answer = {"data": [{"index": 0, "embedding": [0.25, 0.5]}], "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+    answer = {
+        "data": [{"index": 0, "embedding": [0.25, 0.5]}],
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+    }
     transport = MockTransport(lambda request: MockResponse(json=answer))
     async with _client(transport) as client:
-        r = await client.post("/v1/embeddings", json={
-            "model": "emb", "input": [HELLO_WORLD], "encoding_format": "base64", "dimensions": 2})
+        r = await client.post(
+            "/v1/embeddings",
+            json={"model": "emb", "input": [HELLO_WORLD], "encoding_format": "base64", "dimensions": 2},
+        )
     assert r.status_code == 200, r.text
     vector = struct.unpack("<2f", base64.b64decode(r.json()["data"][0]["embedding"]))
     assert vector == (0.25, 0.5)
-    assert transport.requests[0].json() == {"model": "text-embedding-3-small", "input": ["hello world"],
-                                           "dimensions": 2}
+    assert transport.requests[0].json() == {
+        "model": "text-embedding-3-small",
+        "input": ["hello world"],
+        "dimensions": 2,
+    }
 
 
 @pytest.mark.parametrize(
@@ -87,6 +101,8 @@ async def test_bad_embedding_fields_are_a_400(body: dict[str, Any], param: str) 
 
 async def test_the_embedded_minilm_refuses_other_dimensions() -> None:
     async with _client(MockTransport(lambda request: MockResponse(json={}))) as client:
-        r = await client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": "x", "dimensions": 128})
+        r = await client.post(
+            "/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": "x", "dimensions": 128}
+        )
     assert r.status_code == 400 and r.json()["error"]["param"] == "dimensions"
     assert "384" in r.json()["error"]["message"]

@@ -67,7 +67,9 @@ def _report(bad: list[Outcome]) -> str:
 
 
 @pytest.mark.parametrize("operation", _operations())
-def test_no_fuzzed_request_gets_a_5xx_or_an_unnamed_4xx(outcomes: dict[str, list[Outcome]], operation: str) -> None:
+def test_no_fuzzed_request_gets_a_5xx_or_an_unnamed_4xx(
+    outcomes: dict[str, list[Outcome]], operation: str
+) -> None:
     seen = outcomes.get(operation, [])
     assert seen, f"the fuzzer sent nothing to {operation}"
     bad = [o for o in seen if o.problem() is not None]
@@ -90,7 +92,9 @@ def test_every_fuzzed_answer_matches_the_document(
     assert not wrong, f"{len(wrong)} answers off the document, e.g.:\n" + "\n".join(wrong[:3])
 
 
-def test_the_fuzz_run_exercised_success_refusal_and_authentication(outcomes: dict[str, list[Outcome]]) -> None:
+def test_the_fuzz_run_exercised_success_refusal_and_authentication(
+    outcomes: dict[str, list[Outcome]],
+) -> None:
     statuses = Counter(o.status for seen in outcomes.values() for o in seen)
     total = sum(statuses.values())
     assert 3000 <= total <= 4000, statuses
@@ -101,8 +105,10 @@ def test_the_fuzz_run_exercised_success_refusal_and_authentication(outcomes: dic
     assert any(o.status == 200 for o in chat) and any(o.status == 400 for o in chat)
     # Same seed, same cases, same answers: with -s, compare this line across runs.
     sent = "\n".join(f"{o.operation} {o.credential} {o.status}" for seen in outcomes.values() for o in seen)
-    print(f"\nfuzz run: {total} answers {dict(sorted(statuses.items()))} "
-          f"digest {hashlib.sha256(sent.encode()).hexdigest()[:16]}")
+    print(
+        f"\nfuzz run: {total} answers {dict(sorted(statuses.items()))} "
+        f"digest {hashlib.sha256(sent.encode()).hexdigest()[:16]}"
+    )
 
 
 def test_requests_the_document_calls_valid_are_not_refused_as_invalid(tmp_path: Path) -> None:
@@ -126,4 +132,5 @@ def _contradiction(outcome: Outcome) -> bool:
     # a key or team name already taken, a revoked key rotated.
     error = json.loads(outcome.body).get("error", {})
     return error.get("code") == "duplicate" or (
-        outcome.operation == "POST /admin/keys/{key_id}/rotate" and "revoked" in error.get("message", ""))
+        outcome.operation == "POST /admin/keys/{key_id}/rotate" and "revoked" in error.get("message", "")
+    )

@@ -44,8 +44,14 @@ def sse(events: list[Any], *, named: bool = False) -> bytes:
 
 
 def deployment(provider: str) -> Deployment:
-    return Deployment(name=f"fuzz/{provider}", provider=provider, model="upstream-model",
-                      api_base="http://upstream.test/v1", api_key="sk-test")
+    return Deployment(
+        name=f"fuzz/{provider}",
+        provider=provider,
+        model="upstream-model",
+        api_base="http://upstream.test/v1",
+        api_key="sk-test",
+    )
+
 
 MODELS = ("fake", "oa", "an")
 
@@ -61,7 +67,9 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -77,17 +85,49 @@ odd = st.one_of(values, st.integers(min_value=50, max_value=400).map(deep))
 
 # Paths into a valid body where a wrong value goes.
 PATHS: list[tuple[Any, ...]] = [
-    ("model",), ("messages",), ("messages", 0), ("messages", 0, "role"), ("messages", 0, "content"),
-    ("messages", 0, "name"), ("messages", 1, "content"), ("messages", 1, "tool_calls"),
-    ("messages", 1, "tool_calls", 0, "function"), ("messages", 1, "tool_calls", 0, "function", "arguments"),
-    ("messages", 2, "tool_call_id"), ("messages", 2, "content"), ("messages", 3, "content", 0),
-    ("messages", 3, "content", 1, "image_url"), ("messages", 3, "content", 1, "image_url", "url"),
-    ("temperature",), ("top_p",), ("max_tokens",), ("max_completion_tokens",), ("seed",), ("n",), ("stop",),
-    ("tools",), ("tools", 0, "function"), ("tools", 0, "function", "parameters"), ("tool_choice",),
-    ("parallel_tool_calls",), ("response_format",), ("logprobs",), ("top_logprobs",), ("user",),
-    ("metadata",), ("logit_bias",), ("top_k",), ("stream",), ("stream_options",),
-    ("stream_options", "include_usage"), ("thrifty",), ("thrifty", "timeout"), ("thrifty", "tenant"),
-    ("thrifty", "cache"), ("presence_penalty",), ("frequency_penalty",),
+    ("model",),
+    ("messages",),
+    ("messages", 0),
+    ("messages", 0, "role"),
+    ("messages", 0, "content"),
+    ("messages", 0, "name"),
+    ("messages", 1, "content"),
+    ("messages", 1, "tool_calls"),
+    ("messages", 1, "tool_calls", 0, "function"),
+    ("messages", 1, "tool_calls", 0, "function", "arguments"),
+    ("messages", 2, "tool_call_id"),
+    ("messages", 2, "content"),
+    ("messages", 3, "content", 0),
+    ("messages", 3, "content", 1, "image_url"),
+    ("messages", 3, "content", 1, "image_url", "url"),
+    ("temperature",),
+    ("top_p",),
+    ("max_tokens",),
+    ("max_completion_tokens",),
+    ("seed",),
+    ("n",),
+    ("stop",),
+    ("tools",),
+    ("tools", 0, "function"),
+    ("tools", 0, "function", "parameters"),
+    ("tool_choice",),
+    ("parallel_tool_calls",),
+    ("response_format",),
+    ("logprobs",),
+    ("top_logprobs",),
+    ("user",),
+    ("metadata",),
+    ("logit_bias",),
+    ("top_k",),
+    ("stream",),
+    ("stream_options",),
+    ("stream_options", "include_usage"),
+    ("thrifty",),
+    ("thrifty", "timeout"),
+    ("thrifty", "tenant"),
+    ("thrifty", "cache"),
+    ("presence_penalty",),
+    ("frequency_penalty",),
 ]
 
 
@@ -96,16 +136,32 @@ def valid(model: str, stream: bool) -> dict[str, Any]:
         "model": model,
         "messages": [
             {"role": "system", "content": "be brief", "name": "sys"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "42"},
-            {"role": "user", "content": [{"type": "text", "text": "hi"},
-                                         {"type": "image_url", "image_url": {"url": "http://x/i.png"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image_url", "image_url": {"url": "http://x/i.png"}},
+                ],
+            },
         ],
-        "temperature": 0.5, "max_tokens": 16, "stop": ["\n"], "user": "u1",
+        "temperature": 0.5,
+        "max_tokens": 16,
+        "stop": ["\n"],
+        "user": "u1",
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
-        "tool_choice": "auto", "metadata": {"k": "v"}, "stream": stream,
-        "stream_options": {"include_usage": True}, "thrifty": {"tenant": "t"},
+        "tool_choice": "auto",
+        "metadata": {"k": "v"},
+        "stream": stream,
+        "stream_options": {"include_usage": True},
+        "thrifty": {"tenant": "t"},
     }
 
 
@@ -142,18 +198,30 @@ def direct_gateway(tmp: Path) -> Gateway:
         "oa": OpenAIBackend(deployment("openai"), transport=transport),
         "an": AnthropicBackend(deployment("anthropic"), transport=transport),
     }
-    return Gateway(parse_config({"server": {"data_dir": str(tmp / "direct")}}), backends=backends, observe=False)
+    return Gateway(
+        parse_config({"server": {"data_dir": str(tmp / "direct")}}), backends=backends, observe=False
+    )
 
 
 def composed_gateway(tmp: Path) -> Gateway:
     """The stack from config: balanced groups, the exact cache, a rules router, the ledger."""
-    config = parse_config({
-        "server": {"data_dir": str(tmp / "composed")},
-        "models": [{"name": name, "deployments": [{"provider": "fake", "model": name}]} for name in ("small", "large")],
-        "cache": {"enabled": True},
-        "routing": {"tiers": [{"name": "fast", "model": "small", "price": {"input": 0.1, "output": 0.2}},
-                              {"name": "smart", "model": "large", "price": {"input": 1.0, "output": 2.0}}]},
-    }, source="fuzz.yaml")
+    config = parse_config(
+        {
+            "server": {"data_dir": str(tmp / "composed")},
+            "models": [
+                {"name": name, "deployments": [{"provider": "fake", "model": name}]}
+                for name in ("small", "large")
+            ],
+            "cache": {"enabled": True},
+            "routing": {
+                "tiers": [
+                    {"name": "fast", "model": "small", "price": {"input": 0.1, "output": 0.2}},
+                    {"name": "smart", "model": "large", "price": {"input": 1.0, "output": 2.0}},
+                ]
+            },
+        },
+        source="fuzz.yaml",
+    )
     return Gateway(config)
 
 
@@ -168,7 +236,9 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @pytest.fixture(scope="module")
-def clients(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def clients(
+    loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("fuzz")
     gateways = {"direct": direct_gateway(tmp), "composed": composed_gateway(tmp)}
     made = {}
@@ -187,10 +257,18 @@ def clients(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFa
     stream=st.booleans(),
     mutations=st.lists(st.tuples(st.sampled_from(PATHS), odd), min_size=1, max_size=3),
 )
-@settings(max_examples=800, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=800,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 def test_mutated_chat_bodies_never_get_a_5xx_and_every_4xx_names_the_problem(
-    loop: asyncio.AbstractEventLoop, clients: dict[str, httpx.AsyncClient], model: str, stream: bool,
+    loop: asyncio.AbstractEventLoop,
+    clients: dict[str, httpx.AsyncClient],
+    model: str,
+    stream: bool,
     mutations: list[tuple[tuple[Any, ...], Any]],
 ) -> None:
     body = valid(model, stream)

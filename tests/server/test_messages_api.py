@@ -40,8 +40,9 @@ async def test_a_message_answered_by_a_scripted_backend() -> None:
 async def test_keys_arrive_as_x_api_key_or_bearer_and_errors_are_anthropics() -> None:
     async with client({"fake": FakeBackend("ok")}, api_keys=["sk-a"]) as c:
         missing = await c.post("/v1/messages", json=BODY)
-        by_header = await c.post("/v1/messages", json=BODY,
-                                 headers={"x-api-key": "sk-a", "anthropic-version": "2023-06-01"})
+        by_header = await c.post(
+            "/v1/messages", json=BODY, headers={"x-api-key": "sk-a", "anthropic-version": "2023-06-01"}
+        )
         by_bearer = await c.post("/v1/messages", json=BODY, headers={"authorization": "Bearer sk-a"})
         bad = await c.post("/v1/messages", content=b"{", headers={"x-api-key": "sk-a"})
     assert missing.status_code == 401 and missing.json()["type"] == "error"
@@ -74,7 +75,9 @@ async def test_a_stream_is_anthropics_event_sequence() -> None:
 async def test_count_tokens_is_an_estimate_and_knows_the_models() -> None:
     async with client({"fake": FakeBackend("ok")}) as c:
         ok = await c.post("/v1/messages/count_tokens", json={"model": "fake", "messages": BODY["messages"]})
-        unknown = await c.post("/v1/messages/count_tokens", json={"model": "nope", "messages": BODY["messages"]})
+        unknown = await c.post(
+            "/v1/messages/count_tokens", json={"model": "nope", "messages": BODY["messages"]}
+        )
     assert ok.status_code == 200 and ok.json()["input_tokens"] > 0
     assert ok.headers["x-thrifty-usage"] == "estimated"
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found_error"
@@ -85,7 +88,9 @@ def test_every_messages_route_is_in_its_openapi_paths() -> None:
     schemas = openapi_messages.schemas()
     for route in MessagesRoutes.__new__(MessagesRoutes).routes():
         assert route.path in documented  # type: ignore[attr-defined]
-    refs = {part.split("/")[-1] for part in json.dumps(documented).split('"') if part.startswith("#/components")}
+    refs = {
+        part.split("/")[-1] for part in json.dumps(documented).split('"') if part.startswith("#/components")
+    }
     assert refs <= set(schemas)
 
 
@@ -94,24 +99,55 @@ async def test_an_anthropic_upstream_gets_cache_control_and_reports_cache_usage(
     from thrifty.providers.anthropic import AnthropicBackend
     from thrifty.providers.http import MockResponse, MockTransport
 
-    answer = {"id": "msg_up", "type": "message", "role": "assistant", "model": "claude-x", "stop_reason": "end_turn",
-              "content": [{"type": "text", "text": "cached"}],
-              "usage": {"input_tokens": 7, "output_tokens": 2, "cache_read_input_tokens": 900,
-                        "cache_creation_input_tokens": 50}}
+    answer = {
+        "id": "msg_up",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "stop_reason": "end_turn",
+        "content": [{"type": "text", "text": "cached"}],
+        "usage": {
+            "input_tokens": 7,
+            "output_tokens": 2,
+            "cache_read_input_tokens": 900,
+            "cache_creation_input_tokens": 50,
+        },
+    }
     transport = MockTransport(lambda request: MockResponse(json=answer))
-    upstream = AnthropicBackend(Deployment(name="claude/anthropic/claude-x", provider="anthropic", model="claude-x",
-                                           api_base="http://127.0.0.1:9/v1", api_key="k"), transport)
+    upstream = AnthropicBackend(
+        Deployment(
+            name="claude/anthropic/claude-x",
+            provider="anthropic",
+            model="claude-x",
+            api_base="http://127.0.0.1:9/v1",
+            api_key="k",
+        ),
+        transport,
+    )
     config = parse_config({"server": {"data_dir": tempfile.mkdtemp(prefix="thrifty-")}})
     app = create_app(Gateway(config, backends={"claude": upstream}, observe=False))
-    body = {"model": "claude", "max_tokens": 16,
-            "system": [{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}],
-            "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "Question?", "cache_control": {"type": "ephemeral"}}]}]}
+    body = {
+        "model": "claude",
+        "max_tokens": 16,
+        "system": [{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Question?", "cache_control": {"type": "ephemeral"}}],
+            }
+        ],
+    }
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://thrifty") as c:
         r = await c.post("/v1/messages", json=body)
     assert r.status_code == 200
     sent = transport.requests[0].json()
-    assert sent["system"] == [{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}]
+    assert sent["system"] == [
+        {"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}
+    ]
     assert sent["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
-    assert r.json()["usage"] == {"input_tokens": 7, "output_tokens": 2, "cache_read_input_tokens": 900,
-                                 "cache_creation_input_tokens": 50}
+    assert r.json()["usage"] == {
+        "input_tokens": 7,
+        "output_tokens": 2,
+        "cache_read_input_tokens": 900,
+        "cache_creation_input_tokens": 50,
+    }

@@ -25,8 +25,9 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = s.getsockname()[1]
     cwd = tmp_path_factory.mktemp("embedded-messages")
     thrifty = str(Path(sys.executable).parent / "thrifty")
-    proc = subprocess.Popen([thrifty, "serve", "--port", str(port)], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [thrifty, "serve", "--port", str(port)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
     while True:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
@@ -48,13 +49,16 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_smollm2_answers_the_anthropic_sdk(embedded: str) -> None:
     client = anthropic.Anthropic(base_url=embedded, api_key="unused", max_retries=0)
     message = client.messages.create(
-        model="smollm2", max_tokens=16, system="Answer in one word.",
+        model="smollm2",
+        max_tokens=16,
+        system="Answer in one word.",
         messages=[{"role": "user", "content": "Name a colour."}],
     )
     assert message.content and message.content[0].type == "text"
     assert message.stop_reason in ("end_turn", "max_tokens")
     assert message.usage.input_tokens > 3 and 0 < message.usage.output_tokens <= 16
-    with client.messages.stream(model="smollm2", max_tokens=8,
-                                messages=[{"role": "user", "content": "Say hi."}]) as stream:
+    with client.messages.stream(
+        model="smollm2", max_tokens=8, messages=[{"role": "user", "content": "Say hi."}]
+    ) as stream:
         final = stream.get_final_message()
     assert final.usage.output_tokens > 0 and final.stop_reason in ("end_turn", "max_tokens")

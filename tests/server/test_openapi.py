@@ -70,8 +70,12 @@ MUTE = {"model": MODEL, "messages": HI}
 ANTHROPIC = {"model": MODEL, "max_tokens": 20, "messages": HI}
 PROBES = [
     Probe("chat", "POST", "/v1/chat/completions", MUTE),
-    Probe("chat-stream", "POST", "/v1/chat/completions",
-          {**MUTE, "stream": True, "stream_options": {"include_usage": True}}),
+    Probe(
+        "chat-stream",
+        "POST",
+        "/v1/chat/completions",
+        {**MUTE, "stream": True, "stream_options": {"include_usage": True}},
+    ),
     Probe("chat-alias", "POST", "/chat/completions", MUTE),
     Probe("chat-client-key", "POST", "/v1/chat/completions", MUTE, key=CLIENT_KEY),
     Probe("chat-bad-temperature", "POST", "/v1/chat/completions", {**MUTE, "temperature": 9}, expect=400),
@@ -79,37 +83,86 @@ PROBES = [
     Probe("chat-unknown-model", "POST", "/v1/chat/completions", {**MUTE, "model": "nope"}, expect=404),
     Probe("chat-no-key", "POST", "/v1/chat/completions", MUTE, key=None, expect=401),
     Probe("chat-wrong-key", "POST", "/v1/chat/completions", MUTE, key="sk-wrong", expect=401),
-    Probe("chat-too-large", "POST", "/v1/chat/completions",
-          {**MUTE, "messages": [{"role": "user", "content": "x" * 70_000}]}, expect=413),
-    Probe("chat-bad-cache-header", "POST", "/v1/chat/completions", {**MUTE, "thrifty": {"cache": 5}}, expect=400),
+    Probe(
+        "chat-too-large",
+        "POST",
+        "/v1/chat/completions",
+        {**MUTE, "messages": [{"role": "user", "content": "x" * 70_000}]},
+        expect=413,
+    ),
+    Probe(
+        "chat-bad-cache-header", "POST", "/v1/chat/completions", {**MUTE, "thrifty": {"cache": 5}}, expect=400
+    ),
     Probe("models", "GET", "/v1/models"),
     Probe("model", "GET", "/v1/models/{model}"),
     Probe("model-unknown", "GET", "/v1/models/{model}", path="/v1/models/nope", expect=404),
-    Probe("responses", "POST", "/v1/responses", {"model": MODEL, "input": "hello there", "instructions": "be brief"}),
-    Probe("responses-stream", "POST", "/v1/responses", {"model": MODEL, "input": "hello there", "stream": True}),
-    Probe("responses-items", "POST", "/v1/responses", {"model": MODEL, "input": [
-        {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
-        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
-        {"type": "function_call_output", "call_id": "c1", "output": "done"}],
-        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}),
-    Probe("responses-bad-item", "POST", "/v1/responses", {"model": MODEL, "input": [{"type": "x"}]}, expect=400),
-    Probe("responses-unknown-previous", "POST", "/v1/responses",
-          {"model": MODEL, "input": "hi", "previous_response_id": "resp_nope"}, expect=404),
+    Probe(
+        "responses",
+        "POST",
+        "/v1/responses",
+        {"model": MODEL, "input": "hello there", "instructions": "be brief"},
+    ),
+    Probe(
+        "responses-stream", "POST", "/v1/responses", {"model": MODEL, "input": "hello there", "stream": True}
+    ),
+    Probe(
+        "responses-items",
+        "POST",
+        "/v1/responses",
+        {
+            "model": MODEL,
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "done"},
+            ],
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        },
+    ),
+    Probe(
+        "responses-bad-item", "POST", "/v1/responses", {"model": MODEL, "input": [{"type": "x"}]}, expect=400
+    ),
+    Probe(
+        "responses-unknown-previous",
+        "POST",
+        "/v1/responses",
+        {"model": MODEL, "input": "hi", "previous_response_id": "resp_nope"},
+        expect=404,
+    ),
     Probe("response", "GET", "/v1/responses/{response_id}", path="/v1/responses/{stored_response_id}"),
-    Probe("response-client-key", "GET", "/v1/responses/{response_id}", path="/v1/responses/{stored_response_id}",
-          key=CLIENT_KEY, expect=404),
-    Probe("response-unknown", "GET", "/v1/responses/{response_id}", path="/v1/responses/resp_nope", expect=404),
-    Probe("response-delete", "DELETE", "/v1/responses/{response_id}", path="/v1/responses/{deleted_response_id}"),
+    Probe(
+        "response-client-key",
+        "GET",
+        "/v1/responses/{response_id}",
+        path="/v1/responses/{stored_response_id}",
+        key=CLIENT_KEY,
+        expect=404,
+    ),
+    Probe(
+        "response-unknown", "GET", "/v1/responses/{response_id}", path="/v1/responses/resp_nope", expect=404
+    ),
+    Probe(
+        "response-delete", "DELETE", "/v1/responses/{response_id}", path="/v1/responses/{deleted_response_id}"
+    ),
     Probe("completions", "POST", "/v1/completions", {"model": MODEL, "prompt": ["a", "b"], "echo": True}),
     Probe("completions-stream", "POST", "/v1/completions", {"model": MODEL, "prompt": "a", "stream": True}),
     Probe("completions-token-ids", "POST", "/v1/completions", {"model": MODEL, "prompt": [1, 2]}, expect=400),
     Probe("models-no-key", "GET", "/v1/models", key=None, expect=401),
     Probe("embeddings", "POST", "/v1/embeddings", {"model": MODEL, "input": ["a", "bc"]}),
-    Probe("embeddings-token-ids", "POST", "/v1/embeddings",
-          {"model": MODEL, "input": [[15339, 1917], [1]], "encoding_format": "base64", "dimensions": 2}),
+    Probe(
+        "embeddings-token-ids",
+        "POST",
+        "/v1/embeddings",
+        {"model": MODEL, "input": [[15339, 1917], [1]], "encoding_format": "base64", "dimensions": 2},
+    ),
     Probe("embeddings-bad-input", "POST", "/v1/embeddings", {"model": MODEL, "input": [1, "a"]}, expect=400),
-    Probe("embeddings-bad-format", "POST", "/v1/embeddings", {"model": MODEL, "input": "a",
-                                                              "encoding_format": "hex"}, expect=400),
+    Probe(
+        "embeddings-bad-format",
+        "POST",
+        "/v1/embeddings",
+        {"model": MODEL, "input": "a", "encoding_format": "hex"},
+        expect=400,
+    ),
     Probe("embeddings-unknown-model", "POST", "/v1/embeddings", {"model": "nope", "input": "a"}, expect=404),
     Probe("messages", "POST", "/v1/messages", ANTHROPIC),
     Probe("messages-stream", "POST", "/v1/messages", {**ANTHROPIC, "stream": True}),
@@ -117,30 +170,58 @@ PROBES = [
     Probe("messages-unknown-model", "POST", "/v1/messages", {**ANTHROPIC, "model": "nope"}, expect=404),
     Probe("messages-no-key", "POST", "/v1/messages", ANTHROPIC, key=None, expect=401),
     Probe("count-tokens", "POST", "/v1/messages/count_tokens", {"model": MODEL, "messages": HI}),
-    Probe("count-tokens-bad", "POST", "/v1/messages/count_tokens", {"model": MODEL, "messages": []}, expect=400),
+    Probe(
+        "count-tokens-bad", "POST", "/v1/messages/count_tokens", {"model": MODEL, "messages": []}, expect=400
+    ),
     Probe("purge", "POST", "/v1/cache/purge", {"namespace": "x"}),
     Probe("purge-bad", "POST", "/v1/cache/purge", {"namespace": ""}, expect=400),
     Probe("feedback", "POST", "/v1/feedback", {"response_id": "{response_id}", "rating": 4}),
-    Probe("feedback-bad-rating", "POST", "/v1/feedback", {"response_id": "{response_id}", "rating": 6},
-          expect=400),
-    Probe("feedback-unknown", "POST", "/v1/feedback", {"response_id": "chatcmpl-nope", "rating": 1}, expect=404),
+    Probe(
+        "feedback-bad-rating",
+        "POST",
+        "/v1/feedback",
+        {"response_id": "{response_id}", "rating": 6},
+        expect=400,
+    ),
+    Probe(
+        "feedback-unknown", "POST", "/v1/feedback", {"response_id": "chatcmpl-nope", "rating": 1}, expect=404
+    ),
     Probe("feedback-read", "GET", "/v1/feedback/{response_id}"),
     Probe("feedback-read-unknown", "GET", "/v1/feedback/{response_id}", path="/v1/feedback/nope", expect=404),
     Probe("file", "GET", "/v1/files/{file_id}"),
     Probe("file-unknown", "GET", "/v1/files/{file_id}", path="/v1/files/file-nope", expect=404),
     Probe("file-content", "GET", "/v1/files/{file_id}/content"),
-    Probe("batch-create", "POST", "/v1/batches", {"input_file_id": "{file_id}",
-                                                  "endpoint": "/v1/chat/completions"}),
-    Probe("batch-create-bad", "POST", "/v1/batches", {"input_file_id": "{file_id}", "endpoint": "/v1/x"},
-          expect=400),
-    Probe("batch-create-unknown-file", "POST", "/v1/batches",
-          {"input_file_id": "file-nope", "endpoint": "/v1/chat/completions"}, expect=404),
+    Probe(
+        "batch-create",
+        "POST",
+        "/v1/batches",
+        {"input_file_id": "{file_id}", "endpoint": "/v1/chat/completions"},
+    ),
+    Probe(
+        "batch-create-bad",
+        "POST",
+        "/v1/batches",
+        {"input_file_id": "{file_id}", "endpoint": "/v1/x"},
+        expect=400,
+    ),
+    Probe(
+        "batch-create-unknown-file",
+        "POST",
+        "/v1/batches",
+        {"input_file_id": "file-nope", "endpoint": "/v1/chat/completions"},
+        expect=404,
+    ),
     Probe("batch-list", "GET", "/v1/batches", path="/v1/batches?limit=5"),
     Probe("batch-list-bad-limit", "GET", "/v1/batches", path="/v1/batches?limit=0", expect=400),
     Probe("batch", "GET", "/v1/batches/{batch_id}"),
     Probe("batch-unknown", "GET", "/v1/batches/{batch_id}", path="/v1/batches/batch_nope", expect=404),
-    Probe("batch-cancel-unknown", "POST", "/v1/batches/{batch_id}/cancel",
-          path="/v1/batches/batch_nope/cancel", expect=404),
+    Probe(
+        "batch-cancel-unknown",
+        "POST",
+        "/v1/batches/{batch_id}/cancel",
+        path="/v1/batches/batch_nope/cancel",
+        expect=404,
+    ),
     Probe("admin-status", "GET", "/admin/status"),
     Probe("admin-status-no-key", "GET", "/admin/status", key=None, expect=401),
     Probe("admin-alerts", "GET", "/admin/alerts"),
@@ -150,11 +231,31 @@ PROBES = [
     Probe("metrics-no-key", "GET", "/metrics", key=None, expect=401),
     Probe("dashboard", "GET", "/dashboard"),
     Probe("dashboard-stats", "GET", "/dashboard/api/stats"),
-    Probe("dashboard-asset", "GET", "/dashboard/static/{name}", path="/dashboard/static/dashboard.js", key=None),
-    Probe("dashboard-asset-unknown", "GET", "/dashboard/static/{name}", path="/dashboard/static/x.js", key=None,
-          expect=404),
-    Probe("key-create", "POST", "/admin/keys", {"name": "probe-key", "team": "{team}", "budget": "5/month",
-                                                "rpm": 600, "models": [MODEL], "expires": "30d"}, expect=201),
+    Probe(
+        "dashboard-asset", "GET", "/dashboard/static/{name}", path="/dashboard/static/dashboard.js", key=None
+    ),
+    Probe(
+        "dashboard-asset-unknown",
+        "GET",
+        "/dashboard/static/{name}",
+        path="/dashboard/static/x.js",
+        key=None,
+        expect=404,
+    ),
+    Probe(
+        "key-create",
+        "POST",
+        "/admin/keys",
+        {
+            "name": "probe-key",
+            "team": "{team}",
+            "budget": "5/month",
+            "rpm": 600,
+            "models": [MODEL],
+            "expires": "30d",
+        },
+        expect=201,
+    ),
     Probe("key-create-duplicate", "POST", "/admin/keys", {"name": "fuzz-key"}, expect=400),
     Probe("key-create-unknown-field", "POST", "/admin/keys", {"name": "k2", "colour": "red"}, expect=400),
     Probe("key-create-unknown-team", "POST", "/admin/keys", {"name": "k3", "team": "nope"}, expect=404),
@@ -167,16 +268,35 @@ PROBES = [
     Probe("key-update-bad", "PATCH", "/admin/keys/{key_id}", {"expires": "forever"}, expect=400),
     Probe("key-rotate", "POST", "/admin/keys/{key_id}/rotate"),
     Probe("teams", "GET", "/admin/teams"),
-    Probe("team-create", "POST", "/admin/teams", {"name": "probe-team", "budget": "20/week", "parallel": 2},
-          expect=201),
+    Probe(
+        "team-create",
+        "POST",
+        "/admin/teams",
+        {"name": "probe-team", "budget": "20/week", "parallel": 2},
+        expect=201,
+    ),
     Probe("team-create-duplicate", "POST", "/admin/teams", {"name": "fuzz-team"}, expect=400),
     Probe("team", "GET", "/admin/teams/{team}"),
     Probe("team-unknown", "GET", "/admin/teams/{team}", path="/admin/teams/nope", expect=404),
     Probe("team-update", "PATCH", "/admin/teams/{team}", {"models": MODEL, "rpm": None}),
-    Probe("dashboard-login", "POST", "/dashboard/login", raw=b"key=" + ADMIN_KEY.encode(), key=None, expect=303,
-          headers={"content-type": "application/x-www-form-urlencoded"}),
-    Probe("dashboard-login-wrong", "POST", "/dashboard/login", raw=b"key=sk-no", key=None, expect=303,
-          headers={"content-type": "application/x-www-form-urlencoded"}),
+    Probe(
+        "dashboard-login",
+        "POST",
+        "/dashboard/login",
+        raw=b"key=" + ADMIN_KEY.encode(),
+        key=None,
+        expect=303,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    ),
+    Probe(
+        "dashboard-login-wrong",
+        "POST",
+        "/dashboard/login",
+        raw=b"key=sk-no",
+        key=None,
+        expect=303,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    ),
     Probe("dashboard-logout", "POST", "/dashboard/logout", key=None, expect=303),
     Probe("health", "GET", "/health", key=None),
     Probe("ready", "GET", "/ready", key=None),
@@ -198,8 +318,15 @@ def _fill(value: Any, known: dict[str, str]) -> Any:
 
 def send(live: Live, probe: Probe, key: str | None = ADMIN_KEY) -> tuple[int, dict[str, str], bytes]:
     body = _fill(probe.body, live.known)
-    return call(live.url, probe.method, probe.url_path(live.known), body, key=key, raw=probe.raw,
-                headers=probe.headers)
+    return call(
+        live.url,
+        probe.method,
+        probe.url_path(live.known),
+        body,
+        key=key,
+        raw=probe.raw,
+        headers=probe.headers,
+    )
 
 
 @pytest.mark.parametrize("probe", [pytest.param(p, id=p.name) for p in PROBES])
@@ -213,22 +340,36 @@ def test_file_upload_and_batch_cancel_match_the_document(live: Live, doc: dict[s
     line = {"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", "body": MUTE}
     file_id = upload(live.url, json.dumps(line).encode() + b"\n")
     check_answer(doc, "/v1/files/{file_id}", "GET", call(live.url, "GET", f"/v1/files/{file_id}"))
-    created = call(live.url, "POST", "/v1/batches", {"input_file_id": file_id, "endpoint": "/v1/chat/completions"})
+    created = call(
+        live.url, "POST", "/v1/batches", {"input_file_id": file_id, "endpoint": "/v1/chat/completions"}
+    )
     check_answer(doc, "/v1/batches", "POST", created)
     batch_id = json.loads(created[2])["id"]
     cancelled = call(live.url, "POST", f"/v1/batches/{batch_id}/cancel")
     assert cancelled[0] in (200, 409)  # the one-line batch may already be done
     check_answer(doc, "/v1/batches/{batch_id}/cancel", "POST", cancelled)
-    bad = call(live.url, "POST", "/v1/files", raw=b"purpose=fine-tune",
-               headers={"content-type": "application/x-www-form-urlencoded"})
+    bad = call(
+        live.url,
+        "POST",
+        "/v1/files",
+        raw=b"purpose=fine-tune",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert bad[0] == 400
     check_answer(doc, "/v1/files", "POST", bad)
 
 
-def test_a_malformed_multipart_upload_is_a_documented_400_naming_the_file(live: Live, doc: dict[str, Any]) -> None:
+def test_a_malformed_multipart_upload_is_a_documented_400_naming_the_file(
+    live: Live, doc: dict[str, Any]
+) -> None:
     # Found by the fuzzer: Starlette answered "Invalid multipart data." as plain text.
-    answer = call(live.url, "POST", "/v1/files", raw=b"--b\r\n[]--b--\r\n",
-                  headers={"content-type": "multipart/form-data; boundary=b"})
+    answer = call(
+        live.url,
+        "POST",
+        "/v1/files",
+        raw=b"--b\r\n[]--b--\r\n",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
     assert answer[0] == 400
     check_answer(doc, "/v1/files", "POST", answer)
     assert json.loads(answer[2])["error"]["param"] == "file"
@@ -313,7 +454,9 @@ def test_an_integer_written_with_a_fraction_of_zero_is_an_integer(live: Live, do
     # Found by the fuzzer: JSON Schema (and so the document) counts 100.0 as an integer; the gateway
     # refused it. It is now sent on as 100; a real fraction, or a number beyond 64 bits, is still a 400.
     assert doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["max_tokens"]["anyOf"][0] == {
-        "type": "integer", "minimum": 1}
+        "type": "integer",
+        "minimum": 1,
+    }
     ok = call(live.url, "POST", "/v1/chat/completions", {**MUTE, "max_tokens": 100.0, "seed": -3.0})
     assert ok[0] == 200, ok[2][:200]
     for bad in (100.5, 1e30):
@@ -340,8 +483,9 @@ def test_every_operation_that_documents_a_key_refuses_a_request_without_one(
     live: Live, doc: dict[str, Any], method: str, template: str
 ) -> None:
     upload_form = Probe("upload", "POST", "/v1/files", raw=b"purpose=batch")
-    probe = next((p for p in PROBES if (p.method, p.template) == (method, template) and p.expect < 400),
-                 upload_form)
+    probe = next(
+        (p for p in PROBES if (p.method, p.template) == (method, template) and p.expect < 400), upload_form
+    )
     answer = send(live, probe, key=None)
     assert answer[0] == 401, answer[2][:200]
     check_answer(doc, template, method, answer)
@@ -355,15 +499,23 @@ def test_embeddings_over_the_documented_input_count_are_refused(live: Live, doc:
 
 
 def test_a_role_given_as_an_object_is_a_documented_400(live: Live, doc: dict[str, Any]) -> None:
-    answer = call(live.url, "POST", "/v1/chat/completions",
-                  {"model": MODEL, "messages": [{"role": {"x": 1}, "content": "hi"}]})
+    answer = call(
+        live.url,
+        "POST",
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": [{"role": {"x": 1}, "content": "hi"}]},
+    )
     assert answer[0] == 400 and json.loads(answer[2])["error"]["param"] == "messages[0].role"
     check_answer(doc, "/v1/chat/completions", "POST", answer)
 
 
 def test_an_oversized_feedback_body_is_a_documented_413(live: Live, doc: dict[str, Any]) -> None:
-    answer = call(live.url, "POST", "/v1/feedback",
-                  {"response_id": live.known["response_id"], "rating": 3, "pad": "x" * 70_000})
+    answer = call(
+        live.url,
+        "POST",
+        "/v1/feedback",
+        {"response_id": live.known["response_id"], "rating": 3, "pad": "x" * 70_000},
+    )
     assert answer[0] == 413
     check_answer(doc, "/v1/feedback", "POST", answer)
 
@@ -383,11 +535,17 @@ def test_feedback_nested_past_the_depth_limit_is_a_documented_400(live: Live, do
     check_answer(doc, "/v1/feedback", "POST", answer)
 
 
-def test_batch_metadata_nested_past_the_depth_limit_is_a_documented_400(live: Live, doc: dict[str, Any]) -> None:
+def test_batch_metadata_nested_past_the_depth_limit_is_a_documented_400(
+    live: Live, doc: dict[str, Any]
+) -> None:
     deep: Any = "x"
     for _ in range(300):
         deep = [deep]
-    body = {"input_file_id": live.known["file_id"], "endpoint": "/v1/chat/completions", "metadata": {"k": deep}}
+    body = {
+        "input_file_id": live.known["file_id"],
+        "endpoint": "/v1/chat/completions",
+        "metadata": {"k": deep},
+    }
     answer = call(live.url, "POST", "/v1/batches", body)
     assert answer[0] == 400, answer[2][:200]
     check_answer(doc, "/v1/batches", "POST", answer)
@@ -399,7 +557,9 @@ def _virtual_key(live: Live, name: str, **policy: Any) -> str:
     return str(json.loads(body)["secret"])
 
 
-def test_a_virtual_keys_rate_limit_headers_and_its_429_are_documented(live: Live, doc: dict[str, Any]) -> None:
+def test_a_virtual_keys_rate_limit_headers_and_its_429_are_documented(
+    live: Live, doc: dict[str, Any]
+) -> None:
     secret = _virtual_key(live, "limited", rpm=1, tpm=100_000)
     ok = call(live.url, "POST", "/v1/chat/completions", MUTE, key=secret)
     assert ok[0] == 200 and ok[1]["x-ratelimit-limit-requests"] == "1", ok[2][:200]
@@ -415,7 +575,9 @@ def test_a_spent_budget_is_a_documented_429_budget_exceeded(live: Live, doc: dic
     secret = _virtual_key(live, "broke", budget="0.000001")  # less than one request's worst case
     for stream in (False, True):
         answer = call(live.url, "POST", "/v1/chat/completions", {**MUTE, "stream": stream}, key=secret)
-        assert answer[0] == 429 and json.loads(answer[2])["error"]["code"] == "budget_exceeded", answer[2][:200]
+        assert answer[0] == 429 and json.loads(answer[2])["error"]["code"] == "budget_exceeded", answer[2][
+            :200
+        ]
         assert "retry-after" not in answer[1]  # a total budget never resets
         check_answer(doc, "/v1/chat/completions", "POST", answer)
 
@@ -430,9 +592,13 @@ def test_a_virtual_client_key_is_refused_on_admin_routes_with_a_documented_403(
         check_answer(doc, template, method, answer)
 
 
-def test_a_dashboard_session_cookie_reads_the_admin_routes_until_logout(live: Live, doc: dict[str, Any]) -> None:
+def test_a_dashboard_session_cookie_reads_the_admin_routes_until_logout(
+    live: Live, doc: dict[str, Any]
+) -> None:
     form = {"content-type": "application/x-www-form-urlencoded"}
-    login = call(live.url, "POST", "/dashboard/login", raw=f"key={ADMIN_KEY}".encode(), key=None, headers=form)
+    login = call(
+        live.url, "POST", "/dashboard/login", raw=f"key={ADMIN_KEY}".encode(), key=None, headers=form
+    )
     check_answer(doc, "/dashboard/login", "POST", login)
     cookie = login[1]["set-cookie"].split(";")[0]
     assert cookie.startswith("thrifty_session=")
@@ -446,11 +612,16 @@ def test_a_dashboard_session_cookie_reads_the_admin_routes_until_logout(live: Li
     check_answer(doc, "/dashboard/api/stats", "GET", after)
 
 
-def test_a_key_lifetime_beyond_a_century_is_a_documented_400_not_a_500(live: Live, doc: dict[str, Any]) -> None:
+def test_a_key_lifetime_beyond_a_century_is_a_documented_400_not_a_500(
+    live: Live, doc: dict[str, Any]
+) -> None:
     # Found by the fuzzer: `expires: 1e300` made an expiry no JSON encoder could write (a 500).
     for expires in (1e300, "999999999w", 0, "0d"):
         answer = call(live.url, "POST", "/admin/keys", {"name": "long-lived", "expires": expires})
-        assert answer[0] == 400 and json.loads(answer[2])["error"]["param"] == "expires", (expires, answer[2][:200])
+        assert answer[0] == 400 and json.loads(answer[2])["error"]["param"] == "expires", (
+            expires,
+            answer[2][:200],
+        )
         check_answer(doc, "/admin/keys", "POST", answer)
     updated = call(live.url, "PATCH", f"/admin/keys/{live.known['key_id']}", {"expires": 1e300})
     assert updated[0] == 400
@@ -478,9 +649,11 @@ async def test_a_degraded_ready_and_a_storage_unavailable_503_are_documented(tmp
     transport = httpx.ASGITransport(app=create_app(gateway))
     async with httpx.AsyncClient(transport=transport, base_url="http://thrifty") as client:
         await gateway.start()
-        for method, template, path, status in (("GET", "/ready", "/ready", 200),
-                                               ("GET", "/v1/batches", "/v1/batches", 503),
-                                               ("GET", "/v1/files/{file_id}", "/v1/files/file-x", 503)):
+        for method, template, path, status in (
+            ("GET", "/ready", "/ready", 200),
+            ("GET", "/v1/batches", "/v1/batches", 503),
+            ("GET", "/v1/files/{file_id}", "/v1/files/file-x", 503),
+        ):
             r = await client.request(method, path)
             assert r.status_code == status, r.text
             check_answer(doc, template, method, (r.status_code, dict(r.headers), r.content))
@@ -504,8 +677,9 @@ def test_integers_written_with_a_fraction_of_zero_are_integers_on_embeddings_and
 ) -> None:
     # Found by the fuzzer: token ids, `dimensions` and a Messages `max_tokens` of 7.0 were refused,
     # while JSON Schema (and so the document) calls them integers.
-    embedded = call(live.url, "POST", "/v1/embeddings",
-                    {"model": MODEL, "input": [15339.0, 1917], "dimensions": 2.0})
+    embedded = call(
+        live.url, "POST", "/v1/embeddings", {"model": MODEL, "input": [15339.0, 1917], "dimensions": 2.0}
+    )
     assert embedded[0] == 200, embedded[2][:200]
     check_answer(doc, "/v1/embeddings", "POST", embedded)
     message = call(live.url, "POST", "/v1/messages", {**ANTHROPIC, "max_tokens": 20.0})
@@ -516,7 +690,9 @@ def test_integers_written_with_a_fraction_of_zero_are_integers_on_embeddings_and
         assert refused[0] == 400, (body, refused[2][:200])
 
 
-def test_n_above_one_is_served_by_a_backend_that_returns_several_choices(live: Live, doc: dict[str, Any]) -> None:
+def test_n_above_one_is_served_by_a_backend_that_returns_several_choices(
+    live: Live, doc: dict[str, Any]
+) -> None:
     n = doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["n"]
     assert n["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 128}
     assert "refuse" in n["description"]  # the document says n > 1 depends on the backend

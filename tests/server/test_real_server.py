@@ -27,7 +27,9 @@ def _wait(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(
+                f"process exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -57,7 +59,8 @@ class Running:
 def _start_upstream(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(port), "--chunks", "5"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     _wait(f"http://127.0.0.1:{port}/health", proc=proc)
     return proc
@@ -76,7 +79,8 @@ model_list:
     thrifty = str(Path(sys.executable).parent / "thrifty")
     proc = subprocess.Popen(
         [thrifty, "serve", "--config", str(cfg), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     _wait(f"http://127.0.0.1:{port}/ready", proc=proc)
     return proc
@@ -113,7 +117,9 @@ def test_openai_client_plain_stream_and_errors(gateway: Running) -> None:
     assert completion.usage is not None and completion.usage.total_tokens > 0
 
     stream = client.chat.completions.create(
-        model="fake", messages=[{"role": "user", "content": "hello"}], stream=True,
+        model="fake",
+        messages=[{"role": "user", "content": "hello"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -129,17 +135,27 @@ def test_openai_client_plain_stream_and_errors(gateway: Running) -> None:
         client.chat.completions.create(model="fake", messages=[], temperature=0)
     assert "messages" in str(bad.value)
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="fake", messages=[{"role": "user", "content": "x"}], temperature=9)
+        client.chat.completions.create(
+            model="fake", messages=[{"role": "user", "content": "x"}], temperature=9
+        )
     with pytest.raises(openai.AuthenticationError):
-        _client(gateway, key="wrong").chat.completions.create(model="fake", messages=[{"role": "user", "content": "x"}])
+        _client(gateway, key="wrong").chat.completions.create(
+            model="fake", messages=[{"role": "user", "content": "x"}]
+        )
 
 
 def test_openai_client_tool_call_round_trip(gateway: Running) -> None:
     client = _client(gateway)
-    tools = [{
-        "type": "function",
-        "function": {"name": "lookup", "description": "Look a word up", "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}},
-    }]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "Look a word up",
+                "parameters": {"type": "object", "properties": {"word": {"type": "string"}}},
+            },
+        }
+    ]
     messages: list[dict[str, object]] = [{"role": "user", "content": "What does 'thrifty' mean?"}]
     first = client.chat.completions.create(model="fake", messages=messages, tools=tools)  # type: ignore[arg-type]
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
@@ -162,7 +178,8 @@ def test_ledger_keeps_every_answered_request_across_sigterm_mid_load(gateway: Ru
             if stop.is_set():
                 return
             req = urllib.request.Request(
-                gateway.url + "/chat/completions", data=body,
+                gateway.url + "/chat/completions",
+                data=body,
                 headers={"content-type": "application/json", "authorization": f"Bearer {KEY}"},
             )
             try:
@@ -194,7 +211,9 @@ def test_ledger_keeps_every_answered_request_across_sigterm_mid_load(gateway: Ru
 def test_serve_refuses_public_bind_without_key(tmp_path: Path) -> None:
     thrifty = str(Path(sys.executable).parent / "thrifty")
     env = {k: v for k, v in os.environ.items() if k != "THRIFTY_API_KEYS"}
-    done = subprocess.run([thrifty, "serve", "--host", "0.0.0.0"], capture_output=True, text=True, env=env, timeout=30)
+    done = subprocess.run(
+        [thrifty, "serve", "--host", "0.0.0.0"], capture_output=True, text=True, env=env, timeout=30
+    )
     assert done.returncode == 2
     assert "API key" in done.stderr and "THRIFTY_API_KEYS" in done.stderr
 
@@ -203,7 +222,9 @@ def test_serve_with_invalid_config_names_file_and_key(tmp_path: Path) -> None:
     cfg = tmp_path / "broken.yaml"
     cfg.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: openai/m, timeout: -5}\n")
     thrifty = str(Path(sys.executable).parent / "thrifty")
-    done = subprocess.run([thrifty, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [thrifty, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2
     assert f"{cfg}: model_list[0].litellm_params.timeout: must be a positive number" in done.stderr
 
@@ -212,19 +233,27 @@ def test_chat_cli_against_running_gateway(gateway: Running) -> None:
     thrifty = str(Path(sys.executable).parent / "thrifty")
     base = gateway.url.removesuffix("/v1")
     done = subprocess.run(
-        [thrifty, "chat", "--url", base, "--api-key", KEY, "hello"], capture_output=True, text=True, timeout=30
+        [thrifty, "chat", "--url", base, "--api-key", KEY, "hello"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
     wrong = subprocess.run(
-        [thrifty, "chat", "--url", base, "--api-key", "bad", "hello"], capture_output=True, text=True, timeout=30
+        [thrifty, "chat", "--url", base, "--api-key", "bad", "hello"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert wrong.returncode == 1 and "401" in wrong.stderr
 
 
 def test_embeddings_from_the_embedded_minilm(gateway: Running) -> None:
     client = _client(gateway)
-    result = client.embeddings.create(model="all-minilm-l6-v2", input=["a cat sat", "a kitten was sitting", "tax law"])
+    result = client.embeddings.create(
+        model="all-minilm-l6-v2", input=["a cat sat", "a kitten was sitting", "tax law"]
+    )
     vectors = [d.embedding for d in result.data]
     assert len(vectors) == 3 and len(vectors[0]) == 384
 

@@ -20,8 +20,11 @@ def _children(pid: int) -> list[int]:
 
 def _ask(port: int) -> int:
     body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
-                                 headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return r.status
 
@@ -40,11 +43,16 @@ def _wait(check: object, timeout: float = 60.0) -> None:
 
 def test_workers_share_the_port_replace_a_dead_one_and_drain_at_stop(tmp_path: Path, free_port: int) -> None:
     cfg = tmp_path / "thrifty.yaml"
-    cfg.write_text(f"server: {{data_dir: {tmp_path}}}\nmodels:\n  - name: fast\n"
-                   "    deployments: [{provider: fake, model: x}]\n")
+    cfg.write_text(
+        f"server: {{data_dir: {tmp_path}}}\nmodels:\n  - name: fast\n"
+        "    deployments: [{provider: fake, model: x}]\n"
+    )
     thrifty = str(Path(sys.executable).parent / "thrifty")
-    proc = subprocess.Popen([thrifty, "serve", "--config", str(cfg), "--port", str(free_port), "--workers", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [thrifty, "serve", "--config", str(cfg), "--port", str(free_port), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait(lambda: len(_children(proc.pid)) == 2 and _ask(free_port) == 200)
         answered = sum(_ask(free_port) == 200 for _ in range(10)) + 1

@@ -140,10 +140,15 @@ def test_state_of_another_input_is_not_mixed_in(tmp_path: Path, capsys: Any) -> 
     state = str(tmp_path / "job.db")
     first = write(tmp_path / "a.jsonl", [line("a", "1")])
     second = write(tmp_path / "b.jsonl", [line("b", "2")])
-    assert batch_main(["run", first, "-o", str(tmp_path / "o.jsonl"), "--state", state, "-q"],
-                      backend=FakeBackend(echo)) == 0
-    code = batch_main(["run", second, "-o", str(tmp_path / "o.jsonl"), "--state", state, "-q"],
-                      backend=FakeBackend(echo))
+    assert (
+        batch_main(
+            ["run", first, "-o", str(tmp_path / "o.jsonl"), "--state", state, "-q"], backend=FakeBackend(echo)
+        )
+        == 0
+    )
+    code = batch_main(
+        ["run", second, "-o", str(tmp_path / "o.jsonl"), "--state", state, "-q"], backend=FakeBackend(echo)
+    )
     assert code == 2
     assert "belongs to another input" in capsys.readouterr().err
 
@@ -195,9 +200,7 @@ async def test_runs_against_a_gateway_over_http(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     async with FakeUpstream(text="from http") as upstream:
         upstream.configure(burst_429=2, retry_after=0)
-        code = await asyncio.to_thread(
-            batch_main, ["run", src, "-o", str(out), "--url", upstream.root, "-q"]
-        )
+        code = await asyncio.to_thread(batch_main, ["run", src, "-o", str(out), "--url", upstream.root, "-q"])
         assert upstream.stats.rate_limited == 2
     assert code == 0
     results = read(out)

@@ -28,8 +28,9 @@ class Served:
     """Starlette app with the given routes, on 127.0.0.1 at a random port."""
 
     def __init__(self, routes: list[BaseRoute]) -> None:
-        config = uvicorn.Config(Starlette(routes=routes), host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(
+            Starlette(routes=routes), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
 
@@ -40,7 +41,9 @@ class Served:
                 break
             await asyncio.sleep(0.01)
         port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="test", max_retries=0)
+        self.client = openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="test", max_retries=0
+        )
         return self.client
 
     async def __aexit__(self, *exc: object) -> None:
@@ -78,8 +81,9 @@ def finished(batch: Any) -> bool:
 
 async def submit(client: openai.AsyncOpenAI, data: bytes) -> Any:
     upload = await client.files.create(file=("in.jsonl", data), purpose="batch")
-    return await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                       completion_window="24h")
+    return await client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
 
 
 @pytest.fixture
@@ -97,7 +101,11 @@ async def test_a_batch_runs_to_completion_with_output_and_error_files(tmp_path: 
         batch = await wait_until(client, created.id, finished)
         assert batch.status == "completed"
         assert batch.request_counts is not None
-        assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (6, 5, 1)
+        assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (
+            6,
+            5,
+            1,
+        )
         assert batch.output_file_id and batch.error_file_id
         out = [json.loads(x) for x in (await client.files.content(batch.output_file_id)).text.splitlines()]
         errors = [json.loads(x) for x in (await client.files.content(batch.error_file_id)).text.splitlines()]
@@ -125,11 +133,13 @@ async def test_bad_requests_get_openai_errors(service: BatchService) -> None:
     async with Served(service.routes()) as client:
         upload = await client.files.create(file=("in.jsonl", jsonl([line("a", "1")])), purpose="batch")
         with pytest.raises(openai.BadRequestError) as endpoint:
-            await client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings",
-                                        completion_window="24h")
+            await client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h"
+            )
         with pytest.raises(openai.NotFoundError):
-            await client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions",
-                                        completion_window="24h")
+            await client.batches.create(
+                input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
+            )
         with pytest.raises(openai.NotFoundError) as missing:
             await client.batches.retrieve("batch_nope")
         with pytest.raises(openai.BadRequestError) as purpose:

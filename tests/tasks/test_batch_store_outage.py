@@ -34,11 +34,17 @@ async def test_an_unopenable_batch_store_answers_503_and_chat_is_still_served(tm
     async with client:
         chat = await client.post("/v1/chat/completions", json={"model": "m", "messages": MSG})
         assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"] == "served"
-        for method, path in (("GET", "/v1/batches"), ("GET", "/v1/batches/batch_x"), ("GET", "/v1/files/file-x")):
+        for method, path in (
+            ("GET", "/v1/batches"),
+            ("GET", "/v1/batches/batch_x"),
+            ("GET", "/v1/files/file-x"),
+        ):
             r = await client.request(method, path)
             assert r.status_code == 503, (path, r.text)
             error = r.json()["error"]
-            assert error["code"] == "storage_unavailable" and "batch store cannot be opened" in error["message"]
+            assert (
+                error["code"] == "storage_unavailable" and "batch store cannot be opened" in error["message"]
+            )
             assert str(tmp_path) not in error["message"]  # the cause, not the server's paths
         ready = (await client.get("/ready")).json()
         assert ready["status"] == "degraded"

@@ -41,8 +41,9 @@ class Node:
 
     def __init__(self, args: list[str], log: Path) -> None:
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([RAY, "start", *args, *COMMON], stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [RAY, "start", *args, *COMMON], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def kill(self, sig: int = signal.SIGKILL, family: list[int] | None = None) -> None:
         """Signal the node's process group and every process it spawned (Ray workers may leave the group)."""
@@ -107,8 +108,19 @@ class Cluster:
         self.nodes: list[Node] = []
 
     def add(self, resources: dict[str, float], *, head: bool = False) -> Node:
-        where = ["--head", "--port", self.address.rsplit(":", 1)[1], "--include-dashboard", "false",
-                 "--temp-dir", self.temp] if head else ["--address", self.address]
+        where = (
+            [
+                "--head",
+                "--port",
+                self.address.rsplit(":", 1)[1],
+                "--include-dashboard",
+                "false",
+                "--temp-dir",
+                self.temp,
+            ]
+            if head
+            else ["--address", self.address]
+        )
         args = [*where, "--node-ip-address", "127.0.0.1", "--resources", json.dumps(resources)]
         node = Node(args, self.root / f"node{len(self.nodes)}.log")
         self.nodes.append(node)
@@ -160,8 +172,13 @@ async def test_each_model_runs_on_nodes_that_have_its_resources(cluster: Cluster
     work = [(f"l{i}", "local") for i in range(12)] + [(f"c{i}", "cloud") for i in range(12)]
     src = write_batch(tmp_path / "in.jsonl", work)
     job = FileJob(src, str(tmp_path / "out.jsonl"), str(tmp_path / "err.jsonl"), str(tmp_path / "s.db"))
-    engine = RayEngine(cluster.address, FakeBackend("from ray", delay=0.01), JobSettings(concurrency=8),
-                       resources={"local": {"local_model": 1}, "*": {"cloud_api": 1}}, chunk_size=4)
+    engine = RayEngine(
+        cluster.address,
+        FakeBackend("from ray", delay=0.01),
+        JobSettings(concurrency=8),
+        resources={"local": {"local_model": 1}, "*": {"cloud_api": 1}},
+        chunk_size=4,
+    )
     counts = await run_file_job(job, engine)
     assert counts["completed"] == 24 and counts["failed"] == 0
     assert sorted(r["custom_id"] for r in read(tmp_path / "out.jsonl")) == sorted(i for i, _ in work)
@@ -191,8 +208,9 @@ async def test_a_lost_nodes_chunks_are_retried_elsewhere(cluster: Cluster, tmp_p
     src = write_batch(tmp_path / "in.jsonl", [(f"r{i}", "cloud") for i in range(12)])
     job = FileJob(src, str(tmp_path / "out.jsonl"), str(tmp_path / "err.jsonl"), str(tmp_path / "s.db"))
     backend = FakeBackend(functools.partial(record_start, str(log)), delay=1.0)
-    engine = RayEngine(cluster.address, backend, JobSettings(concurrency=1),
-                       resources={"*": {"cloud_api": 1}}, chunk_size=2)
+    engine = RayEngine(
+        cluster.address, backend, JobSettings(concurrency=1), resources={"*": {"cloud_api": 1}}, chunk_size=2
+    )
 
     async def kill_when_victim_works() -> None:
         while victim_id not in log.read_text():

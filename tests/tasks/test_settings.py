@@ -21,15 +21,17 @@ def test_defaults_without_a_section() -> None:
 
 
 def test_a_full_section() -> None:
-    settings = tasks({
-        "concurrency": "auto",
-        "adaptive": {"initial": 8, "maximum": 128},
-        "model_limits": {"gpt-4o-mini": 16},
-        "retries": 3,
-        "timeout": 30,
-        "batch": {"max_requests": 1000},
-        "ray": {"address": "127.0.0.1:6379", "resources": {"smollm2": {"local_model": 1}}},
-    })
+    settings = tasks(
+        {
+            "concurrency": "auto",
+            "adaptive": {"initial": 8, "maximum": 128},
+            "model_limits": {"gpt-4o-mini": 16},
+            "retries": 3,
+            "timeout": 30,
+            "batch": {"max_requests": 1000},
+            "ray": {"address": "127.0.0.1:6379", "resources": {"smollm2": {"local_model": 1}}},
+        }
+    )
     limit = settings.limit()
     assert isinstance(limit, AimdLimit) and limit.limit == 8 and limit.settings.maximum == 128
     assert settings.model_limits == {"gpt-4o-mini": 16}

@@ -105,16 +105,16 @@ async def test_settlements_reach_redis_without_an_explicit_flush(redis_url: str)
 async def test_three_replicas_on_one_redis_admit_at_most_the_limit(redis_url: str) -> None:
     replicas = [RedisCounters(redis_url, timeout=10) for _ in range(3)]
     try:
-        results = await asyncio.gather(*(
-            replicas[i % 3].admit([rpm(60)], f"r{i}") for i in range(300)
-        ))
+        results = await asyncio.gather(*(replicas[i % 3].admit([rpm(60)], f"r{i}") for i in range(300)))
         assert sum(v.admitted for v in results) == 60
     finally:
         for r in replicas:
             await r.aclose()
 
 
-async def test_redis_down_falls_back_to_local_limits_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+async def test_redis_down_falls_back_to_local_limits_with_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from tests.tenancy.conftest import _port
 
     counters = RedisCounters(f"redis://127.0.0.1:{_port()}/0", timeout=0.2)

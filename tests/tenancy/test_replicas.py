@@ -31,7 +31,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"exited {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(
+                f"exited {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -51,11 +53,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def call(url: str, path: str, body: dict[str, Any] | None = None, key: str = ADMIN, method: str | None = None
-         ) -> tuple[int, dict[str, Any], dict[str, str]]:
+def call(
+    url: str, path: str, body: dict[str, Any] | None = None, key: str = ADMIN, method: str | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    req = urllib.request.Request(
+        url + path,
+        data=data,
+        method=method,
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read()), dict(r.headers)
@@ -68,7 +75,8 @@ def replicas(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[list
     up_port = _port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "100"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     procs = [upstream]
     try:
@@ -88,8 +96,16 @@ models:
 """)
             port = _port()
             proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "thrifty"), "serve", "--config", str(cfg), "--port", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                [
+                    str(Path(sys.executable).parent / "thrifty"),
+                    "serve",
+                    "--config",
+                    str(cfg),
+                    "--port",
+                    str(port),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             procs.append(proc)
             _wait(f"http://127.0.0.1:{port}/ready", proc)
@@ -141,9 +157,12 @@ def test_a_budget_spread_over_three_replicas_is_overspent_by_at_most_one_request
     one_request = 10e-6 * 100 + 2.5e-6 * 64  # worst case of one request at gpt-4o prices
     assert statuses.count(200) >= 3
     assert shown["spend"]["period_usd"] <= 0.005 + one_request
-    _, body, _ = call(replicas[1], "/v1/chat/completions",
-                      {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100},
-                      key=key["secret"])
+    _, body, _ = call(
+        replicas[1],
+        "/v1/chat/completions",
+        {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100},
+        key=key["secret"],
+    )
     assert body["error"]["code"] == "budget_exceeded"
     assert "$0.005 per day" in body["error"]["message"] and "resets at" in body["error"]["message"]
 

@@ -52,7 +52,9 @@ async def test_budget_refuses_before_spending_and_says_what_and_when(tmp_path: P
 async def test_team_limit_binds_every_key_of_the_team(tmp_path: Path) -> None:
     t = make(tmp_path)
     t.store.create_team(Team("search", Policy(limits=Limits(rpm=3))))
-    secrets = [t.store.create_key(f"k{i}", team="search", policy=Policy(limits=Limits(rpm=100)))[1] for i in range(2)]
+    secrets = [
+        t.store.create_key(f"k{i}", team="search", policy=Policy(limits=Limits(rpm=100)))[1] for i in range(2)
+    ]
     who = [await t.identify(s) for s in secrets]
     for i in range(3):
         await t.admit(who[i % 2], "fast", 10, 10, f"r{i}")  # type: ignore[arg-type]
@@ -81,8 +83,10 @@ async def test_rate_limit_headers_follow_openai_names(tmp_path: Path) -> None:
     assert who is not None
     ticket = await t.admit(who, "fast", 100, 50, "r1")
     assert ticket.headers == {
-        "x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9",
-        "x-ratelimit-limit-tokens": "5000", "x-ratelimit-remaining-tokens": "4850",
+        "x-ratelimit-limit-requests": "10",
+        "x-ratelimit-remaining-requests": "9",
+        "x-ratelimit-limit-tokens": "5000",
+        "x-ratelimit-remaining-tokens": "4850",
     }
     await t.aclose()
 

@@ -60,8 +60,12 @@ def test_response_matches_golden(name: str) -> None:
 
 def test_cache_reads_and_writes_are_reported_apart_from_input() -> None:
     usage = fixture("response_text.json")["message"]["usage"]
-    assert usage == {"input_tokens": 5, "output_tokens": 3, "cache_creation_input_tokens": 15,
-                     "cache_read_input_tokens": 100}
+    assert usage == {
+        "input_tokens": 5,
+        "output_tokens": 3,
+        "cache_creation_input_tokens": 15,
+        "cache_read_input_tokens": 100,
+    }
 
 
 def test_stream_events_match_golden_in_order() -> None:
@@ -86,25 +90,79 @@ def test_an_empty_stream_still_closes_the_message() -> None:
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
         ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
         ({"model": "m", "max_tokens": 5, "messages": []}, "messages"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
-         "messages[0].content[0]"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
-            {"type": "image", "source": {"type": "file"}}]}]}, "messages[0].content[0].source"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
-            {"type": "tool_result"}]}]}, "messages[0].content[0].tool_use_id"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-          "tools": [{"name": "t"}]}, "tools[0].input_schema"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-          "tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-          "tool_choice": {"type": "sometimes"}}, "tool_choice"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stop_sequences": "x"},
-         "stop_sequences"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "metadata": {"user_id": 3}},
-         "metadata.user_id"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "temprature": 1},
-         "temprature"),
+        (
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
+            "messages[0].role",
+        ),
+        (
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+            "messages[0].content[0]",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}],
+            },
+            "messages[0].content[0].source",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": [{"type": "tool_result"}]}],
+            },
+            "messages[0].content[0].tool_use_id",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"name": "t"}],
+            },
+            "tools[0].input_schema",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            },
+            "tools[0].type",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": {"type": "sometimes"},
+            },
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "stop_sequences": "x",
+            },
+            "stop_sequences",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "metadata": {"user_id": 3},
+            },
+            "metadata.user_id",
+        ),
+        (
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "temprature": 1},
+            "temprature",
+        ),
     ],
 )
 def test_bad_bodies_are_a_400_naming_the_field(body: dict[str, Any], param: str) -> None:
@@ -114,8 +172,10 @@ def test_bad_bodies_are_a_400_naming_the_field(body: dict[str, Any], param: str)
 
 
 def test_errors_use_anthropics_shape() -> None:
-    assert error_body(InvalidRequest("bad")) == {"type": "error", "error": {"type": "invalid_request_error",
-                                                                          "message": "bad"}}
+    assert error_body(InvalidRequest("bad")) == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "bad"},
+    }
     assert error_body(NotFound("no"))["error"]["type"] == "not_found_error"
     assert error_body(RateLimited("slow"))["error"]["type"] == "rate_limit_error"
     assert error_body(UpstreamError("down"))["error"]["type"] == "api_error"
@@ -139,7 +199,24 @@ def test_an_anthropic_stream_reports_cache_writes() -> None:
     from thrifty.providers.anthropic_stream import StreamDecoder
 
     decoder = StreamDecoder()
-    decoder.feed({"type": "message_start", "message": {"id": "m", "model": "c", "usage": {
-        "input_tokens": 5, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 15, "output_tokens": 1}}})
-    decoder.feed({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}})
-    assert decoder.usage == Usage(prompt_tokens=120, completion_tokens=9, cached_tokens=100, cache_write_tokens=15)
+    decoder.feed(
+        {
+            "type": "message_start",
+            "message": {
+                "id": "m",
+                "model": "c",
+                "usage": {
+                    "input_tokens": 5,
+                    "cache_read_input_tokens": 100,
+                    "cache_creation_input_tokens": 15,
+                    "output_tokens": 1,
+                },
+            },
+        }
+    )
+    decoder.feed(
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}}
+    )
+    assert decoder.usage == Usage(
+        prompt_tokens=120, completion_tokens=9, cached_tokens=100, cache_write_tokens=15
+    )

@@ -28,7 +28,9 @@ def test_request_items_become_chat_messages_tools_and_format() -> None:
 
 def test_chat_completion_becomes_a_response_object() -> None:
     case = _load("responses_answer.json")
-    response = responses.response_object(case["completion"], case["request"], case["response_id"], case["created_at"])
+    response = responses.response_object(
+        case["completion"], case["request"], case["response_id"], case["created_at"]
+    )
     assert response == case["response"]
     assert responses.output_message(response) == case["conversation_message"]
 
@@ -61,26 +63,38 @@ def test_an_empty_stream_is_one_empty_message() -> None:
     stream = responses.ResponseStream({"model": "m"}, "resp_1", 1)
     events = stream.start() + stream.finish()
     kinds = [e["type"] for e in events]
-    assert kinds[2:] == ["response.output_item.added", "response.content_part.added", "response.output_text.done",
-                         "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert kinds[2:] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert stream.response["output"][0]["content"][0]["text"] == ""
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"input": "x"}, "model"),
-    ({"model": "m"}, "input"),
-    ({"model": "m", "input": 3}, "input"),
-    ({"model": "m", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
-    ({"model": "m", "input": [{"type": "web_search_call"}]}, "input[0].type"),
-    ({"model": "m", "input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
-    ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file"}]}]}, "input[0].content[0].type"),
-    ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-    ({"model": "m", "input": "x", "tool_choice": 5}, "tool_choice"),
-    ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema"}}}, "text.format.schema"),
-    ({"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
-    ({"model": "m", "input": "x", "instructions": ["x"]}, "instructions"),
-    ({"model": "m", "input": "x", "background": True}, "background"),
-])
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "x"}, "model"),
+        ({"model": "m"}, "input"),
+        ({"model": "m", "input": 3}, "input"),
+        ({"model": "m", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+        ({"model": "m", "input": [{"type": "web_search_call"}]}, "input[0].type"),
+        ({"model": "m", "input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
+        (
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_file"}]}]},
+            "input[0].content[0].type",
+        ),
+        ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"model": "m", "input": "x", "tool_choice": 5}, "tool_choice"),
+        ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema"}}}, "text.format.schema"),
+        ({"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
+        ({"model": "m", "input": "x", "instructions": ["x"]}, "instructions"),
+        ({"model": "m", "input": "x", "background": True}, "background"),
+    ],
+)
 def test_bad_responses_bodies_name_the_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         responses.chat_body(body)
@@ -90,30 +104,45 @@ def test_bad_responses_bodies_name_the_field(body: dict[str, Any], param: str) -
 def test_completions_round_trip() -> None:
     case = _load("completions.json")
     assert completions.chat_bodies(case["request"]) == case["chat"]
-    answer = completions.completion_object(case["answers"], case["request"], case["completion_id"], case["created"])
+    answer = completions.completion_object(
+        case["answers"], case["request"], case["completion_id"], case["created"]
+    )
     assert answer == case["completion"]
-    chunks = [completions.completion_chunk(c, "fake", case["completion_id"], case["created"]) for c in case["chunks"]]
+    chunks = [
+        completions.completion_chunk(c, "fake", case["completion_id"], case["created"])
+        for c in case["chunks"]
+    ]
     assert chunks == case["stream"]
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"prompt": "x"}, "model"),
-    ({"model": "m"}, "prompt"),
-    ({"model": "m", "prompt": [1, 2, 3]}, "prompt"),
-    ({"model": "m", "prompt": "x", "suffix": "y"}, "suffix"),
-    ({"model": "m", "prompt": "x", "best_of": 3}, "best_of"),
-    ({"model": "m", "prompt": "x", "logprobs": 2}, "logprobs"),
-    ({"model": "m", "prompt": ["a", "b"], "stream": True}, "prompt"),
-])
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "x"}, "model"),
+        ({"model": "m"}, "prompt"),
+        ({"model": "m", "prompt": [1, 2, 3]}, "prompt"),
+        ({"model": "m", "prompt": "x", "suffix": "y"}, "suffix"),
+        ({"model": "m", "prompt": "x", "best_of": 3}, "best_of"),
+        ({"model": "m", "prompt": "x", "logprobs": 2}, "logprobs"),
+        ({"model": "m", "prompt": ["a", "b"], "stream": True}, "prompt"),
+    ],
+)
 def test_bad_completions_bodies_name_the_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         completions.chat_bodies(body)
     assert caught.value.param == param
 
 
-@pytest.mark.parametrize(("chat", "sent"), [
-    ("max_tokens", "max_output_tokens"), ("response_format", "text.format"), ("messages[2].content", "input"),
-    ("tools[1].function.parameters", "tools[1].parameters"), ("temperature", "temperature"), (None, None),
-])
+@pytest.mark.parametrize(
+    ("chat", "sent"),
+    [
+        ("max_tokens", "max_output_tokens"),
+        ("response_format", "text.format"),
+        ("messages[2].content", "input"),
+        ("tools[1].function.parameters", "tools[1].parameters"),
+        ("temperature", "temperature"),
+        (None, None),
+    ],
+)
 def test_chat_fields_in_errors_are_named_as_the_client_sent_them(chat: str | None, sent: str | None) -> None:
     assert responses.responses_param(chat) == sent

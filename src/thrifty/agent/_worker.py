@@ -68,7 +68,9 @@ def run(functions: dict[str, Callable[..., Any]], message: bytes) -> bytes:
         return _error(exc)
 
 
-def _function(functions: dict[str, Callable[..., Any]], target: str | Callable[..., Any]) -> Callable[..., Any]:
+def _function(
+    functions: dict[str, Callable[..., Any]], target: str | Callable[..., Any]
+) -> Callable[..., Any]:
     if not isinstance(target, str):
         return target
     fn = functions.get(target)
@@ -98,7 +100,9 @@ def _address_space(limit: int) -> Iterator[None]:
         return
     saved = resource.getrlimit(resource.RLIMIT_AS)
     hard = saved[1]
-    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    resource.setrlimit(
+        resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard)
+    )
     try:
         yield
     finally:

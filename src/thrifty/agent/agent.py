@@ -135,7 +135,11 @@ class _Agent:
         """One round: stream the plan into the executor, wait for every task."""
         builder = PlanBuilder(self.registry, earlier=earlier)
         messages = plan_messages(
-            question, self.registry, start=builder.next_id, examples=self.examples, history=history,
+            question,
+            self.registry,
+            start=builder.next_id,
+            examples=self.examples,
+            history=history,
             native=self.planner == "tool_calls",
         )
         request = ChatRequest(model=self.model, messages=messages, params={"temperature": 0})

@@ -20,10 +20,16 @@ BackendFactory = Callable[[argparse.Namespace], Backend]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="thrifty agent", description="Answer a question with a parallel tool plan.")
+    p = argparse.ArgumentParser(
+        prog="thrifty agent", description="Answer a question with a parallel tool plan."
+    )
     p.add_argument("question")
-    p.add_argument("--model", "-m", help="model for the planner, joiner and llm tool (default: agent.model, "
-                   "else the gateway's first model)")
+    p.add_argument(
+        "--model",
+        "-m",
+        help="model for the planner, joiner and llm tool (default: agent.model, "
+        "else the gateway's first model)",
+    )
     p.add_argument("--url", help="a running gateway, e.g. http://127.0.0.1:8000")
     p.add_argument("--api-key", help="key for --url (default: $THRIFTY_API_KEY)")
     p.add_argument("--config", "-c", help="YAML config: the in-process gateway and the agent: section")
@@ -31,8 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], help="host http_get may fetch (repeat)")
     p.add_argument("--cap", type=int, help="most tasks running at once (default: agent.cap, else no cap)")
     p.add_argument("--max-replans", type=int, help="default: agent.max_replans or 2")
-    p.add_argument("--planner", choices=["text", "tool_calls"], default="text",
-                   help="plan as streamed LLMCompiler text (default) or as native tool calls")
+    p.add_argument(
+        "--planner",
+        choices=["text", "tool_calls"],
+        default="text",
+        help="plan as streamed LLMCompiler text (default) or as native tool calls",
+    )
     p.add_argument("--no-live", action="store_true", help="no live graph view")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
@@ -79,7 +89,9 @@ def _backend(args: argparse.Namespace, config: Config | None) -> Backend:
         base = args.url.rstrip("/")
         base = base if base.endswith("/v1") else base + "/v1"
         key = args.api_key or os.environ.get("THRIFTY_API_KEY") or None
-        deployment = Deployment(name="gateway", provider="openai", model=args.model, api_base=base, api_key=key)
+        deployment = Deployment(
+            name="gateway", provider="openai", model=args.model, api_base=base, api_key=key
+        )
         return OpenAIBackend(deployment)
     from ..gateway import Gateway
 
@@ -99,8 +111,14 @@ async def _run(args: argparse.Namespace, settings: AgentSettings, backend: Backe
     await backend.start()
     try:
         result = await run_agent(
-            args.question, backend, model=model, context=context, cap=settings.cap,
-            max_replans=settings.max_replans, on_event=view, planner_timeout_s=settings.planner_timeout_s,
+            args.question,
+            backend,
+            model=model,
+            context=context,
+            cap=settings.cap,
+            max_replans=settings.max_replans,
+            on_event=view,
+            planner_timeout_s=settings.planner_timeout_s,
             planner=args.planner,
         )
     finally:

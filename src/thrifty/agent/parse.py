@@ -264,7 +264,9 @@ def _seconds(item: Mapping[str, Any], key: str) -> float | None:
     if value is None:
         return None
     try:
-        seconds = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else -1.0
+        seconds = (
+            float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else -1.0
+        )
     except ValueError:
         seconds = -1.0
     if not 0 < seconds < float("inf"):

@@ -41,7 +41,9 @@ class Ranking:
     start, fail or are cancelled.
     """
 
-    def __init__(self, registry: ToolRegistry, durations: Durations, children: Mapping[int, list[int]]) -> None:
+    def __init__(
+        self, registry: ToolRegistry, durations: Durations, children: Mapping[int, list[int]]
+    ) -> None:
         self.registry = registry
         self.durations = durations
         self._children = children
@@ -76,7 +78,9 @@ class Ranking:
         if est is None:  # ranked by the tool's learned average, and re-ranked when it moves
             est = self._tool_est.get(task.tool, -1.0)
             if est < 0:
-                est = self._tool_est[task.tool] = self.durations.estimate(task.tool, self.registry.spec(task.tool).est_s)
+                est = self._tool_est[task.tool] = self.durations.estimate(
+                    task.tool, self.registry.spec(task.tool).est_s
+                )
             self._by_tool.setdefault(task.tool, set()).add(task.id)
         self._est[task.id] = self._bottom[task.id] = est
         if not propagate:
@@ -164,7 +168,13 @@ class Ranking:
         self._moved.clear()
         heapq.heapify(pending)  # deepest first: a task after every dependent of it
         order, seq, est, bottom, waiting, children, deps = (
-            self._order, self._seq, self._est, self._bottom, self._waiting, self._children, self._deps
+            self._order,
+            self._seq,
+            self._est,
+            self._bottom,
+            self._waiting,
+            self._children,
+            self._deps,
         )
         visited, last = 0, 1
         while pending:

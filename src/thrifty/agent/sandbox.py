@@ -107,7 +107,9 @@ class Sandbox:
         if status == MEMORY:
             raise ToolOverBudget(f"the tool needed more than its memory budget of {budget} MB")
         if status == TOO_BIG:
-            raise ToolOverBudget(f"the tool's result ({value:,} bytes) is larger than {self.result_bytes:,} bytes")
+            raise ToolOverBudget(
+                f"the tool's result ({value:,} bytes) is larger than {self.result_bytes:,} bytes"
+            )
         raise value
 
     async def aclose(self) -> None:
@@ -140,8 +142,12 @@ class _Worker:
         env = dict(os.environ, PYTHONPATH=path)
         self._boot = asyncio.ensure_future(
             asyncio.create_subprocess_exec(
-                sys.executable, "-m", "thrifty.agent._worker",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+                sys.executable,
+                "-m",
+                "thrifty.agent._worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
             )
         )
         self._killed = False
@@ -219,7 +225,9 @@ def _close(proc: asyncio.subprocess.Process) -> None:
         proc.stdin.close()
 
 
-def _encode(target: str | Callable[..., Any], args: Mapping[str, Any], memory: int, result_bytes: int) -> bytes:
+def _encode(
+    target: str | Callable[..., Any], args: Mapping[str, Any], memory: int, result_bytes: int
+) -> bytes:
     try:
         return pickle.dumps((target, dict(args), memory, result_bytes))
     except (pickle.PicklingError, TypeError, AttributeError) as exc:

@@ -1,12 +1,12 @@
 """The ``agent:`` section of the config file: defaults for ``thrifty agent`` and run_agent.
 
-    agent:
-      model: smart            # planner, joiner and llm tool (default: the first model)
-      cap: 4                  # most tools running at once (default: no cap)
-      max_replans: 2
-      planner_timeout_s: 120
-      workspace: ./notes      # the only folder read_file / search_files may read
-      http_allow: [docs.python.org, "*.wikipedia.org"]
+agent:
+  model: smart            # planner, joiner and llm tool (default: the first model)
+  cap: 4                  # most tools running at once (default: no cap)
+  max_replans: 2
+  planner_timeout_s: 120
+  workspace: ./notes      # the only folder read_file / search_files may read
+  http_allow: [docs.python.org, "*.wikipedia.org"]
 """
 
 from __future__ import annotations

@@ -90,5 +90,7 @@ def timeline(runs: Iterable[TaskRun], width: int = 50) -> str:
         b = int((start - origin) * scale)
         c = max(b + (1 if run.started is not None else 0), int(((run.ended or start) - origin) * scale))
         bar = " " * a + "·" * (b - a) + "█" * (c - b)
-        lines.append(f"${run.id:<3} {run.task.tool[:12]:<12} |{bar:<{width}}| {run.duration:.3f}s {run.state.value}")
+        lines.append(
+            f"${run.id:<3} {run.task.tool[:12]:<12} |{bar:<{width}}| {run.duration:.3f}s {run.state.value}"
+        )
     return "\n".join(lines)

@@ -14,8 +14,13 @@ class AdmissionGate:
     """Past ``max_concurrency`` requests wait in a FIFO of at most ``max_queue``;
     past that, :class:`Overloaded` (429) with a Retry-After estimate."""
 
-    def __init__(self, name: str, max_concurrency: int | None, max_queue: int | None,
-                 typical_latency: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        max_concurrency: int | None,
+        max_queue: int | None,
+        typical_latency: Callable[[], float],
+    ) -> None:
         self.name = name
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue

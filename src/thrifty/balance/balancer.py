@@ -46,8 +46,9 @@ Stream = AsyncGenerator[Chunk, None]
 class Attempt(Protocol[T_co]):
     """One try on one deployment: a whole answer, or a stream and its first chunk."""
 
-    def __call__(self, member: Member, request: ChatRequest, deadline: float | None,
-                 tokens: int) -> Awaitable[T_co]: ...
+    def __call__(
+        self, member: Member, request: ChatRequest, deadline: float | None, tokens: int
+    ) -> Awaitable[T_co]: ...
 
 
 def _no_backup() -> None:
@@ -67,9 +68,16 @@ async def _close(opened: tuple[Stream, Chunk]) -> None:
 class Balancer(Choice):
     """One model group: strategy, retries, breakers, timeouts, hedging, admission, health."""
 
-    def __init__(self, name: str, members: Sequence[Member], settings: BalanceSettings, *,
-                 clock: Clock | None = None, rng: random.Random | None = None,
-                 probe: Probe | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        members: Sequence[Member],
+        settings: BalanceSettings,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        probe: Probe | None = None,
+    ) -> None:
         super().__init__(name, [m.backend for m in members])
         if not members:
             raise ValueError(f"model group {name!r} has no deployments")
@@ -83,11 +91,16 @@ class Balancer(Choice):
         self.first_chunks = LatencyWindow()  # time to first chunk, all deployments
         self.hedging: Hedging = Hedged(self.hedge_delay) if settings.hedge else Single()
         self.hedges = 0
-        self.gate = AdmissionGate(name, _group_concurrency(settings, self.members), settings.max_queue,
-                                  self._typical_latency)
-        self.health = HealthMonitor(self.members, interval=settings.health_interval,
-                                    timeout=settings.health_timeout,
-                                    only_self_hosted=settings.health_check is None, probe=probe)
+        self.gate = AdmissionGate(
+            name, _group_concurrency(settings, self.members), settings.max_queue, self._typical_latency
+        )
+        self.health = HealthMonitor(
+            self.members,
+            interval=settings.health_interval,
+            timeout=settings.health_timeout,
+            only_self_hosted=settings.health_check is None,
+            probe=probe,
+        )
         if settings.health_check is False:
             self.health.targets = []
 
@@ -122,12 +135,16 @@ class Balancer(Choice):
             biggest = max(m.deployment.context_window or 0 for m in self.members)
             return ContextWindowExceeded(
                 f"the prompt (~{prompt_tokens} tokens) exceeds every deployment of {self.name!r} "
-                f"(largest context window {biggest})", param="messages")
+                f"(largest context window {biggest})",
+                param="messages",
+            )
         limited = [m for m in self.members if reasons.get(m.name) in ("rate_limited", "busy")]
         if limited:
             wait = min(m.free_in() for m in limited)
-            return RateLimited(f"every deployment of {self.name!r} is at its rate or concurrency limit",
-                               retry_after=max(wait, 0.1))
+            return RateLimited(
+                f"every deployment of {self.name!r} is at its rate or concurrency limit",
+                retry_after=max(wait, 0.1),
+            )
         summary = ", ".join(f"{n}: {r}" for n, r in reasons.items())
         return NoDeploymentAvailable(f"no deployment of {self.name!r} can take requests ({summary})")
 
@@ -148,8 +165,9 @@ class Balancer(Choice):
             timeout = min(timeout, remaining)
         return timeout
 
-    async def _may_retry(self, exc: ThriftyError, attempt: int, tried: set[str],
-                         request: ChatRequest, deadline: float | None) -> bool:
+    async def _may_retry(
+        self, exc: ThriftyError, attempt: int, tried: set[str], request: ChatRequest, deadline: float | None
+    ) -> bool:
         """Whether to try again after ``exc``; sleeps the backoff when it will."""
         if not exc.retryable or attempt >= self.settings.retry.retries:
             return False
@@ -157,8 +175,7 @@ class Balancer(Choice):
             request.trace.retry_budget_exhausted = True
             return False
         tokens = estimate_tokens(request)
-        untried = [m for m in self.members
-                   if m.name not in tried and m.unavailable_because(tokens) is None]
+        untried = [m for m in self.members if m.name not in tried and m.unavailable_because(tokens) is None]
         wait = 0.0
         if not untried:
             # after a 429, the upstream's wait is when the first deployment leaves its cooldown
@@ -200,15 +217,24 @@ class Balancer(Choice):
             finally:
                 await attempt_stream.aclose()
 
-    async def _attempts(self, request: ChatRequest, deadline: float | None, attempt: Attempt[T],
-                        discard: Callable[[T], Awaitable[None]], *, stream: bool) -> T:
+    async def _attempts(
+        self,
+        request: ChatRequest,
+        deadline: float | None,
+        attempt: Attempt[T],
+        discard: Callable[[T], Awaitable[None]],
+        *,
+        stream: bool,
+    ) -> T:
         """Pick a deployment and try it (hedged when the group hedges); on a retryable
         error try another at once, or back off, within the budget and the deadline."""
         tokens = estimate_tokens(request)
         tried: set[str] = set()
         retries = 0
         hedging = self.hedging
-        backup = self._backup(attempt, request, deadline, tokens, tried) if self.settings.hedge else _no_backup
+        backup = (
+            self._backup(attempt, request, deadline, tokens, tried) if self.settings.hedge else _no_backup
+        )
         while True:
             member = self.choose(request, tried, tokens)
             tried.add(member.name)
@@ -219,8 +245,9 @@ class Balancer(Choice):
                     raise
                 retries += 1
 
-    async def _call(self, member: Member, request: ChatRequest, deadline: float | None,
-                    tokens: int) -> ChatResponse:
+    async def _call(
+        self, member: Member, request: ChatRequest, deadline: float | None, tokens: int
+    ) -> ChatResponse:
         """One attempt at a whole answer."""
         timeout = self._attempt_timeout(member, deadline)
         member.on_send(tokens)
@@ -248,8 +275,9 @@ class Balancer(Choice):
         request.trace.deployment = member.name
         return response
 
-    async def _open(self, member: Member, request: ChatRequest, deadline: float | None,
-                    tokens: int) -> tuple[Stream, Chunk]:
+    async def _open(
+        self, member: Member, request: ChatRequest, deadline: float | None, tokens: int
+    ) -> tuple[Stream, Chunk]:
         """One attempt at a stream: the stream and its first chunk (closed again on failure)."""
         stream = self._attempt_stream(member, request, deadline, tokens)
         try:
@@ -282,8 +310,9 @@ class Balancer(Choice):
             return group.quantile(q) or self.settings.hedge_delay
         return self.settings.hedge_delay
 
-    def _backup(self, attempt: Attempt[T], request: ChatRequest, deadline: float | None, tokens: int,
-                tried: set[str]) -> Callable[[], Awaitable[T] | None]:
+    def _backup(
+        self, attempt: Attempt[T], request: ChatRequest, deadline: float | None, tokens: int, tried: set[str]
+    ) -> Callable[[], Awaitable[T] | None]:
         """Start a hedge: the same attempt on a deployment not tried yet (None when there is none)."""
 
         def backup() -> Awaitable[T] | None:
@@ -306,8 +335,9 @@ class Balancer(Choice):
 
     # -- stream attempts ---------------------------------------------------
 
-    async def _attempt_stream(self, member: Member, request: ChatRequest, deadline: float | None,
-                              tokens: int) -> Stream:
+    async def _attempt_stream(
+        self, member: Member, request: ChatRequest, deadline: float | None, tokens: int
+    ) -> Stream:
         total = self._attempt_timeout(member, deadline)
         first_token = member.deployment.first_token_timeout or self.settings.first_token_timeout
         member.on_send(tokens)

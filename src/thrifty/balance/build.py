@@ -15,9 +15,15 @@ from .member import Member
 from .settings import group_where, parse_group
 
 
-def build_group(group: ModelGroup, deployments: Sequence[Backend], config: Config, *,
-                clock: Clock | None = None, rng: random.Random | None = None,
-                probe: Probe | None = None) -> Backend:
+def build_group(
+    group: ModelGroup,
+    deployments: Sequence[Backend],
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    probe: Probe | None = None,
+) -> Backend:
     """A :class:`Balancer` over ``deployments`` (one backend per ``group.deployments`` entry, same order).
 
     A group with a ``replicas`` option (see :func:`replicas.replica_config`)
@@ -27,17 +33,22 @@ def build_group(group: ModelGroup, deployments: Sequence[Backend], config: Confi
     if len(deployments) != len(group.deployments):
         raise where.error(f"got {len(deployments)} backends for {len(group.deployments)} deployments")
     settings = parse_group(config, group)
-    if settings.max_queue is not None and settings.max_concurrency is None and any(
-        d.max_concurrency is None for d in group.deployments
+    if (
+        settings.max_queue is not None
+        and settings.max_concurrency is None
+        and any(d.max_concurrency is None for d in group.deployments)
     ):
         raise (where / "max_queue").error(
-            "needs max_concurrency on the group (or on every deployment) to know when to queue")
+            "needs max_concurrency on the group (or on every deployment) to know when to queue"
+        )
     from .clock import MonotonicClock
 
     clock = clock or MonotonicClock()
     try:
-        members = [Member(dep, backend, settings.breaker, clock)
-                   for dep, backend in zip(group.deployments, deployments, strict=True)]
+        members = [
+            Member(dep, backend, settings.breaker, clock)
+            for dep, backend in zip(group.deployments, deployments, strict=True)
+        ]
     except ValueError as exc:
         raise (where / "deployments").error(str(exc)) from None
     balancer = Balancer(group.name, members, settings, clock=clock, rng=rng, probe=probe)

@@ -17,8 +17,12 @@ from ..types import ChatRequest, ChatResponse, Chunk, FallbackTaken
 
 
 class FallbackChain(Choice):
-    def __init__(self, primary: Backend, fallbacks: Sequence[tuple[str, Backend]],
-                 context_fallbacks: Sequence[tuple[str, Backend]]) -> None:
+    def __init__(
+        self,
+        primary: Backend,
+        fallbacks: Sequence[tuple[str, Backend]],
+        context_fallbacks: Sequence[tuple[str, Backend]],
+    ) -> None:
         super().__init__(primary.name, [primary])
         self.primary = primary
         self.fallbacks = list(fallbacks)
@@ -74,7 +78,9 @@ class FallbackChain(Choice):
                 self._mark(request, target, error)
             started = False
             try:
-                async for chunk in backend.stream(request if target == self.name else request.with_model(target)):
+                async for chunk in backend.stream(
+                    request if target == self.name else request.with_model(target)
+                ):
                     started = True
                     yield chunk
                 return
@@ -90,6 +96,9 @@ class FallbackChain(Choice):
         raise error
 
     def status(self) -> dict[str, object]:
-        return {"group": self.name, "fallbacks": [n for n, _ in self.fallbacks],
-                "context_window_fallbacks": [n for n, _ in self.context_fallbacks],
-                "fallbacks_used": dict(self.used)}
+        return {
+            "group": self.name,
+            "fallbacks": [n for n, _ in self.fallbacks],
+            "context_window_fallbacks": [n for n, _ in self.context_fallbacks],
+            "fallbacks_used": dict(self.used),
+        }

@@ -75,8 +75,10 @@ async def http_probe(url: str, timeout: float) -> tuple[int | None, str]:
     import aiohttp
 
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
-                session.get(url) as resp:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url) as resp,
+        ):
             return resp.status, f"answered {resp.status}"
     except TimeoutError:
         return None, f"no answer within {timeout:g} s"
@@ -101,9 +103,18 @@ def _healthy(status: int | None) -> bool:
 class HealthMonitor:
     """Checks members every ``interval`` seconds in a background task."""
 
-    def __init__(self, members: Sequence[Member], *, interval: float, timeout: float,
-                 only_self_hosted: bool = True, probe: Probe | None = None) -> None:
-        self.targets = [Target(m, urls) for m in members if (urls := health_urls(m.deployment, only_self_hosted))]
+    def __init__(
+        self,
+        members: Sequence[Member],
+        *,
+        interval: float,
+        timeout: float,
+        only_self_hosted: bool = True,
+        probe: Probe | None = None,
+    ) -> None:
+        self.targets = [
+            Target(m, urls) for m in members if (urls := health_urls(m.deployment, only_self_hosted))
+        ]
         for target in self.targets:
             if len(target.candidates) == 1:
                 target.url = target.candidates[0]  # set by hand: no discovery
@@ -134,8 +145,11 @@ class HealthMonitor:
                 log.info("deployment %s: health checked with GET %s", target.member.name, url)
                 self._update(target, _healthy(status), f"GET {url}: {why}")
                 return True
-        log.info("deployment %s: not health-checked (its server answers 404 on %s)",
-                 target.member.name, " and ".join(target.candidates))
+        log.info(
+            "deployment %s: not health-checked (its server answers 404 on %s)",
+            target.member.name,
+            " and ".join(target.candidates),
+        )
         self._update(target, True, "")
         return False
 

@@ -39,8 +39,9 @@ def deployment_order(deployment: Deployment) -> int:
 class Member:
     """A deployment's live state; the balancer asks it whether it can take a request."""
 
-    def __init__(self, deployment: Deployment, backend: Backend, breaker: BreakerSettings,
-                 clock: Clock) -> None:
+    def __init__(
+        self, deployment: Deployment, backend: Backend, breaker: BreakerSettings, clock: Clock
+    ) -> None:
         self.deployment = deployment
         self.backend = backend
         self.name = deployment.name

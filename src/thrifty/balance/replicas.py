@@ -25,8 +25,18 @@ from .clock import Clock, MonotonicClock
 from .health import http_probe
 
 # ``thrifty serve`` in a child: the default embedded model, or the model in ``{config}``.
-SERVE_COMMAND = ("{python}", "-m", "thrifty", "serve", "--port", "{port}", "--host", "{host}",
-                 "--log-level", "warning")
+SERVE_COMMAND = (
+    "{python}",
+    "-m",
+    "thrifty",
+    "serve",
+    "--port",
+    "{port}",
+    "--host",
+    "{host}",
+    "--log-level",
+    "warning",
+)
 
 
 @dataclass(frozen=True)
@@ -101,8 +111,13 @@ class ReplicaSupervisor:
         ]
 
     def _argv(self, replica: Replica) -> list[str]:
-        values = {"port": str(replica.port), "host": self.spec.host, "index": str(replica.index),
-                  "python": sys.executable, "config": self._config_files.get(replica.index, "")}
+        values = {
+            "port": str(replica.port),
+            "host": self.spec.host,
+            "index": str(replica.index),
+            "python": sys.executable,
+            "config": self._config_files.get(replica.index, ""),
+        }
         return [part.format(**values) for part in self.spec.command]
 
     async def _spawn(self, replica: Replica) -> None:
@@ -113,8 +128,13 @@ class ReplicaSupervisor:
             out = open(os.path.join(self.spec.log_dir, f"replica-{replica.index}.log"), "ab")  # noqa: SIM115
         try:
             replica.process = await asyncio.create_subprocess_exec(
-                *self._argv(replica), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                *self._argv(replica),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
         finally:
             if out is not asyncio.subprocess.DEVNULL:
                 out.close()
@@ -125,8 +145,9 @@ class ReplicaSupervisor:
         """Start every replica and wait (up to ``ready_timeout``) until they answer health checks."""
         self._stopping = False
         if self.spec.child_config is not None and not self._config_files:
-            self._config_files = {r.index: _write_child_config(self.spec.child_config, r.index)
-                                  for r in self.replicas}
+            self._config_files = {
+                r.index: _write_child_config(self.spec.child_config, r.index) for r in self.replicas
+            }
         for replica in self.replicas:
             await self._spawn(replica)
             self._watchers.append(asyncio.get_running_loop().create_task(self._watch(replica)))
@@ -148,7 +169,7 @@ class ReplicaSupervisor:
         """Exponential in consecutive quick crashes; reset after ``stable_after`` of uptime."""
         if uptime >= self.spec.stable_after:
             replica.restarts = 0
-        delay = self.spec.restart_backoff * (2 ** replica.restarts)
+        delay = self.spec.restart_backoff * (2**replica.restarts)
         return float(min(self.spec.restart_backoff_max, delay))
 
     async def _watch(self, replica: Replica) -> None:
@@ -206,8 +227,14 @@ class ReplicaSupervisor:
         return {
             "group": self.spec.group,
             "replicas": [
-                {"index": r.index, "port": r.port, "state": r.state, "restarts": r.restarts,
-                 "pid": r.process.pid if r.process else None, "last_exit": r.last_exit}
+                {
+                    "index": r.index,
+                    "port": r.port,
+                    "state": r.state,
+                    "restarts": r.restarts,
+                    "pid": r.process.pid if r.process else None,
+                    "last_exit": r.last_exit,
+                }
                 for r in self.replicas
             ],
         }
@@ -283,18 +310,39 @@ def replica_config(config: Config, replicas: int) -> Config:
         local = group.deployments[0]
         # Each child keeps its own ledger, apart from the gateway's (which records every request).
         data_dir = os.path.join(config.server.data_dir, "replicas", f"{group.name}-{{index}}")
-        child = {"server": {"data_dir": data_dir},
-                 "models": [{"name": group.name,
-                             "deployments": [{"provider": "local", "model": local.model,
-                                              "options": dict(local.options)}]}]}
-        spec = ReplicaSpec(group=group.name, model=group.name, replicas=replicas,
-                           command=(*SERVE_COMMAND, "--config", "{config}"), child_config=child,
-                           max_concurrency=local.max_concurrency, health_path="/ready")
+        child = {
+            "server": {"data_dir": data_dir},
+            "models": [
+                {
+                    "name": group.name,
+                    "deployments": [
+                        {"provider": "local", "model": local.model, "options": dict(local.options)}
+                    ],
+                }
+            ],
+        }
+        spec = ReplicaSpec(
+            group=group.name,
+            model=group.name,
+            replicas=replicas,
+            command=(*SERVE_COMMAND, "--config", "{config}"),
+            child_config=child,
+            max_concurrency=local.max_concurrency,
+            health_path="/ready",
+        )
         supervisor_ports = [free_port(spec.host) for _ in range(replicas)]
-        options = {"health_interval": 1.0, **group.options,
-                   "replicas": {"count": replicas, "ports": supervisor_ports, "model": group.name,
-                                "command": list(spec.command), "child_config": child,
-                                "health_path": spec.health_path}}
+        options = {
+            "health_interval": 1.0,
+            **group.options,
+            "replicas": {
+                "count": replicas,
+                "ports": supervisor_ports,
+                "model": group.name,
+                "command": list(spec.command),
+                "child_config": child,
+                "health_path": spec.health_path,
+            },
+        }
         deployments = tuple(ReplicaSupervisor(replace(spec, ports=supervisor_ports)).deployments())
         groups.append(replace(group, deployments=deployments, options=options))
     return replace(config, models=tuple(groups))
@@ -325,5 +373,12 @@ def spec_from_options(group: ModelGroup, where: Where) -> ReplicaSpec:
     if not isinstance(health_path, str) or not health_path.startswith("/"):
         raise (where / "health_path").error(f"must be a path starting with '/', got {health_path!r}")
     model = raw.get("model", group.name)
-    return ReplicaSpec(group=group.name, model=str(model), replicas=count, command=tuple(command),
-                       ports=tuple(ports), child_config=child, health_path=health_path)
+    return ReplicaSpec(
+        group=group.name,
+        model=str(model),
+        replicas=count,
+        command=tuple(command),
+        ports=tuple(ports),
+        child_config=child,
+        health_path=health_path,
+    )

@@ -74,10 +74,27 @@ class BalanceSettings:
     context_window_fallbacks: tuple[str, ...] = ()
 
 
-_RETRY_KEYS = {"retries", "backoff_base", "backoff_max", "budget_ratio", "budget_min_per_s", "max_retry_after"}
+_RETRY_KEYS = {
+    "retries",
+    "backoff_base",
+    "backoff_max",
+    "budget_ratio",
+    "budget_min_per_s",
+    "max_retry_after",
+}
 _SCALAR_KEYS = {
-    "strategy", "timeout", "first_token_timeout", "hedge", "hedge_quantile", "hedge_min_samples",
-    "hedge_delay", "max_concurrency", "max_queue", "health_interval", "health_timeout", "health_check",
+    "strategy",
+    "timeout",
+    "first_token_timeout",
+    "hedge",
+    "hedge_quantile",
+    "hedge_min_samples",
+    "hedge_delay",
+    "max_concurrency",
+    "max_queue",
+    "health_interval",
+    "health_timeout",
+    "health_check",
 }
 SECTION_KEYS = _RETRY_KEYS | _SCALAR_KEYS | {"breaker", "affinity"}
 GROUP_ONLY_KEYS = {"fallbacks", "context_window_fallbacks"}

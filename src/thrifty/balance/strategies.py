@@ -113,7 +113,10 @@ class Affinity:
             return least
         chosen = max(candidates, key=lambda m: _rank(key, m.name))
         gap = chosen.outstanding - least.outstanding
-        if gap >= self.settings.balance_abs and chosen.outstanding > self.settings.balance_rel * least.outstanding:
+        if (
+            gap >= self.settings.balance_abs
+            and chosen.outstanding > self.settings.balance_rel * least.outstanding
+        ):
             self.spilled += 1
             return least
         self.sticky += 1

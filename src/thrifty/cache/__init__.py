@@ -44,4 +44,3 @@ def wrap_cache(backend: Backend, group: ModelGroup, config: Config, store: Cache
     from .layer import CacheLayer
 
     return CacheLayer(backend, group.name, settings, store)
-

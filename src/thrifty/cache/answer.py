@@ -31,7 +31,9 @@ class CachedAnswer:
     def _served_usage(self) -> Usage:
         # The whole prompt was served from the cache: nothing was paid upstream.
         prompt = self.usage.prompt_tokens
-        return Usage(prompt_tokens=prompt, completion_tokens=self.usage.completion_tokens, cached_tokens=prompt)
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=self.usage.completion_tokens, cached_tokens=prompt
+        )
 
     def response(self, request: ChatRequest) -> ChatResponse:
         """The answer as a response to ``request`` (its id, now, cached usage); takes over ``body``."""
@@ -105,7 +107,9 @@ class StreamRecorder:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason, "logprobs": None}],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": self.finish_reason, "logprobs": None}
+            ],
         }
         return CachedAnswer(body=body, usage=self.usage)
 

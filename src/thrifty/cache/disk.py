@@ -47,7 +47,9 @@ def _setup(db: sqlite3.Connection) -> None:
 class DiskLevel:
     """A SQLite file of answers (and semantic questions), used from one worker thread."""
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.time, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, path: str, clock: Callable[[], float] = time.time, backoff: Backoff | None = None
+    ) -> None:
         self.path = path
         self.clock = clock
         self.errors = 0
@@ -82,7 +84,11 @@ class DiskLevel:
 
     def _keep_trying(self) -> None:
         """Start the background reopening, if the file is down and nothing is trying yet."""
-        if self.outage.problem is None or self._closed or (self._retry is not None and not self._retry.done()):
+        if (
+            self.outage.problem is None
+            or self._closed
+            or (self._retry is not None and not self._retry.done())
+        ):
             return
         self._retry = asyncio.ensure_future(self._reopen())
 
@@ -139,7 +145,9 @@ class DiskLevel:
         try:
             kept = set_aside(self.path)
         except OSError as err:
-            self.outage.failed(f"the cache file {self.path} is damaged and cannot be moved aside: {cause(err)}")
+            self.outage.failed(
+                f"the cache file {self.path} is damaged and cannot be moved aside: {cause(err)}"
+            )
             return
         log.warning("cache: %s is damaged (%s); moved to %s and starting afresh", self.path, cause(exc), kept)
         self.set_aside.append(kept)

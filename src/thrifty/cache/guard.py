@@ -126,5 +126,9 @@ class ThresholdGuard:
 
     def stats(self) -> dict[str, float | int]:
         with self._lock:
-            return {"threshold": round(self.base, 4), "audits": self.total_audits, "audit_errors": self.total_errors,
-                    "tightened_questions": len(self._local)}
+            return {
+                "threshold": round(self.base, 4),
+                "audits": self.total_audits,
+                "audit_errors": self.total_errors,
+                "tightened_questions": len(self._local),
+            }

@@ -73,7 +73,9 @@ class CacheLayer(Wrapper):
         self.settings = settings
         self.store = store
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
-        self.guard = ThresholdGuard(settings.threshold, settings.guard) if settings.guard.max_error_rate else None
+        self.guard = (
+            ThresholdGuard(settings.threshold, settings.guard) if settings.guard.max_error_rate else None
+        )
 
     async def start(self) -> None:
         """Start ``inner``; the store is started by its owner (the stack), before this."""
@@ -197,7 +199,9 @@ class CacheLayer(Wrapper):
         if vector is None:
             vector = await asyncio.to_thread(index.vector, plan.text)
         expires = self.store.clock() + max(plan.ttls)
-        await self.store.remember(plan.partition, Question(plan.key, plan.namespace, plan.text, expires), vector)
+        await self.store.remember(
+            plan.partition, Question(plan.key, plan.namespace, plan.text, expires), vector
+        )
 
     # -- single-flight ------------------------------------------------------------
 

@@ -19,7 +19,12 @@ from ..errors import InvalidRequest
 PARAM = "x-thrifty-cache"
 DEFAULT_NAMESPACE = "default"
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_FLAGS = {"no-cache": "no_cache", "no-store": "no_store", "semantic": "semantic", "no-semantic": "no_semantic"}
+_FLAGS = {
+    "no-cache": "no_cache",
+    "no-store": "no_store",
+    "semantic": "semantic",
+    "no-semantic": "no_semantic",
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,9 @@ def _from_body(raw: Mapping[str, Any]) -> RequestCache:
             raise InvalidRequest(f"thrifty.cache.{key} must be true or false.", param=PARAM)
     ttl = raw.get("ttl")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
-        raise InvalidRequest(f"thrifty.cache.ttl must be a positive number of seconds, got {ttl!r}.", param=PARAM)
+        raise InvalidRequest(
+            f"thrifty.cache.ttl must be a positive number of seconds, got {ttl!r}.", param=PARAM
+        )
     namespace = raw.get("namespace", DEFAULT_NAMESPACE)
     if not isinstance(namespace, str):
         raise InvalidRequest("thrifty.cache.namespace must be a string.", param=PARAM)
@@ -107,7 +114,9 @@ def _ttl_text(value: str) -> float:
     except ValueError:
         ttl = -1.0
     if not ttl > 0 or ttl == float("inf"):
-        raise InvalidRequest(f"x-thrifty-cache: ttl must be a positive number of seconds, got {value!r}.", param=PARAM)
+        raise InvalidRequest(
+            f"x-thrifty-cache: ttl must be a positive number of seconds, got {value!r}.", param=PARAM
+        )
     return ttl
 
 

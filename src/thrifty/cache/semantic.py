@@ -75,9 +75,7 @@ class SemanticIndex:
                 self._texts.popitem(last=False)
         return vector
 
-    def lookup(
-        self, partition: str, text: str, vector: Vector, threshold: float, check: bool
-    ) -> list[Match]:
+    def lookup(self, partition: str, text: str, vector: Vector, threshold: float, check: bool) -> list[Match]:
         """Candidates at or above ``threshold`` that pass the verifier, best first."""
         now = self.clock()
         # A writer may hold the lock for seconds while a partition moves to HNSW: a miss beats a wait.

@@ -1,25 +1,25 @@
 """The ``cache:`` config section and a model group's ``cache:`` option, parsed and checked.
 
-    cache:
-      l1_bytes: 67108864            # in-process LRU budget
-      l2_path: .thrifty/cache.sqlite3   # default under server.data_dir; false turns L2 off
-      redis_url: redis://127.0.0.1:6379/0   # optional shared L3
-      redis_timeout: 0.05           # seconds per Redis call before degrading to L1/L2
-      ttls: {l1: 300, l2: 86400, l3: 3600}  # or ttl: 3600 for every level
-      semantic: false               # opt in here, per model group, or per request
-      threshold: 0.85               # cosine similarity a semantic match must reach
-      verify: true                  # reject near-misses that change meaning
-      cache_sampled: false          # cache answers sampled with temperature > 0
-      unset_temperature: cache      # requests without temperature: cache (default) or skip
-      max_error_rate: 0.01          # audit semantic hits and move thresholds to hold this (default off)
-      audit_share: 0.05             # share of semantic hits audited against a fresh upstream answer
-      min_threshold: 0.75           # the lowest the audited threshold may fall to
-      hnsw_after: 20000             # entries per partition before switching to hnswlib
+cache:
+  l1_bytes: 67108864            # in-process LRU budget
+  l2_path: .thrifty/cache.sqlite3   # default under server.data_dir; false turns L2 off
+  redis_url: redis://127.0.0.1:6379/0   # optional shared L3
+  redis_timeout: 0.05           # seconds per Redis call before degrading to L1/L2
+  ttls: {l1: 300, l2: 86400, l3: 3600}  # or ttl: 3600 for every level
+  semantic: false               # opt in here, per model group, or per request
+  threshold: 0.85               # cosine similarity a semantic match must reach
+  verify: true                  # reject near-misses that change meaning
+  cache_sampled: false          # cache answers sampled with temperature > 0
+  unset_temperature: cache      # requests without temperature: cache (default) or skip
+  max_error_rate: 0.01          # audit semantic hits and move thresholds to hold this (default off)
+  audit_share: 0.05             # share of semantic hits audited against a fresh upstream answer
+  min_threshold: 0.75           # the lowest the audited threshold may fall to
+  hnsw_after: 20000             # entries per partition before switching to hnswlib
 
-    models:
-      - name: fast
-        deployments: [...]
-        cache: {semantic: true, threshold: 0.92, ttl: 600}   # or cache: false
+models:
+  - name: fast
+    deployments: [...]
+    cache: {semantic: true, threshold: 0.92, ttl: 600}   # or cache: false
 """
 
 from __future__ import annotations
@@ -39,8 +39,19 @@ LEVELS = ("l1", "l2", "l3")
 UNSET_TEMPERATURE = ("cache", "skip")
 _POLICY_KEYS = ("unset_temperature", "max_error_rate", "audit_share", "min_threshold")
 _SECTION_KEYS = {
-    "enabled", "l1_bytes", "l2_path", "redis_url", "redis_timeout", "ttl", "ttls",
-    "semantic", "threshold", "verify", "cache_sampled", "hnsw_after", *_POLICY_KEYS,
+    "enabled",
+    "l1_bytes",
+    "l2_path",
+    "redis_url",
+    "redis_timeout",
+    "ttl",
+    "ttls",
+    "semantic",
+    "threshold",
+    "verify",
+    "cache_sampled",
+    "hnsw_after",
+    *_POLICY_KEYS,
 }
 _GROUP_KEYS = {"enabled", "ttl", "ttls", "semantic", "threshold", "verify", "cache_sampled", *_POLICY_KEYS}
 
@@ -171,7 +182,9 @@ def _store(section: Mapping[str, Any], where: Where, config: Config) -> StoreSet
     )
 
 
-def _ttls(raw: Mapping[str, Any], where: Where, default: tuple[float, float, float]) -> tuple[float, float, float]:
+def _ttls(
+    raw: Mapping[str, Any], where: Where, default: tuple[float, float, float]
+) -> tuple[float, float, float]:
     ttls = list(default)
     if "ttl" in raw:
         ttls = [read_positive(raw, "ttl", where, 0.0)] * 3
@@ -184,5 +197,3 @@ def _ttls(raw: Mapping[str, Any], where: Where, default: tuple[float, float, flo
             if level in per_level:
                 ttls[i] = read_positive(per_level, level, where / "ttls", 0.0)
     return (ttls[0], ttls[1], ttls[2])
-
-

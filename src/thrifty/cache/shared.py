@@ -59,7 +59,9 @@ class RedisLevel:
             if not self.down:
                 log.warning(
                     "cache: Redis %s failed (%s: %s); serving from L1/L2 until it answers again",
-                    what, type(exc).__name__, exc,
+                    what,
+                    type(exc).__name__,
+                    exc,
                 )
             self.down = True
             self.down_until = self.clock() + RETRY_AFTER

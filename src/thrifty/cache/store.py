@@ -109,7 +109,14 @@ class CacheStore:
         await asyncio.to_thread(self._semantic.add, partition, question, vector)
         disk = self.tiers.disk
         if disk is not None:
-            row = (question.key, partition, question.namespace, question.text, vector.tobytes(), question.expires)
+            row = (
+                question.key,
+                partition,
+                question.namespace,
+                question.text,
+                vector.tobytes(),
+                question.expires,
+            )
             await disk.put_question(row)
 
     async def purge(self, namespace: str) -> int:

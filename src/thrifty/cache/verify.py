@@ -35,12 +35,34 @@ _TOKEN = re.compile(
     re.IGNORECASE,
 )
 # Scripts whose words are separated by spaces, and scripts written without spaces (a character is a word).
-_SPACED = frozenset((
-    "LATIN", "CYRILLIC", "GREEK", "ARABIC", "HEBREW", "DEVANAGARI", "BENGALI", "GURMUKHI", "GUJARATI", "ORIYA",
-    "TAMIL", "TELUGU", "KANNADA", "MALAYALAM", "SINHALA", "ARMENIAN", "GEORGIAN", "HANGUL", "ETHIOPIC", "SYRIAC",
-    "THAANA",
-))
-_UNSPACED = frozenset(("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN", "YI", "IDEOGRAPHIC"))
+_SPACED = frozenset(
+    (
+        "LATIN",
+        "CYRILLIC",
+        "GREEK",
+        "ARABIC",
+        "HEBREW",
+        "DEVANAGARI",
+        "BENGALI",
+        "GURMUKHI",
+        "GUJARATI",
+        "ORIYA",
+        "TAMIL",
+        "TELUGU",
+        "KANNADA",
+        "MALAYALAM",
+        "SINHALA",
+        "ARMENIAN",
+        "GEORGIAN",
+        "HANGUL",
+        "ETHIOPIC",
+        "SYRIAC",
+        "THAANA",
+    )
+)
+_UNSPACED = frozenset(
+    ("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN", "YI", "IDEOGRAPHIC")
+)
 _CONTRACTIONS = (
     (re.compile(r"\bcan['’]?t\b|\bcannot\b", re.I), "can not"),
     (re.compile(r"\bwon['’]?t\b", re.I), "will not"),
@@ -65,24 +87,56 @@ _STOP = frozenset(
 )
 _NUMBER_WORDS = {
     w: str(i)
-    for i, w in enumerate(_words(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty"
-    ))
-} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80",
-     "ninety": "90", "hundred": "100", "thousand": "1000", "million": "1000000", "dozen": "12",
-     "half": "0.5", "once": "1x", "twice": "2x"}
+    for i, w in enumerate(
+        _words(
+            "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+            "fifteen sixteen seventeen eighteen nineteen twenty"
+        )
+    )
+} | {
+    "thirty": "30",
+    "forty": "40",
+    "fifty": "50",
+    "sixty": "60",
+    "seventy": "70",
+    "eighty": "80",
+    "ninety": "90",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1000000",
+    "dozen": "12",
+    "half": "0.5",
+    "once": "1x",
+    "twice": "2x",
+}
 
 
 # Small, generic groups of words that ask the same thing; each maps to its first word.
 _SYNONYMS = {
     word: group.split()[0]
     for group in (
-        "start begin commence", "get receive obtain", "change update modify alter edit",
-        "send submit", "fastest quickest", "buy purchase", "fix repair", "big large",
-        "small little", "find locate", "delete remove", "need require", "quote quotation",
-        "store shop", "car vehicle", "movie film", "help assist", "order request",
-        "price cost", "show display", "phone telephone", "email e-mail",
+        "start begin commence",
+        "get receive obtain",
+        "change update modify alter edit",
+        "send submit",
+        "fastest quickest",
+        "buy purchase",
+        "fix repair",
+        "big large",
+        "small little",
+        "find locate",
+        "delete remove",
+        "need require",
+        "quote quotation",
+        "store shop",
+        "car vehicle",
+        "movie film",
+        "help assist",
+        "order request",
+        "price cost",
+        "show display",
+        "phone telephone",
+        "email e-mail",
     )
     for word in group.split()
 }
@@ -203,8 +257,11 @@ def _pair(query: list[Word], cached: list[Word]) -> tuple[list[int], list[int], 
     for qi in leftover:
         word = query[qi]
         j = next(
-            (j for j, c in enumerate(cached)
-             if not used[j] and word.fuzzy and c.fuzzy and _one_edit(word.stem, c.stem)),
+            (
+                j
+                for j, c in enumerate(cached)
+                if not used[j] and word.fuzzy and c.fuzzy and _one_edit(word.stem, c.stem)
+            ),
             None,
         )
         if j is None:

@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m thrifty.compress", description=__doc__.split("\n")[0])
     parser.add_argument("file", help="a chat request or a list of messages, as JSON ('-': standard input)")
     parser.add_argument("--mode", choices=MODES[1:], default="balanced")
-    parser.add_argument("--ratio", type=float, default=Knobs.ratio, help="aggressive: share of the context kept")
+    parser.add_argument(
+        "--ratio", type=float, default=Knobs.ratio, help="aggressive: share of the context kept"
+    )
     parser.add_argument("--budget-tokens", type=int, default=Knobs.budget_tokens)
     args = parser.parse_args(argv)
     try:
@@ -43,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=2, ensure_ascii=False))
     removed = " ".join(f"{what}={n}" for what, n in tally.items())
     saved = 100 * (1 - after / before) if before else 0.0
-    print(f"{args.mode}: {before:,} -> {after:,} tokens ({saved:.1f}% saved) {removed}".rstrip(), file=sys.stderr)
+    print(
+        f"{args.mode}: {before:,} -> {after:,} tokens ({saved:.1f}% saved) {removed}".rstrip(),
+        file=sys.stderr,
+    )
     return 0
 
 

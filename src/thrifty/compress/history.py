@@ -110,7 +110,9 @@ def _paragraph_repeats(
             tally.add("near-duplicate")
             changed = True
             quoted = block.lstrip().startswith(">")
-            kept.append(f"{'> ' if quoted else ''}[repeats a paragraph of an earlier {source}: \"{opening(block.lstrip('> '), 6)}\"]")
+            kept.append(
+                f'{"> " if quoted else ""}[repeats a paragraph of an earlier {source}: "{opening(block.lstrip("> "), 6)}"]'
+            )
     return with_text(message, "\n\n".join(kept)) if changed else message
 
 
@@ -176,7 +178,9 @@ def _summary(old: Sequence[Message], query: str) -> str:
         kind = role(message)
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
-            lines.append(f"- assistant called {function.get('name', 'a tool')}({function.get('arguments', '')})")
+            lines.append(
+                f"- assistant called {function.get('name', 'a tool')}({function.get('arguments', '')})"
+            )
         text = text_of(message)
         if not text.strip():
             continue

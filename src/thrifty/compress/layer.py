@@ -49,7 +49,11 @@ class CompressLayer(Wrapper):
 
     def status(self) -> dict[str, Any]:
         """Gauges: prompts compressed, their tokens before, and the tokens saved (thrifty's count)."""
-        return {"compressed": self.compressed, "tokens_in": self.tokens_in, "tokens_saved": self.tokens_in - self.tokens_out}
+        return {
+            "compressed": self.compressed,
+            "tokens_in": self.tokens_in,
+            "tokens_saved": self.tokens_in - self.tokens_out,
+        }
 
     def _untouched(self, request: ChatRequest) -> bool:
         return self._always_off and "compress" not in request.options
@@ -109,7 +113,9 @@ class CompressLayer(Wrapper):
             messages, tally = shrink(request.messages, knobs, self.count, scorer)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             # A shape the passes do not know: the request goes as it came.
-            log.warning("compress: %s left request %s unchanged: %r", self.group, request.trace.request_id, exc)
+            log.warning(
+                "compress: %s left request %s unchanged: %r", self.group, request.trace.request_id, exc
+            )
             return None, ()
         return messages, tally.items()
 

@@ -98,5 +98,9 @@ def dedupe_exact(messages: list[Message], tally: Tally, *, protect: int) -> list
 def _reference(message: Message, text: str) -> str:
     if role(message) == "tool":
         call = message.get("tool_call_id")
-        return f"[identical to the result of tool call {call} above]" if call else "[identical to a tool result above]"
+        return (
+            f"[identical to the result of tool call {call} above]"
+            if call
+            else "[identical to a tool result above]"
+        )
     return f'[identical to the earlier {role(message)} message beginning "{opening(text)}"]'

@@ -49,4 +49,6 @@ def bm25(chunks: Sequence[str], query: str) -> list[float]:
 def blend(lexical: Sequence[float], semantic: Sequence[float], weight: float = 0.5) -> list[float]:
     """BM25 scaled to 0..1 by its maximum, mixed with cosine similarities (``weight`` on the cosine)."""
     top = max(lexical, default=0.0) or 1.0
-    return [(1 - weight) * lex / top + weight * max(0.0, sem) for lex, sem in zip(lexical, semantic, strict=True)]
+    return [
+        (1 - weight) * lex / top + weight * max(0.0, sem) for lex, sem in zip(lexical, semantic, strict=True)
+    ]

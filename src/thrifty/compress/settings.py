@@ -102,7 +102,9 @@ def _as_mapping(raw: Any, where: Where) -> Mapping[str, Any]:
     raise where.error("must be a mode (off, minimal, balanced, aggressive), a mapping of settings, or false")
 
 
-def _apply(settings: CompressSettings, raw: Mapping[str, Any], where: Where, known: set[str]) -> CompressSettings:
+def _apply(
+    settings: CompressSettings, raw: Mapping[str, Any], where: Where, known: set[str]
+) -> CompressSettings:
     reject_unknown(raw, known, where)
     knobs = _tune(settings.knobs, {k: v for k, v in raw.items() if k in _TUNING | {"mode"}}, where)
     return replace(
@@ -135,12 +137,16 @@ def _tune(knobs: Knobs, raw: Mapping[str, Any], where: Where) -> Knobs:
         changes["ratio"] = ratio
     if "scorer" in raw:
         if raw["scorer"] not in SCORERS:
-            raise (where / "scorer").error(f"unknown scorer {raw['scorer']!r}; expected one of {', '.join(SCORERS)}")
+            raise (where / "scorer").error(
+                f"unknown scorer {raw['scorer']!r}; expected one of {', '.join(SCORERS)}"
+            )
         changes["scorer"] = raw["scorer"]
     return replace(knobs, **changes) if changes else knobs
 
 
-def request_knobs(settings: CompressSettings, options: Mapping[str, Any], key_id: str = "", key_name: str = "") -> Knobs:
+def request_knobs(
+    settings: CompressSettings, options: Mapping[str, Any], key_id: str = "", key_name: str = ""
+) -> Knobs:
     """The knobs for one request: the group's, then its key's mode, then the request's own choice."""
     knobs = settings.knobs
     if settings.keys and (key_id or key_name):
@@ -200,7 +206,9 @@ def _number(value: str, kind: type[int] | type[float], name: str) -> int | float
     try:
         return kind(value)
     except ValueError:
-        raise InvalidRequest(f"x-thrifty-compress: {name} must be a number, got {value!r}.", param=PARAM) from None
+        raise InvalidRequest(
+            f"x-thrifty-compress: {name} must be a number, got {value!r}.", param=PARAM
+        ) from None
 
 
 __all__ = ["MODES", "CompressSettings", "Knobs", "parse_settings", "request_knobs"]

@@ -111,8 +111,13 @@ class Experiment:
         if cand.n < min_samples or champ.n < min_samples:
             return None
         p = prob_better(cand, champ)
-        facts = {"variant": candidate, "against": self.champion, "p_better": round(p, 4),
-                 "candidate": cand.to_json(), "champion": champ.to_json()}
+        facts = {
+            "variant": candidate,
+            "against": self.champion,
+            "p_better": round(p, 4),
+            "candidate": cand.to_json(),
+            "champion": champ.to_json(),
+        }
         if p >= confidence:
             self.history.append({"event": "promoted", **facts})
             self.champion, self.candidate = candidate, None
@@ -126,9 +131,12 @@ class Experiment:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "context": self.context, "champion": self.champion, "candidate": self.candidate,
+            "context": self.context,
+            "champion": self.champion,
+            "candidate": self.candidate,
             "arms": {name: arm.to_json() for name, arm in self.arms.items()},
-            "rejected": sorted(self.rejected), "history": list(self.history),
+            "rejected": sorted(self.rejected),
+            "history": list(self.history),
         }
 
 

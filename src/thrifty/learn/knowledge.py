@@ -55,8 +55,20 @@ CREATE TABLE IF NOT EXISTS signals (
 );
 CREATE INDEX IF NOT EXISTS signals_response ON signals (response_id);
 """
-_COLUMNS = ("id", "owner", "question", "answer", "vector", "good", "bad", "source", "response_id", "created",
-            "removed", "version")
+_COLUMNS = (
+    "id",
+    "owner",
+    "question",
+    "answer",
+    "vector",
+    "good",
+    "bad",
+    "source",
+    "response_id",
+    "created",
+    "removed",
+    "version",
+)
 
 
 @dataclass(slots=True)
@@ -165,10 +177,17 @@ class KnowledgeBase:
             values = dict(zip(_COLUMNS, row, strict=True))
             self.seen_version = max(self.seen_version, int(values["version"]))
             entry = Entry(
-                id=values["id"], owner=values["owner"], question=values["question"], answer=values["answer"],
-                vector=np.frombuffer(values["vector"], dtype=np.float32), good=float(values["good"]),
-                bad=float(values["bad"]), source=values["source"], response_id=values["response_id"] or "",
-                created=float(values["created"]), removed=bool(values["removed"]),
+                id=values["id"],
+                owner=values["owner"],
+                question=values["question"],
+                answer=values["answer"],
+                vector=np.frombuffer(values["vector"], dtype=np.float32),
+                good=float(values["good"]),
+                bad=float(values["bad"]),
+                source=values["source"],
+                response_id=values["response_id"] or "",
+                created=float(values["created"]),
+                removed=bool(values["removed"]),
             )
             self._put(entry)
 
@@ -182,8 +201,17 @@ class KnowledgeBase:
 
     # -- learning (memory now, the file in a thread) --------------------------------
 
-    def admit(self, owner: str, question: str, answer: str, vector: Vector, *,
-              response_id: str, source: str = "rated", good: float = 1.0) -> tuple[Entry, Callable[[], None]]:
+    def admit(
+        self,
+        owner: str,
+        question: str,
+        answer: str,
+        vector: Vector,
+        *,
+        response_id: str,
+        source: str = "rated",
+        good: float = 1.0,
+    ) -> tuple[Entry, Callable[[], None]]:
         """Count a good answer (new or known); returns the entry and the write to run in a thread."""
         key = entry_id(owner, question, answer)
         entry = self._entries.get(owner, {}).get(key)
@@ -192,13 +220,16 @@ class KnowledgeBase:
         entry.good += good
         self._put(entry)
         blob = vector.astype("float32").tobytes()
-        sql = (f"INSERT INTO knowledge ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-               "ON CONFLICT(id) DO UPDATE SET good = good + excluded.good, removed = 0, version = excluded.version")
+        sql = (
+            f"INSERT INTO knowledge ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+            "ON CONFLICT(id) DO UPDATE SET good = good + excluded.good, removed = 0, version = excluded.version"
+        )
         args = (key, owner, question, answer, blob, good, 0.0, source, response_id, entry.created, 0)
         return entry, lambda: self._write(sql, lambda version: (*args, version))
 
-    def contradict(self, owner: str, response_id: str = "", entry_key: str = "",
-                   weight: float = 1.0) -> Callable[[], None] | None:
+    def contradict(
+        self, owner: str, response_id: str = "", entry_key: str = "", weight: float = 1.0
+    ) -> Callable[[], None] | None:
         """Evidence against an answer kept (or served) here; the write to run, None if none matched.
 
         A rating of 1-2 weighs 1, a lukewarm 3 or an implicit signal less; an
@@ -206,8 +237,14 @@ class KnowledgeBase:
         """
         owned = self._entries.get(owner, {})
         found = owned.get(entry_key) if entry_key else None
-        found = found or next((e for e in owned.values()
-                               if response_id and e.response_id == response_id and e.source == "rated"), None)
+        found = found or next(
+            (
+                e
+                for e in owned.values()
+                if response_id and e.response_id == response_id and e.source == "rated"
+            ),
+            None,
+        )
         if found is None:
             return None
         found.bad += weight
@@ -243,8 +280,11 @@ class KnowledgeBase:
 
         cached = self._matrices.get(owner)
         if cached is None:
-            usable = [e for e in self._entries.get(owner, {}).values()
-                      if e.good >= self.settings.min_ratings and not e.removed]
+            usable = [
+                e
+                for e in self._entries.get(owner, {}).values()
+                if e.good >= self.settings.min_ratings and not e.removed
+            ]
             cached = (usable, np.stack([e.vector for e in usable]) if usable else None)
             self._matrices[owner] = cached
         entries, matrix = cached
@@ -256,7 +296,11 @@ class KnowledgeBase:
             if similarity < self.settings.knowledge_similarity:
                 break
             entry = entries[int(index)]
-            if entry.question == question or not self.settings.knowledge_verify or verify(question, entry.question).ok:
+            if (
+                entry.question == question
+                or not self.settings.knowledge_verify
+                or verify(question, entry.question).ok
+            ):
                 self.hits += 1
                 return Match(entry, similarity)
             self.rejected += 1
@@ -274,14 +318,27 @@ class KnowledgeBase:
 
     def log_signal(self, values: dict[str, Any]) -> None:
         """Keep one signal with its link to the ledger row, route and variant (blocking)."""
-        keys = ("ts", "response_id", "owner", "end_user", "kind", "rating", "reasons", "variant", "context", "route")
+        keys = (
+            "ts",
+            "response_id",
+            "owner",
+            "end_user",
+            "kind",
+            "rating",
+            "reasons",
+            "variant",
+            "context",
+            "route",
+        )
         with self._lock:
             db = self.db
             if db is None:
                 return
             try:
-                db.execute(f"INSERT INTO signals ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
-                           tuple(values.get(k) for k in keys))
+                db.execute(
+                    f"INSERT INTO signals ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
+                    tuple(values.get(k) for k in keys),
+                )
             except sqlite3.Error as exc:
                 self.outage.failed(f"knowledge base writes to {self.settings.path} fail: {cause(exc)}")
 

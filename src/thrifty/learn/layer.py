@@ -89,8 +89,15 @@ class Plan:
 
 
 class LearningLayer(Wrapper):
-    def __init__(self, inner: Backend, group: str, settings: LearnSettings, embed: Embed,
-                 *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        inner: Backend,
+        group: str,
+        settings: LearnSettings,
+        embed: Embed,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(inner)
         self.group = group
         self.settings = settings
@@ -101,12 +108,20 @@ class LearningLayer(Wrapper):
         self.recent = RecentAsks(settings.window_s, settings.duplicate_similarity)
         self.knowledge = KnowledgeBase(settings, clock)
         self.experiments: dict[tuple[str, str], Experiment] = {}
-        self.overrides: OrderedDict[tuple[str, str, str], str] = OrderedDict()  # (owner, user, context) -> variant
+        self.overrides: OrderedDict[tuple[str, str, str], str] = (
+            OrderedDict()
+        )  # (owner, user, context) -> variant
         self._served: OrderedDict[str, Served] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
-        self.counts = {"requests": 0, "signals": 0, "implicit": 0, "knowledge_hits": 0, "promoted": 0,
-                       "rolled_back": 0}
+        self.counts = {
+            "requests": 0,
+            "signals": 0,
+            "implicit": 0,
+            "knowledge_hits": 0,
+            "promoted": 0,
+            "rolled_back": 0,
+        }
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -148,17 +163,27 @@ class LearningLayer(Wrapper):
         return self.knowledge.degraded()
 
     def status(self) -> dict[str, Any]:
-        return {**self.counts, "knowledge_entries": self.knowledge.size(), "experiments": len(self.experiments),
-                "running": sum(1 for e in self.experiments.values() if e.candidate is not None)}
+        return {
+            **self.counts,
+            "knowledge_entries": self.knowledge.size(),
+            "experiments": len(self.experiments),
+            "running": sum(1 for e in self.experiments.values() if e.candidate is not None),
+        }
 
     def report(self, owner: str | None = None) -> dict[str, Any]:
         """Experiments, their evidence and what was promoted (``owner``: only that key's)."""
         return {
             "group": self.group,
-            "experiments": [e.to_json() | {"owner": o} for (o, _), e in self.experiments.items()
-                            if owner is None or o == owner],
-            "overrides": [{"owner": o, "user": u, "context": c, "variant": v}
-                          for (o, u, c), v in self.overrides.items() if owner is None or o == owner],
+            "experiments": [
+                e.to_json() | {"owner": o}
+                for (o, _), e in self.experiments.items()
+                if owner is None or o == owner
+            ],
+            "overrides": [
+                {"owner": o, "user": u, "context": c, "variant": v}
+                for (o, u, c), v in self.overrides.items()
+                if owner is None or o == owner
+            ],
             "knowledge_entries": self.knowledge.size(owner),
         }
 
@@ -197,7 +222,9 @@ class LearningLayer(Wrapper):
         trace = request.trace
         owner, user = trace.key_id, trace.user or str(request.params.get("user") or "")
         vector = (await asyncio.to_thread(self.embed, [question]))[0]
-        implicit = self.recent.observe(owner, user, Ask(trace.request_id, _fingerprint(request), vector, self.clock()))
+        implicit = self.recent.observe(
+            owner, user, Ask(trace.request_id, _fingerprint(request), vector, self.clock())
+        )
         if implicit is not None:
             self._implicit(owner, implicit)
         context = self.contexts.assign(owner, vector)
@@ -243,7 +270,9 @@ class LearningLayer(Wrapper):
     def _hit_response(self, request: ChatRequest, match: Match) -> ChatResponse:
         request.trace.deployment = request.trace.deployment or f"{self.group}/knowledge"
         usage = Usage()
-        body = completion_body(id=request.trace.request_id, model=self.group, content=match.entry.answer, usage=usage)
+        body = completion_body(
+            id=request.trace.request_id, model=self.group, content=match.entry.answer, usage=usage
+        )
         return ChatResponse(body=body, usage=usage)
 
     def _hit_chunks(self, request: ChatRequest, match: Match) -> list[Chunk]:
@@ -264,7 +293,9 @@ class LearningLayer(Wrapper):
         self.counts["implicit"] += 1
         self._count(served, 0.0, self.settings.implicit_weight)
         if served.knowledge_id:
-            write = self.knowledge.contradict(owner, entry_key=served.knowledge_id, weight=self.settings.implicit_weight)
+            write = self.knowledge.contradict(
+                owner, entry_key=served.knowledge_id, weight=self.settings.implicit_weight
+            )
             if write is not None:
                 self._background(write)
         self._log(implicit.request_id, served, implicit.kind, None, [], "")
@@ -289,8 +320,9 @@ class LearningLayer(Wrapper):
         user = signal.user or served.user
         reasons = await asyncio.to_thread(self.classifier.classify, signal.comment, signal.rating)
         reward = reward_of(signal.rating)
-        experiment = self.experiments.setdefault((served.owner, served.context),
-                                                 Experiment(served.owner, served.context))
+        experiment = self.experiments.setdefault(
+            (served.owner, served.context), Experiment(served.owner, served.context)
+        )
         decision = self._count(served, reward, 1.0)
         key = (served.owner, user, served.context)
         if signal.rating <= 2 and self.overrides.get(key) == served.variant:
@@ -323,25 +355,64 @@ class LearningLayer(Wrapper):
         elif signal.rating >= 4 and served.knowledge_id:  # a reused answer rated well again
             entry = kb.get(served.owner, served.knowledge_id)
             if entry is not None:
-                writes.append(kb.admit(served.owner, entry.question, entry.answer, entry.vector,
-                                       response_id=entry.response_id, source=entry.source)[1])
+                writes.append(
+                    kb.admit(
+                        served.owner,
+                        entry.question,
+                        entry.answer,
+                        entry.vector,
+                        response_id=entry.response_id,
+                        source=entry.source,
+                    )[1]
+                )
         elif signal.rating >= 4 and served.answer:
-            writes.append(kb.admit(served.owner, served.question, served.answer, served.vector,
-                                   response_id=signal.response_id)[1])
+            writes.append(
+                kb.admit(
+                    served.owner,
+                    served.question,
+                    served.answer,
+                    served.vector,
+                    response_id=signal.response_id,
+                )[1]
+            )
         if signal.corrected_answer:  # the user's own answer counts as validated at once
-            writes.append(kb.admit(served.owner, served.question, signal.corrected_answer, served.vector,
-                                   response_id=signal.response_id, source="corrected",
-                                   good=float(self.settings.min_ratings))[1])
+            writes.append(
+                kb.admit(
+                    served.owner,
+                    served.question,
+                    signal.corrected_answer,
+                    served.vector,
+                    response_id=signal.response_id,
+                    source="corrected",
+                    good=float(self.settings.min_ratings),
+                )[1]
+            )
         for write in writes:
             if write is not None:
                 self._background(write)
 
-    def _log(self, response_id: str, served: Served, kind: str, rating: float | None, reasons: Sequence[str],
-             route: str, user: str = "") -> None:
-        values = {"ts": self.clock(), "response_id": response_id, "owner": served.owner,
-                  "end_user": user or served.user, "kind": kind, "rating": rating,
-                  "reasons": json.dumps(list(reasons)), "variant": served.variant, "context": served.context,
-                  "route": route}
+    def _log(
+        self,
+        response_id: str,
+        served: Served,
+        kind: str,
+        rating: float | None,
+        reasons: Sequence[str],
+        route: str,
+        user: str = "",
+    ) -> None:
+        values = {
+            "ts": self.clock(),
+            "response_id": response_id,
+            "owner": served.owner,
+            "end_user": user or served.user,
+            "kind": kind,
+            "rating": rating,
+            "reasons": json.dumps(list(reasons)),
+            "variant": served.variant,
+            "context": served.context,
+            "route": route,
+        }
         self._background(lambda: self.knowledge.log_signal(values))
 
 
@@ -352,4 +423,3 @@ def _kept(answer: str) -> str:
 def _fingerprint(request: ChatRequest) -> str:
     text = json.dumps(request.messages, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-

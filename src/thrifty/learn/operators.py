@@ -58,20 +58,43 @@ class Operator:
 OPERATORS: dict[str, Operator] = {
     op.name: op
     for op in (
-        Operator("simplify_examples", frozenset({"too_complex", "missing_examples"}),
-                 suffix="simply with practical examples"),
-        Operator("concise", frozenset({"too_long"}),
-                 system="Answer concisely: lead with the answer, in a few sentences, no preamble."),
-        Operator("detailed", frozenset({"too_short"}),
-                 system="Answer thoroughly: cover the why and the how, with the important details."),
-        Operator("step_by_step", frozenset({"wrong"}),
-                 system="Work through the question step by step and check each step before answering."),
-        Operator("user_language", frozenset({"wrong_language"}), format_safe=True,
-                 system="Answer in the language the user wrote in."),
-        Operator("format_hint", frozenset({"format"}),
-                 system="Structure the answer: short headings, bullet points, code in code blocks."),
-        Operator("on_topic", frozenset({"off_topic"}), format_safe=True,
-                 system="Answer exactly the question asked; do not drift to related topics."),
+        Operator(
+            "simplify_examples",
+            frozenset({"too_complex", "missing_examples"}),
+            suffix="simply with practical examples",
+        ),
+        Operator(
+            "concise",
+            frozenset({"too_long"}),
+            system="Answer concisely: lead with the answer, in a few sentences, no preamble.",
+        ),
+        Operator(
+            "detailed",
+            frozenset({"too_short"}),
+            system="Answer thoroughly: cover the why and the how, with the important details.",
+        ),
+        Operator(
+            "step_by_step",
+            frozenset({"wrong"}),
+            system="Work through the question step by step and check each step before answering.",
+        ),
+        Operator(
+            "user_language",
+            frozenset({"wrong_language"}),
+            format_safe=True,
+            system="Answer in the language the user wrote in.",
+        ),
+        Operator(
+            "format_hint",
+            frozenset({"format"}),
+            system="Structure the answer: short headings, bullet points, code in code blocks.",
+        ),
+        Operator(
+            "on_topic",
+            frozenset({"off_topic"}),
+            format_safe=True,
+            system="Answer exactly the question asked; do not drift to related topics.",
+        ),
     )
 }
 _FIRST_FOR: dict[str, str] = {}
@@ -92,7 +115,9 @@ def operator_for(reasons: Sequence[str]) -> Operator | None:
 def exemplar_operator(question: str, answer: str) -> Operator:
     """An operator distilled from a well-rated answer: show it as an example of what worked."""
     return Operator(
-        "exemplar", frozenset(), format_safe=False,
+        "exemplar",
+        frozenset(),
+        format_safe=False,
         system=f"An answer users rated highly for a similar question.\nQuestion: {question}\nAnswer: {answer}",
     )
 
@@ -110,7 +135,9 @@ def opted_out(options: Mapping[str, Any]) -> bool:
 
 def applicable(request: ChatRequest, operator: Operator) -> bool:
     """Whether ``operator`` may touch ``request`` at all."""
-    if request.params.get("tools") or any(m.get("role") == "tool" or m.get("tool_calls") for m in request.messages):
+    if request.params.get("tools") or any(
+        m.get("role") == "tool" or m.get("tool_calls") for m in request.messages
+    ):
         return False
     fmt = request.params.get("response_format")
     if isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):

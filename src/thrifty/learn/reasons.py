@@ -25,55 +25,86 @@ if TYPE_CHECKING:
 Embed = Callable[[Sequence[str]], Any]  # texts -> unit vectors (a numpy array)
 
 REASONS = (
-    "too_complex", "too_long", "too_short", "wrong", "missing_examples",
-    "wrong_language", "format", "off_topic", "good",
+    "too_complex",
+    "too_long",
+    "too_short",
+    "wrong",
+    "missing_examples",
+    "wrong_language",
+    "format",
+    "off_topic",
+    "good",
 )
 NEGATIVE = frozenset(REASONS) - {"good"}
 PROTOTYPE_MIN = 0.45  # cosine a comment must reach to take its nearest prototype's reason
 
 _PATTERNS: dict[str, str] = {
     "too_complex": r"too (complex|complicated|technical|advanced|hard|difficult|dense|academic)|"
-                   r"(confusing|jargon|over my head|hard to (follow|understand)|simpler|simply|"
-                   r"lost me|like i'?m (five|5)|for a beginner|plain english|eli5)",
+    r"(confusing|jargon|over my head|hard to (follow|understand)|simpler|simply|"
+    r"lost me|like i'?m (five|5)|for a beginner|plain english|eli5)",
     "too_long": r"too (long|verbose|wordy|much text)|(shorter|concise|tl;?dr|rambl|get to the point|"
-                r"wall of text|waffle|brief(er)?\b|long.winded|padding|fluff)",
+    r"wall of text|waffle|brief(er)?\b|long.winded|padding|fluff)",
     "too_short": r"too (short|brief|terse|shallow)|(more detail|elaborate|expand|in depth|more depth|"
-                 r"incomplete|barely|one.liner|not enough|say more|longer)",
+    r"incomplete|barely|one.liner|not enough|say more|longer)",
     "wrong": r"\b(wrong|incorrect|inaccurate|false|error|mistake|not true|untrue|made up|hallucinat|"
-             r"outdated|bug|doesn'?t work|does not work|broken|nonsense|factually)",
+    r"outdated|bug|doesn'?t work|does not work|broken|nonsense|factually)",
     "missing_examples": r"(examples?|sample code|code snippet|show me (how|code)|concrete|practical|"
-                        r"illustrat|use case|demo|real.world|hands.on)",
+    r"illustrat|use case|demo|real.world|hands.on)",
     "wrong_language": r"(in (french|spanish|german|english|italian|portuguese|japanese|chinese|dutch|"
-                      r"my language)|wrong language|language i (asked|wrote)|not in english|"
-                      r"answer in|reply in|respond in|translate)",
+    r"my language)|wrong language|language i (asked|wrote)|not in english|"
+    r"answer in|reply in|respond in|translate)",
     "format": r"\b(format|bullet|table|markdown|headings?|numbered|list form|json|structure|layout|"
-              r"code block|paragraphs?|unreadable)",
+    r"code block|paragraphs?|unreadable)",
     "off_topic": r"(off.topic|not what i asked|irrelevant|unrelated|didn'?t answer|did not answer|"
-                 r"missed the (point|question)|different question|not relevant|beside the point|"
-                 r"answered something else|ignored my question)",
+    r"missed the (point|question)|different question|not relevant|beside the point|"
+    r"answered something else|ignored my question)",
     "good": r"\b(great|perfect|excellent|helpful|thanks|thank you|exactly|clear|spot on|"
-            r"well explained|nice|good|love(d)? it|useful|brilliant|awesome)\b",
+    r"well explained|nice|good|love(d)? it|useful|brilliant|awesome)\b",
 }
 _COMPILED = {reason: re.compile(pattern, re.IGNORECASE) for reason, pattern in _PATTERNS.items()}
-_NEGATED_GOOD = re.compile(r"\b(not|no|n't|never|hardly)\s+(very\s+|that\s+|so\s+)?"
-                           r"(great|good|helpful|clear|useful|perfect)", re.IGNORECASE)
+_NEGATED_GOOD = re.compile(
+    r"\b(not|no|n't|never|hardly)\s+(very\s+|that\s+|so\s+)?"
+    r"(great|good|helpful|clear|useful|perfect)",
+    re.IGNORECASE,
+)
 
 _PROTOTYPES: dict[str, tuple[str, ...]] = {
-    "too_complex": ("This was way over my head.", "I could not follow the explanation.",
-                    "Please explain it in a way a newcomer understands."),
-    "too_long": ("I did not need an essay.", "Half of this could have been cut.",
-                 "It takes forever to get to the answer."),
-    "too_short": ("That barely scratches the surface.", "I expected a fuller answer.",
-                  "You left out most of what I needed."),
-    "wrong": ("That is not correct.", "The answer gives the wrong result.",
-              "This contradicts the documentation."),
-    "missing_examples": ("Show me how it looks in practice.", "I learn better from seeing a case.",
-                         "A worked case would have helped."),
-    "wrong_language": ("I asked in Spanish and got English.", "Please reply the way I wrote to you.",
-                       "Why did you answer in another language?"),
+    "too_complex": (
+        "This was way over my head.",
+        "I could not follow the explanation.",
+        "Please explain it in a way a newcomer understands.",
+    ),
+    "too_long": (
+        "I did not need an essay.",
+        "Half of this could have been cut.",
+        "It takes forever to get to the answer.",
+    ),
+    "too_short": (
+        "That barely scratches the surface.",
+        "I expected a fuller answer.",
+        "You left out most of what I needed.",
+    ),
+    "wrong": (
+        "That is not correct.",
+        "The answer gives the wrong result.",
+        "This contradicts the documentation.",
+    ),
+    "missing_examples": (
+        "Show me how it looks in practice.",
+        "I learn better from seeing a case.",
+        "A worked case would have helped.",
+    ),
+    "wrong_language": (
+        "I asked in Spanish and got English.",
+        "Please reply the way I wrote to you.",
+        "Why did you answer in another language?",
+    ),
     "format": ("Hard to scan, please structure it.", "Put it in a list.", "The layout is a mess."),
-    "off_topic": ("That has nothing to do with my question.", "You answered a different thing.",
-                  "Not what I was asking about."),
+    "off_topic": (
+        "That has nothing to do with my question.",
+        "You answered a different thing.",
+        "Not what I was asking about.",
+    ),
     "good": ("This answered my question.", "Just what I needed.", "Very clear, I understand now."),
 }
 

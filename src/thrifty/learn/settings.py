@@ -1,28 +1,28 @@
 """The ``learn:`` config section and a model group's ``learn:`` option, parsed and checked.
 
-    learn:
-      path: .thrifty/learn.sqlite3   # the knowledge base; default under server.data_dir
-      window_s: 300                  # a near-duplicate or regenerate within this counts against the answer
-      duplicate_similarity: 0.9      # cosine at which a user's new question repeats the previous one
-      context_similarity: 0.6        # cosine at which a request joins an existing context
-      max_contexts: 256              # contexts per owner; beyond, requests join the nearest
-      max_share: 0.5                 # most of a context's traffic a candidate variant gets
-      min_samples: 8                 # ratings each arm needs before promotion or rollback
-      confidence: 0.95               # P(candidate better) to promote; 1 - this to roll back
-      implicit_weight: 0.5           # weight of an implicit signal against a rating
-      knowledge: hit                 # hit | context | false
-      knowledge_similarity: 0.9      # cosine a stored question must reach before the verifier
-      knowledge_verify: true         # the cache's verifier must also agree (same words, numbers, negations)
-      min_ratings: 1                 # good ratings an answer needs before it is reused
-      max_age_s: 2592000             # entries older than this are pruned
-      capacity: 5000                 # entries per owner; the worst and oldest go first
-      refresh_s: 2.0                 # how often an instance reads other instances' entries
-      seed: 0
+learn:
+  path: .thrifty/learn.sqlite3   # the knowledge base; default under server.data_dir
+  window_s: 300                  # a near-duplicate or regenerate within this counts against the answer
+  duplicate_similarity: 0.9      # cosine at which a user's new question repeats the previous one
+  context_similarity: 0.6        # cosine at which a request joins an existing context
+  max_contexts: 256              # contexts per owner; beyond, requests join the nearest
+  max_share: 0.5                 # most of a context's traffic a candidate variant gets
+  min_samples: 8                 # ratings each arm needs before promotion or rollback
+  confidence: 0.95               # P(candidate better) to promote; 1 - this to roll back
+  implicit_weight: 0.5           # weight of an implicit signal against a rating
+  knowledge: hit                 # hit | context | false
+  knowledge_similarity: 0.9      # cosine a stored question must reach before the verifier
+  knowledge_verify: true         # the cache's verifier must also agree (same words, numbers, negations)
+  min_ratings: 1                 # good ratings an answer needs before it is reused
+  max_age_s: 2592000             # entries older than this are pruned
+  capacity: 5000                 # entries per owner; the worst and oldest go first
+  refresh_s: 2.0                 # how often an instance reads other instances' entries
+  seed: 0
 
-    models:
-      - name: fast
-        deployments: [...]
-        learn: true                  # or a mapping overriding the section's keys
+models:
+  - name: fast
+    deployments: [...]
+    learn: true                  # or a mapping overriding the section's keys
 """
 
 from __future__ import annotations
@@ -46,9 +46,24 @@ from ..config import (
 
 KNOWLEDGE_MODES = ("hit", "context", "off")
 _KEYS = {
-    "enabled", "path", "window_s", "duplicate_similarity", "context_similarity", "max_contexts",
-    "max_share", "min_samples", "confidence", "implicit_weight", "knowledge", "knowledge_similarity",
-    "knowledge_verify", "min_ratings", "max_age_s", "capacity", "refresh_s", "seed",
+    "enabled",
+    "path",
+    "window_s",
+    "duplicate_similarity",
+    "context_similarity",
+    "max_contexts",
+    "max_share",
+    "min_samples",
+    "confidence",
+    "implicit_weight",
+    "knowledge",
+    "knowledge_similarity",
+    "knowledge_verify",
+    "min_ratings",
+    "max_age_s",
+    "capacity",
+    "refresh_s",
+    "seed",
 }
 
 

@@ -131,7 +131,8 @@ class Observer:
             if self._unwritten or self._pending:
                 log.error(
                     "%d ledger rows could not be written before closing (%s)",
-                    len(self._unwritten) + len(self._pending), self.outage.problem or "writer stopped",
+                    len(self._unwritten) + len(self._pending),
+                    self.outage.problem or "writer stopped",
                 )
         if self.ledger is not None:
             self.ledger.close()
@@ -194,7 +195,9 @@ class Observer:
                     row = self.tally.add(event)
                 except Exception:  # one malformed event must not stop the accounting
                     self.dropped += 1
-                    log.exception("cannot account for request %r; skipped", getattr(event, "request_id", event))
+                    log.exception(
+                        "cannot account for request %r; skipped", getattr(event, "request_id", event)
+                    )
                     continue
                 self._unwritten.append(row)
                 self._known[event.request_id] = (*row[2:6], row[_API_KEY])
@@ -213,7 +216,8 @@ class Observer:
         if not self.rows_dropped:
             log.error(
                 "the ledger cannot keep up (%s): more than %d rows held in memory, dropping the oldest",
-                self.outage.problem or "writer not started", _MAX_QUEUE,
+                self.outage.problem or "writer not started",
+                _MAX_QUEUE,
             )
         self.rows_dropped += count
 
@@ -259,7 +263,12 @@ class Observer:
         except OSError as err:
             self.outage.failed(f"the ledger {ledger.path} is damaged and cannot be moved aside: {cause(err)}")
             return
-        log.error("the ledger %s is damaged (%s); moved it to %s and started a new one", ledger.path, cause(exc), kept)
+        log.error(
+            "the ledger %s is damaged (%s); moved it to %s and started a new one",
+            ledger.path,
+            cause(exc),
+            kept,
+        )
         self._open_ledger()
 
     def _run(self) -> None:
@@ -319,7 +328,10 @@ class Observer:
             samples = self.tally.recent_samples(self.clock())
         health = window_health(samples, self.alert_settings)
         alerts = evaluate(
-            self.alert_settings, health, startup_s=self.startup_s, rss=rss_bytes(),
+            self.alert_settings,
+            health,
+            startup_s=self.startup_s,
+            rss=rss_bytes(),
             parallel_share=self.parallel(gauges)[1],
         )
         firing = {(a.rule, a.subject): a.message for a in alerts}

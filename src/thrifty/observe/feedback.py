@@ -68,7 +68,9 @@ def _check_text(value: str, key: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidRequest(f"'{key}' contains a lone surrogate; send valid Unicode text", param=key) from None
+        raise InvalidRequest(
+            f"'{key}' contains a lone surrogate; send valid Unicode text", param=key
+        ) from None
 
 
 def parse_feedback(body: Any) -> Feedback:
@@ -77,7 +79,9 @@ def parse_feedback(body: Any) -> Feedback:
         raise InvalidRequest("the body must be a JSON object with 'response_id' and 'rating'")
     response_id = body.get("response_id")
     if not isinstance(response_id, str) or not response_id.strip():
-        raise InvalidRequest("'response_id' is required: the id of the response being rated", param="response_id")
+        raise InvalidRequest(
+            "'response_id' is required: the id of the response being rated", param="response_id"
+        )
     _check_text(response_id, "response_id")
     rating = body.get("rating")
     if rating is None:

@@ -21,8 +21,11 @@ class Alert:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rule": self.rule, "value": self.value, "threshold": self.threshold,
-            "message": self.message, "subject": self.subject,
+            "rule": self.rule,
+            "value": self.value,
+            "threshold": self.threshold,
+            "message": self.message,
+            "subject": self.subject,
         }
 
 
@@ -116,7 +119,9 @@ def evaluate(
     ]
     for model, figures in health.latency.items():
         p95 = figures["p95"]
-        checks.append(("p95_latency_s", None if p95 is None else float(p95), model, int(figures["requests"] or 0)))
+        checks.append(
+            ("p95_latency_s", None if p95 is None else float(p95), model, int(figures["requests"] or 0))
+        )
     alerts = []
     for name, value, subject, samples in checks:
         rule = settings.rule(name)

@@ -81,7 +81,17 @@ class Ledger:
 
     def add_feedback(self, values: dict[str, Any]) -> int:
         """Store one rating; ``values["owner"]`` is the rating key's id ("" without keys)."""
-        keys = ("response_id", "ts", "rating", "comment", "corrected_answer", "model", "tier", "route", "owner")
+        keys = (
+            "response_id",
+            "ts",
+            "rating",
+            "comment",
+            "corrected_answer",
+            "model",
+            "tier",
+            "route",
+            "owner",
+        )
         values = {**values, "owner": values.get("owner") or ""}
         with self.lock:
             cur = self.db.execute(

@@ -68,7 +68,9 @@ class Gauge(Counter):
 class Histogram:
     kind = "histogram"
 
-    def __init__(self, name: str, help: str, labels: Labels = (), buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+    def __init__(
+        self, name: str, help: str, labels: Labels = (), buckets: tuple[float, ...] = LATENCY_BUCKETS
+    ) -> None:
         self.name, self.help, self.labels, self.buckets = name, help, labels, buckets
         # per label set: one count per bucket, then +Inf, then the sum
         self.values: dict[Labels, list[float]] = {}

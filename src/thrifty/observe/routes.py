@@ -100,15 +100,21 @@ class Endpoints:
     # -- the dashboard ---------------------------------------------------------------
 
     async def dashboard(self, request: Request) -> Response:
-        return Response(self._load("index.html"), media_type="text/html; charset=utf-8",
-                        headers={"cache-control": "no-store", **DASHBOARD_HEADERS})
+        return Response(
+            self._load("index.html"),
+            media_type="text/html; charset=utf-8",
+            headers={"cache-control": "no-store", **DASHBOARD_HEADERS},
+        )
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in ASSETS:
             return _error(NotFound(f"no dashboard asset named {name!r}"), DASHBOARD_HEADERS)
-        return Response(self._load(name), media_type=ASSETS[name],
-                        headers={"cache-control": "no-cache", **DASHBOARD_HEADERS})
+        return Response(
+            self._load(name),
+            media_type=ASSETS[name],
+            headers={"cache-control": "no-cache", **DASHBOARD_HEADERS},
+        )
 
     def _load(self, name: str) -> bytes:
         if name not in self.assets:
@@ -130,11 +136,18 @@ class Endpoints:
             _, token = self.access.login(key)
         except ThriftyError as exc:
             reason = "admin" if exc.status == 403 else "failed"
-            return RedirectResponse(f"../dashboard?login={reason}", status_code=303, headers=DASHBOARD_HEADERS)
+            return RedirectResponse(
+                f"../dashboard?login={reason}", status_code=303, headers=DASHBOARD_HEADERS
+            )
         response = RedirectResponse("../dashboard", status_code=303, headers=DASHBOARD_HEADERS)
         response.set_cookie(
-            SESSION_COOKIE, token, max_age=int(SESSION_TTL_S), path="/dashboard", httponly=True,
-            samesite="strict", secure=request.url.scheme == "https",
+            SESSION_COOKIE,
+            token,
+            max_age=int(SESSION_TTL_S),
+            path="/dashboard",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
         )
         return response
 
@@ -173,9 +186,14 @@ class Endpoints:
         if obs.ledger is None:
             raise ThriftyError("the ledger is not open; the gateway is starting or stopping", status=503)
         values = {
-            "response_id": fb.response_id, "ts": time.time(), "rating": fb.rating, "comment": fb.comment,
-            "corrected_answer": fb.corrected_answer, "model": found.get("model"),
-            "tier": found.get("tier"), "route": found.get("route"),
+            "response_id": fb.response_id,
+            "ts": time.time(),
+            "rating": fb.rating,
+            "comment": fb.comment,
+            "corrected_answer": fb.corrected_answer,
+            "model": found.get("model"),
+            "tier": found.get("tier"),
+            "route": found.get("route"),
         }
         feedback_id = await asyncio.to_thread(obs.ledger.add_feedback, {**values, "owner": caller.key_id})
         with obs._lock:
@@ -186,8 +204,14 @@ class Endpoints:
             except Exception:  # one broken listener must not lose the rating
                 log.exception("feedback listener failed")
         signal = Signal(
-            response_id=fb.response_id, rating=fb.rating, owner=caller.key_id, comment=fb.comment,
-            corrected_answer=fb.corrected_answer, user=fb.user, model=found.get("model"), route=found.get("route"),
+            response_id=fb.response_id,
+            rating=fb.rating,
+            owner=caller.key_id,
+            comment=fb.comment,
+            corrected_answer=fb.corrected_answer,
+            user=fb.user,
+            model=found.get("model"),
+            route=found.get("route"),
         )
         learned: dict[str, Any] = {}
         for learner in obs.learners:
@@ -210,7 +234,9 @@ class Endpoints:
         ledger = self.obs.ledger
         owner = caller.owner_filter()
         ratings = await asyncio.to_thread(ledger.feedback, response_id, owner) if ledger else []
-        return _no_cache({"object": "feedback.list", "response_id": response_id, "request": found, "data": ratings})
+        return _no_cache(
+            {"object": "feedback.list", "response_id": response_id, "request": found, "data": ratings}
+        )
 
 
 def build_routes(obs: Observer, access: Access | None = None) -> list[BaseRoute]:

@@ -81,7 +81,6 @@ def _section(config: Config, name: str) -> dict[str, Any]:
     return raw
 
 
-
 def parse_ledger(config: Config) -> LedgerSettings:
     where = config.where("ledger")
     raw = _section(config, "ledger")

@@ -67,7 +67,9 @@ class Spans:
         if ev.error_type:
             attributes["error.type"] = ev.error_type
         span = self.tracer.start_span(
-            f"chat {ev.model}", kind=self.kind, attributes=attributes,
+            f"chat {ev.model}",
+            kind=self.kind,
+            attributes=attributes,
             start_time=int((ev.ts - ev.latency_s) * 1e9),
         )
         if ev.status >= 400:

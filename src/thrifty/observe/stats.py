@@ -37,12 +37,21 @@ def _series(tally: Tally) -> list[dict[str, Any]]:
     out = []
     for b in tally.series:
         ordered = sorted(b.latencies)
-        out.append({
-            "t": b.t, "requests": b.requests, "errors": b.errors, "cost": b.cost,
-            "cost_top": b.cost_top, "cost_nocache": b.cost_nocache, "hits": b.hits,
-            "lookups": b.lookups, "p50": percentile(ordered, 0.5), "p95": percentile(ordered, 0.95),
-            "p99": percentile(ordered, 0.99),
-        })
+        out.append(
+            {
+                "t": b.t,
+                "requests": b.requests,
+                "errors": b.errors,
+                "cost": b.cost,
+                "cost_top": b.cost_top,
+                "cost_nocache": b.cost_nocache,
+                "hits": b.hits,
+                "lookups": b.lookups,
+                "p50": percentile(ordered, 0.5),
+                "p95": percentile(ordered, 0.95),
+                "p99": percentile(ordered, 0.99),
+            }
+        )
     return out
 
 
@@ -65,22 +74,32 @@ def snapshot(obs: Observer, gauges: dict[str, dict[str, float]] | None = None) -
             "bucket_s": BUCKET_S,
             "window_s": obs.alert_settings.window_s,
             "totals": totals(tally),
-            "cache": {"hits": hits, "lookups": lookups, "hit_rate": hits / lookups if lookups else None,
-                      "by_outcome": cache, "window_hit_rate": health.cache_hit_rate},
+            "cache": {
+                "hits": hits,
+                "lookups": lookups,
+                "hit_rate": hits / lookups if lookups else None,
+                "by_outcome": cache,
+                "window_hit_rate": health.cache_hit_rate,
+            },
             "routes": {k[0]: v for k, v in sorted(tally.routes.values.items())},
             "fast_tier_share": health.fast_tier_share,
             "latency": health.latency,
             "series": _series(tally),
             "recent": tally.recent_requests(),
         }
-    body.update({
-        "alerts": [a.to_json() for a in alerts],
-        "gauges": gauges,
-        "parallel": {"speedup": speedup, "share": share},
-        "startup_ms": None if obs.startup_s is None else obs.startup_s * 1000,
-        "memory_mb": rss_bytes() / 1e6,
-        "ledger": {"path": obs.ledger_settings.path, "rows_written": obs.ledger.written if obs.ledger else 0},
-    })
+    body.update(
+        {
+            "alerts": [a.to_json() for a in alerts],
+            "gauges": gauges,
+            "parallel": {"speedup": speedup, "share": share},
+            "startup_ms": None if obs.startup_s is None else obs.startup_s * 1000,
+            "memory_mb": rss_bytes() / 1e6,
+            "ledger": {
+                "path": obs.ledger_settings.path,
+                "rows_written": obs.ledger.written if obs.ledger else 0,
+            },
+        }
+    )
     return body
 
 
@@ -117,8 +136,13 @@ def prometheus(obs: Observer, gauges: dict[str, dict[str, float]] | None = None)
         extra.append(_single("thrifty_startup_seconds", "Time from process start to ready", obs.startup_s))
     extra.append(_single("thrifty_ledger_rows_written", "Ledger rows written since start", written))
     extra.append(_single("thrifty_ledger_queue_rows", "Ledger rows waiting to be written", queued))
-    extra.append(_single("thrifty_ledger_rows_dropped", "Ledger rows lost because the ledger was down too long",
-                         float(obs.rows_dropped)))
+    extra.append(
+        _single(
+            "thrifty_ledger_rows_dropped",
+            "Ledger rows lost because the ledger was down too long",
+            float(obs.rows_dropped),
+        )
+    )
     return body.rstrip("\n") + "\n" + expose(extra)
 
 

@@ -31,10 +31,32 @@ def _json_dumps() -> Callable[[dict[str, str]], str]:
 _dumps = _json_dumps()
 
 COLUMNS = (
-    "request_id", "ts", "model", "deployment", "tier", "route", "cache", "stream", "status",
-    "error_type", "prompt_tokens", "completion_tokens", "cached_tokens", "latency_s", "ttft_s",
-    "overhead_s", "attempts", "api_key", "tenant", "cost_usd", "cost_top_usd", "cost_nocache_usd",
-    "priced", "annotations", "team", "end_user",
+    "request_id",
+    "ts",
+    "model",
+    "deployment",
+    "tier",
+    "route",
+    "cache",
+    "stream",
+    "status",
+    "error_type",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "latency_s",
+    "ttft_s",
+    "overhead_s",
+    "attempts",
+    "api_key",
+    "tenant",
+    "cost_usd",
+    "cost_top_usd",
+    "cost_nocache_usd",
+    "priced",
+    "annotations",
+    "team",
+    "end_user",
 )
 Row = tuple[Any, ...]
 
@@ -92,16 +114,27 @@ class Tally:
         self.requests = Counter("thrifty_requests", "Requests answered", ("model", "deployment", "status"))
         self.errors = Counter("thrifty_errors", "Requests that ended in an error, by error type", ("type",))
         self.latency = Histogram("thrifty_request_latency_seconds", "Total request latency", ("model",))
-        self.ttft = Histogram("thrifty_time_to_first_token_seconds", "Time to first token (streams)", ("model",))
+        self.ttft = Histogram(
+            "thrifty_time_to_first_token_seconds", "Time to first token (streams)", ("model",)
+        )
         self.overhead = Histogram(
-            "thrifty_overhead_seconds", "Time spent in thrifty itself, upstream excluded", (), OVERHEAD_BUCKETS
+            "thrifty_overhead_seconds",
+            "Time spent in thrifty itself, upstream excluded",
+            (),
+            OVERHEAD_BUCKETS,
         )
         self.tokens = Counter("thrifty_tokens", "Tokens by kind", ("model", "deployment", "kind"))
         self.cost = Counter("thrifty_cost_usd", "Cost in US dollars", ("model", "deployment"))
-        self.cost_top = Counter("thrifty_cost_baseline_top_usd", "Cost had every request gone to the priciest deployment")
+        self.cost_top = Counter(
+            "thrifty_cost_baseline_top_usd", "Cost had every request gone to the priciest deployment"
+        )
         self.cost_nocache = Counter("thrifty_cost_baseline_nocache_usd", "Cost had no cache answered")
-        self.unpriced = Counter("thrifty_unpriced_requests", "Requests whose model has no known price", ("deployment",))
-        self.cache = Counter("thrifty_cache_requests", "Cache lookups by result and level", ("result", "level"))
+        self.unpriced = Counter(
+            "thrifty_unpriced_requests", "Requests whose model has no known price", ("deployment",)
+        )
+        self.cache = Counter(
+            "thrifty_cache_requests", "Cache lookups by result and level", ("result", "level")
+        )
         self.routes = Counter("thrifty_route_decisions", "Routing decisions by tier", ("tier",))
         self.escalations = Counter("thrifty_escalations", "Cascade escalations")
         self.fallbacks = Counter("thrifty_fallbacks", "Requests served by a fallback")
@@ -111,8 +144,19 @@ class Tally:
 
     def metrics(self) -> list[Metric]:
         return [
-            self.requests, self.errors, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-            self.cost_top, self.cost_nocache, self.unpriced, self.cache, self.routes, self.escalations,
+            self.requests,
+            self.errors,
+            self.latency,
+            self.ttft,
+            self.overhead,
+            self.tokens,
+            self.cost,
+            self.cost_top,
+            self.cost_nocache,
+            self.unpriced,
+            self.cache,
+            self.routes,
+            self.escalations,
             self.fallbacks,
         ]
 
@@ -144,10 +188,32 @@ class Tally:
         if self.spans is not None:
             self.spans.emit(ev, cost, tier, cache)
         return (
-            ev.request_id, ev.ts, ev.model, ev.deployment, tier, ann.get("route", ""), ann.get("cache", ""),
-            int(ev.stream), ev.status, ev.error_type, ev.prompt_tokens, ev.completion_tokens,
-            ev.cached_tokens, ev.latency_s, ev.ttft_s, ev.overhead_s, ev.attempts, ev.api_key, ev.tenant,
-            cost, top, nocache, int(rates.priced), _dumps(ann) if ann else "", ev.team, ev.user,
+            ev.request_id,
+            ev.ts,
+            ev.model,
+            ev.deployment,
+            tier,
+            ann.get("route", ""),
+            ann.get("cache", ""),
+            int(ev.stream),
+            ev.status,
+            ev.error_type,
+            ev.prompt_tokens,
+            ev.completion_tokens,
+            ev.cached_tokens,
+            ev.latency_s,
+            ev.ttft_s,
+            ev.overhead_s,
+            ev.attempts,
+            ev.api_key,
+            ev.tenant,
+            cost,
+            top,
+            nocache,
+            int(rates.priced),
+            _dumps(ann) if ann else "",
+            ev.team,
+            ev.user,
         )
 
     def _count(self, ev: RequestEvent, cost: float, top: float, nocache: float, priced: bool) -> None:
@@ -158,7 +224,11 @@ class Tally:
         if ev.ttft_s is not None:
             self.ttft.observe((ev.model,), ev.ttft_s)
         self.overhead.observe((), ev.overhead_s)
-        for kind, n in (("prompt", ev.prompt_tokens), ("completion", ev.completion_tokens), ("cached", ev.cached_tokens)):
+        for kind, n in (
+            ("prompt", ev.prompt_tokens),
+            ("completion", ev.completion_tokens),
+            ("cached", ev.cached_tokens),
+        ):
             if n:
                 self.tokens.inc((ev.model, ev.deployment, kind), n)
         self.cost.inc((ev.model, ev.deployment), cost)
@@ -187,9 +257,15 @@ class Tally:
         """The last requests, newest first, for the dashboard."""
         return [
             {
-                "request_id": ev.request_id, "ts": ev.ts, "model": ev.model, "deployment": ev.deployment,
-                "tier": tier, "cache": ev.annotations.get("cache", ""), "status": ev.status,
-                "latency_ms": round(ev.latency_s * 1000, 1), "cost_usd": cost,
+                "request_id": ev.request_id,
+                "ts": ev.ts,
+                "model": ev.model,
+                "deployment": ev.deployment,
+                "tier": tier,
+                "cache": ev.annotations.get("cache", ""),
+                "status": ev.status,
+                "latency_ms": round(ev.latency_s * 1000, 1),
+                "cost_usd": cost,
                 "tokens": ev.prompt_tokens + ev.completion_tokens,
             }
             for ev, tier, cost in reversed(self.recent)

@@ -73,7 +73,9 @@ def render(stats: dict[str, Any], url: str) -> str:
         lines.append(f"  {DIM}no routed requests{RESET}")
     lines += ["", f"{BOLD}{'latency (window)':<21}{RESET}{'n':>7} {'p50':>9} {'p95':>9} {'p99':>9}"]
     for model, f in stats["latency"].items():
-        lines.append(f"  {model:<18} {f['requests']:>7} {_ms(f['p50']):>9} {_ms(f['p95']):>9} {_ms(f['p99']):>9}")
+        lines.append(
+            f"  {model:<18} {f['requests']:>7} {_ms(f['p50']):>9} {_ms(f['p95']):>9} {_ms(f['p99']):>9}"
+        )
     lines += ["", f"{BOLD}alerts{RESET}"]
     lines += [f"  {YELLOW}! {a['message']}{RESET}" for a in stats["alerts"]] or [f"  {GREEN}all clear{RESET}"]
     lines += ["", f"{BOLD}recent{RESET}"]
@@ -91,7 +93,9 @@ def top_main(argv: list[str]) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default: %(default)s)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     parser.add_argument("--iterations", type=int, default=0, help="stop after this many refreshes (0: never)")
-    parser.add_argument("--api-key", default=os.environ.get("THRIFTY_API_KEY"), help="default: $THRIFTY_API_KEY")
+    parser.add_argument(
+        "--api-key", default=os.environ.get("THRIFTY_API_KEY"), help="default: $THRIFTY_API_KEY"
+    )
     args = parser.parse_args(argv)
     shown = 0
     done = 0

@@ -21,8 +21,15 @@ GROUPS = {
     "day": "date(ts, 'unixepoch')",
 }
 FIELDS = (
-    "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_hits",
-    "cost_usd", "cost_top_usd", "cost_nocache_usd",
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_hits",
+    "cost_usd",
+    "cost_top_usd",
+    "cost_nocache_usd",
 )
 _SUMS = (
     "COUNT(*), SUM(status >= 400), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),"
@@ -74,25 +81,51 @@ def _share(part: float, whole: float) -> str:
 
 
 def render(rows: list[dict[str, Any]], by: str) -> str:
-    head = (by, "requests", "errors", "tokens in", "tokens out", "cached", "cache hits", "cost",
-            "all-on-top", "saved", "no-cache", "saved")
+    head = (
+        by,
+        "requests",
+        "errors",
+        "tokens in",
+        "tokens out",
+        "cached",
+        "cache hits",
+        "cost",
+        "all-on-top",
+        "saved",
+        "no-cache",
+        "saved",
+    )
     table = [head]
     for r in rows:
-        table.append((
-            str(r[by]), f"{r['requests']:,}", f"{r['errors']:,}", f"{r['prompt_tokens']:,}",
-            f"{r['completion_tokens']:,}", f"{r['cached_tokens']:,}", f"{r['cache_hits']:,}",
-            _money(r["cost_usd"]), _money(r["cost_top_usd"]), _share(r["saved_vs_top_usd"], r["cost_top_usd"]),
-            _money(r["cost_nocache_usd"]), _share(r["saved_vs_nocache_usd"], r["cost_nocache_usd"]),
-        ))
+        table.append(
+            (
+                str(r[by]),
+                f"{r['requests']:,}",
+                f"{r['errors']:,}",
+                f"{r['prompt_tokens']:,}",
+                f"{r['completion_tokens']:,}",
+                f"{r['cached_tokens']:,}",
+                f"{r['cache_hits']:,}",
+                _money(r["cost_usd"]),
+                _money(r["cost_top_usd"]),
+                _share(r["saved_vs_top_usd"], r["cost_top_usd"]),
+                _money(r["cost_nocache_usd"]),
+                _share(r["saved_vs_nocache_usd"], r["cost_nocache_usd"]),
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     lines = []
     for n, row in enumerate(table):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         if n == len(table) - 1:
             lines.append("  ".join("-" * w for w in widths))
         lines.append("  ".join(cells))
-    note = ("all-on-top: every request priced on the most expensive configured deployment;"
-            " no-cache: cache hits and cached prompt tokens at full price.")
+    note = (
+        "all-on-top: every request priced on the most expensive configured deployment;"
+        " no-cache: cache hits and cached prompt tokens at full price."
+    )
     return "\n".join([*lines, "", note])
 
 
@@ -111,7 +144,9 @@ def usage_main(argv: list[str]) -> int:
         description="Spend, tokens and savings from the usage ledger, against two baselines: "
         "everything on the most expensive deployment, and no cache.",
     )
-    parser.add_argument("--by", choices=sorted(GROUPS), default="model", help="how to group rows (default: model)")
+    parser.add_argument(
+        "--by", choices=sorted(GROUPS), default="model", help="how to group rows (default: model)"
+    )
     parser.add_argument("--ledger", help="ledger file (default: from --config, else .thrifty/ledger.db)")
     parser.add_argument("--config", help="the gateway's config file, to find its ledger")
     parser.add_argument("--since", help="only requests since then: 7d, 12h, 30m, or a date 2026-01-31 (UTC)")
@@ -124,7 +159,10 @@ def usage_main(argv: list[str]) -> int:
         print(f"thrifty usage: {exc}", file=sys.stderr)
         return 2
     if not Path(path).is_file():
-        print(f"thrifty usage: no ledger at {path} (serve some requests first, or pass --ledger)", file=sys.stderr)
+        print(
+            f"thrifty usage: no ledger at {path} (serve some requests first, or pass --ledger)",
+            file=sys.stderr,
+        )
         return 1
     try:
         rows = summarize(path, args.by, since)

@@ -46,8 +46,12 @@ def request_body(
         raise InvalidRequest("Anthropic models return one choice; n must be 1", param="n")
     defaults = defaults or {}
     system, messages = convert_messages(request.messages)
-    max_tokens = (params.get("max_tokens") or request.extra.get("max_completion_tokens")
-                  or defaults.get("max_tokens") or DEFAULT_MAX_TOKENS)
+    max_tokens = (
+        params.get("max_tokens")
+        or request.extra.get("max_completion_tokens")
+        or defaults.get("max_tokens")
+        or DEFAULT_MAX_TOKENS
+    )
     body: dict[str, Any] = {"model": model, "max_tokens": int(max_tokens), "messages": messages}
     if system:
         body["system"] = system
@@ -148,7 +152,9 @@ def assistant_blocks(message: Message) -> list[dict[str, Any]]:
             tool_input = orjson.loads(arguments) if isinstance(arguments, str) else arguments
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest("tool call arguments must be a JSON object", param="messages") from exc
-        blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": tool_input})
+        blocks.append(
+            {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": tool_input}
+        )
     return blocks
 
 
@@ -156,7 +162,9 @@ def convert_tool(tool: Any) -> dict[str, Any]:
     """An OpenAI function tool as an Anthropic tool with an ``input_schema``."""
     function = tool.get("function") if isinstance(tool, dict) else None
     if not isinstance(function, dict) or not function.get("name"):
-        raise InvalidRequest("each tool must be {'type': 'function', 'function': {'name': ...}}", param="tools")
+        raise InvalidRequest(
+            "each tool must be {'type': 'function', 'function': {'name': ...}}", param="tools"
+        )
     out: dict[str, Any] = {
         "name": function["name"],
         "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
@@ -199,7 +207,11 @@ def parse_response(data: Any) -> ChatResponse:
         elif block.get("type") == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append(
-                {"id": block.get("id"), "type": "function", "function": {"name": block.get("name"), "arguments": arguments}}
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": arguments},
+                }
             )
     usage = usage_from(data.get("usage"))
     body = completion_body(
@@ -237,8 +249,10 @@ class AnthropicBackend:
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
     def _request(self, request: ChatRequest, *, stream: bool) -> HttpRequest:
-        body = build_body(self.name, lambda: request_body(
-            request, self.deployment.model, stream=stream, defaults=self._defaults))
+        body = build_body(
+            self.name,
+            lambda: request_body(request, self.deployment.model, stream=stream, defaults=self._defaults),
+        )
         return HttpRequest(self._url, body, self._headers, self._timeouts)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:

@@ -158,8 +158,11 @@ class StreamDecoder:
         # the prompt counts already known, in Anthropic's shape, so message_delta can override them
         usage = self.usage
         uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
-        return {"input_tokens": uncached, "cache_read_input_tokens": usage.cached_tokens,
-                "cache_creation_input_tokens": usage.cache_write_tokens}
+        return {
+            "input_tokens": uncached,
+            "cache_read_input_tokens": usage.cached_tokens,
+            "cache_creation_input_tokens": usage.cache_write_tokens,
+        }
 
     def usage_chunk(self) -> Chunk:
         return usage_chunk(id=self.id, model=self.model, usage=self.usage)

@@ -160,7 +160,15 @@ def build_body(deployment: str, build: Callable[[], Any]) -> bytes:
         return encode(build())
     except ThriftyError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
         raise InvalidRequest(
             f"The request cannot be translated for {deployment}: {type(exc).__name__}: {exc}"[:300],
             code="invalid_value",
@@ -471,14 +479,20 @@ class AiohttpTransport(SharedTransport):
 
     async def post(self, request: HttpRequest) -> HttpResponse:
         async with self._session().post(
-            request.url, data=request.body, headers=dict(request.headers), timeout=self._timeout(request.timeouts)
+            request.url,
+            data=request.body,
+            headers=dict(request.headers),
+            timeout=self._timeout(request.timeouts),
         ) as response:
             body = await response.read()
             return HttpResponse(response.status, response.headers, body)
 
     async def open_stream(self, request: HttpRequest) -> StreamResponse:
         response = await self._session().post(
-            request.url, data=request.body, headers=dict(request.headers), timeout=self._timeout(request.timeouts)
+            request.url,
+            data=request.body,
+            headers=dict(request.headers),
+            timeout=self._timeout(request.timeouts),
         )
         return _AiohttpStream(response)
 

@@ -25,8 +25,16 @@ from .local_models import LocalOptions, load_llama, resolve
 
 # Request parameters handed to llama.cpp as they are (``extra`` may add the llama-only ones).
 PASSED = (
-    "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty",
-    "response_format", "tools", "tool_choice", "top_logprobs",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "top_logprobs",
 )
 LLAMA_ONLY = ("top_k", "min_p", "repeat_penalty", "typical_p", "logit_bias")
 

@@ -106,7 +106,9 @@ def resolve(deployment: Deployment, options: LocalOptions) -> tuple[Path, str | 
     if options.model_path:
         path = Path(options.model_path)
         if not path.is_file():
-            raise ConfigError(f"deployment {deployment.name!r}: options.model_path {str(path)!r} is not a file")
+            raise ConfigError(
+                f"deployment {deployment.name!r}: options.model_path {str(path)!r} is not a file"
+            )
         return path, options.chat_format
     if deployment.model not in KNOWN_MODELS:
         raise ConfigError(

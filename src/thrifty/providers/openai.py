@@ -183,7 +183,9 @@ class OpenAIBackend:
             raise ConfigError(f"deployment {deployment.name!r}: options.auth_header must be a header name")
         if deployment.api_key:
             bearer = auth_header.lower() == "authorization"
-            self._headers[auth_header.lower()] = f"Bearer {deployment.api_key}" if bearer else deployment.api_key
+            self._headers[auth_header.lower()] = (
+                f"Bearer {deployment.api_key}" if bearer else deployment.api_key
+            )
         # options.query: parameters on every URL (Azure's api-version)
         query = option_mapping(deployment, "query")
         self._query = "?" + urlencode({str(k): str(v) for k, v in query.items()}) if query else ""
@@ -200,8 +202,12 @@ class OpenAIBackend:
 
     def _chat(self, request: ChatRequest, *, stream: bool) -> HttpRequest:
         model = self._model(request)
-        body = build_body(self.name, lambda: request_body(
-            request, model, stream=stream, defaults=self._defaults, stream_usage=self._stream_usage))
+        body = build_body(
+            self.name,
+            lambda: request_body(
+                request, model, stream=stream, defaults=self._defaults, stream_usage=self._stream_usage
+            ),
+        )
         return self._request("/chat/completions", body)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
@@ -240,7 +246,9 @@ class OpenAIBackend:
             usage = estimate_usage(request.messages, "")
             usage.completion_tokens = -(-tally.chars // CHARS_PER_TOKEN)
             trace.usage_estimated = True
-        yield usage_chunk(id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage)
+        yield usage_chunk(
+            id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage
+        )
 
     async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]:
         """Embedding vectors for ``texts`` from ``/embeddings`` (of ``dimensions`` if given), and the tokens used."""

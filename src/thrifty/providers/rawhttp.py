@@ -131,7 +131,9 @@ class _Connection(asyncio.Protocol):
 
     # the exchange
     def _close_delimited(self) -> bool:
-        return "content-length" not in self.headers and "chunked" not in self.headers.get("transfer-encoding", "")
+        return "content-length" not in self.headers and "chunked" not in self.headers.get(
+            "transfer-encoding", ""
+        )
 
     def _fail(self, error: Exception) -> None:
         if self.error is None:

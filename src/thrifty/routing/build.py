@@ -64,21 +64,29 @@ def explain(text: str, config: Config) -> dict[str, Any]:
         tiers = [routing.tier(name) for name in spec.candidates]
         entry: dict[str, Any] = {"policy": spec.policy, "candidates": list(spec.candidates)}
         rules = RulesPolicy(spec).decide(text, {}, tiers)
-        entry["rules"] = {"tier": tiers[rules.index].name, "score": round(rules.score or 0.0, 3),
-                          "thresholds": list(spec.thresholds)}
+        entry["rules"] = {
+            "tier": tiers[rules.index].name,
+            "score": round(rules.score or 0.0, 3),
+            "thresholds": list(spec.thresholds),
+        }
         if spec.model_file:
             try:
                 pick = LearnedPolicy(spec).decide(text, {}, tiers)
-                entry["learned"] = {"tier": tiers[pick.index].name,
-                                    "predicted": {k: round(v, 3) for k, v in pick.features.items()}}
+                entry["learned"] = {
+                    "tier": tiers[pick.index].name,
+                    "predicted": {k: round(v, 3) for k, v in pick.features.items()},
+                }
             except RouterUnavailable as exc:
                 entry["learned"] = {"tier": spec.default, "fallback": str(exc)}
         if spec.policy == "cascade":
-            entry["cascade"] = {"start": tiers[0].name, "accept": dict(spec.accept),
-                                "max_escalations": spec.max_escalations, "verifier": spec.verifier}
+            entry["cascade"] = {
+                "start": tiers[0].name,
+                "accept": dict(spec.accept),
+                "max_escalations": spec.max_escalations,
+                "verifier": spec.verifier,
+            }
         chosen = entry.get(spec.policy, entry["rules"])
         entry["tier"] = chosen.get("tier", chosen.get("start"))
         entry["price_per_1m"] = {t.name: [t.input_price, t.output_price] for t in tiers}
         out["routers"][spec.name] = entry
     return out
-

@@ -17,27 +17,106 @@ from ..types import Message, message_text
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _FENCE = re.compile(r"```")
-_CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import|function |public |#include|SELECT |for \(|if \()",
-                        re.MULTILINE)
-_FILE = re.compile(r"(?<![\w/])(?:[\w.-]+/)*[\w-]+\.(?:py|js|ts|tsx|go|rs|java|c|cc|cpp|h|hpp|rb|php|cs|"
-                   r"kt|swift|sql|yaml|yml|json|toml|md|txt|csv|html|css|sh|ipynb)\b")
+_CODE_LINE = re.compile(
+    r"^\s*(def |class |import |from \S+ import|function |public |#include|SELECT |for \(|if \()", re.MULTILINE
+)
+_FILE = re.compile(
+    r"(?<![\w/])(?:[\w.-]+/)*[\w-]+\.(?:py|js|ts|tsx|go|rs|java|c|cc|cpp|h|hpp|rb|php|cs|"
+    r"kt|swift|sql|yaml|yml|json|toml|md|txt|csv|html|css|sh|ipynb)\b"
+)
 _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
 
 _VOCAB = {
-    "architecture": ("architecture", "design", "scalab", "microservice", "distributed", "trade-off",
-                     "tradeoff", "system design", "refactor", "abstraction", "concurren", "schema"),
-    "security": ("secur", "vulnerab", "exploit", "injection", "authenticat", "authoriz", "encrypt",
-                 "xss", "csrf", "threat", "attack", "sanitiz", "cve"),
-    "performance": ("performance", "optimi", "latency", "throughput", "complexity", "profil",
-                    "bottleneck", "memory leak", "benchmark", "big-o", "o(n"),
-    "reasoning": ("prove", "derive", "explain why", "analy", "compare", "evaluate", "reason",
-                  "calculate", "solve", "debug", "implement"),
+    "architecture": (
+        "architecture",
+        "design",
+        "scalab",
+        "microservice",
+        "distributed",
+        "trade-off",
+        "tradeoff",
+        "system design",
+        "refactor",
+        "abstraction",
+        "concurren",
+        "schema",
+    ),
+    "security": (
+        "secur",
+        "vulnerab",
+        "exploit",
+        "injection",
+        "authenticat",
+        "authoriz",
+        "encrypt",
+        "xss",
+        "csrf",
+        "threat",
+        "attack",
+        "sanitiz",
+        "cve",
+    ),
+    "performance": (
+        "performance",
+        "optimi",
+        "latency",
+        "throughput",
+        "complexity",
+        "profil",
+        "bottleneck",
+        "memory leak",
+        "benchmark",
+        "big-o",
+        "o(n",
+    ),
+    "reasoning": (
+        "prove",
+        "derive",
+        "explain why",
+        "analy",
+        "compare",
+        "evaluate",
+        "reason",
+        "calculate",
+        "solve",
+        "debug",
+        "implement",
+    ),
 }
-_MULTI_STEP = ("step by step", "step-by-step", "first,", "then ", "after that", "finally", "next,",
-               "multi-step", "plan ", "walk me through", "in detail")
-_SIMPLE = ("translate", "translation", "format ", "reformat", "convert ", "fix the typo", "spell",
-           "capitalize", "what is ", "who is ", "define ", "summarize", "tl;dr", "rephrase",
-           "yes or no", "true or false", "list the", "when was", "where is")
+_MULTI_STEP = (
+    "step by step",
+    "step-by-step",
+    "first,",
+    "then ",
+    "after that",
+    "finally",
+    "next,",
+    "multi-step",
+    "plan ",
+    "walk me through",
+    "in detail",
+)
+_SIMPLE = (
+    "translate",
+    "translation",
+    "format ",
+    "reformat",
+    "convert ",
+    "fix the typo",
+    "spell",
+    "capitalize",
+    "what is ",
+    "who is ",
+    "define ",
+    "summarize",
+    "tl;dr",
+    "rephrase",
+    "yes or no",
+    "true or false",
+    "list the",
+    "when was",
+    "where is",
+)
 
 WEIGHTS: Mapping[str, float] = {
     "length": 0.22,
@@ -112,8 +191,10 @@ def needs(messages: Sequence[Message], params: Mapping[str, Any]) -> frozenset[s
 def request_kind(features: Mapping[str, float]) -> str:
     """A coarse request type, the context the feedback learner keys on."""
     score = complexity(features)
-    topic = max(("architecture", "security", "performance", "reasoning", "simple"),
-                key=lambda name: features.get(name, 0.0))
+    topic = max(
+        ("architecture", "security", "performance", "reasoning", "simple"),
+        key=lambda name: features.get(name, 0.0),
+    )
     if features.get(topic, 0.0) == 0.0:
         topic = "general"
     if features.get("code", 0.0) > 0:

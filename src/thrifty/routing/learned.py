@@ -96,9 +96,18 @@ class LearnedModel:
         import numpy as np
 
         r = self.recipe
-        meta = {"format": FORMAT, "featurizer": self.featurizer_name, "dim": self.dim, "k": r.k,
-                "power": r.power, "linear": r.linear, "l2": r.l2, "clusters": r.clusters,
-                "shares": list(r.shares), "cost_weight": self.cost_weight}
+        meta = {
+            "format": FORMAT,
+            "featurizer": self.featurizer_name,
+            "dim": self.dim,
+            "k": r.k,
+            "power": r.power,
+            "linear": r.linear,
+            "l2": r.l2,
+            "clusters": r.clusters,
+            "shares": list(r.shares),
+            "cost_weight": self.cost_weight,
+        }
         arrays: dict[str, Any] = {
             "meta": np.array(json.dumps(meta)),
             "models": np.array(self.models),
@@ -159,8 +168,14 @@ def _recipe(meta: dict[str, Any]) -> Recipe:
     shares = tuple(float(s) for s in meta["shares"])
     if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0 or meta["linear"] not in ("ridge", "logistic"):
         raise ValueError(f"bad recipe {meta!r}")
-    return Recipe(k=int(meta["k"]), power=float(meta["power"]), linear=str(meta["linear"]),
-                  l2=float(meta["l2"]), clusters=int(meta["clusters"]), shares=(shares[0], shares[1], shares[2]))
+    return Recipe(
+        k=int(meta["k"]),
+        power=float(meta["power"]),
+        linear=str(meta["linear"]),
+        l2=float(meta["l2"]),
+        clusters=int(meta["clusters"]),
+        shares=(shares[0], shares[1], shares[2]),
+    )
 
 
 def _check_shapes(model: LearnedModel, path: str) -> None:
@@ -225,8 +240,15 @@ def _hash_width(featurizer_name: str, width: int, default: int) -> int:
     return default
 
 
-def tune_k(vectors: NDArray[Any], outcomes: NDArray[Any], ks: Sequence[int] = (10, 20, 40, 80, 160, 320),
-           *, holdout: float = 0.2, seed: int = 0, power: float = 1.0) -> dict[int, float]:
+def tune_k(
+    vectors: NDArray[Any],
+    outcomes: NDArray[Any],
+    ks: Sequence[int] = (10, 20, 40, 80, 160, 320),
+    *,
+    holdout: float = 0.2,
+    seed: int = 0,
+    power: float = 1.0,
+) -> dict[int, float]:
     """kNN log loss on a held-out share of the rows for each k (fit on the rest); lower is better."""
     import numpy as np
 

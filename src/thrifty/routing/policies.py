@@ -145,7 +145,6 @@ class LearnedPolicy(PickOne):
         feats = {f"p_{t.name}": v for t, v in zip(tiers, q, strict=True)}
         return Pick(index=index, score=q[index], features=feats)
 
-
     def rule(self, model: LearnedModel) -> dict[str, float | None]:
         """The configured rule; else the cost weight the file's cross-validation chose; else target 0.7."""
         if self.cost_weight is not None:

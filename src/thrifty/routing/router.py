@@ -125,11 +125,15 @@ class Router(Choice):
         tiers = [t for t in self.tiers if t.supports(needs)] or self.tiers
         text = F.prompt_text(request.messages)
         feats = F.extract(text, request.params)
-        decision = Decision(router=self.name, policy=policy, tier="", model="", features=feats,
-                            kind=F.request_kind(feats))
+        decision = Decision(
+            router=self.name, policy=policy, tier="", model="", features=feats, kind=F.request_kind(feats)
+        )
         if forced is not None:
-            start = next(i for i, t in enumerate(tiers) if t.name == forced) if any(
-                t.name == forced for t in tiers) else len(tiers) - 1
+            start = (
+                next(i for i, t in enumerate(tiers) if t.name == forced)
+                if any(t.name == forced for t in tiers)
+                else len(tiers) - 1
+            )
         else:
             start = await self._pick(self.policies[policy], text, request, tiers, decision)
         if self.learner is not None and forced is None and decision.fallback is None:
@@ -166,12 +170,15 @@ class Router(Choice):
             else:
                 raise InvalidRequest(
                     f"route {raw!r} is neither a policy ({', '.join(POLICIES)}) nor a tier of "
-                    f"{self.name} ({', '.join(self.spec.candidates)})", param="route")
+                    f"{self.name} ({', '.join(self.spec.candidates)})",
+                    param="route",
+                )
         elif isinstance(raw, dict):
             unknown = set(raw) - {"policy", "tier"}
             if unknown:
-                raise InvalidRequest(f"route: unknown option {sorted(unknown)[0]!r}; use policy or tier",
-                                     param="route")
+                raise InvalidRequest(
+                    f"route: unknown option {sorted(unknown)[0]!r}; use policy or tier", param="route"
+                )
             policy = raw.get("policy", policy)
             forced = raw.get("tier")
         elif raw is not None:
@@ -181,11 +188,13 @@ class Router(Choice):
             policy = header
         if policy not in POLICIES:
             param = "route-policy" if header is not None else "route"
-            raise InvalidRequest(f"unknown routing policy {policy!r}; expected one of {', '.join(POLICIES)}",
-                                 param=param)
+            raise InvalidRequest(
+                f"unknown routing policy {policy!r}; expected one of {', '.join(POLICIES)}", param=param
+            )
         if policy == "learned" and self.spec.model_file is None:
-            raise InvalidRequest(f"router {self.name} has no fitted model for the learned policy",
-                                 param="route")
+            raise InvalidRequest(
+                f"router {self.name} has no fitted model for the learned policy", param="route"
+            )
         if forced is not None and forced not in self.spec.candidates:
             raise InvalidRequest(f"route tier {forced!r} is not a candidate of {self.name}", param="route")
         return str(policy), forced

@@ -150,7 +150,10 @@ def _parse_price(item: Mapping[str, Any], at: Where, dep: Deployment, group: str
     if raw is not None:
         if not isinstance(raw, dict) or set(raw) - {"input", "output"}:
             raise (at / "price").error("must be a mapping {input: USD per 1M, output: USD per 1M}")
-        return (read_non_negative(raw, "input", at / "price", 0.0), read_non_negative(raw, "output", at / "price", 0.0))
+        return (
+            read_non_negative(raw, "input", at / "price", 0.0),
+            read_non_negative(raw, "output", at / "price", 0.0),
+        )
     if "price_model" in item:
         dep = replace(dep, price_model=_text(item, "price_model", at))
     rates = prices.lookup(dep)
@@ -177,8 +180,19 @@ def _parse_routers(raw: Any, where: Where, tiers: list[str], default: str) -> tu
 
 
 _ROUTER_KEYS = {
-    "name", "policy", "candidates", "default", "thresholds", "model_file", "quality_target",
-    "cost_weight", "accept", "max_escalations", "budget_usd", "verifier", "judge",
+    "name",
+    "policy",
+    "candidates",
+    "default",
+    "thresholds",
+    "model_file",
+    "quality_target",
+    "cost_weight",
+    "accept",
+    "max_escalations",
+    "budget_usd",
+    "verifier",
+    "judge",
 }
 
 
@@ -207,8 +221,12 @@ def _parse_router(item: Any, at: Where, tiers: list[str], default: str) -> Route
         default=router_default,
         thresholds=_parse_thresholds(item.get("thresholds"), at / "thresholds", len(ordered)),
         model_file=_text(item, "model_file", at) if "model_file" in item else None,
-        quality_target=None if item.get("quality_target") is None else read_fraction(item, "quality_target", at, 0.7),
-        cost_weight=None if item.get("cost_weight") is None else read_non_negative(item, "cost_weight", at, 0.0),
+        quality_target=None
+        if item.get("quality_target") is None
+        else read_fraction(item, "quality_target", at, 0.7),
+        cost_weight=None
+        if item.get("cost_weight") is None
+        else read_non_negative(item, "cost_weight", at, 0.0),
         accept=_parse_accept(item.get("accept", 0.5), at / "accept", ordered),
         max_escalations=read_count(item, "max_escalations", at, len(ordered) - 1),
         budget_usd=None if item.get("budget_usd") is None else read_non_negative(item, "budget_usd", at, 0.0),

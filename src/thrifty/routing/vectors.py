@@ -30,7 +30,7 @@ def question_part(text: str) -> str:
     """What MiniLM reads: text after a few-shot prompt's last worked answer, at most TAIL_CHARS from the end."""
     ends = list(_DEMO_END.finditer(text))
     if ends:
-        text = text[ends[-1].end():]
+        text = text[ends[-1].end() :]
     return text if len(text) <= TAIL_CHARS else text[-TAIL_CHARS:]
 
 

@@ -137,7 +137,9 @@ class Access:
             if caller is not None:
                 return caller
             raise AuthenticationError("The dashboard session expired; log in again.", code="session_expired")
-        raise AuthenticationError("Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key")
+        raise AuthenticationError(
+            "Missing API key: send 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
 
     async def admin(self, request: Request) -> Caller:
         caller = await self.authenticate(request)

@@ -40,7 +40,9 @@ _HEADER_PREFIX = "x-thrifty-"
 
 def error_response(exc: ThriftyError) -> Response:
     """The one place a thrifty error becomes an HTTP response."""
-    return Response(orjson.dumps(exc.to_json()), status_code=exc.status, media_type=JSON, headers=exc.headers())
+    return Response(
+        orjson.dumps(exc.to_json()), status_code=exc.status, media_type=JSON, headers=exc.headers()
+    )
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -170,7 +172,9 @@ class Server:
                 )
         except ThriftyError as exc:
             return error_response(exc)
-        return json_response({"id": name, "object": "model", "created": int(time.time()), "owned_by": "thrifty"})
+        return json_response(
+            {"id": name, "object": "model", "created": int(time.time()), "owned_by": "thrifty"}
+        )
 
     async def embeddings(self, request: Request) -> Response:
         try:
@@ -185,7 +189,10 @@ class Server:
             vectors, tokens = await self.gateway.embed(model, texts, dimensions)
         except ThriftyError as exc:
             return error_response(exc)
-        data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, fmt)} for i, v in enumerate(vectors)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode_vector(v, fmt)}
+            for i, v in enumerate(vectors)
+        ]
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
@@ -224,7 +231,9 @@ class Server:
             body = await self.read_json(request)
             namespace = body.get("namespace")
             if not isinstance(namespace, str) or not namespace:
-                raise InvalidRequest("'namespace' is required and must be a non-empty string.", param="namespace")
+                raise InvalidRequest(
+                    "'namespace' is required and must be a non-empty string.", param="namespace"
+                )
             requested = body.get("tenant", request.headers.get(_HEADER_PREFIX + "tenant"))
             if requested is not None and not isinstance(requested, str):
                 raise InvalidRequest("'tenant' must be a string.", param="tenant")
@@ -493,8 +502,6 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error_response(ThriftyError("The gateway failed unexpectedly; the error was logged."))
 
 
-
-
 class App:
     """The ASGI entry point: the model routes go straight to their handlers.
 
@@ -506,7 +513,9 @@ class App:
     OpenAI's JSON.
     """
 
-    def __init__(self, server: Server, starlette: Starlette, hot: Mapping[str, Handler] | None = None) -> None:
+    def __init__(
+        self, server: Server, starlette: Starlette, hot: Mapping[str, Handler] | None = None
+    ) -> None:
         self.server = server
         self.starlette = starlette
         # POST routes answered without Starlette's layers: chat completions, and what create_app adds
@@ -541,9 +550,19 @@ class App:
 _CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 Handler = Callable[[Request], Awaitable[Response]]
 # Response headers a page on another origin may read (beyond the CORS-safelisted ones).
-_EXPOSED = ("x-thrifty-model", "x-thrifty-request-id", "x-thrifty-overhead-ms", "x-thrifty-cache",
-            "x-thrifty-route", "x-thrifty-usage", "retry-after", "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens")
+_EXPOSED = (
+    "x-thrifty-model",
+    "x-thrifty-request-id",
+    "x-thrifty-overhead-ms",
+    "x-thrifty-cache",
+    "x-thrifty-route",
+    "x-thrifty-usage",
+    "retry-after",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+)
 
 
 def cors_middleware(app: ASGIApp, cors: CorsConfig) -> ASGIApp:
@@ -561,7 +580,9 @@ def cors_middleware(app: ASGIApp, cors: CorsConfig) -> ASGIApp:
     )
 
 
-def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resume_batches: bool = True) -> App:
+def create_app(
+    gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resume_batches: bool = True
+) -> App:
     """The ASGI app: OpenAI routes, the capabilities' routes, lifespan = gateway."""
     access = Access(gateway.config.server, tenancy=gateway.tenancy, key_hash=gateway.key_hash)
     server = Server(gateway, access)
@@ -589,7 +610,9 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resu
     from . import openapi
 
     config = gateway.config
-    batches = BatchService(gateway, config.server.data_dir, parse_tasks(config), access=access, resume=resume_batches)
+    batches = BatchService(
+        gateway, config.server.data_dir, parse_tasks(config), access=access, resume=resume_batches
+    )
     gateway.watch(batches)  # /ready reports a batch store that cannot open
     routes.extend(batches.routes())
     from .completions import Completions
@@ -607,9 +630,11 @@ def create_app(gateway: Gateway, extra_routes: Sequence[BaseRoute] = (), *, resu
 
         admin = KeyAdmin(gateway.tenancy.store, gateway.models())
         server_config = config.server
-        routes.extend(tenancy_routes(
-            admin, access, gateway.tenancy, server_config.max_body_bytes, server_config.max_json_depth
-        ))
+        routes.extend(
+            tenancy_routes(
+                admin, access, gateway.tenancy, server_config.max_body_bytes, server_config.max_json_depth
+            )
+        )
     routes.append(openapi.route(config.server, gateway.models()))
     routes.extend(extra_routes)
 

@@ -75,7 +75,9 @@ def _completion_id(req: ChatRequest) -> str:
     return "cmpl-" + req.trace.request_id.removeprefix("chatcmpl-")
 
 
-async def _sse(first: Chunk | None, rest: AsyncIterator[Chunk], req: ChatRequest, echo: str) -> AsyncIterator[bytes]:
+async def _sse(
+    first: Chunk | None, rest: AsyncIterator[Chunk], req: ChatRequest, echo: str
+) -> AsyncIterator[bytes]:
     """Legacy completion chunks, then ``[DONE]``; an error after the first byte becomes an error event."""
     completion_id, created = _completion_id(req), int(time.time())
 
@@ -86,7 +88,9 @@ async def _sse(first: Chunk | None, rest: AsyncIterator[Chunk], req: ChatRequest
         return b"data: " + orjson.dumps(out) + b"\n\n"
 
     try:
-        head = [{"choices": [{"index": 0, "delta": {"content": echo}, "finish_reason": None}]}] if echo else []
+        head = (
+            [{"choices": [{"index": 0, "delta": {"content": echo}, "finish_reason": None}]}] if echo else []
+        )
         if first is not None:
             head.append(first)
         data = b"".join(frame(chunk) for chunk in head)

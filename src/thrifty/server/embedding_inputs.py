@@ -51,13 +51,16 @@ def decode_tokens(arrays: list[list[int]]) -> list[str]:
         where = f"input[{i}]" if len(arrays) > 1 else "input"
         bad = next((t for t in ids if t >= limit), None)
         if bad is not None:
-            raise InvalidRequest(f"'input' holds token id {bad}, beyond cl100k_base's {limit} tokens.", param=where)
+            raise InvalidRequest(
+                f"'input' holds token id {bad}, beyond cl100k_base's {limit} tokens.", param=where
+            )
         try:
             texts.append(encoding.decode(ids))
         except KeyError:  # an unused id among the special ones (100256, 100261-100275)
             unused = next(t for t in ids if not _decodes(encoding, t))
-            raise InvalidRequest(f"'input' holds token id {unused}, which cl100k_base does not use.",
-                                 param=where) from None
+            raise InvalidRequest(
+                f"'input' holds token id {unused}, which cl100k_base does not use.", param=where
+            ) from None
     return texts
 
 
@@ -102,7 +105,9 @@ def check_dimensions(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer() and 1 <= value <= MAX_DIMENSIONS:
         return int(value)  # 256.0 is the integer 256, as JSON Schema reads it
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DIMENSIONS:
-        raise InvalidRequest(f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}.", param="dimensions")
+        raise InvalidRequest(
+            f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}.", param="dimensions"
+        )
     return value
 
 

@@ -35,7 +35,9 @@ log = logging.getLogger("thrifty.server")
 
 
 def anthropic_error(exc: ThriftyError) -> Response:
-    return Response(orjson.dumps(error_body(exc)), status_code=exc.status, media_type=JSON, headers=exc.headers())
+    return Response(
+        orjson.dumps(error_body(exc)), status_code=exc.status, media_type=JSON, headers=exc.headers()
+    )
 
 
 class MessagesRoutes:
@@ -111,16 +113,21 @@ class MessagesRoutes:
             tokens = count_tokens(body)
         except ThriftyError as exc:
             return anthropic_error(exc)
-        return Response(orjson.dumps({"input_tokens": tokens}), media_type=JSON,
-                        headers={"x-thrifty-usage": "estimated"})
+        return Response(
+            orjson.dumps({"input_tokens": tokens}), media_type=JSON, headers={"x-thrifty-usage": "estimated"}
+        )
 
 
 def _frames(events: list[tuple[str, dict[str, object]]]) -> bytes:
     """Events in SSE framing, as one write (a chat chunk often makes two or three events)."""
-    return b"".join(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n" for name, data in events)
+    return b"".join(
+        b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n" for name, data in events
+    )
 
 
-async def _events(encoder: StreamEncoder, first: Chunk | None, rest: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
+async def _events(
+    encoder: StreamEncoder, first: Chunk | None, rest: AsyncIterator[Chunk]
+) -> AsyncIterator[bytes]:
     """Anthropic's SSE framing; an error after the first byte becomes an ``error`` event."""
     head = encoder.start()
     if first is not None:
@@ -137,7 +144,9 @@ async def _events(encoder: StreamEncoder, first: Chunk | None, rest: AsyncIterat
         return
     except Exception:
         log.exception("messages stream failed unexpectedly after the first byte")
-        yield _frames([("error", error_body(ThriftyError("The gateway failed unexpectedly; the error was logged.")))])
+        yield _frames(
+            [("error", error_body(ThriftyError("The gateway failed unexpectedly; the error was logged.")))]
+        )
         return
     finally:
         with contextlib.suppress(Exception):

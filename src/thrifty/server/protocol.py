@@ -134,7 +134,9 @@ class ConnectionGuard:
             logger.warning(
                 "connection cap (server.max_connections = %d) reached: %d idle connections "
                 "closed to make room, %d newcomers refused so far",
-                self.limits.max_connections, self.evicted, self.refused,
+                self.limits.max_connections,
+                self.evicted,
+                self.refused,
             )
 
     def forget(self, conn: GuardedProtocol) -> None:

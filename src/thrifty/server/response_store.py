@@ -59,8 +59,13 @@ class Stored:
 
 class ResponseStore:
     def __init__(
-        self, path: str, ttl: float, clock: Callable[[], float] = time.time, *,
-        flush_after: float = FLUSH_AFTER, settle: float = 3 * FLUSH_AFTER,
+        self,
+        path: str,
+        ttl: float,
+        clock: Callable[[], float] = time.time,
+        *,
+        flush_after: float = FLUSH_AFTER,
+        settle: float = 3 * FLUSH_AFTER,
     ) -> None:
         self.path = path
         self.ttl = ttl
@@ -135,9 +140,14 @@ class ResponseStore:
 
     def _read(self, response_id: str) -> Stored | None:
         try:
-            row = self._connection().execute(
-                "SELECT owner, expires, response, conversation FROM responses WHERE id = ?", (response_id,)
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT owner, expires, response, conversation FROM responses WHERE id = ?",
+                    (response_id,),
+                )
+                .fetchone()
+            )
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"The response store cannot be read: {cause(exc)}.") from None
         if row is None:

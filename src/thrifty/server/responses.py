@@ -65,7 +65,9 @@ class ResponsesService:
             previous = body.get("previous_response_id")
             if previous is not None:
                 if not isinstance(previous, str) or not previous:
-                    raise InvalidRequest("'previous_response_id' must be a response id.", param="previous_response_id")
+                    raise InvalidRequest(
+                        "'previous_response_id' must be a response id.", param="previous_response_id"
+                    )
                 history = (await self.store.get(previous, caller.key_id)).conversation
             translated = chat_body(body, history)
             try:
@@ -88,7 +90,11 @@ class ResponsesService:
         return Response(orjson.dumps(response), media_type=JSON, headers=server.answer_headers(req))
 
     async def _stream(
-        self, req: ChatRequest, body: Mapping[str, Any], conversation: list[Message], owner: str | None,
+        self,
+        req: ChatRequest,
+        body: Mapping[str, Any],
+        conversation: list[Message],
+        owner: str | None,
         request: Request,
     ) -> Response:
         chunks = self.server.gateway.stream(req).__aiter__()
@@ -105,7 +111,11 @@ class ResponsesService:
         )
 
     async def _events(
-        self, events: ResponseStream, first: Chunk | None, rest: AsyncIterator[Chunk], conversation: list[Message],
+        self,
+        events: ResponseStream,
+        first: Chunk | None,
+        rest: AsyncIterator[Chunk],
+        conversation: list[Message],
         owner: str | None,
     ) -> AsyncIterator[bytes]:
         """The Responses event sequence; an error after the first byte ends it with ``response.failed``."""

@@ -44,7 +44,11 @@ def serve(config: Config, *, replicas: int = 0, log_level: str = "info", workers
 
 
 def _serve_one(
-    config: Config, *, replicas: int = 0, log_level: str = "info", sock: socket.socket | None = None,
+    config: Config,
+    *,
+    replicas: int = 0,
+    log_level: str = "info",
+    sock: socket.socket | None = None,
     index: int = 0,
 ) -> int:
     import uvicorn
@@ -63,7 +67,8 @@ def _serve_one(
     if 0 < soft < limits.max_connections + 64:
         logging.getLogger("thrifty").warning(
             "server.max_connections is %d but the open-file limit is %d: raise `ulimit -n`",
-            limits.max_connections, soft,
+            limits.max_connections,
+            soft,
         )
     try:
         # Capability sections (routing, cache, tasks, ...) are parsed as the stack is built.
@@ -116,7 +121,8 @@ def _serve_workers(config: Config, *, replicas: int, log_level: str, workers: in
     if config.server.keys_required and not shared:
         logging.getLogger("thrifty").warning(
             "--workers %d without tenancy.redis_url: each worker counts rate limits and budgets "
-            "on its own, so a key's limits hold per worker, not in all", workers,
+            "on its own, so a key's limits hold per worker, not in all",
+            workers,
         )
     sock = socket.socket(socket.AF_INET6 if ":" in config.server.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -64,7 +64,9 @@ class ParsedBatch:
     bad: list[BadLine]
 
 
-def parse_batch(lines: Iterable[bytes | str], *, max_requests: int, limit_name: str = "max_requests") -> ParsedBatch:
+def parse_batch(
+    lines: Iterable[bytes | str], *, max_requests: int, limit_name: str = "max_requests"
+) -> ParsedBatch:
     """Check every line; raise InvalidRequest for duplicates or an oversized batch."""
     requests: list[BatchLine] = []
     bad: list[BadLine] = []
@@ -105,7 +107,9 @@ def _parse_line(number: int, text: bytes | str) -> BatchLine | BadLine:
         return BadLine(number, None, "invalid_request", f"line {number}: must be a JSON object")
     custom_id = data.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
-        return BadLine(number, None, "missing_custom_id", f"line {number}: 'custom_id' must be a non-empty string")
+        return BadLine(
+            number, None, "missing_custom_id", f"line {number}: 'custom_id' must be a non-empty string"
+        )
 
     def bad(code: str, problem: str) -> BadLine:
         return BadLine(number, custom_id, code, f"line {number}: {problem}")

@@ -86,8 +86,9 @@ async def run_local(pending: list[Pending], backend: Backend, settings: JobSetti
                     return
                 idx, custom_id, body = item
                 request = to_chat_request(body)
-                task = tm.submit_chat(backend, request, retries=settings.retries, timeout=settings.timeout,
-                                      name=custom_id)
+                task = tm.submit_chat(
+                    backend, request, retries=settings.retries, timeout=settings.timeout, name=custom_id
+                )
                 meta[task] = (idx, custom_id, request)
                 task.future.add_done_callback(functools.partial(_notify, finished, task))
 
@@ -111,8 +112,13 @@ def local_engine(backend: Backend, settings: JobSettings) -> Engine:
     return engine
 
 
-async def drain(store: BatchStore, batch_id: str, engine: Engine,
-                write: Callable[[Done], None] | None = None, bar: ProgressBar | None = None) -> None:
+async def drain(
+    store: BatchStore,
+    batch_id: str,
+    engine: Engine,
+    write: Callable[[Done], None] | None = None,
+    bar: ProgressBar | None = None,
+) -> None:
     """Run what is pending; commit each result, then hand it to ``write``."""
     async for done in engine(store.pending(batch_id)):
         store.record(batch_id, done.idx, done.state, done.record, done.cost)
@@ -158,8 +164,9 @@ def prepare(store: BatchStore, job: FileJob) -> bool:
         return True
     with open(job.input, "rb") as f:
         parsed = parse_batch(f, max_requests=job.max_requests, limit_name=job.limit_name)
-    store.create_batch(JOB_ID, {"id": JOB_ID, "status": "in_progress", "input": job.input,
-                                "input_sha256": sha}, parsed)
+    store.create_batch(
+        JOB_ID, {"id": JOB_ID, "status": "in_progress", "input": job.input, "input_sha256": sha}, parsed
+    )
     return False
 
 
@@ -180,8 +187,13 @@ async def run_file_job(job: FileJob, engine: Engine, *, progress: TextIO | None 
         rewrite(store, job.output, OK)
         rewrite(store, job.errors, INVALID, FAILED)
         counts = store.counts(JOB_ID)
-        bar = ProgressBar(counts["total"], done=counts["total"] - counts["pending"], failed=counts["failed"],
-                          cost=counts["cost"], stream=progress)
+        bar = ProgressBar(
+            counts["total"],
+            done=counts["total"] - counts["pending"],
+            failed=counts["failed"],
+            cost=counts["cost"],
+            stream=progress,
+        )
         with open(job.output, "ab") as out, open(job.errors, "ab") as err:
             await drain(store, JOB_ID, engine, _writer(out, err), bar)
         bar.close()

@@ -158,9 +158,12 @@ class BatchService:
             size = await asyncio.to_thread(_copy_upload, upload.file, path)
             if size > limit:
                 path.unlink(missing_ok=True)
-                raise PayloadTooLarge(f"The file is {size} bytes; the limit is {limit} (server.max_file_bytes).",
-                                      param="file")
-            return self._file_meta(store, file_id, size, upload.filename or "input.jsonl", "batch", caller.key_id)
+                raise PayloadTooLarge(
+                    f"The file is {size} bytes; the limit is {limit} (server.max_file_bytes).", param="file"
+                )
+            return self._file_meta(
+                store, file_id, size, upload.filename or "input.jsonl", "batch", caller.key_id
+            )
         finally:
             await form.close()
 
@@ -174,9 +177,17 @@ class BatchService:
     def _file_meta(
         store: BatchStore, file_id: str, size: int, filename: str, purpose: str, owner: str
     ) -> dict[str, Any]:
-        meta = {"id": file_id, "object": "file", "bytes": size, "created_at": int(time.time()),
-                "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
-                "status_details": None}
+        meta = {
+            "id": file_id,
+            "object": "file",
+            "bytes": size,
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
         store.add_file(meta, owner)
         return meta
 
@@ -204,7 +215,9 @@ class BatchService:
             raise InvalidRequest(f"endpoint must be /v1/chat/completions, got {endpoint!r}", param="endpoint")
         window = body.get("completion_window", "24h")
         if window != "24h":
-            raise InvalidRequest(f"completion_window must be '24h', got {window!r}", param="completion_window")
+            raise InvalidRequest(
+                f"completion_window must be '24h', got {window!r}", param="completion_window"
+            )
         metadata = body.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidRequest("metadata must be an object", param="metadata")
@@ -214,11 +227,25 @@ class BatchService:
         batch_id = "batch_" + uuid.uuid4().hex[:24]
         now = int(time.time())
         data: dict[str, Any] = {
-            "id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
-            "input_file_id": file_id, "completion_window": "24h", "status": "validating",
-            "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": None,
-            "expires_at": now + 24 * 3600, "finalizing_at": None, "completed_at": None, "failed_at": None,
-            "expired_at": None, "cancelling_at": None, "cancelled_at": None, "metadata": metadata,
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "errors": None,
+            "input_file_id": file_id,
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": now,
+            "in_progress_at": None,
+            "expires_at": now + 24 * 3600,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "metadata": metadata,
         }
         self.store.create_batch(batch_id, data, parsed, caller.key_id)
         self._launch(batch_id)
@@ -238,8 +265,13 @@ class BatchService:
         items = [self.view(b["id"]) for b in found]
         more = len(items) > limit
         items = items[:limit]
-        return {"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
-                "last_id": items[-1]["id"] if items else None, "has_more": more}
+        return {
+            "object": "list",
+            "data": items,
+            "first_id": items[0]["id"] if items else None,
+            "last_id": items[-1]["id"] if items else None,
+            "has_more": more,
+        }
 
     def cancel(self, batch_id: str, caller: Caller = OPEN) -> dict[str, Any]:
         data = self.view(batch_id, caller)
@@ -251,8 +283,9 @@ class BatchService:
             else:
                 self._launch(batch_id)
         elif data["status"] not in ("cancelling", "cancelled"):
-            raise InvalidRequest(f"Cannot cancel a batch that is {data['status']}.", param="batch_id",
-                                 status=409)
+            raise InvalidRequest(
+                f"Cannot cancel a batch that is {data['status']}.", param="batch_id", status=409
+            )
         return self.view(batch_id)
 
     # -- running -----------------------------------------------------------------
@@ -269,8 +302,12 @@ class BatchService:
             return
         if data.get("status") == "validating":
             self._update(batch_id, status="in_progress", in_progress_at=int(time.time()))
-        settings = JobSettings(concurrency=self.settings.limit(), model_limits=self.settings.model_limits,
-                               retries=self.settings.retries, timeout=self.settings.timeout)
+        settings = JobSettings(
+            concurrency=self.settings.limit(),
+            model_limits=self.settings.model_limits,
+            retries=self.settings.retries,
+            timeout=self.settings.timeout,
+        )
         try:
             await drain(self.store, batch_id, local_engine(self.backend, settings))
         except asyncio.CancelledError:
@@ -290,7 +327,9 @@ class BatchService:
         output = self.add_file(out, f"{batch_id}_output.jsonl", "batch_output", owner)
         changes: dict[str, Any] = {"output_file_id": output["id"]}
         if err:
-            changes["error_file_id"] = self.add_file(err, f"{batch_id}_error.jsonl", "batch_output", owner)["id"]
+            changes["error_file_id"] = self.add_file(err, f"{batch_id}_error.jsonl", "batch_output", owner)[
+                "id"
+            ]
         if cancelled:
             changes.update(status="cancelled", cancelled_at=now)
         else:
@@ -333,8 +372,11 @@ def _routes(service: BatchService) -> list[BaseRoute]:
         return service.file(request.path_params["file_id"], caller)
 
     async def content(request: Request, caller: Caller) -> Any:
-        return FileResponse(service.content_path(request.path_params["file_id"], caller),
-                            media_type="application/jsonl", content_disposition_type="inline")
+        return FileResponse(
+            service.content_path(request.path_params["file_id"], caller),
+            media_type="application/jsonl",
+            content_disposition_type="inline",
+        )
 
     async def create(request: Request, caller: Caller) -> Any:
         body = await read_json(request, limits.max_body_bytes, limits.max_json_depth)
@@ -365,7 +407,9 @@ def _routes(service: BatchService) -> list[BaseRoute]:
 
 def _parse_file(path: Path, limit: int) -> ParsedBatch:
     """Read and check a batch input file (off the event loop: files can be large)."""
-    return parse_batch(path.read_bytes().splitlines(), max_requests=limit, limit_name="tasks.batch.max_requests")
+    return parse_batch(
+        path.read_bytes().splitlines(), max_requests=limit, limit_name="tasks.batch.max_requests"
+    )
 
 
 async def _form(request: Request) -> Any:
@@ -376,9 +420,13 @@ async def _form(request: Request) -> Any:
     try:
         return await request.form(max_files=1, max_fields=16)
     except MultiPartException as exc:
-        raise InvalidRequest(f"The upload is not a valid multipart form: {exc.message}", param="file") from None
+        raise InvalidRequest(
+            f"The upload is not a valid multipart form: {exc.message}", param="file"
+        ) from None
     except HTTPException as exc:
-        raise InvalidRequest(f"The upload is not a valid multipart form: {exc.detail}", param="file") from None
+        raise InvalidRequest(
+            f"The upload is not a valid multipart form: {exc.detail}", param="file"
+        ) from None
 
 
 def _copy_upload(source: Any, path: Path) -> int:

@@ -60,13 +60,17 @@ class BatchStore:
         self._closed = threading.Event()
         self._retry: threading.Thread | None = None
         if not self._open():
-            self._retry = threading.Thread(target=self._reopen, name="thrifty-batch-store-reopen", daemon=True)
+            self._retry = threading.Thread(
+                target=self._reopen, name="thrifty-batch-store-reopen", daemon=True
+            )
             self._retry.start()
 
     def _open(self) -> bool:
         try:
             self._db, self.set_aside = open_sqlite(
-                "batch store", self.path, wal_setup(_SCHEMA, [(t, "owner", "TEXT NOT NULL DEFAULT ''") for t in _OWNER_ADDED])
+                "batch store",
+                self.path,
+                wal_setup(_SCHEMA, [(t, "owner", "TEXT NOT NULL DEFAULT ''") for t in _OWNER_ADDED]),
             )
         except StorageUnavailable as exc:
             self._why = cause(exc.__cause__) if exc.__cause__ is not None else exc.message
@@ -125,7 +129,13 @@ class BatchStore:
             self.db.execute("BEGIN")
             self.db.execute(
                 "INSERT INTO batches (id, status, created_at, data, owner) VALUES (?, ?, ?, ?, ?)",
-                (batch_id, data.get("status", "validating"), int(time.time()), orjson.dumps(data).decode(), owner),
+                (
+                    batch_id,
+                    data.get("status", "validating"),
+                    int(time.time()),
+                    orjson.dumps(data).decode(),
+                    owner,
+                ),
             )
             self.db.executemany(
                 "INSERT INTO requests (batch_id, idx, line, custom_id, body, state, result) "
@@ -142,7 +152,9 @@ class BatchStore:
         row = self.db.execute("SELECT owner FROM batches WHERE id = ?", (batch_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def batches(self, *, limit: int = 20, after: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+    def batches(
+        self, *, limit: int = 20, after: str | None = None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
         """Newest first, as OpenAI lists them; ``after`` is a batch id; only ``owner``'s when given."""
         sql = "SELECT data FROM batches"
         where: list[str] = []

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) a batch file")
     run.add_argument("input", help="JSONL batch file (custom_id, method, url, body per line)")
     run.add_argument("-o", "--output", required=True, help="JSONL file for the successful results")
-    run.add_argument("--errors", help="JSONL file for failed requests and bad lines (default: OUTPUT.errors.jsonl)")
+    run.add_argument(
+        "--errors", help="JSONL file for failed requests and bad lines (default: OUTPUT.errors.jsonl)"
+    )
     run.add_argument("--state", help="SQLite job state, for resuming (default: OUTPUT.state.db)")
     target = run.add_mutually_exclusive_group()
     target.add_argument("--url", help="a running thrifty gateway (or any OpenAI-compatible server)")
@@ -90,7 +92,9 @@ def _settings(args: argparse.Namespace) -> tuple[TasksConfig, str | None]:
         tasks = replace(tasks, adaptive=tasks.adaptive or AimdSettings())
     elif args.concurrency is not None:
         if not args.concurrency.isdigit() or int(args.concurrency) < 1:
-            raise ThriftyError(f"--concurrency must be a positive integer or 'auto', got {args.concurrency!r}")
+            raise ThriftyError(
+                f"--concurrency must be a positive integer or 'auto', got {args.concurrency!r}"
+            )
         tasks = replace(tasks, concurrency=int(args.concurrency), adaptive=None)
     if args.retries is not None:
         tasks = replace(tasks, retries=args.retries)
@@ -107,7 +111,9 @@ def _backend(args: argparse.Namespace, config_path: str | None, *, ray: bool) ->
     if args.url:
         from ..providers.openai import remote_backend
 
-        factory = functools.partial(remote_backend, args.url, args.api_key or os.environ.get("THRIFTY_API_KEY"))
+        factory = functools.partial(
+            remote_backend, args.url, args.api_key or os.environ.get("THRIFTY_API_KEY")
+        )
         return factory if ray else factory()  # Ray workers each open their own connections
     if config_path:
         from ..gateway import Gateway
@@ -118,10 +124,15 @@ def _backend(args: argparse.Namespace, config_path: str | None, *, ray: bool) ->
     raise ThriftyError("give --url GATEWAY_URL or --config thrifty.yaml")
 
 
-async def _run(job: FileJob, backend: Backend | BackendFactory, tasks: TasksConfig,
-               sink: TextIO | None) -> dict[str, int]:
-    settings = JobSettings(concurrency=tasks.limit(), model_limits=tasks.model_limits,
-                           retries=tasks.retries, timeout=tasks.timeout)
+async def _run(
+    job: FileJob, backend: Backend | BackendFactory, tasks: TasksConfig, sink: TextIO | None
+) -> dict[str, int]:
+    settings = JobSettings(
+        concurrency=tasks.limit(),
+        model_limits=tasks.model_limits,
+        retries=tasks.retries,
+        timeout=tasks.timeout,
+    )
     engine: Engine
     if tasks.ray_address:
         from .ray_engine import ray_engine

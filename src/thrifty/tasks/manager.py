@@ -65,9 +65,19 @@ class State(Enum):
 class Task(Generic[T]):
     """A handle on submitted work: await it, cancel it, read its state."""
 
-    def __init__(self, manager: TaskManager, seq: int, call: Callable[[], Any], kind: Kind, *,
-                 name: str, priority: int, model: str | None, deadline: float | None,
-                 retries: int) -> None:
+    def __init__(
+        self,
+        manager: TaskManager,
+        seq: int,
+        call: Callable[[], Any],
+        kind: Kind,
+        *,
+        name: str,
+        priority: int,
+        model: str | None,
+        deadline: float | None,
+        retries: int,
+    ) -> None:
         self._manager = manager
         self.seq = seq
         self.name = name
@@ -131,8 +141,9 @@ class TaskManager:
         self.limit = _as_limit(concurrency)
         self.model_limits = {m: _as_limit(v) for m, v in (model_limits or {}).items()}
         # the shared retry rule; how many retries is each task's own
-        self.backoff = RetrySettings(backoff_base=retry_base_s, backoff_max=retry_max_s,
-                                     max_retry_after=max_retry_after_s)
+        self.backoff = RetrySettings(
+            backoff_base=retry_base_s, backoff_max=retry_max_s, max_retry_after=max_retry_after_s
+        )
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._clock = clock
@@ -173,8 +184,17 @@ class TaskManager:
         seq = next(self._seq)
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         call = functools.partial(fn, *args, **kwargs)
-        task: Task[Any] = Task(self, seq, call, kind, name=name or f"task-{seq}", priority=priority,
-                               model=model, deadline=deadline, retries=retries)
+        task: Task[Any] = Task(
+            self,
+            seq,
+            call,
+            kind,
+            name=name or f"task-{seq}",
+            priority=priority,
+            model=model,
+            deadline=deadline,
+            retries=retries,
+        )
         self._tasks.add(task)
         task.future.add_done_callback(lambda _f: self._tasks.discard(task))
         self._enqueue(task)
@@ -194,8 +214,15 @@ class TaskManager:
         name: str | None = None,
     ) -> Task[ChatResponse]:
         """Queue one LLM call through ``backend``, limited by ``request.model``."""
-        return self.submit(backend.complete, request, priority=priority, timeout=timeout,
-                           retries=retries, model=request.model, name=name)
+        return self.submit(
+            backend.complete,
+            request,
+            priority=priority,
+            timeout=timeout,
+            retries=retries,
+            model=request.model,
+            name=name,
+        )
 
     # -- results ---------------------------------------------------------------
 

@@ -41,7 +41,9 @@ def chunks(pending: list[Pending], size: int) -> list[tuple[str, list[Pending]]]
     return out
 
 
-def run_chunk(target: Backend | BackendFactory, items: list[Pending], settings: JobSettings) -> tuple[str, list[Done]]:
+def run_chunk(
+    target: Backend | BackendFactory, items: list[Pending], settings: JobSettings
+) -> tuple[str, list[Done]]:
     """The body of one Ray task: run a chunk here, return (node id, results)."""
     import ray
 
@@ -91,8 +93,12 @@ class RayEngine:
 
         owned = not ray.is_initialized()
         if owned:
-            ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=False)
+            ray.init(
+                address=self.address,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
         remote = ray.remote(run_chunk)
         refs: dict[asyncio.Future[Any], Any] = {}
         try:

@@ -1,17 +1,17 @@
 """The ``tasks`` config section, parsed into a frozen object.
 
-    tasks:
-      concurrency: 64            # a number, or "auto" for the adaptive (AIMD) limit
-      adaptive: {initial: 8, minimum: 1, maximum: 256}
-      model_limits: {gpt-4o-mini: 16}
-      retries: 2                 # per request, for retryable errors
-      timeout: 600               # seconds per request, retries included
-      batch: {max_requests: 50000}
-      ray:
-        address: 127.0.0.1:6379  # run batches on this Ray cluster
-        resources:               # model -> Ray resources a node must have to run it
-          smollm2: {local_model: 1}
-          "*": {cloud_api: 1}
+tasks:
+  concurrency: 64            # a number, or "auto" for the adaptive (AIMD) limit
+  adaptive: {initial: 8, minimum: 1, maximum: 256}
+  model_limits: {gpt-4o-mini: 16}
+  retries: 2                 # per request, for retryable errors
+  timeout: 600               # seconds per request, retries included
+  batch: {max_requests: 50000}
+  ray:
+    address: 127.0.0.1:6379  # run batches on this Ray cluster
+    resources:               # model -> Ray resources a node must have to run it
+      smollm2: {local_model: 1}
+      "*": {cloud_api: 1}
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def parse_tasks(config: Config) -> TasksConfig:
     where = config.where("tasks")
     if not isinstance(raw, dict):
         raise where.error("must be a mapping")
-    reject_unknown(raw, {"concurrency", "adaptive", "model_limits", "retries", "timeout", "batch", "ray"}, where)
+    reject_unknown(
+        raw, {"concurrency", "adaptive", "model_limits", "retries", "timeout", "batch", "ray"}, where
+    )
     concurrency = raw.get("concurrency", 64)
     adaptive = None
     if concurrency == "auto":
@@ -122,7 +124,6 @@ def _mapping(value: Any, where: Where, keys: set[str]) -> dict[str, Any]:
         raise where.error("must be a mapping")
     reject_unknown(value, keys, where)
     return value
-
 
 
 def _is_int(value: Any) -> bool:

@@ -105,7 +105,11 @@ class KeyAdmin:
         if budget is not None:
             start, end = budget.window(now)
             used = self.store.spent(scope, start, end)
-            out.update(period=budget.period, period_usd=round(used, 6), left_usd=round(max(0.0, budget.usd - used), 6))
+            out.update(
+                period=budget.period,
+                period_usd=round(used, 6),
+                left_usd=round(max(0.0, budget.usd - used), 6),
+            )
         return out
 
 

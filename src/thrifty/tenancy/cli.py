@@ -27,9 +27,13 @@ def _body(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 
 
 def _parser(prog: str) -> tuple[argparse.ArgumentParser, Any]:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", help="YAML config file (its tenancy.database_url or server.data_dir)")
+    common.add_argument(
+        "--config", "-c", help="YAML config file (its tenancy.database_url or server.data_dir)"
+    )
     sub = parser.add_subparsers(dest="action", required=True)
 
     def add(name: str, **kw: Any) -> argparse.ArgumentParser:

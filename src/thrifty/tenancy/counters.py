@@ -92,7 +92,8 @@ class LocalCounters:
                 elapsed = now - (now // check.window) * check.window if check.kind == "rate" else 0.0
                 retry = (
                     _rate_retry(prev, used, check.cost, check.limit, check.window, elapsed)
-                    if check.kind == "rate" else (1.0 if check.kind == "parallel" else check.window)
+                    if check.kind == "rate"
+                    else (1.0 if check.kind == "parallel" else check.window)
                 )
                 return Verdict(False, check, retry)
             remaining.append(check.limit - used - check.cost)
@@ -211,7 +212,9 @@ class RedisCounters:
             log.warning(
                 "tenancy: Redis %s failed (%s: %s); limits and budgets run on this process's counters "
                 "(each replica enforces the full limit) until Redis answers again",
-                what, type(exc).__name__, exc,
+                what,
+                type(exc).__name__,
+                exc,
             )
         self._down_until = time.monotonic() + 5.0
 

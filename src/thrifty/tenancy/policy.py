@@ -56,7 +56,9 @@ class Budget:
                 f"'{param}' period must be one of {', '.join(PERIODS)}, got {period!r}.", param=param
             )
         if not math.isfinite(amount) or not 0 <= amount < 1e12:
-            raise InvalidRequest(f"'{param}' amount must be a non-negative number, got {amount!r}.", param=param)
+            raise InvalidRequest(
+                f"'{param}' amount must be a non-negative number, got {amount!r}.", param=param
+            )
         return cls(amount, period)
 
     def window(self, now: float) -> tuple[float, float]:
@@ -102,7 +104,9 @@ class Limits:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**53
             ):
-                raise InvalidRequest(f"'{name}' must be a positive integer below 2**53, got {value!r}.", param=name)
+                raise InvalidRequest(
+                    f"'{name}' must be a positive integer below 2**53, got {value!r}.", param=name
+                )
             values[name] = value
         return cls(**values)
 

@@ -1,12 +1,12 @@
 """``/admin/keys`` and ``/admin/teams``: the admin API over :class:`~.admin.KeyAdmin` (admin keys only).
 
-    POST   /admin/keys                 create (the secret is in this answer only)
-    GET    /admin/keys[?team=]         list
-    GET    /admin/keys/{id}            one key with its spend
-    PATCH  /admin/keys/{id}            change budget, limits, models, expiry
-    POST   /admin/keys/{id}/rotate     a new secret for the same key
-    DELETE /admin/keys/{id}            revoke (also POST /admin/keys/{id}/revoke)
-    POST   /admin/teams, GET /admin/teams, GET|PATCH /admin/teams/{name}
+POST   /admin/keys                 create (the secret is in this answer only)
+GET    /admin/keys[?team=]         list
+GET    /admin/keys/{id}            one key with its spend
+PATCH  /admin/keys/{id}            change budget, limits, models, expiry
+POST   /admin/keys/{id}/rotate     a new secret for the same key
+DELETE /admin/keys/{id}            revoke (also POST /admin/keys/{id}/revoke)
+POST   /admin/teams, GET /admin/teams, GET|PATCH /admin/teams/{name}
 """
 
 from __future__ import annotations
@@ -31,13 +31,17 @@ if TYPE_CHECKING:
 Handler = Callable[["Request"], Awaitable["Response"]]
 
 
-def build_routes(admin: KeyAdmin, access: Access, tenancy: Tenancy, limit: int, depth: int) -> list[BaseRoute]:
+def build_routes(
+    admin: KeyAdmin, access: Access, tenancy: Tenancy, limit: int, depth: int
+) -> list[BaseRoute]:
     from starlette.responses import Response
     from starlette.routing import Route
 
     from ..server.access import read_json
 
-    def handler(work: Callable[[Request, dict[str, Any]], Any], *, body: bool = False, status: int = 200) -> Handler:
+    def handler(
+        work: Callable[[Request, dict[str, Any]], Any], *, body: bool = False, status: int = 200
+    ) -> Handler:
         async def run(request: Request) -> Response:
             try:
                 await access.admin(request)
@@ -45,10 +49,18 @@ def build_routes(admin: KeyAdmin, access: Access, tenancy: Tenancy, limit: int, 
                 result = await asyncio.to_thread(work, request, data)
                 tenancy.forget()  # this replica sees its own change at once; others within cache_ttl
             except ThriftyError as exc:
-                return Response(orjson.dumps(exc.to_json()), status_code=exc.status, media_type="application/json",
-                                headers=exc.headers())
-            return Response(orjson.dumps(result), status_code=status, media_type="application/json",
-                            headers={"cache-control": "no-store"})
+                return Response(
+                    orjson.dumps(exc.to_json()),
+                    status_code=exc.status,
+                    media_type="application/json",
+                    headers=exc.headers(),
+                )
+            return Response(
+                orjson.dumps(result),
+                status_code=status,
+                media_type="application/json",
+                headers={"cache-control": "no-store"},
+            )
 
         return run
 
@@ -59,17 +71,35 @@ def build_routes(admin: KeyAdmin, access: Access, tenancy: Tenancy, limit: int, 
         return str(request.path_params["team"])
 
     return [
-        Route("/admin/keys", handler(lambda r, b: admin.create_key(b), body=True, status=201), methods=["POST"]),
-        Route("/admin/keys", handler(lambda r, b: admin.list_keys(r.query_params.get("team"))), methods=["GET"]),
+        Route(
+            "/admin/keys", handler(lambda r, b: admin.create_key(b), body=True, status=201), methods=["POST"]
+        ),
+        Route(
+            "/admin/keys", handler(lambda r, b: admin.list_keys(r.query_params.get("team"))), methods=["GET"]
+        ),
         Route("/admin/keys/{key_id}", handler(lambda r, b: admin.get_key(key_id(r))), methods=["GET"]),
-        Route("/admin/keys/{key_id}", handler(lambda r, b: admin.update_key(key_id(r), b), body=True),
-              methods=["PATCH"]),
+        Route(
+            "/admin/keys/{key_id}",
+            handler(lambda r, b: admin.update_key(key_id(r), b), body=True),
+            methods=["PATCH"],
+        ),
         Route("/admin/keys/{key_id}", handler(lambda r, b: admin.revoke_key(key_id(r))), methods=["DELETE"]),
-        Route("/admin/keys/{key_id}/revoke", handler(lambda r, b: admin.revoke_key(key_id(r))), methods=["POST"]),
-        Route("/admin/keys/{key_id}/rotate", handler(lambda r, b: admin.rotate_key(key_id(r))), methods=["POST"]),
-        Route("/admin/teams", handler(lambda r, b: admin.create_team(b), body=True, status=201), methods=["POST"]),
+        Route(
+            "/admin/keys/{key_id}/revoke", handler(lambda r, b: admin.revoke_key(key_id(r))), methods=["POST"]
+        ),
+        Route(
+            "/admin/keys/{key_id}/rotate", handler(lambda r, b: admin.rotate_key(key_id(r))), methods=["POST"]
+        ),
+        Route(
+            "/admin/teams",
+            handler(lambda r, b: admin.create_team(b), body=True, status=201),
+            methods=["POST"],
+        ),
         Route("/admin/teams", handler(lambda r, b: admin.list_teams()), methods=["GET"]),
         Route("/admin/teams/{team}", handler(lambda r, b: admin.get_team(team(r))), methods=["GET"]),
-        Route("/admin/teams/{team}", handler(lambda r, b: admin.update_team(team(r), b), body=True),
-              methods=["PATCH"]),
+        Route(
+            "/admin/teams/{team}",
+            handler(lambda r, b: admin.update_team(team(r), b), body=True),
+            methods=["PATCH"],
+        ),
     ]

@@ -169,7 +169,12 @@ class Tenancy:
     # -- before ------------------------------------------------------------------
 
     async def admit(
-        self, principal: Principal, model: str, prompt_tokens: int, max_tokens: int | None, request_id: str,
+        self,
+        principal: Principal,
+        model: str,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        request_id: str,
         choices: int = 1,
     ) -> Ticket:
         """Reserve the worst case: the prompt plus ``choices`` answers of ``max_tokens`` each."""
@@ -197,10 +202,16 @@ class Tenancy:
                 checks.append(Check("parallel", f"par:{scope}", limits.parallel, 1, MAX_HOLD))
             if policy.budget is not None:
                 start, end = self._window(policy.budget.period, now)
-                checks.append(Check(
-                    "budget", f"usd:{scope}:{int(start)}", policy.budget.usd, cost,
-                    end - now if math.isfinite(end) else math.inf, principal.seeds.get(scope, 0.0),
-                ))
+                checks.append(
+                    Check(
+                        "budget",
+                        f"usd:{scope}:{int(start)}",
+                        policy.budget.usd,
+                        cost,
+                        end - now if math.isfinite(end) else math.inf,
+                        principal.seeds.get(scope, 0.0),
+                    )
+                )
         verdict = await self.counters.admit(checks, request_id)
         if not verdict.admitted:
             raise self._refusal(principal, verdict, cost)
@@ -227,7 +238,8 @@ class Tenancy:
             assert policy.budget is not None
             _, end = policy.budget.window(self.clock())
             when = (
-                "It never resets (a total budget)." if not math.isfinite(end)
+                "It never resets (a total budget)."
+                if not math.isfinite(end)
                 else f"It resets at {dt.datetime.fromtimestamp(end, dt.UTC):%Y-%m-%d %H:%M} UTC."
             )
             return BudgetExceeded(
@@ -235,7 +247,10 @@ class Tenancy:
                 f"this request (it may cost up to ${cost:.4f}); ask for fewer max_tokens or wait. {when}",
                 retry_after=None if not math.isfinite(end) else verdict.retry_after,
             )
-        what = {"rate": "requests" if check.name.startswith("rpm") else "tokens", "parallel": "requests in flight"}
+        what = {
+            "rate": "requests" if check.name.startswith("rpm") else "tokens",
+            "parallel": "requests in flight",
+        }
         self._count(check.kind)
         unit = what[check.kind]
         if check.kind == "parallel":
@@ -270,7 +285,10 @@ class Tenancy:
                     self._alerted.add(check.name)
                     log.warning(
                         "tenancy: %s has used %.0f%% of its budget ($%.4f of $%g)",
-                        check.name.split(":", 1)[1], 100 * used / check.limit, used, check.limit,
+                        check.name.split(":", 1)[1],
+                        100 * used / check.limit,
+                        used,
+                        check.limit,
                     )
 
     # -- after ---------------------------------------------------------------------

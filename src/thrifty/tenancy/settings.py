@@ -1,10 +1,10 @@
 """The ``tenancy`` config section, and building the service from config.
 
-    tenancy:
-      database_url: postgresql://thrifty@db:5432/thrifty   # default: SQLite in server.data_dir
-      redis_url: redis://127.0.0.1:6379/0                  # shared counters; default: per process
-      cache_ttl: 0.4       # seconds a replica trusts its copy of a key (a revocation shows within 2x)
-      soft_alert: 0.8      # log once when a budget is this much used
+tenancy:
+  database_url: postgresql://thrifty@db:5432/thrifty   # default: SQLite in server.data_dir
+  redis_url: redis://127.0.0.1:6379/0                  # shared counters; default: per process
+  cache_ttl: 0.4       # seconds a replica trusts its copy of a key (a revocation shows within 2x)
+  soft_alert: 0.8      # log once when a budget is this much used
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ def build_tenancy(config: Config) -> Tenancy:
 
     counters = RedisCounters(settings.redis_url) if settings.redis_url else LocalCounters()
     return Tenancy(
-        KeyStore.open(settings.database_url), counters, max_price=max_price, max_output=max_output,
-        cache_ttl=settings.cache_ttl, soft_alert=settings.soft_alert,
+        KeyStore.open(settings.database_url),
+        counters,
+        max_price=max_price,
+        max_output=max_output,
+        cache_ttl=settings.cache_ttl,
+        soft_alert=settings.soft_alert,
     )

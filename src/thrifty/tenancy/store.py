@@ -61,7 +61,12 @@ class Team:
     created_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"object": "team", "name": self.name, "created_at": int(self.created_at), **_policy_json(self.policy)}
+        return {
+            "object": "team",
+            "name": self.name,
+            "created_at": int(self.created_at),
+            **_policy_json(self.policy),
+        }
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,13 @@ class KeyRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "object": "key", "id": self.id, "name": self.name, "team": self.team, "role": self.role,
-            "prefix": self.prefix, **_policy_json(self.policy),
+            "object": "key",
+            "id": self.id,
+            "name": self.name,
+            "team": self.team,
+            "role": self.role,
+            "prefix": self.prefix,
+            **_policy_json(self.policy),
             "expires_at": None if self.expires_at is None else int(self.expires_at),
             "revoked_at": None if self.revoked_at is None else int(self.revoked_at),
             "created_at": int(self.created_at),
@@ -95,7 +105,10 @@ def _policy_json(policy: Policy) -> dict[str, Any]:
     limits = policy.limits
     return {
         "budget": None if policy.budget is None else str(policy.budget),
-        "rpm": limits.rpm, "tpm": limits.tpm, "parallel": limits.parallel, "models": list(policy.models),
+        "rpm": limits.rpm,
+        "tpm": limits.tpm,
+        "parallel": limits.parallel,
+        "models": list(policy.models),
     }
 
 
@@ -113,6 +126,7 @@ class KeyStore:
     def open(cls, url: str) -> KeyStore:
         """``sqlite:///path`` (or a plain path) or ``postgresql://user@host:port/db``."""
         if url.startswith(("postgresql://", "postgres://")):
+
             def connect_pg() -> Any:
                 import psycopg
 
@@ -182,7 +196,9 @@ class KeyStore:
     def create_team(self, team: Team) -> Team:
         team = replace(team, created_at=team.created_at or time.time())
         if self.get_team(team.name, missing_ok=True) is not None:
-            raise InvalidRequest(f"A team named {team.name!r} already exists.", param="name", code="duplicate")
+            raise InvalidRequest(
+                f"A team named {team.name!r} already exists.", param="name", code="duplicate"
+            )
         self._exec(
             "INSERT INTO thrifty_teams VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (team.name, *_policy_row(team.policy), team.created_at),
@@ -209,7 +225,9 @@ class KeyStore:
         return Team(row[0], _policy(row[1:7]), row[7])
 
     def list_teams(self) -> list[Team]:
-        return [Team(r[0], _policy(r[1:7]), r[7]) for r in self._exec("SELECT * FROM thrifty_teams ORDER BY name")]
+        return [
+            Team(r[0], _policy(r[1:7]), r[7]) for r in self._exec("SELECT * FROM thrifty_teams ORDER BY name")
+        ]
 
     # -- keys -------------------------------------------------------------------
 
@@ -233,13 +251,30 @@ class KeyStore:
         secret = secret or new_secret()
         now = time.time()
         record = KeyRecord(
-            id="key_" + secrets.token_hex(8), name=name, team=team, role=role, prefix=secret[:7],
-            policy=policy or Policy(), expires_at=expires_at, created_at=now,
+            id="key_" + secrets.token_hex(8),
+            name=name,
+            team=team,
+            role=role,
+            prefix=secret[:7],
+            policy=policy or Policy(),
+            expires_at=expires_at,
+            created_at=now,
         )
         self._exec(
             "INSERT INTO thrifty_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.id, name, team, role, hash_secret(secret), record.prefix, *_policy_row(record.policy),
-             expires_at, None, now, now),
+            (
+                record.id,
+                name,
+                team,
+                role,
+                hash_secret(secret),
+                record.prefix,
+                *_policy_row(record.policy),
+                expires_at,
+                None,
+                now,
+                now,
+            ),
         )
         return record, secret
 
@@ -251,14 +286,18 @@ class KeyStore:
 
     def find(self, secret: str) -> KeyRecord | None:
         """The key whose secret this is, revoked or not; None if there is none."""
-        rows = self._exec(f"SELECT {_KEY_COLUMNS} FROM thrifty_keys WHERE secret_hash = ?", (hash_secret(secret),))
+        rows = self._exec(
+            f"SELECT {_KEY_COLUMNS} FROM thrifty_keys WHERE secret_hash = ?", (hash_secret(secret),)
+        )
         return _key(rows[0]) if rows else None
 
     def list_keys(self, team: str | None = None) -> list[KeyRecord]:
         if team is None:
             rows = self._exec(f"SELECT {_KEY_COLUMNS} FROM thrifty_keys ORDER BY created_at")
         else:
-            rows = self._exec(f"SELECT {_KEY_COLUMNS} FROM thrifty_keys WHERE team = ? ORDER BY created_at", (team,))
+            rows = self._exec(
+                f"SELECT {_KEY_COLUMNS} FROM thrifty_keys WHERE team = ? ORDER BY created_at", (team,)
+            )
         return [_key(r) for r in rows]
 
     def update_key(self, key_id: str, policy: Policy, expires_at: float | None) -> KeyRecord:
@@ -332,8 +371,12 @@ _KEY_COLUMNS = (
 def _policy_row(policy: Policy) -> tuple[Any, ...]:
     budget = policy.budget
     return (
-        None if budget is None else budget.usd, None if budget is None else budget.period,
-        policy.limits.rpm, policy.limits.tpm, policy.limits.parallel, json.dumps(list(policy.models)),
+        None if budget is None else budget.usd,
+        None if budget is None else budget.period,
+        policy.limits.rpm,
+        policy.limits.tpm,
+        policy.limits.parallel,
+        json.dumps(list(policy.models)),
     )
 
 
@@ -348,6 +391,13 @@ def _policy(row: Sequence[Any]) -> Policy:
 
 def _key(row: Sequence[Any]) -> KeyRecord:
     return KeyRecord(
-        id=row[0], name=row[1], team=row[2], role=row[3], prefix=row[4], policy=_policy(row[5:11]),
-        expires_at=row[11], revoked_at=row[12], created_at=row[13],
+        id=row[0],
+        name=row[1],
+        team=row[2],
+        role=row[3],
+        prefix=row[4],
+        policy=_policy(row[5:11]),
+        expires_at=row[11],
+        revoked_at=row[12],
+        created_at=row[13],
     )

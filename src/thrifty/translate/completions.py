@@ -12,8 +12,21 @@ from typing import Any
 
 from ..errors import InvalidRequest
 
-_PASSED = ("max_tokens", "temperature", "top_p", "stop", "seed", "n", "presence_penalty", "frequency_penalty",
-           "user", "logit_bias", "stream", "stream_options", "thrifty")
+_PASSED = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "user",
+    "logit_bias",
+    "stream",
+    "stream_options",
+    "thrifty",
+)
 
 
 def prompts(body: Mapping[str, Any]) -> list[str]:
@@ -37,12 +50,15 @@ def chat_bodies(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise InvalidRequest("'model' is required and must be a non-empty string.", param="model")
     texts = prompts(body)
     if body.get("suffix"):
-        raise InvalidRequest("'suffix' is not supported by this gateway.", param="suffix", code="unsupported_parameter")
+        raise InvalidRequest(
+            "'suffix' is not supported by this gateway.", param="suffix", code="unsupported_parameter"
+        )
     if body.get("best_of") not in (None, 1):
         raise InvalidRequest("'best_of' must be 1 here.", param="best_of", code="unsupported_value")
     if body.get("logprobs") not in (None, 0, False):
-        raise InvalidRequest("'logprobs' is not supported on /v1/completions.", param="logprobs",
-                             code="unsupported_parameter")
+        raise InvalidRequest(
+            "'logprobs' is not supported on /v1/completions.", param="logprobs", code="unsupported_parameter"
+        )
     if not isinstance(body.get("echo", False), bool):
         raise InvalidRequest("'echo' must be a boolean.", param="echo")
     if body.get("stream") and len(texts) > 1:
@@ -62,12 +78,14 @@ def completion_object(
     for i, answer in enumerate(answers):
         choice = (answer.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content") or ""
-        choices.append({
-            "text": texts[i] + text if echo else text,
-            "index": i,
-            "logprobs": None,
-            "finish_reason": choice.get("finish_reason") or "stop",
-        })
+        choices.append(
+            {
+                "text": texts[i] + text if echo else text,
+                "index": i,
+                "logprobs": None,
+                "finish_reason": choice.get("finish_reason") or "stop",
+            }
+        )
         usage = answer.get("usage") or {}
         prompt_tokens += int(usage.get("prompt_tokens") or 0)
         completion_tokens += int(usage.get("completion_tokens") or 0)
@@ -77,14 +95,24 @@ def completion_object(
         "created": created,
         "model": body.get("model"),
         "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
-def completion_chunk(chunk: Mapping[str, Any], model: str, completion_id: str, created: int) -> dict[str, Any] | None:
+def completion_chunk(
+    chunk: Mapping[str, Any], model: str, completion_id: str, created: int
+) -> dict[str, Any] | None:
     """A chat chunk as a ``text_completion`` chunk; None for one that carries nothing (the role)."""
-    out: dict[str, Any] = {"id": completion_id, "object": "text_completion", "created": created, "model": model}
+    out: dict[str, Any] = {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+    }
     if not chunk.get("choices"):
         if not chunk.get("usage"):
             return None

@@ -37,17 +37,39 @@ Event = tuple[str, dict[str, Any]]
 _SAME = ("temperature", "top_p", "top_k")  # same name, same meaning
 _IGNORED = ("thinking", "service_tier", "container", "context_management", "mcp_servers")
 _KNOWN = {
-    "model", "messages", "max_tokens", "system", "stop_sequences", "stream", "tools", "tool_choice",
-    "metadata", "thrifty", *_SAME, *_IGNORED,
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "stop_sequences",
+    "stream",
+    "tools",
+    "tool_choice",
+    "metadata",
+    "thrifty",
+    *_SAME,
+    *_IGNORED,
 }
 
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                "function_call": "tool_use", "content_filter": "refusal"}
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 
 # HTTP status -> Anthropic's error ``type``
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-               503: "overloaded_error", 529: "overloaded_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 
 
 # --------------------------------------------------------------------------- request
@@ -67,7 +89,9 @@ def chat_body(body: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRequest(f"'{unknown[0]}' is not a Messages API field thrifty knows.", param=unknown[0])
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, float) and max_tokens.is_integer() and 1 <= max_tokens < 2**63:
-        max_tokens = int(max_tokens)  # 100.0 is the integer 100, as JSON Schema (and chat completions) read it
+        max_tokens = int(
+            max_tokens
+        )  # 100.0 is the integer 100, as JSON Schema (and chat completions) read it
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise InvalidRequest("'max_tokens' is required and must be an integer >= 1.", param="max_tokens")
     raw = body.get("messages")
@@ -123,7 +147,9 @@ def chat_messages(message: Any, where: str) -> list[dict[str, Any]]:
         raise InvalidRequest(f"'{where}' must be an object with 'role' and 'content'.", param=where)
     role = message.get("role")
     if role not in ("user", "assistant"):
-        raise InvalidRequest(f"'{where}.role' must be 'user' or 'assistant'; got {role!r}.", param=f"{where}.role")
+        raise InvalidRequest(
+            f"'{where}.role' must be 'user' or 'assistant'; got {role!r}.", param=f"{where}.role"
+        )
     content = message.get("content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
@@ -164,8 +190,13 @@ def _assistant(content: list[Any], where: str) -> dict[str, Any]:
             if not isinstance(name, str) or not name or not isinstance(tool_input, dict):
                 raise InvalidRequest(f"'{spot}' must have a string 'name' and an object 'input'.", param=spot)
             call_id = block.get("id")
-            calls.append({"id": call_id if isinstance(call_id, str) else _tool_id(), "type": "function",
-                          "function": {"name": name, "arguments": orjson.dumps(tool_input).decode()}})
+            calls.append(
+                {
+                    "id": call_id if isinstance(call_id, str) else _tool_id(),
+                    "type": "function",
+                    "function": {"name": name, "arguments": orjson.dumps(tool_input).decode()},
+                }
+            )
         elif kind in ("thinking", "redacted_thinking"):
             continue  # a model's own reasoning is not sent back to another model
         else:
@@ -184,8 +215,9 @@ def _text_part(block: Any, where: str) -> dict[str, Any]:
     kind = block.get("type") if isinstance(block, dict) else None
     if kind != "text":
         allowed = "text, image, tool_use or tool_result" if "content" in where else "text"
-        raise InvalidRequest(f"'{where}': blocks of type {kind!r} are not supported here; use {allowed}.",
-                             param=where)
+        raise InvalidRequest(
+            f"'{where}': blocks of type {kind!r} are not supported here; use {allowed}.", param=where
+        )
     text = block.get("text")
     if not isinstance(text, str):
         raise InvalidRequest(f"'{where}.text' must be a string.", param=f"{where}.text")
@@ -205,7 +237,8 @@ def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
     if kind == "url" and isinstance(source, dict) and isinstance(source.get("url"), str):
         return {"type": "image_url", "image_url": {"url": source["url"]}}
     raise InvalidRequest(
-        f"'{where}.source' must be {{type: base64, media_type, data}} or {{type: url, url}}.", param=f"{where}.source"
+        f"'{where}.source' must be {{type: base64, media_type, data}} or {{type: url, url}}.",
+        param=f"{where}.source",
     )
 
 
@@ -228,7 +261,9 @@ def _tool_result(block: dict[str, Any], where: str) -> tuple[dict[str, Any], lis
                 texts.append(_text_part(item, spot)["text"])
         text = "\n".join(texts)
     else:
-        raise InvalidRequest(f"'{where}.content' must be a string or an array of blocks.", param=f"{where}.content")
+        raise InvalidRequest(
+            f"'{where}.content' must be a string or an array of blocks.", param=f"{where}.content"
+        )
     if block.get("is_error") is True:
         text = f"Error: {text}"
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
@@ -247,11 +282,14 @@ def chat_tools(tools: Any) -> list[dict[str, Any]]:
         if kind not in (None, "custom"):
             raise InvalidRequest(
                 f"'{where}': server tools ({kind!r}) are not supported; declare a client tool with "
-                "'input_schema'.", param=f"{where}.type")
+                "'input_schema'.",
+                param=f"{where}.type",
+            )
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
-            raise InvalidRequest(f"'{where}.input_schema' must be a JSON schema object.",
-                                 param=f"{where}.input_schema")
+            raise InvalidRequest(
+                f"'{where}.input_schema' must be a JSON schema object.", param=f"{where}.input_schema"
+            )
         function: dict[str, Any] = {"name": tool["name"], "parameters": schema}
         if isinstance(tool.get("description"), str):
             function["description"] = tool["description"]
@@ -275,8 +313,9 @@ def chat_tool_choice(choice: Any) -> dict[str, Any]:
     elif kind == "tool" and isinstance(choice, dict) and isinstance(choice.get("name"), str):
         out = {"tool_choice": {"type": "function", "function": {"name": choice["name"]}}}
     else:
-        raise InvalidRequest("'tool_choice' must be {type: auto | any | none} or {type: tool, name}.",
-                             param="tool_choice")
+        raise InvalidRequest(
+            "'tool_choice' must be {type: auto | any | none} or {type: tool, name}.", param="tool_choice"
+        )
     if isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True:
         out["parallel_tool_calls"] = False
     return out
@@ -335,8 +374,14 @@ def message_body(chat: Mapping[str, Any], usage: Usage, *, id: str, model: str) 
         content.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or _tool_id(),
-                        "name": function.get("name"), "input": _arguments(function.get("arguments"))})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or _tool_id(),
+                "name": function.get("name"),
+                "input": _arguments(function.get("arguments")),
+            }
+        )
     return {
         "id": id,
         "type": "message",
@@ -382,8 +427,16 @@ class StreamEncoder:
         self._tools: dict[int, int] = {}  # chat tool-call index -> block index
 
     def start(self) -> list[Event]:
-        message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage_json(self.usage)}
+        message: dict[str, Any] = {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage_json(self.usage),
+        }
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 
     def feed(self, chunk: Chunk) -> list[Event]:
@@ -411,21 +464,31 @@ class StreamEncoder:
         function = call.get("function") or {}
         if position not in self._tools:
             self._called = True
-            block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or _tool_id(), "name": function.get("name") or "",
-                     "input": {}}
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": call.get("id") or _tool_id(),
+                "name": function.get("name") or "",
+                "input": {},
+            }
             events.extend(self._open_block(block))
             self._tools[position] = self._blocks - 1
         arguments = function.get("arguments")
         if arguments:
-            events.append(self._delta(self._tools[position], {"type": "input_json_delta", "partial_json": arguments}))
+            events.append(
+                self._delta(self._tools[position], {"type": "input_json_delta", "partial_json": arguments})
+            )
         return events
 
     def _open_block(self, block: dict[str, Any]) -> list[Event]:
         events = self._close()
         self._open = self._blocks
         self._blocks += 1
-        events.append(("content_block_start", {"type": "content_block_start", "index": self._open,
-                                               "content_block": block}))
+        events.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": self._open, "content_block": block},
+            )
+        )
         return events
 
     def _close(self) -> list[Event]:
@@ -441,7 +504,9 @@ class StreamEncoder:
     def finish(self) -> list[Event]:
         events = self._close()
         delta = {"stop_reason": stop_reason(self._finish, self._called), "stop_sequence": None}
-        events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": usage_json(self.usage)}))
+        events.append(
+            ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage_json(self.usage)})
+        )
         events.append(("message_stop", {"type": "message_stop"}))
         return events
 

@@ -41,7 +41,9 @@ def chat_body(body: Mapping[str, Any], history: list[Message] | None = None) -> 
         raise InvalidRequest("'model' is required and must be a non-empty string.", param="model")
     for key in _UNSUPPORTED:
         if body.get(key):
-            raise InvalidRequest(f"'{key}' is not supported by this gateway.", param=key, code="unsupported_parameter")
+            raise InvalidRequest(
+                f"'{key}' is not supported by this gateway.", param=key, code="unsupported_parameter"
+            )
     if "input" not in body:
         raise InvalidRequest("'input' is required: a string or an array of items.", param="input")
     conversation = list(history or []) + input_messages(body["input"])
@@ -114,7 +116,10 @@ def input_messages(value: Any) -> list[Message]:
             call = {
                 "id": _text_field(item, "call_id", where),
                 "type": "function",
-                "function": {"name": _text_field(item, "name", where), "arguments": _text_field(item, "arguments", where, "")},
+                "function": {
+                    "name": _text_field(item, "name", where),
+                    "arguments": _text_field(item, "arguments", where, ""),
+                },
             }
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and not _answered(messages):
@@ -127,7 +132,9 @@ def input_messages(value: Any) -> list[Message]:
                 output = "".join(p.get("text", "") for p in output if isinstance(p, dict))
             if not isinstance(output, str):
                 raise InvalidRequest(f"'{where}.output' must be a string.", param=f"{where}.output")
-            messages.append({"role": "tool", "tool_call_id": _text_field(item, "call_id", where), "content": output})
+            messages.append(
+                {"role": "tool", "tool_call_id": _text_field(item, "call_id", where), "content": output}
+            )
         elif kind == "reasoning":
             continue  # a reasoning model's notes: nothing a chat backend can take
         else:
@@ -159,7 +166,9 @@ def _message(item: Mapping[str, Any], where: str) -> Message:
     if isinstance(content, str):
         return {"role": role, "content": content}
     if not isinstance(content, list):
-        raise InvalidRequest(f"'{where}.content' must be a string or an array of parts.", param=f"{where}.content")
+        raise InvalidRequest(
+            f"'{where}.content' must be a string or an array of parts.", param=f"{where}.content"
+        )
     parts = [_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
     if role != "user" or all(p["type"] == "text" for p in parts):
         return {"role": role, "content": "".join(p.get("text", "") for p in parts)}
@@ -180,7 +189,9 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     if kind == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str) or not url:
-            raise InvalidRequest(f"'{where}.image_url' must be a URL or data URL.", param=f"{where}.image_url")
+            raise InvalidRequest(
+                f"'{where}.image_url' must be a URL or data URL.", param=f"{where}.image_url"
+            )
         image: dict[str, Any] = {"url": url}
         if isinstance(part.get("detail"), str):
             image["detail"] = part["detail"]
@@ -243,7 +254,9 @@ def chat_response_format(text: Any) -> dict[str, Any] | None:
         return {"type": "json_object"}
     if kind == "json_schema":
         if not isinstance(fmt.get("schema"), dict):
-            raise InvalidRequest("'text.format.schema' must be a JSON schema object.", param="text.format.schema")
+            raise InvalidRequest(
+                "'text.format.schema' must be a JSON schema object.", param="text.format.schema"
+            )
         schema: dict[str, Any] = {"name": fmt.get("name") or "response", "schema": fmt["schema"]}
         for key in ("strict", "description"):
             if fmt.get(key) is not None:
@@ -308,13 +321,26 @@ def _suffix(response_id: str) -> str:
 
 def message_item(response_id: str, text: str, status: str = "completed") -> Item:
     content = [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else []
-    return {"type": "message", "id": f"msg_{_suffix(response_id)}", "status": status, "role": "assistant",
-            "content": content}
+    return {
+        "type": "message",
+        "id": f"msg_{_suffix(response_id)}",
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
 
 
-def call_item(response_id: str, index: int, call_id: str, name: str, arguments: str, status: str = "completed") -> Item:
-    return {"type": "function_call", "id": f"fc_{_suffix(response_id)}_{index}", "call_id": call_id or
-            f"call_{_suffix(response_id)}_{index}", "name": name, "arguments": arguments, "status": status}
+def call_item(
+    response_id: str, index: int, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> Item:
+    return {
+        "type": "function_call",
+        "id": f"fc_{_suffix(response_id)}_{index}",
+        "call_id": call_id or f"call_{_suffix(response_id)}_{index}",
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
 
 
 def _finish(response: dict[str, Any], finish_reason: str | None) -> None:
@@ -340,8 +366,15 @@ def response_object(
         output.append(message_item(response_id, text))
     for i, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
-        output.append(call_item(response_id, i, str(call.get("id") or ""), str(function.get("name") or ""),
-                                str(function.get("arguments") or "")))
+        output.append(
+            call_item(
+                response_id,
+                i,
+                str(call.get("id") or ""),
+                str(function.get("name") or ""),
+                str(function.get("arguments") or ""),
+            )
+        )
     if not output:
         output.append(message_item(response_id, ""))
     response["output"] = output
@@ -356,10 +389,17 @@ def output_message(response: Mapping[str, Any]) -> Message:
     calls: list[dict[str, Any]] = []
     for item in response.get("output") or ():
         if item.get("type") == "message":
-            text.extend(p.get("text", "") for p in item.get("content") or () if p.get("type") == "output_text")
+            text.extend(
+                p.get("text", "") for p in item.get("content") or () if p.get("type") == "output_text"
+            )
         elif item.get("type") == "function_call":
-            calls.append({"id": item["call_id"], "type": "function",
-                          "function": {"name": item["name"], "arguments": item["arguments"]}})
+            calls.append(
+                {
+                    "id": item["call_id"],
+                    "type": "function",
+                    "function": {"name": item["name"], "arguments": item["arguments"]},
+                }
+            )
     message: Message = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
@@ -438,8 +478,15 @@ class ResponseStream:
         self._text.append(content)
         seq = self._seq
         self._seq = seq + 1
-        return {"type": "response.output_text.delta", "sequence_number": seq, "item_id": self._message_id,
-                "output_index": self._text_index, "content_index": 0, "delta": content, "logprobs": []}
+        return {
+            "type": "response.output_text.delta",
+            "sequence_number": seq,
+            "item_id": self._message_id,
+            "output_index": self._text_index,
+            "content_index": 0,
+            "delta": content,
+            "logprobs": [],
+        }
 
     def _open_text(self) -> list[Event]:
         """Start the message item the text goes in."""
@@ -449,8 +496,13 @@ class ResponseStream:
         self._output.append(item)
         return [
             self._event("response.output_item.added", output_index=self._text_index, item=item),
-            self._event("response.content_part.added", item_id=self._message_id, output_index=self._text_index,
-                        content_index=0, part={"type": "output_text", "text": "", "annotations": []}),
+            self._event(
+                "response.content_part.added",
+                item_id=self._message_id,
+                output_index=self._text_index,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": []},
+            ),
         ]
 
     def _call_delta(self, delta: Mapping[str, Any]) -> list[Event]:
@@ -460,20 +512,32 @@ class ResponseStream:
         call = self._calls.get(index)
         if call is None:
             events.extend(self._close_text())
-            item = call_item(self.response_id, index, str(delta.get("id") or ""), str(function.get("name") or ""),
-                             "", status="in_progress")
+            item = call_item(
+                self.response_id,
+                index,
+                str(delta.get("id") or ""),
+                str(function.get("name") or ""),
+                "",
+                status="in_progress",
+            )
             call = self._calls[index] = _Call(len(self._output), item)
             self._output.append(item)
-            events.append(self._event("response.output_item.added", output_index=call.output_index, item=dict(item)))
+            events.append(
+                self._event("response.output_item.added", output_index=call.output_index, item=dict(item))
+            )
         elif function.get("name"):
             call.item["name"] += function["name"]
         piece = function.get("arguments")
         if isinstance(piece, str) and piece:
             call.arguments.append(piece)
-            events.append(self._event(
-                "response.function_call_arguments.delta", item_id=call.item["id"], output_index=call.output_index,
-                delta=piece,
-            ))
+            events.append(
+                self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=call.item["id"],
+                    output_index=call.output_index,
+                    delta=piece,
+                )
+            )
         return events
 
     def _close_text(self) -> list[Event]:
@@ -486,10 +550,21 @@ class ResponseStream:
         self._output[index] = item
         part = item["content"][0]
         return [
-            self._event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
-                        text=text, logprobs=[]),
-            self._event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
-                        part=part),
+            self._event(
+                "response.output_text.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            ),
+            self._event(
+                "response.content_part.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=part,
+            ),
             self._event("response.output_item.done", output_index=index, item=item),
         ]
 
@@ -499,10 +574,15 @@ class ResponseStream:
             arguments = "".join(call.arguments)
             item = {**call.item, "arguments": arguments, "status": "completed"}
             self._output[call.output_index] = item
-            events.append(self._event(
-                "response.function_call_arguments.done", item_id=item["id"], output_index=call.output_index,
-                name=item["name"], arguments=arguments,
-            ))
+            events.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=call.output_index,
+                    name=item["name"],
+                    arguments=arguments,
+                )
+            )
             events.append(self._event("response.output_item.done", output_index=call.output_index, item=item))
         self._calls = {}
         if not self._output:
@@ -516,10 +596,17 @@ class ResponseStream:
     def failed(self, error: Mapping[str, Any]) -> list[Event]:
         """The events that end a stream the upstream broke after the first byte."""
         detail = error.get("error") or {}
-        self.response = {**self._snapshot(), "status": "failed",
-                         "error": {"code": detail.get("code") or detail.get("type") or "server_error",
-                                   "message": detail.get("message") or "The stream failed."}}
+        self.response = {
+            **self._snapshot(),
+            "status": "failed",
+            "error": {
+                "code": detail.get("code") or detail.get("type") or "server_error",
+                "message": detail.get("message") or "The stream failed.",
+            },
+        }
         return [
-            self._event("error", code=detail.get("code"), message=detail.get("message"), param=detail.get("param")),
+            self._event(
+                "error", code=detail.get("code"), message=detail.get("message"), param=detail.get("param")
+            ),
             self._event("response.failed", response=self.response),
         ]

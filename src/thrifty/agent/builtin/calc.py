@@ -109,7 +109,11 @@ def _number(value: Any) -> Any:
 
 
 def _eval(node: ast.AST, names: Mapping[str, Any]) -> Any:
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
         return node.value
     if isinstance(node, ast.Name):
         if node.id in names:
@@ -134,7 +138,12 @@ def _eval(node: ast.AST, names: Mapping[str, Any]) -> Any:
         if node.keywords:
             raise ToolError("keyword arguments are not allowed")
         args = [_eval(a, names) for a in node.args]
-        if node.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > MAX_DIGITS:
+        if (
+            node.func.id == "round"
+            and len(args) == 2
+            and isinstance(args[1], int)
+            and abs(args[1]) > MAX_DIGITS
+        ):
             raise ToolError(f"round() to {args[1]} digits: at most {MAX_DIGITS:,} either way")
         return _bounded(_FUNCTIONS[node.func.id](*args))
     if isinstance(node, ast.List | ast.Tuple):

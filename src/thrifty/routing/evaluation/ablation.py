@@ -71,8 +71,11 @@ def run(
             "test_auc_within_task": round(_within(pt, test.quality, tasks_test), 4),
             **score(curve(pt)),
         }
-    knn_k = {k: round(v, 4) for k, v in tune_k(vectors["minilm"][0], train.quality).items()} \
-        if "minilm" in vectors else {}
+    knn_k = (
+        {k: round(v, 4) for k, v in tune_k(vectors["minilm"][0], train.quality).items()}
+        if "minilm" in vectors
+        else {}
+    )
     return {"rows": out, "knn_k_log_loss": knn_k}
 
 

@@ -15,7 +15,11 @@ PAIRS = ("mmlu", "gsm8k", "mt_bench")
 
 
 def default_data() -> Path:
-    for candidate in (os.environ.get("THRIFTY_ROUTING_DATA"), "../shared/data/routing", "/work/shared/data/routing"):
+    for candidate in (
+        os.environ.get("THRIFTY_ROUTING_DATA"),
+        "../shared/data/routing",
+        "/work/shared/data/routing",
+    ):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return Path("../shared/data/routing")
@@ -23,21 +27,48 @@ def default_data() -> Path:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="thrifty route eval", description=__doc__)
-    p.add_argument("--data", type=Path, default=None, action="append",
-                   help="folder with routerbench/ and routellm/; or, with --router, test files of your own")
-    p.add_argument("--router", type=Path, default=None,
-                   help="a router from `thrifty route fit`: evaluate it on the --data file")
-    p.add_argument("--format", choices=("routerbench", "jsonl"), default=None,
-                   help="with --router: the test file's layout (default: from the suffix)")
-    p.add_argument("--only", choices=("routerbench", *PAIRS), action="append",
-                   help="run only these parts (repeatable); default all")
-    p.add_argument("--featurizer", choices=("hash", "minilm", "minilm+hash"), default="hash",
-                   help="prompt vectors for the learned router (minilm needs thrifty.embeddings)")
-    p.add_argument("--cache", type=Path, default=Path("benchmarks/out"), help="where prompt vectors are cached")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        action="append",
+        help="folder with routerbench/ and routellm/; or, with --router, test files of your own",
+    )
+    p.add_argument(
+        "--router",
+        type=Path,
+        default=None,
+        help="a router from `thrifty route fit`: evaluate it on the --data file",
+    )
+    p.add_argument(
+        "--format",
+        choices=("routerbench", "jsonl"),
+        default=None,
+        help="with --router: the test file's layout (default: from the suffix)",
+    )
+    p.add_argument(
+        "--only",
+        choices=("routerbench", *PAIRS),
+        action="append",
+        help="run only these parts (repeatable); default all",
+    )
+    p.add_argument(
+        "--featurizer",
+        choices=("hash", "minilm", "minilm+hash"),
+        default="hash",
+        help="prompt vectors for the learned router (minilm needs thrifty.embeddings)",
+    )
+    p.add_argument(
+        "--cache", type=Path, default=Path("benchmarks/out"), help="where prompt vectors are cached"
+    )
     p.add_argument("--plots", type=Path, default=None, help="folder for PNG plots")
     p.add_argument("--markdown", type=Path, default=None, help="write the results as markdown here")
-    p.add_argument("--save-router", type=Path, default=None,
-                   help="also fit the learned router on the RouterBench train split and save it (.npz)")
+    p.add_argument(
+        "--save-router",
+        type=Path,
+        default=None,
+        help="also fit the learned router on the RouterBench train split and save it (.npz)",
+    )
     return p
 
 

@@ -134,8 +134,16 @@ def load_pair(root: Path, name: str) -> Table:
                 quality.append([weak, strong])
                 responses.append([row.get(f"{WEAK}_response") or "", row.get(f"{STRONG}_response") or ""])
     q = np.array(quality)
-    return Table(prompts, ["weak", "strong"], q, np.tile([0.0, 1.0], (len(q), 1)), groups,
-                 responses, skipped=skipped, excluded=excluded)
+    return Table(
+        prompts,
+        ["weak", "strong"],
+        q,
+        np.tile([0.0, 1.0], (len(q), 1)),
+        groups,
+        responses,
+        skipped=skipped,
+        excluded=excluded,
+    )
 
 
 def _load_mt_bench(folder: Path) -> Table:
@@ -170,5 +178,12 @@ def _load_mt_bench(folder: Path) -> Table:
         groups.append(str(qid))
         quality.append([pair["weak"], pair["strong"]])
     q = np.array(quality)
-    return Table(prompts, ["weak", "strong"], q, np.tile([0.0, 1.0], (len(q), 1)), groups,
-                 skipped=skipped, excluded=excluded)
+    return Table(
+        prompts,
+        ["weak", "strong"],
+        q,
+        np.tile([0.0, 1.0], (len(q), 1)),
+        groups,
+        skipped=skipped,
+        excluded=excluded,
+    )

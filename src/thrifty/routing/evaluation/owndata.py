@@ -77,9 +77,13 @@ def load_files(paths: list[Path], fmt: str | None = None) -> Table:
     for path, t in zip(paths[1:], tables[1:], strict=True):
         if t.models != first.models:
             raise DataError(f"{path}: models differ from {paths[0]}'s")
-    return Table([p for t in tables for p in t.prompts], first.models,
-                 np.vstack([t.quality for t in tables]), np.vstack([t.cost for t in tables]),
-                 skipped=sum(t.skipped for t in tables))
+    return Table(
+        [p for t in tables for p in t.prompts],
+        first.models,
+        np.vstack([t.quality for t in tables]),
+        np.vstack([t.cost for t in tables]),
+        skipped=sum(t.skipped for t in tables),
+    )
 
 
 def _table(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> Table:
@@ -90,8 +94,10 @@ def _table(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> Table:
         raise DataError(f"{path}: no 'prompt' column")
     missing = [m for m in models if m not in fields]
     if not models or missing:
-        raise DataError(f"{path}: need a correctness column and a '<model>{COST}' column per model"
-                        + (f"; no correctness column for {', '.join(missing)}" if missing else ""))
+        raise DataError(
+            f"{path}: need a correctness column and a '<model>{COST}' column per model"
+            + (f"; no correctness column for {', '.join(missing)}" if missing else "")
+        )
     prompts, quality, cost = [], [], []
     skipped = 0
     for row in rows:
@@ -155,8 +161,13 @@ def cv_lambda(vectors: Any, table: Table, featurizer: str, match: float = 0.98, 
     fold = np.random.default_rng(0).permutation(n) % folds
     predicted = np.zeros_like(table.quality)
     for f in range(folds):
-        part = fit(vectors[fold != f], table.quality[fold != f], table.models,
-                   costs=table.cost[fold != f], featurizer_name=featurizer)
+        part = fit(
+            vectors[fold != f],
+            table.quality[fold != f],
+            table.models,
+            costs=table.cost[fold != f],
+            featurizer_name=featurizer,
+        )
         predicted[fold == f] = part.predict(vectors[fold == f])
     price = table.cost.mean(axis=0)
     goal = match * float(table.quality.mean(axis=0).max())
@@ -210,8 +221,12 @@ class FileReport:
                 "max_accuracy": max(a for _, a in points),
                 "cost_to_match_best": reach,
                 "share_to_match_best": None if reach is None else reach / best_cost,
-                "accuracy_at_25pct": accuracy_at(curve, 0.25 * best_cost) if curve[0][0] <= 0.25 * best_cost else None,
-                "accuracy_at_20pct": accuracy_at(curve, 0.20 * best_cost) if curve[0][0] <= 0.20 * best_cost else None,
+                "accuracy_at_25pct": accuracy_at(curve, 0.25 * best_cost)
+                if curve[0][0] <= 0.25 * best_cost
+                else None,
+                "accuracy_at_20pct": accuracy_at(curve, 0.20 * best_cost)
+                if curve[0][0] <= 0.20 * best_cost
+                else None,
             }
         return out
 
@@ -230,9 +245,11 @@ class FileReport:
         default = self.policies.get(DEFAULT)
         if default:
             cost, acc = default[0]
-            lines[0] += (f" The runtime default (λ = {self.cost_weight:.3g}) reaches accuracy {acc:.3f} "
-                         f"({100 * acc / best_acc:.1f}% of the best's) at ${cost * 1000:.4f} per 1,000 prompts "
-                         f"({100 * cost / best_cost:.1f}% of the best's cost).")
+            lines[0] += (
+                f" The runtime default (λ = {self.cost_weight:.3g}) reaches accuracy {acc:.3f} "
+                f"({100 * acc / best_acc:.1f}% of the best's) at ${cost * 1000:.4f} per 1,000 prompts "
+                f"({100 * cost / best_cost:.1f}% of the best's cost)."
+            )
         for policy, r in self.rows().items():
             reach = r["cost_to_match_best"]
             aiq_text = "–" if r["aiq"] is None else f"{r['aiq']:.3f}"
@@ -260,26 +277,32 @@ def evaluate(model: LearnedModel, table: Table, cache: Path | None) -> FileRepor
 
     unknown = [m for m in table.models if m not in model.models]
     if unknown:
-        raise DataError(f"the router was not fitted on {', '.join(unknown)} (it knows {', '.join(model.models)})")
+        raise DataError(
+            f"the router was not fitted on {', '.join(unknown)} (it knows {', '.join(model.models)})"
+        )
     columns = [model.models.index(m) for m in table.models]
     raw = model.predict(prompt_vectors(table.prompts, model.featurizer_name, cache))
     predicted: Matrix = np.asarray(raw[:, columns], dtype=np.float64)
     price = np.asarray(model.mean_cost, np.float64)[columns]
     if not price.any():
         price = table.cost.mean(axis=0)
-    singles = {m: (float(table.cost[:, j].mean()), float(table.quality[:, j].mean()))
-               for j, m in enumerate(table.models)}
+    singles = {
+        m: (float(table.cost[:, j].mean()), float(table.quality[:, j].mean()))
+        for j, m in enumerate(table.models)
+    }
     policies: dict[str, list[Point]] = {
         "learned, λ rule (sweep)": [outcome(table, pick(predicted, price, lam)) for lam in LAMBDAS],
-        "learned, quality_target rule (sweep)": [outcome(table, cheapest_clearing(predicted, price, t))
-                                                 for t in TARGETS],
+        "learned, quality_target rule (sweep)": [
+            outcome(table, cheapest_clearing(predicted, price, t)) for t in TARGETS
+        ],
     }
     if model.cost_weight is not None:
         policies[DEFAULT] = [outcome(table, pick(predicted, price, model.cost_weight))]
     penalty = np.where(table.quality >= 1.0, 0.0, 1e3) + table.cost
     oracle = outcome(table, np.argmin(penalty, axis=1))
-    return FileReport(list(table.models), singles, policies, oracle, len(table.prompts), table.skipped,
-                      model.cost_weight)
+    return FileReport(
+        list(table.models), singles, policies, oracle, len(table.prompts), table.skipped, model.cost_weight
+    )
 
 
 def plot(report: FileReport, path: Path, title: str) -> None:
@@ -293,7 +316,9 @@ def plot(report: FileReport, path: Path, title: str) -> None:
         ax.scatter([cost * 1000], [acc], marker="o", color="grey", s=18)
         ax.annotate(name.split("/")[-1][:18], (cost * 1000, acc), fontsize=6, alpha=0.8)
     curve = hull(list(report.singles.values()))
-    ax.plot([c * 1000 for c, _ in curve], [a for _, a in curve], "--", color="grey", label="single-model hull")
+    ax.plot(
+        [c * 1000 for c, _ in curve], [a for _, a in curve], "--", color="grey", label="single-model hull"
+    )
     for name, points in report.policies.items():
         if len(points) == 1:
             ax.scatter([points[0][0] * 1000], [points[0][1]], marker="*", s=140, label=name, zorder=5)
@@ -314,15 +339,27 @@ def plot(report: FileReport, path: Path, title: str) -> None:
 
 
 def fit_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="thrifty route fit", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, action="append",
-                   help="training file (RouterBench CSV or JSONL); repeat to concatenate files")
-    p.add_argument("--format", choices=("routerbench", "jsonl"), default=None, help="default: from the suffix")
+    p = argparse.ArgumentParser(
+        prog="thrifty route fit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        action="append",
+        help="training file (RouterBench CSV or JSONL); repeat to concatenate files",
+    )
+    p.add_argument(
+        "--format", choices=("routerbench", "jsonl"), default=None, help="default: from the suffix"
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="where to write the router (.npz)")
     p.add_argument("--featurizer", choices=("minilm", "hash", "minilm+hash"), default="minilm")
-    p.add_argument("--match", type=float, default=0.98,
-                   help="cross-validation picks the cheapest λ reaching this share of the best model's accuracy")
+    p.add_argument(
+        "--match",
+        type=float,
+        default=0.98,
+        help="cross-validation picks the cheapest λ reaching this share of the best model's accuracy",
+    )
     p.add_argument("--cache", type=Path, default=None, help="folder to cache prompt vectors in")
     args = p.parse_args(argv)
     try:
@@ -331,8 +368,10 @@ def fit_main(argv: list[str]) -> int:
         print(f"thrifty route fit: {exc}")
         return 2
     model.save(args.output)
-    print(f"fitted {len(model.models)} models on {len(model.vectors)} prompts ({table.skipped} skipped for missing values); "
-          f"cost weight λ = {model.cost_weight or 0.0:.4g} by 5-fold CV; saved {args.output}")
+    print(
+        f"fitted {len(model.models)} models on {len(model.vectors)} prompts ({table.skipped} skipped for missing values); "
+        f"cost weight λ = {model.cost_weight or 0.0:.4g} by 5-fold CV; saved {args.output}"
+    )
     return 0
 
 

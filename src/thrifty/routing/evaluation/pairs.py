@@ -40,11 +40,21 @@ class PairResult:
 
     def summary(self) -> dict[str, Any]:
         rows = {
-            policy: {"apgr": round(apgr(c), 4), "cpt50": round(cpt(c, 0.5), 4), "cpt80": round(cpt(c, 0.8), 4)}
+            policy: {
+                "apgr": round(apgr(c), 4),
+                "cpt50": round(cpt(c, 0.5), 4),
+                "cpt80": round(cpt(c, 0.8), 4),
+            }
             for policy, c in self.curves.items()
         }
-        return {"n": self.n, "excluded": self.excluded, "skipped": self.skipped,
-                "weak": round(self.weak, 4), "strong": round(self.strong, 4), "rows": rows}
+        return {
+            "n": self.n,
+            "excluded": self.excluded,
+            "skipped": self.skipped,
+            "weak": round(self.weak, 4),
+            "strong": round(self.strong, 4),
+            "rows": rows,
+        }
 
 
 def run(root: Path, name: str, featurizer: str, cache: Path | None, folds: int = 5) -> PairResult:
@@ -69,16 +79,21 @@ def run(root: Path, name: str, featurizer: str, cache: Path | None, folds: int =
         xo = prompt_vectors(table.prompts, other, cache)
         tag = "hash, before" if other == "hash" else other
         curves[f"learned ({tag}; {label})"] = pgr_curve(_cross_fit(xo, table, fold, other), weak, strong)
-    curves[f"learned ({featurizer}; {label})"] = pgr_curve(_cross_fit(x, table, fold, featurizer), weak, strong)
+    curves[f"learned ({featurizer}; {label})"] = pgr_curve(
+        _cross_fit(x, table, fold, featurizer), weak, strong
+    )
     if main == "random" and grouped:
-        curves[f"learned ({featurizer}; unseen subject)"] = pgr_curve(_cross_fit(x, table, group_folds, featurizer), weak, strong)
+        curves[f"learned ({featurizer}; unseen subject)"] = pgr_curve(
+            _cross_fit(x, table, group_folds, featurizer), weak, strong
+        )
     curves["oracle"] = pgr_curve(strong - weak + 1e-6 * rng.random(len(weak)), weak, strong)
     if any(r[0] for r in table.responses):
         curves["cascade (answer verifier, random folds)"] = pgr_curve(
             _verifier_score(table, _random_folds(len(weak), folds, rng), cache), weak, strong
         )
-    return PairResult(name, len(weak), table.excluded, table.skipped, float(weak.mean()),
-                      float(strong.mean()), curves)
+    return PairResult(
+        name, len(weak), table.excluded, table.skipped, float(weak.mean()), float(strong.mean()), curves
+    )
 
 
 def _rules_score(table: Table) -> Vector:
@@ -117,7 +132,9 @@ def _verifier_score(table: Table, fold: Vector, cache: Path | None) -> Vector:
     """Cascade: the weak model answers; a verifier fitted on (prompt, answer) predicts if it is wrong."""
     import numpy as np
 
-    texts = [f"{p[-600:]}\n### answer\n{r[0][-1500:]}" for p, r in zip(table.prompts, table.responses, strict=True)]
+    texts = [
+        f"{p[-600:]}\n### answer\n{r[0][-1500:]}" for p, r in zip(table.prompts, table.responses, strict=True)
+    ]
     x = prompt_vectors(texts, "hash", cache)
     score = np.zeros(len(fold))
     for f in np.unique(fold):

@@ -32,7 +32,8 @@ def routerbench_table(summary: dict[str, Any], notes: dict[str, Any]) -> list[st
         f"Rows skipped for missing values: {notes.get('skipped_train')} train, {notes.get('skipped_test')} test; "
         f"{notes.get('n_train')} train / {notes.get('n_test')} test prompts used. "
         f"Cost weights λ set on train (5-fold CV) for 100% / 95% of the best model's accuracy: "
-        + " / ".join(f"{lam:.3g}" for lam in notes.get("calibrated_lambda", [])) + ".",
+        + " / ".join(f"{lam:.3g}" for lam in notes.get("calibrated_lambda", []))
+        + ".",
         "",
         "| policy | AIQ | best accuracy | cost to match best model | share of its cost | "
         "share for 98% of its accuracy | share for 95% |",
@@ -61,8 +62,11 @@ def ablation_table(result: dict[str, Any]) -> list[str]:
             f"{_pct(r['share_for_98pct'])} | {_pct(r['share_for_95pct'])} |"
         )
     if result.get("knn_k_log_loss"):
-        lines += ["", "kNN validation log loss by k: "
-                  + ", ".join(f"k={k}: {v:.4f}" for k, v in result["knn_k_log_loss"].items())]
+        lines += [
+            "",
+            "kNN validation log loss by k: "
+            + ", ".join(f"k={k}: {v:.4f}" for k, v in result["knn_k_log_loss"].items()),
+        ]
     return lines
 
 
@@ -78,14 +82,21 @@ def pair_table(name: str, summary: dict[str, Any]) -> list[str]:
         lines.append(f"| {policy} | {_num(row['apgr'])} | {_pct(row['cpt50'])} | {_pct(row['cpt80'])} |")
     ref = PUBLISHED.get(name)
     if ref:
-        lines.append(f"| *RouteLLM published best* | {_num(ref['apgr'])} | {_pct(ref['cpt50'])} | "
-                     f"{_pct(ref['cpt80'])} |")
+        lines.append(
+            f"| *RouteLLM published best* | {_num(ref['apgr'])} | {_pct(ref['cpt50'])} | "
+            f"{_pct(ref['cpt80'])} |"
+        )
     return lines
 
 
-def markdown(results: dict[str, Any], notes: dict[str, Any], timings: dict[str, float], featurizer: str) -> str:
-    out = [f"Prompt vectors: `{featurizer}`. Wall time per part: "
-           + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()), ""]
+def markdown(
+    results: dict[str, Any], notes: dict[str, Any], timings: dict[str, float], featurizer: str
+) -> str:
+    out = [
+        f"Prompt vectors: `{featurizer}`. Wall time per part: "
+        + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
+        "",
+    ]
     if "routerbench" in results:
         out += ["### RouterBench slice (fit on train, report on test)", ""]
         out += routerbench_table(results["routerbench"], notes)

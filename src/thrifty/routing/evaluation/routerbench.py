@@ -47,7 +47,9 @@ class BenchResult:
         return {"best_model": best_model, "best_accuracy": best_acc, "best_cost": best_cost, "rows": rows}
 
 
-def score_points(points: list[Point], low: float, high: float, best_cost: float, best_acc: float) -> dict[str, Any]:
+def score_points(
+    points: list[Point], low: float, high: float, best_cost: float, best_acc: float
+) -> dict[str, Any]:
     """AIQ, best accuracy and the cost (absolute and as a share of the best model's) to reach its accuracy."""
     reach = cost_to_reach(points, best_acc)
     share = {f: cost_to_reach(points, f * best_acc) for f in (0.98, 0.95)}
@@ -67,8 +69,10 @@ def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
     train, test = load_routerbench(root, "train"), load_routerbench(root, "test")
     xtr = prompt_vectors(train.prompts, featurizer, cache)
     xte = prompt_vectors(test.prompts, featurizer, cache)
-    singles = {m: (float(test.cost[:, j].mean()), float(test.quality[:, j].mean()))
-               for j, m in enumerate(test.models)}
+    singles = {
+        m: (float(test.cost[:, j].mean()), float(test.quality[:, j].mean()))
+        for j, m in enumerate(test.models)
+    }
     model = fit(xtr, train.quality, train.models, costs=train.cost, featurizer_name=featurizer)
     predicted = model.predict(xte).astype(np.float64)
     price = train.cost.mean(axis=0)
@@ -84,22 +88,34 @@ def run(root: Path, featurizer: str, cache: Path | None) -> BenchResult:
     if featurizer != "hash":  # the previous router, side by side
         htr, hte = prompt_vectors(train.prompts, "hash", cache), prompt_vectors(test.prompts, "hash", cache)
         vectors["hash"] = (htr, hte)
-        vectors |= {f: (prompt_vectors(train.prompts, f, cache), prompt_vectors(test.prompts, f, cache))
-                    for f in ("minilm", "minilm+hash") if f not in vectors}
+        vectors |= {
+            f: (prompt_vectors(train.prompts, f, cache), prompt_vectors(test.prompts, f, cache))
+            for f in ("minilm", "minilm+hash")
+            if f not in vectors
+        }
         before = fit(htr, train.quality, train.models, featurizer_name="hash")
         policies["learned (hash, before; λ sweep)"] = sweep(before.predict(hte).astype(np.float64))
     policies |= {
         f"learned ({featurizer}; λ sweep)": sweep(predicted),
-        f"learned ({featurizer}; target sweep)": [_outcome(test, _target(predicted, price, t, int(train.quality.mean(0).argmax())))
-                             for t in TARGETS],
+        f"learned ({featurizer}; target sweep)": [
+            _outcome(test, _target(predicted, price, t, int(train.quality.mean(0).argmax()))) for t in TARGETS
+        ],
         "cascade": _cascade(train, test, model, featurizer, cache),
         "rules + feedback (online)": _feedback(train, test),
     }
     lams = _calibrate(xtr, train, featurizer, (1.0, 0.95))
     for aim, lam in zip(("100%", "95%"), lams, strict=True):
-        policies[f"learned ({featurizer}), λ set on train for {aim} of best"] = [_outcome(test, _pick(predicted, price, lam))]
-    notes = {"skipped_train": train.skipped, "skipped_test": test.skipped, "n_train": len(train.prompts),
-             "n_test": len(test.prompts), "calibrated_lambda": lams, "featurizer": featurizer}
+        policies[f"learned ({featurizer}), λ set on train for {aim} of best"] = [
+            _outcome(test, _pick(predicted, price, lam))
+        ]
+    notes = {
+        "skipped_train": train.skipped,
+        "skipped_test": test.skipped,
+        "n_train": len(train.prompts),
+        "n_test": len(test.prompts),
+        "calibrated_lambda": lams,
+        "featurizer": featurizer,
+    }
     result = BenchResult(test.models, singles, policies, _oracle(test), notes)
     summary = result.summary()
     low, high = min(c for c, _ in singles.values()), max(c for c, _ in singles.values())
@@ -147,8 +163,9 @@ def _oracle(table: Table) -> Point:
 
 def _random_mix(table: Table) -> list[Point]:
     """Each prompt to a model drawn at random: mixes of the single models (their hull)."""
-    singles = [(float(table.cost[:, j].mean()), float(table.quality[:, j].mean()))
-               for j in range(len(table.models))]
+    singles = [
+        (float(table.cost[:, j].mean()), float(table.quality[:, j].mean())) for j in range(len(table.models))
+    ]
     uniform = (float(table.cost.mean()), float(table.quality.mean()))
     return [*hull(singles), uniform]
 
@@ -202,15 +219,22 @@ def _feedback(train: Table, test: Table) -> list[Point]:
     return points
 
 
-def _calibrate(xtr: Any, train: Table, featurizer: str, shares: tuple[float, ...], folds: int = 5) -> list[float]:
+def _calibrate(
+    xtr: Any, train: Table, featurizer: str, shares: tuple[float, ...], folds: int = 5
+) -> list[float]:
     """Per share of the best model's accuracy, the largest cost weight reaching it in 5-fold CV on train."""
     import numpy as np
 
     predicted = np.zeros_like(train.quality)
     fold = np.arange(len(train.prompts)) % folds
     for f in range(folds):
-        part = fit(xtr[fold != f], train.quality[fold != f], train.models,
-                   costs=train.cost[fold != f], featurizer_name=featurizer)
+        part = fit(
+            xtr[fold != f],
+            train.quality[fold != f],
+            train.models,
+            costs=train.cost[fold != f],
+            featurizer_name=featurizer,
+        )
         predicted[fold == f] = part.predict(xtr[fold == f])
     price = train.cost.mean(axis=0)
     best = float(train.quality.mean(axis=0).max())
@@ -222,13 +246,19 @@ def _calibrate(xtr: Any, train: Table, featurizer: str, shares: tuple[float, ...
     return out
 
 
-def _cascade(train: Table, test: Table, model: LearnedModel, featurizer: str, cache: Path | None) -> list[Point]:
+def _cascade(
+    train: Table, test: Table, model: LearnedModel, featurizer: str, cache: Path | None
+) -> list[Point]:
     """Weak model first; a verifier fitted on train (prompt + answer) decides escalation."""
     import numpy as np
 
     weak, strong = _ladder(train)
-    answers_tr = [f"{p[-600:]}\n### answer\n{r[weak]}" for p, r in zip(train.prompts, train.responses, strict=True)]
-    answers_te = [f"{p[-600:]}\n### answer\n{r[weak]}" for p, r in zip(test.prompts, test.responses, strict=True)]
+    answers_tr = [
+        f"{p[-600:]}\n### answer\n{r[weak]}" for p, r in zip(train.prompts, train.responses, strict=True)
+    ]
+    answers_te = [
+        f"{p[-600:]}\n### answer\n{r[weak]}" for p, r in zip(test.prompts, test.responses, strict=True)
+    ]
     vtr = prompt_vectors(answers_tr, "hash", cache)
     vte = prompt_vectors(answers_te, "hash", cache)
     verifier = fit(vtr, train.quality[:, [weak]], ["weak"], featurizer_name="hash")
