@@ -10,13 +10,15 @@ what they show is never behind what was recorded.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import Config
 from ..errors import StorageUnavailable
@@ -29,6 +31,8 @@ from .ledger import Ledger
 from .settings import parse_alerts, parse_ledger, parse_telemetry
 from .spans import Spans, default_spans
 from .tally import COLUMNS, Row, Tally
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -73,6 +77,9 @@ class Observer:
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
+        # /metrics, the dashboard and alerts render on a thread of their own, so CPU work
+        # of requests (embeddings, compression, routing) in the shared pool never delays them
+        self._readers: ThreadPoolExecutor | None = None
         self._batch = self.ledger_settings.batch_rows
         self._failing = False
         # why the ledger cannot be opened or written now; when to try again
@@ -120,8 +127,17 @@ class Observer:
             await asyncio.to_thread(thread.join)
         self.close()
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a reader of the observer's state (rendering, ledger lookups) on its own thread."""
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(1, thread_name_prefix="thrifty-observe")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, functools.partial(fn, *args))
+
     def close(self) -> None:
         """:meth:`aclose` for callers without an event loop (or at interpreter exit): blocks."""
+        if self._readers is not None:
+            self._readers.shutdown(wait=False)
+            self._readers = None
         thread = self._thread
         if thread is not None:
             self._stop = True

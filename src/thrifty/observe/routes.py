@@ -82,11 +82,11 @@ class Endpoints:
     # counting and rendering run in a worker thread so a backlog never stalls the loop.
 
     async def metrics(self, request: Request) -> Response:
-        text = await asyncio.to_thread(prometheus, self.obs, self.obs.gauges())
+        text = await self.obs.read(prometheus, self.obs, self.obs.gauges())
         return PlainTextResponse(text, media_type=PROMETHEUS_TYPE)
 
     async def stats(self, request: Request) -> Response:
-        body = await asyncio.to_thread(snapshot, self.obs, self.obs.gauges())
+        body = await self.obs.read(snapshot, self.obs, self.obs.gauges())
         return _no_cache(body, DASHBOARD_HEADERS)
 
     async def learning(self, request: Request) -> Response:
@@ -94,7 +94,7 @@ class Endpoints:
         return _no_cache({"object": "learning", "data": [layer.report() for layer in self.obs.learners]})
 
     async def alerts(self, request: Request) -> Response:
-        alerts = await asyncio.to_thread(self.obs.alerts, self.obs.gauges())
+        alerts = await self.obs.read(self.obs.alerts, self.obs.gauges())
         return _no_cache({"alerts": [a.to_json() for a in alerts]})
 
     # -- the dashboard ---------------------------------------------------------------
