@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import statistics
@@ -30,6 +29,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from wrk import run as run_wrk  # benchmarks/ is on the path when this script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -99,31 +100,7 @@ def process(cmd: list[str]) -> Iterator[None]:
 
 
 def wrk(url: str, body: dict[str, object], connections: int, seconds: int) -> dict[str, float]:
-    payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
-    folder = Path(tempfile.mkdtemp())
-    lua = folder / "post.lua"
-    lua.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
-        f'wrk.body = "{payload}"\n'
-        "done = function(summary, latency, requests)\n"
-        '  io.write(string.format("P50 %d\\nP99 %d\\n", latency:percentile(50), latency:percentile(99)))\n'
-        "end\n"
-    )
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    shutil.rmtree(folder)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": int(re.search(r"P50 (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
-        "p99_ms": int(re.search(r"P99 (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
-        "errors": int(non2xx.group(1)) if non2xx else 0,
-    }
+    return run_wrk(url, connections, seconds, body, key=KEY)
 
 
 def check(url: str, body: dict[str, object]) -> None:

@@ -4,11 +4,16 @@ guard refuses any connection from the test process to another address."""
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.processes import free_port as _free_port
 
 _connect = socket.socket.connect
 _connect_ex = socket.socket.connect_ex
@@ -45,12 +50,6 @@ def loopback_only() -> Iterator[None]:
     finally:
         socket.socket.connect = _connect  # type: ignore[method-assign]
         socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -140,3 +139,43 @@ def disk(tmp_path: Any) -> Iterator[Disk]:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
         else:
             disk.writable()
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A private redis-server on a random loopback port, stopped after the test."""
+    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(redis).exists():
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            redis,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)

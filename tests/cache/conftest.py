@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +11,6 @@ from thrifty.cache.layer import CacheLayer
 from thrifty.cache.settings import CacheSettings, StoreSettings
 from thrifty.cache.store import CacheStore
 from thrifty.testing import FakeBackend
-
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 class Clock:
@@ -62,48 +56,3 @@ async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[CacheStore]:
 def make_layer(store: CacheStore) -> LayerFactory:
     """Build a CacheLayer over a backend, on the shared test store by default."""
     return LayerFactory(store)
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A private redis-server on a random loopback port, stopped after the test."""
-    if not Path(REDIS).exists():
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    port = _port()
-    proc = subprocess.Popen(
-        [
-            REDIS,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)

@@ -3,47 +3,31 @@ config. The model is tiny and often wrong: this checks the mechanics, never the 
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
 import pytest
+from tests.processes import free_port, stop, wait_ready
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cwd = tmp_path_factory.mktemp("embedded-messages")
     thrifty = str(Path(sys.executable).parent / "thrifty")
     proc = subprocess.Popen(
         [thrifty, "serve", "--port", str(port)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "embedded model did not load in 120 s"
-        time.sleep(0.1)
+    wait_ready(f"http://127.0.0.1:{port}/ready", proc, timeout=120)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        stop(proc)
 
 
 def test_smollm2_answers_the_anthropic_sdk(embedded: str) -> None:

@@ -16,14 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.processes import free_port
 
 
 def _wait_port(port: int, seconds: float) -> None:
@@ -36,37 +29,6 @@ def _wait_port(port: int, seconds: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A private redis-server on a random loopback port, stopped after the test."""
-    if not Path(REDIS).exists():
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    port = _port()
-    proc = subprocess.Popen(
-        [
-            REDIS,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_port(port, 5)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
 
 
 def _pg_bin(name: str) -> str:
@@ -86,7 +48,7 @@ def postgres_server() -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres")
         os.chmod(root, 0o700)
-    port = _port()
+    port = free_port()
     subprocess.run(
         [*as_user, _pg_bin("initdb"), "-D", str(data), "-U", "thrifty", "--auth=trust", "-E", "UTF8"],
         check=True,

@@ -115,7 +115,7 @@ async def test_three_replicas_on_one_redis_admit_at_most_the_limit(redis_url: st
 async def test_redis_down_falls_back_to_local_limits_with_a_log_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tests.tenancy.conftest import _port
+    from tests.processes import free_port as _port
 
     counters = RedisCounters(f"redis://127.0.0.1:{_port()}/0", timeout=0.2)
     with caplog.at_level(logging.WARNING, "thrifty.tenancy"):

@@ -21,9 +21,9 @@ from typing import Any
 
 import openai
 import pytest
+from tests.processes import free_port as _port
 from tests.processes import stop as _stop
 from tests.processes import wait_ready as _wait
-from tests.tenancy.conftest import _port
 
 ADMIN = "sk-admin-replicas"
 
