@@ -29,7 +29,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import statistics
@@ -40,6 +39,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from wrk import run as run_wrk  # benchmarks/ is on the path when this script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -86,37 +87,7 @@ def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subpr
 
 
 def wrk(url: str, connections: int, seconds: int, body: dict[str, object]) -> dict[str, float]:
-    payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
-    lua = Path(tempfile.mkdtemp()) / "post.lua"
-    lua.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n'
-        f'wrk.body = "{payload}"\n'
-        "done = function(summary, latency, requests)\n"
-        '  io.write(string.format("P50 %d\\nP99 %d\\n", latency:percentile(50), latency:percentile(99)))\n'
-        "end\n"
-    )
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(lua), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    lua.unlink()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    n_err = int(non2xx.group(1)) if non2xx else 0
-    if errors:
-        n_err += sum(int(x) for x in errors.groups())
-    return {
-        "p50_ms": int(re.search(r"P50 (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
-        "p99_ms": int(re.search(r"P99 (\d+)", out).group(1)) / 1000,  # type: ignore[union-attr]
-        "rps": rps,
-        "errors": n_err,
-        "count": count,
-    }
+    return run_wrk(url, connections, seconds, body, key=MASTER_KEY)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -33,8 +33,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_overhead import free_port, process
+from gateway_overhead import free_port, process  # benchmarks/ is on the path when this script runs
 from wrk import run as wrk
 
 ROOT = Path(__file__).resolve().parent.parent

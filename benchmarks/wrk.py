@@ -38,10 +38,12 @@ def run(
     if errors:
         n_err += sum(int(x) for x in errors.groups())
     p50, p99 = re.search(r"P50 (\d+)", out), re.search(r"P99 (\d+)", out)
-    assert found and p50 and p99, out
+    count = re.search(r"(\d+) requests in", out)
+    assert found and p50 and p99 and count, out
     return {
         "p50_ms": int(p50.group(1)) / 1000,
         "p99_ms": int(p99.group(1)) / 1000,
         "rps": float(found.group(1)),
         "errors": n_err,
+        "count": int(count.group(1)),
     }
