@@ -127,7 +127,7 @@ def _ok(schema: Schema, description: str = "OK", **extra: Any) -> dict[str, Any]
 
 _SECONDS = r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]{0,5}(\.[0-9]+)?)"
 _CACHE_DIRECTIVE = (
-    rf"(no-cache|no-store|semantic|no-semantic|ttl={_SECONDS}|namespace=[A-Za-z0-9_.:/-]{{1,64}})"
+    rf"(no-cache|no-store|semantic|no-semantic|ttl={_SECONDS}|namespace=[A-Za-z0-9_.-]{{1,64}})"
 )
 
 _OPTION_HEADERS: dict[str, tuple[str, Schema]] = {
@@ -359,6 +359,9 @@ def _numbers() -> dict[str, Schema]:
     out = {}
     for name, (types, low, high) in _NUMBERS.items():
         number: Schema = {"type": "integer" if types == (int,) else "number"}
+        if types == (int,):  # validate.py refuses integers outside 64 bits
+            low = -(2**63) if low is None else low
+            high = 2**63 - 1 if high is None else high
         if low is not None:
             number["minimum"] = low
         if high is not None:
