@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..validate import _NUMBERS
 from .openapi import (
     _RESPONSE_HEADERS,
     Schema,
     _get,
     _json,
+    _numbers,
     _ok,
     _option_parameters,
     _path_parameter,
@@ -27,13 +27,7 @@ _TAGS = ["openai"]
 
 
 def _number(name: str) -> Schema:
-    types, low, high = _NUMBERS[name]
-    number: Schema = {"type": "integer" if types == (int,) else "number"}
-    if low is not None:
-        number["minimum"] = low
-    if high is not None:
-        number["maximum"] = high
-    return nullable(number)
+    return nullable(_numbers()[name])
 
 
 def _input_schemas() -> dict[str, Schema]:

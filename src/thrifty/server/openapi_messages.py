@@ -333,7 +333,7 @@ def schemas(numbers: dict[str, Schema] | None = None) -> dict[str, Schema]:
                 "stream": {"type": "boolean"},
                 "temperature": numbers.get("temperature", {"type": "number"}),
                 "top_p": numbers.get("top_p", {"type": "number"}),
-                "top_k": {"type": "integer"},
+                "top_k": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
                 "metadata": metadata,
             },
         },
