@@ -43,8 +43,8 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
 @pytest.fixture(autouse=True)
 def loopback_only() -> Iterator[None]:
     """No test reaches the network: connections leave the machine only by mistake."""
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

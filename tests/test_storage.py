@@ -38,9 +38,9 @@ def test_errors_are_told_apart_by_sqlite_code_not_text(tmp_path: Path) -> None:
         read_only.execute("INSERT INTO t VALUES (1)")
     assert not is_damaged(raised.value) and cause(raised.value).startswith("read-only (SQLITE_READONLY")
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
-    with pytest.raises(sqlite3.DatabaseError) as raised:
+    with pytest.raises(sqlite3.DatabaseError) as damaged:
         sqlite3.connect(tmp_path / "junk.db").execute("SELECT * FROM sqlite_master")
-    assert is_damaged(raised.value) and cause(raised.value).startswith("not a database")
+    assert is_damaged(damaged.value) and cause(damaged.value).startswith("not a database")
     # the same words without SQLite's code are not trusted as damage
     assert not is_damaged(sqlite3.DatabaseError("file is not a database"))
 

@@ -66,6 +66,9 @@ class Gated:
                 async with asyncio.timeout(5):
                     await self.gate.wait()
 
+    def children(self) -> tuple[FakeBackend]:
+        return (self.inner,)
+
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...

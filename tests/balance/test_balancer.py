@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from thrifty.balance import FakeClock
+from thrifty.balance import Balancer, FakeClock
+from thrifty.balance.strategies import RoundRobin
 from thrifty.errors import (
     InvalidRequest,
     NoDeploymentAvailable,
@@ -103,7 +104,7 @@ async def test_retry_moves_to_another_deployment(make_group: MakeGroup, clock: F
     bad = FakeBackend([boom()], name="bad")
     good = FakeBackend("good", name="good")
     group = make_group([bad, good], strategy="round_robin")
-    group.strategy.turn = -1  # start with "bad"
+    _round_robin(group).turn = -1  # start with "bad"
     request = chat("hi")
     response = await group.complete(request)
     assert response.text == "good"
@@ -115,7 +116,7 @@ async def test_non_retryable_error_is_not_retried(make_group: MakeGroup) -> None
     bad = FakeBackend([UpstreamStatusError("bad request", upstream_status=400)], name="bad")
     good = FakeBackend("good", name="good")
     group = make_group([bad, good], strategy="round_robin")
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     with pytest.raises(UpstreamStatusError):
         await group.complete(chat("hi"))
     assert good.requests == []
@@ -207,7 +208,7 @@ async def test_deployment_timeout_fails_over(make_group: MakeGroup) -> None:
     stuck = FakeBackend("late", name="stuck", delay=30)
     good = FakeBackend("good", name="good")
     group = make_group([stuck, good], strategy="round_robin", deployment={"stuck": {"timeout": 0.01}})
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     assert (await group.complete(chat("hi"))).text == "good"
     assert group.members[0].failed == 1
 
@@ -239,7 +240,7 @@ async def test_stream_retries_transparently_before_the_first_chunk(make_group: M
     bad = FakeBackend([boom()], name="bad")
     good = FakeBackend("one two three", name="good")
     group = make_group([bad, good], strategy="round_robin")
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     chunks = [c async for c in group.stream(chat("hi"))]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "one two three" and chunks[-1]["usage"]
@@ -253,7 +254,7 @@ async def test_stream_error_after_first_chunk_is_raised(make_group: MakeGroup) -
 
     good = FakeBackend("good", name="good")
     group = make_group([Breaks(name="breaks"), good], strategy="round_robin")
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     seen = []
     with pytest.raises(UpstreamConnectionError):
         async for chunk in group.stream(chat("hi")):
@@ -267,7 +268,7 @@ async def test_first_token_timeout_fails_over_for_streams(make_group: MakeGroup)
     group = make_group(
         [stuck, good], strategy="round_robin", deployment={"stuck": {"first_token_timeout": 0.01}}
     )
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     chunks = [c async for c in group.stream(chat("hi"))]
     assert any(c["choices"] and c["choices"][0]["delta"].get("content") == "good" for c in chunks)
 
@@ -276,7 +277,7 @@ async def test_hedge_takes_the_faster_answer_and_cancels_the_other(make_group: M
     slow = FakeBackend("slow", name="slow", delay=30)
     fast = FakeBackend("fast", name="fast")
     group = make_group([slow, fast], strategy="round_robin", hedge=True, hedge_delay=0.01)
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     request = chat("hi")
     assert (await group.complete(request)).text == "fast"
     assert request.trace.annotations["hedged"] == "fast"
@@ -328,7 +329,7 @@ async def test_hedged_stream_takes_the_first_to_start_and_closes_the_other(make_
     slow = FakeBackend("slow", name="slow", delay=30)
     fast = FakeBackend("fast words", name="fast")
     group = make_group([slow, fast], strategy="round_robin", hedge=True, hedge_delay=0.01)
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     request = chat("hi")
     chunks = [c async for c in group.stream(request)]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
@@ -346,7 +347,7 @@ async def test_hedged_stream_without_a_second_deployment_just_waits(make_group: 
 async def test_tpm_limit_counts_prompt_and_completion_tokens(make_group: MakeGroup, clock: FakeClock) -> None:
     a, b = FakeBackend("one two three", name="a"), FakeBackend("b", name="b")
     group = make_group([a, b], strategy="round_robin", deployment={"a": {"tpm": 10}})
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     await group.complete(chat("a long prompt of many words here"))  # ~10 prompt + 3 completion tokens on a
     texts = {(await group.complete(chat("x"))).text for _ in range(4)}
     assert texts == {"b"}
@@ -365,7 +366,7 @@ async def test_per_deployment_concurrency_limit_sends_overflow_elsewhere(make_gr
 
     busy, spare = Blocking("busy", name="busy"), FakeBackend("spare", name="spare")
     group = make_group([busy, spare], strategy="round_robin", deployment={"busy": {"max_concurrency": 1}})
-    group.strategy.turn = -1
+    _round_robin(group).turn = -1
     held = asyncio.ensure_future(group.complete(chat("1")))
     await asyncio.sleep(0)
     assert {(await group.complete(chat("x"))).text for _ in range(3)} == {"spare"}
@@ -396,3 +397,8 @@ async def test_p2c_retries_an_idle_deployment_once_its_latency_fades(
     clock.advance(60)
     group.members[0].ewma.add(0.05)
     assert (await group.complete(chat("hi"))).text == "recovered"
+
+
+def _round_robin(group: Balancer) -> RoundRobin:
+    assert isinstance(group.strategy, RoundRobin)
+    return group.strategy

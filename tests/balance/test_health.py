@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -44,13 +45,13 @@ def status_probe(state: dict[str, int | None]) -> object:
     return probe
 
 
-def group_on(bases: list[str], probe: object = None) -> Balancer:
+def group_on(bases: list[str], probe: Any = None) -> Balancer:
     deps = [{"model": f"llamacpp/m{i}", "name": f"r{i}", "api_base": b} for i, b in enumerate(bases)]
     config = parse_config({"models": [{"name": "g", "deployments": deps, "retries": 0}]}, source="t.yaml")
     backends = [FakeBackend(f"r{i}", name=f"r{i}") for i in range(len(bases))]
     built = build_group(
         config.models[0], backends, config, clock=FakeClock(), rng=random.Random(0), probe=probe
-    )  # type: ignore[arg-type]
+    )
     assert isinstance(built, Balancer)
     return built
 

@@ -10,7 +10,8 @@ import pytest
 
 from thrifty.cache.guard import GuardSettings, ThresholdGuard, answers_agree, wilson
 from thrifty.cache.settings import parse_settings
-from thrifty.config import ConfigError, parse_config
+from thrifty.config import parse_config
+from thrifty.errors import ConfigError
 from thrifty.testing import FakeBackend, chat
 
 GUARD = GuardSettings(max_error_rate=0.01, audit_share=1.0, step=0.01, floor=0.8, min_audits=30)

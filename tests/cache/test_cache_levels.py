@@ -98,7 +98,7 @@ async def test_a_busy_or_failing_call_is_skipped_and_the_file_kept(tmp_path: Pat
     def broken(*_: Any) -> Any:
         raise sqlite3.DatabaseError("database disk image is malformed")  # no SQLite code: not damage
 
-    disk._get = broken  # type: ignore[method-assign]
+    disk._get = broken  # type: ignore[method-assign,assignment]
     assert await disk.get("k") is None
     assert disk.errors == 1 and disk.set_aside == []
     del disk._get

@@ -31,11 +31,11 @@ ESSAYS = next(
 
 def pairs(messages: list[Message]) -> list[tuple[str, str]]:
     """(call id, the id of the tool message answering it), in order."""
-    out = []
+    out: list[tuple[str, str]] = []
     for i, message in enumerate(messages):
         for n, c in enumerate(message.get("tool_calls") or ()):
             answer = messages[i + 1 + n]
-            out.append((c["id"], answer.get("tool_call_id")))
+            out.append((c["id"], str(answer.get("tool_call_id"))))
     return out
 
 

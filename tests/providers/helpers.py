@@ -17,7 +17,7 @@ def fixture(name: str) -> Any:
 
 
 def request_from(data: dict[str, Any], **overrides: Any) -> ChatRequest:
-    fields = {k: data[k] for k in ("model", "messages", "params", "extra") if k in data}
+    fields: dict[str, Any] = {k: data[k] for k in ("model", "messages", "params", "extra") if k in data}
     return ChatRequest(**{**fields, **overrides})
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+from typing import Any
 
 import aiohttp
 import pytest
@@ -104,7 +105,7 @@ async def test_upstream_wait_is_recorded_in_the_trace() -> None:
 
 
 async def test_stream_is_closed_when_the_consumer_stops_early() -> None:
-    streams = []
+    streams: list[Any] = []
 
     def answer(request: HttpRequest) -> MockResponse:
         return MockResponse(chunks=[b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"])

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 import pytest
@@ -127,6 +127,7 @@ async def test_logprobs_match_llama_cpp_own_computation(smollm2: LocalBackend, m
 @pytest.mark.model
 async def test_closing_a_stream_stops_generation_and_frees_the_model(smollm2: LocalBackend) -> None:
     stream = smollm2.stream(chat("Count from 1 to 200, separated by commas.", temperature=0, max_tokens=400))
+    assert isinstance(stream, AsyncGenerator)
     for _ in range(4):
         await anext(stream)
     await stream.aclose()

@@ -178,11 +178,11 @@ def _raises(exc: Exception) -> MockTransport:
         (_raises(aiohttp.ServerDisconnectedError()), UpstreamConnectionError, 502, True),
         (_raises(ConnectionResetError()), UpstreamConnectionError, 502, True),
         (
-            _raises(aiohttp.ClientConnectorError(None, OSError(111, "refused"))),
+            _raises(aiohttp.ClientConnectorError(None, OSError(111, "refused"))),  # type: ignore[arg-type]
             UpstreamConnectionError,
             502,
             True,
-        ),  # type: ignore[arg-type]
+        ),
     ],
 )
 @pytest.mark.parametrize("streaming", [False, True])

@@ -5,6 +5,10 @@ The official `openai` client and the openai-agents SDK against a running
 (scripted to call a tool with fixed arguments and to answer JSON when asked).
 """
 
+# The SDKs type their events and blocks as unions of dozens of models; these tests read the
+# member they asserted by its `type`, which mypy cannot narrow through a list.
+# mypy: disable-error-code="union-attr, list-item, misc"
+
 from __future__ import annotations
 
 import json
@@ -161,7 +165,7 @@ def test_responses_streamed_function_call_arguments(gateway: Running) -> None:
         "response.output_item.done",
         "response.completed",
     ]
-    pieces = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    pieces = [str(e.delta) for e in events if e.type == "response.function_call_arguments.delta"]
     assert len(pieces) == 2 and "".join(pieces) == ARGUMENTS
     call = events[-1].response.output[0]
     assert call.type == "function_call" and call.arguments == ARGUMENTS
@@ -198,7 +202,7 @@ def test_responses_previous_response_id_keeps_the_conversation(gateway: Running)
 def test_responses_store_false_is_not_kept(gateway: Running) -> None:
     client = _client(gateway)
     response = client.responses.create(model="fake", input="hi", store=False)
-    assert response.store is False
+    assert response.to_dict().get("store") is False  # echoed by thrifty; not a field of the SDK's model
     with pytest.raises(openai.NotFoundError) as caught:
         client.responses.retrieve(response.id)
     assert caught.value.body["param"] == "response_id"  # type: ignore[index]
@@ -313,7 +317,7 @@ def test_openai_agents_streamed_run_with_a_function_tool(gateway: Running) -> No
             model=OpenAIResponsesModel(model="fake", openai_client=client),
         )
         result = Runner.run_streamed(agent, "Weather in Paris?")
-        kinds = [event.type async for event in result.stream_events()]
+        kinds: list[str] = [event.type async for event in result.stream_events()]
         await client.close()
         return str(result.final_output), kinds
 

@@ -135,7 +135,7 @@ def test_openai_client_tool_call_round_trip(gateway: Running) -> None:
     messages: list[dict[str, object]] = [{"role": "user", "content": "What does 'thrifty' mean?"}]
     first = client.chat.completions.create(model="fake", messages=messages, tools=tools)  # type: ignore[arg-type]
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
-    assert call.function.name == "lookup"
+    assert call.function.name == "lookup"  # type: ignore[union-attr]
     assert first.choices[0].finish_reason == "tool_calls"
     messages.append(first.choices[0].message.model_dump(exclude_none=True))
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "careful with money"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 from thrifty.server.app import _EventStream
@@ -29,8 +29,8 @@ async def test_ready_pieces_share_one_write_sent_before_the_stream_waits() -> No
         await release.wait()  # the upstream is slow now
         yield b"data: 3\n\n"
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     async def receive() -> dict[str, Any]:
         await asyncio.Event().wait()  # the client stays
@@ -61,8 +61,8 @@ async def test_a_client_that_leaves_while_the_stream_waits_closes_it() -> None:
         finally:
             closed.set()
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     async def receive() -> dict[str, Any]:
         await left.wait()

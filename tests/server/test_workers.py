@@ -26,7 +26,7 @@ def _ask(port: int) -> int:
         headers={"content-type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=30) as r:
-        return r.status
+        return int(r.status)
 
 
 def _wait(check: object, timeout: float = 60.0) -> None:

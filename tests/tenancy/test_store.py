@@ -99,7 +99,8 @@ def test_spend_adds_up_per_scope_and_period(store: KeyStore) -> None:
     store.add_spend([("key:a", 0.0, 0.5, 2), ("key:a", 86400.0, 1.0, 1)])
     assert store.spent("key:a", 0.0, 86400.0) == pytest.approx(0.75)
     assert store.spent("key:a", 0.0, float("inf")) == pytest.approx(1.75)
-    assert store.spend_by_scope("key:")["key:a"] == (pytest.approx(1.75), 4)
+    spent, requests = store.spend_by_scope("key:")["key:a"]
+    assert spent == pytest.approx(1.75) and requests == 4
 
 
 def test_update_changes_policy_and_expiry(store: KeyStore) -> None:
