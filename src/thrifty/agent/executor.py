@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..dispatch import Dispatcher
 from ..retry import RetrySettings
 from .durations import Durations
 from .plan import Task, find_refs, resolve, topological_order
@@ -137,7 +138,7 @@ class Executor:
         self._children: dict[int, list[int]] = {}
         self._pending: dict[int, int] = {}
         self._ranking = Ranking(registry, self.durations, self._children)
-        self._running = 0
+        self._slots = Dispatcher(self._ranking, self._start_id, lambda: self.cap)
         self._open = 0
         self._closed = False
         self._hold = False
@@ -273,18 +274,13 @@ class Executor:
         self._ranking.ready(run.id)
 
     def _dispatch(self) -> None:
-        cap = self.cap
-        while cap is None or self._running < cap:
-            tid = self._ranking.pop(None if cap is None else cap - self._running)
-            if tid is None:
-                return
-            self._start(self.runs[tid])
+        self._slots.pump()
 
-    def _start(self, run: TaskRun) -> None:
+    def _start_id(self, task_id: int) -> None:
+        run = self.runs[task_id]
         run.state = State.RUNNING
         self._ranking.leave(run.task)
         run.started = self.now()
-        self._running += 1
         aio = asyncio.get_running_loop().create_task(self._execute(run))
         aio.add_done_callback(lambda _: self._on_done(run))
         self._aio[run.id] = aio
@@ -300,7 +296,7 @@ class Executor:
     def _settle(self, run: TaskRun) -> None:
         """A running task ended: record it, wake or fail its dependents, dispatch."""
         t = time.perf_counter()
-        self._running -= 1
+        self._slots.release()
         self._ranking.finished()
         self._aio.pop(run.id, None)
         if run.state is State.RUNNING:  # cancelled before its coroutine ever ran

@@ -33,6 +33,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from ..dispatch import Dispatcher
 from ..errors import RateLimited, ThriftyError, UpstreamTimeout
 from ..retry import RetrySettings
 from .limits import FixedLimit, Limit, Outcome
@@ -150,9 +151,8 @@ class TaskManager:
         self._threads_n = threads
         self._processes_n = processes
         self._executors: dict[Kind, Executor] = {}
-        self._queues: dict[str | None, list[tuple[int, int, Task[Any]]]] = {}
-        self._running: dict[str | None, int] = {}
-        self._running_total = 0
+        self._queues = ModelQueues(self.model_limits)
+        self._slots = Dispatcher(self._queues, self._start, lambda: self.limit.limit)
         self._tasks: set[Task[Any]] = set()
         self._waiters: set[asyncio.Task[None]] = set()
         self._seq = itertools.count()
@@ -242,7 +242,7 @@ class TaskManager:
 
     @property
     def running(self) -> int:
-        return self._running_total
+        return self._slots.running
 
     @property
     def queued(self) -> int:
@@ -288,45 +288,28 @@ class TaskManager:
 
     def _enqueue(self, task: Task[Any]) -> None:
         task.state = State.QUEUED
-        heapq.heappush(self._queues.setdefault(task.model, []), (-task.priority, task.seq, task))
-
-    def _model_free(self, model: str | None) -> bool:
-        limit = self.model_limits.get(model) if model is not None else None
-        return limit is None or self._running.get(model, 0) < limit.limit
-
-    def _next(self) -> Task[Any] | None:
-        best: tuple[int, int, Task[Any]] | None = None
-        for model, heap in self._queues.items():
-            while heap and heap[0][2].state is not State.QUEUED:
-                heapq.heappop(heap)
-            if heap and self._model_free(model) and (best is None or heap[0][:2] < best[:2]):
-                best = heap[0]
-        if best is None:
-            return None
-        heapq.heappop(self._queues[best[2].model])
-        return best[2]
+        self._queues.push(task)
 
     def _pump(self) -> None:
-        while self._running_total < self.limit.limit:
-            task = self._next()
-            if task is None:
-                return
-            loop = asyncio.get_running_loop()
-            if task.deadline is not None and loop.time() >= task.deadline:
-                self._finish(task, DeadlineExceeded(f"{task.name}: timed out before it could start"))
-                continue
-            task.state = State.RUNNING
-            task.attempts += 1
-            self._running_total += 1
-            self._running[task.model] = self._running.get(task.model, 0) + 1
-            task.started = self._clock()
-            runner = loop.create_task(self._run(task), name=task.name)
-            runner.add_done_callback(functools.partial(self._runner_done, task))
-            task._runner = runner
+        self._slots.pump()
+
+    def _start(self, task: Task[Any]) -> None:
+        """The dispatcher gave ``task`` a slot: run it (or fail it, if its deadline has passed)."""
+        loop = asyncio.get_running_loop()
+        if task.deadline is not None and loop.time() >= task.deadline:
+            self._release(task, None, observe=False)
+            self._finish(task, DeadlineExceeded(f"{task.name}: timed out before it could start"))
+            return
+        task.state = State.RUNNING
+        task.attempts += 1
+        task.started = self._clock()
+        runner = loop.create_task(self._run(task), name=task.name)
+        runner.add_done_callback(functools.partial(self._runner_done, task))
+        task._runner = runner
 
     def _release(self, task: Task[Any], error: BaseException | None, *, observe: bool = True) -> None:
-        self._running_total -= 1
-        self._running[task.model] -= 1
+        self._slots.release()
+        self._queues.release(task.model)
         if not observe:
             return
         latency = self._clock() - task.started
@@ -451,3 +434,37 @@ def _put(queue: asyncio.Queue[Task[Any]], task: Task[Any], _future: object) -> N
 
 def _as_limit(value: int | Limit) -> Limit:
     return FixedLimit(value) if isinstance(value, int) else value
+
+
+class ModelQueues:
+    """The task manager's order: the highest priority, then the oldest, among the
+    queued tasks whose model is under its own limit (one heap per model)."""
+
+    def __init__(self, limits: Mapping[str, Limit]) -> None:
+        self._limits = limits
+        self._heaps: dict[str | None, list[tuple[int, int, Task[Any]]]] = {}
+        self._running: dict[str | None, int] = {}
+
+    def push(self, task: Task[Any]) -> None:
+        heapq.heappush(self._heaps.setdefault(task.model, []), (-task.priority, task.seq, task))
+
+    def pop(self, free: int | None) -> Task[Any] | None:
+        best: tuple[int, int, Task[Any]] | None = None
+        for model, heap in self._heaps.items():
+            while heap and heap[0][2].state is not State.QUEUED:
+                heapq.heappop(heap)  # cancelled or expired while queued
+            if heap and self._model_free(model) and (best is None or heap[0][:2] < best[:2]):
+                best = heap[0]
+        if best is None:
+            return None
+        task = best[2]
+        heapq.heappop(self._heaps[task.model])
+        self._running[task.model] = self._running.get(task.model, 0) + 1
+        return task
+
+    def release(self, model: str | None) -> None:
+        self._running[model] -= 1
+
+    def _model_free(self, model: str | None) -> bool:
+        limit = self._limits.get(model) if model is not None else None
+        return limit is None or self._running.get(model, 0) < limit.limit
