@@ -17,19 +17,18 @@ import orjson
 
 from ..config import Deployment
 from ..errors import ConfigError, UpstreamConnectionError, UpstreamError
+from ..transport import HttpRequest, Transport
 from ..types import ChatRequest, ChatResponse, Chunk, Message, Trace, Usage, usage_chunk
 from .estimate import CHARS_PER_TOKEN, estimate_tokens, estimate_usage
 from .http import (
     HttpClient,
-    HttpRequest,
-    Timeouts,
-    Transport,
     build_body,
     deployment_transport,
     error_summary,
     extra_headers,
     option_mapping,
     secrets_in,
+    timeouts_for,
 )
 
 # --------------------------------------------------------------------------- translation
@@ -190,7 +189,7 @@ class OpenAIBackend:
         query = option_mapping(deployment, "query")
         self._query = "?" + urlencode({str(k): str(v) for k, v in query.items()}) if query else ""
         self._secrets = secrets_in(self._headers)
-        self._timeouts = Timeouts.for_deployment(deployment)
+        self._timeouts = timeouts_for(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
     def _model(self, request: ChatRequest) -> str:
