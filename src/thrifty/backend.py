@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .types import ChatRequest, ChatResponse, Chunk
+from .types import ChatRequest, ChatResponse, Piece
 
 
 @runtime_checkable
@@ -33,7 +33,7 @@ class Backend(Protocol):
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]: ...
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]: ...
 
     async def start(self) -> None:
         """Load models, open connections; called once before traffic."""
@@ -88,7 +88,7 @@ class Wrapper:
     async def complete(self, request: ChatRequest) -> ChatResponse:
         return await self.inner.complete(request)
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         return self.inner.stream(request)
 
     async def start(self) -> None:
