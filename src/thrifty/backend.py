@@ -15,7 +15,10 @@ name each, found with ``isinstance`` over a walk of ``children()``:
 Stream contract: ``stream()`` yields OpenAI ``chat.completion.chunk`` dicts and
 always ends with one usage chunk (``choices == []`` and ``usage`` filled). The
 server forwards that last chunk only when the client asked for
-``stream_options.include_usage``.
+``stream_options.include_usage``. Before it, a provider may yield the upstream's
+own bytes (:class:`~thrifty.types.RawEvents`) instead of chunks, but only while
+``request.raw_stream`` is set: a layer that must read the chunks clears it on the
+request before it calls its inner backend (and uses ``types.parsed`` on what comes back).
 """
 
 from __future__ import annotations
