@@ -39,6 +39,7 @@ from ..types import Chunk, RawEvents, Usage
 ParseChunk = Callable[[Any], tuple[Chunk | None, Usage | None]]
 
 _DONE = b"[DONE]"
+_MARKERS = (b"[DONE]", b'"error"', b'"choices":[]', b'"choices": []')
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _CONTENT = re.compile(rb'"content"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 _TOOL_TEXT = re.compile(rb'"(?:name|arguments)"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
@@ -46,20 +47,34 @@ _TOOL_TEXT = re.compile(rb'"(?:name|arguments)"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"
 
 def plain(block: bytes) -> bool:
     """Whether a block holds only one-line ``data:`` events with no usage object, no
-    error, no empty ``choices`` and no ``[DONE]``: what is forwarded unparsed.
+    error, no empty ``choices`` and no ``[DONE]``: what is forwarded unparsed."""
+    return framed(block) and plain_until(block) == len(block)
 
-    Literal searches first (compact JSON, and JSON with a space after the colon);
-    a usage object in other spacing is still found by expression.
+
+def framed(block: bytes) -> bool:
+    """Whether a block is one-line ``data:`` events, each followed by one blank line."""
+    return block.startswith(b"data:") and block.count(b"\n") == 2 * block.count(b"\n\ndata:") + 2
+
+
+def plain_until(block: bytes) -> int:
+    """Where the first event that needs parsing starts in a framed block (its length if none).
+
+    Literal searches (compact JSON, and JSON with a space after the colon); a usage object
+    in other spacing is still found by expression.
     """
-    return (
-        block.startswith(b"data:")
-        and block.count(b"\n") == 2 * block.count(b"\n\ndata:") + 2
-        and b"[DONE]" not in block
-        and b'"error"' not in block
-        and b'"choices":[]' not in block
-        and b'"choices": []' not in block
-        and (b'"usage"' not in block or _USAGE.search(block) is None)
-    )
+    cut = len(block)
+    for marker in _MARKERS:
+        found = block.find(marker, 0, cut)
+        if found >= 0:
+            cut = found
+    if b'"usage"' in block:
+        usage = _USAGE.search(block, 0, cut)
+        if usage is not None:
+            cut = usage.start()
+    if cut == len(block):
+        return cut
+    start = block.rfind(b"\n\n", 0, cut)
+    return 0 if start < 0 else start + 2
 
 
 def finishes(block: bytes) -> bool:
@@ -118,15 +133,29 @@ class Passthrough:
         return self._block(tail.rstrip(b"\n") + b"\n\n")
 
     def _block(self, block: bytes) -> RawEvents | None:
-        if self._id_from is not None and plain(block):
-            if finishes(block):
-                self.finished = True
-            return RawEvents(block.replace(self._id_from, self._id_to), text_chars(block))
-        return self._events(block)
+        """What to forward of a block of whole events: its plain events as they are (ids
+        replaced), then the rest event by event."""
+        parts: list[bytes] = []
+        if self._id_from is None:  # the first event teaches the upstream's id token
+            end = block.find(b"\n\n") + 2
+            self._events(block[:end], parts)
+            block = block[end:]
+        if block and not self.done and self._id_from is not None and framed(block):
+            cut = plain_until(block)
+            if cut:
+                parts.append(block[:cut].replace(self._id_from, self._id_to))
+                block = block[cut:]
+        if block and not self.done:
+            self._events(block, parts)
+        if not parts:
+            return None
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if finishes(data):
+            self.finished = True
+        return RawEvents(data, text_chars(data))
 
-    def _events(self, block: bytes) -> RawEvents | None:
+    def _events(self, block: bytes, parts: list[bytes]) -> None:
         """The slow path: event by event, parsing those that carry more than content."""
-        kept: list[bytes] = []
         for event in block.split(b"\n\n"):
             if not event:
                 continue
@@ -135,16 +164,10 @@ class Passthrough:
                 continue  # a comment or a keep-alive: nothing for the client
             if payload == _DONE:
                 self.done = True
-                break
+                return
             line = self._event(payload)
             if line is not None:
-                kept.append(line)
-        if not kept:
-            return None
-        data = b"".join(kept)
-        if finishes(data):
-            self.finished = True
-        return RawEvents(data, text_chars(data))
+                parts.append(line)
 
     def _event(self, payload: bytes) -> bytes | None:
         """One event's line to forward (None: nothing to forward)."""
