@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from thrifty.config import Deployment  # noqa: E402
-from thrifty.providers.http import AiohttpTransport  # noqa: E402
 from thrifty.providers.openai import OpenAIBackend  # noqa: E402
 from thrifty.testing import chat  # noqa: E402
+from thrifty.transport.aio import AiohttpTransport  # noqa: E402
 
 UPSTREAM = r"""
 import sys, orjson

@@ -39,8 +39,9 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from thrifty.providers.http import AiohttpTransport, HttpRequest, Transport  # noqa: E402
-from thrifty.providers.rawhttp import RawTransport  # noqa: E402
+from thrifty.transport import HttpRequest, Transport  # noqa: E402
+from thrifty.transport.aio import AiohttpTransport  # noqa: E402
+from thrifty.transport.raw import RawTransport  # noqa: E402
 
 MESSAGE = {"model": "fake", "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}
 BODY = orjson.dumps(MESSAGE)
@@ -160,7 +161,7 @@ async def measure(
 SITECUSTOMIZE = """
 import functools
 import thrifty.providers.http as http
-from thrifty.providers.rawhttp import RawTransport
+from thrifty.transport.raw import RawTransport
 http.shared_transport = functools.cache(RawTransport)
 """
 

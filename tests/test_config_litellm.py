@@ -14,10 +14,10 @@ from thrifty.config import Config, parse_config
 from thrifty.errors import ConfigError
 from thrifty.gateway import Gateway
 from thrifty.providers.anthropic import AnthropicBackend
-from thrifty.providers.http import MockResponse, MockTransport
 from thrifty.providers.openai import OpenAIBackend
 from thrifty.server.app import create_app
 from thrifty.testing import chat
+from thrifty.transport.mock import MockResponse, MockTransport
 
 ANSWER = {
     "id": "x",

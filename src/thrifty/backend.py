@@ -15,7 +15,10 @@ name each, found with ``isinstance`` over a walk of ``children()``:
 Stream contract: ``stream()`` yields OpenAI ``chat.completion.chunk`` dicts and
 always ends with one usage chunk (``choices == []`` and ``usage`` filled). The
 server forwards that last chunk only when the client asked for
-``stream_options.include_usage``.
+``stream_options.include_usage``. Before it, a provider may yield the upstream's
+own bytes (:class:`~thrifty.types.RawEvents`) instead of chunks, but only while
+``request.raw_stream`` is set: a layer that must read the chunks clears it on the
+request before it calls its inner backend (and uses ``types.parsed`` on what comes back).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .types import ChatRequest, ChatResponse, Chunk
+from .types import ChatRequest, ChatResponse, Piece
 
 
 @runtime_checkable
@@ -33,7 +36,7 @@ class Backend(Protocol):
 
     async def complete(self, request: ChatRequest) -> ChatResponse: ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]: ...
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]: ...
 
     async def start(self) -> None:
         """Load models, open connections; called once before traffic."""
@@ -88,7 +91,7 @@ class Wrapper:
     async def complete(self, request: ChatRequest) -> ChatResponse:
         return await self.inner.complete(request)
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         return self.inner.stream(request)
 
     async def start(self) -> None:

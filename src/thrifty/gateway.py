@@ -19,13 +19,13 @@ import os
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .backend import Backend, Embeds
 from .config import Config, default_config, load_config
 from .deadline import Deadline
 from .errors import InvalidRequest, NotFound, ThriftyError
-from .types import ChatRequest, ChatResponse, Chunk, Message, Usage, trace_notes
+from .types import ChatRequest, ChatResponse, Chunk, Message, Piece, RawEvents, Usage, trace_notes
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -195,13 +195,24 @@ class Gateway:
         self._record(request, usage=response.usage)
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         """The answer's chunks within the request's deadline; one ledger row however it ends.
 
         A stream the client leaves early is recorded with the completion tokens
         it was sent: the upstream's count when its usage arrived, else an
         estimate from the text delivered (noted ``usage: estimated``).
         """
+        request.raw_stream = False
+        return cast(AsyncIterator[Chunk], self._stream(request))  # raw_stream off: chunks only
+
+    def stream_pieces(self, request: ChatRequest) -> AsyncIterator[Piece]:
+        """:meth:`stream` for a caller that writes SSE: where no layer on the request's path
+        reads the chunks, the upstream's events come as bytes (:class:`RawEvents`),
+        ids already the request's, and only the closing usage chunk is parsed."""
+        request.raw_stream = True
+        return self._stream(request)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         from .providers.openai import generated_chars
 
         usage: Usage | None = None
@@ -225,6 +236,10 @@ class Gateway:
                     if first:
                         first = False
                         request.trace.ttft_s = time.perf_counter() - request.trace.started
+                    if isinstance(chunk, RawEvents):
+                        sent += chunk.chars
+                        yield chunk
+                        continue
                     chunk["id"] = request.trace.request_id
                     raw_usage = chunk.get("usage")
                     if raw_usage:

@@ -16,6 +16,39 @@ from typing import Any
 Message = dict[str, Any]
 Chunk = dict[str, Any]
 
+
+class RawEvents:
+    """Whole SSE events of an OpenAI-compatible upstream, forwarded as its own bytes.
+
+    What a provider may yield in place of parsed chunks when the request allows
+    it (:attr:`ChatRequest.raw_stream`): ``data`` is one or more complete
+    ``data: {...}\n\n`` events, each chunk's id already the request's, with no
+    usage-only event and no ``[DONE]`` (the stream still ends with a parsed
+    usage chunk). ``chars`` counts the generated text in them, for the usage of
+    a stream cut short.
+    """
+
+    __slots__ = ("data", "chars")
+
+    def __init__(self, data: bytes, chars: int) -> None:
+        self.data = data
+        self.chars = chars
+
+    def __repr__(self) -> str:
+        return f"RawEvents({self.data!r})"
+
+
+# What a stream yields: parsed chunks, or (only to a caller that set raw_stream) raw events.
+Piece = Chunk | RawEvents
+
+
+def parsed(piece: Piece) -> Chunk:
+    """A piece of a stream whose request has ``raw_stream`` off: always a chunk."""
+    if isinstance(piece, RawEvents):
+        raise TypeError("a stream sent raw events to a request that did not allow them")
+    return piece
+
+
 # Generation parameters thrifty understands; anything else a client sends is
 # kept in ``ChatRequest.extra`` and passed through to providers that accept it.
 PARAMS = (
@@ -314,6 +347,10 @@ class ChatRequest:
     # thrifty's own per-request options (``thrifty`` body field / x-thrifty-* headers)
     options: dict[str, Any] = field(default_factory=dict)
     trace: Trace = field(default_factory=Trace)
+    # The caller forwards upstream SSE bytes as they are (``RawEvents``): the SSE chat
+    # route sets it; a layer that must read a stream's chunks clears it before it calls
+    # its inner backend, and the request's stream is parsed all the way down.
+    raw_stream: bool = False
 
     def with_model(self, model: str) -> ChatRequest:
         """The same request aimed at another model; shares the trace."""
@@ -326,6 +363,7 @@ class ChatRequest:
             extra=self.extra,
             options=self.options,
             trace=self.trace,
+            raw_stream=self.raw_stream,
         )
 
 

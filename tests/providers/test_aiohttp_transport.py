@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 
 from thrifty.errors import RateLimited, UpstreamConnectionError
-from thrifty.providers.http import AiohttpTransport
 from thrifty.providers.openai import OpenAIBackend
 from thrifty.testing import chat
+from thrifty.transport.aio import AiohttpTransport
 
 from .helpers import deployment, sse
 

@@ -5,8 +5,8 @@ import pytest
 from thrifty.errors import InvalidRequest, RateLimited, UpstreamConnectionError, UpstreamStatusError
 from thrifty.providers.anthropic import AnthropicBackend, parse_response, request_body
 from thrifty.providers.anthropic_stream import StreamDecoder
-from thrifty.providers.http import MockResponse, MockTransport
 from thrifty.testing import chat
+from thrifty.transport.mock import MockResponse, MockTransport
 from thrifty.types import ChatRequest
 
 from .helpers import deployment, fixture, request_from, sse, without_created

@@ -15,17 +15,9 @@ from thrifty.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from thrifty.providers.http import (
-    HttpClient,
-    HttpRequest,
-    MockResponse,
-    MockTransport,
-    Timeouts,
-    error_detail,
-    retry_after,
-    status_error,
-    translate_error,
-)
+from thrifty.providers.http import HttpClient, error_detail, retry_after, status_error
+from thrifty.transport import HttpRequest, Timeouts, translate_error
+from thrifty.transport.mock import MockResponse, MockTransport
 from thrifty.types import Trace
 
 

@@ -13,9 +13,10 @@ from thrifty.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from thrifty.providers.http import HttpRequest, MockResponse, MockTransport
 from thrifty.providers.openai import OpenAIBackend, parse_chunk, parse_response, request_body
 from thrifty.testing import chat
+from thrifty.transport import HttpRequest
+from thrifty.transport.mock import MockResponse, MockTransport
 
 from .helpers import deployment, fixture, request_from, sse
 

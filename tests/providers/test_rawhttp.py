@@ -19,10 +19,12 @@ import pytest
 
 from thrifty.errors import RateLimited, UpstreamConnectionError
 from thrifty.fakeupstream import FakeUpstream
-from thrifty.providers.http import AiohttpTransport, HttpClient, HttpRequest, Transport
+from thrifty.providers.http import HttpClient
 from thrifty.providers.openai import OpenAIBackend
-from thrifty.providers.rawhttp import RawTransport
 from thrifty.testing import chat
+from thrifty.transport import HttpRequest, Transport
+from thrifty.transport.aio import AiohttpTransport
+from thrifty.transport.raw import RawTransport
 from thrifty.types import Trace
 
 from .helpers import deployment

@@ -6,8 +6,9 @@ import pytest
 
 from thrifty.config import Deployment
 from thrifty.errors import ConfigError
-from thrifty.providers.http import AiohttpTransport, deployment_transport
-from thrifty.providers.rawhttp import RawTransport
+from thrifty.providers.http import deployment_transport
+from thrifty.transport.aio import AiohttpTransport
+from thrifty.transport.raw import RawTransport
 
 
 def _dep(**options: object) -> Deployment:

@@ -13,10 +13,10 @@ import pytest
 from thrifty.config import Deployment, parse_config
 from thrifty.errors import InvalidRequest
 from thrifty.gateway import Gateway
-from thrifty.providers.http import MockResponse, MockTransport
 from thrifty.providers.openai import OpenAIBackend
 from thrifty.server.app import create_app
 from thrifty.server.embedding_inputs import embedding_texts, encode_vector
+from thrifty.transport.mock import MockResponse, MockTransport
 
 HELLO_WORLD = [15339, 1917]  # "hello world" in cl100k_base
 

@@ -25,10 +25,11 @@ from thrifty.backend import Backend
 from thrifty.config import Deployment, parse_config
 from thrifty.gateway import Gateway
 from thrifty.providers.anthropic import AnthropicBackend
-from thrifty.providers.http import HttpRequest, MockResponse, MockTransport
 from thrifty.providers.openai import OpenAIBackend
 from thrifty.server.app import create_app
 from thrifty.testing import FakeBackend
+from thrifty.transport import HttpRequest
+from thrifty.transport.mock import MockResponse, MockTransport
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "providers"
 

@@ -97,7 +97,7 @@ def test_every_messages_route_is_in_its_openapi_paths() -> None:
 async def test_an_anthropic_upstream_gets_cache_control_and_reports_cache_usage() -> None:
     from thrifty.config import Deployment
     from thrifty.providers.anthropic import AnthropicBackend
-    from thrifty.providers.http import MockResponse, MockTransport
+    from thrifty.transport.mock import MockResponse, MockTransport
 
     answer = {
         "id": "msg_up",

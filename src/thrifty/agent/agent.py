@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from ..backend import Backend
 from ..errors import ThriftyError
-from ..types import ChatRequest
+from ..types import ChatRequest, parsed
 from .durations import Durations
 from .executor import EventHook, Executor, TaskRun
 from .parse import PlanBuilder, parse_stream, parse_tool_calls
@@ -218,7 +218,7 @@ class _Agent:
 async def _deltas(backend: Backend, request: ChatRequest, sink: list[str]) -> AsyncGenerator[str, None]:
     """The planner's text as it streams, also kept in ``sink``."""
     async for chunk in backend.stream(request):
-        for choice in chunk.get("choices") or ():
+        for choice in parsed(chunk).get("choices") or ():
             piece = (choice.get("delta") or {}).get("content")
             if piece:
                 sink.append(piece)

@@ -28,7 +28,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..retry import RetryBudget
-from ..types import ChatRequest, ChatResponse, Chunk
+from ..types import ChatRequest, ChatResponse, Piece, RawEvents
 from .admission import AdmissionGate
 from .clock import Clock, MonotonicClock
 from .health import HealthMonitor, Probe
@@ -40,7 +40,7 @@ from .strategies import make_strategy
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-Stream = AsyncGenerator[Chunk, None]
+Stream = AsyncGenerator[Piece, None]
 
 
 class Attempt(Protocol[T_co]):
@@ -59,7 +59,7 @@ async def _keep(response: ChatResponse) -> None:
     """A losing hedge's whole answer holds nothing open."""
 
 
-async def _close(opened: tuple[Stream, Chunk]) -> None:
+async def _close(opened: tuple[Stream, Piece]) -> None:
     """A losing hedge's stream: close it, so its deployment is free at once."""
     with contextlib.suppress(Exception, asyncio.CancelledError):
         await opened[0].aclose()
@@ -202,10 +202,10 @@ class Balancer(Choice):
             self.budget.on_request()
             return await self._attempts(request, deadline, self._call, _keep, stream=False)
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         return self._stream(request)
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         deadline = self.deadline(request)
         async with self.gate.slot():
             self.budget.on_request()
@@ -277,7 +277,7 @@ class Balancer(Choice):
 
     async def _open(
         self, member: Member, request: ChatRequest, deadline: float | None, tokens: int
-    ) -> tuple[Stream, Chunk]:
+    ) -> tuple[Stream, Piece]:
         """One attempt at a stream: the stream and its first chunk (closed again on failure)."""
         stream = self._attempt_stream(member, request, deadline, tokens)
         try:
@@ -367,7 +367,7 @@ class Balancer(Choice):
                     member.first_chunks.add(took)
                     self.first_chunks.add(took)
                     request.trace.deployment = member.name
-                if member.deployment.tpm is not None:
+                if member.deployment.tpm is not None and not isinstance(chunk, RawEvents):
                     usage = chunk.get("usage")
                     if usage:
                         member.tpm.add(int(usage.get("completion_tokens") or 0))

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from ..backend import Backend, Choice
 from ..errors import ContextWindowExceeded, ThriftyError
-from ..types import ChatRequest, ChatResponse, Chunk, FallbackTaken
+from ..types import ChatRequest, ChatResponse, FallbackTaken, Piece
 
 
 class FallbackChain(Choice):
@@ -66,10 +66,10 @@ class FallbackChain(Choice):
                 error = exc
         raise error
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         return self._stream(request)
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         targets: list[tuple[str, Backend]] = [(self.name, self.primary)]
         error: ThriftyError | None = None
         while targets:

@@ -29,7 +29,8 @@ from ..types import (
     CacheOutcome,
     ChatRequest,
     ChatResponse,
-    Chunk,
+    Piece,
+    parsed,
 )
 from .answer import CachedAnswer, StreamRecorder, answer_of
 from .guard import ThresholdGuard, answers_agree
@@ -260,7 +261,7 @@ class CacheLayer(Wrapper):
             self.keep(plan, raw)
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         plan = self.plan(request)
         if plan is None:
             async for chunk in self.inner.stream(request):
@@ -275,9 +276,10 @@ class CacheLayer(Wrapper):
             return
         future = self._lead(plan)
         recorder = StreamRecorder()
+        request.raw_stream = False  # a fill keeps the answer: it reads the chunks
         try:
             async for chunk in self.inner.stream(request):
-                recorder.add(chunk)
+                recorder.add(parsed(chunk))
                 yield chunk
         except ThriftyError as exc:
             self._settle(plan, future, exc)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backend import Backend, Wrapper
-from ..types import ChatRequest, ChatResponse, Chunk, CompressOutcome
+from ..types import ChatRequest, ChatResponse, CompressOutcome, Piece
 from .engine import shrink
 from .extract import Scorer
 from .layout import prompt_cache_key, stable_tools
@@ -63,12 +63,12 @@ class CompressLayer(Wrapper):
             return await self.inner.complete(request)
         return await self.inner.complete(await self.prepare(request))
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         if self._untouched(request):
             return self.inner.stream(request)
         return self._stream(request)
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         prepared = await self.prepare(request)
         async for chunk in self.inner.stream(prepared):
             yield chunk

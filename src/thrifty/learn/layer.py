@@ -33,10 +33,12 @@ from ..types import (
     ChatRequest,
     ChatResponse,
     Chunk,
+    Piece,
     Usage,
     VariantChoice,
     chunk_body,
     completion_body,
+    parsed,
     usage_chunk,
 )
 from .contexts import Contexts
@@ -198,21 +200,25 @@ class LearningLayer(Wrapper):
             plan.served.answer = _kept(response.text)
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         plan = await self._plan(request)
         if plan.hit is not None:
             for chunk in self._hit_chunks(request, plan.hit):
                 yield chunk
             return
+        if plan.served is None:  # nothing to learn from this answer's text
+            async for piece in self.inner.stream(plan.request):
+                yield piece
+            return
         parts: list[str] = []
-        async for chunk in self.inner.stream(plan.request):
-            for choice in chunk.get("choices") or ():
+        plan.request.raw_stream = False  # the answer's text is remembered: read the chunks
+        async for piece in self.inner.stream(plan.request):
+            for choice in parsed(piece).get("choices") or ():
                 text = (choice.get("delta") or {}).get("content")
                 if isinstance(text, str):
                     parts.append(text)
-            yield chunk
-        if plan.served is not None:
-            plan.served.answer = _kept("".join(parts))
+            yield piece
+        plan.served.answer = _kept("".join(parts))
 
     async def _plan(self, request: ChatRequest) -> Plan:
         question = last_user_text(request.messages)

@@ -16,17 +16,16 @@ import orjson
 
 from ..config import Deployment
 from ..errors import ConfigError, InvalidRequest, UpstreamConnectionError, UpstreamError
+from ..transport import HttpRequest, Transport
 from ..types import ChatRequest, ChatResponse, Chunk, Message, completion_body, message_text
 from .anthropic_stream import StreamDecoder, finish_reason, usage_from
 from .http import (
     HttpClient,
-    HttpRequest,
-    Timeouts,
-    Transport,
     build_body,
     deployment_transport,
     extra_headers,
     option_mapping,
+    timeouts_for,
 )
 
 API_VERSION = "2023-06-01"
@@ -245,7 +244,7 @@ class AnthropicBackend:
         if deployment.api_key:
             self._headers["x-api-key"] = deployment.api_key
         self._defaults = option_mapping(deployment, "extra_body")  # body defaults; the request's own win
-        self._timeouts = Timeouts.for_deployment(deployment)
+        self._timeouts = timeouts_for(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
     def _request(self, request: ChatRequest, *, stream: bool) -> HttpRequest:

@@ -1,18 +1,14 @@
 """The one HTTP client layer every remote provider shares.
 
-A :class:`Transport` moves bytes: post a body and get the whole answer back,
-or open a streaming post and read its body in chunks. Two implementations:
-:class:`AiohttpTransport` (the default; one pooled ``ClientSession`` per event
-loop) and :class:`MockTransport` (answers from a function, for tests).
+The bytes move through a :class:`~thrifty.transport.Transport` (the package
+:mod:`thrifty.transport`: the lean raw transport by default, aiohttp on request,
+MockTransport in tests). :class:`HttpClient` sits on top of any transport and
+owns everything that is the same for every provider: deadlines (total, and
+first byte for streams), the time spent waiting on the upstream
+(``trace.upstream_s``), SSE decoding, and the translation of failures into
+:mod:`thrifty.errors`, by type:
 
-:class:`HttpClient` sits on top of any transport and owns everything that is
-the same for every provider: deadlines (total, and first byte for streams),
-the time spent waiting on the upstream (``trace.upstream_s``), SSE decoding,
-and the translation of failures into :mod:`thrifty.errors`, by type:
-
-    TimeoutError                                   -> UpstreamTimeout
-    aiohttp connection errors, ConnectionError     -> UpstreamConnectionError
-    any other aiohttp.ClientError                  -> UpstreamError
+    a transport's own failures                     -> thrifty.transport.translate_error
     status 429                                     -> RateLimited(retry_after)
     status 400 with code context_length_exceeded   -> ContextWindowExceeded
     any other status >= 400                        -> UpstreamStatusError
@@ -22,14 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
 import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -41,111 +34,27 @@ from ..errors import (
     InvalidRequest,
     RateLimited,
     ThriftyError,
-    UpstreamConnectionError,
     UpstreamError,
     UpstreamStatusError,
-    UpstreamTimeout,
 )
+from ..transport import TRANSPORTS, HttpRequest, Timeouts, Transport, shared_transport, translate_error
 from ..types import Trace
 from ..validate import encode
 from .sse import SseDataParser, SseEvent, SseParser
 
-if TYPE_CHECKING:
-    import aiohttp
-
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds allowed to connect, for the whole exchange, and (streams) for the first byte."""
-
-    connect: float = 10.0
-    total: float = 600.0
-    first_byte: float | None = None
-
-    @classmethod
-    def for_deployment(cls, deployment: Deployment) -> Timeouts:
-        return cls(
-            connect=deployment.connect_timeout,
-            total=deployment.timeout,
-            first_byte=deployment.first_token_timeout,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    url: str
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # credentials: never in a repr
-    timeouts: Timeouts = field(default_factory=Timeouts)
-
-    def json(self) -> Any:
-        """The body decoded, for tests and mock handlers."""
-        return orjson.loads(self.body)
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class StreamResponse(Protocol):
-    """An open streaming response: status and headers known, body still arriving."""
-
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    async def read(self) -> bytes: ...
-
-    def chunks(self) -> AsyncGenerator[bytes, None]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class Transport(Protocol):
-    """Moves bytes to an upstream and back; knows nothing about LLMs."""
-
-    async def post(self, request: HttpRequest) -> HttpResponse: ...
-
-    async def open_stream(self, request: HttpRequest) -> StreamResponse: ...
-
-    def open(self) -> None:
-        """A backend starts using this transport."""
-
-    async def aclose(self) -> None:
-        """A backend stops using it; the last one out releases connections."""
+def timeouts_for(deployment: Deployment) -> Timeouts:
+    """A deployment's connect, total and first-token limits."""
+    return Timeouts(
+        connect=deployment.connect_timeout,
+        total=deployment.timeout,
+        first_byte=deployment.first_token_timeout,
+    )
 
 
 # --------------------------------------------------------------------------- errors
-
-
-def translate_error(exc: Exception) -> Exception:
-    """A foreign exception raised while talking to an upstream, as a thrifty error."""
-    if isinstance(exc, ThriftyError):
-        return exc
-    if isinstance(exc, TimeoutError):  # also aiohttp's ServerTimeoutError
-        return UpstreamTimeout("the upstream did not answer in time")
-    import aiohttp
-
-    connection = (
-        aiohttp.ClientConnectorError,
-        aiohttp.ServerDisconnectedError,
-        aiohttp.ClientOSError,
-        aiohttp.ClientPayloadError,
-        aiohttp.ClientConnectionError,
-        ConnectionError,
-    )
-    if isinstance(exc, connection):
-        return UpstreamConnectionError(f"upstream connection failed ({type(exc).__name__})")
-    if isinstance(exc, aiohttp.ClientError):
-        return UpstreamError(f"upstream request failed ({type(exc).__name__})")
-    return exc
 
 
 def build_body(deployment: str, build: Callable[[], Any]) -> bytes:
@@ -424,123 +333,6 @@ async def _timed(awaitable: Awaitable[T], deadline: float, trace: Trace) -> T:
         trace.upstream_s += time.perf_counter() - started
 
 
-# --------------------------------------------------------------------------- aiohttp
-
-
-class SharedTransport:
-    """Counts the backends using a pooled transport; the last one out releases the pool."""
-
-    _users = 0
-
-    def open(self) -> None:
-        self._users += 1
-
-    async def aclose(self) -> None:
-        self._users -= 1
-        if self._users > 0:
-            return
-        self._users = 0
-        await self._release()
-
-    async def _release(self) -> None:
-        """Close this event loop's pooled connections."""
-
-
-class AiohttpTransport(SharedTransport):
-    """aiohttp, one pooled session per event loop, made on first use."""
-
-    def __init__(self, *, limit: int = 1000, limit_per_host: int = 0, ttl_dns_cache: int = 300) -> None:
-        self.limit = limit
-        self.limit_per_host = limit_per_host
-        self.ttl_dns_cache = ttl_dns_cache
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-
-    def _session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
-            import aiohttp
-
-            for old in [other for other in self._sessions if other.is_closed()]:
-                del self._sessions[old]
-            connector = aiohttp.TCPConnector(
-                limit=self.limit, limit_per_host=self.limit_per_host, ttl_dns_cache=self.ttl_dns_cache
-            )
-            session = aiohttp.ClientSession(connector=connector)
-            self._sessions[loop] = session
-        return session
-
-    @staticmethod
-    def _timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        import aiohttp
-
-        # The total and first-byte deadlines are HttpClient's; aiohttp bounds the connect.
-        return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
-
-    async def post(self, request: HttpRequest) -> HttpResponse:
-        async with self._session().post(
-            request.url,
-            data=request.body,
-            headers=dict(request.headers),
-            timeout=self._timeout(request.timeouts),
-        ) as response:
-            body = await response.read()
-            return HttpResponse(response.status, response.headers, body)
-
-    async def open_stream(self, request: HttpRequest) -> StreamResponse:
-        response = await self._session().post(
-            request.url,
-            data=request.body,
-            headers=dict(request.headers),
-            timeout=self._timeout(request.timeouts),
-        )
-        return _AiohttpStream(response)
-
-    async def _release(self) -> None:
-        session = self._sessions.pop(asyncio.get_running_loop(), None)
-        if session is not None:
-            await session.close()
-
-
-class _AiohttpStream:
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
-
-    async def read(self) -> bytes:
-        return await self._response.read()
-
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
-        async for chunk in self._response.content.iter_any():
-            yield chunk
-
-    async def aclose(self) -> None:
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()  # abandoned mid-body: the connection cannot be reused
-
-
-TRANSPORTS = ("raw", "aiohttp")
-
-
-@functools.cache
-def shared_transport(kind: str = "raw") -> Transport:
-    """The process-wide pooled transport remote backends share (``options.transport``).
-
-    ``raw`` (lean HTTP/1.1 on httptools, :mod:`.rawhttp`) is the default: through
-    ``thrifty serve`` it carried 1.56x the requests/s of aiohttp's client
-    (docs/bench/providers.md). ``aiohttp`` stays available for what raw lacks
-    (HTTP/2 is neither's; both ignore proxy variables).
-    """
-    if kind == "aiohttp":
-        return AiohttpTransport()
-    from .rawhttp import RawTransport  # rawhttp imports this module
-
-    return RawTransport()
-
-
 def deployment_transport(deployment: Deployment) -> Transport:
     """The shared transport a deployment's ``options.transport`` names."""
     kind = deployment.options.get("transport", "raw")
@@ -549,90 +341,6 @@ def deployment_transport(deployment: Deployment) -> Transport:
             f"deployment {deployment.name!r}: options.transport must be one of {', '.join(TRANSPORTS)}, got {kind!r}"
         )
     return shared_transport(kind)
-
-
-# --------------------------------------------------------------------------- mock
-
-
-@dataclass
-class MockResponse:
-    """What a :class:`MockTransport` handler answers.
-
-    ``json`` or ``body`` give the whole body; ``chunks`` streams it piece by
-    piece, and an exception among the chunks is raised at that point, to play
-    a connection that breaks mid-stream.
-    """
-
-    status: int = 200
-    json: Any = None
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    chunks: Iterable[bytes | Exception] | None = None
-
-    def content(self) -> bytes:
-        if self.json is not None:
-            return orjson.dumps(self.json)
-        if self.body or self.chunks is None:
-            return self.body
-        return b"".join(c for c in self.chunks if isinstance(c, bytes))
-
-
-Handler = Callable[[HttpRequest], "MockResponse | Awaitable[MockResponse]"]
-
-
-class MockTransport:
-    """A transport that answers from ``handler(request)``; records every request.
-
-    The handler may be sync or async, and may raise (``TimeoutError``,
-    ``ConnectionResetError``, aiohttp errors) to play a failing upstream.
-    """
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[HttpRequest] = []
-        self.users = 0
-
-    async def _answer(self, request: HttpRequest) -> MockResponse:
-        self.requests.append(request)
-        outcome = self.handler(request)
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        return outcome
-
-    async def post(self, request: HttpRequest) -> HttpResponse:
-        answer = await self._answer(request)
-        return HttpResponse(answer.status, answer.headers, answer.content())
-
-    async def open_stream(self, request: HttpRequest) -> StreamResponse:
-        return _MockStream(await self._answer(request))
-
-    def open(self) -> None:
-        self.users += 1
-
-    async def aclose(self) -> None:
-        self.users -= 1
-
-
-class _MockStream:
-    def __init__(self, answer: MockResponse) -> None:
-        self._answer = answer
-        self.status = answer.status
-        self.headers = answer.headers
-        self.closed = False
-
-    async def read(self) -> bytes:
-        return self._answer.content()
-
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
-        pieces: Iterable[bytes | Exception] = self._answer.chunks or [self._answer.content()]
-        for piece in pieces:
-            if isinstance(piece, Exception):
-                raise piece
-            await asyncio.sleep(0)
-            yield piece
-
-    async def aclose(self) -> None:
-        self.closed = True
 
 
 # --------------------------------------------------------------------------- options

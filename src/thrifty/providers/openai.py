@@ -8,6 +8,7 @@ The translation is nearly the identity, kept in pure functions
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -17,20 +18,20 @@ import orjson
 
 from ..config import Deployment
 from ..errors import ConfigError, UpstreamConnectionError, UpstreamError
-from ..types import ChatRequest, ChatResponse, Chunk, Message, Trace, Usage, usage_chunk
+from ..transport import HttpRequest, Transport
+from ..types import ChatRequest, ChatResponse, Chunk, Message, Piece, Trace, Usage, usage_chunk
 from .estimate import CHARS_PER_TOKEN, estimate_tokens, estimate_usage
 from .http import (
     HttpClient,
-    HttpRequest,
-    Timeouts,
-    Transport,
     build_body,
     deployment_transport,
     error_summary,
     extra_headers,
     option_mapping,
     secrets_in,
+    timeouts_for,
 )
+from .passthrough import Passthrough
 
 # --------------------------------------------------------------------------- translation
 
@@ -190,7 +191,8 @@ class OpenAIBackend:
         query = option_mapping(deployment, "query")
         self._query = "?" + urlencode({str(k): str(v) for k, v in query.items()}) if query else ""
         self._secrets = secrets_in(self._headers)
-        self._timeouts = Timeouts.for_deployment(deployment)
+        self._parse_chunk = functools.partial(parse_chunk, secrets=self._secrets)
+        self._timeouts = timeouts_for(deployment)
         self._http = HttpClient(transport if transport is not None else deployment_transport(deployment))
 
     def _model(self, request: ChatRequest) -> str:
@@ -218,7 +220,40 @@ class OpenAIBackend:
             request.trace.usage_estimated = True
         return response
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
+        """The answer's chunks; its upstream's bytes (:class:`.passthrough.Passthrough`)
+        when the request allows it (``raw_stream``)."""
+        return self._raw_stream(request) if request.raw_stream else self._parsed_stream(request)
+
+    async def _raw_stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
+        trace = request.trace
+        trace.deployment = self.name
+        forward = Passthrough(trace.request_id, self._parse_chunk)
+        chars = 0
+        reads = self._http.body(self._chat(request, stream=True), trace)
+        async with contextlib.aclosing(reads):
+            async for piece in reads:
+                events = forward.feed(piece)  # after [DONE]: None, read on so the connection is reused
+                if events is not None:
+                    chars += events.chars
+                    yield events
+        events = forward.flush()
+        if events is not None:
+            chars += events.chars
+            yield events
+        if not forward.done and not forward.finished:
+            raise UpstreamConnectionError("the upstream closed the stream before it finished")
+        yield self._closing(request, forward.usage, chars, forward.model)
+
+    def _closing(self, request: ChatRequest, usage: Usage | None, chars: int, model: str) -> Chunk:
+        """The usage chunk a stream ends with: the upstream's usage, else an estimate."""
+        if usage is None:
+            usage = estimate_usage(request.messages, "")
+            usage.completion_tokens = -(-chars // CHARS_PER_TOKEN)
+            request.trace.usage_estimated = True
+        return usage_chunk(id=request.trace.request_id, model=model or self.deployment.model, usage=usage)
+
+    async def _parsed_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         trace = request.trace
         trace.deployment = self.name
         http_request = self._chat(request, stream=True)
@@ -241,14 +276,10 @@ class OpenAIBackend:
                         yield chunk
         if not done and not tally.finished:
             raise UpstreamConnectionError("the upstream closed the stream before it finished")
-        usage = tally.usage
-        if usage is None:
-            usage = estimate_usage(request.messages, "")
-            usage.completion_tokens = -(-tally.chars // CHARS_PER_TOKEN)
-            trace.usage_estimated = True
-        yield usage_chunk(
-            id=tally.id or trace.request_id, model=tally.model or self.deployment.model, usage=usage
-        )
+        closing = self._closing(request, tally.usage, tally.chars, tally.model)
+        if tally.id:
+            closing["id"] = tally.id
+        yield closing
 
     async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]:
         """Embedding vectors for ``texts`` from ``/embeddings`` (of ``dimensions`` if given), and the tokens used."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..backend import Backend
 from ..errors import ThriftyError
-from ..types import ChatRequest, ChatResponse, Chunk, Usage, completion_body
+from ..types import ChatRequest, ChatResponse, Chunk, Piece, RawEvents, Usage, completion_body, parsed
 from .decision import Decision
 from .policies import Pick
 from .settings import RouterSpec, Tier
@@ -92,7 +92,7 @@ class Cascade:
 
     async def stream(
         self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: Decision
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncIterator[Piece]:
         """Buffer each tier that may be escalated from; stream the last live."""
         plan = self._plan(tiers, start)
         for i, tier in enumerate(plan):
@@ -101,7 +101,7 @@ class Cascade:
             decision.tier, decision.model = tier.name, tier.group
             if last:
                 async for chunk in self.backends[tier.name].stream(self._ask(request, tier, True)):
-                    if chunk.get("usage"):
+                    if not isinstance(chunk, RawEvents) and chunk.get("usage"):
                         usage = Usage.from_json(chunk["usage"])
                         decision.cost_usd += tier.cost(usage.prompt_tokens, usage.completion_tokens)
                     yield chunk
@@ -130,7 +130,10 @@ class Cascade:
         params = dict(request.params)
         if not last and self.spec.verifier in ("auto", "logprobs"):
             params["logprobs"] = True
-        return dataclasses.replace(request, model=tier.group, params=params)
+        # A tier that may be escalated from is read whole: its chunks, parsed.
+        return dataclasses.replace(
+            request, model=tier.group, params=params, raw_stream=request.raw_stream and last
+        )
 
     async def _score(self, request: ChatRequest, response: ChatResponse) -> float:
         score = await self.verifier.score(request, response)
@@ -144,7 +147,8 @@ async def _collect(backend: Backend, request: ChatRequest) -> tuple[list[Chunk],
     logprobs: list[Any] = []
     finish: str = "stop"
     usage = Usage()
-    async for chunk in backend.stream(request):
+    async for piece in backend.stream(request):
+        chunk = parsed(piece)
         chunks.append(chunk)
         if chunk.get("usage"):
             usage = Usage.from_json(chunk["usage"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..backend import Backend
-from ..types import ChatRequest, ChatResponse, Chunk, RouteDecision, Usage
+from ..types import ChatRequest, ChatResponse, Piece, RawEvents, RouteDecision, Usage
 from . import features as F
 from .learned import LearnedModel, choose, load
 from .settings import RouterSpec, Tier
@@ -46,7 +46,7 @@ class Policy(Protocol):
 
     def stream(
         self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: RouteDecision
-    ) -> AsyncIterator[Chunk]: ...
+    ) -> AsyncIterator[Piece]: ...
 
 
 class PickOne:
@@ -67,10 +67,10 @@ class PickOne:
 
     async def stream(
         self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: RouteDecision
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncIterator[Piece]:
         tier = tiers[start]
         async for chunk in self.backends[tier.name].stream(request.with_model(tier.group)):
-            if chunk.get("usage"):
+            if not isinstance(chunk, RawEvents) and chunk.get("usage"):
                 usage = Usage.from_json(chunk["usage"])
                 decision.cost_usd = tier.cost(usage.prompt_tokens, usage.completion_tokens)
             yield chunk

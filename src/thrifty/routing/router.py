@@ -21,7 +21,7 @@ from typing import Any
 
 from ..backend import Backend, Choice
 from ..errors import InvalidRequest, ThriftyError
-from ..types import ChatRequest, ChatResponse, Chunk
+from ..types import ChatRequest, ChatResponse, Piece
 from . import features as F
 from .cascade import Cascade
 from .decision import Decision
@@ -75,7 +75,7 @@ class Router(Choice):
         self._finish(request, decision)
         return response
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         return self._stream(request)
 
     def on_feedback(self, request_id: str, rating: int) -> None:
@@ -105,7 +105,7 @@ class Router(Choice):
 
     # -- routing ----------------------------------------------------------------------
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         decision, tiers, start = await self._route(request)
         try:
             first = True

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -27,12 +27,13 @@ from ..cache.keys import EVERY_TENANT, scoped_namespace
 from ..config import CorsConfig
 from ..errors import InvalidRequest, NotFound, ThriftyError
 from ..gateway import Gateway
-from ..types import ChatRequest, ChatResponse, Chunk, response_headers
+from ..types import ChatRequest, ChatResponse, Piece, RawEvents, response_headers
 from ..validate import chat_request, parse_json
 from .access import Access, Caller, read_body, read_json
 from .embedding_inputs import check_dimensions, check_format, embedding_texts, encode_vector, is_token
 
 log = logging.getLogger("thrifty.server")
+P = TypeVar("P")
 
 JSON = "application/json"
 _HEADER_PREFIX = "x-thrifty-"
@@ -133,7 +134,7 @@ class Server:
         )
 
     async def _stream(self, req: ChatRequest, receive: Receive) -> Response:
-        chunks = self.gateway.stream(req).__aiter__()
+        chunks = self.gateway.stream_pieces(req).__aiter__()
         try:
             first = await first_chunk(chunks, receive)
         except ClientLeft:
@@ -272,7 +273,7 @@ class ClientLeft(Exception):
     """The client went away before its answer began (answer 499 to nobody)."""
 
 
-async def first_chunk(chunks: AsyncIterator[Chunk], receive: Receive) -> Chunk | None:
+async def first_chunk(chunks: AsyncIterator[P], receive: Receive) -> P | None:
     """Wait for a stream's first chunk before any header is sent.
 
     A failure before the first byte is still a plain HTTP error, and the
@@ -467,15 +468,19 @@ class _Resume:
         self._step.close()
 
 
-async def _sse(first: Chunk | None, rest: AsyncIterator[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
-    """OpenAI's SSE framing; an error after the first byte becomes an error event."""
+async def _sse(first: Piece | None, rest: AsyncIterator[Piece], include_usage: bool) -> AsyncIterator[bytes]:
+    """OpenAI's SSE framing (raw events are framed already); an error after the first
+    byte becomes an error event."""
     try:
-        if first is not None and (include_usage or first.get("choices")):
+        if isinstance(first, RawEvents):
+            yield first.data
+        elif first is not None and (include_usage or first.get("choices")):
             yield b"data: " + orjson.dumps(first) + b"\n\n"
         async for chunk in rest:
-            if not chunk.get("choices") and not include_usage:
-                continue
-            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            if isinstance(chunk, RawEvents):
+                yield chunk.data
+            elif chunk.get("choices") or include_usage:
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     except ThriftyError as exc:
         log.warning("stream failed after the first byte: %s", exc.message)
         yield b"data: " + orjson.dumps(exc.to_json()) + b"\n\n"

@@ -1,6 +1,6 @@
 """A lean HTTP/1.1 transport on asyncio and httptools, without aiohttp's client.
 
-:class:`RawTransport` implements :class:`~thrifty.providers.http.Transport`
+:class:`RawTransport` implements :class:`~thrifty.transport.base.Transport`
 with one :class:`asyncio.Protocol` per connection and httptools' response
 parser (Content-Length, chunked and close-delimited bodies). Connections are
 kept alive in a pool per event loop and (scheme, host, port), reused last in
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict
 
-from .http import HttpRequest, HttpResponse, SharedTransport, StreamResponse
+from .base import HttpRequest, HttpResponse, SharedTransport, StreamResponse
 
 HIGH_WATER = 256 * 1024  # buffered body bytes that pause reading from the socket
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
