@@ -19,6 +19,7 @@ from thrifty.errors import (
     UpstreamStatusError,
 )
 from thrifty.testing import FakeBackend, chat
+from thrifty.types import parsed
 
 from .conftest import MakeGroup
 
@@ -241,7 +242,7 @@ async def test_stream_retries_transparently_before_the_first_chunk(make_group: M
     good = FakeBackend("one two three", name="good")
     group = make_group([bad, good], strategy="round_robin")
     _round_robin(group).turn = -1
-    chunks = [c async for c in group.stream(chat("hi"))]
+    chunks = [parsed(c) async for c in group.stream(chat("hi"))]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "one two three" and chunks[-1]["usage"]
 
@@ -269,7 +270,7 @@ async def test_first_token_timeout_fails_over_for_streams(make_group: MakeGroup)
         [stuck, good], strategy="round_robin", deployment={"stuck": {"first_token_timeout": 0.01}}
     )
     _round_robin(group).turn = -1
-    chunks = [c async for c in group.stream(chat("hi"))]
+    chunks = [parsed(c) async for c in group.stream(chat("hi"))]
     assert any(c["choices"] and c["choices"][0]["delta"].get("content") == "good" for c in chunks)
 
 
@@ -331,7 +332,7 @@ async def test_hedged_stream_takes_the_first_to_start_and_closes_the_other(make_
     group = make_group([slow, fast], strategy="round_robin", hedge=True, hedge_delay=0.01)
     _round_robin(group).turn = -1
     request = chat("hi")
-    chunks = [c async for c in group.stream(request)]
+    chunks = [parsed(c) async for c in group.stream(request)]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "fast words" and request.trace.annotations["hedged"] == "fast"
     assert [m.outstanding for m in group.members] == [0, 0] and group.hedge_wins == 1
@@ -340,7 +341,7 @@ async def test_hedged_stream_takes_the_first_to_start_and_closes_the_other(make_
 async def test_hedged_stream_without_a_second_deployment_just_waits(make_group: MakeGroup) -> None:
     only = FakeBackend("late but fine", name="only", delay=0.05)
     group = make_group([only], hedge=True, hedge_delay=0.001)
-    chunks = [c async for c in group.stream(chat("hi"))]
+    chunks = [parsed(c) async for c in group.stream(chat("hi"))]
     assert chunks[-1]["usage"] and group.hedges == 0
 
 

@@ -12,6 +12,7 @@ from thrifty.balance import FakeClock, build_fallbacks, build_group
 from thrifty.config import parse_config
 from thrifty.errors import ContextWindowExceeded, ThriftyError, UpstreamConnectionError, UpstreamStatusError
 from thrifty.testing import FakeBackend, chat
+from thrifty.types import parsed
 
 
 def build(spec: dict[str, tuple[list[FakeBackend], dict[str, Any]]]) -> dict[str, Backend]:
@@ -100,7 +101,7 @@ async def test_stream_falls_back_before_the_first_chunk() -> None:
         }
     )
     request = chat("hi", model="local")
-    chunks = [c async for c in groups["local"].stream(request)]
+    chunks = [parsed(c) async for c in groups["local"].stream(request)]
     assert any(c["choices"] and c["choices"][0]["delta"].get("content") == "streamed" for c in chunks)
     assert request.trace.annotations["fallback"] == "local->cloud"
 

@@ -15,6 +15,7 @@ from thrifty.config import parse_config
 from thrifty.errors import UpstreamError
 from thrifty.fakeupstream import FakeUpstream
 from thrifty.testing import chat
+from thrifty.types import parsed
 
 
 @contextlib.asynccontextmanager
@@ -84,6 +85,6 @@ async def test_slow_first_byte_hits_the_first_token_timeout_and_fails_over() -> 
         group.strategy.turn = -1  # type: ignore[attr-defined]
         request = chat("hi")
         request.stream = True
-        chunks = [c async for c in group.stream(request)]
+        chunks = [parsed(c) async for c in group.stream(request)]
     assert chunks[-1]["usage"] and request.trace.deployment == "quick"
     assert slow.stats.requests == 1 and quick.stats.completed == 1

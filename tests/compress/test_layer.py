@@ -18,7 +18,7 @@ from thrifty.errors import ConfigError, InvalidRequest
 from thrifty.gateway import Gateway
 from thrifty.server.app import create_app
 from thrifty.testing import FakeBackend
-from thrifty.types import ChatRequest, trace_notes
+from thrifty.types import ChatRequest, parsed, trace_notes
 
 from .histories import TOOLS, agent_history, chat_history
 
@@ -67,7 +67,7 @@ async def test_a_request_can_ask_for_compression(option: Any) -> None:
 async def test_streams_are_compressed_too() -> None:
     compress, fake = layer()
     req = request(chat_history(), compress="aggressive, ratio=0.2")
-    chunks = [c async for c in compress.stream(req)]
+    chunks = [parsed(c) async for c in compress.stream(req)]
     assert (
         chunks[-1]["usage"]["prompt_tokens"] < FakeBackend()._usage(request(chat_history()), "").prompt_tokens
     )

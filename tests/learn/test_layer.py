@@ -13,7 +13,7 @@ from thrifty.learn.layer import LearningLayer
 from thrifty.learn.settings import LearnSettings
 from thrifty.observe.feedback import Signal
 from thrifty.testing import FakeBackend, chat
-from thrifty.types import ChatRequest, message_text, trace_notes
+from thrifty.types import ChatRequest, message_text, parsed, trace_notes
 
 from .conftest import words
 
@@ -185,11 +185,15 @@ async def test_streams_are_learned_from_and_hits_stream_too(layer: LearningLayer
     first = ask("How do I reset my password?")
     first.stream = True
     text = "".join(
-        [c["choices"][0]["delta"].get("content", "") async for c in layer.stream(first) if c["choices"]]
+        [
+            parsed(c)["choices"][0]["delta"].get("content", "")
+            async for c in layer.stream(first)
+            if parsed(c)["choices"]
+        ]
     )
     await layer.on_signal(rate(first, 5))
     second = ask("How do I reset my password?", user="u2")
-    chunks = [c async for c in layer.stream(second)]
+    chunks = [parsed(c) async for c in layer.stream(second)]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == text
     assert chunks[-1]["choices"] == [] and "usage" in chunks[-1]
 

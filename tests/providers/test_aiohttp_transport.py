@@ -13,6 +13,7 @@ from thrifty.errors import RateLimited, UpstreamConnectionError
 from thrifty.providers.openai import OpenAIBackend
 from thrifty.testing import chat
 from thrifty.transport.aio import AiohttpTransport
+from thrifty.types import parsed
 
 from .helpers import deployment, sse
 
@@ -73,7 +74,7 @@ async def test_complete_and_stream_through_a_real_server(upstream: str) -> None:
     try:
         response = await backend.complete(chat("ping"))
         assert response.text == "pong" and response.usage.total_tokens == 4
-        chunks = [c async for c in backend.stream(chat("ping"))]
+        chunks = [parsed(c) async for c in backend.stream(chat("ping"))]
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         assert text == "pong"
         assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
@@ -90,7 +91,7 @@ async def test_pooled_connections_are_reused_after_streams(upstream: str) -> Non
     PEERS.clear()
     try:
         for _ in range(3):
-            [c async for c in backend.stream(chat("ping"))]
+            [parsed(c) async for c in backend.stream(chat("ping"))]
             await backend.complete(chat("ping"))
     finally:
         await backend.aclose()

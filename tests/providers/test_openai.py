@@ -17,6 +17,7 @@ from thrifty.providers.openai import OpenAIBackend, parse_chunk, parse_response,
 from thrifty.testing import chat
 from thrifty.transport import HttpRequest
 from thrifty.transport.mock import MockResponse, MockTransport
+from thrifty.types import parsed
 
 from .helpers import deployment, fixture, request_from, sse
 
@@ -111,7 +112,7 @@ async def test_stream_golden_text_ends_with_upstream_usage() -> None:
     data = fixture("openai_stream_text.json")
     transport = _stream_answer(data["events"])
     request = chat("hi")
-    chunks = [c async for c in OpenAIBackend(deployment(), transport).stream(request)]
+    chunks = [parsed(c) async for c in OpenAIBackend(deployment(), transport).stream(request)]
     assert transport.requests[0].json()["stream_options"] == {"include_usage": True}
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == data["expected_text"]
@@ -123,7 +124,9 @@ async def test_stream_golden_text_ends_with_upstream_usage() -> None:
 async def test_stream_tool_call_arguments_arrive_in_pieces() -> None:
     data = fixture("openai_stream_tools.json")
     request = chat("weather?")
-    chunks = [c async for c in OpenAIBackend(deployment(), _stream_answer(data["events"])).stream(request)]
+    chunks = [
+        parsed(c) async for c in OpenAIBackend(deployment(), _stream_answer(data["events"])).stream(request)
+    ]
     arguments = "".join(
         call["function"].get("arguments", "")
         for c in chunks
@@ -144,7 +147,7 @@ async def test_stream_broken_midway_raises_after_the_chunks_already_sent() -> No
     seen = []
     with pytest.raises(UpstreamConnectionError):
         async for chunk in OpenAIBackend(deployment(), transport).stream(chat("hi")):
-            seen.append(chunk)
+            seen.append(parsed(chunk))
     assert [c["choices"][0]["delta"]["content"] for c in seen] == ["par"]
 
 
@@ -226,7 +229,7 @@ async def test_servers_refusing_stream_options_can_be_configured_off() -> None:
     transport = _stream_answer(data["events"][:4] + ["[DONE]"])
     request = chat("hi")
     backend = OpenAIBackend(deployment(options={"stream_usage": False}), transport)
-    chunks = [c async for c in backend.stream(request)]
+    chunks = [parsed(c) async for c in backend.stream(request)]
     assert "stream_options" not in transport.requests[0].json()
     assert chunks[-1]["usage"]["completion_tokens"] == 3  # "Hello there!" at ~4 characters a token
     assert request.trace.annotations["usage"] == "estimated"

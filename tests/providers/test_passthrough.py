@@ -13,7 +13,7 @@ from thrifty.errors import UpstreamConnectionError, UpstreamError
 from thrifty.providers.openai import OpenAIBackend, parse_chunk
 from thrifty.providers.passthrough import Passthrough, plain, text_chars
 from thrifty.transport.mock import MockResponse, MockTransport
-from thrifty.types import ChatRequest, RawEvents
+from thrifty.types import ChatRequest, RawEvents, parsed
 
 OURS = "chatcmpl-ours"
 PARSE = functools.partial(parse_chunk, secrets=())
@@ -161,7 +161,7 @@ async def test_the_backend_without_upstream_usage_estimates_from_the_text() -> N
         model="m", messages=[{"role": "user", "content": "hi"}], stream=True, raw_stream=True
     )
     pieces = [piece async for piece in model.stream(request)]
-    assert pieces[-1]["usage"]["completion_tokens"] > 0 and request.trace.usage_estimated
+    assert parsed(pieces[-1])["usage"]["completion_tokens"] > 0 and request.trace.usage_estimated
 
 
 async def test_a_raw_stream_that_stops_unfinished_is_a_connection_error() -> None:

@@ -25,7 +25,7 @@ from thrifty.testing import chat
 from thrifty.transport import HttpRequest, Transport
 from thrifty.transport.aio import AiohttpTransport
 from thrifty.transport.raw import RawTransport
-from thrifty.types import Trace
+from thrifty.types import Trace, parsed
 
 from .helpers import deployment
 
@@ -294,7 +294,7 @@ async def test_openai_backend_over_either_transport(make: Callable[[], Transport
         try:
             response = await backend.complete(chat("ping"))
             assert response.text.startswith("pong") and response.usage.total_tokens > 0
-            chunks = [c async for c in backend.stream(chat("ping"))]
+            chunks = [parsed(c) async for c in backend.stream(chat("ping"))]
             text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
             assert text.startswith("pong") and chunks[-1]["usage"]["completion_tokens"] > 0
             up.configure(burst_429=1, retry_after=2)

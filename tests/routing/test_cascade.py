@@ -6,7 +6,7 @@ from thrifty.backend import Backend
 from thrifty.errors import UpstreamTimeout
 from thrifty.routing import Router, build_routers
 from thrifty.testing import FakeBackend, chat
-from thrifty.types import ChatRequest, ChatResponse, Usage, completion_body
+from thrifty.types import ChatRequest, ChatResponse, Usage, completion_body, parsed
 
 from .conftest import make_config
 
@@ -142,7 +142,7 @@ async def test_streaming_client_sees_only_the_accepted_answer(tiers: list[dict[s
         "q",
     )
     request.stream = True
-    chunks = [c async for c in router.stream(request)]
+    chunks = [parsed(c) async for c in router.stream(request)]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "good answer here"
     assert request.trace.annotations["route"].startswith("policy=cascade model=balanced")
@@ -156,7 +156,7 @@ async def test_streaming_accepts_a_good_cheap_answer_from_the_buffer(tiers: list
         "large": FakeBackend("l", name="large"),
     }
     router = cascade(tiers, backends)
-    chunks = [c async for c in router.stream(chat("q"))]
+    chunks = [parsed(c) async for c in router.stream(chat("q"))]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "fine answer"
     assert backends["medium"].requests == []

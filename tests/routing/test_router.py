@@ -8,6 +8,7 @@ from thrifty.backend import Backend
 from thrifty.errors import InvalidRequest, UpstreamConnectionError
 from thrifty.routing import Router, build_routers, explain
 from thrifty.testing import FakeBackend, chat
+from thrifty.types import parsed
 
 from .conftest import make_config
 
@@ -114,7 +115,7 @@ async def test_corrupt_fitted_file_falls_back(tiers: list[dict[str, Any]], tmp_p
 async def test_streaming_through_a_rules_router(tiers: list[dict[str, Any]]) -> None:
     router = only(routers(tiers, fakes()))
     request = chat(EASY)
-    chunks = [c async for c in router.stream(request)]
+    chunks = [parsed(c) async for c in router.stream(request)]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "answer from small"
     assert chunks[-1]["usage"]["completion_tokens"] == 3

@@ -20,7 +20,7 @@ from thrifty.gateway import Gateway
 from thrifty.server.app import create_app
 from thrifty.types import ChatRequest, RawEvents
 
-MSG = [{"role": "user", "content": "say something"}]
+MSG: list[Any] = [{"role": "user", "content": "say something"}]
 
 
 def _config(tmp_path: Path, upstream: FakeUpstream) -> dict[str, Any]:
