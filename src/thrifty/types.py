@@ -314,6 +314,9 @@ class ChatRequest:
     # thrifty's own per-request options (``thrifty`` body field / x-thrifty-* headers)
     options: dict[str, Any] = field(default_factory=dict)
     trace: Trace = field(default_factory=Trace)
+    # The client's body in an API some upstreams speak themselves (``/v1/responses``), for a
+    # deployment with ``options.responses: native``; every other backend answers ``messages``.
+    native: dict[str, Any] | None = None
 
     def with_model(self, model: str) -> ChatRequest:
         """The same request aimed at another model; shares the trace."""
@@ -326,6 +329,7 @@ class ChatRequest:
             extra=self.extra,
             options=self.options,
             trace=self.trace,
+            native=self.native,
         )
 
 
@@ -335,6 +339,7 @@ class ChatResponse:
 
     body: dict[str, Any]
     usage: Usage = field(default_factory=Usage)
+    native: dict[str, Any] | None = None  # the upstream's own answer to ``ChatRequest.native``
 
     @property
     def text(self) -> str:

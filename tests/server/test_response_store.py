@@ -116,3 +116,28 @@ async def test_another_worker_finds_a_response_made_a_moment_ago(tmp_path: Path)
     finally:
         made.close()
         asked.close()
+
+
+async def test_input_items_survive_a_restart_and_a_file_from_before_them_still_reads(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = str(tmp_path / "responses.db")
+    with sqlite3.connect(path) as old:  # the schema before input items were kept
+        old.execute(
+            "CREATE TABLE responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, "
+            "expires REAL NOT NULL, response BLOB NOT NULL, conversation BLOB NOT NULL)"
+        )
+        old.execute(
+            "INSERT INTO responses VALUES ('resp_old', 'k1', 0, 9e99, '{\"id\": \"resp_old\"}', '[]')"
+        )
+    old.close()
+    store = ResponseStore(path, ttl=60)
+    items = [{"type": "message", "id": "msg_1", "role": "user", "content": []}]
+    store.put(_response("resp_3"), [], owner="k1", items=items)
+    assert (await store.get("resp_old", "k1")).items == []
+    store.close()
+    again = ResponseStore(path, ttl=60)
+    try:
+        assert (await again.get("resp_3", "k1")).items == items
+    finally:
+        again.close()

@@ -38,23 +38,28 @@ CREATE TABLE IF NOT EXISTS responses (
     response BLOB NOT NULL, conversation BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires);
 """
+_ADDED = (("responses", "items", "BLOB"),)  # columns added since the first files were made
 _PURGE_EVERY = 500  # writes between sweeps of expired rows
 FLUSH_AFTER = 0.05  # seconds a stored response waits (in memory, readable) to be written with others
 _OURS = re.compile(r"resp_[0-9a-f]{24}")  # the shape of the ids thrifty gives
 
 
-_Row = tuple[str, str, float, float, bytes, bytes]  # id, owner, created, expires, response, conversation
+_Row = tuple[
+    str, str, float, float, bytes, bytes, bytes
+]  # id, owner, created, expires, response, conversation, items
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """One kept response: its JSON, and the conversation it ends (input and output, no instructions)."""
+    """One kept response: its JSON, the conversation it ends (input and output, no instructions)
+    as chat messages, and the same input as Responses items (``GET .../input_items``)."""
 
     id: str
     owner: str
     expires: float
     response: dict[str, Any]
     conversation: list[Message]
+    items: list[dict[str, Any]]
 
 
 class ResponseStore:
@@ -90,7 +95,7 @@ class ResponseStore:
         if self.outage.problem is not None and not self.outage.backoff.due():
             raise self._unavailable()
         try:
-            self._db, _ = open_sqlite("response store", self.path, wal_setup(_SCHEMA))
+            self._db, _ = open_sqlite("response store", self.path, wal_setup(_SCHEMA, _ADDED))
         except StorageUnavailable as exc:
             self._why = cause(exc.__cause__) if exc.__cause__ is not None else exc.message
             self.outage.failed(exc.message)
@@ -123,8 +128,8 @@ class ResponseStore:
             with db:  # SQLite releases the GIL while it writes: the event loop runs on
                 db.execute("BEGIN")
                 db.executemany(
-                    "INSERT OR REPLACE INTO responses (id, owner, created, expires, response, conversation) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO responses (id, owner, created, expires, response, conversation, items) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             before, self._writes = self._writes, self._writes + len(records)
@@ -143,7 +148,7 @@ class ResponseStore:
             row = (
                 self._connection()
                 .execute(
-                    "SELECT owner, expires, response, conversation FROM responses WHERE id = ?",
+                    "SELECT owner, expires, response, conversation, items FROM responses WHERE id = ?",
                     (response_id,),
                 )
                 .fetchone()
@@ -152,7 +157,8 @@ class ResponseStore:
             raise StorageUnavailable(f"The response store cannot be read: {cause(exc)}.") from None
         if row is None:
             return None
-        return Stored(response_id, row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]))
+        items = orjson.loads(row[4]) if row[4] is not None else []  # a row from before items were kept
+        return Stored(response_id, row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]), items)
 
     def _delete(self, response_id: str) -> None:
         try:
@@ -167,13 +173,27 @@ class ResponseStore:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-responses")
         return self._pool
 
-    def put(self, response: dict[str, Any], conversation: list[Message], owner: str) -> None:
+    def put(
+        self,
+        response: dict[str, Any],
+        conversation: list[Message],
+        owner: str,
+        items: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Keep a response; returns at once (the row is written on the store's thread)."""
         now = self.clock()
-        record = Stored(response["id"], owner, now + self.ttl, response, conversation)
+        record = Stored(response["id"], owner, now + self.ttl, response, conversation, items or [])
         self._pending[record.id] = record
         # Encoded here (a few microseconds), so the store's thread holds the GIL only briefly.
-        row = (record.id, owner, now, record.expires, orjson.dumps(response), orjson.dumps(conversation))
+        row = (
+            record.id,
+            owner,
+            now,
+            record.expires,
+            orjson.dumps(response),
+            orjson.dumps(conversation),
+            orjson.dumps(record.items),
+        )
         self._queue.append((record, row))
         if not self._flushing:
             self._flushing = True

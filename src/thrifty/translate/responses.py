@@ -267,6 +267,38 @@ def chat_response_format(text: Any) -> dict[str, Any] | None:
     )
 
 
+def input_items(value: Any, response_id: str) -> list[Item]:
+    """A request's ``input`` as the items ``GET /v1/responses/{id}/input_items`` lists.
+
+    ``value`` has been read by :func:`input_messages`, so its shape is known good.
+    Each item gets an id derived from the response's (a client's own id is kept).
+    """
+    suffix = _suffix(response_id)
+    if isinstance(value, str):
+        return [_input_message(f"msg_{suffix}_in0", "user", value)]
+    items: list[Item] = []
+    for i, item in enumerate(value):
+        kind = item.get("type", "message")
+        if kind == "message":
+            items.append(
+                _input_message(item.get("id") or f"msg_{suffix}_in{i}", item["role"], item["content"])
+            )
+        else:
+            prefix = "fc" if kind == "function_call" else "fco" if kind == "function_call_output" else "rs"
+            items.append({**item, "id": item.get("id") or f"{prefix}_{suffix}_in{i}", "status": "completed"})
+    return items
+
+
+def _input_message(item_id: str, role: str, content: Any) -> Item:
+    kind = "output_text" if role == "assistant" else "input_text"
+    if isinstance(content, str):
+        part: dict[str, Any] = {"type": kind, "text": content}
+        if role == "assistant":
+            part["annotations"] = []
+        content = [part]
+    return {"type": "message", "id": item_id, "role": role, "content": content, "status": "completed"}
+
+
 # -- answers ---------------------------------------------------------------
 
 
