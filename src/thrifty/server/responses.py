@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..errors import InvalidRequest, ThriftyError
@@ -27,14 +27,22 @@ from ..translate.responses import (
     ResponseStream,
     chat_body,
     input_items,
-    output_message,
     response_object,
     responses_param,
 )
 from ..translate.responses_native import upstream_body
 from ..types import ChatRequest, Chunk, Message
 from ..validate import chat_request
-from .app import JSON, ClientLeft, Server, complete_watched, error_response, first_chunk, json_response
+from .app import (
+    JSON,
+    ClientLeft,
+    Server,
+    _EventStream,
+    complete_watched,
+    error_response,
+    first_chunk,
+    json_response,
+)
 from .response_store import ResponseStore
 
 log = logging.getLogger("thrifty.server")
@@ -100,7 +108,7 @@ class ResponsesService:
             if self.native:
                 req.native = upstream_body(body, earlier)
             if req.stream:
-                return await self._stream(req, body, translated.conversation, items, owner, request)
+                return await self._stream(req, body, items, owner, request)
             answer = await complete_watched(server.gateway, req, request.receive)
         except ClientLeft:
             return Response(status_code=499)
@@ -110,15 +118,15 @@ class ResponsesService:
             response = native_response(answer.native, body, _response_id(req))
         else:
             response = response_object(answer.body, body, _response_id(req), int(time.time()))
+        encoded = orjson.dumps(response)
         if owner is not None:
-            self.store.put(response, [*translated.conversation, output_message(response)], owner, items)
-        return Response(orjson.dumps(response), media_type=JSON, headers=server.answer_headers(req))
+            self.store.put(response, items, owner, encoded)
+        return Response(encoded, media_type=JSON, headers=server.answer_headers(req))
 
     async def _stream(
         self,
         req: ChatRequest,
         body: Mapping[str, Any],
-        conversation: list[Message],
         items: list[Item],
         owner: str | None,
         request: Request,
@@ -130,8 +138,8 @@ class ResponsesService:
             return Response(status_code=499)
         events = ResponseStream(body, _response_id(req), int(time.time()))
         headers = {**self.server.answer_headers(req), "cache-control": "no-cache"}
-        return StreamingResponse(
-            self._events(events, first, chunks, conversation, items, owner),
+        return _EventStream(
+            self._events(events, first, chunks, items, owner),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -141,7 +149,6 @@ class ResponsesService:
         events: ResponseStream,
         first: Chunk | None,
         rest: AsyncIterator[Chunk],
-        conversation: list[Message],
         items: list[Item],
         owner: str | None,
     ) -> AsyncIterator[bytes]:
@@ -169,7 +176,7 @@ class ResponsesService:
             with contextlib.suppress(Exception):
                 await rest.aclose()  # type: ignore[attr-defined]
         if owner is not None:
-            self.store.put(events.response, [*conversation, output_message(events.response)], owner, items)
+            self.store.put(events.response, items, owner)
 
     async def retrieve(self, request: Request) -> Response:
         try:

@@ -98,8 +98,12 @@ def responses_param(param: str | None) -> str | None:
     return param
 
 
-def input_messages(value: Any) -> list[Message]:
-    """``input`` (a string or an array of items) as chat messages."""
+def input_messages(value: Any, *, skip_unknown: bool = False) -> list[Message]:
+    """``input`` (a string or an array of items) as chat messages.
+
+    ``skip_unknown`` passes over item types chat has no place for (an upstream's own
+    output kept in a conversation) rather than refusing them.
+    """
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
@@ -135,7 +139,7 @@ def input_messages(value: Any) -> list[Message]:
             messages.append(
                 {"role": "tool", "tool_call_id": _text_field(item, "call_id", where), "content": output}
             )
-        elif kind == "reasoning":
+        elif kind == "reasoning" or skip_unknown:
             continue  # a reasoning model's notes: nothing a chat backend can take
         else:
             raise InvalidRequest(
