@@ -443,7 +443,7 @@ def _upstream_saw(run: Running) -> dict[str, Any]:
 
 def _ledger_row(run: Running, request_id: str) -> tuple[Any, ...]:
     """The ledger row of a request, once the writer has written it (it writes in the background)."""
-    for _ in range(100):
+    for _ in range(300):  # 30 s at most: the writer batches, and this machine is shared
         with contextlib.closing(sqlite3.connect(run.data_dir / "ledger.db")) as db:
             row = db.execute(
                 "SELECT model, deployment, status, prompt_tokens, completion_tokens, stream FROM requests "
