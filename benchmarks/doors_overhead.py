@@ -8,7 +8,13 @@ upstream chat call, so the difference is the translation (and, for
 itself, loaded directly, is the floor.
 
     .venv/bin/python benchmarks/doors_overhead.py [--seconds 5] [--rounds 3] [--connections 10]
-        [--out docs/bench/doors.md]
+        [--before OLD/src] [--out docs/bench/doors.md]
+
+``--before`` names the ``src`` folder of an older checkout (``git archive REV src | tar -x``):
+a second ``thrifty serve`` runs from it, its cells interleaved with the current ones in the
+same rounds, and the in-process part runs for both, so a change is measured before and after
+in one run. In-process times are CPU time (``time.process_time``: the store's thread
+included), which the machine's load moves far less than wall time.
 """
 
 from __future__ import annotations
@@ -86,8 +92,8 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def process(cmd: list[str]) -> Iterator[None]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[None]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         yield
     finally:
@@ -182,10 +188,10 @@ def in_process(rounds: int, per_round: int = 2000) -> dict[str, float]:
                 await call(path, raw)
         for _ in range(rounds):
             for name, path, raw in cases:
-                start = time.perf_counter()
+                start = time.process_time()
                 for _ in range(per_round):
                     await call(path, raw)
-                times[name].append((time.perf_counter() - start) / per_round * 1e6)
+                times[name].append((time.process_time() - start) / per_round * 1e6)
         await gateway.aclose()
         shutil.rmtree(folder, ignore_errors=True)
         return {name: statistics.median(t) for name, t in times.items()}
@@ -199,46 +205,81 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--connections", type=int, default=10)
     p.add_argument("--out", default=None)
+    p.add_argument("--before", default=None, help="src folder of an older checkout, measured in the same run")
+    p.add_argument(
+        "--in-process", action="store_true", help=argparse.SUPPRESS
+    )  # one tree's CPU table, as JSON
     args = p.parse_args()
+    if args.in_process:
+        print(json.dumps(in_process(max(args.rounds, 5))))
+        return 0
     if not shutil.which("wrk"):
         print("wrk is required: apt-get install -y wrk", file=sys.stderr)
         return 1
     thrifty = str(Path(PY).parent / "thrifty")
-    up_port, port = free_port(), free_port()
+    up_port = free_port()
     folder = Path(tempfile.mkdtemp())
     upstream = f"http://127.0.0.1:{up_port}/v1"
-    (folder / "thrifty.yaml").write_text(
-        f"server: {{api_keys: [{KEY}], data_dir: {folder}}}\n"
-        f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
-    )
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in CASES}
-    with process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "8"]):
+    trees = {"": None} if args.before is None else {"before": args.before, "": None}
+    samples: dict[str, list[dict[str, float]]] = {}
+    load = [_loadavg()]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            process([PY, "-m", "thrifty.fakeupstream", "--port", str(up_port), "--chunks", "8"])
+        )
         wait_ready(f"http://127.0.0.1:{up_port}/health")
-        with process(
-            [
+        urls: dict[str, str] = {}
+        bodies: dict[str, dict[str, object]] = {}
+        for tree, src in trees.items():
+            port = free_port()
+            data = folder / (tree or "after")
+            data.mkdir()
+            (data / "thrifty.yaml").write_text(
+                f"server: {{api_keys: [{KEY}], data_dir: {data}}}\n"
+                f"model_list:\n  - model_name: fake\n    litellm_params: {{model: openai/fake, api_base: {upstream}, api_key: sk-up}}\n"
+            )
+            cmd = [
                 thrifty,
                 "serve",
                 "--config",
-                str(folder / "thrifty.yaml"),
+                str(data / "thrifty.yaml"),
                 "--port",
                 str(port),
                 "--log-level",
                 "warning",
             ]
-        ):
+            stack.enter_context(process(cmd, _env(src)))
             wait_ready(f"http://127.0.0.1:{port}/ready")
-            urls = {
-                name: upstream + "/chat/completions" if path == "direct" else f"http://127.0.0.1:{port}{path}"
-                for name, path, _ in CASES
-            }
-            for name, _, body in CASES:
-                check(urls[name], body)
-                wrk(urls[name], body, args.connections, 1)  # warm up
-            for _ in range(args.rounds):
-                for name, _, body in CASES:
-                    samples[name].append(wrk(urls[name], body, args.connections, args.seconds))
-    cpu = in_process(max(args.rounds, 5))
-    report = render(samples, args, cpu)
+            for name, path, body in CASES:
+                if path == "direct" and tree:
+                    continue  # the upstream is the same for both trees
+                cell = f"{name} ({tree})" if tree else name
+                urls[cell] = (
+                    upstream + "/chat/completions" if path == "direct" else f"http://127.0.0.1:{port}{path}"
+                )
+                bodies[cell] = body
+        samples = {cell: [] for cell in urls}
+        for cell, url in urls.items():
+            check(url, bodies[cell])
+            wrk(url, bodies[cell], args.connections, 1)  # warm up
+        for _ in range(args.rounds):
+            for cell, url in urls.items():
+                samples[cell].append(wrk(url, bodies[cell], args.connections, args.seconds))
+    load.append(_loadavg())
+    cpu = {}
+    for _ in range(2):  # the trees alternate, twice: each table is the median of its runs' medians
+        for tree, src in trees.items():
+            one = subprocess.run(
+                [PY, __file__, "--in-process", "--rounds", str(args.rounds)],
+                env=_env(src),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            for name, us in json.loads(one.stdout).items():
+                cpu.setdefault(f"{name} ({tree})" if tree else name, []).append(us)
+    load.append(_loadavg())
+    report = render(samples, bodies, args, {k: statistics.median(v) for k, v in cpu.items()}, load)
     print(report)
     if args.out:
         Path(args.out).write_text(report)
@@ -246,22 +287,42 @@ def main() -> int:
     return 0
 
 
+def _env(src: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(Path(src).resolve())
+    return env
+
+
+def _loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def render(
-    samples: dict[str, list[dict[str, float]]], args: argparse.Namespace, cpu: dict[str, float]
+    samples: dict[str, list[dict[str, float]]],
+    bodies: dict[str, dict[str, object]],
+    args: argparse.Namespace,
+    cpu: dict[str, float],
+    load: list[str],
 ) -> str:
     def median(name: str, key: str) -> float:
         return statistics.median(s[key] for s in samples[name])
+
+    def baseline(cell: str) -> str:
+        base = BASELINE[bool(bodies[cell].get("stream"))]  # the chat cell of the same tree
+        return base + " (before)" if cell.endswith(" (before)") else base
 
     lines = [
         "| route | requests/s | p50 ms | p99 ms | errors | requests/s vs chat | p50 vs chat |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, _, body in CASES:
-        base = BASELINE[bool(body.get("stream"))]
-        rps, p50 = median(name, "rps"), median(name, "p50_ms")
-        errors = sum(int(s["errors"]) for s in samples[name])
+    for cell in samples:
+        rps, p50 = median(cell, "rps"), median(cell, "p50_ms")
+        errors = sum(int(s["errors"]) for s in samples[cell])
+        base = baseline(cell)
         lines.append(
-            f"| {name} | {rps:,.0f} | {p50:.2f} | {median(name, 'p99_ms'):.2f} | {errors} "
+            f"| {cell} | {rps:,.0f} | {p50:.2f} | {median(cell, 'p99_ms'):.2f} | {errors} "
             f"| {rps / median(base, 'rps'):.2f} | {p50 / median(base, 'p50_ms'):.2f} |"
         )
     head = [
@@ -270,20 +331,22 @@ def render(
         f"Command: `{' '.join(['python', 'benchmarks/doors_overhead.py', *sys.argv[1:]])}`",
         f"Load: wrk, 1 thread, {args.connections} connections, keep-alive, {args.seconds} s per cell, "
         f"{args.rounds} rounds interleaved, medians; upstream: thrifty.fakeupstream, no latency, 8 chunks.",
+        f"Load average (1, 5, 15 min) at the start, after wrk, at the end: {' / '.join(load)}.",
         "",
     ]
     cpu_lines = [
         "",
-        "In process (no sockets, scripted backend, 2,000 requests a round, median round): thrifty's own "
-        "CPU per request.",
+        "In process (no sockets, scripted backend, 2,000 requests a round, median round, two runs per "
+        "tree alternating): thrifty's own CPU time per request, the store's thread included.",
         "",
         "| route | µs per request | vs chat |",
         "|---|---:|---:|",
     ]
-    for name, _, body in CASES:
-        if name in cpu:
-            base = cpu[BASELINE[bool(body.get("stream"))]]
-            cpu_lines.append(f"| {name} | {cpu[name]:.0f} | {cpu[name] / base:.2f} |")
+    for cell, us in cpu.items():
+        bodies_of = {name: body for name, _, body in CASES}
+        name = cell.removesuffix(" (before)")
+        base = BASELINE[bool(bodies_of[name].get("stream"))] + cell[len(name) :]
+        cpu_lines.append(f"| {cell} | {us:.0f} | {us / cpu[base]:.2f} |")
     return "\n".join(head + lines + cpu_lines) + "\n"
 
 

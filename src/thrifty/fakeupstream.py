@@ -1,7 +1,9 @@
 """A programmable fake OpenAI-compatible upstream: real HTTP on loopback.
 
 For tests and benchmarks of everything that talks to a model server. It serves
-``POST /v1/chat/completions`` (plain JSON or SSE), ``GET /v1/models`` and
+``POST /v1/chat/completions`` (plain JSON or SSE), ``POST /v1/responses`` (the
+Responses API, answered with the same words plus a ``reasoning`` item no chat
+translation makes, so a test can tell it was passed through), ``GET /v1/models`` and
 ``GET /health`` (and ``/ready``), and misbehaves on demand: latency drawn from a seeded
 distribution, a random error rate, bursts of 429 with ``Retry-After``,
 connection resets, streams dropped after K chunks, a slow first byte, an
@@ -99,6 +101,8 @@ class Stats:
     completed: int = 0
     health_checks: int = 0
     models_seen: dict[str, int] = field(default_factory=dict)
+    responses: int = 0  # POST /v1/responses received
+    last_responses_body: dict[str, Any] | None = None
 
 
 _FIELDS = {f.name for f in fields(Behaviour)}
@@ -150,6 +154,7 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/health", self._health)
@@ -216,6 +221,50 @@ class FakeUpstream:
             )
         finally:
             st.in_flight -= 1
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API: the chat answer to the same request, in the Responses shape."""
+        from aiohttp import web
+
+        from .errors import InvalidRequest
+        from .translate.responses import ResponseStream, chat_body, response_object
+
+        try:
+            body = await request.json(loads=orjson.loads)
+            chat = chat_body(body).chat if isinstance(body, dict) else None
+        except (ValueError, InvalidRequest) as exc:
+            return _error(400, f"not a Responses request: {exc}")
+        if chat is None:
+            return _error(400, "the body must be a JSON object")
+        b = self.behaviour
+        self.stats.responses += 1
+        self.stats.last_responses_body = body
+        failure = self._failure(request, b)
+        if failure is not None:
+            return failure
+        await asyncio.sleep(self._latency(b))
+        model = b.model or str(body["model"])
+        answer = _answer(chat, b)
+        rid = "resp_up" + uuid.uuid4().hex[:20]
+        completion = _completion(model, answer, _prompt_tokens(chat))
+        reasoning = {"type": "reasoning", "id": "rs_up" + rid[7:], "summary": []}
+        if not body.get("stream"):
+            response = response_object(completion, body, rid, int(time.time()))
+            response["output"].insert(0, reasoning)
+            self.stats.completed += 1
+            return web.json_response(response, dumps=lambda v: orjson.dumps(v).decode())
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        await resp.prepare(request)
+        events = ResponseStream(body, rid, int(time.time()))
+        frames = events.start()
+        for chunk in _stream_chunks(rid, model, answer, _prompt_tokens(chat)):
+            frames.extend(events.feed(chunk))
+        frames.extend(events.finish())
+        for event in frames:
+            await resp.write(f"event: {event['type']}\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+        await resp.write_eof()
+        self.stats.completed += 1
+        return resp
 
     def _failure(self, request: web.Request, b: Behaviour) -> web.StreamResponse | None:
         """Decide whether this request fails before answering, and how."""

@@ -351,6 +351,9 @@ class ChatRequest:
     # route sets it; a layer that must read a stream's chunks clears it before it calls
     # its inner backend, and the request's stream is parsed all the way down.
     raw_stream: bool = False
+    # The client's body in an API some upstreams speak themselves (``/v1/responses``), for a
+    # deployment with ``options.responses: native``; every other backend answers ``messages``.
+    native: dict[str, Any] | None = None
 
     def with_model(self, model: str) -> ChatRequest:
         """The same request aimed at another model; shares the trace."""
@@ -364,6 +367,7 @@ class ChatRequest:
             options=self.options,
             trace=self.trace,
             raw_stream=self.raw_stream,
+            native=self.native,
         )
 
 
@@ -373,6 +377,7 @@ class ChatResponse:
 
     body: dict[str, Any]
     usage: Usage = field(default_factory=Usage)
+    native: dict[str, Any] | None = None  # the upstream's own answer to ``ChatRequest.native``
 
     @property
     def text(self) -> str:

@@ -11,12 +11,18 @@ The official `openai` client and the openai-agents SDK against a running
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -34,6 +40,7 @@ JSON_ANSWER = '{"city": "Paris", "sunny": true}'
 class Running:
     url: str
     data_dir: Path
+    upstream: str  # the fake upstream's root: GET /_control says what it saw
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +75,12 @@ server: {{api_keys: [{KEY}, {{key: {OTHER}, role: client}}], data_dir: {tmp}}}
 model_list:
   - model_name: fake
     litellm_params: {{model: openai/upstream-model, api_base: "http://127.0.0.1:{up_port}/v1", api_key: sk-up}}
+  - model_name: native
+    litellm_params:
+      model: openai/upstream-model
+      api_base: "http://127.0.0.1:{up_port}/v1"
+      api_key: sk-up
+      options: {{responses: native}}
 """)
         thrifty = str(Path(sys.executable).parent / "thrifty")
         proc = subprocess.Popen(
@@ -77,7 +90,7 @@ model_list:
         )
         procs.append(proc)
         _wait(f"http://127.0.0.1:{port}/ready", proc)
-        yield Running(f"http://127.0.0.1:{port}/v1", tmp)
+        yield Running(f"http://127.0.0.1:{port}/v1", tmp, f"http://127.0.0.1:{up_port}")
     finally:
         for p in reversed(procs):
             _stop(p)
@@ -197,6 +210,48 @@ def test_responses_previous_response_id_keeps_the_conversation(gateway: Running)
     client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(first.id)
+
+
+def test_responses_input_items_list_the_conversation_a_page_at_a_time(gateway: Running) -> None:
+    client = _client(gateway)
+    first = client.responses.create(
+        model="fake",
+        input=[
+            {"role": "developer", "content": "Answer briefly."},
+            {"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
+        ],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    )
+    call = next(item for item in first.output if item.type == "function_call")
+    second = client.responses.create(
+        model="fake",
+        previous_response_id=first.id,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rainy"}],
+    )
+    # Oldest first, the whole conversation before the answer: first's input and output, then second's input.
+    listed = list(client.responses.input_items.list(second.id, order="asc", limit=2))  # pages of 2
+    assert [item.type for item in listed] == ["message", "message", "function_call", "function_call_output"]
+    assert listed[0].role == "developer" and listed[0].content[0].text == "Answer briefly."  # type: ignore[union-attr,index]
+    assert listed[1].content[0].text == "Weather in Paris?"  # type: ignore[union-attr,index]
+    assert listed[2].id == call.id and listed[2].arguments == ARGUMENTS  # type: ignore[union-attr]
+    assert listed[3].output == "rainy"  # type: ignore[union-attr]
+    assert len({item.id for item in listed}) == 4
+
+    page = client.responses.input_items.list(second.id)  # newest first, 20 at most
+    assert [item.id for item in page.data] == [item.id for item in reversed(listed)]
+    assert page.has_more is False and page.first_id == listed[-1].id and page.last_id == listed[0].id  # type: ignore[attr-defined]
+    after = client.responses.input_items.list(second.id, order="asc", after=listed[1].id, limit=1)
+    assert [item.id for item in after.data] == [listed[2].id] and after.has_more is True
+
+    with pytest.raises(openai.NotFoundError):
+        _client(gateway, OTHER).responses.input_items.list(second.id)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.input_items.list(second.id, limit=0)
+    assert caught.value.body["param"] == "limit"  # type: ignore[index]
+    plain = client.responses.create(model="fake", input="hi")
+    only = client.responses.input_items.list(plain.id)
+    assert [(item.type, item.role) for item in only.data] == [("message", "user")]  # type: ignore[union-attr]
 
 
 def test_responses_store_false_is_not_kept(gateway: Running) -> None:
@@ -324,3 +379,149 @@ def test_openai_agents_streamed_run_with_a_function_tool(gateway: Running) -> No
     final, kinds = asyncio.run(run())
     assert final.startswith("tool result: cloudy in Paris")
     assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+
+
+NODE_CLIENT = Path(__file__).parents[1] / "clients" / "node"
+
+
+def test_openai_node_sdk_chat_stream_and_responses(gateway: Running) -> None:
+    """The official `openai` npm package (pinned in tests/clients/node, installed by scripts/test)."""
+    assert (NODE_CLIENT / "node_modules" / "openai").is_dir(), (
+        f"the Node SDK is not installed: run `npm ci` in {NODE_CLIENT} (scripts/test does)"
+    )
+    done = subprocess.run(
+        ["node", "client.mjs", "fake"],
+        cwd=NODE_CLIENT,
+        env={"PATH": os.environ["PATH"], "THRIFTY_URL": gateway.url, "THRIFTY_KEY": KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["chat"]["text"] == "sunny and warm sunny and" and seen["chat"]["finish"] == "stop"
+    assert seen["chat"]["usage"]["completion_tokens"] == 5
+    assert (
+        "".join(seen["stream"]["pieces"]) == "sunny and warm sunny and" and len(seen["stream"]["pieces"]) == 5
+    )
+    assert seen["stream"]["usage"]["completion_tokens"] == 5
+    response = seen["response"]
+    assert response["status"] == "completed" and response["text"] == "sunny and warm sunny and"
+    assert response["id"].startswith("resp_") and response["usage"]["output_tokens"] == 5
+    assert seen["retrieved"] == response["text"]
+    events = seen["responseEvents"]
+    assert events[:2] == ["response.created", "response.in_progress"] and events[-1] == "response.completed"
+    assert events.count("response.output_text.delta") == 5
+    assert seen["unknownModel"]["status"] == 404
+
+
+def test_llamaindex_openai_like_default_and_chat_modes(gateway: Running) -> None:
+    """LlamaIndex's OpenAILike: its default mode speaks /v1/completions, `is_chat_model` chat."""
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.openai_like import OpenAILike
+
+    def llm(chat: bool) -> OpenAILike:
+        return OpenAILike(
+            model="fake", api_base=gateway.url, api_key=KEY, max_retries=0, is_chat_model=chat, max_tokens=20
+        )
+
+    completion = llm(False)
+    assert completion.complete("Say something").text == "sunny and warm sunny and"
+    streamed = [piece.delta for piece in completion.stream_complete("Say something")]
+    assert "".join(d or "" for d in streamed) == "sunny and warm sunny and"
+
+    chat = llm(True)
+    asked = [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Weather?")]
+    assert chat.chat(asked).message.content == "sunny and warm sunny and"
+    pieces = [piece.delta for piece in chat.stream_chat(asked)]
+    assert (
+        "".join(d or "" for d in pieces) == "sunny and warm sunny and" and len([d for d in pieces if d]) == 5
+    )
+
+
+def _upstream_saw(run: Running) -> dict[str, Any]:
+    with urllib.request.urlopen(run.upstream + "/_control", timeout=10) as answer:
+        stats: dict[str, Any] = json.loads(answer.read())["stats"]
+    return stats
+
+
+def _ledger_row(run: Running, request_id: str) -> tuple[Any, ...]:
+    """The ledger row of a request, once the writer has written it (it writes in the background)."""
+    for _ in range(300):  # 30 s at most: the writer batches, and this machine is shared
+        with contextlib.closing(sqlite3.connect(run.data_dir / "ledger.db")) as db:
+            row = db.execute(
+                "SELECT model, deployment, status, prompt_tokens, completion_tokens, stream FROM requests "
+                "WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+        if row is not None:
+            return tuple(row)
+        time.sleep(0.1)
+    raise AssertionError(f"no ledger row for {request_id}")
+
+
+def test_responses_pass_straight_through_to_an_upstream_that_speaks_them(gateway: Running) -> None:
+    client = _client(gateway)
+    before = _upstream_saw(gateway)["responses"]
+    raw = client.responses.with_raw_response.create(
+        model="native",
+        input="Weather in Paris?",
+        instructions="Be brief.",
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    )
+    first = raw.parse()
+    # The upstream's own answer: its reasoning item, which no chat translation makes, under thrifty's id.
+    assert [item.type for item in first.output] == ["reasoning", "function_call"]
+    assert first.id == "resp_" + raw.headers["x-thrifty-request-id"].removeprefix("chatcmpl-")
+    assert raw.headers["x-thrifty-model"] == "native/openai/upstream-model"
+    seen = _upstream_saw(gateway)
+    assert seen["responses"] == before + 1
+    sent = seen["last_responses_body"]
+    assert (
+        sent["model"] == "upstream-model" and sent["store"] is False and sent["instructions"] == "Be brief."
+    )
+    assert sent["tools"] == [WEATHER_TOOL] and sent["input"] == "Weather in Paris?"
+    # The ledger has the upstream's usage, like any request.
+    assert _ledger_row(gateway, raw.headers["x-thrifty-request-id"]) == (
+        "native",
+        "native/openai/upstream-model",
+        200,
+        first.usage.input_tokens,  # type: ignore[union-attr]
+        first.usage.output_tokens,  # type: ignore[union-attr]
+        0,
+    )
+
+    # thrifty keeps the conversation: the upstream gets the earlier items in `input`, not an id it never stored.
+    call = next(item for item in first.output if item.type == "function_call")
+    second = client.responses.create(
+        model="native",
+        previous_response_id=first.id,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rainy"}],
+    )
+    assert second.output_text.startswith("tool result: rainy") and second.previous_response_id == first.id
+    sent = _upstream_saw(gateway)["last_responses_body"]
+    assert "previous_response_id" not in sent
+    assert [item.get("type", "message") for item in sent["input"]] == [
+        "message",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+    ]
+    assert all("id" not in item for item in sent["input"])
+    assert client.responses.retrieve(second.id).output_text == second.output_text
+    with pytest.raises(openai.NotFoundError):
+        _client(gateway, OTHER).responses.retrieve(second.id)
+
+
+def test_responses_streamed_from_an_upstream_that_speaks_them(gateway: Running) -> None:
+    client = _client(gateway)
+    events = list(client.responses.create(model="native", input="How is the weather?", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_text.delta") == 5
+    done = events[-1].response
+    assert done.output_text == "sunny and warm sunny and" and done.usage is not None
+    assert done.usage.output_tokens == 5
+    assert _upstream_saw(gateway)["last_responses_body"]["stream"] is True
+    assert client.responses.retrieve(done.id).output_text == done.output_text

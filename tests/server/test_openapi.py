@@ -142,6 +142,19 @@ PROBES = [
         "response-unknown", "GET", "/v1/responses/{response_id}", path="/v1/responses/resp_nope", expect=404
     ),
     Probe(
+        "response-input-items",
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        path="/v1/responses/{stored_response_id}/input_items?order=asc&limit=1",
+    ),
+    Probe(
+        "response-input-items-bad-order",
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        path="/v1/responses/{stored_response_id}/input_items?order=sideways",
+        expect=400,
+    ),
+    Probe(
         "response-delete", "DELETE", "/v1/responses/{response_id}", path="/v1/responses/{deleted_response_id}"
     ),
     Probe("completions", "POST", "/v1/completions", {"model": MODEL, "prompt": ["a", "b"], "echo": True}),

@@ -27,9 +27,10 @@ async def test_a_response_is_read_back_by_its_owner_only_until_it_expires(tmp_pa
     clock = Clock()
     store = ResponseStore(str(tmp_path / "responses.db"), ttl=60, clock=clock)
     try:
-        store.put(_response("resp_1"), [{"role": "user", "content": "hi"}], owner="k1")
+        store.put(_response("resp_1"), [{"type": "message", "role": "user", "content": "hi"}], owner="k1")
         got = await store.get("resp_1", "k1")  # at once: from memory or the file, whichever has it
-        assert got.conversation == [{"role": "user", "content": "hi"}]
+        # the conversation is read back from the items and the output
+        assert got.conversation == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]
         with pytest.raises(NotFound):
             await store.get("resp_1", "k2")
         clock.now += 61
@@ -101,14 +102,14 @@ async def test_another_worker_finds_a_response_made_a_moment_ago(tmp_path: Path)
     asked._read = counted  # type: ignore[method-assign]
     rid = "resp_" + "ab" * 12
     try:
-        made.put(_response(rid), [{"role": "user", "content": "hi"}], owner="k1")
+        made.put(_response(rid), [{"type": "message", "role": "user", "content": "hi"}], owner="k1")
         waiting = asyncio.ensure_future(asked.get(rid, "k1"))
         for _ in range(10_000):  # until its first read has missed
             if reads:
                 break
             await asyncio.sleep(0.001)
         made.close()  # the other worker's batch is written now
-        assert (await waiting).conversation == [{"role": "user", "content": "hi"}]
+        assert (await waiting).items == [{"type": "message", "role": "user", "content": "hi"}]
         assert reads == [rid, rid]  # it missed, waited, read again
         with pytest.raises(NotFound):
             await asked.get("not-ours", "k1")  # any other id misses at once
@@ -116,3 +117,30 @@ async def test_another_worker_finds_a_response_made_a_moment_ago(tmp_path: Path)
     finally:
         made.close()
         asked.close()
+
+
+async def test_input_items_survive_a_restart_and_a_file_from_before_them_still_reads(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = str(tmp_path / "responses.db")
+    with sqlite3.connect(path) as old:  # the schema before input items were kept
+        old.execute(
+            "CREATE TABLE responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL, "
+            "expires REAL NOT NULL, response BLOB NOT NULL, conversation BLOB NOT NULL)"
+        )
+        old.execute(
+            "INSERT INTO responses VALUES ('resp_old', 'k1', 0, 9e99, ?, ?)",
+            (b'{"id": "resp_old"}', b'[{"role": "user", "content": "then"}]'),
+        )
+    old.close()
+    store = ResponseStore(path, ttl=60)
+    items = [{"type": "message", "id": "msg_1", "role": "user", "content": []}]
+    store.put(_response("resp_3"), items, owner="k1")
+    old_row = await store.get("resp_old", "k1")
+    assert old_row.items == [] and old_row.conversation == [{"role": "user", "content": "then"}]
+    store.close()
+    again = ResponseStore(path, ttl=60)
+    try:
+        assert (await again.get("resp_3", "k1")).items == items
+    finally:
+        again.close()

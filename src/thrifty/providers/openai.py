@@ -18,6 +18,7 @@ import orjson
 
 from ..config import Deployment
 from ..errors import ConfigError, UpstreamConnectionError, UpstreamError
+from ..translate.responses_native import EventChunks, chat_completion
 from ..transport import HttpRequest, Transport
 from ..types import ChatRequest, ChatResponse, Chunk, Message, Piece, Trace, Usage, usage_chunk
 from .estimate import CHARS_PER_TOKEN, estimate_tokens, estimate_usage
@@ -177,6 +178,13 @@ class OpenAIBackend:
         self._stream_usage = deployment.options.get("stream_usage", True)
         if not isinstance(self._stream_usage, bool):
             raise ConfigError(f"deployment {deployment.name!r}: options.stream_usage must be true or false")
+        # options.responses: native sends /v1/responses bodies to the upstream's own /responses
+        native = deployment.options.get("responses", "translate")
+        if native not in ("native", "translate"):
+            raise ConfigError(
+                f"deployment {deployment.name!r}: options.responses must be native or translate"
+            )
+        self._native = native == "native"
         self._headers = {"content-type": "application/json", **extra_headers(deployment)}
         # options.auth_header: where the key goes ("api-key" on Azure); a bearer token by default
         auth_header = deployment.options.get("auth_header", "authorization")
@@ -212,8 +220,19 @@ class OpenAIBackend:
         )
         return self._request("/chat/completions", body)
 
+    def _responses(self, request: ChatRequest, native: dict[str, Any], *, stream: bool) -> HttpRequest:
+        model = self._model(request)
+        body = build_body(self.name, lambda: {**native, "model": model, "stream": stream})
+        return self._request("/responses", body)
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         request.trace.deployment = self.name
+        if request.native is not None and self._native:
+            answer = await self._http.post_json(
+                self._responses(request, request.native, stream=False), request.trace
+            )
+            completion, usage = chat_completion(answer)
+            return ChatResponse(body=completion, usage=usage, native=answer)
         data = await self._http.post_json(self._chat(request, stream=False), request.trace)
         response, estimated = parse_response(data, request.messages)
         if estimated:
@@ -256,6 +275,10 @@ class OpenAIBackend:
     async def _parsed_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         trace = request.trace
         trace.deployment = self.name
+        if request.native is not None and self._native:
+            async for piece in self._stream_native(request, request.native):
+                yield piece
+            return
         http_request = self._chat(request, stream=True)
         tally = _Tally(trace)
         done = False
@@ -280,6 +303,20 @@ class OpenAIBackend:
         if tally.id:
             closing["id"] = tally.id
         yield closing
+
+    async def _stream_native(self, request: ChatRequest, native: dict[str, Any]) -> AsyncIterator[Chunk]:
+        """The upstream's Responses events as chat chunks: the stream every layer reads."""
+        events = EventChunks(request.trace.request_id, self._model(request))
+        reads = self._http.data(self._responses(request, native, stream=True), request.trace)
+        async with contextlib.aclosing(reads):
+            async for payloads in reads:
+                for data in payloads:
+                    for chunk in events.feed(_loads(data)):
+                        if request.trace.ttft_s is None:
+                            request.trace.ttft_s = time.perf_counter() - request.trace.started
+                        yield chunk
+        if not events.done:
+            raise UpstreamConnectionError("the upstream closed the stream before it finished")
 
     async def embed(self, texts: list[str], dimensions: int | None = None) -> tuple[list[list[float]], int]:
         """Embedding vectors for ``texts`` from ``/embeddings`` (of ``dimensions`` if given), and the tokens used."""

@@ -292,6 +292,32 @@ def _answer_schemas() -> dict[str, Schema]:
                 "response": ref("Response"),
             },
         },
+        "ResponseItem": {
+            "type": "object",
+            "required": ["type", "id"],
+            "description": "An item of the input: a message (`input_text`, `input_image` or, for the assistant, "
+            "`output_text` parts), a `function_call` or a `function_call_output`, as sent, with an id.",
+            "properties": {
+                "type": {"enum": ["message", "function_call", "function_call_output", "reasoning"]},
+                "id": text,
+                "role": text,
+                "status": text,
+            },
+        },
+        "ResponseInputItemList": {
+            "type": "object",
+            "required": ["object", "data", "first_id", "last_id", "has_more"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {
+                    "type": "array",
+                    "items": {"anyOf": [ref("ResponseItem"), ref("ResponseOutputItem")]},
+                },
+                "first_id": {"type": ["string", "null"]},
+                "last_id": {"type": ["string", "null"]},
+                "has_more": {"type": "boolean"},
+            },
+        },
         "ResponseDeleted": {
             "type": "object",
             "required": ["id", "object", "deleted"],
@@ -321,7 +347,12 @@ def _answer_schemas() -> dict[str, Schema]:
 
 
 def schemas() -> dict[str, Schema]:
-    return {**_input_schemas(), **_request_schemas(), **_answer_schemas()}
+    out: dict[str, Schema] = {}
+    for part in (_input_schemas(), _request_schemas(), _answer_schemas()):
+        if out.keys() & part.keys():  # one name, two schemas: the second would silently win
+            raise ValueError(f"schema names used twice: {sorted(out.keys() & part.keys())}")
+        out.update(part)
+    return out
 
 
 def _answer(schema: Schema, events: Schema, description: str, *, done: bool) -> dict[str, Any]:
@@ -346,6 +377,30 @@ def _answer(schema: Schema, events: Schema, description: str, *, done: bool) -> 
             },
         }
     }
+
+
+def _page_parameters() -> list[dict[str, Any]]:
+    def query(name: str, description: str, schema: Schema) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+    return [
+        query(
+            "after",
+            "An item id: list the items after it (in `order`); an id not in the list gives an empty page.",
+            {"type": "string"},
+        ),
+        query(
+            "limit",
+            "How many items, 1 to 100.",
+            {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        ),
+        query("order", "`asc` (oldest first) or `desc`.", {"enum": ["asc", "desc"], "default": "desc"}),
+        query(
+            "include",
+            "Accepted and ignored: every item is listed whole.",
+            {"type": "array", "items": {"type": "string"}},
+        ),
+    ]
 
 
 def paths() -> dict[str, Any]:
@@ -392,6 +447,17 @@ def paths() -> dict[str, Any]:
                 "parameters": response_id,
                 "responses": _responses(_ok(ref("ResponseDeleted")), "404", "503"),
             },
+        },
+        "/v1/responses/{response_id}/input_items": {
+            "get": {
+                "operationId": "listResponseInputItems",
+                "summary": "The input items of a stored response (the caller's own)",
+                "description": "The items the response was made from: those of the conversation its "
+                "`previous_response_id` continued (their inputs and outputs), then its own `input`.",
+                "tags": _TAGS,
+                "parameters": [*response_id, *_page_parameters()],
+                "responses": _responses(_ok(ref("ResponseInputItemList")), "400", "404", "503"),
+            }
         },
         "/v1/completions": {
             "post": {

@@ -28,6 +28,7 @@ import orjson
 
 from ..errors import NotFound, StorageUnavailable
 from ..storage import Backoff, Outage, cause, open_sqlite, wal_setup
+from ..translate.responses import input_messages, output_message
 from ..types import Message
 
 log = logging.getLogger("thrifty.responses")
@@ -38,23 +39,39 @@ CREATE TABLE IF NOT EXISTS responses (
     response BLOB NOT NULL, conversation BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires);
 """
+_ADDED = (("responses", "items", "BLOB"),)  # columns added since the first files were made
 _PURGE_EVERY = 500  # writes between sweeps of expired rows
 FLUSH_AFTER = 0.05  # seconds a stored response waits (in memory, readable) to be written with others
 _OURS = re.compile(r"resp_[0-9a-f]{24}")  # the shape of the ids thrifty gives
 
 
-_Row = tuple[str, str, float, float, bytes, bytes]  # id, owner, created, expires, response, conversation
+_Row = tuple[
+    str, str, float, float, bytes, bytes, bytes
+]  # id, owner, created, expires, response, conversation, items
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """One kept response: its JSON, and the conversation it ends (input and output, no instructions)."""
+    """One kept response: its JSON and the items it was made from (``GET .../input_items``)."""
 
     id: str
     owner: str
     expires: float
     response: dict[str, Any]
-    conversation: list[Message]
+    items: list[dict[str, Any]]
+    legacy: list[Message] | None = None  # a row from before items were kept: its chat conversation
+
+    @property
+    def conversation(self) -> list[Message]:
+        """The conversation the response ends, as chat messages (input and output, no instructions)."""
+        if self.legacy is not None:
+            return [*self.legacy]
+        return [*input_messages(self.items, skip_unknown=True), output_message(self.response)]
+
+
+def _stored(row: _Row) -> Stored:
+    """A row put but not yet written, read back."""
+    return Stored(row[0], row[1], row[3], orjson.loads(row[4]), orjson.loads(row[6]))
 
 
 class ResponseStore:
@@ -75,9 +92,11 @@ class ResponseStore:
         self.outage = Outage("response store", log, Backoff())
         self._db: sqlite3.Connection | None = None
         self._why = ""
-        self._pending: dict[str, Stored] = {}
+        # Put, not yet written: the encoded rows (bytes and strings, which the garbage collector
+        # never walks, where a response's dicts would be walked by every collection until written).
+        self._pending: dict[str, _Row] = {}
         self._writes = 0
-        self._queue: deque[tuple[Stored, _Row]] = deque()  # put, not yet written
+        self._queue: deque[_Row] = deque()  # in the order put
         self._flushing = False  # a flush is scheduled and has not started draining
         self._closed = False
         self._pool: ThreadPoolExecutor | None = None
@@ -90,7 +109,7 @@ class ResponseStore:
         if self.outage.problem is not None and not self.outage.backoff.due():
             raise self._unavailable()
         try:
-            self._db, _ = open_sqlite("response store", self.path, wal_setup(_SCHEMA))
+            self._db, _ = open_sqlite("response store", self.path, wal_setup(_SCHEMA, _ADDED))
         except StorageUnavailable as exc:
             self._why = cause(exc.__cause__) if exc.__cause__ is not None else exc.message
             self.outage.failed(exc.message)
@@ -108,14 +127,12 @@ class ResponseStore:
     def _flush(self) -> None:
         """Write every queued response in one transaction (under load, many per flush)."""
         self._flushing = False  # a put from now on schedules the next flush
-        records: list[Stored] = []
         rows: list[_Row] = []
         while self._queue:
-            record, row = self._queue.popleft()
-            if self._pending.get(record.id) is record:  # not deleted meanwhile
-                records.append(record)
+            row = self._queue.popleft()
+            if self._pending.get(row[0]) is row:  # not deleted meanwhile
                 rows.append(row)
-        if not records:
+        if not rows:
             return
         now = self.clock()
         try:
@@ -123,11 +140,11 @@ class ResponseStore:
             with db:  # SQLite releases the GIL while it writes: the event loop runs on
                 db.execute("BEGIN")
                 db.executemany(
-                    "INSERT OR REPLACE INTO responses (id, owner, created, expires, response, conversation) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO responses (id, owner, created, expires, response, conversation, items) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-            before, self._writes = self._writes, self._writes + len(records)
+            before, self._writes = self._writes, self._writes + len(rows)
             if self._writes // _PURGE_EVERY != before // _PURGE_EVERY:
                 db.execute("DELETE FROM responses WHERE expires < ?", (now,))
         except StorageUnavailable:
@@ -135,15 +152,17 @@ class ResponseStore:
         except sqlite3.Error as exc:
             self.outage.failed(f"the response store {self.path} cannot be written: {cause(exc)}")
         finally:
-            for record in records:
-                self._pending.pop(record.id, None)
+            for row in rows:
+                if self._pending.get(row[0]) is row:
+                    del self._pending[row[0]]
 
     def _read(self, response_id: str) -> Stored | None:
+        """The row of ``response_id`` in the file, if there is one."""
         try:
             row = (
                 self._connection()
                 .execute(
-                    "SELECT owner, expires, response, conversation FROM responses WHERE id = ?",
+                    "SELECT owner, expires, response, conversation, items FROM responses WHERE id = ?",
                     (response_id,),
                 )
                 .fetchone()
@@ -152,7 +171,10 @@ class ResponseStore:
             raise StorageUnavailable(f"The response store cannot be read: {cause(exc)}.") from None
         if row is None:
             return None
-        return Stored(response_id, row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]))
+        response = orjson.loads(row[2])
+        if row[4] is None:  # a row from before items were kept
+            return Stored(response_id, row[0], row[1], response, [], orjson.loads(row[3]))
+        return Stored(response_id, row[0], row[1], response, orjson.loads(row[4]))
 
     def _delete(self, response_id: str) -> None:
         try:
@@ -167,14 +189,21 @@ class ResponseStore:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-responses")
         return self._pool
 
-    def put(self, response: dict[str, Any], conversation: list[Message], owner: str) -> None:
-        """Keep a response; returns at once (the row is written on the store's thread)."""
+    def put(
+        self, response: dict[str, Any], items: list[dict[str, Any]], owner: str, encoded: bytes | None = None
+    ) -> None:
+        """Keep a response (``encoded``: its JSON, if already made); returns at once.
+
+        The row is written on the store's thread. The conversation is not kept
+        beside the items: it is read back from them (:attr:`Stored.conversation`).
+        """
         now = self.clock()
-        record = Stored(response["id"], owner, now + self.ttl, response, conversation)
-        self._pending[record.id] = record
         # Encoded here (a few microseconds), so the store's thread holds the GIL only briefly.
-        row = (record.id, owner, now, record.expires, orjson.dumps(response), orjson.dumps(conversation))
-        self._queue.append((record, row))
+        if encoded is None:
+            encoded = orjson.dumps(response)
+        row = (response["id"], owner, now, now + self.ttl, encoded, b"", orjson.dumps(items))
+        self._pending[row[0]] = row
+        self._queue.append(row)
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().call_later(self.flush_after, self._schedule_flush)
@@ -186,7 +215,8 @@ class ResponseStore:
 
     async def get(self, response_id: str, owner: str) -> Stored:
         """The response ``response_id`` of ``owner``; 404 when it is missing, expired or another key's."""
-        record = self._pending.get(response_id)
+        pending = self._pending.get(response_id)
+        record = None if pending is None else _stored(pending)
         if record is None and response_id.isascii():  # ids are ASCII; SQLite cannot take a lone surrogate
             record = await self._run(self._read, response_id)
             if record is None and _OURS.fullmatch(response_id):

@@ -18,14 +18,31 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..errors import InvalidRequest, ThriftyError
-from ..translate.responses import ResponseStream, chat_body, output_message, response_object, responses_param
+from ..translate.responses import (
+    Item,
+    ResponseStream,
+    chat_body,
+    input_items,
+    response_object,
+    responses_param,
+)
+from ..translate.responses_native import upstream_body
 from ..types import ChatRequest, Chunk, Message
 from ..validate import chat_request
-from .app import JSON, ClientLeft, Server, complete_watched, error_response, first_chunk, json_response
+from .app import (
+    JSON,
+    ClientLeft,
+    Server,
+    _EventStream,
+    complete_watched,
+    error_response,
+    first_chunk,
+    json_response,
+)
 from .response_store import ResponseStore
 
 log = logging.getLogger("thrifty.server")
@@ -38,12 +55,19 @@ class ResponsesService:
         self.server = server
         config = server.gateway.config.server
         self.store = ResponseStore(str(Path(config.data_dir) / "responses.db"), config.responses_ttl)
+        # Whether any deployment takes Responses bodies as they are (options.responses: native).
+        self.native = any(
+            d.options.get("responses") == "native"
+            for group in server.gateway.config.models
+            for d in group.deployments
+        )
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/v1/responses", self.create, methods=["POST"]),
             Route("/v1/responses/{response_id}", self.retrieve, methods=["GET"]),
             Route("/v1/responses/{response_id}", self.delete, methods=["DELETE"]),
+            Route("/v1/responses/{response_id}/input_items", self.list_input_items, methods=["GET"]),
         ]
 
     def degraded(self) -> list[str]:
@@ -62,13 +86,16 @@ class ResponsesService:
             if not isinstance(store, bool):
                 raise InvalidRequest("'store' must be a boolean.", param="store")
             history: list[Message] = []
+            earlier: list[Item] = []  # the items of the conversation a previous response ends
             previous = body.get("previous_response_id")
             if previous is not None:
                 if not isinstance(previous, str) or not previous:
                     raise InvalidRequest(
                         "'previous_response_id' must be a response id.", param="previous_response_id"
                     )
-                history = (await self.store.get(previous, caller.key_id)).conversation
+                before = await self.store.get(previous, caller.key_id)
+                history = before.conversation
+                earlier = [*before.items, *before.response["output"]]
             translated = chat_body(body, history)
             try:
                 req = chat_request(translated.chat, server.header_options(request))
@@ -77,23 +104,30 @@ class ResponsesService:
                 raise
             server.attribute(req, caller, body.get("user"))
             owner = caller.key_id if store else None
+            items = [*earlier, *input_items(body["input"], _response_id(req))] if store else []
+            if self.native:
+                req.native = upstream_body(body, earlier)
             if req.stream:
-                return await self._stream(req, body, translated.conversation, owner, request)
+                return await self._stream(req, body, items, owner, request)
             answer = await complete_watched(server.gateway, req, request.receive)
         except ClientLeft:
             return Response(status_code=499)
         except ThriftyError as exc:
             return error_response(exc)
-        response = response_object(answer.body, body, _response_id(req), int(time.time()))
+        if answer.native is not None:  # the upstream's own response object, under thrifty's id
+            response = native_response(answer.native, body, _response_id(req))
+        else:
+            response = response_object(answer.body, body, _response_id(req), int(time.time()))
+        encoded = orjson.dumps(response)
         if owner is not None:
-            self.store.put(response, [*translated.conversation, output_message(response)], owner)
-        return Response(orjson.dumps(response), media_type=JSON, headers=server.answer_headers(req))
+            self.store.put(response, items, owner, encoded)
+        return Response(encoded, media_type=JSON, headers=server.answer_headers(req))
 
     async def _stream(
         self,
         req: ChatRequest,
         body: Mapping[str, Any],
-        conversation: list[Message],
+        items: list[Item],
         owner: str | None,
         request: Request,
     ) -> Response:
@@ -104,8 +138,8 @@ class ResponsesService:
             return Response(status_code=499)
         events = ResponseStream(body, _response_id(req), int(time.time()))
         headers = {**self.server.answer_headers(req), "cache-control": "no-cache"}
-        return StreamingResponse(
-            self._events(events, first, chunks, conversation, owner),
+        return _EventStream(
+            self._events(events, first, chunks, items, owner),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -115,7 +149,7 @@ class ResponsesService:
         events: ResponseStream,
         first: Chunk | None,
         rest: AsyncIterator[Chunk],
-        conversation: list[Message],
+        items: list[Item],
         owner: str | None,
     ) -> AsyncIterator[bytes]:
         """The Responses event sequence; an error after the first byte ends it with ``response.failed``."""
@@ -142,7 +176,7 @@ class ResponsesService:
             with contextlib.suppress(Exception):
                 await rest.aclose()  # type: ignore[attr-defined]
         if owner is not None:
-            self.store.put(events.response, [*conversation, output_message(events.response)], owner)
+            self.store.put(events.response, items, owner)
 
     async def retrieve(self, request: Request) -> Response:
         try:
@@ -152,6 +186,18 @@ class ResponsesService:
             return error_response(exc)
         return json_response(stored.response)
 
+    async def list_input_items(self, request: Request) -> Response:
+        """The items a stored response was made from, the conversation before it included, a page at a time."""
+        try:
+            caller = await self.server.access.authenticate(request)
+            query = request.query_params
+            limit, order, after = _page_params(query.get("limit"), query.get("order"), query.get("after"))
+            stored = await self.store.get(request.path_params["response_id"], caller.key_id)
+            page = items_page(stored.items, limit=limit, order=order, after=after)
+        except ThriftyError as exc:
+            return error_response(exc)
+        return json_response(page)
+
     async def delete(self, request: Request) -> Response:
         try:
             caller = await self.server.access.authenticate(request)
@@ -160,6 +206,46 @@ class ResponsesService:
         except ThriftyError as exc:
             return error_response(exc)
         return json_response({"id": response_id, "object": "response", "deleted": True})
+
+
+def native_response(upstream: dict[str, Any], body: Mapping[str, Any], response_id: str) -> dict[str, Any]:
+    """An upstream's response as the client's: thrifty's id, and what thrifty answered for itself."""
+    return {
+        **upstream,
+        "id": response_id,
+        "previous_response_id": body.get("previous_response_id"),
+        "store": body.get("store", True) is not False,
+    }
+
+
+def _page_params(limit: str | None, order: str | None, after: str | None) -> tuple[int, str, str | None]:
+    if limit is None:
+        count = 20
+    elif limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 100:
+        count = int(limit)
+    else:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to 100, got {limit!r}.", param="limit")
+    if order is None:
+        order = "desc"
+    elif order not in ("asc", "desc"):
+        raise InvalidRequest(f"'order' must be 'asc' or 'desc', got {order!r}.", param="order")
+    return count, order, after
+
+
+def items_page(items: list[Item], *, limit: int, order: str, after: str | None) -> dict[str, Any]:
+    """One page of OpenAI's list shape: ``data``, ``first_id``, ``last_id``, ``has_more``."""
+    ordered = items if order == "asc" else items[::-1]
+    start = 0
+    if after is not None:  # an id that is not there (say, of an item since expired) ends the list
+        start = next((i + 1 for i, item in enumerate(ordered) if item.get("id") == after), len(ordered))
+    page = ordered[start : start + limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": start + limit < len(ordered),
+    }
 
 
 def _response_id(req: ChatRequest) -> str:

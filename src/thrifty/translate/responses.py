@@ -98,8 +98,12 @@ def responses_param(param: str | None) -> str | None:
     return param
 
 
-def input_messages(value: Any) -> list[Message]:
-    """``input`` (a string or an array of items) as chat messages."""
+def input_messages(value: Any, *, skip_unknown: bool = False) -> list[Message]:
+    """``input`` (a string or an array of items) as chat messages.
+
+    ``skip_unknown`` passes over item types chat has no place for (an upstream's own
+    output kept in a conversation) rather than refusing them.
+    """
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
@@ -135,7 +139,7 @@ def input_messages(value: Any) -> list[Message]:
             messages.append(
                 {"role": "tool", "tool_call_id": _text_field(item, "call_id", where), "content": output}
             )
-        elif kind == "reasoning":
+        elif kind == "reasoning" or skip_unknown:
             continue  # a reasoning model's notes: nothing a chat backend can take
         else:
             raise InvalidRequest(
@@ -265,6 +269,38 @@ def chat_response_format(text: Any) -> dict[str, Any] | None:
     raise InvalidRequest(
         "'text.format.type' must be text, json_object or json_schema.", param="text.format.type"
     )
+
+
+def input_items(value: Any, response_id: str) -> list[Item]:
+    """A request's ``input`` as the items ``GET /v1/responses/{id}/input_items`` lists.
+
+    ``value`` has been read by :func:`input_messages`, so its shape is known good.
+    Each item gets an id derived from the response's (a client's own id is kept).
+    """
+    suffix = _suffix(response_id)
+    if isinstance(value, str):
+        return [_input_message(f"msg_{suffix}_in0", "user", value)]
+    items: list[Item] = []
+    for i, item in enumerate(value):
+        kind = item.get("type", "message")
+        if kind == "message":
+            items.append(
+                _input_message(item.get("id") or f"msg_{suffix}_in{i}", item["role"], item["content"])
+            )
+        else:
+            prefix = "fc" if kind == "function_call" else "fco" if kind == "function_call_output" else "rs"
+            items.append({**item, "id": item.get("id") or f"{prefix}_{suffix}_in{i}", "status": "completed"})
+    return items
+
+
+def _input_message(item_id: str, role: str, content: Any) -> Item:
+    kind = "output_text" if role == "assistant" else "input_text"
+    if isinstance(content, str):
+        part: dict[str, Any] = {"type": kind, "text": content}
+        if role == "assistant":
+            part["annotations"] = []
+        content = [part]
+    return {"type": "message", "id": item_id, "role": role, "content": content, "status": "completed"}
 
 
 # -- answers ---------------------------------------------------------------
