@@ -135,7 +135,7 @@ def answer_key(text: str) -> str:
     first = lowered.split(None, 1)[0].strip(".,!:;") if lowered else ""
     if first in ("yes", "no"):
         return "y:" + first
-    numbers = _NUMBER.findall(lowered)
+    numbers: list[str] = _NUMBER.findall(lowered)
     if numbers:
         value = numbers[-1].replace(",", "")
         try:
