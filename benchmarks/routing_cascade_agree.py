@@ -62,6 +62,22 @@ def cascade(table: Table, said: np.ndarray, a: int, b: int, top: int) -> Point:
     return float(cost.mean()), float(acc.mean())
 
 
+def routed_cascade(table: Table, said: np.ndarray, start: np.ndarray, peer: int, top: int) -> Point:
+    """The router picks where to start; unless it picked ``top`` (or the peer itself), the peer
+    answers too (paid) and a disagreement escalates to ``top`` (paid)."""
+    rows = np.arange(len(start))
+    verify = (start != top) & (start != peer)
+    agree = (said[rows, start] == said[:, peer]) & (said[rows, start] != "?")
+    escalate = verify & ~agree
+    cost = (
+        table.cost[rows, start]
+        + np.where(verify, table.cost[:, peer], 0.0)
+        + np.where(escalate, table.cost[:, top], 0.0)
+    )
+    acc = np.where(escalate, table.quality[:, top], table.quality[rows, start])
+    return float(cost.mean()), float(acc.mean())
+
+
 def scores(name: str, points: list[Point], low: float, high: float, best_cost: float, best: float) -> str:
     reach, curve = cost_to_reach(points, best), hull(points)
     at = [
@@ -105,11 +121,21 @@ def main() -> None:
     predicted = router.predict(prompt_vectors(test.prompts, "minilm", cache)).astype(np.float64)
     learned = [outcome(test, pick(predicted, price, lam)) for lam in LAMBDAS]
     casc = [cascade(test, said_te, *c) for c in front]
+    # router + cascade: configurations (λ, peer, top) chosen on train (in-sample router predictions)
+    fitted = router.predict(prompt_vectors(train.prompts, "minilm", cache)).astype(np.float64)
+    starts_tr = {lam: pick(fitted, price, lam) for lam in LAMBDAS}
+    starts_te = {lam: pick(predicted, price, lam) for lam in LAMBDAS}
+    combos = [(lam, b, t) for lam in LAMBDAS for b in range(m) for t in range(m) if price[t] > price[b]]
+    on_train_rc = {c: routed_cascade(train, said_tr, starts_tr[c[0]], c[1], c[2]) for c in combos}
+    front_rc = [c for c in combos if on_train_rc[c] in hull(list(on_train_rc.values()))]
+    routed = [routed_cascade(test, said_te, starts_te[lam], b, t) for lam, b, t in front_rc]
     rows = [
         ("single-model hull", singles),
         ("learned router (λ sweep)", learned),
         ("agreement cascade (train-front configurations)", casc),
         ("router ∪ cascade (either, per budget)", learned + casc),
+        ("router-started cascade (router picks the start, a peer's agreement escalates)", routed),
+        ("router ∪ router-started cascade", learned + routed),
     ]
     unread = float((said_te == "?").mean())
     print(
@@ -119,6 +145,13 @@ def main() -> None:
         + ", ".join(
             f"{test.models[a].split('/')[-1]}+{test.models[b].split('/')[-1]}→{test.models[t].split('/')[-1]}"
             for a, b, t in front
+        )
+    )
+    print(
+        f"Router-started cascade: {len(front_rc)} (λ, peer, escalation) configurations on the train front: "
+        + ", ".join(
+            f"λ={lam:g} {test.models[b].split('/')[-1]}→{test.models[t].split('/')[-1]}"
+            for lam, b, t in front_rc
         )
     )
     print()

@@ -38,10 +38,15 @@ def build_routers(
         tiers = [routing.tier(name) for name in spec.candidates]
         backends = {t.name: groups[t.group] for t in tiers}
         judge = routing.tier(spec.judge) if spec.judge else None
+        peer = routing.tier(spec.peer) if spec.peer else None
         verifier = make_verifier(
             spec.verifier,
             groups[judge.group] if judge else None,
             judge.group if judge else "",
+            groups=groups,
+            samples=spec.samples,
+            peer=groups[peer.group] if peer else None,
+            peer_model=peer.group if peer else "",
         )
         routers[spec.name] = Router(spec, tiers, backends, verifier, learner, embed)
     return routers
@@ -79,8 +84,10 @@ def explain(text: str, config: Config) -> dict[str, Any]:
             except RouterUnavailable as exc:
                 entry["learned"] = {"tier": spec.default, "fallback": str(exc)}
         if spec.policy == "cascade":
+            started = entry.get(spec.start, {"tier": tiers[0].name})
             entry["cascade"] = {
-                "start": tiers[0].name,
+                "start": started.get("tier", tiers[0].name),
+                "start_by": spec.start,
                 "accept": dict(spec.accept),
                 "max_escalations": spec.max_escalations,
                 "verifier": spec.verifier,

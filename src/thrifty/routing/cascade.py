@@ -66,8 +66,9 @@ class Cascade:
             if best is not None and self._over_budget(decision, tier, best[1].usage):
                 break
             decision.tried.append(tier.name)
+            asked = self._ask(request, tier, last)
             try:
-                response = await self.backends[tier.name].complete(self._ask(request, tier, last))
+                response = await self.backends[tier.name].complete(asked)
             except ThriftyError:
                 if last:
                     raise
@@ -77,7 +78,7 @@ class Cascade:
             if last:
                 best = (-1.0, response, tier)
                 break
-            score = await self._score(request, response)
+            score = await self._score(asked, response)
             decision.score = score  # the last verdict: the accepted score, or why we escalated
             if best is None or score >= best[0]:
                 best = (score, response, tier)
@@ -106,13 +107,14 @@ class Cascade:
                         decision.cost_usd += tier.cost(usage.prompt_tokens, usage.completion_tokens)
                     yield chunk
                 return
+            asked = self._ask(request, tier, False)
             try:
-                chunks, response = await _collect(self.backends[tier.name], self._ask(request, tier, False))
+                chunks, response = await _collect(self.backends[tier.name], asked)
             except ThriftyError:
                 decision.escalations += 1
                 continue
             decision.cost_usd += tier.cost(response.usage.prompt_tokens, response.usage.completion_tokens)
-            score = await self._score(request, response)
+            score = await self._score(asked, response)
             decision.score = score
             next_tier = plan[i + 1]
             if score >= self.spec.accept.get(tier.name, 0.5) or self._over_budget(
@@ -136,6 +138,7 @@ class Cascade:
         )
 
     async def _score(self, request: ChatRequest, response: ChatResponse) -> float:
+        """``request`` as the tier was asked it (its model is the tier's group)."""
         score = await self.verifier.score(request, response)
         return 1.0 if score is None else max(0.0, min(1.0, score))
 

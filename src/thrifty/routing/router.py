@@ -135,7 +135,10 @@ class Router(Choice):
                 else len(tiers) - 1
             )
         else:
-            start = await self._pick(self.policies[policy], text, request, tiers, decision)
+            chooser = self.policies[policy]
+            if policy == "cascade" and self.spec.start != "first":
+                chooser = self.policies[self.spec.start]  # a router picks where the cascade starts
+            start = await self._pick(chooser, text, request, tiers, decision)
         if self.learner is not None and forced is None and decision.fallback is None:
             start = self.learner.start(decision.kind, [t.name for t in tiers], start)
         decision.tier, decision.model = tiers[start].name, tiers[start].group

@@ -35,7 +35,8 @@ from ..config import (
 )
 
 POLICIES = ("rules", "learned", "cascade")
-VERIFIERS = ("auto", "logprobs", "format", "judge")
+VERIFIERS = ("auto", "logprobs", "format", "judge", "consistency", "agreement")
+CASCADE_STARTS = ("first", "rules", "learned")  # who picks the tier a cascade starts from
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class RouterSpec:
     budget_usd: float | None = None
     verifier: str = "auto"
     judge: str | None = None  # cascade with verifier=judge: the tier that grades
+    samples: int = 3  # cascade with verifier=consistency: answers drawn from a tier, itself included
+    peer: str | None = None  # cascade with verifier=agreement: the tier whose answer must agree
+    start: str = "first"  # cascade: start at the cheapest tier, or where rules/learned would route
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,9 @@ _ROUTER_KEYS = {
     "budget_usd",
     "verifier",
     "judge",
+    "samples",
+    "peer",
+    "start",
 }
 
 
@@ -232,6 +239,9 @@ def _parse_router(item: Any, at: Where, tiers: list[str], default: str) -> Route
         budget_usd=None if item.get("budget_usd") is None else read_non_negative(item, "budget_usd", at, 0.0),
         verifier=_choice(item, "verifier", at, VERIFIERS, "auto"),
         judge=_judge(item, at, tiers),
+        samples=_samples(item, at),
+        peer=_peer(item, at, tiers),
+        start=_start(item, at),
     )
 
 
@@ -302,3 +312,32 @@ def _choice(raw: Mapping[str, Any], key: str, at: Where, options: tuple[str, ...
     if value not in options:
         raise (at / key).error(f"must be one of {', '.join(options)}, got {value!r}")
     return str(value)
+
+
+def _samples(item: Mapping[str, Any], at: Where) -> int:
+    samples = item.get("samples", 3)
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 2 <= samples <= 16:
+        raise (at / "samples").error(f"must be an integer from 2 to 16 (answers compared), got {samples!r}")
+    return samples
+
+
+def _peer(item: Mapping[str, Any], at: Where, tiers: list[str]) -> str | None:
+    peer = item.get("peer")
+    if peer is None:
+        if item.get("verifier") == "agreement":
+            raise (at / "peer").error(
+                "verifier 'agreement' needs peer: <tier name> (whose answer must agree)"
+            )
+        return None
+    if peer not in tiers:
+        raise (at / "peer").error(f"unknown tier {peer!r}")
+    return str(peer)
+
+
+def _start(item: Mapping[str, Any], at: Where) -> str:
+    start = item.get("start", "first")
+    if start not in CASCADE_STARTS:
+        raise (at / "start").error(f"must be one of {', '.join(CASCADE_STARTS)}, got {start!r}")
+    if start == "learned" and item.get("model_file") is None:
+        raise (at / "start").error("start 'learned' needs model_file: a fitted router")
+    return str(start)

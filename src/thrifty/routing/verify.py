@@ -2,14 +2,26 @@
 
 A verifier returns a score in [0, 1], or None when it cannot judge (for
 example no log-probabilities came back). Built in: token log-probabilities,
-format checks, a judge model; any object with the same ``score`` method plugs in.
+format checks, a judge model, self-consistency (more answers from the same
+tier, sampled) and agreement with a peer tier; any object with the same
+``score`` method plugs in.
+
+The two answer-comparing verifiers reduce each answer to its *key*
+(:func:`answer_key`): the last number, a multiple-choice letter, yes/no, or
+else its words. Two keys agree when they are equal, or, for free text, when
+their word sets overlap by at least half (Jaccard). They fit short-answer
+work (arithmetic, classification, multiple choice); on long free text they
+rarely agree, so such requests escalate. Their extra calls are paid for: a
+cascade with ``samples: 3`` makes two more calls to each tier it tries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..backend import Backend
@@ -104,7 +116,108 @@ class JudgeVerifier:
         return None if found is None else int(found.group(1)) / 10.0
 
 
-def make_verifier(kind: str, judge: Backend | None = None, judge_model: str = "") -> Verifier:
+_FINAL = re.compile(r"(?:final answer|the answer is|answer\s*:)\s*(.+)", re.IGNORECASE | re.DOTALL)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_CHOICE = re.compile(r"^\(?([a-e])\)?(?:[.):\s]|$)")
+_WORD = re.compile(r"\w+")
+
+
+def answer_key(text: str) -> str:
+    """What an answer says, reduced for comparison: ``n:42``, ``c:b``, ``y:yes`` or ``t:words ...``."""
+    text = text.strip()
+    final = _FINAL.search(text)
+    if final:
+        text = final.group(1).strip()
+    lowered = text.lower()
+    choice = _CHOICE.match(lowered)
+    if choice and len(lowered) <= 80:
+        return "c:" + choice.group(1)
+    first = lowered.split(None, 1)[0].strip(".,!:;") if lowered else ""
+    if first in ("yes", "no"):
+        return "y:" + first
+    numbers: list[str] = _NUMBER.findall(lowered)
+    if numbers:
+        value = numbers[-1].replace(",", "")
+        try:
+            number = float(value)
+        except ValueError:
+            return "n:" + value
+        return "n:" + (str(int(number)) if number.is_integer() else repr(number))
+    words: list[str] = _WORD.findall(lowered)
+    return "t:" + " ".join(words)
+
+
+def keys_agree(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if not (a.startswith("t:") and b.startswith("t:")):
+        return False
+    left, right = set(a[2:].split()), set(b[2:].split())
+    return bool(left | right) and len(left & right) / len(left | right) >= 0.5
+
+
+def _again(request: ChatRequest, model: str, suffix: str, temperature: float | None) -> ChatRequest:
+    """The same question as a fresh non-streamed request to ``model`` (no logprobs)."""
+    params = {k: v for k, v in request.params.items() if k not in ("logprobs", "top_logprobs", "n")}
+    if temperature is not None:
+        params["temperature"] = temperature
+    ask = ChatRequest(model=model, messages=request.messages, params=params, extra=dict(request.extra))
+    ask.trace.request_id = f"{request.trace.request_id}-{suffix}"
+    return ask
+
+
+class ConsistencyVerifier:
+    """Self-consistency: ``samples - 1`` more answers from the same tier, sampled at
+    ``temperature``; the score is the share of them that agree with the answer given."""
+
+    def __init__(self, groups: Mapping[str, Backend], samples: int = 3, temperature: float = 0.7) -> None:
+        self.groups = groups
+        self.samples = samples
+        self.temperature = temperature
+
+    async def score(self, request: ChatRequest, response: ChatResponse) -> float | None:
+        backend = self.groups.get(request.model)
+        if backend is None or self.samples < 2:
+            return None
+        asks = [
+            _again(request, request.model, f"sample{i}", self.temperature) for i in range(1, self.samples)
+        ]
+        answers = await asyncio.gather(*(backend.complete(a) for a in asks), return_exceptions=True)
+        texts = [a.text for a in answers if isinstance(a, ChatResponse)]
+        if not texts:
+            return None  # every extra sample failed: no opinion
+        key = answer_key(response.text)
+        return sum(keys_agree(key, answer_key(t)) for t in texts) / len(texts)
+
+
+class AgreementVerifier:
+    """Agreement between two cheap models: the peer tier answers the same question;
+    the score is 1 when the two answers agree, else 0 (None when the peer fails)."""
+
+    def __init__(self, peer: Backend, model: str) -> None:
+        self.peer = peer
+        self.model = model
+
+    async def score(self, request: ChatRequest, response: ChatResponse) -> float | None:
+        if request.model == self.model:
+            return None  # the peer's own answer: nothing to compare with
+        try:
+            other = await self.peer.complete(_again(request, self.model, "peer", None))
+        except ThriftyError:
+            return None
+        return 1.0 if keys_agree(answer_key(response.text), answer_key(other.text)) else 0.0
+
+
+def make_verifier(
+    kind: str,
+    judge: Backend | None = None,
+    judge_model: str = "",
+    *,
+    groups: Mapping[str, Backend] | None = None,
+    samples: int = 3,
+    peer: Backend | None = None,
+    peer_model: str = "",
+) -> Verifier:
     if kind == "logprobs":
         return LogprobVerifier()
     if kind == "format":
@@ -113,4 +226,10 @@ def make_verifier(kind: str, judge: Backend | None = None, judge_model: str = ""
         if judge is None:
             raise ValueError("verifier 'judge' needs a judge backend")
         return JudgeVerifier(judge, judge_model)
+    if kind == "consistency":
+        return ConsistencyVerifier(groups or {}, samples)
+    if kind == "agreement":
+        if peer is None:
+            raise ValueError("verifier 'agreement' needs a peer backend")
+        return AgreementVerifier(peer, peer_model)
     return AutoVerifier()
