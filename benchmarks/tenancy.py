@@ -7,7 +7,9 @@ fresh `thrifty serve` process:
   config-key  one admin key from the config file (constant-time compare, no lookups)
   virtual     a virtual key with rpm, tpm and a budget; SQLite key store, per-process counters
   redis+pg    the same key; counters in a private redis-server, keys and spend in a throwaway
-              PostgreSQL cluster (initdb as the `postgres` user when run as root)
+              PostgreSQL cluster (initdb as the `postgres` user when run as root); each replica
+              leases 1% of each limit and admits from it in memory (the default)
+  redis+pg-exact  the same with `lease_share: 0`: one Redis round trip per request (the old path)
 
 Load: wrk, 1 thread, 10 connections, keep-alive; targets interleaved over --rounds, medians kept.
 
@@ -103,8 +105,9 @@ def gateway(name: str, upstream: str, redis_url: str, pg_url: str) -> Iterator[t
         else f"server: {{api_keys: [{ADMIN}], data_dir: {folder}}}\n"
     )
     tenancy = ""
-    if name == "redis+pg":
-        tenancy = f'tenancy: {{database_url: "{pg_url}", redis_url: "{redis_url}"}}\n'
+    if name.startswith("redis+pg"):
+        share = ", lease_share: 0" if name.endswith("exact") else ""
+        tenancy = f'tenancy: {{database_url: "{pg_url}", redis_url: "{redis_url}"{share}}}\n'
     cfg = folder / "thrifty.yaml"
     cfg.write_text(
         server
@@ -129,7 +132,7 @@ def gateway(name: str, upstream: str, redis_url: str, pg_url: str) -> Iterator[t
     with process(cmd):
         wait(base + "/ready")
         key: str | None = None if name == "open" else ADMIN
-        if name in ("virtual", "redis+pg"):
+        if name != "open" and name != "config-key":
             body = json.dumps(
                 {
                     "name": f"bench-{time.time_ns()}",
@@ -158,7 +161,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench" / "tenancy.md"))
     args = parser.parse_args()
-    names = ["open", "config-key", "virtual", "redis+pg"]
+    names = ["open", "config-key", "virtual", "redis+pg-exact", "redis+pg"]
     samples: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     load = os.getloadavg()[0]
     up_port = free_port()
