@@ -134,7 +134,7 @@ class Endpoints:
             key = (parse_qs(raw.decode("utf-8", "replace")).get("key") or [""])[0].strip()
             if not key:
                 raise InvalidRequest("send the API key in the form field 'key'", param="key")
-            _, token = self.access.login(key)
+            _, token = await self.access.login(key)
         except ThriftyError as exc:
             reason = "admin" if exc.status == 403 else "failed"
             return RedirectResponse(
@@ -155,7 +155,7 @@ class Endpoints:
     async def logout(self, request: Request) -> Response:
         token = request.cookies.get(SESSION_COOKIE)
         if token:
-            self.access.logout(token)
+            await self.access.logout(token)
         response = RedirectResponse("../dashboard", status_code=303, headers=DASHBOARD_HEADERS)
         response.delete_cookie(SESSION_COOKIE, path="/dashboard", httponly=True, samesite="strict")
         return response
