@@ -7,7 +7,9 @@ fresh `thrifty serve` process:
   config-key  one admin key from the config file (constant-time compare, no lookups)
   virtual     a virtual key with rpm, tpm and a budget; SQLite key store, per-process counters
   redis+pg    the same key; counters in a private redis-server, keys and spend in a throwaway
-              PostgreSQL cluster (initdb as the `postgres` user when run as root)
+              PostgreSQL cluster (initdb as the `postgres` user when run as root); each replica
+              leases 1% of each limit and admits from it in memory (the default)
+  redis+pg-exact  the same with `lease_share: 0`: one Redis round trip per request (the old path)
 
 Load: wrk, 1 thread, 10 connections, keep-alive; targets interleaved over --rounds, medians kept.
 
@@ -103,8 +105,9 @@ def gateway(name: str, upstream: str, redis_url: str, pg_url: str) -> Iterator[t
         else f"server: {{api_keys: [{ADMIN}], data_dir: {folder}}}\n"
     )
     tenancy = ""
-    if name == "redis+pg":
-        tenancy = f'tenancy: {{database_url: "{pg_url}", redis_url: "{redis_url}"}}\n'
+    if name.startswith("redis+pg"):
+        share = ", lease_share: 0" if name.endswith("exact") else ""
+        tenancy = f'tenancy: {{database_url: "{pg_url}", redis_url: "{redis_url}"{share}}}\n'
     cfg = folder / "thrifty.yaml"
     cfg.write_text(
         server
@@ -129,7 +132,7 @@ def gateway(name: str, upstream: str, redis_url: str, pg_url: str) -> Iterator[t
     with process(cmd):
         wait(base + "/ready")
         key: str | None = None if name == "open" else ADMIN
-        if name in ("virtual", "redis+pg"):
+        if name != "open" and name != "config-key":
             body = json.dumps(
                 {
                     "name": f"bench-{time.time_ns()}",
@@ -149,6 +152,45 @@ def gateway(name: str, upstream: str, redis_url: str, pg_url: str) -> Iterator[t
         yield base + "/v1/chat/completions", key
 
 
+def counters_cell(redis_url: str, share: float, requests: int = 3000, tasks: int = 10) -> dict[str, float]:
+    """Admission + settlement alone, in process: ``tasks`` concurrent loops on one RedisCounters."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from thrifty.tenancy.counters import Check, RedisCounters
+
+    async def run() -> dict[str, float]:
+        counters = RedisCounters(redis_url, lease_share=share)
+        name = f"bench{time.time_ns()}"
+        latencies: list[float] = []
+
+        async def loop(worker: int) -> None:
+            for i in range(requests // tasks):
+                checks = [
+                    Check("rate", f"rpm:key:{name}", 1e7, 1, 60.0),
+                    Check("rate", f"tpm:key:{name}", 1e10, 40, 60.0),
+                    Check("budget", f"usd:key:{name}:0", 1e6, 0.001, 86400.0),
+                ]
+                start = time.perf_counter()
+                verdict = await counters.admit(checks, f"{worker}-{i}")
+                latencies.append(time.perf_counter() - start)
+                assert verdict.admitted
+                counters.settle([(checks[1], -20), (checks[2], -0.0005)], f"{worker}-{i}", time.time())
+
+        start = time.perf_counter()
+        await asyncio.gather(*(loop(w) for w in range(tasks)))
+        elapsed = time.perf_counter() - start
+        trips = counters.round_trips
+        await counters.aclose()
+        return {
+            "ops": requests / elapsed,
+            "p50_us": statistics.median(latencies) * 1e6,
+            "trips": trips / requests,
+        }
+
+    return asyncio.run(run())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -158,7 +200,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench" / "tenancy.md"))
     args = parser.parse_args()
-    names = ["open", "config-key", "virtual", "redis+pg"]
+    names = ["open", "config-key", "virtual", "redis+pg-exact", "redis+pg"]
     samples: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     load = os.getloadavg()[0]
     up_port = free_port()
@@ -177,7 +219,14 @@ def main() -> int:
                     r = wrk(url, args.connections, args.seconds, body, key=key)
                     samples[name].append(r)
                     print(name, r, file=sys.stderr, flush=True)
+        counter_runs: dict[str, list[dict[str, float]]] = {"exact (lease_share 0)": [], "leased (0.01)": []}
+        for _ in range(args.rounds):
+            for label, share in (("exact (lease_share 0)", 0.0), ("leased (0.01)", 0.01)):
+                counter_runs[label].append(counters_cell(redis_url, share))
     med = {n: {m: statistics.median(s[m] for s in runs) for m in runs[0]} for n, runs in samples.items()}
+    cmed = {
+        n: {m: statistics.median(s[m] for s in runs) for m in runs[0]} for n, runs in counter_runs.items()
+    }
     base = med["open"]
     lines = [
         "## Tenancy on the hot path (issue 13)",
@@ -196,6 +245,16 @@ def main() -> int:
             f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {int(r['errors'])} "
             f"| {r['rps'] / base['rps']:.2f} | {r['p50_ms'] - base['p50_ms']:+.2f} |"
         )
+    lines += [
+        "",
+        "Admission and settlement alone (in process, one RedisCounters, 10 concurrent loops, 3,000",
+        "requests with an rpm, a tpm and a budget check each, same Redis, medians of the rounds):",
+        "",
+        "| counters | admissions/s | p50 admit µs | Redis round trips per request |",
+        "|---|---|---|---|",
+    ]
+    for name, r in cmed.items():
+        lines.append(f"| {name} | {r['ops']:.0f} | {r['p50_us']:.1f} | {r['trips']:.3f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)

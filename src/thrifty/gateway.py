@@ -431,7 +431,7 @@ class Gateway:
 
             found = [d for g in self.config.models for d in g.deployments if d.name == deployment]
             rates = self._rates[deployment] = lookup(found[0]) if found else UNPRICED
-        cost = rates.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+        cost = rates.usage_cost(usage)
         self.tenancy.settle(ticket, usage.total_tokens, cost)  # queued: Redis gets it in a batch
 
     def event(
@@ -470,6 +470,8 @@ class Gateway:
             route=trace.route,
             fallback=trace.fallback,
             annotations=trace_notes(trace),
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
         )
 
 

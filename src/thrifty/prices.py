@@ -1,7 +1,8 @@
 """Token prices: the one place the ledger, the router and batch jobs read them.
 
-A deployment's price is three per-token rates (input, cached input, output)
-from the bundled ``genai-prices`` table. The ledger keeps them per deployment
+A deployment's price is five per-token rates (input, input read from the
+provider's prompt cache, input written to it, output, reasoning output) from
+the bundled ``genai-prices`` table. The ledger keeps them per deployment
 in a :class:`PriceTable`, the router's tiers take them from :func:`lookup` at
 startup, batch jobs price a response by its model name with :func:`for_model`.
 Each is looked up once, so pricing a request is three multiplications. The table is the snapshot shipped
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import Config, Deployment
+from .types import Usage
 
 # Prices are read at this usage size and scaled: large enough for exact
 # decimals, small enough to stay below long-context price tiers.
@@ -37,10 +39,31 @@ class Rates:
     output: float = 0.0
     priced: bool = False  # False: the price table does not know this model
     source: str = "unpriced"  # "local", "unpriced" or "<provider>:<model>"
+    cache_write: float | None = None  # None: as ``input``
+    reasoning: float | None = None  # None: as ``output``
 
-    def cost(self, prompt: int, completion: int, cached: int) -> float:
+    def cost(self, prompt: int, completion: int, cached: int, written: int = 0, reasoning: int = 0) -> float:
+        """USD for a usage. ``cached`` and ``written`` are parts of ``prompt`` (read from and
+        written to the prompt cache), ``reasoning`` is part of ``completion``, as OpenAI counts them."""
         cached = min(cached, prompt)
-        return (prompt - cached) * self.input + cached * self.cached_input + completion * self.output
+        written = min(written, prompt - cached)
+        reasoning = min(reasoning, completion)
+        cost = (prompt - cached - written) * self.input + cached * self.cached_input
+        cost += (completion - reasoning) * self.output
+        if written:
+            cost += written * (self.input if self.cache_write is None else self.cache_write)
+        if reasoning:
+            cost += reasoning * (self.output if self.reasoning is None else self.reasoning)
+        return cost
+
+    def usage_cost(self, usage: Usage) -> float:
+        return self.cost(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+        )
 
     def full_cost(self, prompt: int, completion: int) -> float:
         """The cost with no prompt-cache discount."""
@@ -102,7 +125,9 @@ def _probe(model_ref: str, **where: str) -> Rates | None:
     try:
         calc = genai_prices.calc_price(genai_prices.Usage(input_tokens=_PROBE_TOKENS), model_ref, **where)  # type: ignore[call-overload]
         cached = total(input_tokens=_PROBE_TOKENS, cache_read_tokens=_PROBE_TOKENS)
+        written = total(input_tokens=_PROBE_TOKENS, cache_write_tokens=_PROBE_TOKENS)
         output = total(output_tokens=_PROBE_TOKENS)
+        reasoning = total(output_tokens=_PROBE_TOKENS, output_reasoning_tokens=_PROBE_TOKENS)
     except (LookupError, ValueError):
         return None
     return Rates(
@@ -111,6 +136,8 @@ def _probe(model_ref: str, **where: str) -> Rates | None:
         output=output,
         priced=True,
         source=f"{calc.provider.id}:{calc.model.id}",
+        cache_write=written,
+        reasoning=reasoning,
     )
 
 

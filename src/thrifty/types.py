@@ -86,6 +86,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens read from the upstream's prompt cache
     cache_write_tokens: int = 0  # prompt tokens written to it (Anthropic reports these)
+    reasoning_tokens: int = 0  # completion tokens spent thinking (OpenAI's reasoning models)
 
     @property
     def total_tokens(self) -> int:
@@ -101,6 +102,8 @@ class Usage:
             details = out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
             if self.cache_write_tokens:
                 details["cache_write_tokens"] = self.cache_write_tokens
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return out
 
     @classmethod
@@ -108,11 +111,13 @@ class Usage:
         if not data:
             return cls()
         details = data.get("prompt_tokens_details") or {}
+        output = data.get("completion_tokens_details") or {}
         return cls(
             prompt_tokens=int(data.get("prompt_tokens") or 0),
             completion_tokens=int(data.get("completion_tokens") or 0),
             cached_tokens=int(details.get("cached_tokens") or 0),
             cache_write_tokens=int(details.get("cache_write_tokens") or 0),
+            reasoning_tokens=int(output.get("reasoning_tokens") or 0),
         )
 
 

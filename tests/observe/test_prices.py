@@ -142,3 +142,76 @@ def test_cache_hits_cost_nothing_but_count_in_the_no_cache_baseline(config: Conf
     assert obs.tally.cost.total() == pytest.approx(one)
     assert obs.tally.cost_nocache.total() == pytest.approx(2 * one)
     assert obs.tally.cost_top.total() == pytest.approx(2 * top)
+
+
+def test_cache_writes_are_priced_as_the_table_prices_them() -> None:
+    rates = prices.lookup(
+        dep(provider="anthropic", model="claude-sonnet-4-5", api_base="https://api.anthropic.com/v1")
+    )
+    got = rates.cost(prompt=3000, completion=100, cached=1000, written=1500)
+    want = expected(
+        "claude-sonnet-4-5",
+        "anthropic",
+        input_tokens=3000,
+        output_tokens=100,
+        cache_read_tokens=1000,
+        cache_write_tokens=1500,
+    )
+    assert got == pytest.approx(want)
+    assert got > rates.cost(prompt=3000, completion=100, cached=1000)  # writing to the cache costs extra
+
+
+def test_reasoning_tokens_are_priced_as_the_table_prices_them() -> None:
+    rates = prices.lookup(dep(model="sonar-deep-research", price_model="perplexity/sonar-deep-research"))
+    got = rates.cost(prompt=100, completion=1000, cached=0, reasoning=600)
+    want = expected(
+        "sonar-deep-research", "perplexity", input_tokens=100, output_tokens=1000, output_reasoning_tokens=600
+    )
+    assert got == pytest.approx(want)
+    assert got != pytest.approx(rates.cost(prompt=100, completion=1000, cached=0))
+
+
+def test_usage_reads_cache_and_reasoning_details_from_openai_and_anthropic() -> None:
+    from thrifty.providers.anthropic_stream import usage_from
+    from thrifty.types import Usage
+
+    openai_usage = Usage.from_json(
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 900,
+            "prompt_tokens_details": {"cached_tokens": 1024},
+            "completion_tokens_details": {"reasoning_tokens": 640},
+        }
+    )
+    assert (openai_usage.cached_tokens, openai_usage.reasoning_tokens) == (1024, 640)
+    assert Usage.from_json(openai_usage.to_json()) == openai_usage  # survives the gateway's own JSON
+    anthropic = usage_from(
+        {
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "cache_creation_input_tokens": 300,
+            "cache_read_input_tokens": 200,
+        }
+    )
+    assert (anthropic.prompt_tokens, anthropic.cached_tokens, anthropic.cache_write_tokens) == (510, 200, 300)
+
+
+def test_the_ledger_prices_cache_writes(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        models=[
+            {
+                "name": "claude",
+                "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "x"}],
+            }
+        ],
+    )
+    deployment = config.models[0].deployments[0]
+    obs = Observer(config)
+    obs.record(
+        event(1, deployment=deployment.name, model="claude", prompt_tokens=1000, cache_write_tokens=400)
+    )
+    obs.absorb()
+    rates = prices.lookup(deployment)
+    assert obs.tally.cost.total() == pytest.approx(rates.cost(1000, 200, 0, written=400))
+    assert obs.tally.cost.total() > rates.cost(1000, 200, 0)

@@ -507,10 +507,10 @@ async def test_the_dashboard_script_never_reads_a_key_from_the_url(live: Live) -
     assert 'params.get("key")' not in script and "Authorization" not in script
 
 
-def test_expired_sessions_are_refused() -> None:
+async def test_expired_sessions_are_refused() -> None:
     now = [0.0]
     access = Access(parse_config({"server": {"api_keys": [ADMIN]}}).server, clock=lambda: now[0])
-    _, token = access.login(ADMIN)
+    _, token = await access.login(ADMIN)
     assert access.session(token) is not None
     now[0] = 13 * 3600.0
     assert access.session(token) is None

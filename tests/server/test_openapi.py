@@ -292,6 +292,7 @@ PROBES = [
     Probe("team", "GET", "/admin/teams/{team}"),
     Probe("team-unknown", "GET", "/admin/teams/{team}", path="/admin/teams/nope", expect=404),
     Probe("team-update", "PATCH", "/admin/teams/{team}", {"models": MODEL, "rpm": None}),
+    Probe("dashboard-teams", "GET", "/dashboard/api/teams"),
     Probe(
         "dashboard-login",
         "POST",
@@ -600,7 +601,12 @@ def test_a_virtual_client_key_is_refused_on_admin_routes_with_a_documented_403(
     live: Live, doc: dict[str, Any]
 ) -> None:
     secret = _virtual_key(live, "plain-client")
-    for method, template in (("GET", "/admin/keys"), ("GET", "/admin/teams"), ("GET", "/admin/status")):
+    for method, template in (
+        ("GET", "/admin/keys"),
+        ("GET", "/admin/teams"),
+        ("GET", "/admin/status"),
+        ("GET", "/dashboard/api/teams"),
+    ):
         answer = call(live.url, method, template, key=secret)
         assert answer[0] == 403, answer[2][:200]
         check_answer(doc, template, method, answer)

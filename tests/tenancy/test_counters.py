@@ -124,3 +124,105 @@ async def test_redis_down_falls_back_to_local_limits_with_a_log_line(
     assert counters.fallbacks == 3
     assert sum("per-process" in r.message or "this process" in r.message for r in caplog.records) == 1
     await counters.aclose()
+
+
+def rate(name: str, limit: float, cost: float) -> Check:
+    return Check("rate", name, limit, cost, 60.0)
+
+
+async def test_a_large_limit_is_leased_so_most_requests_ask_redis_nothing(
+    redis_url: str, clock: Clock
+) -> None:
+    counters = RedisCounters(redis_url, clock=clock, timeout=10, lease_share=0.01)
+    try:
+        verdicts = [await counters.admit([rpm(10_000)], f"r{i}") for i in range(1000)]
+        assert all(v.admitted for v in verdicts)
+        assert counters.round_trips == 10  # one lease of 100 requests per round trip
+        assert 0 < verdicts[-1].remaining[0] <= 10_000 - 1000
+    finally:
+        await counters.aclose()
+
+
+async def test_small_limits_ask_redis_for_every_request(redis_url: str, clock: Clock) -> None:
+    counters = RedisCounters(redis_url, clock=clock, timeout=10, lease_share=0.01)
+    try:
+        for i in range(50):  # a lease of 1% of 300 would cover fewer than 4 requests
+            assert (await counters.admit([rpm(300)], f"r{i}")).admitted
+        assert counters.round_trips == 50
+    finally:
+        await counters.aclose()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_leasing_replicas_never_admit_more_than_the_limit(
+    redis_url: str, clock: Clock, seed: int
+) -> None:
+    """Three replicas lease shares of one request limit, one token limit and one budget; requests
+    land on random replicas and settle to random real costs. What is admitted never exceeds any
+    limit (leases are counted in Redis before they are used: no slack above the limit), and when
+    refusals start at most one lease per replica (3 x 1%) of a limit is left unused."""
+    import random
+
+    rng = random.Random(seed)
+    clock.now = 1_800_000_000.0 // 60 * 60 + 1  # early in a window: the whole run sits in one bucket
+    replicas = [RedisCounters(redis_url, clock=clock, timeout=10, lease_share=0.01) for _ in range(3)]
+    limits = {"rpm": 2000.0, "tpm": 60_000.0, "usd": 3.0}
+    used = dict.fromkeys(limits, 0.0)
+    refused = 0
+    try:
+        for i in range(2600):
+            reserve = rng.randint(10, 40)
+            checks = [
+                rate("rpm:key:lease", limits["rpm"], 1),
+                rate("tpm:key:lease", limits["tpm"], reserve),
+                Check("budget", "usd:key:lease:0", limits["usd"], reserve * 1e-4, 3600.0),
+            ]
+            replica = replicas[rng.randrange(3)]
+            verdict = await replica.admit(checks, f"r{i}")
+            if not verdict.admitted:
+                refused += 1
+                continue
+            real = rng.randint(1, reserve)
+            replica.settle(
+                [(checks[1], real - reserve), (checks[2], (real - reserve) * 1e-4)], f"r{i}", clock.now
+            )
+            used["rpm"] += 1
+            used["tpm"] += real
+            used["usd"] += real * 1e-4
+            assert all(used[k] <= limits[k] + 1e-9 for k in limits)
+        assert refused > 0  # the run did reach a limit
+        # the limit that refused was nearly used up: idle leases hold at most 3 x 1% of it
+        assert any(used[k] >= limits[k] * (1 - 0.03) - 40 * (1e-4 if k == "usd" else 1) for k in limits)
+    finally:
+        for replica in replicas:
+            await replica.aclose()
+
+
+async def test_a_closing_replica_gives_its_lease_back(redis_url: str, clock: Clock) -> None:
+    leasing = RedisCounters(redis_url, clock=clock, timeout=10, lease_share=0.1)
+    exact = RedisCounters(redis_url, clock=clock, timeout=10, lease_share=0)
+    try:
+        assert (await leasing.admit([rpm(100)], "r0")).admitted  # Redis now counts 1 + a lease of 10
+        await leasing.aclose()  # the 10 go back
+        assert all([(await exact.admit([rpm(100)], f"x{i}")).admitted for i in range(99)])
+        assert not (await exact.admit([rpm(100)], "x99")).admitted
+    finally:
+        await exact.aclose()
+
+
+async def test_an_idle_lease_expires_and_goes_back(redis_url: str, clock: Clock) -> None:
+    leasing = RedisCounters(redis_url, clock=clock, timeout=10, lease_share=0.1, lease_ttl=0.05)
+    exact = RedisCounters(redis_url, clock=clock, timeout=10, lease_share=0)
+    try:
+        clock.now = 1_800_000_000.0 // 60 * 60 + 1
+        assert (await leasing.admit([rpm(100)], "r0")).admitted
+        clock.now += 1  # past the lease's ttl, same window
+        for _ in range(200):
+            if not leasing._leases:
+                break
+            await asyncio.sleep(0.01)
+        await leasing.flush()
+        assert all([(await exact.admit([rpm(100)], f"x{i}")).admitted for i in range(99)])
+    finally:
+        await leasing.aclose()
+        await exact.aclose()

@@ -146,3 +146,16 @@ def test_bad_completions_bodies_name_the_field(body: dict[str, Any], param: str)
 )
 def test_chat_fields_in_errors_are_named_as_the_client_sent_them(chat: str | None, sent: str | None) -> None:
     assert responses.responses_param(chat) == sent
+
+
+def test_usage_carries_cached_and_reasoning_tokens_over() -> None:
+    chat = {
+        "prompt_tokens": 50,
+        "completion_tokens": 30,
+        "prompt_tokens_details": {"cached_tokens": 20},
+        "completion_tokens_details": {"reasoning_tokens": 12},
+    }
+    out = responses.usage(chat)
+    assert out["input_tokens_details"] == {"cached_tokens": 20}
+    assert out["output_tokens_details"] == {"reasoning_tokens": 12}
+    assert out["total_tokens"] == 80

@@ -33,3 +33,5 @@ class RequestEvent:
     route: RouteDecision | None = None  # the router's decision (trace.route)
     fallback: FallbackTaken | None = None  # a fallback chain's hop (trace.fallback)
     annotations: dict[str, str] = field(default_factory=dict)  # the trace's notes as rendered for headers
+    cache_write_tokens: int = 0  # prompt tokens written to the upstream's prompt cache
+    reasoning_tokens: int = 0  # completion tokens spent reasoning

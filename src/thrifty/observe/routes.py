@@ -35,6 +35,7 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "teams.js": "text/javascript; charset=utf-8",
 }
 # the dashboard's responses never tell another site where the user came from
 DASHBOARD_HEADERS = {"referrer-policy": "no-referrer", "x-content-type-options": "nosniff"}
@@ -133,7 +134,7 @@ class Endpoints:
             key = (parse_qs(raw.decode("utf-8", "replace")).get("key") or [""])[0].strip()
             if not key:
                 raise InvalidRequest("send the API key in the form field 'key'", param="key")
-            _, token = self.access.login(key)
+            _, token = await self.access.login(key)
         except ThriftyError as exc:
             reason = "admin" if exc.status == 403 else "failed"
             return RedirectResponse(
@@ -154,7 +155,7 @@ class Endpoints:
     async def logout(self, request: Request) -> Response:
         token = request.cookies.get(SESSION_COOKIE)
         if token:
-            self.access.logout(token)
+            await self.access.logout(token)
         response = RedirectResponse("../dashboard", status_code=303, headers=DASHBOARD_HEADERS)
         response.delete_cookie(SESSION_COOKIE, path="/dashboard", httponly=True, samesite="strict")
         return response

@@ -168,7 +168,17 @@ class Tally:
         tier, escalations = (route.tier, route.escalations) if route is not None else ("", 0)
         rates = self.prices.rates(ev.deployment, tier, ev.model)
         nocache = rates.full_cost(ev.prompt_tokens, ev.completion_tokens)
-        cost = 0.0 if cache == "hit" else rates.cost(ev.prompt_tokens, ev.completion_tokens, ev.cached_tokens)
+        cost = (
+            0.0
+            if cache == "hit"
+            else rates.cost(
+                ev.prompt_tokens,
+                ev.completion_tokens,
+                ev.cached_tokens,
+                ev.cache_write_tokens,
+                ev.reasoning_tokens,
+            )
+        )
         top = self.prices.top().full_cost(ev.prompt_tokens, ev.completion_tokens)
         ok = ev.status < 400
         self._count(ev, cost, top, nocache, rates.priced)

@@ -15,8 +15,10 @@ byte limit while the body streams in and refuse JSON nested too deeply.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -34,10 +36,12 @@ if TYPE_CHECKING:
     from ..config import ServerConfig
     from ..tenancy.service import Tenancy
 
+log = logging.getLogger("thrifty.server")
 Role = Literal["admin", "client", "open"]
 SESSION_COOKIE = "thrifty_session"
 SESSION_TTL_S = 12 * 3600.0
 MAX_SESSIONS = 1000
+SESSION_RECHECK_S = 5.0  # with shared sessions: how long a process trusts its copy (logout elsewhere)
 
 
 def key_id(key: str) -> str:
@@ -101,6 +105,9 @@ class Access:
         self.tenancy = tenancy  # virtual keys, looked up when no configured key matches
         self.required = bool(self.keys) or tenancy is not None
         self.sessions: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        # with tenancy, sessions live in its database too, so every process (``--workers``, other
+        # hosts on the same database) knows them; this process keeps copies for SESSION_RECHECK_S
+        self.shared = tenancy.store if tenancy is not None else None
 
     # -- keys --------------------------------------------------------------------
 
@@ -134,6 +141,8 @@ class Access:
         session = request.cookies.get(SESSION_COOKIE)
         if session:
             caller = self.session(session)
+            if caller is None and self.shared is not None:
+                caller = await self._shared_session(session)
             if caller is not None:
                 return caller
             raise AuthenticationError("The dashboard session expired; log in again.", code="session_expired")
@@ -148,22 +157,53 @@ class Access:
 
     # -- dashboard sessions -------------------------------------------------------
 
-    def login(self, key: str) -> tuple[Caller, str]:
+    async def login(self, key: str) -> tuple[Caller, str]:
         """A new session for an admin key: (caller, random token for the cookie)."""
         caller = self.match(key) if self.required else OPEN
         if caller is None:
             raise AuthenticationError("Incorrect API key provided.")
         caller.require_admin()
         token = secrets.token_urlsafe(32)
-        now = self.clock()
-        self._expire(now)
-        self.sessions[token] = (caller, now + SESSION_TTL_S)
-        while len(self.sessions) > MAX_SESSIONS:
-            self.sessions.popitem(last=False)
+        ttl = SESSION_TTL_S
+        if self.shared is not None:
+            try:
+                await asyncio.to_thread(self.shared.add_session, token, caller.key_id, time.time() + ttl)
+                ttl = SESSION_RECHECK_S
+            except Exception as exc:  # the database is away: a session of this process only
+                log.warning("dashboard session kept in this process only (%s)", exc)
+        self._keep(token, caller, ttl)
         return caller, token
 
-    def logout(self, token: str) -> None:
+    async def logout(self, token: str) -> None:
         self.sessions.pop(token, None)
+        if self.shared is not None:
+            try:
+                await asyncio.to_thread(self.shared.drop_session, token)
+            except Exception as exc:
+                log.warning("dashboard session not removed from the database (%s)", exc)
+
+    def _keep(self, token: str, caller: Caller, ttl: float) -> None:
+        now = self.clock()
+        self._expire(now)
+        self.sessions[token] = (caller, now + ttl)
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.popitem(last=False)
+
+    async def _shared_session(self, token: str) -> Caller | None:
+        """A session another process (or this one, earlier) stored in the database."""
+        assert self.shared is not None
+        try:
+            found = await asyncio.to_thread(self.shared.find_session, token)
+        except Exception as exc:
+            log.warning("dashboard sessions cannot be read (%s)", exc)
+            return None
+        if found is None:
+            return None
+        key_id, expires_at = found
+        caller = next((c for _, c in self.keys if c.key_id == key_id and c.is_admin), None)
+        if caller is not None:
+            self._keep(token, caller, min(SESSION_RECHECK_S, expires_at - time.time()))
+        return caller
 
     def session(self, token: str) -> Caller | None:
         held = self.sessions.get(token)

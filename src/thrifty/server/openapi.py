@@ -979,6 +979,13 @@ def _admin_paths() -> dict[str, Any]:
             ),
             **_get("listTeams", "Teams, by name", ok("TeamList"), "403", tags=tags),
         },
+        "/dashboard/api/teams": _get(
+            "dashboardTeams",
+            "The dashboard's team view: every team and key with budget, limits and spend",
+            ok("TenancyOverview"),
+            "403",
+            tags=tags,
+        ),
         "/admin/teams/{team}": {
             **_get(
                 "getTeam",

@@ -205,6 +205,23 @@ def schemas(models: Sequence[str] | None) -> dict[str, Schema]:
             "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Team")}},
         },
         "Spend": spend,
+        "TenancyOverview": {
+            "type": "object",
+            "required": ["object", "teams", "keys"],
+            "properties": {
+                "object": {"const": "tenancy.overview"},
+                "teams": {
+                    "type": "array",
+                    "items": {
+                        "allOf": [
+                            _ref("Team"),
+                            {"type": "object", "required": ["spend"], "properties": {"spend": _ref("Spend")}},
+                        ]
+                    },
+                },
+                "keys": {"type": "array", "items": _ref("KeyWithSpend")},
+            },
+        },
         "DashboardLogin": {
             "type": "object",
             "required": ["key"],

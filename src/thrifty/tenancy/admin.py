@@ -98,6 +98,21 @@ class KeyAdmin:
         merged = {**_policy_body(team.to_json()), **body}
         return self.store.update_team(name, parse_policy(merged, self.models)).to_json()
 
+    # -- the dashboard's team view ------------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        """Every team and key with its budget, limits and spend (as the database holds it:
+        replicas add their spend about once a second)."""
+        teams = [
+            {**t.to_json(), "spend": self._spend(f"team:{t.name}", t.policy.budget)}
+            for t in self.store.list_teams()
+        ]
+        keys = [
+            {**k.to_json(), "spend": self._spend(f"key:{k.id}", k.policy.budget)}
+            for k in self.store.list_keys()
+        ]
+        return {"object": "tenancy.overview", "teams": teams, "keys": keys}
+
     def _spend(self, scope: str, budget: Any) -> dict[str, Any]:
         now = time.time()
         total = self.store.spent(scope, 0.0, float("inf"))

@@ -7,6 +7,7 @@ PATCH  /admin/keys/{id}            change budget, limits, models, expiry
 POST   /admin/keys/{id}/rotate     a new secret for the same key
 DELETE /admin/keys/{id}            revoke (also POST /admin/keys/{id}/revoke)
 POST   /admin/teams, GET /admin/teams, GET|PATCH /admin/teams/{name}
+GET    /dashboard/api/teams        every team and key with spend, budget and limits (the team view)
 """
 
 from __future__ import annotations
@@ -40,14 +41,19 @@ def build_routes(
     from ..server.access import read_json
 
     def handler(
-        work: Callable[[Request, dict[str, Any]], Any], *, body: bool = False, status: int = 200
+        work: Callable[[Request, dict[str, Any]], Any],
+        *,
+        body: bool = False,
+        status: int = 200,
+        reads: bool = False,
     ) -> Handler:
         async def run(request: Request) -> Response:
             try:
                 await access.admin(request)
                 data = await read_json(request, limit, depth) if body else {}
                 result = await asyncio.to_thread(work, request, data)
-                tenancy.forget()  # this replica sees its own change at once; others within cache_ttl
+                if not reads:
+                    tenancy.forget()  # this replica sees its own change at once; others within cache_ttl
             except ThriftyError as exc:
                 return Response(
                     orjson.dumps(exc.to_json()),
@@ -71,6 +77,8 @@ def build_routes(
         return str(request.path_params["team"])
 
     return [
+        # under /dashboard so the dashboard's session cookie reaches it
+        Route("/dashboard/api/teams", handler(lambda r, b: admin.overview(), reads=True), methods=["GET"]),
         Route(
             "/admin/keys", handler(lambda r, b: admin.create_key(b), body=True, status=201), methods=["POST"]
         ),

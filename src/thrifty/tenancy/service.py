@@ -47,12 +47,31 @@ class Principal:
     seeds: dict[str, float]  # budget scope -> spend already in the database this period
     # ``(scope, label, policy)`` for the key and, if any, its team
     scopes: tuple[tuple[str, str, Policy], ...] = ()
+    # the checks of every request, worked out once per key: ``(kind, name, limit, scope)``
+    # (kind "rpm", "tpm", "par" or a budget period; a budget's name still lacks its period start)
+    plan: tuple[tuple[str, str, float, str], ...] = ()
+    headers: tuple[tuple[int, str, str], ...] = ()  # (check index, unit, limit) for x-ratelimit-*
 
     def __post_init__(self) -> None:
         scopes = [(f"key:{self.key.id}", f"key '{self.key.name}'", self.key.policy)]
         if self.team is not None:
             scopes.append((f"team:{self.team.name}", f"team '{self.team.name}'", self.team.policy))
+        plan: list[tuple[str, str, float, str]] = []
+        headers: list[tuple[int, str, str]] = []
+        for scope, _, policy in scopes:
+            limits = policy.limits
+            for kind, limit, unit in (("rpm", limits.rpm, "requests"), ("tpm", limits.tpm, "tokens")):
+                if limit is not None:
+                    if scope.startswith("key:"):  # OpenAI's headers tell the key's own limits
+                        headers.append((len(plan), unit, f"{limit:g}"))
+                    plan.append((kind, f"{kind}:{scope}", limit, scope))
+            if limits.parallel is not None:
+                plan.append(("par", f"par:{scope}", limits.parallel, scope))
+            if policy.budget is not None:
+                plan.append((policy.budget.period, f"usd:{scope}:", policy.budget.usd, scope))
         object.__setattr__(self, "scopes", tuple(scopes))
+        object.__setattr__(self, "plan", tuple(plan))
+        object.__setattr__(self, "headers", tuple(headers))
 
 
 @dataclass
@@ -192,32 +211,28 @@ class Tenancy:
         tokens = prompt_tokens + output
         now = self.clock()
         checks: list[Check] = []
-        for scope, _, policy in principal.scopes:
-            limits = policy.limits
-            if limits.rpm is not None:
-                checks.append(Check("rate", f"rpm:{scope}", limits.rpm, 1, 60.0))
-            if limits.tpm is not None:
-                checks.append(Check("rate", f"tpm:{scope}", limits.tpm, tokens, 60.0))
-            if limits.parallel is not None:
-                checks.append(Check("parallel", f"par:{scope}", limits.parallel, 1, MAX_HOLD))
-            if policy.budget is not None:
-                start, end = self._window(policy.budget.period, now)
-                checks.append(
-                    Check(
-                        "budget",
-                        f"usd:{scope}:{int(start)}",
-                        policy.budget.usd,
-                        cost,
-                        end - now if math.isfinite(end) else math.inf,
-                        principal.seeds.get(scope, 0.0),
-                    )
-                )
+        budgets = False
+        for kind, name, limit, scope in principal.plan:
+            if kind == "rpm":
+                checks.append(Check("rate", name, limit, 1, 60.0))
+            elif kind == "tpm":
+                checks.append(Check("rate", name, limit, tokens, 60.0))
+            elif kind == "par":
+                checks.append(Check("parallel", name, limit, 1, MAX_HOLD))
+            else:  # a budget, named by its period's start
+                budgets = True
+                start, end = self._window(kind, now)
+                left = end - now if math.isfinite(end) else math.inf
+                seed = principal.seeds.get(scope, 0.0)
+                checks.append(Check("budget", f"{name}{int(start)}", limit, cost, left, seed))
         verdict = await self.counters.admit(checks, request_id)
         if not verdict.admitted:
             raise self._refusal(principal, verdict, cost)
         ticket = Ticket(principal, request_id, now, cost, tokens, checks)
-        ticket.headers = self._headers(checks, verdict)
-        self._soft_alerts(principal, checks, verdict)
+        if principal.headers and verdict.remaining:
+            ticket.headers = self._headers(principal, verdict)
+        if budgets:
+            self._soft_alerts(principal, checks, verdict)
         return ticket
 
     def _window(self, period: str, now: float) -> tuple[float, float]:
@@ -266,15 +281,13 @@ class Tenancy:
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
     @staticmethod
-    def _headers(checks: Sequence[Check], verdict: Verdict) -> dict[str, str]:
-        """OpenAI's ``x-ratelimit-*`` headers, from the key's own limits (the first scope)."""
+    def _headers(principal: Principal, verdict: Verdict) -> dict[str, str]:
+        """OpenAI's ``x-ratelimit-*`` headers, from the key's own limits."""
         headers: dict[str, str] = {}
-        for check, left in zip(checks, verdict.remaining, strict=False):
-            if check.kind != "rate" or check.name.split(":", 2)[1] != "key":
-                continue
-            unit = "requests" if check.name.startswith("rpm") else "tokens"
-            headers[f"x-ratelimit-limit-{unit}"] = f"{check.limit:g}"
-            headers[f"x-ratelimit-remaining-{unit}"] = f"{max(0, math.floor(left))}"
+        remaining = verdict.remaining
+        for index, unit, limit in principal.headers:
+            headers[f"x-ratelimit-limit-{unit}"] = limit
+            headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, math.floor(remaining[index])))
         return headers
 
     def _soft_alerts(self, principal: Principal, checks: Sequence[Check], verdict: Verdict) -> None:

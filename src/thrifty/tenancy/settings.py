@@ -5,6 +5,7 @@ tenancy:
   redis_url: redis://127.0.0.1:6379/0                  # shared counters; default: per process
   cache_ttl: 0.4       # seconds a replica trusts its copy of a key (a revocation shows within 2x)
   soft_alert: 0.8      # log once when a budget is this much used
+  lease_share: 0.01    # with Redis: share of a large limit a replica admits from without asking
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..config import Config, read_positive, reject_unknown
+from ..config import Config, read_fraction, read_positive, reject_unknown
 
 if TYPE_CHECKING:
     from .service import Tenancy
@@ -27,6 +28,7 @@ class TenancySettings:
     redis_url: str | None = None
     cache_ttl: float = 0.4
     soft_alert: float = 0.8
+    lease_share: float = 0.01
 
 
 def parse_tenancy(config: Config) -> TenancySettings:
@@ -34,7 +36,7 @@ def parse_tenancy(config: Config) -> TenancySettings:
     where = config.where("tenancy")
     if not isinstance(raw, dict):
         raise where.error("must be a mapping")
-    reject_unknown(raw, {"database_url", "redis_url", "cache_ttl", "soft_alert"}, where)
+    reject_unknown(raw, {"database_url", "redis_url", "cache_ttl", "soft_alert", "lease_share"}, where)
     default_db = "sqlite:///" + os.path.join(config.server.data_dir, "tenancy.db")
     for key in ("database_url", "redis_url"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
@@ -47,6 +49,7 @@ def parse_tenancy(config: Config) -> TenancySettings:
         redis_url=raw.get("redis_url"),
         cache_ttl=read_positive(raw, "cache_ttl", where, 0.4),
         soft_alert=soft,
+        lease_share=read_fraction(raw, "lease_share", where, 0.01),
     )
 
 
@@ -72,7 +75,11 @@ def build_tenancy(config: Config) -> Tenancy:
     def max_output(model: str) -> int:
         return min(windows.get(model) or DEFAULT_OUTPUT_TOKENS, DEFAULT_OUTPUT_TOKENS)
 
-    counters = RedisCounters(settings.redis_url) if settings.redis_url else LocalCounters()
+    counters = (
+        RedisCounters(settings.redis_url, lease_share=settings.lease_share)
+        if settings.redis_url
+        else LocalCounters()
+    )
     return Tenancy(
         KeyStore.open(settings.database_url),
         counters,

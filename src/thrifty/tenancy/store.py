@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS thrifty_spend (
     scope TEXT NOT NULL, day {real} NOT NULL, usd {real} NOT NULL, requests BIGINT NOT NULL,
     PRIMARY KEY (scope, day)
 );
+CREATE TABLE IF NOT EXISTS thrifty_sessions (
+    token_hash TEXT PRIMARY KEY, key_id TEXT NOT NULL, expires_at {real} NOT NULL
+);
 """
 
 
@@ -353,6 +356,28 @@ class KeyStore:
             (scope, start, min(end, 1e18)),
         )
         return float(rows[0][0])
+
+    # -- dashboard sessions, shared by every process on this database ---------------
+
+    def add_session(self, token: str, key_id: str, expires_at: float) -> None:
+        """Remember a dashboard session (only the token's hash) and forget expired ones."""
+        with self._cursor() as cur:
+            cur.execute(self._sql("DELETE FROM thrifty_sessions WHERE expires_at < ?"), (time.time(),))
+            cur.execute(
+                self._sql("INSERT INTO thrifty_sessions VALUES (?, ?, ?)"),
+                (hash_secret(token), key_id, expires_at),
+            )
+
+    def find_session(self, token: str) -> tuple[str, float] | None:
+        """The key id and expiry (unix time) of a live session, or None."""
+        rows = self._exec(
+            "SELECT key_id, expires_at FROM thrifty_sessions WHERE token_hash = ? AND expires_at > ?",
+            (hash_secret(token), time.time()),
+        )
+        return (str(rows[0][0]), float(rows[0][1])) if rows else None
+
+    def drop_session(self, token: str) -> None:
+        self._exec("DELETE FROM thrifty_sessions WHERE token_hash = ?", (hash_secret(token),))
 
     def spend_by_scope(self, prefix: str, start: float = 0.0) -> dict[str, tuple[float, int]]:
         rows = self._exec(
