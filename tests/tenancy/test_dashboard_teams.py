@@ -91,7 +91,7 @@ def _setup(url: str) -> dict[str, dict[str, Any]]:
         {"name": "indexer", "team": "search", "parallel": 4},
         {"name": "loner"},
     ):
-        status, keys[body["name"]], _ = call(url, "/admin/keys", body)
+        status, keys[str(body["name"])], _ = call(url, "/admin/keys", body)
         assert status == 201
     assert call(url, f"/admin/keys/{keys['indexer']['id']}", method="DELETE")[0] == 200
     return keys
