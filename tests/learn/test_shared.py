@@ -69,7 +69,7 @@ async def test_a_rating_on_one_replica_changes_what_the_other_serves(pair: list[
     await a.complete(again)  # a serves the user's override that b learned
     assert again.trace.variant is not None
     assert (again.trace.variant.variant, again.trace.variant.source) == ("simplify_examples", "user")
-    assert a.report() == b.report()
+    assert a.report("key-a") == b.report("key-a")
 
 
 @pytest.mark.parametrize("pair", [{"knowledge": "off"}], indirect=True)
@@ -92,7 +92,7 @@ async def test_both_replicas_promote_the_same_variant_from_ratings_spread_over_t
             break
     assert decision == "promoted"
     await settle(a, b)
-    assert a.report() == b.report()
+    assert a.report("key-a") == b.report("key-a")
     [experiment] = b.report("key-a")["experiments"]
     assert experiment["champion"] == "simplify_examples"
     assert a.counts["promoted"] == b.counts["promoted"] == 1

@@ -199,6 +199,8 @@ class LearningLayer(Wrapper):
                 if owner is None or o == owner
             ],
             "knowledge_entries": self.knowledge.size(owner),
+            "shared": "redis" if self.settings.redis_url else "local",
+            **({"counts": dict(self.counts)} if owner is None else {}),
         }
 
     # -- serving ----------------------------------------------------------------------
