@@ -109,6 +109,9 @@ class CompressLayer(Wrapper):
         extra = request.extra
         if self.settings.prompt_cache_key and "prompt_cache_key" not in extra:
             extra = {**extra, "prompt_cache_key": prompt_cache_key(trace.tenant, request.messages, params)}
+        options = request.options
+        if self.settings.cache_control and "cache_breakpoints" not in options:
+            options = {**options, "cache_breakpoints": True}  # Anthropic upstreams mark the stable prefix
         after = before if messages is None else messages_tokens(messages, self.count)
         if messages is None or after >= before:
             skipped = "unsupported" if messages is None else "no-gain"
@@ -119,9 +122,7 @@ class CompressLayer(Wrapper):
         self.compressed += after < before
         self.tokens_in += before
         self.tokens_out += after
-        if messages is request.messages and params is request.params and extra is request.extra:
-            return request
-        return dataclasses.replace(request, messages=messages, params=params, extra=extra)
+        return dataclasses.replace(request, messages=messages, params=params, extra=extra, options=options)
 
     async def _shrink_with(
         self, request: ChatRequest, knobs: Knobs, scorer: Scorer
