@@ -454,6 +454,7 @@ class Gateway:
             cache=trace.cache,
             route=trace.route,
             fallback=trace.fallback,
+            compress=trace.compress,
             annotations=trace_notes(trace),
         )
 
