@@ -51,7 +51,7 @@ async def pair(
 async def settle(*layers: LearningLayer) -> None:
     """What the request path queued is sent, and every layer has read the stream."""
     for layer in layers:
-        await layer.journal.flush()  # type: ignore[attr-defined]
+        await layer.journal.flush()
     for layer in layers:
         await layer.refresh()
 

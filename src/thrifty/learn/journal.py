@@ -53,6 +53,10 @@ class Journal(Protocol):
         """Fold what other replicas wrote since the last call."""
         ...
 
+    async def flush(self) -> None:
+        """Send what :meth:`post` and :meth:`remember` queued, now."""
+        ...
+
     def remember(self, request_id: str, served: Mapping[str, Any]) -> None:
         """Keep what ``request_id`` was served with, for a rating arriving elsewhere."""
         ...
@@ -81,6 +85,9 @@ class LocalJournal:
         self.fold(event)
 
     async def catch_up(self) -> None:
+        return None
+
+    async def flush(self) -> None:
         return None
 
     def remember(self, request_id: str, served: Mapping[str, Any]) -> None:
