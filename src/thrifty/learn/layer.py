@@ -178,7 +178,6 @@ class LearningLayer(Wrapper):
     def status(self) -> dict[str, Any]:
         return {
             **self.counts,
-            "shared": "redis" if self.settings.redis_url else "local",
             "knowledge_entries": self.knowledge.size(),
             "experiments": len(self.experiments),
             "running": sum(1 for e in self.experiments.values() if e.candidate is not None),
