@@ -249,7 +249,7 @@ class LearningLayer(Wrapper):
         if implicit is not None:
             self._implicit(owner, implicit)
         context, new = self.contexts.assign(owner, vector)
-        if new:  # folded here already; the others learn of it from the journal
+        if new and self.settings.redis_url:  # known here already; the other replicas learn of it
             self.journal.post({"t": "context", "owner": owner, "context": context, "vector": _pack(vector)})
         served = Served(owner, user, context, BASELINE, question, vector)
         self._remember(trace.request_id, served)
