@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import random
@@ -272,6 +273,7 @@ async def run(
     knowledge: bool,
     fixed: dict[str, str] | None = None,
     verify: bool = True,
+    redis_url: str = "",
 ) -> Result:
     rng = random.Random(seed + 1)
     topic_of = {p.format(t): t for g in GROUPS.values() for t in g["topics"] for p in PHRASINGS}
@@ -286,10 +288,11 @@ async def run(
         refresh_s=3600.0,
         seed=seed,
         knowledge_verify=verify,
+        redis_url=redis_url,
     )
     clock = SimClock()
-    layer = LearningLayer(backend, "m", settings, embed, clock=clock)
-    await layer.start()
+    layers = await replicas(backend, settings, embed, clock)
+    layer = layers[0]
     result = Result(name)
     best = {g: max(expected(g, FEATURES[v]) for v in FEATURES) for g in GROUPS}
     decisions = Decisions()
@@ -314,8 +317,10 @@ async def run(
                     request.messages = op.apply(request.messages)
             if not learn:
                 request.options["learn"] = False
+            serving = layers[len(result.ratings) % len(layers)]
+            rating_on = layers[(len(result.ratings) + 1) % len(layers)]
             started = time.perf_counter()
-            reply = await layer.complete(request)
+            reply = await serving.complete(request)
             result.overhead_ms.append((time.perf_counter() - started) * 1000)
             parsed = ANSWER.match(reply.text)
             assert parsed is not None, reply.text
@@ -335,13 +340,49 @@ async def run(
             result.expected.append(expected(group, feats))
             result.regret.append(best[group] - expected(group, feats))
             if learn:
-                await layer.on_signal(Signal(request.trace.request_id, rating, owner=owner, comment=comment))
+                signal = Signal(request.trace.request_id, rating, owner=owner, comment=comment)
+                await rate(layers, serving, rating_on, signal)
                 if variant is not None and variant.context:
                     decisions.note(layer, owner, variant.context, result)
-        result.implicit = layer.counts["implicit"]
+        result.implicit = sum(one.counts["implicit"] for one in layers)
     finally:
-        await layer.aclose()
+        for one in layers:
+            await one.aclose()
     return result
+
+
+async def replicas(
+    backend: FakeBackend, settings: LearnSettings, embed: Callable[[Sequence[str]], Any], clock: SimClock
+) -> list[LearningLayer]:
+    """One layer, or with ``redis_url`` two replicas on that (flushed) Redis, started."""
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+
+        async with aioredis.Redis.from_url(settings.redis_url) as client:
+            await client.flushdb()
+        other = dataclasses.replace(settings, path=settings.path + ".b")
+        layers = [LearningLayer(backend, "m", s, embed, clock=clock) for s in (settings, other)]
+    else:
+        layers = [LearningLayer(backend, "m", settings, embed, clock=clock)]
+    for one in layers:
+        await one.start()
+    return layers
+
+
+async def rate(
+    layers: list[LearningLayer], serving: LearningLayer, rating_on: LearningLayer, signal: Signal
+) -> None:
+    """The rating through ``rating_on``; with replicas, all of them read the stream after it.
+
+    Steps are 10 simulated seconds apart, longer than ``refresh_s``: every replica has
+    read the others' events before the next request.
+    """
+    if len(layers) > 1:
+        await serving.journal.flush()
+    await rating_on.on_signal(signal)
+    if len(layers) > 1:
+        for one in layers:
+            await one.refresh()
 
 
 def words(texts: Sequence[str]) -> Any:
@@ -390,6 +431,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--embed", choices=("minilm", "words"), default="minilm")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "out"))
+    parser.add_argument(
+        "--redis",
+        default="",
+        help="also run learn as two replicas on this Redis (flushed first!), served and rated alternately",
+    )
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}")
     print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
@@ -413,6 +459,11 @@ def main() -> int:
         ("learn-nokb", {"learn": True, "knowledge": False}),
         ("learn", {"learn": True, "knowledge": True}),
         ("learn-noverify", {"learn": True, "knowledge": True, "verify": False}),
+        *(
+            [("learn-2replicas", {"learn": True, "knowledge": True, "redis_url": args.redis})]
+            if args.redis
+            else []
+        ),
     ):
         path = out / f"learn-{name}.sqlite3"
         for suffix in ("", "-wal", "-shm"):
@@ -446,6 +497,14 @@ def report(runs: list[Result], best_variant: dict[str, str], requests: int) -> N
         f"({last['learn'] / last['oracle']:.1%} of it), none {last['none']:.2f} "
         f"({last['learn'] / last['none'] - 1:+.1%}); learn-nokb {last['learn-nokb']:.2f}"
     )
+    if "learn-2replicas" in by:
+        two = by["learn-2replicas"]
+        print(
+            f"two replicas on Redis: last {size} {last['learn-2replicas']:.2f}, all "
+            f"{statistics.fmean(two.ratings):.2f} (one process: {last['learn']:.2f}, "
+            f"{statistics.fmean(by['learn'].ratings):.2f}); knowledge hits {two.hits}, "
+            f"{two.hit_errors} wrong-topic, {two.leaks} cross-tenant; implicit signals {two.implicit}"
+        )
     half = requests // 2
     print(f"\nmean rating per group over the last {requests - half} requests:")
     print("| run | " + " | ".join(GROUPS) + " |")

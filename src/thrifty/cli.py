@@ -115,6 +115,7 @@ DELEGATED = {
     "top": ("thrifty.observe.top", "top_main", "live view of a running gateway"),
     "keys": ("thrifty.tenancy.cli", "keys_main", "create, list, update, rotate and revoke virtual keys"),
     "teams": ("thrifty.tenancy.cli", "teams_main", "create, list and update teams (budgets, limits)"),
+    "compress": ("thrifty.compress.cli", "compress_main", "show a request as the compressor would send it"),
 }
 
 

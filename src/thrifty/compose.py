@@ -146,13 +146,14 @@ def build(config: Config) -> Stack:
     embedder = _embedding_model()
     store = build_store(config, embedder.embed)
     groups: dict[str, Backend] = {}
+    shared: dict[str, Backend] = {}  # filled below; a group's compressor may call another (summary_model)
     for group in config.models:
         deployments = [providers.build(dep) for dep in group.deployments]
         backend = build_group(group, deployments, config)
-        cached = wrap_compress(wrap_cache(backend, group, config, store), group, config, embedder)
+        cached = wrap_compress(wrap_cache(backend, group, config, store), group, config, embedder, shared.get)
         groups[group.name] = wrap_learning(cached, group, config, embedder.embed)
 
-    shared: dict[str, Backend] = {name: Shared(b) for name, b in groups.items()}
+    shared.update((name, Shared(b)) for name, b in groups.items())
     chains = {
         name: chain
         for name, chain in build_fallbacks(config, shared).items()

@@ -469,6 +469,7 @@ class Gateway:
             cache=trace.cache,
             route=trace.route,
             fallback=trace.fallback,
+            compress=trace.compress,
             annotations=trace_notes(trace),
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,

@@ -153,6 +153,11 @@ class CompressOutcome:
     removed: tuple[tuple[str, int], ...] = ()  # (what, how many): ("duplicate", 2), ("summarised", 12)
     skipped: str = ""  # why the prompt went unchanged: "short", "no-gain"
 
+    @property
+    def saved(self) -> int:
+        """Prompt tokens the compressor took out (its own count)."""
+        return 0 if self.skipped else max(0, self.tokens_before - self.tokens_after)
+
     def header(self) -> str:
         """The ``x-thrifty-compress`` header value: ``balanced 2,140->1,210 tokens duplicate=2``."""
         if self.skipped:

@@ -250,17 +250,17 @@ def test_the_command_line_prints_what_would_be_sent(
 ) -> None:
     import json
 
-    from thrifty.compress.__main__ import main
+    from thrifty.cli import main
 
     path = tmp_path / "request.json"
     path.write_text(json.dumps({"model": "m", "messages": agent_history()}))
-    assert main([str(path), "--mode", "minimal"]) == 0
+    assert main(["compress", str(path), "--mode", "minimal"]) == 0
     out, err = capsys.readouterr()
     sent = json.loads(out)
     assert sent["model"] == "m" and sent["messages"][-1] == agent_history()[-1]
     assert err.startswith("minimal: ") and "% saved" in err and "duplicate=2" in err
     path.write_text("[1, 2]")
-    assert main([str(path)]) == 2
+    assert main(["compress", str(path)]) == 2
     assert "expected a chat request" in capsys.readouterr().err
 
 

@@ -244,6 +244,7 @@ PROBES = [
     Probe("metrics-no-key", "GET", "/metrics", key=None, expect=401),
     Probe("dashboard", "GET", "/dashboard"),
     Probe("dashboard-stats", "GET", "/dashboard/api/stats"),
+    Probe("dashboard-learning", "GET", "/dashboard/api/learning"),
     Probe(
         "dashboard-asset", "GET", "/dashboard/static/{name}", path="/dashboard/static/dashboard.js", key=None
     ),

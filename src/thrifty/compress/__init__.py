@@ -10,6 +10,7 @@ keeps prompt prefixes stable for provider caches; ``tokens`` counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..backend import Backend
@@ -23,12 +24,19 @@ __all__ = ["MODES", "CompressSettings", "Knobs", "parse_settings", "wrap_compres
 
 
 def wrap_compress(
-    backend: Backend, group: ModelGroup, config: Config, embedder: EmbeddingModel | None = None
+    backend: Backend,
+    group: ModelGroup,
+    config: Config,
+    embedder: EmbeddingModel | None = None,
+    groups: Callable[[str], Backend | None] | None = None,
 ) -> Backend:
-    """``backend`` behind the compressor, or itself when the group never compresses."""
+    """``backend`` behind the compressor, or itself when the group never compresses.
+
+    ``groups`` finds another model group by name once the stack is built (the ``summary_model``).
+    """
     settings = parse_settings(config, group)
     if not settings.enabled:
         return backend
     from .layer import CompressLayer
 
-    return CompressLayer(backend, group.name, settings, embedder)
+    return CompressLayer(backend, group.name, settings, embedder, groups)

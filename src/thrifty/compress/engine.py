@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ..types import Message
 from .extract import Scorer, extract
-from .history import near_duplicates, summarise_old_turns
+from .history import Summarise, near_duplicates, summarise_old_turns
 from .minimal import dedupe_exact, minimal
 from .parts import Tally, last_user_index
 from .relevance import bm25
@@ -24,25 +24,36 @@ from .tokens import Counter, estimate, messages_tokens
 
 
 def shrink(
-    messages: Sequence[Message], knobs: Knobs, count: Counter = estimate, scorer: Scorer = bm25
+    messages: Sequence[Message],
+    knobs: Knobs,
+    count: Counter = estimate,
+    scorer: Scorer = bm25,
+    summarise: Summarise | None = None,
 ) -> tuple[list[Message], Tally]:
     """``messages`` compressed as ``knobs.mode`` says, and what went; never more tokens than before."""
     tally = Tally()
     if knobs.mode == "off":
         return list(messages), tally
-    out = _passes(messages, knobs, count, scorer, tally)
+    out = _passes(messages, knobs, count, scorer, tally, summarise)
     if messages_tokens(out, count) > messages_tokens(messages, count):
         return list(messages), Tally()
     return out, tally
 
 
 def _passes(
-    messages: Sequence[Message], knobs: Knobs, count: Counter, scorer: Scorer, tally: Tally
+    messages: Sequence[Message],
+    knobs: Knobs,
+    count: Counter,
+    scorer: Scorer,
+    tally: Tally,
+    summarise: Summarise | None,
 ) -> list[Message]:
     if knobs.mode == "minimal":
         return minimal(messages, tally)
     out = minimal(messages, tally, dedupe=False)
-    out = summarise_old_turns(out, tally, count, budget=knobs.budget_tokens, block=knobs.block)
+    out = summarise_old_turns(
+        out, tally, count, budget=knobs.budget_tokens, block=knobs.block, summarise=summarise
+    )
     out = dedupe_exact(out, tally, protect=last_user_index(out))
     out = near_duplicates(out, tally)
     if knobs.mode == "aggressive":

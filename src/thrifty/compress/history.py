@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..types import Message
 from .parts import Tally, last_user_index, opening, rewritable, role, text_of, tool_call_names, with_text
@@ -34,6 +34,7 @@ TOOL_OVERLAP = 0.6  # share of a tool output's lines already seen that makes it 
 SUMMARY_SHARE = 0.2  # sentences of a turn kept in the summary
 MAX_TOOL_CHARS = 300  # of an old tool result's text in the summary
 SUMMARY_HEADER = "[Summary of the {n} earlier messages of this conversation, condensed by thrifty]"
+Summarise = Callable[[Sequence[Message], str], str]  # (old turns, the last user text) -> the summary
 
 
 class _Index:
@@ -141,9 +142,18 @@ def _tool_overlap(
 
 
 def summarise_old_turns(
-    messages: list[Message], tally: Tally, count: TokenCounter, *, budget: int, block: int
+    messages: list[Message],
+    tally: Tally,
+    count: TokenCounter,
+    *,
+    budget: int,
+    block: int,
+    summarise: Summarise | None = None,
 ) -> list[Message]:
-    """The oldest turns as one summary when the whole is over ``budget`` tokens."""
+    """The oldest turns as one summary when the whole is over ``budget`` tokens.
+
+    ``summarise`` writes the summary (default: the extractive one below).
+    """
     sizes = [message_tokens(m, count) for m in messages]
     if sum(sizes) <= budget:
         return messages
@@ -164,14 +174,16 @@ def summarise_old_turns(
     old = messages[start:cut]
     if len(old) < 2:
         return messages
-    summary: Message = {"role": "user", "content": _summary(old, text_of(messages[last_user]))}
+    write = summarise or extractive_summary
+    summary: Message = {"role": "user", "content": write(old, text_of(messages[last_user]))}
     if message_tokens(summary, count) >= sum(sizes[start:cut]):
         return messages
     tally.add("summarised", len(old))
     return [*messages[:start], summary, *messages[cut:]]
 
 
-def _summary(old: Sequence[Message], query: str) -> str:
+def extractive_summary(old: Sequence[Message], query: str) -> str:
+    """Per turn, the lead sentence and those nearest ``query``; tool calls; code verbatim."""
     names = tool_call_names(old)
     lines = [SUMMARY_HEADER.format(n=len(old))]
     for message in old:

@@ -6,6 +6,11 @@ order, and record what went on the trace (``x-thrifty-compress`` and the
 ledger's notes). The layer sits above the response cache, so a compressed
 request is cached under its compressed form. Answers pass through untouched;
 the ledger bills from the upstream's usage, cached prompt tokens included.
+
+With ``summary_model`` set, the summary of old turns is written by that model
+group (:mod:`.summary`), cached per span of old turns so the prefix stays the
+same from turn to turn; on failure or past ``summary_timeout_s`` the
+extractive summary is used.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backend import Backend, Wrapper
 from ..types import ChatRequest, ChatResponse, CompressOutcome, Piece
 from .engine import shrink
 from .extract import Scorer
+from .history import Summarise, extractive_summary
 from .layout import prompt_cache_key, stable_tools
 from .relevance import blend, bm25
 from .settings import CompressSettings, Knobs, request_knobs
@@ -27,6 +33,7 @@ from .tokens import counter, messages_tokens
 
 if TYPE_CHECKING:
     from ..embeddings import EmbeddingModel
+    from .summary import SummaryWriter
 
 log = logging.getLogger("thrifty.compress")
 
@@ -35,12 +42,22 @@ class CompressLayer(Wrapper):
     """Sends ``inner`` a smaller prompt that means the same (or, aggressive, nearly)."""
 
     def __init__(
-        self, inner: Backend, group: str, settings: CompressSettings, embedder: EmbeddingModel | None = None
+        self,
+        inner: Backend,
+        group: str,
+        settings: CompressSettings,
+        embedder: EmbeddingModel | None = None,
+        groups: Callable[[str], Backend | None] | None = None,
     ) -> None:
         super().__init__(inner)
         self.group = group
         self.settings = settings
         self.embedder = embedder
+        self.writer: SummaryWriter | None = None
+        if settings.summary_model and groups is not None:
+            from .summary import SummaryWriter
+
+            self.writer = SummaryWriter(settings.summary_model, groups, settings.summary_timeout_s)
         self.count = counter(settings.exact_tokens)
         self._always_off = settings.knobs.mode == "off" and not settings.keys
         self.compressed = 0
@@ -53,6 +70,7 @@ class CompressLayer(Wrapper):
             "compressed": self.compressed,
             "tokens_in": self.tokens_in,
             "tokens_saved": self.tokens_in - self.tokens_out,
+            **(self.writer.status() if self.writer is not None else {}),
         }
 
     def _untouched(self, request: ChatRequest) -> bool:
@@ -83,14 +101,17 @@ class CompressLayer(Wrapper):
         if before < knobs.min_tokens:
             trace.compress = CompressOutcome(knobs.mode, before, before, skipped="short")
             return request
+        scorer: Scorer = bm25
         if knobs.mode == "aggressive" and knobs.scorer == "hybrid" and self.embedder is not None:
-            messages, removed = await asyncio.to_thread(self._shrink, request, knobs, self._hybrid)
-        else:
-            messages, removed = self._shrink(request, knobs, bm25)
+            scorer = self._hybrid
+        messages, removed = await self._shrink_with(request, knobs, scorer)
         params = stable_tools(request.params) if self.settings.layout else request.params
         extra = request.extra
         if self.settings.prompt_cache_key and "prompt_cache_key" not in extra:
             extra = {**extra, "prompt_cache_key": prompt_cache_key(trace.tenant, request.messages, params)}
+        options = request.options
+        if self.settings.cache_control and "cache_breakpoints" not in options:
+            options = {**options, "cache_breakpoints": True}  # Anthropic upstreams mark the stable prefix
         after = before if messages is None else messages_tokens(messages, self.count)
         if messages is None or after >= before:
             skipped = "unsupported" if messages is None else "no-gain"
@@ -101,16 +122,45 @@ class CompressLayer(Wrapper):
         self.compressed += after < before
         self.tokens_in += before
         self.tokens_out += after
-        if messages is request.messages and params is request.params and extra is request.extra:
-            return request
-        return dataclasses.replace(request, messages=messages, params=params, extra=extra)
+        return dataclasses.replace(request, messages=messages, params=params, extra=extra, options=options)
+
+    async def _shrink_with(
+        self, request: ChatRequest, knobs: Knobs, scorer: Scorer
+    ) -> tuple[list[dict[str, Any]] | None, tuple[tuple[str, int], ...]]:
+        """The passes (in a thread when MiniLM scores), then the model's summary if one is configured."""
+        hybrid = scorer is not bm25
+        old: list[Sequence[Any]] = []
+
+        def noting(turns: Sequence[Any], query: str) -> str:
+            old.append(turns)
+            return extractive_summary(turns, query)
+
+        summarise = noting if self.writer is not None else None
+        if hybrid:
+            result = await asyncio.to_thread(self._shrink, request, knobs, scorer, summarise)
+        else:
+            result = self._shrink(request, knobs, scorer, summarise)
+        if self.writer is None or not old or result[0] is None:
+            return result
+        written = await self.writer.summary(old[0])
+        if written is None:  # failed or too slow: the extractive summary stands
+            return result
+
+        def model(turns: Sequence[Any], query: str) -> str:
+            return written
+
+        if hybrid:
+            messages, removed = await asyncio.to_thread(self._shrink, request, knobs, scorer, model)
+        else:
+            messages, removed = self._shrink(request, knobs, scorer, model)
+        return messages, tuple(sorted((*removed, ("model-summary", 1))))
 
     def _shrink(
-        self, request: ChatRequest, knobs: Knobs, scorer: Scorer
+        self, request: ChatRequest, knobs: Knobs, scorer: Scorer, summarise: Summarise | None = None
     ) -> tuple[list[dict[str, Any]] | None, tuple[tuple[str, int], ...]]:
         """The compressed messages and what went; None when the passes met a shape they do not know."""
         try:
-            messages, tally = shrink(request.messages, knobs, self.count, scorer)
+            messages, tally = shrink(request.messages, knobs, self.count, scorer, summarise)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             # A shape the passes do not know: the request goes as it came.
             log.warning(

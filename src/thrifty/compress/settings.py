@@ -10,6 +10,9 @@
       exact_tokens: false       # count with tiktoken (2 ms per 10k tokens) instead of estimating
       layout: true              # tools in a deterministic order, so prompt prefixes repeat
       prompt_cache_key: false   # set OpenAI's prompt_cache_key per tenant and stable prefix
+      cache_control: true       # Anthropic upstreams: cache breakpoints on the stable prefix
+      summary_model: null       # balanced, aggressive: a model group that writes the summary
+      summary_timeout_s: 5      # past this (or on any failure) the extractive summary is used
       keys: {key_9f2c: aggressive}   # per virtual key (its id or name)
 
     models:
@@ -34,6 +37,7 @@ from ..config import (
     Where,
     check_fraction,
     read_bool,
+    read_positive,
     read_positive_int,
     reject_unknown,
 )
@@ -44,7 +48,16 @@ SCORERS = ("bm25", "hybrid")
 PARAM = "x-thrifty-compress"
 
 _TUNING = {"budget_tokens", "block", "ratio", "scorer", "min_tokens"}
-_GROUP_KEYS = {"mode", "enabled", "exact_tokens", "layout", "prompt_cache_key"} | _TUNING
+_GROUP_KEYS = {
+    "mode",
+    "enabled",
+    "exact_tokens",
+    "layout",
+    "prompt_cache_key",
+    "cache_control",
+    "summary_model",
+    "summary_timeout_s",
+} | _TUNING
 _SECTION_KEYS = _GROUP_KEYS | {"keys"}
 
 
@@ -69,6 +82,9 @@ class CompressSettings:
     exact_tokens: bool = False
     layout: bool = True
     prompt_cache_key: bool = False
+    cache_control: bool = True
+    summary_model: str = ""  # a model group that writes the summary of old turns; "": extractive
+    summary_timeout_s: float = 5.0
     keys: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -84,10 +100,17 @@ def parse_settings(config: Config, group: ModelGroup) -> CompressSettings:
         _check_mode(mode, where / "keys" / str(name))
     settings = replace(settings, keys={str(k): v for k, v in keys.items()})
     own = group.options.get("compress")
-    if own is None:
-        return settings
     gwhere = config.where(f"models.{group.name}.compress")
-    return _apply(settings, _as_mapping(own, gwhere), gwhere, _GROUP_KEYS)
+    if own is not None:
+        settings = _apply(settings, _as_mapping(own, gwhere), gwhere, _GROUP_KEYS)
+    names = [g.name for g in config.models]
+    if settings.summary_model and settings.summary_model not in names:
+        raise (gwhere / "summary_model").error(
+            f"no model group named {settings.summary_model!r}; groups: {', '.join(names)}"
+        )
+    if settings.summary_model == group.name:  # the summary group itself summarises extractively
+        settings = replace(settings, summary_model="")
+    return settings
 
 
 def _as_mapping(raw: Any, where: Where) -> Mapping[str, Any]:
@@ -114,7 +137,19 @@ def _apply(
         exact_tokens=read_bool(raw, "exact_tokens", where, settings.exact_tokens),
         layout=read_bool(raw, "layout", where, settings.layout),
         prompt_cache_key=read_bool(raw, "prompt_cache_key", where, settings.prompt_cache_key),
+        cache_control=read_bool(raw, "cache_control", where, settings.cache_control),
+        summary_model=_summary_model(raw, where, settings.summary_model),
+        summary_timeout_s=read_positive(raw, "summary_timeout_s", where, settings.summary_timeout_s),
     )
+
+
+def _summary_model(raw: Mapping[str, Any], where: Where, default: str) -> str:
+    value = raw.get("summary_model", default)
+    if value is None or value is False:
+        return ""
+    if not isinstance(value, str):
+        raise (where / "summary_model").error(f"must name a model group, got {value!r}")
+    return value
 
 
 def _check_mode(mode: Any, where: Where) -> str:

@@ -4,11 +4,14 @@ Online leader clustering per owner: a request joins the nearest context whose
 centroid is within ``context_similarity`` (cosine), and moves that centroid a
 little towards itself; otherwise it starts a new context. Past
 ``max_contexts`` a request joins the nearest context whatever the distance.
-Owners never share contexts.
+Owners never share contexts. A context is named after its first request's
+vector (a hash), so replicas that meet the same question name it alike, and a
+context found by another replica (:meth:`Contexts.add`) joins under its name.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class _Owner:
+    ids: list[str] = field(default_factory=list)
     centroids: list[Any] = field(default_factory=list)  # unit vectors
     counts: list[int] = field(default_factory=list)
     matrix: Any = None  # the centroids stacked, rebuilt when they change
@@ -32,8 +36,8 @@ class Contexts:
         self.most = most
         self._owners: dict[str, _Owner] = {}
 
-    def assign(self, owner: str, vector: Vector) -> str:
-        """The id of the context ``vector`` belongs to (created if none is near)."""
+    def assign(self, owner: str, vector: Vector) -> tuple[str, bool]:
+        """The id of the context ``vector`` belongs to, and whether it is new (created if none is near)."""
         import numpy as np
 
         state = self._owners.setdefault(owner, _Owner())
@@ -44,11 +48,24 @@ class Contexts:
             best = int(scores.argmax())
             if float(scores[best]) >= self.similarity or len(state.centroids) >= self.most:
                 self._move(state, best, vector)
-                return f"c{best}"
+                return state.ids[best], False
+        name = (
+            "c" + hashlib.blake2b(np.asarray(vector, dtype=np.float32).tobytes(), digest_size=4).hexdigest()
+        )
+        return name, self.add(owner, name, vector)
+
+    def add(self, owner: str, name: str, vector: Vector) -> bool:
+        """Know the context ``name`` (found here or by another replica); False if already known."""
+        import numpy as np
+
+        state = self._owners.setdefault(owner, _Owner())
+        if name in state.ids:
+            return False
+        state.ids.append(name)
         state.centroids.append(np.array(vector, dtype=np.float32))
         state.counts.append(1)
         state.matrix = None
-        return f"c{len(state.centroids) - 1}"
+        return True
 
     @staticmethod
     def _move(state: _Owner, index: int, vector: Vector) -> None:

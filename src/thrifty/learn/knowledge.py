@@ -101,8 +101,11 @@ def entry_id(owner: str, question: str, answer: str) -> str:
 
 
 class KnowledgeBase:
-    def __init__(self, settings: LearnSettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: LearnSettings, clock: Callable[[], float] = time.time, *, persist: bool = True
+    ) -> None:
         self.settings = settings
+        self.persist = persist  # False: entries arrive as journal events; the file keeps only signals
         self.clock = clock
         self.outage = Outage("knowledge base", log)
         self.db: sqlite3.Connection | None = None
@@ -139,7 +142,7 @@ class KnowledgeBase:
         """Run one write given a fresh version (blocking); memory stays right if the file fails."""
         with self._lock:
             db = self.db
-            if db is None:
+            if db is None or not self.persist:
                 return
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -157,7 +160,7 @@ class KnowledgeBase:
             self.open()
         with self._lock:
             db = self.db
-            if db is None:
+            if db is None or not self.persist:
                 return []
             try:
                 rows = db.execute(
@@ -211,12 +214,14 @@ class KnowledgeBase:
         response_id: str,
         source: str = "rated",
         good: float = 1.0,
+        created: float | None = None,
     ) -> tuple[Entry, Callable[[], None]]:
         """Count a good answer (new or known); returns the entry and the write to run in a thread."""
         key = entry_id(owner, question, answer)
         entry = self._entries.get(owner, {}).get(key)
         if entry is None:
-            entry = Entry(key, owner, question, answer, vector, 0.0, 0.0, source, response_id, self.clock())
+            when = self.clock() if created is None else created
+            entry = Entry(key, owner, question, answer, vector, 0.0, 0.0, source, response_id, when)
         entry.good += good
         self._put(entry)
         blob = vector.astype("float32").tobytes()

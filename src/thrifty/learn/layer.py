@@ -14,11 +14,16 @@ Per rating (:meth:`LearningLayer.on_signal`): classify the comment into reasons,
 count the outcome for the variant and context, propose the operator the reasons
 call for (and give it to the rating user at once), admit a good or corrected
 answer to the knowledge base, and count a bad rating against what it came from.
+
+Every change to what the layer knows is an event folded by :meth:`LearningLayer.fold`
+through a journal (:mod:`.journal`): at once in one process, or in Redis's
+order on every replica when ``learn.redis_url`` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -43,6 +48,7 @@ from ..types import (
 )
 from .contexts import Contexts
 from .experiments import Experiment, reward_of
+from .journal import Event, Journal, LocalJournal, RedisJournal
 from .knowledge import KnowledgeBase, Match
 from .operators import (
     BASELINE,
@@ -108,7 +114,12 @@ class LearningLayer(Wrapper):
         self.classifier = ReasonClassifier(embed)
         self.contexts = Contexts(settings.context_similarity, settings.max_contexts)
         self.recent = RecentAsks(settings.window_s, settings.duplicate_similarity)
-        self.knowledge = KnowledgeBase(settings, clock)
+        self.journal: Journal = (
+            RedisJournal(settings.redis_url, f"thrifty:learn:{group}:", self.fold)
+            if settings.redis_url
+            else LocalJournal(self.fold)
+        )
+        self.knowledge = KnowledgeBase(settings, clock, persist=not settings.redis_url)
         self.experiments: dict[tuple[str, str], Experiment] = {}
         self.overrides: OrderedDict[tuple[str, str, str], str] = (
             OrderedDict()
@@ -137,14 +148,16 @@ class LearningLayer(Wrapper):
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.gather(self._refresher, return_exceptions=True)
+        await self.journal.aclose()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self.knowledge.close)
         await self.inner.aclose()
 
     async def refresh(self) -> None:
-        """Read what other instances (and this one) wrote to the shared file; prune."""
+        """Read what other instances (and this one) wrote to the shared file or stream; prune."""
         self.knowledge.apply(await asyncio.to_thread(self.knowledge.changes))
+        await self.journal.catch_up()
         for write in self.knowledge.prune():
             self._background(write)
 
@@ -162,7 +175,7 @@ class LearningLayer(Wrapper):
         task.add_done_callback(self._tasks.discard)
 
     def degraded(self) -> list[str]:
-        return self.knowledge.degraded()
+        return self.knowledge.degraded() + self.journal.degraded()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -187,6 +200,8 @@ class LearningLayer(Wrapper):
                 if owner is None or o == owner
             ],
             "knowledge_entries": self.knowledge.size(owner),
+            "shared": "redis" if self.settings.redis_url else "local",
+            **({"counts": dict(self.counts)} if owner is None else {}),
         }
 
     # -- serving ----------------------------------------------------------------------
@@ -194,15 +209,20 @@ class LearningLayer(Wrapper):
     async def complete(self, request: ChatRequest) -> ChatResponse:
         plan = await self._plan(request)
         if plan.hit is not None:
+            if plan.served is not None:
+                self._share(request, plan.served)
             return self._hit_response(request, plan.hit)
         response = await self.inner.complete(plan.request)
         if plan.served is not None:
             plan.served.answer = _kept(response.text)
+            self._share(request, plan.served)
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Piece]:
         plan = await self._plan(request)
         if plan.hit is not None:
+            if plan.served is not None:
+                self._share(request, plan.served)
             for chunk in self._hit_chunks(request, plan.hit):
                 yield chunk
             return
@@ -219,6 +239,7 @@ class LearningLayer(Wrapper):
                     parts.append(text)
             yield piece
         plan.served.answer = _kept("".join(parts))
+        self._share(request, plan.served)
 
     async def _plan(self, request: ChatRequest) -> Plan:
         question = last_user_text(request.messages)
@@ -233,7 +254,9 @@ class LearningLayer(Wrapper):
         )
         if implicit is not None:
             self._implicit(owner, implicit)
-        context = self.contexts.assign(owner, vector)
+        context, new = self.contexts.assign(owner, vector)
+        if new and self.settings.redis_url:  # known here already; the other replicas learn of it
+            self.journal.post({"t": "context", "owner": owner, "context": context, "vector": _pack(vector)})
         served = Served(owner, user, context, BASELINE, question, vector)
         self._remember(trace.request_id, served)
         match = self.knowledge.lookup(owner, question, vector) if self.settings.knowledge != "off" else None
@@ -268,6 +291,12 @@ class LearningLayer(Wrapper):
             return BASELINE, ""
         return experiment.assign(user or "", self.settings.max_share)
 
+    def _share(self, request: ChatRequest, served: Served) -> None:
+        """Keep what was served in the journal too, for a rating another replica receives."""
+        if self.settings.redis_url:
+            shared = {f: getattr(served, f) for f in Served.__slots__}  # type: ignore[attr-defined]
+            self.journal.remember(request.trace.request_id, shared | {"vector": _pack(served.vector)})
+
     def _remember(self, request_id: str, served: Served) -> None:
         self._served[request_id] = served
         while len(self._served) > MAX_SERVED:
@@ -297,105 +326,175 @@ class LearningLayer(Wrapper):
         if served is None or served.owner != owner:
             return
         self.counts["implicit"] += 1
-        self._count(served, 0.0, self.settings.implicit_weight)
+        for event in self._outcome(served, 0.0, self.settings.implicit_weight):
+            self.journal.post(event)
         if served.knowledge_id:
-            write = self.knowledge.contradict(
-                owner, entry_key=served.knowledge_id, weight=self.settings.implicit_weight
+            self.journal.post(
+                {
+                    "t": "contradict",
+                    "owner": owner,
+                    "entry": served.knowledge_id,
+                    "weight": self.settings.implicit_weight,
+                }
             )
-            if write is not None:
-                self._background(write)
         self._log(implicit.request_id, served, implicit.kind, None, [], "")
 
-    def _count(self, served: Served, reward: float, weight: float) -> str | None:
-        experiment = self.experiments.get((served.owner, served.context))
-        if experiment is None or served.variant == KNOWLEDGE or served.source == "user":
+    @staticmethod
+    def _outcome(served: Served, reward: float, weight: float) -> list[Event]:
+        """The outcome event for ``served`` (none for knowledge hits and users' own variants)."""
+        if served.variant == KNOWLEDGE or served.source == "user":
+            return []
+        return [
+            {
+                "t": "outcome",
+                "owner": served.owner,
+                "context": served.context,
+                "variant": served.variant,
+                "reward": reward,
+                "weight": weight,
+            }
+        ]
+
+    # -- folding events (the only place learned state changes) ------------------------
+
+    def fold(self, event: Event) -> Any:
+        """Apply one event to memory; what it decided (a decision, a proposal taken), if anything."""
+        kind, owner = event["t"], str(event["owner"])
+        if kind == "context":
+            return self.contexts.add(owner, str(event["context"]), _unpack(event["vector"]))
+        if kind in ("open", "outcome", "propose"):
+            return self._fold_experiment(kind, owner, event)
+        if kind in ("override", "unset"):
+            key = (owner, str(event["user"]), str(event["context"]))
+            if kind == "unset":
+                if self.overrides.get(key) == event["variant"]:
+                    del self.overrides[key]
+                return None
+            self.overrides[key] = str(event["variant"])
+            self.overrides.move_to_end(key)
+            while len(self.overrides) > MAX_OVERRIDES:
+                self.overrides.popitem(last=False)
             return None
-        experiment.record(served.variant, reward, weight)
+        if kind in ("admit", "contradict"):
+            return self._fold_knowledge(kind, owner, event)
+        raise ValueError(f"unknown learning event {kind!r}")
+
+    def _fold_experiment(self, kind: str, owner: str, event: Event) -> Any:
+        key = (owner, str(event["context"]))
+        if kind == "open":
+            self.experiments.setdefault(key, Experiment(*key))
+            return None
+        experiment = self.experiments.get(key)
+        if experiment is None:
+            return None if kind == "outcome" else False
+        if kind == "propose":
+            return experiment.propose(str(event["variant"]))
+        experiment.record(str(event["variant"]), float(event["reward"]), float(event["weight"]))
         decision = experiment.decide(self.settings.min_samples, self.settings.confidence)
         if decision is not None:
             self.counts[decision] += 1
-            log.info("learning %s: %s %s in context %s", self.group, decision, served.variant, served.context)
+            log.info("learning %s: %s %s in context %s", self.group, decision, event["variant"], key[1])
         return decision
 
+    def _fold_knowledge(self, kind: str, owner: str, event: Event) -> None:
+        kb = self.knowledge
+        if kind == "admit":
+            write: Callable[[], None] | None = kb.admit(
+                owner,
+                str(event["question"]),
+                str(event["answer"]),
+                _unpack(event["vector"]),
+                response_id=str(event["response_id"]),
+                source=str(event["source"]),
+                good=float(event["good"]),
+                created=float(event["created"]),
+            )[1]
+        else:
+            write = kb.contradict(
+                owner,
+                str(event.get("response_id") or ""),
+                str(event.get("entry") or ""),
+                float(event["weight"]),
+            )
+        if write is not None:
+            self._background(write)
+
     async def on_signal(self, signal: Signal) -> dict[str, Any] | None:
-        """Learn from one rating of a response this layer served (others are ignored)."""
+        """Learn from one rating of a response this layer (or a replica sharing its journal) served."""
         served = self._served.get(signal.response_id)
+        if served is None:
+            kept = await self.journal.recall(signal.response_id)
+            served = _unshare(kept) if kept is not None else None
         if served is None or served.owner != signal.owner:
             return None
         self.counts["signals"] += 1
         user = signal.user or served.user
         reasons = await asyncio.to_thread(self.classifier.classify, signal.comment, signal.rating)
-        reward = reward_of(signal.rating)
-        experiment = self.experiments.setdefault(
-            (served.owner, served.context), Experiment(served.owner, served.context)
-        )
-        decision = self._count(served, reward, 1.0)
-        key = (served.owner, user, served.context)
-        if signal.rating <= 2 and self.overrides.get(key) == served.variant:
-            del self.overrides[key]  # the user's own pattern did not work for them
-        proposed = ""
+        where = {"owner": served.owner, "context": served.context}
+        events: list[Event] = [{"t": "open", **where}, *self._outcome(served, reward_of(signal.rating), 1.0)]
+        if signal.rating <= 2 and user:  # the user's own pattern, if it was this, did not work for them
+            events.append({"t": "unset", **where, "user": user, "variant": served.variant})
         operator = operator_for(reasons) if signal.rating <= 3 else None
-        if operator is not None and operator.name != served.variant:
+        proposing = operator is not None and operator.name != served.variant
+        if operator is not None and proposing:
             if user:
-                self.overrides[key] = operator.name
-                self.overrides.move_to_end(key)
-                while len(self.overrides) > MAX_OVERRIDES:
-                    self.overrides.popitem(last=False)
-            if experiment.propose(operator.name):
-                proposed = operator.name
-        self._learn_knowledge(served, signal)
+                events.append({"t": "override", **where, "user": user, "variant": operator.name})
+            events.append({"t": "propose", **where, "variant": operator.name})
+        events += self._knowledge_events(served, signal)
+        results = await self.journal.publish(events)
         self._log(signal.response_id, served, "rating", signal.rating, reasons, signal.route or "", user)
         out: dict[str, Any] = {"reasons": reasons, "variant": served.variant, "context": served.context}
+        decision = results[1] if len(events) > 1 and events[1]["t"] == "outcome" else None
+        proposed = [e["variant"] for e, r in zip(events, results, strict=True) if e["t"] == "propose" and r]
         if proposed:
-            out["proposed"] = proposed
+            out["proposed"] = proposed[0]
         if decision:
             out["decision"] = decision
         return out
 
-    def _learn_knowledge(self, served: Served, signal: Signal) -> None:
-        kb, writes = self.knowledge, []
+    def _knowledge_events(self, served: Served, signal: Signal) -> list[dict[str, Any]]:
+        """What a rating teaches the knowledge base, as events."""
+        owner, events = served.owner, list[dict[str, Any]]()
         if signal.rating <= 2:
-            writes.append(kb.contradict(served.owner, signal.response_id, served.knowledge_id))
+            events.append(
+                {
+                    "t": "contradict",
+                    "owner": owner,
+                    "response_id": signal.response_id,
+                    "entry": served.knowledge_id,
+                    "weight": 1.0,
+                }
+            )
         elif signal.rating == 3 and served.knowledge_id:  # a reused answer should be better than lukewarm
-            writes.append(kb.contradict(served.owner, entry_key=served.knowledge_id, weight=0.5))
+            events.append({"t": "contradict", "owner": owner, "entry": served.knowledge_id, "weight": 0.5})
         elif signal.rating >= 4 and served.knowledge_id:  # a reused answer rated well again
-            entry = kb.get(served.owner, served.knowledge_id)
+            entry = self.knowledge.get(owner, served.knowledge_id)
             if entry is not None:
-                writes.append(
-                    kb.admit(
-                        served.owner,
-                        entry.question,
-                        entry.answer,
-                        entry.vector,
-                        response_id=entry.response_id,
-                        source=entry.source,
-                    )[1]
+                events.append(
+                    _admission(
+                        owner, entry.question, entry.answer, entry.vector, entry.response_id, entry.source
+                    )
+                    | {"created": entry.created}
                 )
         elif signal.rating >= 4 and served.answer:
-            writes.append(
-                kb.admit(
-                    served.owner,
-                    served.question,
-                    served.answer,
-                    served.vector,
-                    response_id=signal.response_id,
-                )[1]
+            events.append(
+                _admission(owner, served.question, served.answer, served.vector, signal.response_id)
             )
         if signal.corrected_answer:  # the user's own answer counts as validated at once
-            writes.append(
-                kb.admit(
-                    served.owner,
+            events.append(
+                _admission(
+                    owner,
                     served.question,
                     signal.corrected_answer,
                     served.vector,
-                    response_id=signal.response_id,
-                    source="corrected",
-                    good=float(self.settings.min_ratings),
-                )[1]
+                    signal.response_id,
+                    "corrected",
+                    float(self.settings.min_ratings),
+                )
             )
-        for write in writes:
-            if write is not None:
-                self._background(write)
+        for event in events:
+            event.setdefault("created", self.clock())
+        return events
 
     def _log(
         self,
@@ -420,6 +519,48 @@ class LearningLayer(Wrapper):
             "route": route,
         }
         self._background(lambda: self.knowledge.log_signal(values))
+
+
+def _admission(
+    owner: str,
+    question: str,
+    answer: str,
+    vector: Any,
+    response_id: str,
+    source: str = "rated",
+    good: float = 1.0,
+) -> dict[str, Any]:
+    return {
+        "t": "admit",
+        "owner": owner,
+        "question": question,
+        "answer": answer,
+        "vector": _pack(vector),
+        "response_id": response_id,
+        "source": source,
+        "good": good,
+    }
+
+
+def _pack(vector: Any) -> str:
+    """A float32 vector as base64 text, for an event."""
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode()
+
+
+def _unpack(text: Any) -> Any:
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(str(text)), dtype=np.float32)
+
+
+def _unshare(kept: dict[str, Any]) -> Served | None:
+    """A :class:`Served` another replica kept in the journal."""
+    try:
+        return Served(**{**kept, "vector": _unpack(kept["vector"])})
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _kept(answer: str) -> str:

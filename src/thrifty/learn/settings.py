@@ -17,6 +17,7 @@ learn:
   max_age_s: 2592000             # entries older than this are pruned
   capacity: 5000                 # entries per owner; the worst and oldest go first
   refresh_s: 2.0                 # how often an instance reads other instances' entries
+  redis_url: redis://127.0.0.1:6379/0  # experiments, profiles and knowledge shared by every replica
   seed: 0
 
 models:
@@ -64,6 +65,7 @@ _KEYS = {
     "capacity",
     "refresh_s",
     "seed",
+    "redis_url",
 }
 
 
@@ -89,6 +91,7 @@ class LearnSettings:
     capacity: int = 5000
     refresh_s: float = 2.0
     seed: int = 0
+    redis_url: str = ""  # "": learned state stays in this process (the knowledge base in its file)
 
 
 def parse_settings(config: Config, group: ModelGroup) -> LearnSettings:
@@ -116,6 +119,11 @@ def _read(base: LearnSettings, raw: Mapping[str, Any], where: Where) -> LearnSet
     path = raw.get("path", base.path)
     if not isinstance(path, str) or not path:
         raise (where / "path").error(f"must be a file path, got {path!r}")
+    redis_url = raw.get("redis_url", base.redis_url)
+    if not isinstance(redis_url, str) or (
+        redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        raise (where / "redis_url").error(f"must be a redis:// URL, got {redis_url!r}")
     knowledge = raw.get("knowledge", base.knowledge)
     if knowledge is False:
         knowledge = "off"
@@ -140,4 +148,5 @@ def _read(base: LearnSettings, raw: Mapping[str, Any], where: Where) -> LearnSet
         capacity=read_positive_int(raw, "capacity", where, base.capacity),
         refresh_s=read_positive(raw, "refresh_s", where, base.refresh_s),
         seed=read_count(raw, "seed", where, base.seed),
+        redis_url=redis_url,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..types import CacheOutcome, FallbackTaken, RouteDecision
+from ..types import CacheOutcome, CompressOutcome, FallbackTaken, RouteDecision
 
 
 @dataclass(slots=True)
@@ -32,6 +32,7 @@ class RequestEvent:
     cache: CacheOutcome | None = None  # what the response cache did (trace.cache)
     route: RouteDecision | None = None  # the router's decision (trace.route)
     fallback: FallbackTaken | None = None  # a fallback chain's hop (trace.fallback)
+    compress: CompressOutcome | None = None  # what the compressor took out of the prompt (trace.compress)
     annotations: dict[str, str] = field(default_factory=dict)  # the trace's notes as rendered for headers
     cache_write_tokens: int = 0  # prompt tokens written to the upstream's prompt cache
     reasoning_tokens: int = 0  # completion tokens spent reasoning

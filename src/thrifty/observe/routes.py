@@ -36,6 +36,7 @@ ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "teams.js": "text/javascript; charset=utf-8",
+    "learning.js": "text/javascript; charset=utf-8",
 }
 # the dashboard's responses never tell another site where the user came from
 DASHBOARD_HEADERS = {"referrer-policy": "no-referrer", "x-content-type-options": "nosniff"}
@@ -253,6 +254,7 @@ def build_routes(obs: Observer, access: Access | None = None) -> list[BaseRoute]
         Route("/dashboard/login", ep.login, methods=["POST"]),
         Route("/dashboard/logout", ep.logout, methods=["POST"]),
         Route("/dashboard/api/stats", admin(ep.stats, DASHBOARD_HEADERS), methods=["GET"]),
+        Route("/dashboard/api/learning", admin(ep.learning, DASHBOARD_HEADERS), methods=["GET"]),
         Route("/dashboard/static/{name}", ep.static, methods=["GET"]),
         Route("/admin/alerts", admin(ep.alerts), methods=["GET"]),
         Route("/admin/learning", admin(ep.learning), methods=["GET"]),

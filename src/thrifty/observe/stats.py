@@ -23,6 +23,7 @@ def totals(tally: Tally) -> dict[str, float]:
         "prompt_tokens": sum(v for k, v in tokens.items() if k[2] == "prompt"),
         "completion_tokens": sum(v for k, v in tokens.items() if k[2] == "completion"),
         "cached_tokens": sum(v for k, v in tokens.items() if k[2] == "cached"),
+        "saved_tokens": sum(v for k, v in tokens.items() if k[2] == "saved"),
         "cost_usd": cost,
         "cost_top_usd": top,
         "cost_nocache_usd": nocache,

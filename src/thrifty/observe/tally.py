@@ -57,6 +57,7 @@ COLUMNS = (
     "annotations",
     "team",
     "end_user",
+    "tokens_saved",
 )
 Row = tuple[Any, ...]
 
@@ -123,7 +124,11 @@ class Tally:
             (),
             OVERHEAD_BUCKETS,
         )
-        self.tokens = Counter("thrifty_tokens", "Tokens by kind", ("model", "deployment", "kind"))
+        self.tokens = Counter(
+            "thrifty_tokens",
+            "Tokens by kind (prompt, completion, cached; saved: taken out of prompts by the compressor)",
+            ("model", "deployment", "kind"),
+        )
         self.cost = Counter("thrifty_cost_usd", "Cost in US dollars", ("model", "deployment"))
         self.cost_top = Counter(
             "thrifty_cost_baseline_top_usd", "Cost had every request gone to the priciest deployment"
@@ -181,6 +186,9 @@ class Tally:
         )
         top = self.prices.top().full_cost(ev.prompt_tokens, ev.completion_tokens)
         ok = ev.status < 400
+        saved = ev.compress.saved if ev.compress is not None else 0
+        if saved:
+            self.tokens.inc((ev.model, ev.deployment, "saved"), saved)
         self._count(ev, cost, top, nocache, rates.priced)
         if cache:
             self.cache.inc((cache, level))
@@ -224,6 +232,7 @@ class Tally:
             _dumps(ann) if ann else "",
             ev.team,
             ev.user,
+            saved,
         )
 
     def _count(self, ev: RequestEvent, cost: float, top: float, nocache: float, priced: bool) -> None:

@@ -26,6 +26,7 @@ FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "tokens_saved",
     "cache_hits",
     "cost_usd",
     "cost_top_usd",
@@ -33,7 +34,7 @@ FIELDS = (
 )
 _SUMS = (
     "COUNT(*), SUM(status >= 400), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),"
-    " SUM(cache LIKE 'hit%'), SUM(cost_usd), SUM(cost_top_usd), SUM(cost_nocache_usd)"
+    " SUM(tokens_saved), SUM(cache LIKE 'hit%'), SUM(cost_usd), SUM(cost_top_usd), SUM(cost_nocache_usd)"
 )
 
 
@@ -88,6 +89,7 @@ def render(rows: list[dict[str, Any]], by: str) -> str:
         "tokens in",
         "tokens out",
         "cached",
+        "compressed out",
         "cache hits",
         "cost",
         "all-on-top",
@@ -105,6 +107,7 @@ def render(rows: list[dict[str, Any]], by: str) -> str:
                 f"{r['prompt_tokens']:,}",
                 f"{r['completion_tokens']:,}",
                 f"{r['cached_tokens']:,}",
+                f"{r['tokens_saved']:,}",
                 f"{r['cache_hits']:,}",
                 _money(r["cost_usd"]),
                 _money(r["cost_top_usd"]),
@@ -124,7 +127,8 @@ def render(rows: list[dict[str, Any]], by: str) -> str:
         lines.append("  ".join(cells))
     note = (
         "all-on-top: every request priced on the most expensive configured deployment;"
-        " no-cache: cache hits and cached prompt tokens at full price."
+        " no-cache: cache hits and cached prompt tokens at full price;"
+        " compressed out: prompt tokens the compressor removed before sending."
     )
     return "\n".join([*lines, "", note])
 

@@ -32,6 +32,10 @@ API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
 # Fields a client may send in ``extra`` that Anthropic understands as they are.
 PASSTHROUGH = ("top_k", "thinking", "metadata", "service_tier")
+# Prompt caching: Anthropic caches nothing shorter than this (1,024 tokens for most models);
+# rough tokens, 4 characters each.
+MIN_CACHED_CHARS = 4 * 1024
+BREAKPOINT = {"type": "ephemeral"}
 
 # --------------------------------------------------------------------------- request
 
@@ -70,9 +74,40 @@ def request_body(
     body.update({k: request.extra[k] for k in PASSTHROUGH if k in request.extra})
     for key, value in defaults.items():
         body.setdefault(key, value)
+    if request.options.get("cache_breakpoints") is True:  # set by thrifty.compress's layout
+        add_cache_breakpoints(body)
     if stream:
         body["stream"] = True
     return body
+
+
+def add_cache_breakpoints(body: dict[str, Any]) -> None:
+    """``cache_control`` on the stable prefix: the tools, the system prompt, the conversation so far.
+
+    Anthropic reads the longest cached prefix ending at a breakpoint; the next
+    turn of the conversation starts with this one's, so marking its last
+    message lets the whole history be read from the cache. Nothing is marked
+    when the client placed breakpoints itself, or when the prefix is too short
+    for Anthropic to cache. At most 3 of the 4 breakpoints allowed are used.
+    """
+    tools: list[dict[str, Any]] = body.get("tools") or []
+    system = body.get("system")
+    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
+    contents = [b for m in body["messages"] for b in m["content"]]
+    if any("cache_control" in part for part in (*tools, *blocks, *contents)):
+        return  # the client placed its own
+    stable = len(orjson.dumps(tools)) + sum(len(b.get("text", "")) for b in blocks)
+    if tools and stable >= MIN_CACHED_CHARS:
+        tools[-1] = {**tools[-1], "cache_control": BREAKPOINT}
+    if blocks and stable >= MIN_CACHED_CHARS:
+        blocks[-1] = {**blocks[-1], "cache_control": BREAKPOINT}
+        body["system"] = blocks
+    messages = body["messages"]
+    if messages and messages[-1]["content"] and stable + len(orjson.dumps(messages)) >= MIN_CACHED_CHARS:
+        last = messages[-1]
+        content = list(last["content"])
+        content[-1] = {**content[-1], "cache_control": BREAKPOINT}
+        messages[-1] = {**last, "content": content}
 
 
 def convert_messages(messages: list[Message]) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:

@@ -4,6 +4,10 @@ Generation runs on worker threads (one ``ThreadPoolExecutor`` per loaded
 model, one worker per llama.cpp instance) so the event loop never blocks. A
 llama.cpp context is not thread-safe, so each instance serves one request at
 a time; ``options.n_instances`` loads more copies for more parallelism.
+llama.cpp keeps the last prompt's KV cache and evaluates only what differs
+from it; the tokens it reused are reported as ``cached_tokens`` (OpenAI's
+``prompt_tokens_details``), so a prompt laid out stable-prefix-first
+(``thrifty.compress``) is billed and measured as cached.
 Streams cross from the worker thread to asyncio through a queue; closing the
 stream (a client that went away) stops generation at the next token.
 """
@@ -225,9 +229,35 @@ class LocalBackend:
             stop.set()  # the consumer left early: the worker stops at the next token
 
 
+def _held(llama: Any) -> Any:
+    """The tokens the instance's KV cache holds now: its last prompt and answer."""
+    return llama.input_ids[: int(llama.n_tokens)].copy()
+
+
+def reused(held: Any, now: Any, prompt: int) -> int:
+    """Prompt tokens not evaluated again: the prefix ``now`` shares with what was ``held``.
+
+    llama.cpp evaluates the last prompt token again for its logits, so at most ``prompt - 1``.
+    """
+    import numpy as np
+
+    n = min(len(held), prompt, len(now))
+    if n <= 0:
+        return 0
+    differ = np.flatnonzero(np.asarray(held[:n]) != np.asarray(now[:n]))
+    common = int(differ[0]) if len(differ) else n
+    return max(0, min(common, prompt - 1))
+
+
 def _complete(llama: Any, messages: list[Any], kwargs: dict[str, Any], top: int | None) -> Any:
     """One completion on the worker thread; logprobs (when ``top`` is set) computed from kept logits."""
+    held = _held(llama)
     out = llama.create_chat_completion(messages, **kwargs)
+    usage = out.get("usage")
+    if isinstance(usage, dict) and usage.get("prompt_tokens"):
+        cached = reused(held, llama.input_ids, int(usage["prompt_tokens"]))
+        if cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
     if top is not None:
         usage = out["usage"]
         text = out["choices"][0]["message"].get("content") or ""
@@ -240,6 +270,7 @@ def _generate(
     llama: Any, messages: list[Any], kwargs: dict[str, Any], stop: threading.Event, put: Callable[[Any], None]
 ) -> Usage:
     """Stream one completion on the worker thread; returns llama.cpp's token counts."""
+    held = _held(llama)
     chunks: Iterator[Any] = llama.create_chat_completion(messages, stream=True, **kwargs)
     prompt: int | None = None
     finish = None
@@ -260,7 +291,8 @@ def _generate(
     prompt = evaluated if prompt is None else prompt
     # llama.cpp evaluates every generated token but the last one when it stops for length
     completion = evaluated - prompt + (1 if finish == "length" else 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=max(0, completion))
+    cached = reused(held, llama.input_ids, prompt)
+    return Usage(prompt_tokens=prompt, completion_tokens=max(0, completion), cached_tokens=cached)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[Any], None], item: Any) -> bool:

@@ -1194,6 +1194,13 @@ def _thrifty_paths() -> dict[str, Any]:
             "403",
             tags=("admin",),
         ),
+        "/dashboard/api/learning": _get(
+            "dashboardLearning",
+            "The dashboard's learning panel: the same report as /admin/learning",
+            _ok(ref("Learning")),
+            "403",
+            tags=("admin",),
+        ),
         "/admin/alerts": _get(
             "adminAlerts", "Health rules currently firing", _ok(ref("AlertList")), "403", tags=("admin",)
         ),

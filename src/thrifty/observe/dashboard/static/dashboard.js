@@ -134,7 +134,11 @@ function drawKpis(stats) {
   setText("kpi-requests", count(t.requests), t.requests);
   setText("kpi-errors", count(t.errors) + " errors", t.errors);
   setText("kpi-cost", money(t.cost_usd), t.cost_usd);
-  setText("kpi-tokens", count(t.prompt_tokens) + " in · " + count(t.completion_tokens) + " out · " + count(t.cached_tokens) + " cached");
+  setText("kpi-tokens", count(t.prompt_tokens) + " in · " + count(t.completion_tokens) + " out · " + count(t.cached_tokens) + " cached" +
+    (t.saved_tokens ? " · " + count(t.saved_tokens) + " compressed out" : ""));
+  setText("kpi-tokens-saved", count(t.saved_tokens), t.saved_tokens);
+  const sent = t.prompt_tokens + t.saved_tokens;
+  setText("kpi-tokens-saved-pct", t.saved_tokens && sent ? pct(t.saved_tokens / sent) + " of prompt tokens" : "");
   setText("kpi-saved-top", money(t.saved_vs_top_usd), t.saved_vs_top_usd);
   setText("kpi-saved-top-pct", t.cost_top_usd ? pct(t.saved_vs_top_usd / t.cost_top_usd) + " of " + money(t.cost_top_usd) : "");
   setText("kpi-saved-nocache", money(t.saved_vs_nocache_usd), t.saved_vs_nocache_usd);
