@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS requests (
     prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER,
     latency_s REAL, ttft_s REAL, overhead_s REAL, attempts INTEGER, api_key TEXT, tenant TEXT,
     cost_usd REAL, cost_top_usd REAL, cost_nocache_usd REAL, priced INTEGER, annotations TEXT,
-    team TEXT NOT NULL DEFAULT '', end_user TEXT NOT NULL DEFAULT ''
+    team TEXT NOT NULL DEFAULT '', end_user TEXT NOT NULL DEFAULT '', cache_key TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_id ON requests (request_id);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
@@ -37,6 +37,7 @@ _ADDED = (
     ("feedback", "owner", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "team", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "end_user", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "cache_key", "TEXT NOT NULL DEFAULT ''"),  # the exact cache key, to warm the cache
 )
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 

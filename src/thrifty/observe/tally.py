@@ -57,6 +57,7 @@ COLUMNS = (
     "annotations",
     "team",
     "end_user",
+    "cache_key",
 )
 Row = tuple[Any, ...]
 
@@ -214,6 +215,7 @@ class Tally:
             _dumps(ann) if ann else "",
             ev.team,
             ev.user,
+            outcome.key if outcome is not None else "",
         )
 
     def _count(self, ev: RequestEvent, cost: float, top: float, nocache: float, priced: bool) -> None:
