@@ -79,7 +79,7 @@ class ElasticGroup(SupervisedGroup):
         self.ledger_path = ledger_path
         self.baseline: SeasonalBaseline | None = None
         self.slots = [Slot(i, m) for i, m in enumerate(inner.members)]
-        self.decisions: deque[Decision] = deque(maxlen=50)
+        self.decisions: deque[tuple[float, Decision]] = deque(maxlen=50)  # (unix time, decision)
         self.waiting = 0  # requests held while no replica is in rotation
         self.last_forecast: float | None = None
         self._ready = asyncio.Event()
@@ -180,7 +180,7 @@ class ElasticGroup(SupervisedGroup):
             await self._refit()
         decision = self.policy.decide(self._signals())
         if decision.change:
-            self.decisions.append(decision)
+            self.decisions.append((self.wall(), decision))
             log.info(
                 "group %s: %d -> %d replicas (%s: %s)",
                 self.name,
@@ -290,7 +290,7 @@ class ElasticGroup(SupervisedGroup):
             "forecast_in_flight": None if self.last_forecast is None else round(self.last_forecast, 2),
             "cold_start_s": round(max(warm), 3) if warm else self.settings.cold_start_s,
             "start_to_first_served_s": round(max(served), 3) if served else None,
-            "decisions": [d.to_json() for d in reversed(self.decisions)],
+            "decisions": [{"time": t, **d.to_json()} for t, d in reversed(self.decisions)],
             "replicas": [
                 {"index": s.index, "state": s.state, "warm_s": s.warm_s, "first_served_s": s.first_served_s}
                 for s in self.slots

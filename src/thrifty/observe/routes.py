@@ -35,6 +35,7 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "scaling.js": "text/javascript; charset=utf-8",
 }
 # the dashboard's responses never tell another site where the user came from
 DASHBOARD_HEADERS = {"referrer-policy": "no-referrer", "x-content-type-options": "nosniff"}
