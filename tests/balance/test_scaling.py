@@ -167,7 +167,7 @@ def test_forecast_scales_up_ahead_of_a_seasonal_ramp() -> None:
         if ahead is None and decision.rule == "forecast":
             ahead = 3600 - step
     assert ahead is not None and 0 < ahead <= 900  # started within the lead time before 09:00
-    assert predictive.replicas == math.ceil(8 * 1.2 / 2)
+    assert predictive.replicas == math.ceil(8 / 2)
     # the reactive group only reacts at 09:00; the predictive one is ready when it comes
     first_reactive = next(d for d in reactive.log if d.rule == "demand")
     assert first_reactive.at == start + 3600
@@ -195,3 +195,24 @@ def test_parse_scaling_names_the_bad_key() -> None:
         parse_scaling({"max": 2}, where)
     with pytest.raises(ConfigError, match=r"autoscale.quiet_s"):
         parse_scaling({"quiet_s": -1}, where)
+
+
+def test_a_falling_forecast_shortens_the_quiet_period() -> None:
+    settings = {"min_replicas": 1, "max_replicas": 6, "target_in_flight": 2, "window_s": 1, "quiet_s": 40}
+    reactive, predictive = group(**settings), group(**settings, predictive=True, forecast_quiet=0.25)
+    for g in (reactive, predictive):
+        g.ready = 4
+    for _ in range(41):
+        reactive.tick(load=0)
+        predictive.tick(load=0, forecast=1.0)  # the season says one replica is enough from now on
+    first = {
+        name: next(d.at for d in g.log if d.rule == "quiet")
+        for name, g in (("r", reactive), ("p", predictive))
+    }
+    assert first == {"r": 40.0, "p": 10.0}
+    # a forecast only one replica below the count is not enough to hurry
+    near = group(**settings, predictive=True)
+    near.ready = 2
+    for _ in range(20):
+        near.tick(load=0, forecast=1.0)
+    assert near.replicas == 2

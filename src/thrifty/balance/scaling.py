@@ -20,8 +20,9 @@ The rules, in order:
   ``lead_s`` needs that many replicas, before the load arrives;
 - **quiet period**: only after utilisation has stayed under
   ``scale_down_utilisation`` for ``quiet_s`` does one replica go (then the
-  clock starts again), never below what the forecast wants; to zero only after
-  ``idle_to_zero_s`` without any request.
+  clock starts again), never below what the forecast wants, and after only
+  ``forecast_quiet`` x ``quiet_s`` when the forecast wants two or more fewer; to zero
+  only after ``idle_to_zero_s`` without any request.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class ScalingSettings:
     predictive: bool = False
     lead_s: float = 900.0  # the forecast looks this far ahead (cover a replica's start)
     history_days: int = 28  # of ledger rows behind the forecast
-    headroom: float = 1.2  # forecast load x this
+    headroom: float = 1.0  # forecast load x this
+    forecast_quiet: float = 0.25  # share of quiet_s to wait when the forecast also wants fewer replicas
 
     def __post_init__(self) -> None:
         if self.max_replicas < max(1, self.min_replicas):
@@ -187,7 +189,10 @@ class ScalingPolicy:
                 return decision(current, "hold", "busy")
             if self._calm_since is None:
                 self._calm_since = now
-            if now - self._calm_since >= s.quiet_s:
+            quiet = s.quiet_s
+            if signals.forecast is not None and floor < current - 1:
+                quiet *= s.forecast_quiet  # the season clearly agrees the load is going: wait less
+            if now - self._calm_since >= quiet:
                 return decision(
                     current - 1,
                     "quiet",
@@ -206,6 +211,7 @@ class ScalingPolicy:
 
 _FLOATS = {
     "target_in_flight",
+    "forecast_quiet",
     "window_s",
     "scale_up_queue",
     "interval_s",
