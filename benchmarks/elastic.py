@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import heapq
 import math
+import os
 import platform
 import random
 import subprocess
@@ -370,8 +371,8 @@ def real_part(seconds: float) -> list[str]:
         f"(capacity {slots * 1000 / latency_ms:g} req/s each, enforced by the group's `max_concurrency`), "
         f"max 4 replicas; closed-loop clients: 1, then 8 for the middle third of {seconds:g} s, then 1. "
         "Reactive policy: target 1.5 in flight per replica, demand over 2 s, quiet period 5 s, a decision "
-        "every 0.5 s (scaled down with the run). No predictive run here: a 30-s step has no hour-of-week "
-        "history; part 1 covers it. Replica-seconds count warming and draining replicas too.",
+        "every 0.5 s (scaled down with the run). No predictive run here: a step of seconds has no "
+        "hour-of-week history; part 1 covers it. Replica-seconds count warming and draining replicas too.",
         "",
         "| policy | requests | p95 ms | p95 / static-max | replica-s | / static-max | start -> in rotation s | start -> first served s |",
         "|---|---:|---:|---:|---:|---:|---|---|",
@@ -392,19 +393,15 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--service-ms", type=float, default=500)
-    parser.add_argument("--warm-s", type=float, default=5.0)
+    parser.add_argument(
+        "--warm-s", type=float, nargs="+", default=[5.0, 20.0], help="replica start times to simulate"
+    )
     parser.add_argument("--hour-s", type=float, default=300.0, help="one 'hour' of the compressed day")
     parser.add_argument("--real-seconds", type=float, default=90.0, help="0 skips the real part")
     args = parser.parse_args()
-    model = Model(slots=args.slots, service_s=args.service_ms / 1000, warm_s=args.warm_s)
+    model = Model(slots=args.slots, service_s=args.service_ms / 1000)
     settings = ScalingSettings(
-        min_replicas=1,
-        max_replicas=8,
-        target_in_flight=model.slots * 0.75,
-        window_s=5,
-        quiet_s=60,
-        lead_s=max(2 * model.warm_s, args.hour_s / 4),
-        cold_start_s=model.warm_s,
+        min_replicas=1, max_replicas=8, target_in_flight=model.slots * 0.75, window_s=5, quiet_s=60
     )
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -413,23 +410,29 @@ def main() -> None:
         "# Elastic local capacity",
         "",
         f"Machine: {platform.machine()}, {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
-        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {commit}.",
+        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {commit}; "
+        f"load average at start {os.getloadavg()[0]:.1f} (the machine is shared).",
         "",
         "Command: `PYTHONPATH=src .venv/bin/python benchmarks/elastic.py " + " ".join(sys.argv[1:]) + "`",
         "",
         "## 1. Simulated time: thrifty's policies over simulated replicas",
         "",
         f"Replica capacity: {model.slots} requests at once, {model.service_s * 1000:.0f} ms each "
-        f"({model.slots / model.service_s:g} req/s); {model.warm_s:g} s from start to first request. "
+        f"(lognormal, sigma {model.sigma:g}; {model.slots / model.service_s:g} req/s). "
         f"Policy: min 1, max 8, target {settings.target_in_flight:g} in flight per replica (75%), demand "
         f"averaged over {settings.window_s:g} s, quiet period {settings.quiet_s:g} s; predictive: baseline "
-        f"fitted on 7 earlier cycles, lead {settings.lead_s:g} s, headroom {settings.headroom:g}. "
-        "Time is simulated (no sleeping), so the compressed day's 'hours' are "
-        f"{args.hour_s:g} s; replica start time is not compressed.",
+        f"fitted on 7 earlier cycles (one bucket per 'hour'), lead = max(2 x start time, a quarter 'hour'), "
+        f"headroom {settings.headroom:g}. Time is simulated (no sleeping), so the compressed day's 'hours' "
+        f"are {args.hour_s:g} s; replica start time is not compressed. Arrivals are Poisson, the same "
+        "sequence for every policy; there is no queue limit (static-min's p95 is its backlog).",
         "",
     ]
-    for load in (step_load(args.hour_s), daily_load(args.hour_s)):
-        lines += table(load, model, settings) + [""]
+    for warm_s in args.warm_s:
+        run_model = replace(model, warm_s=warm_s)
+        run_settings = replace(settings, lead_s=max(2 * warm_s, args.hour_s / 4), cold_start_s=warm_s)
+        lines += [f"### Replica start time {warm_s:g} s", ""]
+        for load in (step_load(args.hour_s), daily_load(args.hour_s)):
+            lines += table(load, run_model, run_settings) + [""]
     if args.real_seconds > 0:
         lines += ["## 2. Real replica processes (step load)", ""] + real_part(args.real_seconds) + [""]
     text = "\n".join(lines)

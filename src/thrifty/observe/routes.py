@@ -90,6 +90,11 @@ class Endpoints:
         body = await self.obs.read(snapshot, self.obs, self.obs.gauges())
         return _no_cache(body, DASHBOARD_HEADERS)
 
+    async def layer_status(self, request: Request) -> Response:
+        """``GET /dashboard/api/status``: each layer's live report, as ``/admin/status`` gives it,
+        for dashboard panels (the session cookie is scoped to ``/dashboard``)."""
+        return _no_cache(self.obs.reports(), DASHBOARD_HEADERS)
+
     async def learning(self, request: Request) -> Response:
         """``GET /admin/learning``: each learning layer's experiments, evidence and promotions."""
         return _no_cache({"object": "learning", "data": [layer.report() for layer in self.obs.learners]})
@@ -253,6 +258,7 @@ def build_routes(obs: Observer, access: Access | None = None) -> list[BaseRoute]
         Route("/dashboard/login", ep.login, methods=["POST"]),
         Route("/dashboard/logout", ep.logout, methods=["POST"]),
         Route("/dashboard/api/stats", admin(ep.stats, DASHBOARD_HEADERS), methods=["GET"]),
+        Route("/dashboard/api/status", admin(ep.layer_status, DASHBOARD_HEADERS), methods=["GET"]),
         Route("/dashboard/static/{name}", ep.static, methods=["GET"]),
         Route("/admin/alerts", admin(ep.alerts), methods=["GET"]),
         Route("/admin/learning", admin(ep.learning), methods=["GET"]),

@@ -1,4 +1,4 @@
-// thrifty dashboard: the elastic replicas panel. Polls admin/status and lists, per elastic
+// thrifty dashboard: the elastic replicas panel. Polls dashboard/api/status and lists, per elastic
 // group, its replicas (ready, warming, draining), the forecast and the latest scaling
 // decisions with their reasons. Hidden when no group scales.
 "use strict";
@@ -49,7 +49,7 @@
 
   async function poll() {
     try {
-      const res = await fetch("admin/status", { cache: "no-store", credentials: "same-origin" });
+      const res = await fetch("dashboard/api/status", { cache: "no-store", credentials: "same-origin" });
       if (res.ok) draw(await res.json());
     } catch (err) {
       // the main panel reports an unreachable gateway
