@@ -231,6 +231,7 @@ PROBES = [
     Probe("metrics-no-key", "GET", "/metrics", key=None, expect=401),
     Probe("dashboard", "GET", "/dashboard"),
     Probe("dashboard-stats", "GET", "/dashboard/api/stats"),
+    Probe("dashboard-status", "GET", "/dashboard/api/status"),
     Probe(
         "dashboard-asset", "GET", "/dashboard/static/{name}", path="/dashboard/static/dashboard.js", key=None
     ),
