@@ -87,6 +87,8 @@ class ElasticGroup(SupervisedGroup):
         self._work: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._fitted_at = -_REFIT_EVERY
+        self._failed_starts = 0  # in a row: replicas that never got into rotation
+        self._hold_until = 0.0  # no new start before this (backoff after failed starts)
         for slot in self.slots:
             inner.park(slot.member.name, True)
 
@@ -179,6 +181,8 @@ class ElasticGroup(SupervisedGroup):
         if self.settings.predictive and self.clock.now() - self._fitted_at >= _REFIT_EVERY:
             await self._refit()
         decision = self.policy.decide(self._signals())
+        if decision.change > 0 and self.clock.now() < self._hold_until:
+            return decision  # backing off after a replica failed to start
         if decision.change:
             self.decisions.append((self.wall(), decision))
             log.info(
@@ -219,10 +223,20 @@ class ElasticGroup(SupervisedGroup):
         if slot.state != "warming":  # taken down while it warmed
             return
         if why:
-            log.warning("group %s: replica %d not put in rotation: %s", self.name, slot.index, why)
+            self._failed_starts += 1
+            wait = min(self.supervisor.spec.restart_backoff_max, 0.5 * 2**self._failed_starts)
+            self._hold_until = self.clock.now() + wait
+            log.warning(
+                "group %s: replica %d not put in rotation: %s; no new start for %.1fs",
+                self.name,
+                slot.index,
+                why,
+                wait,
+            )
             slot.state = "stopped"
             await self.supervisor.stop_replica(slot.index)
             return
+        self._failed_starts = 0
         slot.warm_s = self.clock.now() - slot.started_at
         slot.served_before = slot.member.served
         slot.state = "ready"

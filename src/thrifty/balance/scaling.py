@@ -135,7 +135,7 @@ class ScalingPolicy:
         if signals.load > 0 or self._last_request is None:
             self._last_request = now
         average = self._average(now, signals.load)
-        floor = self._clamp(self.needed(signals.forecast * s.headroom) if signals.forecast else 0)
+        floor = 0 if signals.forecast is None else self._clamp(self.needed(signals.forecast * s.headroom))
 
         def decision(target: int, rule: str, reason: str) -> Decision:
             return self._to(signals, target, rule, reason)
