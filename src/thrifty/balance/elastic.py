@@ -8,7 +8,8 @@ asks the policy, and acts:
 - **up**: start a stopped replica, wait for its health check, send it one
   warm-up request (the model is loaded and has generated a token), and only
   then put it in rotation; the time from its start to that point, and to its
-  first served request, is measured;
+  first served request, is measured; a replica that fails this is stopped and
+  new starts back off (doubling, up to the supervisor's ``restart_backoff_max``);
 - **down**: take the newest replica out of rotation, let its requests finish,
   then stop its process;
 - **zero**: with no replica running, a request waits for the cold start
