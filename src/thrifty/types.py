@@ -130,6 +130,7 @@ class CacheOutcome:
     similarity: float | None = None  # on a semantic hit
     skipped: str = ""  # why the cache was not read: "sampled", "no-cache"
     coalesced: bool = False  # answered by an identical request already in flight
+    key: str = ""  # the exact cache key looked up (kept in the ledger to warm the cache)
 
     @property
     def hit(self) -> bool:

@@ -245,6 +245,7 @@ PROBES = [
     Probe("dashboard", "GET", "/dashboard"),
     Probe("dashboard-stats", "GET", "/dashboard/api/stats"),
     Probe("dashboard-learning", "GET", "/dashboard/api/learning"),
+    Probe("dashboard-status", "GET", "/dashboard/api/status"),
     Probe(
         "dashboard-asset", "GET", "/dashboard/static/{name}", path="/dashboard/static/dashboard.js", key=None
     ),

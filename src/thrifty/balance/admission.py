@@ -65,9 +65,20 @@ class AdmissionGate:
             raise
 
     def _release(self) -> None:
-        while self._waiters:
+        limit = self.max_concurrency
+        if limit is None or self.active <= limit:
+            while self._waiters:
+                future = self._waiters.popleft()
+                if not future.done():
+                    future.set_result(None)
+                    return
+        self.active -= 1
+
+    def resize(self, max_concurrency: int | None) -> None:
+        """A new limit (the group grew or shrank); waiters take the slots a larger one frees."""
+        self.max_concurrency = max_concurrency
+        while self._waiters and (max_concurrency is None or self.active < max_concurrency):
             future = self._waiters.popleft()
             if not future.done():
+                self.active += 1
                 future.set_result(None)
-                return
-        self.active -= 1

@@ -112,6 +112,21 @@ class Balancer(Choice):
         await self.health.stop()
         await super().aclose()
 
+    def park(self, name: str, parked: bool) -> None:
+        """Take deployment ``name`` out of rotation, or put it back (elastic scaling's switch).
+
+        When the group's admission limit is the sum of its deployments' limits,
+        it follows the deployments in rotation.
+        """
+        member = next(m for m in self.members if m.name == name)
+        member.parked = parked
+        if not parked:
+            member.healthy = True
+            member.breaker.on_recovered()
+        if self.settings.max_concurrency is None and self.gate.max_concurrency is not None:
+            live = [m.deployment.max_concurrency or 0 for m in self.members if not m.parked]
+            self.gate.resize(max(1, sum(live)))
+
     # -- picking -----------------------------------------------------------
 
     def choose(self, request: ChatRequest, tried: set[str], prompt_tokens: int) -> Member:

@@ -59,7 +59,18 @@ def build_group(
     spec = spec_from_options(group, where / "replicas")
     if len(spec.ports) != len(group.deployments):
         raise (where / "replicas" / "ports").error("needs one port per deployment")
-    return SupervisedGroup(balancer, ReplicaSupervisor(spec))
+    if "autoscale" not in group.options:
+        return SupervisedGroup(balancer, ReplicaSupervisor(spec))
+    from ..observe.settings import parse_ledger
+    from .elastic import ElasticGroup
+    from .scaling import parse_scaling
+
+    scaling = parse_scaling(group.options["autoscale"], where / "autoscale")
+    if scaling.max_replicas != spec.replicas:
+        raise (where / "autoscale" / "max_replicas").error(
+            f"is {scaling.max_replicas} but the group has {spec.replicas} replica slots"
+        )
+    return ElasticGroup(balancer, ReplicaSupervisor(spec), scaling, ledger_path=parse_ledger(config).path)
 
 
 def build_fallbacks(config: Config, groups: Mapping[str, Backend]) -> dict[str, Backend]:

@@ -131,6 +131,8 @@ class HealthMonitor:
 
     async def _check(self, target: Target) -> bool:
         """Probe one member and update its health; False when its server has nothing to probe."""
+        if target.member.parked:  # a stopped or warming replica: its scaler watches it
+            return True
         if target.url is not None:
             status, why = await self.probe(target.url, self.timeout)
             self._update(target, _healthy(status), f"GET {target.url}: {why}")

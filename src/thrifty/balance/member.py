@@ -54,6 +54,7 @@ class Member:
         self.rpm = SlidingCount(clock)
         self.tpm = SlidingCount(clock)
         self.healthy = True
+        self.parked = False  # out of rotation: an elastic group's stopped or warming replica
         self.cooldown_until = 0.0
         self.served = 0
         self.failed = 0
@@ -62,6 +63,8 @@ class Member:
     def unavailable_because(self, prompt_tokens: int) -> str | None:
         """Why this member cannot take a request now, or None if it can."""
         dep = self.deployment
+        if self.parked:
+            return "parked"
         if dep.context_window is not None and prompt_tokens > dep.context_window:
             return "context"
         if not self.healthy:
@@ -129,6 +132,7 @@ class Member:
         return {
             **self.breaker.status(),
             "healthy": self.healthy,
+            "parked": self.parked,
             "outstanding": self.outstanding,
             "ewma_latency_ms": None if ewma is None else round(ewma * 1000, 2),
             "requests_last_minute": int(self.rpm.value()),

@@ -88,7 +88,7 @@ class ReplicaSupervisor:
         self.clock = clock or MonotonicClock()
         ports = list(spec.ports) or [free_port(spec.host) for _ in range(spec.replicas)]
         self.replicas = [Replica(i, port) for i, port in enumerate(ports)]
-        self._watchers: list[asyncio.Task[None]] = []
+        self._watchers: dict[int, asyncio.Task[None]] = {}
         self._probes: set[asyncio.Task[bool]] = set()
         self._stopping = False
         self._config_files: dict[int, str] = {}
@@ -141,23 +141,44 @@ class ReplicaSupervisor:
         replica.state = "starting"
         replica.started_at = self.clock.now()
 
-    async def start(self) -> None:
-        """Start every replica and wait (up to ``ready_timeout``) until they answer health checks."""
+    async def start(self, count: int | None = None) -> None:
+        """Start the first ``count`` replicas (all by default) and wait (up to ``ready_timeout``)
+        until they answer health checks; the others stay stopped until :meth:`start_replica`."""
         self._stopping = False
         if self.spec.child_config is not None and not self._config_files:
             self._config_files = {
                 r.index: _write_child_config(self.spec.child_config, r.index) for r in self.replicas
             }
+        chosen = self.replicas if count is None else self.replicas[:count]
         for replica in self.replicas:
-            await self._spawn(replica)
-            self._watchers.append(asyncio.get_running_loop().create_task(self._watch(replica)))
-        await asyncio.gather(*(self.wait_ready(r) for r in self.replicas))
+            if replica not in chosen:
+                replica.state = "stopped"
+        await asyncio.gather(*(self.start_replica(r.index) for r in chosen))
+
+    async def start_replica(self, index: int) -> bool:
+        """Start one stopped replica and wait until it answers its health check."""
+        replica = self.replicas[index]
+        if replica.index in self._watchers:
+            return replica.state == "running"
+        await self._spawn(replica)
+        self._watchers[index] = asyncio.get_running_loop().create_task(self._watch(replica))
+        return await self.wait_ready(replica)
+
+    async def stop_replica(self, index: int) -> None:
+        """Stop one replica for good (until started again): no restart."""
+        replica = self.replicas[index]
+        watcher = self._watchers.pop(index, None)
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await self._stop(replica)
 
     async def wait_ready(self, replica: Replica, timeout: float | None = None) -> bool:
         limit = self.spec.ready_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         end = loop.time() + limit
-        while loop.time() < end and not self._stopping:
+        while loop.time() < end and not self._stopping and replica.state != "stopped":
             status, _ = await http_probe(self.url(replica) + self.spec.health_path, 1.0)
             if status is not None and 200 <= status < 300:
                 replica.state = "running"
@@ -198,7 +219,7 @@ class ReplicaSupervisor:
 
     async def aclose(self) -> None:
         self._stopping = True
-        tasks = [*self._watchers, *self._probes]
+        tasks = [*self._watchers.values(), *self._probes]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -291,20 +312,38 @@ class SupervisedGroup(Wrapper):
         return out
 
 
+def wants_replicas(config: Config) -> bool:
+    """Whether a group asks for elastic replicas (``autoscale:``) without ``--replicas``."""
+    return any("autoscale" in g.options and _all_local(g) for g in config.models)
+
+
+def _all_local(group: ModelGroup) -> bool:
+    return bool(group.deployments) and all(d.provider == "local" for d in group.deployments)
+
+
 def replica_config(config: Config, replicas: int) -> Config:
     """``config`` with each all-``local`` group served by ``replicas`` supervised processes.
 
     Each such group gets one ``openai`` deployment per replica (a free
     loopback port each) and a ``replicas`` option that :func:`build_group`
-    turns into a :class:`ReplicaSupervisor` started with the group.
+    turns into a :class:`ReplicaSupervisor` started with the group. A group
+    with ``autoscale:`` gets ``max_replicas`` slots instead (``replicas`` may
+    then be 0), of which its :class:`~.elastic.ElasticGroup` runs as many as
+    the load needs.
     """
     from dataclasses import replace
 
-    if replicas < 1:
+    from .scaling import parse_scaling
+
+    if replicas < 0 or (replicas == 0 and not wants_replicas(config)):
         raise config.where("replicas").error("must be at least 1")
     groups = []
     for group in config.models:
-        if not group.deployments or any(d.provider != "local" for d in group.deployments):
+        count = replicas
+        if "autoscale" in group.options and _all_local(group):
+            where = Where(config.source, f"models[name={group.name}].autoscale")
+            count = parse_scaling(group.options["autoscale"], where).max_replicas
+        if not count or not _all_local(group):
             groups.append(group)
             continue
         local = group.deployments[0]
@@ -324,18 +363,18 @@ def replica_config(config: Config, replicas: int) -> Config:
         spec = ReplicaSpec(
             group=group.name,
             model=group.name,
-            replicas=replicas,
+            replicas=count,
             command=(*SERVE_COMMAND, "--config", "{config}"),
             child_config=child,
             max_concurrency=local.max_concurrency,
             health_path="/ready",
         )
-        supervisor_ports = [free_port(spec.host) for _ in range(replicas)]
+        supervisor_ports = [free_port(spec.host) for _ in range(count)]
         options = {
             "health_interval": 1.0,
             **group.options,
             "replicas": {
-                "count": replicas,
+                "count": count,
                 "ports": supervisor_ports,
                 "model": group.name,
                 "command": list(spec.command),

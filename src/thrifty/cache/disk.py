@@ -37,6 +37,7 @@ CREATE INDEX IF NOT EXISTS questions_ns ON questions(namespace);
 _SWEEP_EVERY = 1000
 
 QuestionRow = tuple[str, str, str, str, bytes, float]
+AnswerRow = tuple[str, str, bytes, float]  # key, namespace, value, expires
 
 
 def _setup(db: sqlite3.Connection) -> None:
@@ -166,6 +167,43 @@ class DiskLevel:
             db.execute("DELETE FROM answers WHERE key = ?", (key,))
             return None
         return bytes(row[0]), float(row[1])
+
+    async def rows(self, keys: list[str]) -> list[AnswerRow]:
+        """The unexpired answers among ``keys`` (in no particular order), to warm L1."""
+        return await self._call(lambda db: self._rows(db, keys), [])
+
+    def _rows(self, db: sqlite3.Connection, keys: list[str]) -> list[AnswerRow]:
+        out: list[AnswerRow] = []
+        now = self.clock()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.extend(
+                (r[0], r[1], bytes(r[2]), float(r[3]))
+                for r in db.execute(
+                    f"SELECT key, namespace, value, expires FROM answers WHERE key IN ({marks}) AND expires > ?",
+                    (*chunk, now),
+                )
+            )
+        return out
+
+    async def recent(self, max_bytes: int) -> list[AnswerRow]:
+        """The most recently written unexpired answers, newest first, up to ``max_bytes`` of values."""
+        return await self._call(lambda db: self._recent(db, max_bytes), [])
+
+    def _recent(self, db: sqlite3.Connection, max_bytes: int) -> list[AnswerRow]:
+        out: list[AnswerRow] = []
+        total = 0
+        rows = db.execute(
+            "SELECT key, namespace, value, expires FROM answers WHERE expires > ? ORDER BY rowid DESC",
+            (self.clock(),),
+        )
+        for key, namespace, value, expires in rows:
+            total += len(value) + len(key)
+            if total > max_bytes:
+                break
+            out.append((key, namespace, bytes(value), float(expires)))
+        return out
 
     async def put(self, key: str, namespace: str, value: bytes, expires: float) -> None:
         await self._call(lambda db: self._put(db, key, namespace, value, expires), None)

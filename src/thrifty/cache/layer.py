@@ -22,8 +22,6 @@ from ..backend import Backend, Wrapper
 from ..errors import ThriftyError
 from ..types import (
     CACHE_COALESCED,
-    CACHE_HIT_EXACT,
-    CACHE_MISS,
     CACHE_SKIPPED_NO_CACHE,
     CACHE_SKIPPED_SAMPLED,
     CacheOutcome,
@@ -136,7 +134,7 @@ class CacheLayer(Wrapper):
         trace = request.trace
         raw = await self.store.tiers.get(plan.key, plan.namespace, plan.ttls)
         if raw is not None:
-            trace.cache = CACHE_HIT_EXACT
+            trace.cache = CacheOutcome("hit", "exact", key=plan.key)
             return CachedAnswer.loads(raw)
         if plan.text is not None:
             found = await self._semantic_lookup(plan)
@@ -149,7 +147,7 @@ class CacheLayer(Wrapper):
                     return None
                 trace.cache = CacheOutcome("hit", "semantic", similarity)
                 return answer
-        trace.cache = CACHE_MISS
+        trace.cache = CacheOutcome("miss", key=plan.key)
         return None
 
     async def _semantic_lookup(self, plan: Plan) -> tuple[CachedAnswer, float, str] | None:

@@ -30,6 +30,9 @@ class MemoryLevel:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
     def get(self, key: str) -> Entry | None:
         entry = self._entries.get(key)
         if entry is None:

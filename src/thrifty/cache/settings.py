@@ -15,6 +15,8 @@ cache:
   audit_share: 0.05             # share of semantic hits audited against a fresh upstream answer
   min_threshold: 0.75           # the lowest the audited threshold may fall to
   hnsw_after: 20000             # entries per partition before switching to hnswlib
+  warm: true                    # at start and after a purge, fill L1 from L2 and the ledger's frequent keys
+  warm_days: 7                  # of ledger history behind "frequent"
 
 models:
   - name: fast
@@ -51,6 +53,8 @@ _SECTION_KEYS = {
     "verify",
     "cache_sampled",
     "hnsw_after",
+    "warm",
+    "warm_days",
     *_POLICY_KEYS,
 }
 _GROUP_KEYS = {"enabled", "ttl", "ttls", "semantic", "threshold", "verify", "cache_sampled", *_POLICY_KEYS}
@@ -65,6 +69,10 @@ class StoreSettings:
     redis_url: str | None = None
     redis_timeout: float = 0.05
     hnsw_after: int = 20000
+    warm: bool = True  # fill L1 from L2 (frequent keys first) at start and after a purge
+    warm_days: float = 7.0  # ledger history that ranks keys by frequency
+    warm_ttl: float = DEFAULT_TTLS[0]  # L1 lifetime of a warmed answer (the section's l1 TTL)
+    ledger_path: str | None = None  # the observer's ledger, read (off the request path) to warm
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,17 @@ def _store(section: Mapping[str, Any], where: Where, config: Config) -> StoreSet
         redis_url=redis_url,
         redis_timeout=read_positive(section, "redis_timeout", where, StoreSettings.redis_timeout),
         hnsw_after=read_positive_int(section, "hnsw_after", where, StoreSettings.hnsw_after),
+        warm=read_bool(section, "warm", where, StoreSettings.warm),
+        warm_days=read_positive(section, "warm_days", where, StoreSettings.warm_days),
+        warm_ttl=_ttls(section, where, DEFAULT_TTLS)[0],
+        ledger_path=_ledger_path(config),
     )
+
+
+def _ledger_path(config: Config) -> str | None:
+    from ..observe.settings import parse_ledger
+
+    return parse_ledger(config).path
 
 
 def _ttls(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .semantic import Embed, Question, SemanticIndex
 from .settings import StoreSettings
 from .tiers import TieredStore
+from .warm import FirstMinute, WarmReport, warm
 
 if TYPE_CHECKING:
     from .vectors import Vector
@@ -43,6 +44,9 @@ class CacheStore:
         self._open = False
         self._listener: asyncio.Task[None] | None = None
         self.semantic_broken = False
+        self.warmed: WarmReport | None = None
+        self.first_minute = FirstMinute(self.tiers)
+        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the levels and listen for other replicas' purges (idempotent)."""
@@ -52,12 +56,51 @@ class CacheStore:
         await self.tiers.open()
         if self.tiers.redis is not None:
             self._listener = asyncio.ensure_future(self.tiers.redis.listen_for_purges(self._purged_elsewhere))
+        self.rewarm()
+
+    def rewarm(self) -> None:
+        """Fill L1 from L2 and the ledger's frequent keys in the background; a new first minute."""
+        if self._warming is not None:
+            self._warming.cancel()
+        self.first_minute.start()
+        if self.settings.warm:
+            self._warming = asyncio.ensure_future(self._warm())
+
+    async def _warm(self) -> None:
+        s = self.settings
+        try:
+            self.warmed = await warm(
+                self.tiers, s.ledger_path, days=s.warm_days, ttl=s.warm_ttl, clock=self.clock
+            )
+        except Exception:  # warming is an optimisation: never let it take the store down
+            log.exception("cache: warming the memory level failed")
+            return
+        report = self.warmed
+        if report.from_ledger or report.from_disk:
+            log.info(
+                "cache: memory level warmed with %d frequent and %d recent answers (%d bytes) in %.2fs",
+                report.from_ledger,
+                report.from_disk,
+                report.bytes,
+                report.seconds,
+            )
+
+    async def warmed_up(self) -> WarmReport | None:
+        """Wait for the warming in progress, if any; its report."""
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
+        return self.warmed
 
     async def stop(self) -> None:
         """Close the levels (idempotent)."""
         if not self._open:
             return
         self._open = False
+        self.first_minute.stop()
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
+            self._warming = None
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -121,9 +164,13 @@ class CacheStore:
 
     async def purge(self, namespace: str) -> int:
         """Forget every answer and question in ``namespace``; how many answers went."""
+        if self._warming is not None:
+            self._warming.cancel()  # it may be loading what goes now
         keys = await self.tiers.purge(namespace)
         if self._semantic is not None:
             keys |= self._semantic.purge(namespace)
+        if self._open:
+            self.rewarm()
         return len(keys)
 
     def degraded(self) -> list[str]:
@@ -140,6 +187,9 @@ class CacheStore:
             out["semantic_entries"] = float(len(self._semantic))
             out["semantic_rejected"] = float(self._semantic.rejected)
             out["semantic_busy"] = float(self._semantic.busy)
+        if self.warmed is not None:
+            out.update(self.warmed.to_json())
+        out.update({k: float(v) for k, v in self.first_minute.to_json().items() if v is not None})
         return out
 
 

@@ -328,6 +328,16 @@ class Observer:
             out[name] = _numbers(values)
         return out
 
+    def reports(self) -> dict[str, Any]:
+        """Every gauge source's report as it gave it (text and lists kept); a failing source is skipped."""
+        out: dict[str, Any] = {}
+        for name, fn in list(self._gauges.items()):
+            try:
+                out[name] = fn()
+            except Exception:
+                log.exception("gauge source %s failed", name)
+        return out
+
     def parallel(self, gauges: dict[str, dict[str, float]]) -> tuple[float | None, float | None]:
         """(parallel speedup, share of tool calls run in parallel) from an "agent" source."""
         for name, values in gauges.items():

@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS requests (
     latency_s REAL, ttft_s REAL, overhead_s REAL, attempts INTEGER, api_key TEXT, tenant TEXT,
     cost_usd REAL, cost_top_usd REAL, cost_nocache_usd REAL, priced INTEGER, annotations TEXT,
     team TEXT NOT NULL DEFAULT '', end_user TEXT NOT NULL DEFAULT '',
-    tokens_saved INTEGER NOT NULL DEFAULT 0
+    tokens_saved INTEGER NOT NULL DEFAULT 0, cache_key TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_id ON requests (request_id);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
@@ -39,6 +39,7 @@ _ADDED = (
     ("requests", "team", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "end_user", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "tokens_saved", "INTEGER NOT NULL DEFAULT 0"),
+    ("requests", "cache_key", "TEXT NOT NULL DEFAULT ''"),  # the exact cache key, to warm the cache
 )
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 

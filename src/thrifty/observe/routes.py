@@ -37,6 +37,7 @@ ASSETS = {
     "dashboard.css": "text/css; charset=utf-8",
     "teams.js": "text/javascript; charset=utf-8",
     "learning.js": "text/javascript; charset=utf-8",
+    "scaling.js": "text/javascript; charset=utf-8",
 }
 # the dashboard's responses never tell another site where the user came from
 DASHBOARD_HEADERS = {"referrer-policy": "no-referrer", "x-content-type-options": "nosniff"}
@@ -90,6 +91,11 @@ class Endpoints:
     async def stats(self, request: Request) -> Response:
         body = await self.obs.read(snapshot, self.obs, self.obs.gauges())
         return _no_cache(body, DASHBOARD_HEADERS)
+
+    async def layer_status(self, request: Request) -> Response:
+        """``GET /dashboard/api/status``: each layer's live report, as ``/admin/status`` gives it,
+        for dashboard panels (the session cookie is scoped to ``/dashboard``)."""
+        return _no_cache(self.obs.reports(), DASHBOARD_HEADERS)
 
     async def learning(self, request: Request) -> Response:
         """``GET /admin/learning``: each learning layer's experiments, evidence and promotions."""
@@ -255,6 +261,7 @@ def build_routes(obs: Observer, access: Access | None = None) -> list[BaseRoute]
         Route("/dashboard/logout", ep.logout, methods=["POST"]),
         Route("/dashboard/api/stats", admin(ep.stats, DASHBOARD_HEADERS), methods=["GET"]),
         Route("/dashboard/api/learning", admin(ep.learning, DASHBOARD_HEADERS), methods=["GET"]),
+        Route("/dashboard/api/status", admin(ep.layer_status, DASHBOARD_HEADERS), methods=["GET"]),
         Route("/dashboard/static/{name}", ep.static, methods=["GET"]),
         Route("/admin/alerts", admin(ep.alerts), methods=["GET"]),
         Route("/admin/learning", admin(ep.learning), methods=["GET"]),

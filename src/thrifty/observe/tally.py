@@ -58,6 +58,7 @@ COLUMNS = (
     "team",
     "end_user",
     "tokens_saved",
+    "cache_key",
 )
 Row = tuple[Any, ...]
 
@@ -233,6 +234,7 @@ class Tally:
             ev.team,
             ev.user,
             saved,
+            outcome.key if outcome is not None else "",
         )
 
     def _count(self, ev: RequestEvent, cost: float, top: float, nocache: float, priced: bool) -> None:

@@ -1228,6 +1228,13 @@ def _thrifty_paths() -> dict[str, Any]:
             "403",
             tags=("admin",),
         ),
+        "/dashboard/api/status": _get(
+            "dashboardStatus",
+            "Each layer's live report, as /admin/status gives it (elastic replicas panel)",
+            _ok({"type": "object"}),
+            "403",
+            tags=("admin",),
+        ),
         "/dashboard/static/{name}": _get(
             "dashboardAsset",
             "The dashboard's script and style",

@@ -58,9 +58,9 @@ def _serve_one(
     from .protocol import ConnectionLimits, guarded_protocol
 
     started = time.perf_counter()
-    if replicas:
-        from ..balance.replicas import replica_config
+    from ..balance.replicas import replica_config, wants_replicas
 
+    if replicas or wants_replicas(config):
         config = replica_config(config, replicas)
     soft, _ = raise_file_limit()
     limits = ConnectionLimits.from_server(config.server)
