@@ -39,6 +39,9 @@ from .fuzzing import (
     type_confusion,
 )
 
+# The whole fuzz run happens in one module fixture's setup; on a loaded machine it takes minutes.
+pytestmark = pytest.mark.timeout(1200)
+
 EXAMPLES = 25  # per operation and mode
 SEED = 20261202
 
