@@ -5,8 +5,9 @@ Per (key, model), requests, cost and errors are summed in buckets of
 series' previous ``baseline`` buckets: it is a spike when it exceeds
 ``median + k * spread``, where the spread is the median absolute deviation
 scaled to a normal's standard deviation (1.4826 * MAD), never less than a
-tenth of the median and a floor per figure, so a flat baseline does not turn
-one extra request into an alert. A figure must also reach a minimum (requests,
+tenth of the median, than the square root of the median for counts (their
+Poisson noise, which a MAD of small integers understates) and a floor per
+figure, so a flat baseline does not turn one extra request into an alert. A figure must also reach a minimum (requests,
 errors, dollars) to count. All of it runs in the observer's writer thread or a
 reader, never on the request path.
 """
@@ -117,7 +118,8 @@ class Anomalies:
                 past = [h[index] for h in recent]
                 middle = median(past)
                 spread = median(abs(v - middle) for v in past) * _MAD_TO_SD
-                spread = max(spread, 0.1 * middle, s.floor[figure])
+                counted = figure != "cost_usd"  # counts vary at least like a Poisson process
+                spread = max(spread, 0.1 * middle, middle**0.5 if counted else 0.0, s.floor[figure])
                 limit = middle + s.k * spread
                 if value > limit:
                     found.append(Anomaly(key, model, figure, value, middle, limit, bucket_start))

@@ -103,7 +103,7 @@ class Upstreams:
         self.counts = counts
         snapshot = {d.deployment: (d.attempts, sum(d.errors.values())) for g in counts for d in g.deployments}
         self._history.append((now, snapshot))
-        while len(self._history) > 1 and self._history[1][0] <= now - self.window_s:
+        while len(self._history) > 1 and self._history[0][0] < now - self.window_s:
             self._history.popleft()
         for group in counts:
             for d in group.deployments:
