@@ -4,8 +4,9 @@ Groups count on the hot path (integer increments, a deque append on a change of
 state; ``balance/events.py``). :class:`Upstreams` reads those counts off the
 path, in the observer's writer thread or a reader, at most every
 ``sample_s``: it keeps snapshots over the alert window for rates, logs each
-breaker or health change and each fallback chain used (one line per subject and
-state per ``log_every_s``, saying how many more happened meanwhile), and
+breaker opening or closing and each fallback hop used (one line per subject and
+state per ``log_every_s``, saying how many more happened meanwhile; the health
+monitor logs its own verdicts, once per change), and
 renders the figures for the dashboard, ``thrifty top`` and ``/metrics``.
 """
 
@@ -117,18 +118,17 @@ class Upstreams:
         self.transitions.append(change)
         if change.state == "half_open":
             return  # a probe is on its way; its outcome is the news
+        if change.what == "health":
+            return  # the health monitor logs its verdicts itself, at most once per check interval
         held = self.limiter.allow((change.what, change.deployment, change.state), now)
         if held is None:
             return
         more = f" ({held} more such changes in the last {self.limiter.every_s:g} s)" if held else ""
-        level = logging.INFO if change.state in ("closed", "healthy") else logging.WARNING
-        what = "breaker" if change.what == "breaker" else "health"
         log.log(
-            level,
-            "deployment %s of %s: %s %s (%s)%s",
+            logging.INFO if change.state == "closed" else logging.WARNING,
+            "deployment %s of %s: breaker %s (%s)%s",
             change.deployment,
             change.group,
-            what,
             change.state,
             change.reason,
             more,
