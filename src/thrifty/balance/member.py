@@ -41,20 +41,14 @@ class Member:
     """A deployment's live state; the balancer asks it whether it can take a request."""
 
     def __init__(
-        self,
-        deployment: Deployment,
-        backend: Backend,
-        breaker: BreakerSettings,
-        clock: Clock,
-        group: str = "",
-        changes: Changes | None = None,
+        self, deployment: Deployment, backend: Backend, breaker: BreakerSettings, clock: Clock
     ) -> None:
         self.deployment = deployment
         self.backend = backend
         self.name = deployment.name
-        self.group = group
         self.clock = clock
-        self.changes = new_changes() if changes is None else changes  # the group's, shared
+        self.group = ""  # set by the group that takes it in, with its ``changes``
+        self.changes: Changes = new_changes()
         self.breaker = CircuitBreaker(breaker, clock, self._breaker_changed)
         self.sent = 0  # attempts sent
         self.errors = dict.fromkeys(ERROR_CLASSES, 0)  # attempts failed, by class
