@@ -4,6 +4,7 @@ how long startup took with the same figure in its log and on /metrics."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.processes import free_port, stop, wait_ready
 
-from ..processes import free_port, stop, wait_ready
+import thrifty
 
 pytestmark = pytest.mark.model
 
@@ -27,7 +29,8 @@ def test_a_stock_gateway_with_the_embedded_model_fires_no_default_alert(tmp_path
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "thrifty", "serve", "--port", str(port), "--log-level", "info"],
-        cwd=tmp_path,
+        cwd=tmp_path,  # the default data_dir lands here; the sources under test stay first on the path
+        env={**os.environ, "PYTHONPATH": str(Path(thrifty.__file__).resolve().parents[1])},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -46,7 +49,10 @@ def test_a_stock_gateway_with_the_embedded_model_fires_no_default_alert(tmp_path
     finally:
         stop(proc)
     log = proc.stderr.read().decode() if proc.stderr else ""
-    assert alerts == [], alerts
+    # Startup is wall time: on a machine loaded beyond its cores every process starts several
+    # times slower (`python -c pass` 64 ms instead of 11), and the alert is then right to fire.
+    quiet = os.getloadavg()[0] < (os.cpu_count() or 1)
+    assert [a for a in alerts if quiet or a["rule"] != "startup_ms"] == [], alerts
     logged = re.search(
         r"ready: startup took (\d+) ms \(process start to ready; loading models took \d+ ms\)", log
     )
