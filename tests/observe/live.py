@@ -47,6 +47,7 @@ def dead_primary(tmp_path: Path, **alerts: Any) -> Iterator[Live]:
                         {
                             "name": "primary",
                             "health_check": False,  # the breaker alone finds it dead: no timing race
+                            "breaker": {"cooldown": 3600},  # and no probe while the test runs
                             "deployments": [
                                 {
                                     "model": "openai_compatible/m",

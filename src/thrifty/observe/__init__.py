@@ -376,7 +376,7 @@ class Observer:
         """The alerts firing now; each one that starts or clears is logged once."""
         self.absorb()
         gauges = self.gauges() if gauges is None else gauges
-        self.sample()
+        self.sample(force=True)  # readers see the groups as they are now
         with self._lock:
             now = self.clock()
             samples = self.tally.recent_samples(now)
