@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
+
+import pytest
 
 from thrifty.observe import Observer
 from thrifty.observe.anomaly import Anomalies
@@ -69,7 +72,10 @@ def test_each_spike_raises_one_alert_naming_key_model_and_figure() -> None:
     }
 
 
-def test_the_observer_alerts_on_a_spike_with_key_model_and_figure(tmp_path: Path) -> None:
+def test_the_observer_alerts_on_a_spike_with_key_model_and_figure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="thrifty.observe")
     clock = [10_000 * MINUTE]
     config = make_config(tmp_path, alerts={"startup_ms": None, "memory_mb": None})
     obs = Observer(config, clock=lambda: clock[0])
@@ -88,3 +94,26 @@ def test_the_observer_alerts_on_a_spike_with_key_model_and_figure(tmp_path: Path
     spike = spikes["anomaly_requests"]
     assert spike.subject == "key-7 fast" and spike.value == 200
     assert spike.message.startswith("anomaly: key key-7 on model fast: request rate 200/min, usually ")
+    obs.alerts()
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == [
+        f"alert: {spikes['anomaly_requests'].message}",
+        f"alert: {spikes['anomaly_cost_usd'].message}",
+    ]
+
+
+def test_the_writer_logs_a_spike_nobody_reads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="thrifty.observe")
+    clock = [10_000 * MINUTE]
+    obs = Observer(make_config(tmp_path), clock=lambda: clock[0])
+    for minute in range(40):
+        base = clock[0] - clock[0] % MINUTE
+        for i in range(300 if minute == 39 else 10):
+            obs.record(event(minute * 1000 + i, ts=base + i * 0.1, model="fast", api_key="key-7"))
+        clock[0] = base + MINUTE
+        obs.flush()  # what the writer thread does ...
+        obs.sample()  # ... every time it wakes
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 2, logged  # once each, though sampled every minute
+    assert logged[0].startswith("alert: anomaly: key key-7 on model fast: request rate 300/min")
+    assert logged[1].startswith("alert: anomaly: key key-7 on model fast: cost rate $")

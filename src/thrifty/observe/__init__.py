@@ -24,7 +24,7 @@ from ..config import Config
 from ..errors import StorageUnavailable
 from ..prices import PriceTable
 from ..storage import Outage, cause, confirmed_damaged, is_damaged, set_aside
-from .anomaly import Anomalies
+from .anomaly import Anomalies, Anomaly
 from .events import RequestEvent
 from .feedback import TakesSignals
 from .health import Alert, HoldsModel, Needs, evaluate, process_age, rss_bytes, window_health
@@ -96,6 +96,7 @@ class Observer:
         self.upstreams = Upstreams(self.alert_settings.window_s, log_every_s=self.alert_settings.log_every_s)
         anomaly = self.alert_settings.anomaly
         self.anomalies = Anomalies(anomaly) if anomaly is not None else None
+        self._spikes_logged: set[Anomaly] = set()
         self.models: list[HoldsModel] = []  # layers holding model weights: startup and memory allowance
 
     # -- lifecycle --------------------------------------------------------------
@@ -337,9 +338,19 @@ class Observer:
                 return
 
     def sample(self, *, force: bool = False) -> None:
-        """Read the groups' counts and log their changes (at most every second unless ``force``)."""
+        """Read the groups' counts and log their changes (at most every second unless ``force``);
+        close the anomaly bucket that is over and log its spikes, whether anyone reads alerts or not."""
         with self._lock:
-            self.upstreams.tick(self.clock(), force=force)
+            now = self.clock()
+            self.upstreams.tick(now, force=force)
+            anomalies = self.anomalies
+            if anomalies is None:
+                return
+            spikes = anomalies.check(now)
+            for spike in spikes:
+                if spike not in self._spikes_logged:
+                    log.warning("alert: %s", spike.message(anomalies.bucket_s))
+            self._spikes_logged = set(spikes)
 
     # -- reading --------------------------------------------------------------------
 
@@ -400,10 +411,11 @@ class Observer:
                 )
         firing = {(a.rule, a.subject): a.message for a in alerts}
         for key, message in firing.items():
-            if key not in self._firing:
+            if key not in self._firing and not key[0].startswith("anomaly_"):  # sample() logs those
                 log.warning("alert: %s", message)
         for key in self._firing.keys() - firing.keys():
-            log.info("alert cleared: %s", self._firing[key])
+            if not key[0].startswith("anomaly_"):  # a spike is one bucket long: its end is no news
+                log.info("alert cleared: %s", self._firing[key])
         self._firing = firing
         return alerts
 
