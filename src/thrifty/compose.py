@@ -129,6 +129,7 @@ class Stack:
         from .observe.feedback import TakesSignals
 
         for layer in self.layers(*self.backends.values()):
+            observer.watch(layer)  # model groups' upstream counts, loaded models' footprint
             if isinstance(layer, TakesFeedback):
                 observer.add_feedback_listener(layer.on_feedback)
             if isinstance(layer, TakesSignals):

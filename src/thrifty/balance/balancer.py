@@ -31,6 +31,7 @@ from ..retry import RetryBudget
 from ..types import ChatRequest, ChatResponse, Piece, RawEvents
 from .admission import AdmissionGate
 from .clock import Clock, MonotonicClock
+from .events import Change, DeploymentCounts, GroupCounts, new_changes
 from .health import HealthMonitor, Probe
 from .hedge import Hedged, Hedging, Single
 from .member import Member, estimate_tokens
@@ -82,6 +83,10 @@ class Balancer(Choice):
         if not members:
             raise ValueError(f"model group {name!r} has no deployments")
         self.members = list(members)
+        self.changes = new_changes()  # breaker and health changes, drained by the observer
+        for member in self.members:
+            member.group, member.changes = name, self.changes
+        self.retries = 0
         self.settings = settings
         self.clock = clock or MonotonicClock()
         self.rng = rng or random.Random()
@@ -259,6 +264,7 @@ class Balancer(Choice):
                 if not await self._may_retry(exc, retries, tried, request, deadline):
                     raise
                 retries += 1
+                self.retries += 1
 
     async def _call(
         self, member: Member, request: ChatRequest, deadline: float | None, tokens: int
@@ -404,6 +410,34 @@ class Balancer(Choice):
                 await closer()
 
     # -- introspection -----------------------------------------------------
+
+    def upstream_counts(self) -> GroupCounts:
+        """Each deployment's state and counts now (read by the observer, off the hot path)."""
+        return GroupCounts(
+            self.name,
+            self.retries,
+            self.hedges,
+            self.hedge_wins,
+            tuple(
+                DeploymentCounts(
+                    m.name,
+                    m.healthy,
+                    m.breaker.state,
+                    m.breaker.times_opened,
+                    m.sent,
+                    dict(m.errors),
+                )
+                for m in self.members
+            ),
+        )
+
+    def upstream_changes(self) -> list[Change]:
+        """The breaker and health changes since the last call (taken: each is seen once)."""
+        out = []
+        changes = self.changes
+        while changes:
+            out.append(changes.popleft())
+        return out
 
     def status(self) -> dict[str, Any]:
         """State for /metrics and the admin endpoint."""

@@ -10,6 +10,7 @@ failure opens it again for another cooldown.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,12 @@ class BreakerSettings:
 
 
 class CircuitBreaker:
-    def __init__(self, settings: BreakerSettings, clock: Clock) -> None:
+    def __init__(
+        self, settings: BreakerSettings, clock: Clock, on_change: Callable[[str], None] | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.on_change = on_change  # hears each new state (rare: never on a request that succeeds)
         self.state = CLOSED
         self.consecutive = 0
         self.opened_at = 0.0
@@ -40,7 +44,7 @@ class CircuitBreaker:
 
     def _refresh(self) -> None:
         if self.state == OPEN and self.clock.now() - self.opened_at >= self.settings.cooldown:
-            self.state = HALF_OPEN
+            self._set(HALF_OPEN)
             self.probing = False
 
     def available(self) -> bool:
@@ -59,7 +63,7 @@ class CircuitBreaker:
         self._record(True)
         self.consecutive = 0
         if self.state != CLOSED:
-            self.state = CLOSED
+            self._set(CLOSED)
             self.probing = False
             self._outcomes.clear()
 
@@ -72,7 +76,7 @@ class CircuitBreaker:
     def on_recovered(self) -> None:
         """A health check saw the deployment come back: skip the rest of the cooldown, probe now."""
         if self.state == OPEN:
-            self.state = HALF_OPEN
+            self._set(HALF_OPEN)
             self.probing = False
 
     def on_cancel(self) -> None:
@@ -97,11 +101,16 @@ class CircuitBreaker:
         failed = sum(1 for _, ok in self._outcomes if not ok)
         return failed / total >= self.settings.failure_rate
 
+    def _set(self, state: str) -> None:
+        self.state = state
+        if self.on_change is not None:
+            self.on_change(state)
+
     def _open(self) -> None:
-        self.state = OPEN
         self.opened_at = self.clock.now()
         self.probing = False
         self.times_opened += 1
+        self._set(OPEN)
 
     def status(self) -> dict[str, Any]:
         self._refresh()

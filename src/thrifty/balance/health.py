@@ -163,7 +163,7 @@ class HealthMonitor:
             log.warning("deployment %s is healthy again", member.name)
         elif not ok and (member.healthy or reason != target.reason):
             log.warning("deployment %s marked unhealthy: %s", member.name, reason)
-        member.healthy = ok
+        member.set_healthy(ok, reason)
         target.reason = "" if ok else reason
 
     async def _loop(self) -> None:

@@ -11,6 +11,7 @@ from ..errors import RateLimited, ThriftyError
 from ..types import ChatRequest, message_text
 from .breaker import BreakerSettings, CircuitBreaker
 from .clock import Clock
+from .events import ERROR_CLASSES, Change, Changes, error_class, new_changes
 from .stats import Ewma, LatencyWindow, SlidingCount
 
 
@@ -46,7 +47,12 @@ class Member:
         self.backend = backend
         self.name = deployment.name
         self.clock = clock
-        self.breaker = CircuitBreaker(breaker, clock)
+        self.group = ""  # set by the group that takes it in, with its ``changes``
+        self.changes: Changes = new_changes()
+        self.breaker = CircuitBreaker(breaker, clock, self._breaker_changed)
+        self.sent = 0  # attempts sent
+        self.errors = dict.fromkeys(ERROR_CLASSES, 0)  # attempts failed, by class
+        self.last_error = ""
         self.outstanding = 0
         self.ewma = Ewma(clock)
         self.latencies = LatencyWindow(100)  # whole answers (complete)
@@ -91,6 +97,7 @@ class Member:
         return max(waits)
 
     def on_send(self, prompt_tokens: int) -> None:
+        self.sent += 1
         self.outstanding += 1
         self.breaker.on_send()
         self.rpm.add(1)
@@ -116,6 +123,9 @@ class Member:
         foreign exception (a bug of ours, not something the upstream did) leave
         the breaker as it was, so no client can open it for everyone.
         """
+        kind = error_class(exc)
+        self.errors[kind] += 1
+        self.last_error = kind
         if isinstance(exc, RateLimited) and exc.retry_after:
             self.cooldown_until = max(self.cooldown_until, self.clock.now() + exc.retry_after)
         if isinstance(exc, ThriftyError) and exc.deployment_fault:
@@ -126,6 +136,24 @@ class Member:
 
     def on_cancel(self) -> None:
         self.breaker.on_cancel()
+
+    def set_healthy(self, ok: bool, reason: str = "") -> None:
+        """The health check's verdict; a change is noted for the observer."""
+        if ok != self.healthy:
+            self.changes.append(
+                Change(self.group, self.name, "health", "healthy" if ok else "unhealthy", reason)
+            )
+        self.healthy = ok
+
+    def _breaker_changed(self, state: str) -> None:
+        b = self.breaker
+        if state == "open":
+            reason = f"{b.consecutive} consecutive failures, last: {self.last_error or 'unknown'}"
+        elif state == "closed":
+            reason = "a request succeeded"
+        else:
+            reason = "cooldown over, probing"
+        self.changes.append(Change(self.group, self.name, "breaker", state, reason))
 
     def status(self) -> dict[str, Any]:
         ewma = self.ewma.current()

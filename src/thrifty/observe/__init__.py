@@ -24,13 +24,15 @@ from ..config import Config
 from ..errors import StorageUnavailable
 from ..prices import PriceTable
 from ..storage import Outage, cause, confirmed_damaged, is_damaged, set_aside
+from .anomaly import Anomalies, Anomaly
 from .events import RequestEvent
 from .feedback import TakesSignals
-from .health import Alert, evaluate, process_age, rss_bytes, window_health
+from .health import Alert, HoldsModel, Needs, evaluate, process_age, rss_bytes, window_health
 from .ledger import Ledger
 from .settings import parse_alerts, parse_ledger, parse_telemetry
 from .spans import Spans, default_spans
 from .tally import COLUMNS, Row, Tally
+from .upstreams import ReportsUpstreams, Upstreams
 
 T = TypeVar("T")
 
@@ -41,6 +43,7 @@ __all__ = ["Observer", "RequestEvent"]
 
 log = logging.getLogger("thrifty.observe")
 _API_KEY = COLUMNS.index("api_key")
+_COST = COLUMNS.index("cost_usd")
 _KNOWN_IDS = 20_000  # recent request ids kept in memory for feedback linking (older: on disk)
 _CHUNK = 64  # events the writer counts between yields of the GIL (~1 ms)
 _MAX_QUEUE = 200_000  # rows held in memory at most while the ledger is closed or failing
@@ -90,6 +93,11 @@ class Observer:
         self._listeners: list[Callable[[str, int], None]] = []
         self.learners: list[TakesSignals] = []  # layers that hear whole signals (thrifty.learn)
         self._gauges: dict[str, Callable[[], dict[str, float]]] = {}
+        self.upstreams = Upstreams(self.alert_settings.window_s, log_every_s=self.alert_settings.log_every_s)
+        anomaly = self.alert_settings.anomaly
+        self.anomalies = Anomalies(anomaly) if anomaly is not None else None
+        self._spikes_logged: set[Anomaly] = set()
+        self.models: list[HoldsModel] = []  # layers holding model weights: startup and memory allowance
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -164,8 +172,17 @@ class Observer:
         return [f"{problem}; {held} rows held in memory{lost}"]
 
     def mark_ready(self, startup_s: float | None = None) -> None:
-        """Note how long startup took (default: since the process began)."""
+        """Note how long startup took: from the process's start to ready (the one definition)."""
         self.startup_s = process_age() if startup_s is None else startup_s
+        if self.startup_s is not None:
+            needs = self.needs()
+            loading = f"; loading models took {needs.load_s * 1000:.0f} ms" if needs.load_s else ""
+            log.info("ready: startup took %.0f ms (process start to ready%s)", self.startup_s * 1000, loading)
+
+    def needs(self) -> Needs:
+        """What the loaded models take: file bytes and load time, summed."""
+        footprints = [layer.footprint() for layer in self.models]
+        return Needs(sum(f[0] for f in footprints), sum(f[1] for f in footprints))
 
     # -- the hot path -----------------------------------------------------------
 
@@ -190,6 +207,13 @@ class Observer:
 
     def add_gauge_source(self, name: str, fn: Callable[[], dict[str, float]]) -> None:
         self._gauges[name] = fn
+
+    def watch(self, layer: object) -> None:
+        """Read ``layer``'s upstream counts (a model group) or model footprint, as it has them."""
+        if isinstance(layer, ReportsUpstreams):
+            self.upstreams.add(layer)
+        if isinstance(layer, HoldsModel):
+            self.models.append(layer)
 
     def routes(self) -> list[BaseRoute]:
         from .routes import build_routes
@@ -217,6 +241,10 @@ class Observer:
                     continue
                 self._unwritten.append(row)
                 self._known[event.request_id] = (*row[2:6], row[_API_KEY])
+                if event.fallback is not None:
+                    self.upstreams.on_fallback(event.fallback)
+                if self.anomalies is not None:
+                    self.anomalies.add(event.ts, event.api_key, event.model, row[_COST], event.status >= 500)
             while len(self._known) > _KNOWN_IDS:
                 self._known.popitem(last=False)
             self._bound()
@@ -302,8 +330,27 @@ class Observer:
                 self.flush(force=stopping)
             except Exception:  # the writer must outlive any one bad batch
                 log.exception("ledger writer error")
+            try:
+                self.sample()
+            except Exception:  # a broken group report must not stop the ledger
+                log.exception("reading the upstream counts failed")
             if stopping and (not (self._pending or self._unwritten) or self._failing or self.ledger is None):
                 return
+
+    def sample(self, *, force: bool = False) -> None:
+        """Read the groups' counts and log their changes (at most every second unless ``force``);
+        close the anomaly bucket that is over and log its spikes, whether anyone reads alerts or not."""
+        with self._lock:
+            now = self.clock()
+            self.upstreams.tick(now, force=force)
+            anomalies = self.anomalies
+            if anomalies is None:
+                return
+            spikes = anomalies.check(now)
+            for spike in spikes:
+                if spike not in self._spikes_logged:
+                    log.warning("alert: %s", spike.message(anomalies.bucket_s))
+            self._spikes_logged = set(spikes)
 
     # -- reading --------------------------------------------------------------------
 
@@ -350,8 +397,12 @@ class Observer:
         """The alerts firing now; each one that starts or clears is logged once."""
         self.absorb()
         gauges = self.gauges() if gauges is None else gauges
+        self.sample(force=True)  # readers see the groups as they are now
         with self._lock:
-            samples = self.tally.recent_samples(self.clock())
+            now = self.clock()
+            samples = self.tally.recent_samples(now)
+            deployments = self.upstreams.figures(now)
+            spikes = self.anomalies.check(now) if self.anomalies is not None else []
         health = window_health(samples, self.alert_settings)
         alerts = evaluate(
             self.alert_settings,
@@ -359,13 +410,22 @@ class Observer:
             startup_s=self.startup_s,
             rss=rss_bytes(),
             parallel_share=self.parallel(gauges)[1],
+            needs=self.needs(),
+            deployments=deployments,
         )
+        if self.anomalies is not None:
+            bucket = self.anomalies.bucket_s
+            for a in spikes:
+                alerts.append(
+                    Alert(f"anomaly_{a.figure}", a.value, a.limit, a.message(bucket), f"{a.key} {a.model}")
+                )
         firing = {(a.rule, a.subject): a.message for a in alerts}
         for key, message in firing.items():
-            if key not in self._firing:
+            if key not in self._firing and not key[0].startswith("anomaly_"):  # sample() logs those
                 log.warning("alert: %s", message)
         for key in self._firing.keys() - firing.keys():
-            log.info("alert cleared: %s", self._firing[key])
+            if not key[0].startswith("anomaly_"):  # a spike is one bucket long: its end is no news
+                log.info("alert cleared: %s", self._firing[key])
         self._firing = firing
         return alerts
 

@@ -9,24 +9,31 @@ Example::
     alerts:
       window_s: 300              # rolling window for percentiles and rates
       min_requests: 20           # rate rules wait for this many samples
-      startup_ms: 500            # alert above; null turns a rule off
+      startup_ms: 500            # alert above, besides the time loading models took; null: off
       p95_latency_s: 2.0         # per model group
+      deployment_down_s: 0       # a deployment unhealthy or its breaker open for longer
+      error_rate: 0.10           # failed upstream attempts per deployment, 5xx answers per group
+      fallback_rate: 0.10        # share of a group's requests a fallback chain served
       cache_hit_rate: 0.30       # alert below
       parallel_tool_calls: 0.50  # alert below (from the "agent" gauge source)
       fast_tier_share: 0.30      # alert below
-      memory_mb: 200             # resident memory, alert above
+      memory_mb: 200             # resident memory above what the loaded model files take
       fast_tiers: [fast]         # route tiers counted as "fast"
+      log_every_s: 60            # one log line per breaker/health state or fallback hop this often
+      anomaly_k: 6               # a key's figure above median + k * spread of its baseline; null: off
+      anomaly_bucket_s: 60       # anomalies compare buckets of this length ...
+      anomaly_baseline: 60       # ... with this many previous buckets
     telemetry:
       spans: true                # OpenTelemetry spans, when opentelemetry is installed
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, read_bool, read_positive, read_positive_int, reject_unknown
+from ..config import Config, Where, read_bool, read_positive, read_positive_int, reject_unknown
 
 
 @dataclass(frozen=True)
@@ -47,11 +54,30 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class AnomalySettings:
+    """Spikes of a key's requests, cost or errors against its own baseline (``anomaly.py``)."""
+
+    k: float = 6.0
+    bucket_s: float = 60.0
+    baseline: int = 60  # buckets compared with
+    min_baseline: int = 10  # buckets seen before a series is judged
+    # a figure below its minimum is never a spike; the spread is never below its floor
+    minimum: dict[str, float] = field(
+        default_factory=lambda: {"requests": 10.0, "cost_usd": 0.01, "errors": 5.0}
+    )
+    floor: dict[str, float] = field(
+        default_factory=lambda: {"requests": 1.0, "cost_usd": 0.001, "errors": 1.0}
+    )
+
+
+@dataclass(frozen=True)
 class AlertSettings:
     window_s: float = 300.0
     min_requests: int = 20
     rules: tuple[Rule, ...] = ()
     fast_tiers: tuple[str, ...] = ("fast",)
+    log_every_s: float = 60.0
+    anomaly: AnomalySettings | None = field(default_factory=AnomalySettings)
 
     def rule(self, name: str) -> Rule | None:
         for rule in self.rules:
@@ -68,8 +94,12 @@ DEFAULT_RULES: dict[str, tuple[float, bool, str]] = {
     "parallel_tool_calls": (0.50, False, ""),
     "fast_tier_share": (0.30, False, ""),
     "memory_mb": (200.0, True, "MB"),
+    "deployment_down_s": (0.0, True, "s"),
+    "error_rate": (0.10, True, ""),
+    "fallback_rate": (0.10, True, ""),
 }
-_RATE_RULES = {"cache_hit_rate", "parallel_tool_calls", "fast_tier_share"}
+_RATE_RULES = {"cache_hit_rate", "parallel_tool_calls", "fast_tier_share", "error_rate", "fallback_rate"}
+_ANOMALY = {"anomaly_k", "anomaly_bucket_s", "anomaly_baseline"}
 
 
 def _section(config: Config, name: str) -> dict[str, Any]:
@@ -100,7 +130,7 @@ def parse_ledger(config: Config) -> LedgerSettings:
 def parse_alerts(config: Config) -> AlertSettings:
     where = config.where("alerts")
     raw = _section(config, "alerts")
-    known = {"window_s", "min_requests", "fast_tiers", *DEFAULT_RULES}
+    known = {"window_s", "min_requests", "fast_tiers", "log_every_s", *DEFAULT_RULES, *_ANOMALY}
     reject_unknown(raw, known, where)
     rules = []
     for name, (default, upper, unit) in DEFAULT_RULES.items():
@@ -122,6 +152,18 @@ def parse_alerts(config: Config) -> AlertSettings:
         min_requests=read_positive_int(raw, "min_requests", where, 20),
         rules=tuple(rules),
         fast_tiers=tuple(tiers),
+        log_every_s=read_positive(raw, "log_every_s", where, 60),
+        anomaly=_anomaly(raw, where),
+    )
+
+
+def _anomaly(raw: dict[str, Any], where: Where) -> AnomalySettings | None:
+    if "anomaly_k" in raw and raw["anomaly_k"] in (None, False):
+        return None
+    return AnomalySettings(
+        k=read_positive(raw, "anomaly_k", where, 6),
+        bucket_s=read_positive(raw, "anomaly_bucket_s", where, 60),
+        baseline=read_positive_int(raw, "anomaly_baseline", where, 60),
     )
 
 

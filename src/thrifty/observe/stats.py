@@ -69,12 +69,17 @@ def snapshot(obs: Observer, gauges: dict[str, dict[str, float]] | None = None) -
         cache = {"/".join(k): v for k, v in sorted(tally.cache.values.items())}
         hits = sum(v for k, v in tally.cache.values.items() if k[0] == "hit")
         lookups = tally.cache.total()
+        ups = obs.upstreams.report(now)
+        counted = totals(tally)
+        counted["upstream_errors"] = sum(sum(d["errors"].values()) for d in ups["deployments"])
+        counted["fallbacks"] = tally.fallbacks.total()
+        counted["deployments_down"] = sum(1 for d in ups["deployments"] if d["down"])
         body = {
             "now": now,
             "since": obs.started_at,
             "bucket_s": BUCKET_S,
             "window_s": obs.alert_settings.window_s,
-            "totals": totals(tally),
+            "totals": counted,
             "cache": {
                 "hits": hits,
                 "lookups": lookups,
@@ -87,6 +92,7 @@ def snapshot(obs: Observer, gauges: dict[str, dict[str, float]] | None = None) -
             "latency": health.latency,
             "series": _series(tally),
             "recent": tally.recent_requests(),
+            "upstreams": ups,
         }
     body.update(
         {
@@ -95,6 +101,7 @@ def snapshot(obs: Observer, gauges: dict[str, dict[str, float]] | None = None) -
             "parallel": {"speedup": speedup, "share": share},
             "startup_ms": None if obs.startup_s is None else obs.startup_s * 1000,
             "memory_mb": rss_bytes() / 1e6,
+            "models_mb": obs.needs().model_bytes / 1e6,
             "ledger": {
                 "path": obs.ledger_settings.path,
                 "rows_written": obs.ledger.written if obs.ledger else 0,
@@ -121,7 +128,7 @@ def prometheus(obs: Observer, gauges: dict[str, dict[str, float]] | None = None)
     feedback = Counter("thrifty_feedback", "Feedback ratings received", ("rating",))
     with obs._lock:
         health = window_health(obs.tally.recent_samples(obs.clock()), obs.alert_settings)
-        body = expose(obs.tally.metrics())
+        body = expose([*obs.tally.metrics(), *obs.upstreams.metrics()])
         for rating, n in obs.feedback_ratings.items():
             feedback.inc((str(rating),), n)
     for model, figures in health.latency.items():

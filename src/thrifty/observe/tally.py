@@ -77,7 +77,9 @@ class Sample:
     latency_s: float
     cache: str  # "hit", "miss" or ""
     tier: str
-    error: bool
+    error: bool  # answered with a status of 400 or more
+    failed: bool = False  # answered 500 or more: thrifty or every upstream failed it
+    fallback: bool = False  # a fallback chain served it
 
 
 @dataclass(slots=True)
@@ -201,7 +203,10 @@ class Tally:
             self.fallbacks.inc()
         # percentiles per model group: the group that served a routed request, else the one asked for
         group = tier if tier in self.prices.groups else ev.model
-        self.window.append(Sample(ev.ts, group, ev.latency_s, cache, tier, not ok))
+        fallback = ev.fallback is not None
+        self.window.append(
+            Sample(ev.ts, group, ev.latency_s, cache, tier, not ok, ev.status >= 500, fallback)
+        )
         self._bucket(ev, cost, top, nocache, cache)
         self.recent.append((ev, tier, cost))
         if self.spans is not None:

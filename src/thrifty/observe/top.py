@@ -45,6 +45,52 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARKS[min(len(SPARKS) - 1, int(v / top * (len(SPARKS) - 1) + 0.5))] for v in values)
 
 
+def _red(n: float) -> str:
+    return f"{RED}{n:,.0f}{RESET}" if n else f"{n:,.0f}"
+
+
+def _state(d: dict[str, Any]) -> str:
+    if not d["healthy"]:
+        return f"{RED}unhealthy{RESET}"
+    if d["breaker"] == "open":
+        return f"{RED}open{RESET}"
+    if d["breaker"] == "half_open":
+        return f"{YELLOW}half-open{RESET}"
+    return f"{GREEN}ok{RESET}"
+
+
+def upstream_lines(ups: dict[str, Any] | None) -> list[str]:
+    """Per deployment: state, breaker openings, attempts, failures by class, window error rate."""
+    if not ups or not ups["deployments"]:
+        return []
+    lines = [
+        "",
+        f"{BOLD}{'upstreams':<34}{RESET}{'state':<10} {'opened':>6} {'sent':>7} "
+        f"{'4xx':>5} {'5xx':>5} {'tmo':>5} {'conn':>5} {'rate':>7}",
+    ]
+    for d in ups["deployments"]:
+        e = d["errors"]
+        # the state word carries colour codes: pad it by its visible length
+        state = _state(d)
+        pad = " " * max(0, 10 - len(state) + len(RED) + len(RESET))
+        lines.append(
+            f"  {d['group'] + ' / ' + d['deployment']:<32}{state}{pad} {d['times_opened']:>6} {d['attempts']:>7} "
+            f"{e.get('4xx', 0):>5} {e.get('5xx', 0):>5} {e.get('timeout', 0):>5} {e.get('connection', 0):>5} "
+            f"{_pct(d['error_rate']):>7}"
+        )
+    for g in ups["groups"]:
+        if g["retries"] or g["hedges"]:
+            lines.append(
+                f"  {DIM}{g['group']}: {g['retries']} retries, {g['hedges']} hedges ({g['hedge_wins']} won){RESET}"
+            )
+    for f in ups["fallbacks"]:
+        lines.append(f"  {YELLOW}fallback {f['from']} -> {f['to']}: {f['count']}{RESET}")
+    for c in ups["transitions"][:3]:
+        stamp = time.strftime("%H:%M:%S", time.localtime(c["at"]))
+        lines.append(f"  {DIM}{stamp} {c['deployment']}: {c['what']} {c['state']} ({c['reason']}){RESET}")
+    return lines
+
+
 def render(stats: dict[str, Any], url: str) -> str:
     t = stats["totals"]
     top, nocache = t["cost_top_usd"], t["cost_nocache_usd"]
@@ -52,7 +98,8 @@ def render(stats: dict[str, Any], url: str) -> str:
     lines = [
         f"{BOLD}thrifty top{RESET}  {url}  {DIM}{time.strftime('%H:%M:%S', time.localtime(stats['now']))}{RESET}",
         "",
-        f"requests {BOLD}{t['requests']:,.0f}{RESET}  errors {t['errors']:,.0f}  "
+        f"requests {BOLD}{t['requests']:,.0f}{RESET}  errors {_red(t['errors'])}  "
+        f"upstream failures {_red(t.get('upstream_errors', 0))}  fallbacks {_red(t.get('fallbacks', 0))}  "
         f"tokens in {t['prompt_tokens']:,.0f} out {t['completion_tokens']:,.0f} cached {t['cached_tokens']:,.0f}",
         f"cost {BOLD}{_money(t['cost_usd'])}{RESET}  saved vs all-on-top {GREEN}{_money(t['saved_vs_top_usd'])}"
         f" ({_pct(t['saved_vs_top_usd'] / top if top else None)}){RESET}  saved vs no-cache "
@@ -76,6 +123,7 @@ def render(stats: dict[str, Any], url: str) -> str:
         lines.append(
             f"  {model:<18} {f['requests']:>7} {_ms(f['p50']):>9} {_ms(f['p95']):>9} {_ms(f['p99']):>9}"
         )
+    lines += upstream_lines(stats.get("upstreams"))
     lines += ["", f"{BOLD}alerts{RESET}"]
     lines += [f"  {YELLOW}! {a['message']}{RESET}" for a in stats["alerts"]] or [f"  {GREEN}all clear{RESET}"]
     lines += ["", f"{BOLD}recent{RESET}"]

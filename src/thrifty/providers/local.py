@@ -116,6 +116,8 @@ class LocalBackend:
         self._executor: ThreadPoolExecutor | None = None
         self._instances: list[Any] = []
         self._starting = asyncio.Lock()
+        self._footprint = (0, 0.0)  # model file bytes, seconds loading took
+        self._model_bytes = 0
 
     @property
     def ready(self) -> bool:
@@ -127,15 +129,25 @@ class LocalBackend:
         async with self._starting:
             if self.ready:
                 return
+            began = time.perf_counter()
             instances = await asyncio.to_thread(self._load)
+            self._footprint = (self._model_bytes, time.perf_counter() - began)
             self._instances = instances
             self._executor = ThreadPoolExecutor(len(instances), thread_name_prefix=f"thrifty-{self.name}")
             self._free = asyncio.Queue()
             for llama in instances:
                 self._free.put_nowait(llama)
 
+    def footprint(self) -> tuple[int, float]:
+        """(bytes of the model file, seconds loading took), for the observer's memory and startup limits.
+
+        The file is mapped once however many instances share it.
+        """
+        return self._footprint
+
     def _load(self) -> list[Any]:
         path, chat_format = resolve(self.deployment, self.options)
+        self._model_bytes = path.stat().st_size
         kwargs: dict[str, Any] = {
             "n_ctx": self.options.n_ctx,
             "n_threads": self.options.n_threads,

@@ -101,7 +101,8 @@ def _serve_one(
         lifespan="on",
     )
     server = uvicorn.Server(uvicorn_config)
-    logging.getLogger("thrifty").info("startup took %.0f ms", (time.perf_counter() - started) * 1000)
+    # "startup" is process start to ready, logged by the observer once the models are loaded
+    logging.getLogger("thrifty").debug("server built in %.0f ms", (time.perf_counter() - started) * 1000)
     server.run(sockets=[sock] if sock is not None else None)
     return 0
 

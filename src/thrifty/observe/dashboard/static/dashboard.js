@@ -132,7 +132,8 @@ function drawRoutes(stats) {
 function drawKpis(stats) {
   const t = stats.totals;
   setText("kpi-requests", count(t.requests), t.requests);
-  setText("kpi-errors", count(t.errors) + " errors", t.errors);
+  setText("kpi-errors", count(t.errors) + " errors · " + count(t.upstream_errors || 0) + " upstream failures · " +
+    count(t.fallbacks || 0) + " fallbacks", t.errors);
   setText("kpi-cost", money(t.cost_usd), t.cost_usd);
   setText("kpi-tokens", count(t.prompt_tokens) + " in · " + count(t.completion_tokens) + " out · " + count(t.cached_tokens) + " cached" +
     (t.saved_tokens ? " · " + count(t.saved_tokens) + " compressed out" : ""));
@@ -226,6 +227,7 @@ async function poll() {
     if (!res.ok) throw new Error("HTTP " + res.status);
     const stats = await res.json();
     render(stats);
+    document.dispatchEvent(new CustomEvent("thrifty:stats", { detail: stats }));  // panels in their own files
     rendered += 1;
     document.body.dataset.rendered = String(rendered);
     status.className = "status live";
