@@ -115,6 +115,8 @@ DELEGATED = {
     "top": ("thrifty.observe.top", "top_main", "live view of a running gateway"),
     "keys": ("thrifty.tenancy.cli", "keys_main", "create, list, update, rotate and revoke virtual keys"),
     "teams": ("thrifty.tenancy.cli", "teams_main", "create, list and update teams (budgets, limits)"),
+    "worker": ("thrifty.pool.cli", "worker_main", "lend this machine's models to a gateway's pool"),
+    "pool": ("thrifty.pool.cli", "pool_main", "the device pool: workers, join tokens"),
 }
 
 
