@@ -149,6 +149,7 @@ class Pool:
         self.replica = secrets.token_hex(6)
         self.reply_key = self.key("r", self.replica)
         self.redis: Any = None
+        self.blocking: Any = None
         self.workers: dict[str, WorkerView] = {}
         self.waiting: dict[str, asyncio.Queue[tuple[str, Any]]] = {}
         self.affinity: OrderedDict[str, str] = OrderedDict()
@@ -173,7 +174,12 @@ class Pool:
                 return
             import redis.asyncio as aioredis
 
-            self.redis = aioredis.from_url(self.settings.redis_url, decode_responses=True)
+            url = self.settings.redis_url
+            self.redis = aioredis.from_url(url, decode_responses=True, socket_timeout=5.0)
+            # long polls (a worker's lease, the reply reader) block longer than any plain call may
+            self.blocking = aioredis.from_url(
+                url, decode_responses=True, socket_timeout=self.settings.lease_wait + 5.0
+            )
             for name, lua in (
                 ("dispatch", _DISPATCH),
                 ("result", _RESULT),
@@ -198,7 +204,8 @@ class Pool:
         self._loops = []
         if self.redis is not None:
             await self.redis.aclose()
-            self.redis = None
+            await self.blocking.aclose()
+            self.redis = self.blocking = None
 
     # -- join tokens (admin API) ---------------------------------------------------------
 
@@ -310,7 +317,7 @@ class Pool:
         entries = [e for _, got in mine for e in got if e[1] and e[1].get("task") not in held]
         if not entries:
             block = int(wait * 1000) or None
-            got = await self.redis.xreadgroup(GROUP, worker, {queue: ">"}, count=most, block=block)
+            got = await self.blocking.xreadgroup(GROUP, worker, {queue: ">"}, count=most, block=block)
             entries = [e for _, batch in got for e in batch]
         tasks = []
         for entry_id, fields in entries[:most]:
@@ -444,7 +451,7 @@ class Pool:
         last = "0-0"
         while True:
             try:
-                got = await self.redis.xread({self.reply_key: last}, count=512, block=1000)
+                got = await self.blocking.xread({self.reply_key: last}, count=512, block=1000)
             except RedisError as exc:
                 log.warning("pool: reading results failed: %s", exc)
                 await asyncio.sleep(0.5)

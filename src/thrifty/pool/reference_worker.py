@@ -108,9 +108,10 @@ def serve(
     info = _join(client, capabilities, stop)
     held: dict[str, dict[str, Any]] = {}
     slots = threading.Semaphore(concurrency)
+    finished = threading.Event()  # heartbeats go on while draining
 
     def beat() -> None:
-        while not stop.wait(float(info.get("heartbeat", 1.0))):
+        while not finished.wait(float(info.get("heartbeat", 1.0))):
             with contextlib.suppress(ConnectionError, PoolError):  # the lease loop rejoins when it must
                 client.heartbeat(len(held))
 
@@ -123,7 +124,13 @@ def serve(
             held.pop(task["task_id"], None)
             slots.release()
 
+    def drain_at_once() -> None:  # no new tasks from the moment we are told to stop
+        if stop.wait() and not finished.is_set():
+            with contextlib.suppress(ConnectionError, PoolError):
+                client.release(leave=False)
+
     threading.Thread(target=beat, daemon=True).start()
+    threading.Thread(target=drain_at_once, daemon=True).start()
     while not stop.is_set():
         slots.acquire()
         slots.release()
@@ -144,6 +151,7 @@ def serve(
             held[task["task_id"]] = task
             threading.Thread(target=run, args=(task,), daemon=True).start()
     _drain(client, held)
+    finished.set()
 
 
 def _join(client: PoolClient, capabilities: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
@@ -157,13 +165,13 @@ def _join(client: PoolClient, capabilities: dict[str, Any], stop: threading.Even
 
 
 def _drain(client: PoolClient, held: dict[str, dict[str, Any]]) -> None:
-    try:
+    """Finish the tasks held (no new ones come), then leave."""
+    with contextlib.suppress(ConnectionError, PoolError):
         client.release(leave=False)
-        while held:
-            time.sleep(0.05)
+    while held:
+        time.sleep(0.05)
+    with contextlib.suppress(ConnectionError, PoolError):
         client.release(leave=True)
-    except (ConnectionError, PoolError):
-        pass
 
 
 def echo(task: dict[str, Any], send: Send) -> None:
