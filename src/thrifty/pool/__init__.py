@@ -56,7 +56,7 @@ def pool_provider(pool: Pool, build: Callable[[Deployment], Backend]) -> Callabl
     return make
 
 
-def routes(gateway: Gateway, access: Access) -> list[BaseRoute]:
+def pool_routes(gateway: Gateway, access: Access) -> list[BaseRoute]:
     """The workers' and admins' routes, when the gateway's stack has a pool."""
     pool = gateway.stack.pool
     if pool is None:
@@ -67,4 +67,4 @@ def routes(gateway: Gateway, access: Access) -> list[BaseRoute]:
     return build_routes(pool, access, server.max_body_bytes, server.max_json_depth)
 
 
-__all__ = ["build_pool", "pool_provider", "routes"]
+__all__ = ["build_pool", "pool_provider", "pool_routes"]

@@ -240,6 +240,7 @@ class Pool:
         await pipe.execute()
         self.tokens = {d: v for d, v in self.tokens.items() if v[0] != token_id}
         await self._event("revoked", worker=token_id)
+        await self.refresh()
         await self.reap(token_id)
         return {"id": token_id, "name": record["name"], "revoked": True}
 
@@ -267,9 +268,6 @@ class Pool:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it joined before
             await self.redis.xgroup_create(self.key("q", worker), GROUP, id="0", mkstream=True)
         was = await self.redis.hget(self.key("state"), worker)
-        if was in ("active", "draining"):
-            await self.redis.hset(self.key("state"), worker, "rejoining")
-            await self.reap(worker, allow_self=False)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.key("workers"), worker, orjson.dumps(record).decode())
         pipe.hset(self.key("seen"), worker, self.clock())
@@ -277,8 +275,10 @@ class Pool:
         pipe.hset(self.key("power"), worker, orjson.dumps({"power": caps.power, "battery": caps.battery}))
         pipe.hsetnx(self.key("load"), worker, 0)
         await pipe.execute()
-        await self._event("joined", worker=worker)
         await self.refresh()
+        if was in ("active", "draining"):  # restarted before it was missed: its old tasks go out again
+            await self.reap(worker, allow_self=True)
+        await self._event("joined", worker=worker)
         return {
             "worker_id": worker,
             "name": name,

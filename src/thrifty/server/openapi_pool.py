@@ -36,7 +36,7 @@ def _obj(properties: dict[str, Schema], required: tuple[str, ...] = (), **extra:
 
 def schemas() -> dict[str, Schema]:
     number = {"type": "number"}
-    worker_state = {"enum": ["active", "draining", "rejoining", "gone"]}
+    worker_state = {"enum": ["active", "draining", "gone"]}
     capabilities = _obj(
         {
             "models": {
