@@ -34,6 +34,7 @@ log = logging.getLogger("thrifty.observe")
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
+    "pool.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
 # the dashboard's responses never tell another site where the user came from
