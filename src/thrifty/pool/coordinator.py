@@ -38,7 +38,14 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidRequest, NoDeploymentAvailable, NotFound, PermissionDenied, ThriftyError
+from ..errors import (
+    InvalidRequest,
+    NoDeploymentAvailable,
+    NotFound,
+    PermissionDenied,
+    ThriftyError,
+    UpstreamConnectionError,
+)
 from .matcher import Need, WorkerView, choose, refusal
 from .protocol import Capabilities, Result, parse_capabilities
 from .settings import PoolSettings
@@ -401,6 +408,8 @@ class Pool:
                     )
 
     async def _dispatch(self, task_id: str, body: dict[str, Any], need: Need, stream: bool) -> WorkerView:
+        from redis.exceptions import RedisError
+
         payload = orjson.dumps(body)
         need_json = orjson.dumps([need.model, need.prompt_tokens, need.max_tokens, need.prefix])
         tried: set[str] = set()
@@ -413,24 +422,12 @@ class Pool:
                 raise NoDeploymentAvailable(
                     f"Cannot place the request in the pool: {refusal(self.workers.values(), need)}."
                 )
-            sent = await self._scripts["dispatch"](
-                keys=[
-                    self.key("t", task_id),
-                    self.key("q", worker.id),
-                    self.key("load"),
-                    self.key("state"),
-                    self.key("stats"),
-                ],
-                args=[
-                    worker.id,
-                    secrets.token_hex(8),
-                    self.reply_key,
-                    "1" if stream else "0",
-                    payload,
-                    need_json,
-                    task_id,
-                ],
-            )
+            try:
+                sent = await self._send(task_id, worker, payload, need_json, stream)
+            except RedisError as exc:
+                raise UpstreamConnectionError(
+                    f"The pool's shared state (Redis) is unreachable: {exc}"
+                ) from exc
             if sent:
                 self.workers[worker.id] = replace(worker, load=worker.load + 1)
                 self.counts["dispatched"] += 1
@@ -444,6 +441,13 @@ class Pool:
         raise NoDeploymentAvailable(
             "Cannot place the request in the pool: the workers left while it was sent."
         )
+
+    async def _send(self, task_id: str, worker: WorkerView, payload: bytes, need: bytes, stream: bool) -> int:
+        keys = [self.key("t", task_id), self.key("q", worker.id)]
+        keys += [self.key("load"), self.key("state"), self.key("stats")]
+        lease = secrets.token_hex(8)
+        args = [worker.id, lease, self.reply_key, "1" if stream else "0", payload, need, task_id]
+        return int(await self._scripts["dispatch"](keys=keys, args=args))
 
     async def _read_replies(self) -> None:
         from redis.exceptions import RedisError
@@ -503,7 +507,8 @@ class Pool:
         now = self.clock()
         seen = await self.redis.hgetall(self.key("seen"))
         for worker, view in list(self.workers.items()):
-            if view.state in ("active", "draining"):
+            silent = now - max(float(seen.get(worker, 0)), self.started_at) > self.settings.silence
+            if view.state in ("active", "draining") and silent:
                 marked = await self._scripts["mark_gone"](
                     keys=[self.key("state"), self.key("seen")],
                     args=[worker, now, self.settings.silence, self.started_at],

@@ -34,18 +34,18 @@ class PoolError(Exception):
 
 
 class PoolClient:
-    """The five calls of the protocol, JSON over HTTP/1.1, one connection per thread."""
+    """The five calls of the protocol, JSON over HTTP/1.1 on a few kept-alive connections."""
 
     def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
         parts = urllib.parse.urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.token, self.timeout = token, timeout
-        self.local = threading.local()
+        self.idle: list[http.client.HTTPConnection] = []
+        self.lock = threading.Lock()
 
     def call(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        with self.lock:
+            conn = self.idle.pop() if self.idle else http.client.HTTPConnection(self.host, self.port)
         conn.timeout = timeout or self.timeout
         if conn.sock is not None:
             conn.sock.settimeout(conn.timeout)
@@ -56,8 +56,9 @@ class PoolClient:
             data = json.loads(response.read() or b"{}")
         except (OSError, http.client.HTTPException, ValueError):
             conn.close()
-            self.local.conn = None
             raise ConnectionError(f"the gateway did not answer {path}") from None
+        with self.lock:
+            self.idle.append(conn)
         if response.status >= 400:
             error = data.get("error") or {}
             raise PoolError(response.status, str(error.get("code")), str(error.get("message")))
