@@ -161,6 +161,7 @@ def test_the_pool_routes_are_documented_and_their_answers_match(live: str) -> No
         "/admin/pool/tokens",
         "/admin/pool/tokens/{token_id}",
     }
+    assert "/dashboard/api/pool" in doc["paths"]
 
     def check(template: str, method: str, status: int, body: dict[str, Any]) -> None:
         response = doc["paths"][template][method]["responses"][str(status)]
@@ -182,6 +183,7 @@ def test_the_pool_routes_are_documented_and_their_answers_match(live: str) -> No
         ("/pool/v1/tasks/{task_id}/result", "post", {"lease": "x" * 16, "chunks": []}, token, 404),
         ("/pool/v1/release", "post", {"leave": False}, token, 200),
         ("/admin/pool/workers", "get", None, ADMIN, 200),
+        ("/dashboard/api/pool", "get", None, ADMIN, 200),
         ("/admin/pool/tokens", "get", None, ADMIN, 200),
         ("/admin/pool/tokens", "post", {"name": "bad name!"}, ADMIN, 400),
         ("/admin/pool/tokens", "post", {"name": "x", "more": 1}, ADMIN, 400),
@@ -213,3 +215,35 @@ def test_power_state_reads_the_os_power_supply_class(tmp_path: Path) -> None:
     assert power_state(tmp_path) == ("battery", 42.0)
     (tmp_path / "AC" / "online").write_text("1\n")
     assert power_state(tmp_path) == ("ac", 42.0)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium is not installed")
+def test_the_dashboard_panel_shows_the_workers_their_capabilities_and_load(live: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    status, made = call(live, "/admin/pool/tokens", {"name": "panel-worker"})
+    assert status == 201
+    stop = threading.Event()
+    caps = {"models": [{"name": "echo", "n_ctx": 4096, "tokens_per_s": 123.0}], "concurrency": 3}
+    thread = threading.Thread(target=serve, args=(PoolClient(live, made["token"]), caps, echo, stop, 3))
+    thread.start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"]
+            )
+            page = browser.new_page()
+            page.goto(live + "/dashboard?interval=200")
+            page.wait_for_selector("#login:not([hidden])")
+            page.fill("#login-key", ADMIN)
+            page.click("#login-submit")
+            page.wait_for_selector("#pool-workers tr[data-state=active]")
+            row = page.inner_text("#pool-workers tr")
+            assert "panel-worker" in row and "echo (4096 ctx, 123 tok/s)" in row and "0 / 3" in row
+            assert "tasks sent 0" in page.inner_text("#pool-stats")
+            assert "joined" in page.inner_text("#pool-events")
+            browser.close()
+    finally:
+        stop.set()
+        thread.join(30)

@@ -11,6 +11,7 @@ Workers (``Authorization: Bearer <join token>``; the token is the worker's ident
 Admins (``server/access.py``)::
 
     GET /admin/pool/workers   POST|GET /admin/pool/tokens   DELETE /admin/pool/tokens/{token_id}
+    GET /dashboard/api/pool   (the workers' overview again, under the dashboard session's cookie path)
 
 Every refusal is OpenAI's error JSON and a log line naming the worker and the reason.
 """
@@ -194,6 +195,8 @@ class PoolRoutes:
             Route("/pool/v1/tasks/{task_id}/result", worker(self.result), methods=["POST"]),
             Route("/pool/v1/release", worker(self.release), methods=["POST"]),
             Route("/admin/pool/workers", admin(self.workers), methods=["GET"]),
+            # the same, for the dashboard's panel (its session cookie is scoped to /dashboard)
+            Route("/dashboard/api/pool", admin(self.workers), methods=["GET"]),
             Route("/admin/pool/tokens", admin(self.tokens), methods=["GET"]),
             Route("/admin/pool/tokens", admin(self.create_token, body=True, status=201), methods=["POST"]),
             Route("/admin/pool/tokens/{token_id}", admin(self.revoke_token), methods=["DELETE"]),

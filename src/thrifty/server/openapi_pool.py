@@ -263,6 +263,14 @@ def paths(responses: Responses) -> dict[str, Any]:
         "/admin/pool/workers": {
             "get": admin("poolWorkers", "Workers, load, tasks and migrations", "PoolOverview")
         },
+        "/dashboard/api/pool": {
+            "get": admin(
+                "dashboardPool",
+                "The dashboard's pool panel: the same as /admin/pool/workers",
+                "PoolOverview",
+                description="Under /dashboard so the dashboard's session cookie reaches it.",
+            )
+        },
         "/admin/pool/tokens": {
             "get": admin("poolTokens", "Join tokens", "PoolTokenList"),
             "post": admin(

@@ -1,4 +1,4 @@
-// thrifty dashboard, device pool panel: polls admin/pool/workers (hidden when the gateway has no pool).
+// thrifty dashboard, device pool panel: polls dashboard/api/pool (hidden when the gateway has no pool).
 "use strict";
 
 (function () {
@@ -39,7 +39,7 @@
 
   async function poll() {
     try {
-      const res = await fetch("admin/pool/workers", { cache: "no-store", credentials: "same-origin" });
+      const res = await fetch("dashboard/api/pool", { cache: "no-store", credentials: "same-origin" });
       if (res.status === 404) { panel.hidden = true; return; }  // no pool on this gateway
       if (res.ok) { panel.hidden = false; draw(await res.json()); }
     } catch (err) { /* the main poll reports an unreachable gateway */ }
