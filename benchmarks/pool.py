@@ -86,11 +86,19 @@ class Rig:
         port = free_port()
         folder = self.dir / f"gw{port}"
         folder.mkdir()
-        deployment = "{provider: fake, model: m, options: {script: ok}}" if provider == "fake" else "{provider: pool, model: smollm2}"
+        deployment = (
+            "{provider: fake, model: m, options: {script: ok}}"
+            if provider == "fake"
+            else "{provider: pool, model: smollm2}"
+        )
         (folder / "c.yaml").write_text(
             f"server: {{api_keys: [{ADMIN}], data_dir: {folder}, port: {port}}}\n"
             f"models: [{{name: smollm2, deployments: [{deployment}]}}]\n"
-            + (f'pool: {{redis_url: "{self.redis_url}", heartbeat: {heartbeat}, grace: 0.5}}\n' if provider == "pool" else "")
+            + (
+                f'pool: {{redis_url: "{self.redis_url}", heartbeat: {heartbeat}, grace: 0.5}}\n'
+                if provider == "pool"
+                else ""
+            )
         )
         self.spawn([PY, "-m", "thrifty", "serve", "-c", str(folder / "c.yaml")])
         url = f"http://127.0.0.1:{port}"
@@ -104,7 +112,9 @@ class Rig:
                     raise
                 time.sleep(0.05)
 
-    def worker(self, url: str, name: str, *extra: str, token: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    def worker(
+        self, url: str, name: str, *extra: str, token: str | None = None
+    ) -> tuple[subprocess.Popen[bytes], str]:
         token = token or call(url, "/admin/pool/tokens", {"name": name})["token"]
         args = [PY, "-m", "thrifty", "worker", "--join", url, "--token", token, "--model", "smollm2", *extra]
         return self.spawn(args), token
@@ -200,10 +210,20 @@ def migration(rounds: int, heartbeat: float) -> list[float]:
         r.worker(url, "backup", "--fake", "from backup", "--tokens-per-s", "10")
         token = None
         for _ in range(rounds):
-            victim, token = r.worker(url, "victim", "--fake", "from victim", "--fake-delay", "60", "--tokens-per-s", "1000", token=token)
+            victim, token = r.worker(
+                url,
+                "victim",
+                "--fake",
+                "from victim",
+                "--fake-delay",
+                "60",
+                "--tokens-per-s",
+                "1000",
+                token=token,
+            )
             r.wait_workers(url, 2)
             box: list[Any] = []
-            thread = threading.Thread(target=lambda: box.append(call(url, "/v1/chat/completions", BODY)))
+            thread = threading.Thread(target=lambda b=box: b.append(call(url, "/v1/chat/completions", BODY)))
             thread.start()
             time.sleep(0.5)  # leased at once; killed while holding it
             victim.send_signal(signal.SIGKILL)
@@ -305,10 +325,14 @@ def main() -> int:
     ]
     lat = overhead(n, n_llama)
     for name, values in lat.items():
-        lines.append(f"| {name} | {statistics.median(values):.2f} | {pct(values, 0.9):.2f} | {pct(values, 0.99):.2f} | {len(values)} |")
+        lines.append(
+            f"| {name} | {statistics.median(values):.2f} | {pct(values, 0.9):.2f} | {pct(values, 0.99):.2f} | {len(values)} |"
+        )
     base = statistics.median(lat["gateway -> fake in process"] + lat["gateway -> fake in process (again)"])
     pool_cost = statistics.median(lat["gateway -> pool -> worker (instant answer)"]) - base
-    llama_cost = statistics.median(lat["gateway -> pool -> llama.cpp worker"]) - statistics.median(lat["llama.cpp in process"])
+    llama_cost = statistics.median(lat["gateway -> pool -> llama.cpp worker"]) - statistics.median(
+        lat["llama.cpp in process"]
+    )
     lines += [
         "",
         f"The pool's own cost (instant answer, pool minus the in-process fake, p50): **{pool_cost:+.2f} ms**. "
