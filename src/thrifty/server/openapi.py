@@ -1280,7 +1280,18 @@ def document(
         "openapi": VERSION,
         "info": {"title": "thrifty", "version": _version(), "description": description},
         "security": [{"bearerAuth": []}, {"apiKeyHeader": []}, {"sessionCookie": []}],
-        "tags": [{"name": n} for n in ("openai", "anthropic", "thrifty", "batch", "admin", "pool", "probes")],
+        "tags": [
+            {"name": n}
+            for n in (
+                "openai",
+                "anthropic",
+                "thrifty",
+                "batch",
+                "admin",
+                *(("pool",) if pool else ()),
+                "probes",
+            )
+        ],
         "paths": {**_paths(), **(openapi_pool.paths(_responses) if pool else {})},
         "components": {
             "securitySchemes": {
