@@ -42,3 +42,10 @@ def test_a_bad_pool_section_names_its_key(pool: Any, key: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     assert caught.value.param == key
+
+
+def test_a_pool_deployment_is_free_unless_priced() -> None:
+    from thrifty.prices import LOCAL, lookup
+
+    config = parse_config({"models": [GROUP], "pool": {"redis_url": "redis://h"}})
+    assert lookup(config.models[0].deployments[0]) == LOCAL
