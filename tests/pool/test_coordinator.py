@@ -192,6 +192,7 @@ async def test_a_worker_that_rejoins_holds_nothing_its_tasks_are_sent_again(pool
     await p.join(w, caps(100))  # restarted: whatever it held is gone with the old process
     (new,) = (await p.lease(w, 0, 1, set()))["tasks"]
     assert new["task_id"] == old["task_id"] and new["lease"] != old["lease"]
+    assert [w["load"] for w in (await p.overview())["workers"]] == [1]
     with pytest.raises(PermissionDenied):
         await p.result(w, old["task_id"], Result(lease=old["lease"], response=ANSWER, done=True))
 

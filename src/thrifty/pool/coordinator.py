@@ -280,11 +280,12 @@ class Pool:
         pipe.hset(self.key("seen"), worker, self.clock())
         pipe.hset(self.key("state"), worker, "active")
         pipe.hset(self.key("power"), worker, orjson.dumps({"power": caps.power, "battery": caps.battery}))
-        pipe.hsetnx(self.key("load"), worker, 0)
         await pipe.execute()
         await self.refresh()
         if was in ("active", "draining"):  # restarted before it was missed: its old tasks go out again
             await self.reap(worker, allow_self=True)
+        # its load starts again from what its stream holds (the counter cannot drift past a rejoin)
+        await self.redis.hset(self.key("load"), worker, await self.redis.xlen(self.key("q", worker)))
         await self._event("joined", worker=worker)
         return {
             "worker_id": worker,
