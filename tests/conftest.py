@@ -3,6 +3,7 @@ guard refuses any connection from the test process to another address."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import shutil
 import socket
@@ -17,13 +18,28 @@ from tests.processes import free_port as _free_port
 
 _connect = socket.socket.connect
 _connect_ex = socket.socket.connect_ex
+# Private links a test made itself (veth pairs between network namespaces), allowed while it runs.
+_links: set[ipaddress.IPv4Network] = set()
+
+
+@contextlib.contextmanager
+def allow_link(network: str) -> Iterator[None]:
+    """Let the test connect to ``network`` (a 10.77.x.x link it created and will remove) too."""
+    net = ipaddress.IPv4Network(network)
+    assert net.subnet_of(ipaddress.IPv4Network("10.77.0.0/16")), "only the tests' own 10.77.x.x links"
+    _links.add(net)
+    try:
+        yield
+    finally:
+        _links.discard(net)
 
 
 def _check(address: Any) -> None:
     if isinstance(address, tuple) and address:
         host = str(address[0])
         try:
-            loopback = ipaddress.ip_address(host.split("%")[0]).is_loopback
+            ip = ipaddress.ip_address(host.split("%")[0])
+            loopback = ip.is_loopback or any(ip in net for net in _links)
         except ValueError:
             loopback = host == "localhost"
         if not loopback:

@@ -116,6 +116,8 @@ DELEGATED = {
     "keys": ("thrifty.tenancy.cli", "keys_main", "create, list, update, rotate and revoke virtual keys"),
     "teams": ("thrifty.tenancy.cli", "teams_main", "create, list and update teams (budgets, limits)"),
     "compress": ("thrifty.compress.cli", "compress_main", "show a request as the compressor would send it"),
+    "worker": ("thrifty.pool.cli", "worker_main", "lend this machine's models to a gateway's pool"),
+    "pool": ("thrifty.pool.cli", "pool_main", "the device pool: workers, join tokens"),
 }
 
 

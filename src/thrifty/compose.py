@@ -5,6 +5,7 @@ before the layers, closed after them)::
 
     the embedding model (semantic cache, learned router, /v1/embeddings)   thrifty.embeddings
     the cache store of every caching group                                  thrifty.cache.build_store
+    the device pool of the ``provider: pool`` deployments                   thrifty.pool.build_pool
 
 For each model group, from the inside out::
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .cache.store import CacheStore
     from .embeddings import EmbeddingModel
     from .observe import Observer
+    from .pool.coordinator import Pool
 
 
 def _embedding_model() -> EmbeddingModel:
@@ -56,10 +58,13 @@ class Stack:
     owned: list[Backend] = field(default_factory=list)
     cache_store: CacheStore | None = None
     embedder: EmbeddingModel = field(default_factory=_embedding_model)
+    pool: Pool | None = None  # the device pool behind ``provider: pool`` deployments
 
     async def start(self) -> None:
         if self.cache_store is not None:
             await self.cache_store.start()
+        if self.pool is not None:
+            await self.pool.start()
         await asyncio.gather(*(b.start() for b in self.unique()))
 
     async def aclose(self) -> None:
@@ -67,6 +72,8 @@ class Stack:
             for backend in self.unique():
                 await backend.aclose()
         finally:
+            if self.pool is not None:
+                await self.pool.aclose()
             if self.cache_store is not None:
                 await self.cache_store.stop()
             self.embedder.close()
@@ -142,14 +149,17 @@ def build(config: Config) -> Stack:
     from .cache import build_store, wrap_cache
     from .compress import wrap_compress
     from .learn import wrap_learning
+    from .pool import build_pool, pool_provider
     from .routing import build_routers
 
     embedder = _embedding_model()
     store = build_store(config, embedder.embed)
+    pool = build_pool(config)  # shared by the `provider: pool` deployments
+    make = providers.build if pool is None else pool_provider(pool, providers.build)
     groups: dict[str, Backend] = {}
     shared: dict[str, Backend] = {}  # filled below; a group's compressor may call another (summary_model)
     for group in config.models:
-        deployments = [providers.build(dep) for dep in group.deployments]
+        deployments = [make(dep) for dep in group.deployments]
         backend = build_group(group, deployments, config)
         cached = wrap_compress(wrap_cache(backend, group, config, store), group, config, embedder, shared.get)
         groups[group.name] = wrap_learning(cached, group, config, embedder.embed)
@@ -164,4 +174,4 @@ def build(config: Config) -> Stack:
     routers = build_routers(config, {**shared, **{n: Shared(b) for n, b in chains.items()}}, embedder.embed)
     served.update(routers)
     owned = [*groups.values(), *chains.values(), *routers.values()]
-    return Stack(backends=served, owned=owned, cache_store=store, embedder=embedder)
+    return Stack(backends=served, owned=owned, cache_store=store, embedder=embedder, pool=pool)

@@ -54,6 +54,7 @@ KNOWN_PROVIDERS: dict[str, tuple[str, str | None, str | None]] = {
     "azure": ("openai", None, "AZURE_API_KEY"),  # Azure's URL shape: config_litellm.azure_deployment
     "local": ("local", None, None),
     "fake": ("fake", None, None),
+    "pool": ("pool", None, None),  # the device pool (thrifty.pool): workers that joined the gateway
 }
 
 DEFAULT_LOCAL_MODEL = "smollm2"
@@ -257,7 +258,7 @@ def parse_config(data: Any, *, source: str = "<config>", environ: Mapping[str, s
         log.warning(
             "%s: thrifty does not act on these LiteLLM settings: %s", source, ", ".join(carried.ignored)
         )
-    return Config(
+    config = Config(
         server=server,
         models=models,
         sections=sections,
@@ -265,6 +266,10 @@ def parse_config(data: Any, *, source: str = "<config>", environ: Mapping[str, s
         aliases=carried.aliases,
         ignored=tuple(carried.ignored),
     )
+    from .pool.settings import parse_pool
+
+    parse_pool(config)  # a `provider: pool` group needs the pool section: say so at load time
+    return config
 
 
 def _model_list(
@@ -311,6 +316,7 @@ KNOWN_SECTIONS = frozenset(
         "replicas",
         "compress",
         "learn",
+        "pool",
         "model_list",
         "litellm_settings",
         "general_settings",

@@ -90,7 +90,8 @@ def lookup(dep: Deployment) -> Rates:
     """The rates of one deployment (imports genai-prices on first use)."""
     if dep.price_model in ("local", "free", "0"):
         return LOCAL
-    if dep.price_model is None and (dep.provider in ("local", "fake") or _is_loopback(dep.api_base)):
+    # the pool's workers are the user's own devices: free unless price_model says otherwise
+    if dep.price_model is None and (dep.provider in ("local", "fake", "pool") or _is_loopback(dep.api_base)):
         return LOCAL
     ref = dep.price_model or dep.model
     candidates: list[dict[str, Any]] = []

@@ -35,6 +35,7 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "upstreams.js": "text/javascript; charset=utf-8",
+    "pool.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "teams.js": "text/javascript; charset=utf-8",
     "learning.js": "text/javascript; charset=utf-8",

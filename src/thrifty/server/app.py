@@ -640,7 +640,10 @@ def create_app(
                 admin, access, gateway.tenancy, server_config.max_body_bytes, server_config.max_json_depth
             )
         )
-    routes.append(openapi.route(config.server, gateway.models()))
+    from ..pool import pool_routes
+
+    routes.extend(pool_routes(gateway, access))  # the device pool's workers and admin API
+    routes.append(openapi.route(config.server, gateway.models(), pool=gateway.stack.pool is not None))
     routes.extend(extra_routes)
 
     @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ from ..config import ServerConfig
 from ..observe.feedback import MAX_ANSWER, MAX_COMMENT
 from ..tasks.batch_format import CHAT_URLS
 from ..validate import _NUMBERS, ROLES
-from . import openapi_messages, openapi_tenancy
+from . import openapi_messages, openapi_pool, openapi_tenancy
 from .access import SESSION_COOKIE
 from .embedding_inputs import MAX_DIMENSIONS
 
@@ -1282,8 +1282,11 @@ def _thrifty_paths() -> dict[str, Any]:
     }
 
 
-def document(server: ServerConfig, models: Sequence[str] | None = None) -> dict[str, Any]:
-    """The OpenAPI document for a gateway with these server settings (and served ``models``, if known)."""
+def document(
+    server: ServerConfig, models: Sequence[str] | None = None, *, pool: bool = False
+) -> dict[str, Any]:
+    """The OpenAPI document for a gateway with these server settings (and served ``models``, if known);
+    ``pool``: with the device pool's routes."""
     from .openapi_doors import schemas as door_schemas
 
     description = (
@@ -1298,8 +1301,19 @@ def document(server: ServerConfig, models: Sequence[str] | None = None) -> dict[
         "openapi": VERSION,
         "info": {"title": "thrifty", "version": _version(), "description": description},
         "security": [{"bearerAuth": []}, {"apiKeyHeader": []}, {"sessionCookie": []}],
-        "tags": [{"name": n} for n in ("openai", "anthropic", "thrifty", "batch", "admin", "probes")],
-        "paths": _paths(),
+        "tags": [
+            {"name": n}
+            for n in (
+                "openai",
+                "anthropic",
+                "thrifty",
+                "batch",
+                "admin",
+                *(("pool",) if pool else ()),
+                "probes",
+            )
+        ],
+        "paths": {**_paths(), **(openapi_pool.paths(_responses) if pool else {})},
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -1333,6 +1347,7 @@ def document(server: ServerConfig, models: Sequence[str] | None = None) -> dict[
                 **_thrifty_schemas(),
                 **_batch_schemas(),
                 **openapi_tenancy.schemas(models),
+                **(openapi_pool.schemas() if pool else {}),
             },
             "responses": _error_responses(),
         },
@@ -1348,9 +1363,9 @@ def _version() -> str:
         return "0"
 
 
-def route(server: ServerConfig, models: Sequence[str] | None = None) -> Route:
+def route(server: ServerConfig, models: Sequence[str] | None = None, *, pool: bool = False) -> Route:
     """``GET /openapi.json``, rendered once; it needs no key."""
-    body = orjson.dumps(document(server, models))
+    body = orjson.dumps(document(server, models, pool=pool))
 
     async def openapi(request: Request) -> Response:
         return Response(body, media_type="application/json")
