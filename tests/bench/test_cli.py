@@ -65,7 +65,7 @@ def test_a_run_grades_every_task_and_writes_the_reports(tmp_path: Path) -> None:
         "-o",
         str(tmp_path),
     ]
-    code, err = run([*args, "--price", "oracle=1,2"], backend)
+    code, err = run([*args, "--price", "oracle=1,2", "--per-model", "1"], backend)
     assert code == 0, err
     rows = read(tmp_path / "results.csv")
     assert len(rows) == 2 * 20 * 2  # two models, 20 cells, n=2
@@ -244,3 +244,17 @@ def test_a_killed_run_resumes_without_running_a_finished_task_again(tmp_path: Pa
     assert sorted(f"{r['model']}|{r['task']}" for r in rows) == sorted(
         f"{m}|{t.id}" for m in "ab" for t in tasks
     )
+
+
+def test_the_ray_engine_gets_a_picklable_timed_backend_factory() -> None:
+    import functools
+    import pickle
+
+    from thrifty.tasks.batch_job import JobSettings
+
+    engine = runner.ray_engine_for("ray://nowhere:1", functools.partial(FakeBackend, "hi"))(
+        JobSettings(concurrency=3)
+    )
+    assert engine.address == "ray://nowhere:1" and engine.settings.concurrency == 3
+    built = pickle.loads(pickle.dumps(engine.backend))()  # what a Ray worker does
+    assert isinstance(built, runner.Timed) and isinstance(built.inner, FakeBackend)

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n", type=int, default=20, help="tasks per domain and type (default 20)")
     run.add_argument("--seed", type=int, default=7, help="task generator seed (default 7)")
     run.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
+    run.add_argument("--per-model", type=int, help="at most this many requests of one model in flight")
     run.add_argument("--max-tokens", type=int, default=128, help="completion token cap per request")
     run.add_argument(
         "--timeout", type=float, help="seconds per request from submission, queueing included (default: none)"
@@ -174,6 +175,7 @@ def _spec(args: argparse.Namespace) -> RunSpec:
         seed=args.seed,
         max_tokens=args.max_tokens,
         concurrency=args.concurrency,
+        per_model=args.per_model,
         retries=args.retries,
         timeout=args.timeout,
         sweep_levels=levels,

@@ -63,6 +63,7 @@ class RunSpec:
     seed: int = 7
     max_tokens: int = 128
     concurrency: int = 4
+    per_model: int | None = None  # at most this many requests of one model in flight
     retries: int = 1
     timeout: float | None = None  # the task manager's deadline, from submission (queueing counts)
     sweep_levels: tuple[int, ...] = SWEEP_LEVELS
@@ -281,7 +282,8 @@ async def run(
     try:
         tasks = prepare(store, spec)
         scorer = Scorer({t.id: t for t in tasks}, sandbox, price_table, spec.prices)
-        settings = JobSettings(concurrency=spec.concurrency, retries=spec.retries, timeout=spec.timeout)
+        limits = {m: spec.per_model for m in spec.models} if spec.per_model else {}
+        settings = JobSettings(spec.concurrency, limits, retries=spec.retries, timeout=spec.timeout)
         await _level(store, MATRIX, engine_for(settings), scorer, progress, "matrix")
         if sweep:
             for workers in spec.sweep_levels:
