@@ -134,9 +134,7 @@ def bench_main(argv: list[str], *, backend: Backend | None = None, progress: Tex
         sink = None if args.quiet else (progress or sys.stderr)
         store = asyncio.run(_run(args, spec, backend, sink))
         try:
-            paths = _write(
-                store, spec, Path(args.output), _header(args), plot=not args.no_plot, value=args.value
-            )
+            paths = _write(store, spec, Path(args.output), _header(args), plot=not args.no_plot)
         finally:
             store.close()
     except ThriftyError as exc:
@@ -183,6 +181,7 @@ def _spec(args: argparse.Namespace) -> RunSpec:
         sweep_n=args.sweep_n,
         data=args.data,
         prices=dict(_price(p) for p in args.price),
+        value=args.value,
     )
 
 
@@ -257,15 +256,13 @@ def _header(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def _write(
-    store: BatchStore, spec: RunSpec, out: Path, header: list[str], *, plot: bool, value: float
-) -> list[Path]:
+def _write(store: BatchStore, spec: RunSpec, out: Path, header: list[str], *, plot: bool) -> list[Path]:
     from . import report, runner
 
     rows = runner.results(store, runner.MATRIX)
     sweep = runner.sweep_results(store, spec.sweep_levels)
     return report.write_reports(
-        out, rows, spec.models, sweep, value=value, header=header, sweep_model=spec.swept, plot=plot
+        out, rows, spec.models, sweep, value=spec.value, header=header, sweep_model=spec.swept, plot=plot
     )
 
 
@@ -285,7 +282,7 @@ def _report_again(out: Path, *, plot: bool) -> int:
         raw["prices"] = {k: tuple(v) for k, v in raw.get("prices", {}).items()}
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         spec = RunSpec(**fields)
-        paths = _write(store, spec, out, [f"- rewritten from {path}"], plot=plot, value=DEFAULT_VALUE)
+        paths = _write(store, spec, out, [f"- rewritten from {path}"], plot=plot)
     finally:
         store.close()
     print(f"thrifty bench: reports in {', '.join(str(p) for p in paths)}", file=sys.stderr)

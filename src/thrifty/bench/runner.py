@@ -71,6 +71,7 @@ class RunSpec:
     sweep_n: int = 16
     data: str | None = None  # folder of the shared routing data (general/analysis)
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # group -> USD per 1M in, out
+    value: float = 0.01  # USD one correct answer is worth (the reports' ROI)
 
     def fingerprint(self) -> str:
         keys = ("models", "domains", "types", "n", "seed", "max_tokens")
