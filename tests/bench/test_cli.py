@@ -121,6 +121,24 @@ def test_bad_options_are_refused_naming_the_problem(
     assert not (tmp_path / "state.db").exists()
 
 
+def test_missing_question_data_stops_the_run_before_it_starts(tmp_path: Path, capsys: Any) -> None:
+    args = [
+        "--models",
+        "m",
+        "--domains",
+        "general",
+        "--data",
+        str(tmp_path / "none"),
+        "-o",
+        str(tmp_path / "o"),
+    ]
+    backend = FakeBackend("x")
+    assert run(args, backend)[0] == 2
+    err = capsys.readouterr().err
+    assert "arc_challenge_test.csv" in err and "--types" in err
+    assert not backend.started and not (tmp_path / "o").exists()
+
+
 def test_failed_requests_are_failures_in_the_report(tmp_path: Path) -> None:
     from thrifty.errors import InvalidRequest
 

@@ -131,6 +131,9 @@ def bench_main(argv: list[str], *, backend: Backend | None = None, progress: Tex
         if args.command == "report":
             return _report_again(Path(args.output), plot=not args.no_plot)
         spec = _spec(args)
+        from .runner import plan
+
+        plan(spec)  # a generator that cannot run (missing data) says so before any model loads
         sink = None if args.quiet else (progress or sys.stderr)
         store = asyncio.run(_run(args, spec, backend, sink))
         try:
