@@ -334,6 +334,7 @@ def plot_report(
         ax.plot(workers, [base / wall if wall else 0 for _, wall, _ in sweep], marker="o", label="speedup")
         ax.plot(workers, [stats(rs).success for _, _, rs in sweep], marker="s", label="success rate")
         ax.set_xscale("log", base=2)
+        ax.set_xticks(workers, [str(w) for w in workers])
         ax.legend(fontsize=8)
     ax.set_title("concurrency (workers)")
     fig.tight_layout()
