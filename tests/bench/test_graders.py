@@ -229,11 +229,20 @@ def test_general_reads_the_last_number_and_the_first_letter() -> None:
     mc = BenchTask("general/analysis/0", "general", "analysis", "", {"letter": "B"})
     assert general.grade(mc, "ANSWER: B) to collect water").ok
     assert not general.grade(mc, "ANSWER: A").ok
+    assert not general.grade(mc, "A) to capture sunlight\n\nThe correct answer is D) to shade").ok
+    assert general.grade(mc, "A is tempting, but the answer is (B).").ok
     sentence = BenchTask("general/generation/0", "general", "generation", "", {"words": 5, "start": "Rain"})
     assert general.grade(sentence, "ANSWER: Rain falls on the hills.").ok
     assert not general.grade(sentence, "ANSWER: Rain falls on hills.").ok
     assert not general.grade(sentence, "ANSWER: The rain falls on hills.").ok
     assert general.cheapest(7, 3, 5, 12) == 18
+
+
+def test_an_answer_that_repeats_the_question_fails_whatever_it_contains() -> None:
+    task = runner.generate("maze", "analysis", 1, 7)[0]
+    echo = "Sure. " + task.prompt.split("End your reply")[0]  # it says "If not, answer NO", no digits
+    assert runner.grade(task, echo).reason == "the answer repeats the question"
+    assert runner.grade(task, runner.reference(task)).ok
 
 
 def test_answer_reading_rules() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import ThriftyError
-from .task import DOMAINS, TYPES
+from .task import DOMAINS, TYPES, BenchTask
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the reports again from a run's state")
     report.add_argument("output", help="the run's output folder")
     report.add_argument("--no-plot", action="store_true")
+    report.add_argument("--regrade", action="store_true", help="grade the stored answers again first")
     return parser
 
 
@@ -129,7 +130,7 @@ def bench_main(argv: list[str], *, backend: Backend | None = None, progress: Tex
     args = build_parser().parse_args(argv)
     try:
         if args.command == "report":
-            return _report_again(Path(args.output), plot=not args.no_plot)
+            return _report_again(Path(args.output), plot=not args.no_plot, regrade=args.regrade)
         spec = _spec(args)
         from .runner import plan
 
@@ -269,7 +270,7 @@ def _write(store: BatchStore, spec: RunSpec, out: Path, header: list[str], *, pl
     )
 
 
-def _report_again(out: Path, *, plot: bool) -> int:
+def _report_again(out: Path, *, plot: bool, regrade: bool = False) -> int:
     from ..tasks.batch_store import BatchStore
     from .runner import MATRIX, RunSpec
 
@@ -285,6 +286,13 @@ def _report_again(out: Path, *, plot: bool) -> int:
         raw["prices"] = {k: tuple(v) for k, v in raw.get("prices", {}).items()}
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         spec = RunSpec(**fields)
+        if regrade:
+            from . import runner
+
+            tasks = {t["id"]: BenchTask.from_json(t) for t in data["tasks"]}
+            for batch in [MATRIX, *(str(b["id"]) for b in store.batches(limit=10_000) if b["id"] != MATRIX)]:
+                changed = asyncio.run(runner.regrade(store, batch, tasks))
+                print(f"thrifty bench: {batch}: {changed} verdicts changed", file=sys.stderr)
         paths = _write(store, spec, out, [f"- rewritten from {path}"], plot=plot)
     finally:
         store.close()

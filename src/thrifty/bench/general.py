@@ -7,8 +7,8 @@ Grading, per task type (the reply is read with :func:`~.task.final_answer`):
   reads 12).
 - **analysis** (a four-way multiple-choice science question, ARC-Challenge as
   shipped in RouterBench's ``arc_challenge_test.csv`` under the shared
-  routing data): the first standalone letter A-D of the answer must be the
-  gold letter. The gold letter is GPT-4's answer on rows where RouterBench
+  routing data): the letter after "answer is", else the first standalone
+  letter A-D of the answer, must be the gold letter. The gold letter is GPT-4's answer on rows where RouterBench
   scores it correct (1.0); other rows are skipped. Only the last question
   of each few-shot prompt is asked. The file is read once, on first use; if
   it is missing, generating these tasks raises :class:`BenchDataMissing`
@@ -155,7 +155,9 @@ def grade(task: BenchTask, text: str) -> Grade:
             CORRECT if found[-1] == exp["value"] else fail(f"answered {found[-1]}, expected {exp['value']}")
         )
     if task.type == "analysis":
-        letter = re.search(r"(?<![A-Za-z])([ABCD])(?![A-Za-z])", answer)
+        letter = re.search(r"answer is:?\s*\(?([ABCD])(?![A-Za-z])", answer, re.IGNORECASE) or re.search(
+            r"(?<![A-Za-z])([ABCD])(?![A-Za-z])", answer
+        )
         if letter is None:
             return fail("no option letter in the answer")
         got = letter.group(1)

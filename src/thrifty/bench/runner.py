@@ -38,7 +38,7 @@ from ..tasks.batch_format import BatchLine, ParsedBatch
 from ..tasks.batch_store import FAILED, OK, BatchStore
 from ..tasks.progress import ProgressBar
 from . import general, image, maze, quantum, sorting
-from .task import DOMAINS, TYPES, BenchTask, Grade, fail
+from .task import DOMAINS, TYPES, BenchTask, Grade, echoes, fail
 
 if TYPE_CHECKING:
     from ..agent.sandbox import Sandbox
@@ -103,6 +103,8 @@ def plan(spec: RunSpec) -> list[BenchTask]:
 
 def grade(task: BenchTask, text: str) -> Grade:
     """The domain's verdict on ``text``; a grader that breaks counts as a failure, never a crash."""
+    if not (task.domain == "sorting" and task.type == "generation") and echoes(task.prompt, text):
+        return fail("the answer repeats the question")
     try:
         return _MODULES[task.domain].grade(task, text)  # type: ignore[attr-defined, no-any-return]
     except Exception as exc:
@@ -249,6 +251,31 @@ async def drain(
         store.record(batch_id, done.idx, OK if done.state == OK else FAILED, row, row["cost"])
         if bar is not None:
             bar.update(ok=bool(row["ok"]), cost=row["cost"])
+
+
+async def regrade(store: BatchStore, batch_id: str, tasks: Mapping[str, BenchTask]) -> int:
+    """Grade the stored answers again (after a grader changed); returns how many verdicts changed."""
+    from ..agent.sandbox import Sandbox
+
+    changed = 0
+    sandbox = Sandbox(workers=1)
+    try:
+        rows = store.db.execute(
+            "SELECT idx, state, result, cost FROM requests WHERE batch_id = ? AND state IN (?, ?)",
+            (batch_id, OK, FAILED),
+        ).fetchall()
+        for idx, state, raw, cost in rows:
+            row = orjson.loads(raw)
+            if row.get("error"):
+                continue
+            verdict = await grade_answer(tasks[row["task"]], row.get("text") or "", sandbox)
+            if verdict.ok != row["ok"] or verdict.reason != row["reason"]:
+                changed += 1
+                row.update(ok=verdict.ok, reason=verdict.reason)
+                store.record(batch_id, idx, state, row, cost)
+    finally:
+        await sandbox.aclose()
+    return changed
 
 
 def results(store: BatchStore, batch_id: str) -> list[dict[str, Any]]:

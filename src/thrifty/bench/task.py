@@ -7,7 +7,10 @@ the domain's grader needs to check an answer (a number, a maze, a list...).
 Reading an answer (:func:`final_answer`): the text after the last
 ``ANSWER:`` marker (any case) if the reply has one, else the whole reply.
 Every prompt asks for that marker; a reply without it is still read, so a
-model is not failed for format alone when its answer is unambiguous.
+model is not failed for format alone when its answer is unambiguous. An
+answer that copies 40 or more characters of the question (:func:`echoes`)
+fails whatever it contains: small models repeat the question back, and a
+number in the copy is not an answer.
 """
 
 from __future__ import annotations
@@ -76,6 +79,22 @@ def final_answer(text: str) -> str:
     """The text after the last ``ANSWER:`` marker, else the whole reply; stripped."""
     found = list(re.finditer(r"answer\s*[:：]", text, flags=re.IGNORECASE))
     return (text[found[-1].end() :] if found else text).strip()
+
+
+ECHO_CHARS = 40
+
+
+def echoes(prompt: str, text: str) -> bool:
+    """True when the answer copies a run of ``ECHO_CHARS`` characters of the prompt (whitespace folded).
+
+    Small models often repeat the question back; a number or letter that
+    happens to sit in the copied question must not count as an answer.
+    """
+    answer = " ".join(final_answer(text).split())
+    question = " ".join(prompt.split())
+    if len(answer) < ECHO_CHARS:
+        return False
+    return any(answer[i : i + ECHO_CHARS] in question for i in range(0, len(answer) - ECHO_CHARS + 1, 4))
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
