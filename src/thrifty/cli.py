@@ -111,6 +111,7 @@ DELEGATED = {
     "route": ("thrifty.cli", "route_main", "explain a routing decision, or evaluate routers offline"),
     "agent": ("thrifty.agent.cli", "agent_main", "answer a question with a parallel tool plan"),
     "batch": ("thrifty.tasks.cli", "batch_main", "run an OpenAI-format batch file, resumably"),
+    "bench": ("thrifty.bench.cli", "bench_main", "compare models and routers on generated, graded tasks"),
     "usage": ("thrifty.observe.usage", "usage_main", "cost and token usage from the ledger"),
     "top": ("thrifty.observe.top", "top_main", "live view of a running gateway"),
     "keys": ("thrifty.tenancy.cli", "keys_main", "create, list, update, rotate and revoke virtual keys"),
