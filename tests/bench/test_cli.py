@@ -269,10 +269,12 @@ def test_the_ray_engine_gets_a_picklable_timed_backend_factory() -> None:
     import pickle
 
     from thrifty.tasks.batch_job import JobSettings
+    from thrifty.tasks.ray_engine import RayEngine
 
     engine = runner.ray_engine_for("ray://nowhere:1", functools.partial(FakeBackend, "hi"))(
         JobSettings(concurrency=3)
     )
+    assert isinstance(engine, RayEngine)
     assert engine.address == "ray://nowhere:1" and engine.settings.concurrency == 3
     built = pickle.loads(pickle.dumps(engine.backend))()  # what a Ray worker does
     assert isinstance(built, runner.Timed) and isinstance(built.inner, FakeBackend)
