@@ -100,7 +100,8 @@ def test_the_fuzz_run_exercised_success_refusal_and_authentication(
 ) -> None:
     statuses = Counter(o.status for seen in outcomes.values() for o in seen)
     total = sum(statuses.values())
-    assert 3000 <= total <= 4000, statuses
+    # not a fixed count: it grows with the routes the document lists (each is checked to be hit above)
+    assert total >= 10 * len(outcomes), statuses
     assert {200, 201, 303, 400, 401, 403, 404} <= set(statuses), statuses
     refused = [o for seen in outcomes.values() for o in seen if o.credential in ("wrong", "none")]
     assert any(o.status == 401 for o in refused)
