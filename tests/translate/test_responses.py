@@ -93,6 +93,17 @@ def test_an_empty_stream_is_one_empty_message() -> None:
         ({"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
         ({"model": "m", "input": "x", "instructions": ["x"]}, "instructions"),
         ({"model": "m", "input": "x", "background": True}, "background"),
+        (  # found by the fuzzer: a text part whose text is not a string was a 500
+            {
+                "model": "m",
+                "input": [{"type": "function_call_output", "call_id": "c", "output": [{"text": {"x": 1}}]}],
+            },
+            "input[0].output[0].text",
+        ),
+        (
+            {"model": "m", "input": [{"type": "function_call_output", "call_id": "c", "output": ["x"]}]},
+            "input[0].output[0]",
+        ),
     ],
 )
 def test_bad_responses_bodies_name_the_field(body: dict[str, Any], param: str) -> None:

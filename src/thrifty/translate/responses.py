@@ -98,6 +98,19 @@ def responses_param(param: str | None) -> str | None:
     return param
 
 
+def _output_text(parts: list[Any], where: str) -> str:
+    """A tool output given as content parts: the text of its text parts, in order."""
+    texts: list[str] = []
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise InvalidRequest(f"'{where}[{j}]' must be an object.", param=f"{where}[{j}]")
+        text = part.get("text")
+        if text is not None and not isinstance(text, str):
+            raise InvalidRequest(f"'{where}[{j}].text' must be a string.", param=f"{where}[{j}].text")
+        texts.append(text or "")
+    return "".join(texts)
+
+
 def input_messages(value: Any, *, skip_unknown: bool = False) -> list[Message]:
     """``input`` (a string or an array of items) as chat messages.
 
@@ -133,7 +146,7 @@ def input_messages(value: Any, *, skip_unknown: bool = False) -> list[Message]:
         elif kind == "function_call_output":
             output = item.get("output")
             if isinstance(output, list):
-                output = "".join(p.get("text", "") for p in output if isinstance(p, dict))
+                output = _output_text(output, f"{where}.output")
             if not isinstance(output, str):
                 raise InvalidRequest(f"'{where}.output' must be a string.", param=f"{where}.output")
             messages.append(
