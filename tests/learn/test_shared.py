@@ -138,3 +138,23 @@ async def test_without_redis_a_replica_learns_alone_and_says_so(settings: LearnS
         assert again.trace.variant is not None and again.trace.variant.variant == "concise"
     finally:
         await layer.aclose()
+
+
+async def test_an_event_published_at_once_follows_the_ones_queued_before_it(redis_url: str) -> None:
+    """A rating's event must not overtake the context it refers to: other replicas fold in order."""
+    import uuid
+
+    from thrifty.learn.journal import RedisJournal
+
+    seen: list[Any] = []
+    prefix = f"thrifty:test:{uuid.uuid4().hex}:"
+    writer = RedisJournal(redis_url, prefix, lambda e: None)
+    reader = RedisJournal(redis_url, prefix, seen.append)
+    try:
+        writer.post({"kind": "context", "n": 1})  # queued, flushed a little later
+        await writer.publish([{"kind": "override", "n": 2}])  # sent now
+        await reader.catch_up()
+        assert [e["n"] for e in seen] == [1, 2]
+    finally:
+        await writer.aclose()
+        await reader.aclose()

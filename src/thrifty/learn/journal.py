@@ -148,6 +148,8 @@ class RedisJournal:
     async def publish(self, events: Sequence[Event]) -> list[Any]:
         from redis.exceptions import RedisError
 
+        if self._queue:  # what this replica queued before goes first: others fold in its order
+            await self.flush()
         async with self._lock:
             try:
                 async with asyncio.timeout(self.timeout):
