@@ -468,6 +468,15 @@ class _Resume:
         self._step.close()
 
 
+def late_error(exc: Exception, stream: str) -> ThriftyError:
+    """An error after a stream's first byte, logged, as the error event the client is sent."""
+    if isinstance(exc, ThriftyError):
+        log.warning("%s stream failed after the first byte: %s", stream, exc.message)
+        return exc
+    log.error("%s stream failed unexpectedly after the first byte", stream, exc_info=exc)
+    return ThriftyError("The gateway failed unexpectedly; the error was logged.")
+
+
 async def _sse(first: Piece | None, rest: AsyncIterator[Piece], include_usage: bool) -> AsyncIterator[bytes]:
     """OpenAI's SSE framing (raw events are framed already); an error after the first
     byte becomes an error event."""
@@ -481,13 +490,8 @@ async def _sse(first: Piece | None, rest: AsyncIterator[Piece], include_usage: b
                 yield chunk.data
             elif chunk.get("choices") or include_usage:
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-    except ThriftyError as exc:
-        log.warning("stream failed after the first byte: %s", exc.message)
-        yield b"data: " + orjson.dumps(exc.to_json()) + b"\n\n"
-    except Exception:
-        log.exception("stream failed unexpectedly after the first byte")
-        error = ThriftyError("The gateway failed unexpectedly; the error was logged.")
-        yield b"data: " + orjson.dumps(error.to_json()) + b"\n\n"
+    except Exception as exc:
+        yield b"data: " + orjson.dumps(late_error(exc, "chat").to_json()) + b"\n\n"
     finally:
         with contextlib.suppress(Exception):
             await rest.aclose()  # type: ignore[attr-defined]

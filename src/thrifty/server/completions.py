@@ -23,7 +23,7 @@ from ..errors import ThriftyError
 from ..translate.completions import chat_bodies, completion_chunk, completion_object, prompts
 from ..types import ChatRequest, Chunk
 from ..validate import chat_request
-from .app import JSON, ClientLeft, Server, complete_watched, error_response, first_chunk
+from .app import JSON, ClientLeft, Server, complete_watched, error_response, first_chunk, late_error
 
 log = logging.getLogger("thrifty.server")
 
@@ -100,13 +100,8 @@ async def _sse(
             data = frame(chunk)
             if data:
                 yield data
-    except ThriftyError as exc:
-        log.warning("completions stream failed after the first byte: %s", exc.message)
-        yield b"data: " + orjson.dumps(exc.to_json()) + b"\n\n"
-    except Exception:
-        log.exception("completions stream failed unexpectedly after the first byte")
-        error = ThriftyError("The gateway failed unexpectedly; the error was logged.")
-        yield b"data: " + orjson.dumps(error.to_json()) + b"\n\n"
+    except Exception as exc:
+        yield b"data: " + orjson.dumps(late_error(exc, "completions").to_json()) + b"\n\n"
     finally:
         with contextlib.suppress(Exception):
             await rest.aclose()  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from ..translate.messages import (
     message_id,
 )
 from ..types import ChatRequest, Chunk
-from .app import JSON, Server, _DisconnectWatch
+from .app import JSON, Server, _DisconnectWatch, late_error
 
 log = logging.getLogger("thrifty.server")
 
@@ -138,15 +138,8 @@ async def _events(
             events = encoder.feed(chunk)
             if events:
                 yield _frames(events)
-    except ThriftyError as exc:
-        log.warning("messages stream failed after the first byte: %s", exc.message)
-        yield _frames([("error", error_body(exc))])
-        return
-    except Exception:
-        log.exception("messages stream failed unexpectedly after the first byte")
-        yield _frames(
-            [("error", error_body(ThriftyError("The gateway failed unexpectedly; the error was logged.")))]
-        )
+    except Exception as exc:
+        yield _frames([("error", error_body(late_error(exc, "messages")))])
         return
     finally:
         with contextlib.suppress(Exception):

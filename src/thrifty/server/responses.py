@@ -42,6 +42,7 @@ from .app import (
     error_response,
     first_chunk,
     json_response,
+    late_error,
 )
 from .response_store import ResponseStore
 
@@ -163,14 +164,8 @@ class ResponsesService:
                 if out:
                     yield _frame(out)
             yield _frame(events.finish())
-        except ThriftyError as exc:
-            log.warning("responses stream failed after the first byte: %s", exc.message)
-            yield _frame(events.failed(exc.to_json()))
-            return
-        except Exception:
-            log.exception("responses stream failed unexpectedly after the first byte")
-            error = ThriftyError("The gateway failed unexpectedly; the error was logged.")
-            yield _frame(events.failed(error.to_json()))
+        except Exception as exc:
+            yield _frame(events.failed(late_error(exc, "responses").to_json()))
             return
         finally:
             with contextlib.suppress(Exception):
