@@ -5,8 +5,10 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -41,3 +43,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def serve(config: Path, timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], str]:
+    """`thrifty serve --config config` on a free port, ready; the process and its base URL.
+
+    The caller stops it (:func:`stop`); if it does not get ready it is stopped here.
+    """
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "thrifty"), "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/ready", proc, timeout)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url

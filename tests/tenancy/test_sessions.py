@@ -5,14 +5,13 @@ out anywhere ends the session everywhere (within SESSION_RECHECK_S)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.processes import free_port, stop, wait_ready
+from tests.processes import serve, stop
 
 ADMIN = "sk-admin-sessions"
 
@@ -32,22 +31,9 @@ models:
     try:
         urls = []
         for _ in range(2):
-            port = free_port()
-            proc = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "thrifty"),
-                    "serve",
-                    "--config",
-                    str(cfg),
-                    "--port",
-                    str(port),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+            proc, url = serve(cfg)
             procs.append(proc)
-            wait_ready(f"http://127.0.0.1:{port}/ready", proc)
-            urls.append(f"http://127.0.0.1:{port}")
+            urls.append(url)
         yield urls
     finally:
         for proc in procs:
