@@ -62,11 +62,22 @@ def cascade(table: Table, said: np.ndarray, a: int, b: int, top: int) -> Point:
     return float(cost.mean()), float(acc.mean())
 
 
-def routed_cascade(table: Table, said: np.ndarray, start: np.ndarray, peer: int, top: int) -> Point:
+def routed_cascade(
+    table: Table,
+    said: np.ndarray,
+    start: np.ndarray,
+    peer: int,
+    top: int,
+    sure: np.ndarray | None = None,
+) -> Point:
     """The router picks where to start; unless it picked ``top`` (or the peer itself), the peer
-    answers too (paid) and a disagreement escalates to ``top`` (paid)."""
+    answers too (paid) and a disagreement escalates to ``top`` (paid). With ``sure`` (a boolean
+    per prompt: the router's own estimate for its pick clears a bar) the peer is asked only
+    where the router is unsure."""
     rows = np.arange(len(start))
     verify = (start != top) & (start != peer)
+    if sure is not None:
+        verify &= ~sure
     agree = (said[rows, start] == said[:, peer]) & (said[rows, start] != "?")
     escalate = verify & ~agree
     cost = (
@@ -76,6 +87,25 @@ def routed_cascade(table: Table, said: np.ndarray, start: np.ndarray, peer: int,
     )
     acc = np.where(escalate, table.quality[:, top], table.quality[rows, start])
     return float(cost.mean()), float(acc.mean())
+
+
+def out_of_fold(table: Table, vectors: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Each train prompt's predicted quality from a router fitted without its fold: the honest
+    confidence to choose a cascade's settings on (in-sample predictions are overconfident)."""
+    n = len(table.prompts)
+    fold = np.random.default_rng(0).permutation(n) % folds
+    out = np.zeros(table.quality.shape)
+    for f in range(folds):
+        held = fold == f
+        model = fit(
+            vectors[~held],
+            table.quality[~held],
+            table.models,
+            costs=table.cost[~held],
+            featurizer_name="minilm",
+        )
+        out[held] = model.predict(vectors[held])
+    return out
 
 
 def scores(name: str, points: list[Point], low: float, high: float, best_cost: float, best: float) -> str:
@@ -129,6 +159,25 @@ def main() -> None:
     on_train_rc = {c: routed_cascade(train, said_tr, starts_tr[c[0]], c[1], c[2]) for c in combos}
     front_rc = [c for c in combos if on_train_rc[c] in hull(list(on_train_rc.values()))]
     routed = [routed_cascade(test, said_te, starts_te[lam], b, t) for lam, b, t in front_rc]
+    # router + cascade gated by the router's confidence: the peer is asked only when the router's
+    # estimate for its pick is below τ. Settings (λ, peer, top, τ) chosen on out-of-fold train
+    # predictions; τ = 0 is the router alone, τ > 1 the ungated cascade.
+    train_all_vectors = prompt_vectors(train_all.prompts, "minilm", cache)
+    oof_all = out_of_fold(train_all, train_all_vectors)
+    keep_tr = np.array([g in mc for g in train_all.groups])
+    oof = oof_all[keep_tr]
+    taus = [0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01]
+    gated_combos = [(lam, b, t, tau) for lam, b, t in combos for tau in taus]
+
+    def gated(table: Table, said: np.ndarray, pred: np.ndarray, c: tuple[float, int, int, float]) -> Point:
+        lam, b, t, tau = c
+        start = pick(pred, price, lam)
+        sure = pred[np.arange(len(start)), start] >= tau
+        return routed_cascade(table, said, start, b, t, sure)
+
+    on_train_g = {c: gated(train, said_tr, oof, c) for c in gated_combos}
+    front_g = [c for c in gated_combos if on_train_g[c] in hull(list(on_train_g.values()))]
+    gated_te = [gated(test, said_te, predicted, c) for c in front_g]
     rows = [
         ("single-model hull", singles),
         ("learned router (λ sweep)", learned),
@@ -136,6 +185,8 @@ def main() -> None:
         ("router ∪ cascade (either, per budget)", learned + casc),
         ("router-started cascade (router picks the start, a peer's agreement escalates)", routed),
         ("router ∪ router-started cascade", learned + routed),
+        ("router-started cascade, peer asked only when the router is unsure (OOF-chosen)", gated_te),
+        ("router ∪ gated cascade", learned + gated_te),
     ]
     unread = float((said_te == "?").mean())
     print(
@@ -153,6 +204,11 @@ def main() -> None:
             f"λ={lam:g} {test.models[b].split('/')[-1]}→{test.models[t].split('/')[-1]}"
             for lam, b, t in front_rc
         )
+    )
+    taus_used = sorted({c[3] for c in front_g})
+    print(
+        f"Gated cascade: {len(front_g)} (λ, peer, escalation, τ) configurations on the out-of-fold train "
+        f"front, τ in {taus_used}"
     )
     print()
     print(
