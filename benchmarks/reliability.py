@@ -820,7 +820,7 @@ def section_fuzz(args: argparse.Namespace) -> list[str]:
     if args.fuzz_log:
         Path(args.fuzz_log).write_text(done.stdout + done.stderr[-20_000:])
     return lines + [
-        f"`{' '.join(cmd[1:])}` exited {done.returncode} after {seconds:.0f} s "
+        f"`{' '.join([str(script.relative_to(ROOT)), *cmd[2:]])}` exited {done.returncode} after {seconds:.0f} s "
         "(1 = some 5xx, unnamed 4xx or answer off the document). Its summary (the per-route tables "
         "and any failing request are in its own output):",
         "",
@@ -849,7 +849,8 @@ def fuzz_summary(output: str) -> list[str]:
         line = line.rstrip()
         if line.startswith("|---|---|-"):  # a per-route table's rule, not the status table's
             continue
-        if line.startswith(keep) or re.fullmatch(r"\| \d{3} \| \d+ \|", line) or " cases in " in line:
+        counts = " cases in " in line or " operations, " in line
+        if line.startswith(keep) or re.fullmatch(r"\| \d{3} \| \d+ \|", line) or counts:
             kept.append(line[:400])
     return kept
 
