@@ -236,6 +236,7 @@ def _seed_objects(url: str) -> dict[str, str]:
         "team": "fuzz-team",
         "stored_response_id": stored[0],
         "deleted_response_id": stored[1],
+        "previous_response_id": stored[0],  # a body field of POST /v1/responses
     }
 
 
@@ -537,8 +538,13 @@ def _replace_one(body: dict[str, Any], index: int, value: Any, fields: frozenset
 
 
 def _swap_known(case: Any, known: dict[str, str]) -> None:
+    # reading a stored response needs one the Responses API stored, not a chat completion's id;
+    # DELETE keeps the chat id (a 404), so the stored one stays readable for the rest of the run
+    stored = case.operation.path.startswith("/v1/responses/") and case.method.upper() == "GET"
     for name in list(case.path_parameters or {}):
-        if name in known:
+        if stored and name == "response_id":
+            case.path_parameters[name] = known["stored_response_id"]
+        elif name in known:
             case.path_parameters[name] = known[name]
     if isinstance(case.body, dict):
         for name in list(case.body):
@@ -608,6 +614,24 @@ def valid_bodies(known: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]
             "max_tokens": 5,
             "system": "be brief",
             "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        },
+        ("POST", "/v1/responses"): {
+            "model": known["model"],
+            "input": [{"role": "user", "content": "hi"}],
+            "instructions": "be brief",
+            "max_output_tokens": 5,
+            "temperature": 0.5,
+            "store": True,
+            "previous_response_id": known["stored_response_id"],
+            "metadata": {"k": "v"},
+        },
+        ("POST", "/v1/completions"): {
+            "model": known["model"],
+            "prompt": "hi",
+            "max_tokens": 5,
+            "temperature": 0.5,
+            "stop": ["z"],
+            "echo": False,
         },
         ("POST", "/v1/cache/purge"): {"namespace": "n"},
         ("POST", "/v1/feedback"): {

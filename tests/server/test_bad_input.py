@@ -226,6 +226,35 @@ async def test_an_unexpected_failure_is_a_500_with_a_ledger_row(tmp_path: Path) 
     assert ledger(gateway) == [(500, "server_error"), (500, "server_error"), (404, "invalid_request_error")]
 
 
+DOORS = [
+    ("/v1/chat/completions", {"messages": MSG}),
+    ("/v1/completions", {"prompt": "hello"}),
+    ("/v1/responses", {"input": "hello"}),
+    ("/v1/messages", {"messages": MSG, "max_tokens": 5}),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("path", "body"), DOORS, ids=[path for path, _ in DOORS])
+async def test_an_unexpected_failure_on_every_door_is_its_documented_500_with_a_ledger_row(
+    tmp_path: Path, path: str, body: dict[str, Any], stream: bool
+) -> None:
+    """/v1/messages answers a bug in Anthropic's error shape, as its document says, not OpenAI's."""
+    from .fuzzing import check_answer
+
+    config = parse_config({"server": {"data_dir": str(tmp_path)}})
+    gateway = Gateway(config, backends={"m": FakeBackend(lambda r: RuntimeError("bug"))})
+    async with gateway:
+        transport = httpx.ASGITransport(app=create_app(gateway))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            doc = (await client.get("/openapi.json")).json()
+            r = await client.post(path, json={"model": "m", **body, "stream": stream})
+    assert r.status_code == 500
+    check_answer(doc, path, "POST", (r.status_code, dict(r.headers), r.content))
+    assert "failed unexpectedly" in r.text and "bug" not in r.text
+    assert ledger(gateway) == [(500, "server_error")]
+
+
 async def test_batch_metadata_nested_too_deep_is_a_400(tmp_path: Path) -> None:
     gateway = Gateway(
         parse_config({"server": {"data_dir": str(tmp_path)}}),

@@ -40,6 +40,12 @@ def anthropic_error(exc: ThriftyError) -> Response:
     )
 
 
+def unexpected(request: Request, exc: Exception) -> Response:
+    """A bug's 500, logged, in Anthropic's shape (the app-wide handler would answer OpenAI's)."""
+    log.error("unexpected error on %s", request.url.path, exc_info=exc)
+    return anthropic_error(ThriftyError("The gateway failed unexpectedly; the error was logged."))
+
+
 class MessagesRoutes:
     """The Messages API handlers, bound to the chat-completions server's gateway and access."""
 
@@ -75,6 +81,8 @@ class MessagesRoutes:
                 watch.stop()
         except ThriftyError as exc:
             return anthropic_error(exc)
+        except Exception as exc:
+            return unexpected(request, exc)
         answer = message_body(response.body, response.usage, id=message_id(trace.request_id), model=req.model)
         overhead = max(0.0, time.perf_counter() - trace.started - trace.upstream_s)
         return Response(orjson.dumps(answer), media_type=JSON, headers=server.response_headers(req, overhead))
@@ -113,6 +121,8 @@ class MessagesRoutes:
             tokens = count_tokens(body)
         except ThriftyError as exc:
             return anthropic_error(exc)
+        except Exception as exc:
+            return unexpected(request, exc)
         return Response(
             orjson.dumps({"input_tokens": tokens}), media_type=JSON, headers={"x-thrifty-usage": "estimated"}
         )
