@@ -200,6 +200,7 @@ def references(table: Table, price: np.ndarray) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer settings in the cross-validated grids")
+    parser.add_argument("--save", type=Path, default=None, help="write every estimator's predictions here (.npz)")
     args = parser.parse_args()
     started = time.time()
     train, test = load("train"), load("test")
@@ -268,12 +269,22 @@ def main() -> None:
             oofs[label], tests[label] = cv, pt
             rows.append(line(label, score(cv, train, price), score(pt, test, price)))
             print(rows[-1], flush=True)
-    for name in (chosen["metric"],):
-        label = f"mean of current recipe's three parts and {name}"
-        oofs[label] = (3 * oofs[current_name] + oofs[name]) / 4
-        tests[label] = (3 * tests[current_name] + tests[name]) / 4
+    swaps = {
+        f"current recipe with {chosen['shape']} in place of the logistic": [
+            "kNN (k=160)",
+            chosen["shape"],
+            "cluster prior (k-means 8)",
+        ],
+        f"mean of the current recipe's three parts and {chosen['metric']}": base + [chosen["metric"]],
+        f"mean of the current recipe's three parts and {chosen['hash']}": base + [chosen["hash"]],
+    }
+    for label, parts in swaps.items():
+        oofs[label] = sum(oofs[p] for p in parts) / len(parts)
+        tests[label] = sum(tests[p] for p in parts) / len(parts)
         rows.append(line(label, score(oofs[label], train, price), score(tests[label], test, price)))
         print(rows[-1], flush=True)
+    if args.save:
+        np.savez(args.save, **{f"oof:{k}": v for k, v in oofs.items()}, **{f"test:{k}": v for k, v in tests.items()})
 
     print()
     print(

@@ -17,10 +17,18 @@ if TYPE_CHECKING:
 
 
 def knn(query: Any, x: Any, y: Any, k: int, power: float = 1.0, shrink: float = 0.5) -> Array:
-    """Similarity-weighted mean outcome of the ``k`` nearest rows (cosine), shrunk to the mean."""
+    """Similarity-weighted mean outcome of the ``k`` nearest rows (cosine), shrunk to the mean.
+
+    Similarities are computed in ``x``'s own precision when it is float32 (a fitted router's
+    stored vectors), and for a few query rows (one request) by numpy's own loop rather than a
+    threaded BLAS call, which stalled for milliseconds on a busy machine (docs/bench/routing.md).
+    """
     import numpy as np
 
-    sims = np.asarray(query, np.float64) @ np.asarray(x, np.float64).T
+    xx = np.asarray(x)
+    xx = xx if xx.dtype == np.float32 else xx.astype(np.float64, copy=False)
+    qq = np.asarray(query, dtype=xx.dtype)
+    sims = (np.einsum("qd,nd->qn", qq, xx) if len(qq) <= 4 else qq @ xx.T).astype(np.float64)
     k = max(1, min(k, sims.shape[1]))
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     w = np.maximum(np.take_along_axis(sims, idx, axis=1), 0.0) ** power
