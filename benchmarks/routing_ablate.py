@@ -1,6 +1,8 @@
 """Estimator ablations for issue 15: learned-metric kNN, calibrated stacking, prompt-shape features.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py [--quick]
+    PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py [--quick] [--save preds.npz]
+    PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --bootstrap preds.npz   # CV AIQ gains, intervals
+    PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --headroom   # AUC the AIQ target would need
 
 Fit on the RouterBench train files, report on the test files (../shared/data/routing). Every
 estimator is scored twice: by 5-fold cross-validation on the train files (out-of-fold predictions,
@@ -56,7 +58,9 @@ def inputs(table: Table, cache: Path) -> Inputs:
     return {
         "minilm": prompt_vectors(table.prompts, "minilm", cache).astype(np.float64),
         "shape": shape.matrix(table.prompts).astype(np.float64),
-        "hash": HashingFeaturizer(1024).transform([question_part(p) for p in table.prompts]).astype(np.float64),
+        "hash": HashingFeaturizer(1024)
+        .transform([question_part(p) for p in table.prompts])
+        .astype(np.float64),
     }
 
 
@@ -197,10 +201,69 @@ def references(table: Table, price: np.ndarray) -> str:
     )
 
 
+def headroom(test: Table, price: np.ndarray) -> None:
+    """What within-task AUC would the AIQ target need? Simulated estimates on the test files.
+
+    Each estimate is the true per-task mean plus ``a`` times the prompt's own outcome plus noise,
+    in logit space; ``a`` sets how much a per-prompt signal the estimator would have. This reads the
+    test labels to describe the headroom only; nothing is chosen from it.
+    """
+    groups = np.array(test.groups)
+    task_mean = np.zeros_like(test.quality)
+    for g in TASKS:
+        task_mean[groups == g] = test.quality[groups == g].mean(0)
+    noise = np.random.default_rng(0).standard_normal(test.quality.shape)
+    print("| per-prompt signal a | test AUC in task | test AUC | AIQ | acc. at 20% of GPT-4's cost |")
+    print("|---:|---:|---:|---:|---:|")
+    for a in (0.0, 0.1, 0.2, 0.3, 0.5, 1.0):
+        p = 1 / (1 + np.exp(-(E.logit(task_mean) + a * (2 * test.quality - 1) + 0.5 * noise)))
+        s = score(p, test, price)
+        print(
+            f"| {a:g} | {s['auc_task']:.3f} | {s['auc']:.3f} | {s['aiq']:.3f} | {100 * (s['acc20'] or 0):.1f}% |"
+        )
+
+
+def bootstrap(saved: Path, train: Table, price: np.ndarray, rounds: int = 150) -> None:
+    """Paired bootstrap over train prompts of the CV AIQ gain of each saved estimator over the current recipe."""
+    data = np.load(saved)
+    current = "oof:current recipe: mean of kNN, logistic, cluster prior"
+    lams = LAMBDAS[::4]
+    costs = train.cost.mean(0)
+    picks = {k: [pick(data[k], price, lam) for lam in lams] for k in data.files if k.startswith("oof:")}
+
+    def area(name: str, rows: np.ndarray) -> float:
+        points = [
+            (float(train.cost[rows, c[rows]].mean()), float(train.quality[rows, c[rows]].mean()))
+            for c in picks[name]
+        ]
+        return aiq(points, float(costs.min()), float(costs.max()), steps=400)
+
+    rng = np.random.default_rng(1)
+    gains: dict[str, list[float]] = {k: [] for k in picks if k != current}
+    for _ in range(rounds):
+        rows = rng.integers(0, len(train.quality), len(train.quality))
+        base = area(current, rows)
+        for k in gains:
+            gains[k].append(area(k, rows) - base)
+    for k, v in sorted(gains.items(), key=lambda kv: -float(np.mean(kv[1]))):
+        g = np.array(v)
+        print(
+            f"{k[4:]}: CV AIQ gain {g.mean():+.4f}, 90% interval [{np.quantile(g, 0.05):+.4f}, {np.quantile(g, 0.95):+.4f}]"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer settings in the cross-validated grids")
-    parser.add_argument("--save", type=Path, default=None, help="write every estimator's predictions here (.npz)")
+    parser.add_argument(
+        "--save", type=Path, default=None, help="write every estimator's predictions here (.npz)"
+    )
+    parser.add_argument(
+        "--headroom", action="store_true", help="only the within-task AUC the target would need"
+    )
+    parser.add_argument(
+        "--bootstrap", type=Path, default=None, help="only the paired bootstrap of a --save file"
+    )
     args = parser.parse_args()
     started = time.time()
     train, test = load("train"), load("test")
@@ -209,9 +272,17 @@ def main() -> None:
     y = train.quality
     price = train.cost.mean(0)
     fold = np.random.default_rng(0).permutation(len(y)) % FOLDS
-    print(f"train {len(y)} prompts ({train.skipped} skipped), test {len(test.prompts)} ({test.skipped} skipped)")
+    print(
+        f"train {len(y)} prompts ({train.skipped} skipped), test {len(test.prompts)} ({test.skipped} skipped)"
+    )
     print("train:", references(train, price))
     print("test: ", references(test, price), flush=True)
+    if args.headroom or args.bootstrap:
+        if args.headroom:
+            headroom(test, price)
+        if args.bootstrap:
+            bootstrap(args.bootstrap, train, price)
+        return
 
     # settings chosen by cross-validated log loss on the train files only
     grids: dict[str, dict[str, Estimator]] = {
@@ -223,7 +294,9 @@ def main() -> None:
             for b in ((None, 10.0) if args.quick else (None, 3.0, 10.0, 30.0))
             for k in ((40, 160) if args.quick else (40, 80, 160))
         },
-        "shape": {f"logistic on MiniLM + shape features (scale {s:g})": shape_logistic(s) for s in (0.1, 0.3, 1.0)},
+        "shape": {
+            f"logistic on MiniLM + shape features (scale {s:g})": shape_logistic(s) for s in (0.1, 0.3, 1.0)
+        },
         "hash": {f"ridge on hashed n-grams (l2={l2:g})": hash_ridge(l2) for l2 in (1.0, 3.0, 10.0)},
     }
     oofs: dict[str, np.ndarray] = {}
@@ -247,7 +320,9 @@ def main() -> None:
     current_name = "current recipe: mean of kNN, logistic, cluster prior"
     oofs[current_name] = sum(oofs[b] for b in base) / 3
     tests[current_name] = sum(tests[b] for b in base) / 3
-    rows.append(line(current_name, score(oofs[current_name], train, price), score(tests[current_name], test, price)))
+    rows.append(
+        line(current_name, score(oofs[current_name], train, price), score(tests[current_name], test, price))
+    )
     print(rows[-1], flush=True)
     for family, grid in grids.items():
         for name, est in grid.items():
@@ -284,7 +359,11 @@ def main() -> None:
         rows.append(line(label, score(oofs[label], train, price), score(tests[label], test, price)))
         print(rows[-1], flush=True)
     if args.save:
-        np.savez(args.save, **{f"oof:{k}": v for k, v in oofs.items()}, **{f"test:{k}": v for k, v in tests.items()})
+        np.savez(
+            args.save,
+            **{f"oof:{k}": v for k, v in oofs.items()},
+            **{f"test:{k}": v for k, v in tests.items()},
+        )
 
     print()
     print(

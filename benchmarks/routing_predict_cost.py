@@ -46,13 +46,18 @@ def main() -> None:
     test = load_files([root / f"{t}_test.csv" for t in TASKS])
     cache = ROOT / "benchmarks" / "out"
     model = fit(
-        prompt_vectors(train.prompts, "minilm", cache), train.quality, train.models, costs=train.cost,
+        prompt_vectors(train.prompts, "minilm", cache),
+        train.quality,
+        train.models,
+        costs=train.cost,
         featurizer_name="minilm",
     )
     queries = prompt_vectors(test.prompts, "minilm", cache)
     n = len(queries)
-    print(f"LearnedModel.predict, one prompt ({len(model.vectors)} training prompts, {len(model.models)} models):",
-          timed(lambda i: model.predict(queries[i % n : i % n + 1])))
+    print(
+        f"LearnedModel.predict, one prompt ({len(model.vectors)} training prompts, {len(model.models)} models):",
+        timed(lambda i: model.predict(queries[i % n : i % n + 1])),
+    )
     print("shape.extract, one prompt:", timed(lambda i: shape.extract(test.prompts[i % n])))
     print("predictions (first 3 test prompts):", np.round(model.predict(queries[:3]), 4).tolist()[0][:4])
 

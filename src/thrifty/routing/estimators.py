@@ -28,7 +28,8 @@ def knn(query: Any, x: Any, y: Any, k: int, power: float = 1.0, shrink: float = 
     xx = np.asarray(x)
     xx = xx if xx.dtype == np.float32 else xx.astype(np.float64, copy=False)
     qq = np.asarray(query, dtype=xx.dtype)
-    sims = (np.einsum("qd,nd->qn", qq, xx) if len(qq) <= 4 else qq @ xx.T).astype(np.float64)
+    one_request = xx.dtype == np.float32 and len(qq) <= 4
+    sims = (np.einsum("qd,nd->qn", qq, xx) if one_request else qq @ xx.T).astype(np.float64)
     k = max(1, min(k, sims.shape[1]))
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     w = np.maximum(np.take_along_axis(sims, idx, axis=1), 0.0) ** power
