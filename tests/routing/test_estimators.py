@@ -65,3 +65,13 @@ def test_stacker_trusts_the_informative_estimate_and_calibrates_it() -> None:
     constant = E.log_loss(np.broadcast_to(y[:3000].mean(0), (1000, 2)), y[3000:])
     stacked = E.log_loss(p, y[3000:])
     assert stacked < constant - 0.1 and stacked < E.log_loss(squashed[3000:], y[3000:]) - 0.1
+
+
+def test_knn_for_one_request_matches_the_batched_estimate() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((500, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = (rng.random((500, 3)) < 0.6).astype(np.float32)
+    batched = E.knn(x[:20], x, y, k=25)  # 20 rows: the BLAS product
+    one_by_one = np.vstack([E.knn(x[i : i + 1], x, y, k=25) for i in range(20)])  # a request: numpy's loop
+    np.testing.assert_allclose(one_by_one, batched, atol=1e-5)
