@@ -3,6 +3,7 @@
     PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py [--quick] [--save preds.npz]
     PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --bootstrap preds.npz   # CV AIQ gains, intervals
     PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --headroom   # AUC the AIQ target would need
+    PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --gsm8k   # shape features on RouteLLM's GSM8K
 
 Fit on the RouterBench train files, report on the test files (../shared/data/routing). Every
 estimator is scored twice: by 5-fold cross-validation on the train files (out-of-fold predictions,
@@ -252,6 +253,44 @@ def bootstrap(saved: Path, train: Table, price: np.ndarray, rounds: int = 150) -
         )
 
 
+def gsm8k() -> None:
+    """The kept-or-not check on a RouteLLM pair: GSM8K, 5 random folds, current recipe vs shape features.
+
+    GSM8K is where MiniLM alone lost to hashed words (docs/bench/routing.md), so surface features
+    (digits, maths markers, length) had the best chance there. Exploratory: nothing is chosen on it.
+    """
+    from thrifty.routing.evaluation.data import load_pair
+    from thrifty.routing.evaluation.metrics import apgr, cpt, pgr_curve
+
+    table = load_pair(default_data(), "gsm8k")
+    cache = ROOT / "benchmarks" / "out"
+    x = {
+        "minilm": prompt_vectors(table.prompts, "minilm", cache).astype(np.float64),
+        "shape": shape.matrix(table.prompts).astype(np.float64),
+    }
+    weak, strong = table.quality[:, 0], table.quality[:, 1]
+    fold = np.random.default_rng(0).permutation(len(weak)) % FOLDS
+    variants = {
+        "current recipe (kNN, logistic, cluster prior)": [knn(), logistic(), cluster()],
+        "current recipe with shape features in the logistic (scale 0.3)": [
+            knn(),
+            shape_logistic(0.3),
+            cluster(),
+        ],
+        "logistic on MiniLM alone": [logistic()],
+        "logistic on MiniLM + shape features (scale 0.3)": [shape_logistic(0.3)],
+    }
+    print(f"GSM8K: {len(weak)} prompts ({table.excluded} contaminated excluded), 5 random folds")
+    print("| policy | APGR | CPT(50%) | CPT(80%) |\n|---|---:|---:|---:|")
+    for name, parts in variants.items():
+        p = sum(oof(part, x, table.quality, fold) for part in parts) / len(parts)
+        curve = pgr_curve(p[:, 1] - p[:, 0], weak, strong)
+        print(
+            f"| {name} | {apgr(curve):.3f} | {100 * cpt(curve, 0.5):.1f}% | {100 * cpt(curve, 0.8):.1f}% |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer settings in the cross-validated grids")
@@ -264,7 +303,11 @@ def main() -> None:
     parser.add_argument(
         "--bootstrap", type=Path, default=None, help="only the paired bootstrap of a --save file"
     )
+    parser.add_argument("--gsm8k", action="store_true", help="only the RouteLLM GSM8K check")
     args = parser.parse_args()
+    if args.gsm8k:
+        gsm8k()
+        return
     started = time.time()
     train, test = load("train"), load("test")
     cache = ROOT / "benchmarks" / "out"
