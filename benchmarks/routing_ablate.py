@@ -3,7 +3,7 @@
     PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py [--quick] [--save preds.npz]
     PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --bootstrap preds.npz   # CV AIQ gains, intervals
     PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --headroom   # AUC the AIQ target would need
-    PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --gsm8k   # shape features on RouteLLM's GSM8K
+    PYTHONPATH=src .venv/bin/python benchmarks/routing_ablate.py --pair gsm8k   # shape features on a RouteLLM pair
 
 Fit on the RouterBench train files, report on the test files (../shared/data/routing). Every
 estimator is scored twice: by 5-fold cross-validation on the train files (out-of-fold predictions,
@@ -253,8 +253,8 @@ def bootstrap(saved: Path, train: Table, price: np.ndarray, rounds: int = 150) -
         )
 
 
-def gsm8k() -> None:
-    """The kept-or-not check on a RouteLLM pair: GSM8K, 5 random folds, current recipe vs shape features.
+def pair(name: str) -> None:
+    """A check on a RouteLLM pair (``gsm8k``, ``mmlu``): 5 random folds, current recipe vs shape features.
 
     GSM8K is where MiniLM alone lost to hashed words (docs/bench/routing.md), so surface features
     (digits, maths markers, length) had the best chance there. Exploratory: nothing is chosen on it.
@@ -262,7 +262,7 @@ def gsm8k() -> None:
     from thrifty.routing.evaluation.data import load_pair
     from thrifty.routing.evaluation.metrics import apgr, cpt, pgr_curve
 
-    table = load_pair(default_data(), "gsm8k")
+    table = load_pair(default_data(), name)
     cache = ROOT / "benchmarks" / "out"
     x = {
         "minilm": prompt_vectors(table.prompts, "minilm", cache).astype(np.float64),
@@ -280,7 +280,7 @@ def gsm8k() -> None:
         "logistic on MiniLM alone": [logistic()],
         "logistic on MiniLM + shape features (scale 0.3)": [shape_logistic(0.3)],
     }
-    print(f"GSM8K: {len(weak)} prompts ({table.excluded} contaminated excluded), 5 random folds")
+    print(f"{name}: {len(weak)} prompts ({table.excluded} contaminated excluded), 5 random folds")
     print("| policy | APGR | CPT(50%) | CPT(80%) |\n|---|---:|---:|---:|")
     for name, parts in variants.items():
         p = sum(oof(part, x, table.quality, fold) for part in parts) / len(parts)
@@ -303,10 +303,12 @@ def main() -> None:
     parser.add_argument(
         "--bootstrap", type=Path, default=None, help="only the paired bootstrap of a --save file"
     )
-    parser.add_argument("--gsm8k", action="store_true", help="only the RouteLLM GSM8K check")
+    parser.add_argument(
+        "--pair", choices=("gsm8k", "mmlu"), default=None, help="only this RouteLLM pair's check"
+    )
     args = parser.parse_args()
-    if args.gsm8k:
-        gsm8k()
+    if args.pair:
+        pair(args.pair)
         return
     started = time.time()
     train, test = load("train"), load("test")
