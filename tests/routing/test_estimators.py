@@ -44,3 +44,34 @@ def test_roc_auc_counts_ties_as_half_and_needs_both_classes() -> None:
     assert E.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
     assert E.roc_auc([0.5, 0.5], [0, 1]) == 0.5
     assert E.roc_auc([0.2, 0.3], [1, 1]) is None
+
+
+def test_euclidean_knn_reads_a_learned_space() -> None:
+    x, y = two_groups()
+    projection = E.ridge(x, y, l2=0.1)[:-1]  # the space of predicted outcomes
+    p = E.knn_euclidean(x[:2] @ projection, x[2:] @ projection, y[2:], k=10, shrink=0.0)
+    assert p[0, 0] == 1.0 and p[1, 0] == 0.0 and (p[:, 1] == 1.0).all()
+
+
+def test_stacker_trusts_the_informative_estimate_and_calibrates_it() -> None:
+    rng = np.random.default_rng(3)
+    signal = rng.standard_normal((4000, 2))
+    y = (rng.random((4000, 2)) < 1 / (1 + np.exp(-2 * signal))).astype(float)
+    squashed = 0.5 + 0.05 * np.tanh(signal)  # ranks right, badly calibrated
+    noise = rng.random((4000, 2))
+    w = E.stack_fit([squashed[:3000], noise[:3000]], y[:3000], l2=1.0)
+    p = E.stack_predict([squashed[3000:], noise[3000:]], w)
+    assert (np.abs(w[0]) > 10 * np.abs(w[1])).all()
+    constant = E.log_loss(np.broadcast_to(y[:3000].mean(0), (1000, 2)), y[3000:])
+    stacked = E.log_loss(p, y[3000:])
+    assert stacked < constant - 0.1 and stacked < E.log_loss(squashed[3000:], y[3000:]) - 0.1
+
+
+def test_knn_for_one_request_matches_the_batched_estimate() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((500, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = (rng.random((500, 3)) < 0.6).astype(np.float32)
+    batched = E.knn(x[:20], x, y, k=25)  # 20 rows: the BLAS product
+    one_by_one = np.vstack([E.knn(x[i : i + 1], x, y, k=25) for i in range(20)])  # a request: numpy's loop
+    np.testing.assert_allclose(one_by_one, batched, atol=1e-5)

@@ -17,10 +17,19 @@ if TYPE_CHECKING:
 
 
 def knn(query: Any, x: Any, y: Any, k: int, power: float = 1.0, shrink: float = 0.5) -> Array:
-    """Similarity-weighted mean outcome of the ``k`` nearest rows (cosine), shrunk to the mean."""
+    """Similarity-weighted mean outcome of the ``k`` nearest rows (cosine), shrunk to the mean.
+
+    Similarities are computed in ``x``'s own precision when it is float32 (a fitted router's
+    stored vectors), and for a few query rows (one request) by numpy's own loop rather than a
+    threaded BLAS call, which stalled for milliseconds on a busy machine (docs/bench/routing.md).
+    """
     import numpy as np
 
-    sims = np.asarray(query, np.float64) @ np.asarray(x, np.float64).T
+    xx = np.asarray(x)
+    xx = xx if xx.dtype == np.float32 else xx.astype(np.float64, copy=False)
+    qq = np.asarray(query, dtype=xx.dtype)
+    one_request = xx.dtype == np.float32 and len(qq) <= 4
+    sims = (np.einsum("qd,nd->qn", qq, xx) if one_request else qq @ xx.T).astype(np.float64)
     k = max(1, min(k, sims.shape[1]))
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     w = np.maximum(np.take_along_axis(sims, idx, axis=1), 0.0) ** power
@@ -147,3 +156,52 @@ def mean_auc(predicted: Any, y: Any) -> float:
     values = [roc_auc(predicted[:, j], y[:, j]) for j in range(y.shape[1])]
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else float("nan")
+
+
+def knn_euclidean(query: Any, x: Any, y: Any, k: int, shrink: float = 0.5) -> Array:
+    """Mean outcome of the ``k`` nearest rows by Euclidean distance, shrunk to the mean.
+
+    Meant for a learned space (e.g. ``x @ projection``), where the length of a row carries
+    information that cosine similarity would throw away.
+    """
+    import numpy as np
+
+    q, xx = np.asarray(query, np.float64), np.asarray(x, np.float64)
+    dist = (q * q).sum(axis=1)[:, None] - 2.0 * q @ xx.T + (xx * xx).sum(axis=1)[None, :]
+    k = max(1, min(k, xx.shape[0]))
+    idx = np.argpartition(dist, k - 1, axis=1)[:, :k]
+    yy = np.asarray(y, np.float64)
+    out: Array = (yy[idx].sum(axis=1) + shrink * yy.mean(axis=0)) / (k + shrink)
+    return out
+
+
+def logit(p: Any) -> Array:
+    import numpy as np
+
+    pp = np.clip(np.asarray(p, np.float64), 1e-3, 1 - 1e-3)
+    out: Array = np.log(pp / (1 - pp))
+    return out
+
+
+def stack_fit(parts: Any, y: Any, l2: float = 1.0) -> Array:
+    """(e + 1, m) Platt-style stacker: per model, a logistic regression on the logits of ``e`` estimates.
+
+    ``parts`` holds e arrays (n, m) of out-of-fold predictions; the last row of the result is the bias.
+    """
+    import numpy as np
+
+    yy = np.asarray(y, np.float64)
+    out: Array = np.zeros((len(parts) + 1, yy.shape[1]))
+    for j in range(yy.shape[1]):
+        features = np.stack([logit(p[:, j]) for p in parts], axis=1)
+        out[:, j] = logistic(features, yy[:, [j]], l2)[:, 0]
+    return out
+
+
+def stack_predict(parts: Any, weights: Any) -> Array:
+    """Stacked probability (n, m) from ``e`` estimates (n, m) and :func:`stack_fit` weights."""
+    import numpy as np
+
+    z = sum(logit(p) * np.asarray(weights)[i] for i, p in enumerate(parts)) + np.asarray(weights)[-1]
+    out: Array = 1.0 / (1.0 + np.exp(-z))
+    return out
