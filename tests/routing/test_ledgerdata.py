@@ -145,8 +145,10 @@ async def test_a_router_keeps_its_own_candidates(tmp_path: Path) -> None:
     assert rows.models == ["fast", "powerful"] and len(rows.prompts) == 6
     with pytest.raises(LedgerError, match="no such router"):
         config_names(obs.config, "nope")
-    with pytest.raises(LedgerError, match="too few outcomes"):
-        read_ledger(path, names=names, models=keep, min_prompts=1, min_per_model=1)  # balanced: none
+    kept = read_ledger(path, names=names, models=keep, min_prompts=1, min_per_model=1)
+    assert kept.models == ["fast", "powerful"] and kept.dropped == {"balanced": 0}  # never observed
+    with pytest.raises(LedgerError, match=r"too few outcomes .* fast: 3, powerful: 3"):
+        read_ledger(path, names=names, models=keep, min_prompts=1, min_per_model=4)
 
 
 async def test_without_the_prompt_log_the_fit_refuses(tmp_path: Path, capsys: Any) -> None:

@@ -248,7 +248,7 @@ class Observer:
                     calls = self.tally.add_calls(event)
                     self._unwritten.extend(calls)
                     cost += sum(r[_COST] for r in calls)
-                if event.messages is not None:
+                if event.messages is not None and self.ledger_settings.log_prompts:
                     self._log_prompt(event)
                 self._known[event.request_id] = (*row[2:6], row[_API_KEY])
                 if event.fallback is not None:

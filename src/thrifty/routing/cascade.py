@@ -99,6 +99,7 @@ class Cascade:
                 response = await self.backends[tier.name].complete(asked)
             except ThriftyError:
                 if last:
+                    request.trace.calls.extend(answers)  # paid for, though the request fails
                     raise
                 decision.escalations += 1
                 continue
