@@ -102,7 +102,9 @@ class Tally:
     extra_out: int = 0
     extra_cost: float = 0.0
 
-    def add_extra_calls(self, ledger: str, groups: dict[str, str], prices: dict[str, tuple[float, ...]]) -> None:
+    def add_extra_calls(
+        self, ledger: str, groups: dict[str, str], prices: dict[str, tuple[float, ...]]
+    ) -> None:
         """The calls besides the answers, from the ledger: priced by the tier of the group called."""
         db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
         try:

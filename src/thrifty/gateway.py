@@ -25,7 +25,17 @@ from .backend import Backend, Embeds
 from .config import Config, default_config, load_config
 from .deadline import Deadline
 from .errors import InvalidRequest, NotFound, ThriftyError
-from .types import ChatRequest, ChatResponse, Chunk, Message, Piece, RawEvents, UpstreamCall, Usage, trace_notes
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    Chunk,
+    Message,
+    Piece,
+    RawEvents,
+    UpstreamCall,
+    Usage,
+    trace_notes,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor

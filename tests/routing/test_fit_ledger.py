@@ -67,13 +67,19 @@ async def serve_and_rate(config_path: Path) -> tuple[Gateway, list[str]]:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             for i, (kind, text) in enumerate(prompts()):
                 tier = "fast" if i % 2 else "strong"
-                body = {"model": "auto", "messages": [{"role": "user", "content": text}], "thrifty": {"route": tier}}
+                body = {
+                    "model": "auto",
+                    "messages": [{"role": "user", "content": text}],
+                    "thrifty": {"route": tier},
+                }
                 chat = await client.post("/v1/chat/completions", json=body)
                 assert chat.status_code == 200, chat.text
                 rid = chat.json()["id"]
                 ids.append(rid)
                 good = (tier == "strong") == (kind == "sum")
-                rated = await client.post("/v1/feedback", json={"response_id": rid, "rating": 5 if good else 1})
+                rated = await client.post(
+                    "/v1/feedback", json={"response_id": rid, "rating": 5 if good else 1}
+                )
                 assert rated.status_code == 200, rated.text
     finally:
         await gateway.aclose()  # drains the ledger
@@ -90,7 +96,17 @@ async def test_a_router_fitted_on_the_ledger_prefers_the_model_rated_good(tmp_pa
     db.close()
     assert set(logged) == set(ids) and logged[ids[0]] == prompts()[0][1]
     out = tmp_path / "router.npz"
-    argv = ["--ledger", "--config", str(config_path), "--router", "auto", "--featurizer", "hash", "-o", str(out)]
+    argv = [
+        "--ledger",
+        "--config",
+        str(config_path),
+        "--router",
+        "auto",
+        "--featurizer",
+        "hash",
+        "-o",
+        str(out),
+    ]
     assert fit_main(argv) == 0
     model = load(out)
     assert model.models == ("fast", "strong")

@@ -170,7 +170,9 @@ async def test_too_few_outcomes_are_refused_with_the_counts(tmp_path: Path, caps
     assert code == 2
     out = capsys.readouterr().out
     assert "12 prompts with an outcome; need at least 20" in out and "12 ratings" in out
-    code = fit_main(["--ledger", path, "-o", str(tmp_path / "r.npz"), "--featurizer", "hash", "--min-rows", "10"])
+    code = fit_main(
+        ["--ledger", path, "-o", str(tmp_path / "r.npz"), "--featurizer", "hash", "--min-rows", "10"]
+    )
     assert code == 0 and (tmp_path / "r.npz").exists()
 
 

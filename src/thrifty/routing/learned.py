@@ -213,11 +213,13 @@ def fit(
         r = replace(r, k=k)
     x = np.asarray(vectors, dtype=np.float64)
     y = np.asarray(outcomes, dtype=np.float64)
-    observed = ~np.isnan(y)
-    if not observed.any(axis=0).all():
-        unseen = [m for m, seen in zip(models, observed.any(axis=0), strict=True) if not seen]
+    seen = [bool((~np.isnan(y[:, j])).any()) for j in range(y.shape[1])]
+    if not all(seen):
+        unseen = [m for m, s in zip(models, seen, strict=True) if not s]
         raise ValueError(f"no observed outcome for {', '.join(unseen)}")
-    weights = _per_model(x, y, lambda xs, ys: E.logistic(xs, ys, r.l2) if r.linear == "logistic" else E.ridge(xs, ys, r.l2))
+    weights = _per_model(
+        x, y, lambda xs, ys: E.logistic(xs, ys, r.l2) if r.linear == "logistic" else E.ridge(xs, ys, r.l2)
+    )
     centroids = quality = None
     clusters = min(r.clusters, len(x))
     if clusters and r.shares[2]:

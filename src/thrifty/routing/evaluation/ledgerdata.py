@@ -204,9 +204,7 @@ def _rows(
             if values:
                 quality[i, j] = sum(values) / len(values)
     cost = np.array([_mean(costs.get(m, [])) for m in models])
-    return LedgerRows(
-        [texts[rid] for rid in ids], models, quality, cost, ratings, verdicts, logged, dropped
-    )
+    return LedgerRows([texts[rid] for rid in ids], models, quality, cost, ratings, verdicts, logged, dropped)
 
 
 def _mean(values: list[float]) -> float:
