@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -165,3 +166,39 @@ async def test_a_streamed_cascade_notes_the_escalated_answer_and_the_samples(
     assert purposes == [("escalated", "fast"), ("verify", "fast"), ("verify", "fast")]
     escalated = next(c for c in request.trace.calls if c.purpose == "escalated")
     assert escalated.verdict is False and escalated.usage.completion_tokens == 1
+
+
+class Spend:
+    """A stand-in for the gateway's tenancy: admits everything, records what each request settles."""
+
+    def __init__(self) -> None:
+        self.settled: list[tuple[int, float]] = []
+
+    async def admit(self, *args: object, **kw: object) -> str:
+        return "ticket"
+
+    def settle(self, ticket: str, tokens: int, cost_usd: float) -> None:
+        self.settled.append((tokens, cost_usd))
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_keys_spend_includes_the_verifier_calls(tmp_path: Path) -> None:
+    gw = gateway(
+        tmp_path,
+        {"verifier": "consistency", "samples": 3, "accept": {"fast": 0.6}},
+        {"small": "42", "other": "41", "large": "42 it is"},
+    )
+    spend = Spend()
+    gw.tenancy = spend  # type: ignore[assignment]
+    await gw.start()
+    request = chat("What is 6 * 7?", model="c")
+    # a virtual key's request: admitted, then settled
+    request.trace.principal = SimpleNamespace(key=SimpleNamespace(team=""))
+    await gw.complete(request)
+    await gw.aclose()
+    rows = ledger_rows(gw)
+    [(tokens, cost)] = spend.settled
+    assert tokens == sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+    assert cost == pytest.approx(sum(r["cost_usd"] for r in rows)) and len(rows) == 3

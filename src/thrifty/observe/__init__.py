@@ -236,6 +236,7 @@ class Observer:
                 event = pending.popleft()
                 try:
                     row = self.tally.add(event)
+                    calls = self.tally.add_calls(event) if event.calls else []
                 except Exception:  # one malformed event must not stop the accounting
                     self.dropped += 1
                     log.exception(
@@ -243,11 +244,8 @@ class Observer:
                     )
                     continue
                 self._unwritten.append(row)
-                cost = row[_COST]
-                if event.calls:
-                    calls = self.tally.add_calls(event)
-                    self._unwritten.extend(calls)
-                    cost += sum(r[_COST] for r in calls)
+                self._unwritten.extend(calls)  # the calls besides the answer: rows of their own
+                cost = row[_COST] + sum(r[_COST] for r in calls)
                 if event.messages is not None and self.ledger_settings.log_prompts:
                     self._log_prompt(event)
                 self._known[event.request_id] = (*row[2:6], row[_API_KEY])
