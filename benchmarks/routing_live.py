@@ -7,14 +7,15 @@ It never asserts that the small models answer correctly: it measures.
 
     .venv/bin/python benchmarks/routing_live.py --url http://127.0.0.1:8000 \
         --router thrifty/cascade --tier fast=smollm2 --tier next=gemma \
-        [--price fast=0,0 --price next=0,0] [--limit 40] [--ledger .thrifty/ledger.db]
+        [--price fast=0,0 --price next=0,0] [--limit 40] [--ledger .thrifty/ledger.db] [--rate]
 
 Standard library only; requests go to the given URL, one at a time, and the
 loop ends after ``--limit`` tasks per target. With ``--ledger`` (the gateway's
 ledger file) the calls a request made besides its answer (a cascade's verifier
 samples, peer answers, escalated answers: rows whose ``parent_id`` is the
 request) are counted too, priced with ``--price`` by the tier of the group that
-made them.
+made them. With ``--rate`` every answer is rated through ``POST /v1/feedback``
+by the checker (5 correct, 1 wrong): history for ``thrifty route fit --ledger``.
 """
 
 from __future__ import annotations
@@ -173,9 +174,21 @@ def run_target(
         price = prices.get(final, prices.get(default, (0.0, 0.0)))
         tally.cost += (pin * price[0] + pout * price[1]) / 1e6
         tally.total += 1
-        tally.correct += task.correct(text)
+        right = task.correct(text)
+        tally.correct += right
         tally.ids.append(str(data.get("id") or ""))
+        if args.rate:
+            rate(args.url, tally.ids[-1], 5 if right else 1, args.timeout)
     return tally
+
+
+def rate(url: str, response_id: str, rating: int, timeout: float) -> None:
+    body = json.dumps({"response_id": response_id, "rating": rating}).encode()
+    req = urllib.request.Request(
+        url.rstrip("/") + "/v1/feedback", data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        resp.read()
 
 
 def parse_pairs(values: list[str], what: str) -> dict[str, str]:
@@ -197,6 +210,7 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=40, help="tasks per target (bounded)")
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--ledger", help="the gateway's ledger file: count the calls made besides the answers")
+    p.add_argument("--rate", action="store_true", help="rate every answer by the checker (POST /v1/feedback)")
     args = p.parse_args()
     tiers = parse_pairs(args.tier, "tier")
     prices = {k: tuple(float(x) for x in v.split(",")) for k, v in parse_pairs(args.price, "price").items()}
