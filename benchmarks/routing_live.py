@@ -7,10 +7,15 @@ It never asserts that the small models answer correctly: it measures.
 
     .venv/bin/python benchmarks/routing_live.py --url http://127.0.0.1:8000 \
         --router thrifty/cascade --tier fast=smollm2 --tier next=gemma \
-        [--price fast=0,0 --price next=0,0] [--limit 40]
+        [--price fast=0,0 --price next=0,0] [--limit 40] [--ledger .thrifty/ledger.db] [--rate]
 
 Standard library only; requests go to the given URL, one at a time, and the
-loop ends after ``--limit`` tasks per target.
+loop ends after ``--limit`` tasks per target. With ``--ledger`` (the gateway's
+ledger file) the calls a request made besides its answer (a cascade's verifier
+samples, peer answers, escalated answers: rows whose ``parent_id`` is the
+request) are counted too, priced with ``--price`` by the tier of the group that
+made them. With ``--rate`` every answer is rated through ``POST /v1/feedback``
+by the checker (5 correct, 1 wrong): history for ``thrifty route fit --ledger``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import platform
 import random
 import re
+import sqlite3
 import statistics
 import sys
 import time
@@ -91,6 +97,32 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     final_tiers: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    ids: list[str] = field(default_factory=list)  # the response ids, to find their extra calls
+    extra_calls: int = 0
+    extra_in: int = 0
+    extra_out: int = 0
+    extra_cost: float = 0.0
+
+    def add_extra_calls(
+        self, ledger: str, groups: dict[str, str], prices: dict[str, tuple[float, ...]]
+    ) -> None:
+        """The calls besides the answers, from the ledger: priced by the tier of the group called."""
+        db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+        try:
+            marks = ",".join("?" * len(self.ids))
+            rows = db.execute(
+                f"SELECT deployment, prompt_tokens, completion_tokens FROM requests WHERE parent_id IN ({marks})",
+                self.ids,
+            ).fetchall()
+        finally:
+            db.close()
+        for deployment, pin, pout in rows:
+            tier = groups.get(str(deployment).split("/", 1)[0], "")
+            price = prices.get(tier, (0.0, 0.0))
+            self.extra_calls += 1
+            self.extra_in += int(pin or 0)
+            self.extra_out += int(pout or 0)
+            self.extra_cost += (int(pin or 0) * price[0] + int(pout or 0) * price[1]) / 1e6
 
 
 def call(url: str, model: str, prompt: str, timeout: float) -> tuple[dict[str, object], dict[str, str]]:
@@ -142,8 +174,21 @@ def run_target(
         price = prices.get(final, prices.get(default, (0.0, 0.0)))
         tally.cost += (pin * price[0] + pout * price[1]) / 1e6
         tally.total += 1
-        tally.correct += task.correct(text)
+        right = task.correct(text)
+        tally.correct += right
+        tally.ids.append(str(data.get("id") or ""))
+        if args.rate:
+            rate(args.url, tally.ids[-1], 5 if right else 1, args.timeout)
     return tally
+
+
+def rate(url: str, response_id: str, rating: int, timeout: float) -> None:
+    body = json.dumps({"response_id": response_id, "rating": rating}).encode()
+    req = urllib.request.Request(
+        url.rstrip("/") + "/v1/feedback", data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        resp.read()
 
 
 def parse_pairs(values: list[str], what: str) -> dict[str, str]:
@@ -164,6 +209,8 @@ def main() -> int:
     p.add_argument("--price", action="append", default=[], help="tier=input,output USD per 1M tokens")
     p.add_argument("--limit", type=int, default=40, help="tasks per target (bounded)")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--ledger", help="the gateway's ledger file: count the calls made besides the answers")
+    p.add_argument("--rate", action="store_true", help="rate every answer by the checker (POST /v1/feedback)")
     args = p.parse_args()
     tiers = parse_pairs(args.tier, "tier")
     prices = {k: tuple(float(x) for x in v.split(",")) for k, v in parse_pairs(args.price, "price").items()}
@@ -179,17 +226,25 @@ def main() -> int:
     # the router's answering call is priced by the tier in x-thrifty-route; the tokens of escalated
     # (discarded) calls are not in the response usage: the gateway ledger has them
     rows.append((args.router, run_target(args, args.router, prices, "", items)))
+    if args.ledger:
+        time.sleep(1.0)  # the gateway writes its ledger in batches (50 ms by default)
+        groups = {group: tier for tier, group in tiers.items()}
+        for _, t in rows:
+            t.add_extra_calls(args.ledger, groups, prices)
     print(
-        "| target | accuracy | escalations | answered by | tokens in/out | cost USD | median latency s | errors |"
+        "| target | accuracy | escalations | answered by | tokens in/out (answers) | extra calls "
+        "(tokens in/out) | cost USD (answers) | cost USD (all calls) | median latency s | errors |"
     )
-    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for name, t in rows:
         acc = t.correct / t.total if t.total else 0.0
         lat = statistics.median(t.latencies) if t.latencies else 0.0
+        extra = f"{t.extra_calls} ({t.extra_in}/{t.extra_out})" if args.ledger else "not read"
+        total = f"{t.cost + t.extra_cost:.6f}" if args.ledger else "–"
         print(
             f"| {name} | {acc:.2f} ({t.correct}/{t.total}) | {t.escalations} | "
             f"{', '.join(f'{k}:{v}' for k, v in t.final_tiers.items())} | {t.tokens_in}/{t.tokens_out} | "
-            f"{t.cost:.6f} | {lat:.2f} | {t.errors} |"
+            f"{extra} | {t.cost:.6f} | {total} | {lat:.2f} | {t.errors} |"
         )
     return 0
 

@@ -18,14 +18,24 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .backend import Backend, Embeds
 from .config import Config, default_config, load_config
 from .deadline import Deadline
 from .errors import InvalidRequest, NotFound, ThriftyError
-from .types import ChatRequest, ChatResponse, Chunk, Message, Piece, RawEvents, Usage, trace_notes
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    Chunk,
+    Message,
+    Piece,
+    RawEvents,
+    UpstreamCall,
+    Usage,
+    trace_notes,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +43,7 @@ if TYPE_CHECKING:
     from .embeddings import EmbeddingModel
     from .observe import Observer
     from .observe.events import RequestEvent
+    from .prices import Rates
     from .storage import Degradable
     from .tenancy.service import Tenancy
 
@@ -66,6 +77,8 @@ class Gateway:
 
             self.observer = Observer(self.config)
             self.stack.attach(self.observer)
+        # the prompt log (``ledger.log_prompts``, off by default): events then carry the messages
+        self._log_prompts = self.observer is not None and self.observer.ledger_settings.log_prompts
         self._started: asyncio.Task[None] | None = None
         self._ready = False
         self._sync: _LoopThread | None = None
@@ -398,7 +411,7 @@ class Gateway:
     ) -> None:
         ticket = request.trace.ticket
         if ticket is not None and self.tenancy is not None:
-            self._settle(ticket, request.trace.deployment, usage or Usage())
+            self._settle(ticket, request.trace.deployment, usage or Usage(), request.trace.calls)
         if self.observer is None:
             return
         self.observer.record(self.event(request, usage=usage, status=status, error=error))
@@ -422,17 +435,26 @@ class Gateway:
             choices if isinstance(choices, int) else 1,
         )
 
-    def _settle(self, ticket: Any, deployment: str, usage: Usage) -> None:
+    def _settle(self, ticket: Any, deployment: str, usage: Usage, calls: Sequence[UpstreamCall] = ()) -> None:
         """Turn the reservation into real spend, off the response path."""
         assert self.tenancy is not None
+        rates = self._rates_of(deployment)
+        cost = rates.usage_cost(usage)
+        tokens = usage.total_tokens
+        for call in calls:  # a cascade's escalated answers and verifier calls are the request's spend
+            tokens += call.usage.total_tokens
+            if not call.cache_hit:
+                cost += self._rates_of(call.deployment).usage_cost(call.usage)
+        self.tenancy.settle(ticket, tokens, cost)  # queued: Redis gets it in a batch
+
+    def _rates_of(self, deployment: str) -> Rates:
         rates = self._rates.get(deployment)
         if rates is None:
             from .prices import UNPRICED, lookup
 
             found = [d for g in self.config.models for d in g.deployments if d.name == deployment]
             rates = self._rates[deployment] = lookup(found[0]) if found else UNPRICED
-        cost = rates.usage_cost(usage)
-        self.tenancy.settle(ticket, usage.total_tokens, cost)  # queued: Redis gets it in a batch
+        return rates
 
     def event(
         self,
@@ -473,6 +495,8 @@ class Gateway:
             annotations=trace_notes(trace),
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
+            calls=trace.calls,
+            messages=request.messages if self._log_prompts else None,
         )
 
 

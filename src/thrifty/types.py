@@ -181,8 +181,9 @@ class RouteDecision:
     tried: list[str] = field(default_factory=list)  # cascade: tiers called, in order
     features: dict[str, float] = field(default_factory=dict)
     fallback: str | None = None  # why the router fell back to its default, if it did
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # every upstream call the route made: answers, escalated answers, verifiers
     kind: str = ""  # request type, the feedback learner's context
+    verdicts: dict[str, bool] = field(default_factory=dict)  # cascade: tier -> its answer accepted
 
     def header(self) -> str:
         """The ``x-thrifty-route`` header value."""
@@ -208,7 +209,29 @@ class RouteDecision:
             "fallback": self.fallback,
             "cost_usd": self.cost_usd,
             "kind": self.kind,
+            "verdicts": dict(self.verdicts),
         }
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """An upstream call made for a request besides the answer it was sent.
+
+    ``purpose`` says why: ``verify`` (a cascade verifier's extra sample, peer
+    answer or judge grade) or ``escalated`` (a cascade tier's answer that was
+    not served). The observer writes one ledger row per call, linked to the
+    request, priced by its deployment like any answer.
+    """
+
+    purpose: str
+    request_id: str  # the call's own id: the request's id and a suffix
+    model: str  # the model group called
+    deployment: str
+    usage: Usage
+    latency_s: float = 0.0
+    tier: str = ""  # the cascade tier it verified or answered for
+    cache_hit: bool = False  # answered by the response cache: nothing paid
+    verdict: bool | None = None  # escalated: the verifier's verdict on this answer (False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +300,7 @@ class Trace:
     compress: CompressOutcome | None = None  # what the compress layer removed from the prompt
     variant: VariantChoice | None = None  # the learning layer's prompt variant and knowledge use
     extra: dict[str, str] = field(default_factory=dict)
+    calls: list[UpstreamCall] = field(default_factory=list)  # upstream calls besides the answer
 
     def note(self, key: str, value: str) -> None:
         """A free-form note shown as ``x-thrifty-<key>`` (never read back by thrifty)."""

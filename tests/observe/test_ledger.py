@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from thrifty.config import Config
 from thrifty.observe import Observer
+from thrifty.observe.ledger import PromptRow
 from thrifty.storage import Backoff
 
 from .helpers import MINI, event, make_config, served
@@ -118,11 +120,11 @@ async def test_a_failing_disk_keeps_rows_and_retries_with_a_bounded_backoff(
     failures = iter([True, True, True])
     tries = []
 
-    def flaky(batch: list[tuple[object, ...]]) -> None:
+    def flaky(batch: list[tuple[object, ...]], prompts: Sequence[PromptRow] = ()) -> None:
         tries.append(now[0])
         if next(failures, False):
             raise sqlite3.OperationalError("disk I/O error")
-        real(batch)
+        real(batch, prompts)
 
     monkeypatch.setattr(obs.ledger, "write", flaky)
     obs.record(event(1))

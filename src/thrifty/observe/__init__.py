@@ -24,11 +24,12 @@ from ..config import Config
 from ..errors import StorageUnavailable
 from ..prices import PriceTable
 from ..storage import Outage, cause, confirmed_damaged, is_damaged, set_aside
+from ..types import Message
 from .anomaly import Anomalies, Anomaly
 from .events import RequestEvent
 from .feedback import TakesSignals
 from .health import Alert, HoldsModel, Needs, evaluate, process_age, rss_bytes, window_health
-from .ledger import Ledger
+from .ledger import Ledger, PromptRow
 from .settings import parse_alerts, parse_ledger, parse_telemetry
 from .spans import Spans, default_spans
 from .tally import COLUMNS, Row, Tally
@@ -75,6 +76,8 @@ class Observer:
         self.feedback_ratings: dict[int, int] = {}
         self._pending: deque[RequestEvent] = deque()
         self._unwritten: list[Row] = []
+        self._prompts: list[PromptRow] = []  # the prompt log's rows, written with the rows
+        self._prompt_text: Callable[[list[Message]], str] | None = None
         self._known: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -152,10 +155,10 @@ class Observer:
             self._wake.set()
             thread.join()
             self._thread = None
-            if self._unwritten or self._pending:
+            if self._unwritten or self._pending or self._prompts:
                 log.error(
                     "%d ledger rows could not be written before closing (%s)",
-                    len(self._unwritten) + len(self._pending),
+                    len(self._unwritten) + len(self._pending) + len(self._prompts),
                     self.outage.problem or "writer stopped",
                 )
         if self.ledger is not None:
@@ -233,6 +236,7 @@ class Observer:
                 event = pending.popleft()
                 try:
                     row = self.tally.add(event)
+                    calls = self.tally.add_calls(event) if event.calls else []
                 except Exception:  # one malformed event must not stop the accounting
                     self.dropped += 1
                     log.exception(
@@ -240,20 +244,41 @@ class Observer:
                     )
                     continue
                 self._unwritten.append(row)
+                self._unwritten.extend(calls)  # the calls besides the answer: rows of their own
+                cost = row[_COST] + sum(r[_COST] for r in calls)
+                if event.messages is not None and self.ledger_settings.log_prompts:
+                    self._log_prompt(event)
                 self._known[event.request_id] = (*row[2:6], row[_API_KEY])
                 if event.fallback is not None:
                     self.upstreams.on_fallback(event.fallback)
                 if self.anomalies is not None:
-                    self.anomalies.add(event.ts, event.api_key, event.model, row[_COST], event.status >= 500)
+                    self.anomalies.add(event.ts, event.api_key, event.model, cost, event.status >= 500)
             while len(self._known) > _KNOWN_IDS:
                 self._known.popitem(last=False)
             self._bound()
+
+    def _log_prompt(self, event: RequestEvent) -> None:
+        """The prompt log's row: the text the router reads from the request's messages."""
+        render = self._prompt_text
+        if render is None:
+            from ..routing.features import prompt_text
+
+            render = self._prompt_text = prompt_text
+        assert event.messages is not None
+        text = render(event.messages)
+        event.messages = None  # the messages are not kept beyond this
+        if text:
+            self._prompts.append((event.request_id, event.ts, event.api_key, text))
 
     def _bound(self) -> None:
         """Keep at most ``_MAX_QUEUE`` unwritten rows, dropping the oldest (under the lock)."""
         extra = len(self._unwritten) - _MAX_QUEUE
         if extra > 0:
             del self._unwritten[:extra]
+            self._drop(extra)
+        extra = len(self._prompts) - _MAX_QUEUE
+        if extra > 0:
+            del self._prompts[:extra]
             self._drop(extra)
 
     def _drop(self, count: int) -> None:
@@ -277,15 +302,17 @@ class Observer:
         self.absorb()
         ledger = self.ledger
         waiting = self._failing and not (force or self.outage.backoff.due())
-        if ledger is None or waiting or not self._unwritten:
+        if ledger is None or waiting or not (self._unwritten or self._prompts):
             return 0
         with self._lock:
             rows, self._unwritten = self._unwritten, []
+            prompts, self._prompts = self._prompts, []
         try:
-            ledger.write(rows)
+            ledger.write(rows, prompts)
         except sqlite3.Error as exc:
             with self._lock:
                 self._unwritten[:0] = rows
+                self._prompts[:0] = prompts
                 self._bound()
             if is_damaged(exc) and confirmed_damaged(ledger.path):
                 self._replace_damaged(ledger, exc)
@@ -334,7 +361,8 @@ class Observer:
                 self.sample()
             except Exception:  # a broken group report must not stop the ledger
                 log.exception("reading the upstream counts failed")
-            if stopping and (not (self._pending or self._unwritten) or self._failing or self.ledger is None):
+            unwritten = self._pending or self._unwritten or self._prompts
+            if stopping and (not unwritten or self._failing or self.ledger is None):
                 return
 
     def sample(self, *, force: bool = False) -> None:

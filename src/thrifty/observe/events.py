@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..types import CacheOutcome, CompressOutcome, FallbackTaken, RouteDecision
+from ..types import CacheOutcome, CompressOutcome, FallbackTaken, Message, RouteDecision, UpstreamCall
 
 
 @dataclass(slots=True)
@@ -36,3 +36,7 @@ class RequestEvent:
     annotations: dict[str, str] = field(default_factory=dict)  # the trace's notes as rendered for headers
     cache_write_tokens: int = 0  # prompt tokens written to the upstream's prompt cache
     reasoning_tokens: int = 0  # completion tokens spent reasoning
+    calls: list[UpstreamCall] = field(default_factory=list)  # upstream calls besides the answer (trace.calls)
+    # the request's messages, only when the prompt log is on (``ledger.log_prompts``): the
+    # writer thread renders the text the router reads from them, off the request path
+    messages: list[Message] | None = None

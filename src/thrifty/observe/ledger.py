@@ -2,7 +2,11 @@
 
 Rows arrive in batches from the observer's writer thread, each batch one
 transaction, in WAL mode so readers (``thrifty usage``, feedback lookups)
-never block the writer.
+never block the writer. A request's extra upstream calls (a cascade's
+verifier calls and escalated answers) are rows of their own with a
+``purpose`` and their request's id in ``parent_id``. With ``ledger.log_prompts``
+the ``prompts`` table keeps, per request, the text the router reads, written in
+the same transaction as its row; no HTTP route reads it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from ..storage import open_sqlite, wal_setup
@@ -23,7 +28,8 @@ CREATE TABLE IF NOT EXISTS requests (
     latency_s REAL, ttft_s REAL, overhead_s REAL, attempts INTEGER, api_key TEXT, tenant TEXT,
     cost_usd REAL, cost_top_usd REAL, cost_nocache_usd REAL, priced INTEGER, annotations TEXT,
     team TEXT NOT NULL DEFAULT '', end_user TEXT NOT NULL DEFAULT '',
-    tokens_saved INTEGER NOT NULL DEFAULT 0, cache_key TEXT NOT NULL DEFAULT ''
+    tokens_saved INTEGER NOT NULL DEFAULT 0, cache_key TEXT NOT NULL DEFAULT '',
+    purpose TEXT NOT NULL DEFAULT '', parent_id TEXT NOT NULL DEFAULT '', verdict REAL
 );
 CREATE INDEX IF NOT EXISTS requests_id ON requests (request_id);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
@@ -32,6 +38,9 @@ CREATE TABLE IF NOT EXISTS feedback (
     comment TEXT, corrected_answer TEXT, model TEXT, tier TEXT, route TEXT, owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS feedback_response ON feedback (response_id);
+CREATE TABLE IF NOT EXISTS prompts (
+    request_id TEXT PRIMARY KEY, ts REAL NOT NULL, api_key TEXT NOT NULL DEFAULT '', text TEXT NOT NULL
+);
 """
 # columns added after a table was first created: (table, column, definition)
 _ADDED = (
@@ -40,8 +49,13 @@ _ADDED = (
     ("requests", "end_user", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "tokens_saved", "INTEGER NOT NULL DEFAULT 0"),
     ("requests", "cache_key", "TEXT NOT NULL DEFAULT ''"),  # the exact cache key, to warm the cache
+    ("requests", "purpose", "TEXT NOT NULL DEFAULT ''"),  # a call made besides the answer: why
+    ("requests", "parent_id", "TEXT NOT NULL DEFAULT ''"),  # ... and for which request
+    ("requests", "verdict", "REAL"),  # a cascade verifier's verdict on the answer
 )
 _INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_INSERT_PROMPT = "INSERT OR IGNORE INTO prompts (request_id, ts, api_key, text) VALUES (?, ?, ?, ?)"
+PromptRow = tuple[str, float, str, str]  # request id, time, owner's key id, the routed text
 
 
 class Ledger:
@@ -57,13 +71,16 @@ class Ledger:
         self.lock = threading.Lock()
         self.written = 0
 
-    def write(self, rows: list[Row]) -> None:
-        if not rows:
+    def write(self, rows: list[Row], prompts: Sequence[PromptRow] = ()) -> None:
+        """One transaction: the rows, and the prompt log's rows of the same requests."""
+        if not rows and not prompts:
             return
         with self.lock:
             self.db.execute("BEGIN")
             try:
                 self.db.executemany(_INSERT, rows)
+                if prompts:
+                    self.db.executemany(_INSERT_PROMPT, prompts)
                 self.db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
@@ -74,7 +91,8 @@ class Ledger:
     def find(self, request_id: str) -> dict[str, Any] | None:
         with self.lock:
             cur = self.db.execute(
-                "SELECT model, deployment, tier, route, status, api_key FROM requests WHERE request_id = ? LIMIT 1",
+                "SELECT model, deployment, tier, route, status, api_key FROM requests"
+                " WHERE request_id = ? AND purpose = '' LIMIT 1",
                 (request_id,),
             )
             row = cur.fetchone()

@@ -6,6 +6,7 @@ Example::
       path: .thrifty/ledger.db   # default: <server.data_dir>/ledger.db
       flush_ms: 50               # the writer commits at least this often
       batch_rows: 500            # ... or as soon as this many rows wait
+      log_prompts: false         # true: keep the text the router reads, per request (route fit --ledger)
     alerts:
       window_s: 300              # rolling window for percentiles and rates
       min_requests: 20           # rate rules wait for this many samples
@@ -41,6 +42,7 @@ class LedgerSettings:
     path: str
     flush_s: float = 0.05
     batch_rows: int = 500
+    log_prompts: bool = False  # the prompt log: the routed text of each request, in the ledger file
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def _section(config: Config, name: str) -> dict[str, Any]:
 def parse_ledger(config: Config) -> LedgerSettings:
     where = config.where("ledger")
     raw = _section(config, "ledger")
-    reject_unknown(raw, {"path", "flush_ms", "batch_rows"}, where)
+    reject_unknown(raw, {"path", "flush_ms", "batch_rows", "log_prompts"}, where)
     path = raw.get("path")
     if path is None:
         path = str(Path(config.server.data_dir) / "ledger.db")
@@ -124,6 +126,7 @@ def parse_ledger(config: Config) -> LedgerSettings:
         path=path,
         flush_s=read_positive(raw, "flush_ms", where, 50) / 1000,
         batch_rows=read_positive_int(raw, "batch_rows", where, 500),
+        log_prompts=read_bool(raw, "log_prompts", where, False),
     )
 
 

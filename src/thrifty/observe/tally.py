@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..prices import PriceTable
+from ..types import UpstreamCall
 from .events import RequestEvent
 from .metrics import OVERHEAD_BUCKETS, Counter, Histogram, Metric
 from .spans import Spans
@@ -59,6 +60,9 @@ COLUMNS = (
     "end_user",
     "tokens_saved",
     "cache_key",
+    "purpose",  # "" for the answer sent; "verify" or "escalated" for a call made besides it
+    "parent_id",  # such a call's request id ("" for an answer)
+    "verdict",  # a cascade verifier's verdict on this answer: 1 accepted, 0 rejected, NULL none
 )
 Row = tuple[Any, ...]
 
@@ -240,7 +244,40 @@ class Tally:
             ev.user,
             saved,
             outcome.key if outcome is not None else "",
+            "",
+            "",
+            _verdict(route.verdicts.get(route.tier)) if route is not None else None,
         )
+
+    def add_calls(self, ev: RequestEvent) -> list[Row]:
+        """Count the upstream calls made besides the answer (``ev.calls``); their ledger rows.
+
+        Their tokens and cost count like an answer's; they are not requests
+        (no request, latency or error counts). Had every request gone to the
+        top deployment, none of them would have been made (their top cost is 0).
+        """
+        rows = []
+        for call in ev.calls:
+            usage = call.usage
+            rates = self.prices.rates(call.deployment, call.model)
+            full = rates.full_cost(usage.prompt_tokens, usage.completion_tokens)
+            cost = 0.0 if call.cache_hit else rates.usage_cost(usage)
+            for kind, n in (
+                ("prompt", usage.prompt_tokens),
+                ("completion", usage.completion_tokens),
+                ("cached", usage.cached_tokens),
+            ):
+                if n:
+                    self.tokens.inc((ev.model, call.deployment, kind), n)
+            self.cost.inc((ev.model, call.deployment), cost)
+            self.cost_nocache.inc((), full)
+            if not rates.priced:
+                self.unpriced.inc((call.deployment,))
+            bucket = self._bucket_of(ev.ts)
+            bucket.cost += cost
+            bucket.cost_nocache += full
+            rows.append(_call_row(ev, call, cost, full, rates.priced))
+        return rows
 
     def _count(self, ev: RequestEvent, cost: float, top: float, nocache: float, priced: bool) -> None:
         self.requests.inc((ev.model, ev.deployment, str(ev.status)))
@@ -263,13 +300,17 @@ class Tally:
         if not priced:
             self.unpriced.inc((ev.deployment,))
 
-    def _bucket(self, ev: RequestEvent, cost: float, top: float, nocache: float, cache: str) -> None:
-        start = ev.ts - ev.ts % BUCKET_S
+    def _bucket_of(self, ts: float) -> Bucket:
+        start = ts - ts % BUCKET_S
         if not self.series or self.series[-1].t < start:
             self.series.append(Bucket(start))
         bucket = self.series[-1]
         if bucket.t > start:  # a late event: count it in the bucket it belongs to
             bucket = next((b for b in self.series if b.t == start), bucket)
+        return bucket
+
+    def _bucket(self, ev: RequestEvent, cost: float, top: float, nocache: float, cache: str) -> None:
+        bucket = self._bucket_of(ev.ts)
         bucket.requests += 1
         bucket.errors += ev.status >= 400
         bucket.cost += cost
@@ -303,3 +344,45 @@ class Tally:
         while self.window and self.window[0].ts < edge - 60:
             self.window.popleft()  # keep the deque short; a minute of slack for late events
         return [s for s in self.window if edge <= s.ts <= now + 1]
+
+
+def _verdict(accepted: bool | None) -> float | None:
+    return None if accepted is None else float(accepted)
+
+
+def _call_row(ev: RequestEvent, call: UpstreamCall, cost: float, full: float, priced: bool) -> Row:
+    """The ledger row of one call made for ``ev``'s request: its own id, linked by ``parent_id``."""
+    usage = call.usage
+    return (
+        call.request_id,
+        ev.ts,
+        ev.model,
+        call.deployment,
+        call.tier,
+        "",
+        "hit" if call.cache_hit else "",
+        0,
+        200,
+        None,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_tokens,
+        call.latency_s,
+        None,
+        0.0,
+        1,
+        ev.api_key,
+        ev.tenant,
+        cost,
+        0.0,
+        full,
+        int(priced),
+        "",
+        ev.team,
+        ev.user,
+        0,
+        "",
+        call.purpose,
+        ev.request_id,
+        _verdict(call.verdict),
+    )

@@ -32,9 +32,12 @@ FIELDS = (
     "cost_top_usd",
     "cost_nocache_usd",
 )
+# A request's extra upstream calls (verifier calls, escalated answers: ``purpose`` set) are rows of
+# their own: their tokens and cost count, they are not requests (nor errors, nor cache hits).
 _SUMS = (
-    "COUNT(*), SUM(status >= 400), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),"
-    " SUM(tokens_saved), SUM(cache LIKE 'hit%'), SUM(cost_usd), SUM(cost_top_usd), SUM(cost_nocache_usd)"
+    "SUM(purpose = ''), SUM(status >= 400), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),"
+    " SUM(tokens_saved), SUM(cache LIKE 'hit%' AND purpose = ''), SUM(cost_usd), SUM(cost_top_usd),"
+    " SUM(cost_nocache_usd)"
 )
 
 
@@ -55,12 +58,15 @@ def summarize(path: str, by: str, since: float = 0.0) -> list[dict[str, Any]]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         expr = GROUPS[by]
+        sums = _SUMS
+        if "purpose" not in {row[1] for row in db.execute("PRAGMA table_info(requests)")}:
+            sums = _SUMS.replace("purpose = ''", "1")  # a ledger from before calls had rows of their own
         rows = db.execute(
-            f"SELECT {expr} AS g, {_SUMS} FROM requests WHERE ts >= ? GROUP BY g"
+            f"SELECT {expr} AS g, {sums} FROM requests WHERE ts >= ? GROUP BY g"
             " ORDER BY SUM(cost_usd) DESC, g",
             (since,),
         ).fetchall()
-        total = db.execute(f"SELECT 'total', {_SUMS} FROM requests WHERE ts >= ?", (since,)).fetchone()
+        total = db.execute(f"SELECT 'total', {sums} FROM requests WHERE ts >= ?", (since,)).fetchone()
     finally:
         db.close()
     out = []

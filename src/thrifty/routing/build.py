@@ -48,7 +48,8 @@ def build_routers(
             peer=groups[peer.group] if peer else None,
             peer_model=peer.group if peer else "",
         )
-        routers[spec.name] = Router(spec, tiers, backends, verifier, learner, embed)
+        priced = {t.group: t for t in (judge, peer) if t is not None}  # verifier calls outside the tiers
+        routers[spec.name] = Router(spec, tiers, backends, verifier, learner, embed, priced)
     return routers
 
 

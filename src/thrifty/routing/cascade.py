@@ -11,17 +11,35 @@ are collected, the answer scored, and only if accepted are the chunks replayed
 to the client. An escalated answer is never shown. The last tier streams live.
 So a streaming client sees exactly one answer, and when an escalation happens
 its first token arrives only after the cheaper tier has finished.
+
+Every upstream call is paid and accounted: the decision's ``cost_usd`` holds
+the answers, the escalated answers and the verifier's calls; the escalated
+answers and the verifier's calls go on the trace (``trace.calls``), one ledger
+row each. ``decision.verdicts`` keeps each judged tier's verdict (accepted or
+not), the outcome ``thrifty route fit --ledger`` learns from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ..backend import Backend
 from ..errors import ThriftyError
-from ..types import ChatRequest, ChatResponse, Chunk, Piece, RawEvents, Usage, completion_body, parsed
+from ..types import (
+    CacheOutcome,
+    ChatRequest,
+    ChatResponse,
+    Chunk,
+    Piece,
+    RawEvents,
+    UpstreamCall,
+    Usage,
+    completion_body,
+    parsed,
+)
 from .decision import Decision
 from .policies import Pick
 from .settings import RouterSpec, Tier
@@ -39,10 +57,17 @@ class Cascade:
     name = "cascade"
     blocking = False
 
-    def __init__(self, spec: RouterSpec, backends: Mapping[str, Backend], verifier: Verifier) -> None:
+    def __init__(
+        self,
+        spec: RouterSpec,
+        backends: Mapping[str, Backend],
+        verifier: Verifier,
+        priced: Mapping[str, Tier] | None = None,
+    ) -> None:
         self.spec = spec
         self.backends = backends
         self.verifier = verifier
+        self.priced = dict(priced or {})  # model group -> tier: prices the verifier's calls to other tiers
 
     def decide(self, text: str, params: Mapping[str, Any], tiers: Sequence[Tier]) -> Pick:
         return Pick(index=0, score=None)
@@ -60,34 +85,42 @@ class Cascade:
         self, request: ChatRequest, tiers: Sequence[Tier], start: int, decision: Decision
     ) -> ChatResponse:
         plan = self._plan(tiers, start)
-        best: tuple[float, ChatResponse, Tier] | None = None
+        best: tuple[float, ChatResponse, UpstreamCall] | None = None
+        answers: list[UpstreamCall] = []  # every tier's answer, as a call: the unserved ones are ledgered
         for i, tier in enumerate(plan):
             last = i == len(plan) - 1
             if best is not None and self._over_budget(decision, tier, best[1].usage):
                 break
             decision.tried.append(tier.name)
             asked = self._ask(request, tier, last)
+            started, cached = time.perf_counter(), request.trace.cache
+            request.trace.deployment = ""  # set again by whatever answers this tier
             try:
                 response = await self.backends[tier.name].complete(asked)
             except ThriftyError:
                 if last:
+                    request.trace.calls.extend(answers)  # paid for, though the request fails
                     raise
                 decision.escalations += 1
                 continue
+            answer = _answer(request, tier, response, started, cached)
+            answers.append(answer)
             decision.cost_usd += tier.cost(response.usage.prompt_tokens, response.usage.completion_tokens)
             if last:
-                best = (-1.0, response, tier)
+                best = (-1.0, response, answer)
                 break
-            score = await self._score(asked, response)
+            score = await self._score(asked, response, tier, decision)
             decision.score = score  # the last verdict: the accepted score, or why we escalated
             if best is None or score >= best[0]:
-                best = (score, response, tier)
+                best = (score, response, answer)
             if score >= self.spec.accept.get(tier.name, 0.5):
                 break
             decision.escalations += 1
         assert best is not None  # the loop either answered or raised on the last tier
-        _, response, tier = best
-        decision.tier, decision.model = tier.name, tier.group
+        _, response, served = best
+        decision.tier, decision.model = served.tier, served.model
+        request.trace.deployment = served.deployment  # the ledger row prices the answer served
+        request.trace.calls.extend(a for a in answers if a is not served)
         _strip_logprobs(request, response.body)
         return response
 
@@ -108,13 +141,16 @@ class Cascade:
                     yield chunk
                 return
             asked = self._ask(request, tier, False)
+            started, cached = time.perf_counter(), request.trace.cache
+            request.trace.deployment = ""  # set again by whatever answers this tier
             try:
                 chunks, response = await _collect(self.backends[tier.name], asked)
             except ThriftyError:
                 decision.escalations += 1
                 continue
+            answer = _answer(request, tier, response, started, cached)
             decision.cost_usd += tier.cost(response.usage.prompt_tokens, response.usage.completion_tokens)
-            score = await self._score(asked, response)
+            score = await self._score(asked, response, tier, decision)
             decision.score = score
             next_tier = plan[i + 1]
             if score >= self.spec.accept.get(tier.name, 0.5) or self._over_budget(
@@ -126,6 +162,7 @@ class Cascade:
                             choice.pop("logprobs", None)
                     yield chunk
                 return
+            request.trace.calls.append(answer)  # escalated from: never shown, still paid
             decision.escalations += 1
 
     def _ask(self, request: ChatRequest, tier: Tier, last: bool) -> ChatRequest:
@@ -137,10 +174,44 @@ class Cascade:
             request, model=tier.group, params=params, raw_stream=request.raw_stream and last
         )
 
-    async def _score(self, request: ChatRequest, response: ChatResponse) -> float:
-        """``request`` as the tier was asked it (its model is the tier's group)."""
+    async def _score(
+        self, request: ChatRequest, response: ChatResponse, tier: Tier, decision: Decision
+    ) -> float:
+        """``request`` as the tier was asked it (its model is the tier's group). The verifier's
+        own calls are the tier's verification: priced onto the decision, marked with the tier."""
+        calls = request.trace.calls
+        before = len(calls)
         score = await self.verifier.score(request, response)
-        return 1.0 if score is None else max(0.0, min(1.0, score))
+        for call in calls[before:]:
+            call.tier = tier.name
+            priced = tier if call.model == tier.group else self.priced.get(call.model)
+            if priced is not None and not call.cache_hit:
+                decision.cost_usd += priced.cost(call.usage.prompt_tokens, call.usage.completion_tokens)
+        score = 1.0 if score is None else max(0.0, min(1.0, score))
+        decision.verdicts[tier.name] = score >= self.spec.accept.get(tier.name, 0.5)
+        return score
+
+
+def _answer(
+    request: ChatRequest, tier: Tier, response: ChatResponse, started: float, cached: CacheOutcome | None
+) -> UpstreamCall:
+    """A tier's answer as a call: where it ran, what it used; an ``escalated`` row if not served.
+
+    ``cached`` is the trace's cache outcome before the call: a new hit means the cache answered.
+    """
+    trace = request.trace
+    hit = trace.cache is not cached and trace.cache is not None and trace.cache.result == "hit"
+    return UpstreamCall(
+        purpose="escalated",
+        request_id=f"{trace.request_id}-{tier.name}",
+        model=tier.group,
+        deployment=trace.deployment,
+        usage=response.usage,
+        latency_s=time.perf_counter() - started,
+        tier=tier.name,
+        cache_hit=hit,
+        verdict=False,
+    )
 
 
 async def _collect(backend: Backend, request: ChatRequest) -> tuple[list[Chunk], ChatResponse]:

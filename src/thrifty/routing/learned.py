@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +80,7 @@ class LearnedModel:
         r = self.recipe
         total = np.zeros((len(vectors), len(self.models)))
         if r.shares[0]:
-            total += r.shares[0] * E.knn(vectors, self.vectors, self.outcomes, r.k, r.power)
+            total += r.shares[0] * _knn(vectors, self.vectors, self.outcomes, r.k, r.power)
         if r.shares[1]:
             total += r.shares[1] * E.linear_predict(vectors, self.weights, r.linear)
         if r.shares[2] and self.centroids is not None and self.cluster_quality is not None:
@@ -201,7 +201,10 @@ def fit(
 ) -> LearnedModel:
     """Fit on prompt vectors (n, d) and observed quality (n, m) in [0, 1].
 
-    ``recipe`` defaults to ``RECIPES[featurizer_name]``; ``k`` overrides its kNN size.
+    A NaN in ``outcomes`` is an outcome not observed (the gateway's own history
+    has one or two models per prompt): each model's estimators then use only the
+    rows where it was observed. ``recipe`` defaults to ``RECIPES[featurizer_name]``;
+    ``k`` overrides its kNN size.
     """
     import numpy as np
 
@@ -210,12 +213,19 @@ def fit(
         r = replace(r, k=k)
     x = np.asarray(vectors, dtype=np.float64)
     y = np.asarray(outcomes, dtype=np.float64)
-    weights = E.logistic(x, y, r.l2) if r.linear == "logistic" else E.ridge(x, y, r.l2)
+    seen = [bool((~np.isnan(y[:, j])).any()) for j in range(y.shape[1])]
+    if not all(seen):
+        unseen = [m for m, s in zip(models, seen, strict=True) if not s]
+        raise ValueError(f"no observed outcome for {', '.join(unseen)}")
+    weights = _per_model(
+        x, y, lambda xs, ys: E.logistic(xs, ys, r.l2) if r.linear == "logistic" else E.ridge(xs, ys, r.l2)
+    )
     centroids = quality = None
     clusters = min(r.clusters, len(x))
     if clusters and r.shares[2]:
         centroids = E.kmeans(x, clusters)
-        quality = E.cluster_means(E.assign(x, centroids), y, clusters)
+        labels = E.assign(x, centroids)
+        quality = _per_model(labels, y, lambda ls, ys: E.cluster_means(ls, ys, clusters))
         r = replace(r, clusters=clusters)
     cost = np.zeros(len(models)) if costs is None else np.asarray(costs).mean(axis=0)
     return LearnedModel(
@@ -229,6 +239,30 @@ def fit(
         recipe=r,
         centroids=None if centroids is None else centroids.astype(np.float32),
         cluster_quality=None if quality is None else quality.astype(np.float32),
+    )
+
+
+def _per_model(x: NDArray[Any], y: NDArray[Any], estimate: Callable[[Any, Any], Any]) -> NDArray[Any]:
+    """``estimate(x, y)`` for all models at once; with unobserved outcomes (NaN), per model on its
+    observed rows only, the columns stacked."""
+    import numpy as np
+
+    observed = ~np.isnan(y)
+    if observed.all():
+        out: NDArray[Any] = estimate(x, y)
+        return out
+    return np.hstack([estimate(x[observed[:, j]], y[observed[:, j], j : j + 1]) for j in range(y.shape[1])])
+
+
+def _knn(query: Any, x: NDArray[Any], y: NDArray[Any], k: int, power: float) -> NDArray[Any]:
+    """kNN estimate per model; a model's neighbours are the training rows where it was observed."""
+    import numpy as np
+
+    observed = ~np.isnan(y)
+    if observed.all():
+        return E.knn(query, x, y, k, power)
+    return np.hstack(
+        [E.knn(query, x[observed[:, j]], y[observed[:, j], j : j + 1], k, power) for j in range(y.shape[1])]
     )
 
 

@@ -46,6 +46,7 @@ class Router(Choice):
         verifier: Verifier,
         learner: FeedbackLearner | None = None,
         embed: Embed | None = None,
+        priced: Mapping[str, Tier] | None = None,
     ) -> None:
         super().__init__(spec.name, [backends[t.name] for t in tiers])
         self.spec = spec
@@ -56,7 +57,7 @@ class Router(Choice):
         self.policies: dict[str, Policy] = {
             "rules": RulesPolicy(spec, self.tier_backends),
             "learned": LearnedPolicy(spec, embed, self.tier_backends),
-            "cascade": Cascade(spec, self.tier_backends, verifier),
+            "cascade": Cascade(spec, self.tier_backends, verifier, priced),
         }
         self.counts: Counter[str] = Counter()
         self.cost_usd: dict[str, float] = {}

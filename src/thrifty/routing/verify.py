@@ -13,6 +13,10 @@ their word sets overlap by at least half (Jaccard). They fit short-answer
 work (arithmetic, classification, multiple choice); on long free text they
 rarely agree, so such requests escalate. Their extra calls are paid for: a
 cascade with ``samples: 3`` makes two more calls to each tier it tries.
+
+Every call a verifier makes is noted on the request's trace
+(:class:`~thrifty.types.UpstreamCall`, purpose ``verify``): the cascade adds
+its price to the decision's cost and the observer writes it to the ledger.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import asyncio
 import json
 import math
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..backend import Backend
 from ..errors import ThriftyError
-from ..types import ChatRequest, ChatResponse, message_text
+from ..types import ChatRequest, ChatResponse, UpstreamCall, message_text
 
 
 class Verifier(Protocol):
@@ -107,11 +112,13 @@ class JudgeVerifier:
             messages=[{"role": "user", "content": prompt}],
             params={"max_tokens": 4, "temperature": 0},
         )
-        ask.trace.request_id = request.trace.request_id + "-judge"
+        _inherit(ask, request, "judge")
+        started = time.perf_counter()
         try:
             graded = await self.judge.complete(ask)
         except ThriftyError:
             return None
+        note_call(request, ask, graded, started)
         found = _GRADE.search(graded.text)
         return None if found is None else int(found.group(1)) / 10.0
 
@@ -162,8 +169,32 @@ def _again(request: ChatRequest, model: str, suffix: str, temperature: float | N
     if temperature is not None:
         params["temperature"] = temperature
     ask = ChatRequest(model=model, messages=request.messages, params=params, extra=dict(request.extra))
-    ask.trace.request_id = f"{request.trace.request_id}-{suffix}"
+    _inherit(ask, request, suffix)
     return ask
+
+
+def _inherit(ask: ChatRequest, request: ChatRequest, suffix: str) -> None:
+    """``ask`` is made for ``request``: its id is the request's plus ``suffix``, its owner the request's
+    (so a cache it passes stays in the caller's namespace)."""
+    ask.trace.request_id = f"{request.trace.request_id}-{suffix}"
+    parent = request.trace
+    ask.trace.tenant, ask.trace.key_id, ask.trace.api_key = parent.tenant, parent.key_id, parent.api_key
+
+
+def note_call(request: ChatRequest, ask: ChatRequest, response: ChatResponse, started: float) -> None:
+    """Note on ``request``'s trace the verifier call ``ask`` that ``response`` answered."""
+    cache = ask.trace.cache
+    request.trace.calls.append(
+        UpstreamCall(
+            purpose="verify",
+            request_id=ask.trace.request_id,
+            model=ask.model,
+            deployment=ask.trace.deployment,
+            usage=response.usage,
+            latency_s=time.perf_counter() - started,
+            cache_hit=cache is not None and cache.result == "hit",
+        )
+    )
 
 
 class ConsistencyVerifier:
@@ -182,7 +213,11 @@ class ConsistencyVerifier:
         asks = [
             _again(request, request.model, f"sample{i}", self.temperature) for i in range(1, self.samples)
         ]
+        started = time.perf_counter()
         answers = await asyncio.gather(*(backend.complete(a) for a in asks), return_exceptions=True)
+        for ask, answer in zip(asks, answers, strict=True):
+            if isinstance(answer, ChatResponse):
+                note_call(request, ask, answer, started)
         texts = [a.text for a in answers if isinstance(a, ChatResponse)]
         if not texts:
             return None  # every extra sample failed: no opinion
@@ -201,10 +236,13 @@ class AgreementVerifier:
     async def score(self, request: ChatRequest, response: ChatResponse) -> float | None:
         if request.model == self.model:
             return None  # the peer's own answer: nothing to compare with
+        ask = _again(request, self.model, "peer", None)
+        started = time.perf_counter()
         try:
-            other = await self.peer.complete(_again(request, self.model, "peer", None))
+            other = await self.peer.complete(ask)
         except ThriftyError:
             return None
+        note_call(request, ask, other, started)
         return 1.0 if keys_agree(answer_key(response.text), answer_key(other.text)) else 0.0
 
 

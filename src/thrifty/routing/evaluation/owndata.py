@@ -342,12 +342,20 @@ def fit_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="thrifty route fit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--data",
         type=Path,
-        required=True,
         action="append",
         help="training file (RouterBench CSV or JSONL); repeat to concatenate files",
+    )
+    source.add_argument(
+        "--ledger",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="learn from the gateway's ledger: its prompt log, ratings and cascade verdicts "
+        "(default path: from --config, else .thrifty/ledger.db)",
     )
     p.add_argument(
         "--format", choices=("routerbench", "jsonl"), default=None, help="default: from the suffix"
@@ -361,7 +369,16 @@ def fit_main(argv: list[str]) -> int:
         help="cross-validation picks the cheapest λ reaching this share of the best model's accuracy",
     )
     p.add_argument("--cache", type=Path, default=None, help="folder to cache prompt vectors in")
+    ledger = p.add_argument_group("with --ledger")
+    ledger.add_argument("--config", help="the gateway's config: its ledger, tier names and routers")
+    ledger.add_argument("--router", help="fit the candidate tiers of this router (needs --config)")
+    ledger.add_argument("--key", help="only this key id's requests (as in the ledger's api_key column)")
+    ledger.add_argument("--min-rows", type=int, default=20, help="prompts with an outcome needed, at least")
     args = p.parse_args(argv)
+    if args.ledger is not None:
+        from .ledgerdata import fit_ledger
+
+        return fit_ledger(args)
     try:
         model, table = fit_file(args.data, args.format, args.featurizer, args.match, args.cache)
     except DataError as exc:
