@@ -1,0 +1,256 @@
+"""A learned pair scorer for the semantic cache, fitted on one half of QQP and read on the other.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/cache_pairs.py --fow-data DIR
+
+QQP's 9,042 pairs are split in two halves that share no question text (pairs
+linked through a shared question go to the same half). A model is fitted on
+one half (threshold by 5-fold grouped cross-validation inside it, false hits
+<= 1%) and measured on the other; then the halves swap. The models fitted on
+each half are also run on fow-cache's trap pairs (single-turn; multi-turn,
+where the history partition applies as in the gateway) and on the non-Latin
+trap set (benchmarks/data/nonlatin_traps.jsonl). Ablation: feature sets
+(cosine only, lexical only, lexical + cosine, vectors, all) and logistic
+regression vs a one-hidden-layer MLP. MiniLM vectors are kept in
+benchmarks/out/cache_vectors.npz (shared with cache_quality.py).
+
+Writes its tables into docs/bench/cache.md between the pairs markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cache_quality import DOC, NONLATIN, QQP, embed_all  # noqa: E402
+
+from thrifty.cache.keys import partition_key  # noqa: E402
+from thrifty.cache.pairfit import (  # noqa: E402
+    FitSettings,
+    LabelledPair,
+    Rates,
+    fit,
+    question_groups,
+    rates,
+    serve,
+    split_groups,
+)
+from thrifty.cache.pairs import PairModel  # noqa: E402
+from thrifty.cache.verify import verify  # noqa: E402
+from thrifty.types import ChatRequest  # noqa: E402
+
+DEFAULT_THRESHOLD = 0.85
+ABLATION = [
+    ("cosine", 0),
+    ("lexical", 0),
+    ("lexical+cosine", 0),
+    ("vectors", 0),
+    ("all", 0),
+    ("lexical+cosine", 32),
+    ("all", 32),
+]
+
+
+def qqp_pairs() -> list[LabelledPair]:
+    with QQP.open(encoding="utf-8") as f:
+        return [
+            LabelledPair(r["question1"], r["question2"], r["is_duplicate"] == "1") for r in csv.DictReader(f)
+        ]
+
+
+def fow_pairs(data: Path) -> tuple[list[LabelledPair], list[str], list[LabelledPair], list[bool]]:
+    """Single-turn pairs with categories; multi-turn last turns with 'same history' flags."""
+    single, cats = [], []
+    for line in (data / "pairs.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        single.append(LabelledPair(row["a"], row["b"], bool(row["same_answer"])))
+        cats.append(row["category"])
+    multi, same_history = [], []
+    for path in sorted(glob.glob(str(data / "conv-*" / "*.jsonl"))):
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            multi.append(
+                LabelledPair(row["a"][-1]["content"], row["b"][-1]["content"], bool(row["same_answer"]))
+            )
+            same_history.append(
+                partition_key(ChatRequest("m", row["a"]), "g", "n")
+                == partition_key(ChatRequest("m", row["b"]), "g", "n")
+            )
+    return single, cats, multi, same_history
+
+
+def nonlatin_pairs() -> tuple[list[LabelledPair], list[str]]:
+    rows = [json.loads(line) for line in NONLATIN.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [LabelledPair(r["cached"], r["asked"], bool(r["same"])) for r in rows], [r["lang"] for r in rows]
+
+
+def strict(pairs: list[LabelledPair], vec: dict[str, np.ndarray]) -> np.ndarray:
+    """Today's rule: cosine >= 0.85 and the strict verifier."""
+    return np.array(
+        [
+            float(vec[p.query] @ vec[p.cached]) >= DEFAULT_THRESHOLD and verify(p.query, p.cached).ok
+            for p in pairs
+        ]
+    )
+
+
+def fmt(r: Rates) -> str:
+    precision = "-" if r.precision != r.precision else f"{r.precision:.3f}"
+    false_hits = round(r.false_hit_rate * r.negatives)
+    return f"{r.recall:.3f} | {r.false_hit_rate:.4f} ({false_hits}/{r.negatives}) | {precision}"
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    qqp = qqp_pairs()
+    single, cats, multi, same_history = fow_pairs(args.fow_data)
+    nonlatin, langs = nonlatin_pairs()
+    texts = sorted({t for p in qqp + single + multi + nonlatin for t in (p.query, p.cached)})
+    vectors = embed_all(texts)
+    vec = dict(zip(texts, vectors, strict=True))
+    half = np.array(split_groups(question_groups(qqp), 2, seed=0))
+    halves = [[p for p, h in zip(qqp, half, strict=True) if h == k] for k in (0, 1)]
+    shared = {t for p in halves[0] for t in (p.query, p.cached)} & {
+        t for p in halves[1] for t in (p.query, p.cached)
+    }
+    lines = [
+        f"QQP halves: {len(halves[0])} and {len(halves[1])} pairs "
+        f"({sum(p.same for p in halves[0])} and {sum(p.same for p in halves[1])} duplicates); "
+        f"question texts in both halves: {len(shared)}.",
+        "",
+        "### Held-out QQP: fit on one half, measure on the other",
+        "",
+        f"Threshold picked by 5-fold grouped cross-validation on the training half for out-of-fold "
+        f"false hits <= {args.max_false_hits}; cosine floor {args.floor}; rates over every pair of the "
+        "test half (a vetoed duplicate is a miss). 'strict' = today's rule (cosine >= 0.85 + verifier).",
+        "",
+        "| features | model | fit on | CV recall | CV false-hit rate | test recall | test false-hit rate "
+        "(false hits) | test precision | seconds to fit |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k in (0, 1):
+        r = rates(strict(halves[1 - k], vec), np.array([p.same for p in halves[1 - k]]))
+        lines.append(f"| strict verifier | - | - | - | - | {fmt(r)} | - |")
+    models: dict[tuple[str, int, int], PairModel] = {}
+    for kind, hidden in ABLATION:
+        if args.quick and (kind, hidden) not in (("all", 0), ("cosine", 0)):
+            continue
+        for k in (0, 1):
+            settings = FitSettings(kind=kind, hidden=hidden, max_false_hits=args.max_false_hits, floor=args.floor)
+            start = time.perf_counter()
+            model, cv = fit(halves[k], vec.__getitem__, settings)
+            seconds = time.perf_counter() - start
+            models[(kind, hidden, k)] = model
+            test = halves[1 - k]
+            r = rates(serve(model, test, vec.__getitem__), np.array([p.same for p in test]))
+            name = "logistic" if not hidden else f"MLP ({hidden})"
+            row = (
+                f"| {kind} | {name} | {'AB'[k]} | {cv.recall:.3f} | {cv.false_hit_rate:.4f} | {fmt(r)} | "
+                f"{seconds:.0f} |"
+            )
+            print(row, flush=True)
+            lines.append(row)
+    lines += ["", *traps(models, args.main, single, cats, multi, same_history, nonlatin, langs, vec)]
+    return lines
+
+
+def traps(
+    models: dict[tuple[str, int, int], PairModel],
+    main: tuple[str, int],
+    single: list[LabelledPair],
+    cats: list[str],
+    multi: list[LabelledPair],
+    same_history: list[bool],
+    nonlatin: list[LabelledPair],
+    langs: list[str],
+    vec: dict[str, np.ndarray],
+) -> list[str]:
+    kind, hidden = main
+    lines = [
+        f"### Trap pairs with the QQP-fitted model on (features {kind}, "
+        f"{'logistic' if not hidden else f'MLP ({hidden})'})",
+        "",
+        "Model A was fitted on QQP half A, model B on half B; nothing of these sets was used to fit. "
+        "Multi-turn pairs are served only inside the same history partition, as in the gateway.",
+        "",
+        "| data | pairs (same/different) | strict verifier: recall / false hits | model A: recall / false hits "
+        "| model B: recall / false hits |",
+        "|---|---|---|---|---|",
+    ]
+    sets = [
+        ("fow single-turn", single, np.ones(len(single), dtype=bool)),
+        ("fow multi-turn", multi, np.array(same_history)),
+        ("non-Latin traps", nonlatin, np.ones(len(nonlatin), dtype=bool)),
+    ]
+    served_by: dict[str, list[np.ndarray]] = {}
+    for name, pairs, allowed in sets:
+        same = np.array([p.same for p in pairs])
+        cells = []
+        outcomes = [strict(pairs, vec) & allowed]
+        for k in (0, 1):
+            outcomes.append(serve(models[(kind, hidden, k)], pairs, vec.__getitem__) & allowed)
+        served_by[name] = outcomes
+        for served in outcomes:
+            r = rates(served, same)
+            cells.append(f"{r.recall:.3f} / {int((served & ~same).sum())} of {r.negatives}")
+        lines.append(f"| {name} | {len(pairs)} ({int(same.sum())}/{int((~same).sum())}) | {' | '.join(cells)} |")
+    lines += ["", "By category (fow single-turn) and language (non-Latin): hits, strict / model A / model B.", ""]
+    lines += ["| data | category | label | pairs | hits |", "|---|---|---|---:|---|"]
+    for name, pairs, groups in (("fow single-turn", single, cats), ("non-Latin traps", nonlatin, langs)):
+        for group in dict.fromkeys(groups):
+            for label in (True, False):
+                ids = [i for i, g in enumerate(groups) if g == group and pairs[i].same == label]
+                if not ids:
+                    continue
+                hits = " / ".join(str(int(s[ids].sum())) for s in served_by[name])
+                lines.append(
+                    f"| {name} | {group} | {'same' if label else 'different'} answer | {len(ids)} | {hits} |"
+                )
+    return lines
+
+
+def write_doc(lines: list[str]) -> None:
+    begin, end = "<!-- pairs:begin -->", "<!-- pairs:end -->"
+    text = DOC.read_text(encoding="utf-8")
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    DOC.write_text(head + begin + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fow-data", type=Path, required=True, help="fow_cache/data folder")
+    parser.add_argument("--max-false-hits", type=float, default=0.01)
+    parser.add_argument("--floor", type=float, default=0.7)
+    parser.add_argument("--quick", action="store_true", help="only cosine-only and all-features logistic")
+    parser.add_argument("--no-doc", action="store_true", help="print, do not write docs/bench/cache.md")
+    args = parser.parse_args()
+    args.main = ("all", 0)
+    load = os.getloadavg()[0]
+    command = "python benchmarks/cache_pairs.py --fow-data DIR" + (" --quick" if args.quick else "")
+    header = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {load:.1f}; "
+        f"command `{command}`.",
+        "",
+    ]
+    lines = header + run(args)
+    print("\n".join(lines))
+    if not args.no_doc:
+        write_doc(lines)
+
+
+if __name__ == "__main__":
+    main()
