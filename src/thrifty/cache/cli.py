@@ -26,9 +26,7 @@ def cache_main(argv: list[str] | None = None) -> int:
     fit_cmd.add_argument("--pairs", action="append", required=True, help="CSV or JSONL of labelled pairs")
     fit_cmd.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
     fit_cmd.add_argument("--max-false-hits", type=float, default=0.01, help="out-of-fold limit (0.01)")
-    fit_cmd.add_argument(
-        "--features", choices=FEATURE_SETS, default="all", help="feature set (default: all)"
-    )
+    fit_cmd.add_argument("--features", choices=FEATURE_SETS, default="all", help="feature set (default: all)")
     fit_cmd.add_argument("--hidden", type=int, default=0, help="MLP hidden units (0: logistic regression)")
     fit_cmd.add_argument("--floor", type=float, default=0.7, help="cosine below which no pair is scored")
     fit_cmd.add_argument("--folds", type=int, default=5)

@@ -178,10 +178,9 @@ class CacheLayer(Wrapper):
             return None
         pairs = self.pairs()
         text, settings, guard = plan.text, self.settings, self.guard
-        if pairs is not None:
-            lowest = pairs.floor  # the model judges; the cosine only picks candidates
-        else:
-            lowest = settings.threshold if guard is None else guard.lowest()
+        # With a pair model, the model judges and the cosine only picks the candidates.
+        lowest = settings.threshold if guard is None else guard.lowest()
+        lowest = lowest if pairs is None else pairs.floor
 
         def search() -> tuple[Vector, list[Any]]:
             vector = index.vector(text)

@@ -266,7 +266,10 @@ def fit(
     x, keep = featurize(pairs, vectors, settings.kind, settings.floor, tokens)
     y = same[keep].astype(np.float64)
     if len(keep) < 2 * settings.folds or y.min() == y.max():
-        raise ConfigError("too few scorable pairs of both labels to fit a pair model")
+        raise ConfigError(
+            f"too few pairs to fit: {int(y.sum())} same and {int(len(y) - y.sum())} different pass the "
+            f"vetoes at cosine >= {settings.floor} (--floor lowers it)"
+        )
     fold = np.array(split_groups(question_groups(pairs), settings.folds, settings.seed))[keep]
     oof = np.full(len(pairs), -1.0, dtype=np.float32)
     where = np.array(keep)

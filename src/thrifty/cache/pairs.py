@@ -46,11 +46,17 @@ if TYPE_CHECKING:
 
 FEATURES_VERSION = 1
 FEATURE_SETS = ("cosine", "lexical", "lexical+cosine", "vectors", "all", "tokens", "all+tokens")
-_NEGATIONS = frozenset("not no never without none nothing nobody nowhere neither nor".split())
+
+
+def _set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_NEGATIONS = _set("not no never without none nothing nobody nowhere neither nor")
 _NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "non-")
 # Opposites: when both questions use words of one group, they must use the same ones.
 _OPPOSITES = tuple(
-    frozenset(group.split())
+    _set(group)
     for group in (
         "before after",
         "more less fewer",
@@ -99,7 +105,7 @@ _OPPOSITES = tuple(
     )
 )
 _RAW_WORD = re.compile(r"\w+")
-_WH = frozenset("what how why which who whom whose when where is are can do does did should will would".split())
+_WH = _set("what how why which who whom whose when where is are can do does did should will would")
 
 
 @dataclass(frozen=True, slots=True)

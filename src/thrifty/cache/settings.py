@@ -151,7 +151,9 @@ def _pair_model(raw: Mapping[str, Any], where: Where, default: str | None) -> st
     if value is None or value is False:
         return None
     if not isinstance(value, str) or not value:
-        raise (where / "pair_model").error(f"must be the path of a model from `thrifty cache fit`, got {value!r}")
+        raise (where / "pair_model").error(
+            f"must be the path of a model from `thrifty cache fit`, got {value!r}"
+        )
     return value
 
 
