@@ -43,8 +43,10 @@ from thrifty.cache.pairfit import (  # noqa: E402
     LabelledPair,
     Rates,
     fit,
+    pick_threshold,
     question_groups,
     rates,
+    scores,
     serve,
     split_groups,
 )
@@ -183,10 +185,20 @@ def run(args: argparse.Namespace) -> list[str]:
         r = rates(strict(halves[1 - k], vec), np.array([p.same for p in halves[1 - k]]))
         lines.append(f"| strict verifier | - | - | - | - | {fmt(r)} | - |")
     models: dict[tuple[str, int, int], PairModel] = {}
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    saved_rows = OUT / "cache_pairs_rows.json"
+    done: dict[str, str] = json.loads(saved_rows.read_text()) if args.reuse and saved_rows.exists() else {}
     for kind, hidden in ABLATION:
         if args.quick and (kind, hidden) not in (("all+tokens", 0), ("cosine", 0)):
             continue
+        if args.only and f"{kind}:{hidden}" not in args.only.split(","):
+            continue
         for k in (0, 1):
+            key = f"{kind}:{hidden}:{k}"
+            if key in done and (kind, hidden) != args.main:
+                lines.append(done[key][0])
+                curves.setdefault(done[key][2], []).append(tuple(np.array(x) for x in done[key][1]))
+                continue
             settings = FitSettings(
                 kind=kind, hidden=hidden, max_false_hits=args.max_false_hits, floor=args.floor
             )
@@ -195,16 +207,51 @@ def run(args: argparse.Namespace) -> list[str]:
             seconds = time.perf_counter() - start
             models[(kind, hidden, k)] = model
             test = halves[1 - k]
-            r = rates(serve(model, test, vec.__getitem__, tokens), np.array([p.same for p in test]))
+            test_same = np.array([p.same for p in test])
+            got = scores(model, test, vec.__getitem__, tokens)
+            r = rates(got >= model.threshold, test_same)
             name = "logistic" if not hidden else f"MLP ({hidden})"
+            curves[f"{kind} | {name}"] = curves.get(f"{kind} | {name}", []) + [(got, test_same)]
             row = (
                 f"| {kind} | {name} | {'AB'[k]} | {cv.recall:.3f} | {cv.false_hit_rate:.4f} | {fmt(r)} | "
                 f"{seconds:.0f} |"
             )
             print(row, flush=True)
             lines.append(row)
+            done = json.loads(saved_rows.read_text()) if saved_rows.exists() else {}
+            record = [row, [got.tolist(), test_same.tolist()], f"{kind} | {name}"]
+            saved_rows.write_text(json.dumps({**done, key: record}))
+    lines += ["", *roc(curves)]
+    if args.main not in {(k, h) for k, h, _ in models}:
+        return lines
     sets = (single, cats, multi, same_history, nonlatin, langs)
     lines += ["", *traps(models, args.main, sets, vec, tokens)]
+    return lines
+
+
+def roc(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> list[str]:
+    """Recall on the held-out halves at false-hit rates set with the test labels (no threshold choice)."""
+    levels = (0.005, 0.01, 0.02, 0.05, 0.10)
+    lines = [
+        "### Ranking quality on the held-out halves",
+        "",
+        "The threshold set on the test half itself at each false-hit rate (the ROC curve's points; both "
+        "held-out halves pooled): how well each scorer ranks, free of the threshold choice. Vetoed pairs "
+        "and pairs under the cosine floor are never served.",
+        "",
+        "| features | model | " + " | ".join(f"recall at {x:.1%} false hits" for x in levels) + " |",
+        "|---|---|" + "---:|" * len(levels),
+    ]
+    for name, runs in curves.items():
+        cells = []
+        for level in levels:
+            hits = positives = 0
+            for got, same in runs:
+                threshold = pick_threshold(got, same, level)
+                hits += int(((got >= threshold) & (got >= 0) & same).sum())
+                positives += int(same.sum())
+            cells.append(f"{hits / max(1, positives):.3f}")
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     return lines
 
 
@@ -285,6 +332,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only cosine-only and all+tokens logistic")
     parser.add_argument("--main-features", default="all+tokens", help="the model run on the trap sets")
     parser.add_argument("--main-hidden", type=int, default=0)
+    parser.add_argument(
+        "--only", default="", help="comma-separated FEATURES:HIDDEN to run, e.g. all:0,tokens:0"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="take ablation rows already measured from benchmarks/out"
+    )
     parser.add_argument("--no-doc", action="store_true", help="print, do not write docs/bench/cache.md")
     args = parser.parse_args()
     args.main = (args.main_features, args.main_hidden)

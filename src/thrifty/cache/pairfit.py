@@ -18,19 +18,18 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .pairs import FEATURE_SETS, PairModel, features, uses_tokens, veto
 from .verify import Verdict, align, verify
 
 if TYPE_CHECKING:
-    import numpy as np
     from numpy.typing import NDArray
 
     from .pairs import Tokens
 
-    Array = NDArray[np.float32]
+    Array = NDArray[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +46,7 @@ class FitSettings:
     max_false_hits: float = 0.01
     floor: float = 0.7
     folds: int = 5
-    l2: float = 1.0
+    l2: float | None = None  # ridge penalty; None: one per eight features (more for the vector sets)
     seed: int = 0
 
 
@@ -204,8 +203,8 @@ def _mlp(x: Array, y: Array, hidden: int, l2: float, seed: int) -> list[tuple[Ar
             v = 0.999 * v + 0.001 * g * g
             moments[i] = (m, v)
             params[i] = params[i] - 0.003 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
-    w1, b1, w2, b2 = (p.astype(np.float32) for p in params)
-    return [(w1, b1), (w2, b2)]
+    out = [p.astype(np.float32) for p in params]
+    return [(out[0], out[1]), (out[2], out[3])]
 
 
 def _train(x: Array, y: Array, settings: FitSettings) -> tuple[Array, Array, list[tuple[Array, Array]]]:
@@ -215,10 +214,11 @@ def _train(x: Array, y: Array, settings: FitSettings) -> tuple[Array, Array, lis
     scale = x.std(axis=0)
     scale[scale < 1e-6] = 1.0
     z = (x - mean) / scale
+    l2 = settings.l2 if settings.l2 is not None else max(1.0, x.shape[1] / 8)
     if settings.hidden:
-        layers = _mlp(z, y, settings.hidden, settings.l2, settings.seed)
+        layers = _mlp(z, y, settings.hidden, l2, settings.seed)
     else:
-        layers = _logistic(z, y, settings.l2)
+        layers = _logistic(z, y, l2)
     return mean.astype(np.float32), scale.astype(np.float32), layers
 
 
@@ -235,7 +235,7 @@ def pick_threshold(scores: Array, same: Array, limit: float) -> float:
     lowest = float(candidates.min()) if len(candidates) else 1.0
     if allowed >= len(negatives) or negatives[allowed] < 0:
         return lowest
-    return max(lowest, float(np.nextafter(np.float32(negatives[allowed]), np.float32(2.0))))
+    return max(lowest, float(np.nextafter(negatives[allowed], 2.0)))
 
 
 def rates(served: Array, same: Array) -> Rates:
@@ -271,7 +271,7 @@ def fit(
             f"vetoes at cosine >= {settings.floor} (--floor lowers it)"
         )
     fold = np.array(split_groups(question_groups(pairs), settings.folds, settings.seed))[keep]
-    oof = np.full(len(pairs), -1.0, dtype=np.float32)
+    oof = np.full(len(pairs), -1.0)
     where = np.array(keep)
     for k in range(settings.folds):
         test = fold == k
@@ -293,6 +293,25 @@ def fit(
     return PairModel(settings.kind, mean, scale, layers, threshold, settings.floor, meta), cv
 
 
+def scores(
+    model: PairModel,
+    pairs: Sequence[LabelledPair],
+    vectors: Callable[[str], Array],
+    tokens: Tokens | None = None,
+) -> Array:
+    """Each pair's probability as the cache would score it; -1 when never served (vetoed, under the floor)."""
+    import numpy as np
+
+    out = np.full(len(pairs), -1.0)
+    for i, p in enumerate(pairs):
+        u, v = vectors(p.query), vectors(p.cached)
+        if float(u @ v) >= model.floor:
+            judgement = model.judge(p.query, p.cached, u, v, tokens)
+            if not judgement.refused:
+                out[i] = judgement.score
+    return out
+
+
 def serve(
     model: PairModel,
     pairs: Sequence[LabelledPair],
@@ -300,11 +319,4 @@ def serve(
     tokens: Tokens | None = None,
 ) -> Array:
     """Which pairs the model would serve (vetoes, floor and threshold applied)."""
-    import numpy as np
-
-    served = np.zeros(len(pairs), dtype=bool)
-    for i, p in enumerate(pairs):
-        u, v = vectors(p.query), vectors(p.cached)
-        if float(u @ v) >= model.floor:
-            served[i] = model.judge(p.query, p.cached, u, v, tokens).score >= model.threshold
-    return served
+    return scores(model, pairs, vectors, tokens) >= model.threshold

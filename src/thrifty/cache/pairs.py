@@ -263,8 +263,8 @@ def forward(layers: list[tuple[Array, Array]], x: Array) -> Array:
     for w, b in layers[:-1]:
         x = np.maximum(x @ w + b, 0.0)
     w, b = layers[-1]
-    z = np.clip((x @ w + b)[..., 0], -40.0, 40.0)
-    out: Array = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    z = np.clip((x @ w + b)[..., 0].astype(np.float64), -40.0, 40.0)
+    out: Array = 1.0 / (1.0 + np.exp(-z))  # float64: near-certain scores stay apart
     return out
 
 

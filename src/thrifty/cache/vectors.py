@@ -90,8 +90,9 @@ class VectorIndex:
 
         if self._hnsw is not None:
             out: Vector = np.asarray(self._hnsw.get_items([label])[0], dtype=np.float32)
-            return out
-        return self._matrix[label].copy()
+        else:
+            out = np.array(self._matrix[label], dtype=np.float32)
+        return out
 
     def _grow(self) -> None:
         import numpy as np
