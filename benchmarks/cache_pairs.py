@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> list[str]:
             key = f"{kind}:{hidden}:{k}"
             if key in done and (kind, hidden) != args.main:
                 lines.append(done[key][0])
-                curves.setdefault(done[key][2], []).append(tuple(np.array(x) for x in done[key][1]))
+                got_saved, same_saved = done[key][1]
+                curves.setdefault(done[key][2], []).append((np.array(got_saved), np.array(same_saved)))
                 continue
             settings = FitSettings(
                 kind=kind, hidden=hidden, max_false_hits=args.max_false_hits, floor=args.floor

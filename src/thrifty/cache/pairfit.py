@@ -215,10 +215,7 @@ def _train(x: Array, y: Array, settings: FitSettings) -> tuple[Array, Array, lis
     scale[scale < 1e-6] = 1.0
     z = (x - mean) / scale
     l2 = settings.l2 if settings.l2 is not None else max(1.0, x.shape[1] / 8)
-    if settings.hidden:
-        layers = _mlp(z, y, settings.hidden, l2, settings.seed)
-    else:
-        layers = _logistic(z, y, l2)
+    layers = _mlp(z, y, settings.hidden, l2, settings.seed) if settings.hidden else _logistic(z, y, l2)
     return mean.astype(np.float32), scale.astype(np.float32), layers
 
 

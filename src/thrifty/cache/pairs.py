@@ -256,7 +256,7 @@ def features(
     return out
 
 
-def forward(layers: list[tuple[Array, Array]], x: Array) -> Array:
+def forward(layers: list[tuple[Array, Array]], x: Array) -> NDArray[np.float64]:
     """Probabilities: ReLU hidden layers, a sigmoid output (one layer = logistic regression)."""
     import numpy as np
 
@@ -264,7 +264,7 @@ def forward(layers: list[tuple[Array, Array]], x: Array) -> Array:
         x = np.maximum(x @ w + b, 0.0)
     w, b = layers[-1]
     z = np.clip((x @ w + b)[..., 0].astype(np.float64), -40.0, 40.0)
-    out: Array = 1.0 / (1.0 + np.exp(-z))  # float64: near-certain scores stay apart
+    out: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-z))  # float64: near-certain scores stay apart
     return out
 
 
@@ -280,7 +280,7 @@ class PairModel:
     floor: float = 0.7  # cosine below which a candidate is not scored
     meta: dict[str, float] = field(default_factory=dict)
 
-    def probability(self, x: Array) -> Array:
+    def probability(self, x: Array) -> NDArray[np.float64]:
         return forward(self.layers, (x - self.mean) / self.scale)
 
     @property
