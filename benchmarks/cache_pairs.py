@@ -219,6 +219,11 @@ def run(args: argparse.Namespace) -> list[str]:
             )
             print(row, flush=True)
             lines.append(row)
+            if (kind, hidden) == args.main:  # the strict rule's hits kept, the model's added
+                either = rates((got >= model.threshold) | strict(test, vec), test_same)
+                lines.append(
+                    f"| strict verifier or {kind} | {name} | {'AB'[k]} | - | - | {fmt(either)} | - |"
+                )
             done = json.loads(saved_rows.read_text()) if saved_rows.exists() else {}
             record = [row, [got.tolist(), test_same.tolist()], f"{kind} | {name}"]
             saved_rows.write_text(json.dumps({**done, key: record}))
@@ -273,8 +278,8 @@ def traps(
         "Multi-turn pairs are served only inside the same history partition, as in the gateway.",
         "",
         "| data | pairs (same/different) | strict verifier: recall / false hits | model A: recall / false hits "
-        "| model B: recall / false hits |",
-        "|---|---|---|---|---|",
+        "| model B: recall / false hits | strict or model A | strict or model B |",
+        "|---|---|---|---|---|---|---|",
     ]
     sets = [
         ("fow single-turn", single, np.ones(len(single), dtype=bool)),
@@ -288,6 +293,7 @@ def traps(
         outcomes = [strict(pairs, vec) & allowed]
         for k in (0, 1):
             outcomes.append(serve(models[(kind, hidden, k)], pairs, vec.__getitem__, tokens) & allowed)
+        outcomes += [(outcomes[0] | outcomes[1]) & allowed, (outcomes[0] | outcomes[2]) & allowed]
         served_by[name] = outcomes
         for served in outcomes:
             r = rates(served, same)
@@ -297,7 +303,8 @@ def traps(
         )
     lines += [
         "",
-        "By category (fow single-turn) and language (non-Latin): hits, strict / model A / model B.",
+        "By category (fow single-turn) and language (non-Latin): hits, strict / model A / model B / "
+        "strict or A / strict or B.",
         "",
     ]
     lines += ["| data | category | label | pairs | hits |", "|---|---|---|---:|---|"]
