@@ -155,7 +155,12 @@ def test_a_model_that_says_yes_still_serves_a_plain_rewording() -> None:
     assert always_yes().judge(asked, cached, topic_vector(asked), topic_vector(cached)).score > 0.99
 
 
-async def ask_twice(tmp_path: Path, **settings: Any) -> tuple[str, str, int]:
+async def ask_twice(
+    tmp_path: Path,
+    first: str = "How do I learn welding?",
+    then: str = "What is the best way to learn welding?",
+    **settings: Any,
+) -> tuple[str, str, int]:
     """Cache one question, ask a rewording: (cache outcome, answer, upstream calls)."""
     store = CacheStore(StoreSettings(l2_path=None), embed=embed)
     await store.start()
@@ -163,9 +168,9 @@ async def ask_twice(tmp_path: Path, **settings: Any) -> tuple[str, str, int]:
     layer = CacheLayer(backend, "fast", CacheSettings(enabled=True, semantic=True, **settings), store)
     try:
         await layer.start()
-        await layer.complete(chat("How do I learn welding?", model="fast", temperature=0))
+        await layer.complete(chat(first, model="fast", temperature=0))
         await store.tiers.flush()
-        request = chat("What is the best way to learn welding?", model="fast", temperature=0)
+        request = chat(then, model="fast", temperature=0)
         answer = (await layer.complete(request)).text
         return request.trace.annotations["cache"], answer, len(backend.requests)
     finally:
@@ -178,6 +183,21 @@ async def test_the_cache_serves_a_rewording_with_the_pair_model_that_it_refused_
     assert await ask_twice(tmp_path) == ("miss", "answer to What is the best way to learn welding?", 2)
     outcome, answer, calls = await ask_twice(tmp_path, pair_model=str(fitted))
     assert (outcome, answer, calls) == ("hit-semantic", "answer to How do I learn welding?", 1)
+
+
+async def test_what_the_word_rule_serves_is_still_served_when_the_model_says_no(tmp_path: Path) -> None:
+    layers = [(np.zeros((1, 1), dtype=np.float32), np.array([-20.0], dtype=np.float32))]
+    never = PairModel("cosine", np.zeros(1, np.float32), np.ones(1, np.float32), layers, 0.5, floor=0.0)
+    never.save(tmp_path / "never.npz")
+    typo = await ask_twice(
+        tmp_path,
+        "How do I learn welding?",
+        "How do I learn welding please?",
+        pair_model=str(tmp_path / "never.npz"),
+    )
+    assert typo == ("hit-semantic", "answer to How do I learn welding?", 1)
+    reworded = await ask_twice(tmp_path, pair_model=str(tmp_path / "never.npz"))
+    assert reworded[0] == "miss"
 
 
 async def test_audits_move_the_pair_models_threshold(fitted: Path) -> None:

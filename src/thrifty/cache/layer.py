@@ -184,7 +184,10 @@ class CacheLayer(Wrapper):
 
         def search() -> tuple[Vector, list[Any]]:
             vector = index.vector(text)
-            return vector, index.lookup(plan.partition, text, vector, lowest, settings.verify, pairs)
+            strict_at = settings.threshold if settings.verify else 2.0  # the word rule's hits are kept
+            return vector, index.lookup(
+                plan.partition, text, vector, lowest, settings.verify, pairs, strict_at
+            )
 
         plan.vector, matches = await asyncio.to_thread(search)
         for match in matches:

@@ -5,7 +5,9 @@ veto, or under the cosine floor, are never served and are left out of the
 fit), estimates out-of-fold probabilities by k-fold cross-validation with
 folds that share no question text, picks the lowest threshold whose
 out-of-fold false-hit rate stays within ``max_false_hits``, and fits the final
-model on every pair. Rates are over all pairs of the file (a vetoed
+model on every pair. A pair the strict verifier passes (at the cache's cosine
+threshold, ``strict_at``) is served whatever the model says, so the budget is
+shared with it. Rates are over all pairs of the file (a vetoed
 duplicate counts as a miss), as the cache would see them.
 """
 
@@ -47,6 +49,7 @@ class FitSettings:
     floor: float = 0.7
     folds: int = 5
     l2: float | None = None  # ridge penalty; None: one per eight features (more for the vector sets)
+    strict_at: float = 0.85  # the cache's cosine threshold: pairs the strict verifier passes there are served
     seed: int = 0
 
 
@@ -277,8 +280,9 @@ def fit(
         mean, scale, layers = _train(x[~test], y[~test], settings)
         model = PairModel(settings.kind, mean, scale, layers, 0.5, settings.floor)
         oof[where[test]] = model.probability(x[test])
-    threshold = pick_threshold(oof, same, settings.max_false_hits)
-    cv = rates(oof >= threshold, same)
+    strict = strict_hits(pairs, vectors, settings.strict_at)
+    threshold = pick_threshold(np.where(strict, 2.0, oof), same, settings.max_false_hits)
+    cv = rates((oof >= threshold) | strict, same)
     mean, scale, layers = _train(x, y, settings)
     meta = {
         "cv_recall": cv.recall,
@@ -290,22 +294,40 @@ def fit(
     return PairModel(settings.kind, mean, scale, layers, threshold, settings.floor, meta), cv
 
 
+def strict_hits(pairs: Sequence[LabelledPair], vectors: Callable[[str], Array], strict_at: float) -> Array:
+    """The pairs the strict verifier serves at cosine ``strict_at`` (a pair model keeps them)."""
+    import numpy as np
+
+    return np.array(
+        [
+            float(vectors(p.query) @ vectors(p.cached)) >= strict_at and verify(p.query, p.cached).ok
+            for p in pairs
+        ],
+        dtype=bool,
+    )
+
+
 def scores(
     model: PairModel,
     pairs: Sequence[LabelledPair],
     vectors: Callable[[str], Array],
     tokens: Tokens | None = None,
+    strict_at: float = 2.0,
 ) -> Array:
-    """Each pair's probability as the cache would score it; -1 when never served (vetoed, under the floor)."""
+    """Each pair's score as the cache would compute it; -1 when never served (vetoed, under the floor).
+
+    A pair the strict verifier passes at cosine ``strict_at`` scores at least the model's threshold.
+    """
     import numpy as np
 
     out = np.full(len(pairs), -1.0)
+    strict = strict_hits(pairs, vectors, strict_at)
     for i, p in enumerate(pairs):
         u, v = vectors(p.query), vectors(p.cached)
         if float(u @ v) >= model.floor:
             judgement = model.judge(p.query, p.cached, u, v, tokens)
             if not judgement.refused:
-                out[i] = judgement.score
+                out[i] = max(judgement.score, model.threshold) if strict[i] else judgement.score
     return out
 
 
@@ -314,6 +336,7 @@ def serve(
     pairs: Sequence[LabelledPair],
     vectors: Callable[[str], Array],
     tokens: Tokens | None = None,
+    strict_at: float = 0.85,
 ) -> Array:
-    """Which pairs the model would serve (vetoes, floor and threshold applied)."""
-    return scores(model, pairs, vectors, tokens) >= model.threshold
+    """Which pairs the cache would serve with this model (strict hits, vetoes, floor and threshold)."""
+    return scores(model, pairs, vectors, tokens, strict_at) >= model.threshold

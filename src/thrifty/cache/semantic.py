@@ -93,11 +93,14 @@ class SemanticIndex:
         threshold: float,
         check: bool,
         pairs: PairModel | None = None,
+        strict_at: float = 2.0,
     ) -> list[Match]:
         """Candidates at or above ``threshold`` (cosine) that pass the check, best first.
 
         The check is ``pairs`` when given (its vetoes, then its probability as the
-        match's score, compared with a threshold by the caller), else the verifier.
+        match's score, compared with a threshold by the caller; a candidate the
+        verifier passes at cosine ``strict_at`` scores at least the model's
+        threshold), else the verifier.
         """
         now = self.clock()
         # A writer may hold the lock for seconds while a partition moves to HNSW: a miss beats a wait.
@@ -128,6 +131,8 @@ class SemanticIndex:
                     self.rejected += 1
                     continue
                 score = judgement.score
+                if similarity >= strict_at and verify(text, question.text).ok:
+                    score = max(score, pairs.threshold)
             elif check and not verify(text, question.text).ok:
                 self.rejected += 1
                 continue
