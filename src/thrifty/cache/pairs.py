@@ -20,6 +20,9 @@ through a small numpy classifier (logistic regression or a one-hidden-layer
 MLP) whose probability must reach the model's threshold, picked at fit time by
 cross-validation so the out-of-fold false-hit rate stays under a limit.
 
+What the strict verifier passes at the cache's cosine threshold is still served
+(the cache scores it at least at the model's threshold); the model adds to it.
+
 A model file is an ``.npz``: the feature set, its version, the standardisation,
 the layers, the threshold and the cosine ``floor`` below which candidates are
 not looked at. Loading needs numpy only.
