@@ -278,4 +278,4 @@ def test_thrifty_cache_fit_writes_a_model_and_reports_cross_validation(
     out = capsys.readouterr().out
     assert "cross-validated" in out and "recall" in out and "false-hit rate" in out
     model = PairModel.load(tmp_path / "m.npz")
-    assert model.kind == "all" and 0.0 < model.threshold <= 1.0 and model.floor == 0.0
+    assert model.kind == "tokens" and 0.0 < model.threshold <= 1.0 and model.floor == 0.0

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from .pairfit import FitSettings, LabelledPair, fit, read_pairs
-from .pairs import FEATURE_SETS
+from .pairs import FEATURE_SETS, uses_tokens
 
 
 def cache_main(argv: list[str] | None = None) -> int:
@@ -26,7 +28,12 @@ def cache_main(argv: list[str] | None = None) -> int:
     fit_cmd.add_argument("--pairs", action="append", required=True, help="CSV or JSONL of labelled pairs")
     fit_cmd.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
     fit_cmd.add_argument("--max-false-hits", type=float, default=0.01, help="out-of-fold limit (0.01)")
-    fit_cmd.add_argument("--features", choices=FEATURE_SETS, default="all", help="feature set (default: all)")
+    fit_cmd.add_argument(
+        "--features",
+        choices=FEATURE_SETS,
+        default="tokens",
+        help="feature set (default: tokens, the best on held-out Quora pairs; lexical+cosine costs less)",
+    )
     fit_cmd.add_argument("--hidden", type=int, default=0, help="MLP hidden units (0: logistic regression)")
     fit_cmd.add_argument("--floor", type=float, default=0.7, help="cosine below which no pair is scored")
     fit_cmd.add_argument("--folds", type=int, default=5)
@@ -54,6 +61,13 @@ def _fit(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         raise ConfigError(str(exc)) from exc
     vectors = dict(zip(texts, embedder.embed(texts), strict=True))
+    tokens = None
+    if uses_tokens(args.features):
+        by_text = dict(zip(texts, embedder.tokens(texts), strict=True))
+
+        def tokens(pair: Sequence[str]) -> list[Any]:
+            return [by_text[t] for t in pair]
+
     print(f"embedded in {time.perf_counter() - start:.0f}s", file=sys.stderr)
     settings = FitSettings(
         kind=args.features,
@@ -62,7 +76,7 @@ def _fit(args: argparse.Namespace) -> int:
         floor=args.floor,
         folds=args.folds,
     )
-    model, cv = fit(pairs, vectors.__getitem__, settings)
+    model, cv = fit(pairs, vectors.__getitem__, settings, tokens)
     model.save(args.output)
     print(
         f"cross-validated ({args.folds} folds, no question shared): recall {cv.recall:.3f}, "

@@ -43,7 +43,7 @@ class LabelledPair:
 
 @dataclass(frozen=True)
 class FitSettings:
-    kind: str = "all"  # one of pairs.FEATURE_SETS
+    kind: str = "tokens"  # one of pairs.FEATURE_SETS
     hidden: int = 0  # 0: logistic regression; n: one hidden layer of n ReLU units
     max_false_hits: float = 0.01
     floor: float = 0.7
