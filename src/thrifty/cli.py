@@ -119,6 +119,7 @@ DELEGATED = {
     "compress": ("thrifty.compress.cli", "compress_main", "show a request as the compressor would send it"),
     "worker": ("thrifty.pool.cli", "worker_main", "lend this machine's models to a gateway's pool"),
     "pool": ("thrifty.pool.cli", "pool_main", "the device pool: workers, join tokens"),
+    "cache": ("thrifty.cache.cli", "cache_main", "fit a pair scorer for the semantic cache"),
 }
 
 

@@ -153,7 +153,7 @@ def build(config: Config) -> Stack:
     from .routing import build_routers
 
     embedder = _embedding_model()
-    store = build_store(config, embedder.embed)
+    store = build_store(config, embedder.embed, embedder.tokens)
     pool = build_pool(config)  # shared by the `provider: pool` deployments
     make = providers.build if pool is None else pool_provider(pool, providers.build)
     groups: dict[str, Backend] = {}

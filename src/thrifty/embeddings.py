@@ -166,7 +166,34 @@ class Embedder:
         row = {text: i for i, text in enumerate(unique)}
         return vectors[[row[t] for t in texts]] if texts else vectors
 
+    def tokens(self, texts: Sequence[str]) -> list[Array]:
+        """Each text's contextual token vectors (unit-norm, [CLS] and [SEP] dropped), in order."""
+        import numpy as np
+
+        encodings = self._tokenizer.encode_batch(list(texts))
+        out: list[Array] = [np.zeros((0, self.dim), dtype=np.float32)] * len(encodings)
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), BATCH_SIZE):
+            idx = order[start : start + BATCH_SIZE]
+            x, _ = self._hidden([encodings[i].ids for i in idx])
+            for row, i in enumerate(idx):
+                t = x[row, 1 : len(encodings[i].ids) - 1]
+                if not len(t):
+                    t = x[row, : len(encodings[i].ids)]
+                out[i] = (t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return out
+
     def _encode(self, batch: list[list[int]]) -> Array:
+        import numpy as np
+
+        x, mask = self._hidden(batch)
+        pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        out: Array = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return out
+
+    def _hidden(self, batch: list[list[int]]) -> tuple[Array, Array]:
+        """The last layer's token states (batch, length, 384) and the padding mask."""
         import numpy as np
 
         length = max(len(ids) for ids in batch)
@@ -180,10 +207,7 @@ class Embedder:
         mask_bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :].astype(np.float32)
         for layer in self._layers:
             x = layer(x, mask_bias)
-        pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        out: Array = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-        return out
+        return x, mask
 
 
 class EmbeddingModel:
@@ -211,6 +235,9 @@ class EmbeddingModel:
 
     def embed(self, texts: Sequence[str]) -> Array:
         return self.get().embed(texts)
+
+    def tokens(self, texts: Sequence[str]) -> list[Array]:
+        return self.get().tokens(texts)
 
     def close(self) -> None:
         self._model = None

@@ -18,20 +18,22 @@ from ..config import Config, ModelGroup
 from .settings import CacheSettings, parse_settings
 
 if TYPE_CHECKING:
-    from .semantic import Embed
+    from .semantic import Embed, EmbedTokens
     from .store import CacheStore
 
 __all__ = ["CacheSettings", "build_store", "parse_settings", "wrap_cache"]
 
 
-def build_store(config: Config, embed: Embed | None = None) -> CacheStore | None:
+def build_store(
+    config: Config, embed: Embed | None = None, tokens: EmbedTokens | None = None
+) -> CacheStore | None:
     """The store for ``config``'s caching groups; None when no group caches."""
     for group in config.models:
         settings = parse_settings(config, group)
         if settings.enabled:
             from .store import CacheStore
 
-            return CacheStore(settings.store, embed=embed)
+            return CacheStore(settings.store, embed=embed, tokens=tokens)
     return None
 
 

@@ -3,9 +3,12 @@
 Per request: parse the controls, skip sampled answers (unless configured),
 read exact then (opt-in) semantic, and on a miss make one upstream call per
 distinct request however many identical ones arrive meanwhile (single-flight).
-With ``max_error_rate`` set, a share of semantic hits is audited: the request
-goes upstream anyway, the fresh answer is served, and the comparison with the
-cached one moves the thresholds (:mod:`thrifty.cache.guard`).
+With ``pair_model`` set, a fitted pair scorer (:mod:`thrifty.cache.pairs`)
+judges semantic candidates instead of the strict verifier, and its probability
+is the score a threshold applies to. With ``max_error_rate`` set, a share of
+semantic hits is audited: the request goes upstream anyway, the fresh answer is
+served, and the comparison with the cached one moves the thresholds (the
+cosine threshold, or the pair model's; :mod:`thrifty.cache.guard`).
 Only whole answers are stored: never errors, never a stream that broke off.
 """
 
@@ -39,6 +42,7 @@ from .settings import CacheSettings
 from .store import CacheStore
 
 if TYPE_CHECKING:
+    from .pairs import PairModel
     from .vectors import Vector
 
 Outcome = bytes | None | BaseException  # a stored answer, nothing to share, or the error
@@ -56,7 +60,7 @@ class Plan:
     text: str | None = None  # last user turn, when semantic
     partition: str = ""
     vector: Vector | None = None
-    audit: tuple[str, float, CachedAnswer] | None = None  # a semantic hit held back to be checked
+    audit: tuple[str, float, CachedAnswer] | None = None  # (key, score, answer) held back to be checked
 
 
 class CacheLayer(Wrapper):
@@ -72,14 +76,30 @@ class CacheLayer(Wrapper):
         self.settings = settings
         self.store = store
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        self._pairs: PairModel | None = None
         self.guard = (
-            ThresholdGuard(settings.threshold, settings.guard) if settings.guard.max_error_rate else None
+            ThresholdGuard(settings.threshold, settings.guard)
+            if settings.guard.max_error_rate and settings.pair_model is None
+            else None
         )
+
+    def pairs(self) -> PairModel | None:
+        """The pair model, read on first use (its guard, if any, starts from its threshold)."""
+        path = self.settings.pair_model
+        if path is None or self._pairs is not None:
+            return self._pairs
+        from .pairs import PairModel
+
+        self._pairs = PairModel.load(path)
+        if self.settings.guard.max_error_rate:
+            self.guard = ThresholdGuard(self._pairs.threshold, self.settings.guard)
+        return self._pairs
 
     async def start(self) -> None:
         """Start ``inner``; the store is started by its owner (the stack), before this."""
         if self.settings.semantic:
             await self.store.semantic()  # load the embedding model now, not on the first request
+            self.pairs()
         await self.inner.start()
 
     async def purge(self, namespace: str) -> int:
@@ -139,9 +159,9 @@ class CacheLayer(Wrapper):
         if plan.text is not None:
             found = await self._semantic_lookup(plan)
             if found is not None:
-                answer, similarity, key = found
+                answer, similarity, key, score = found
                 if self.guard is not None and self.guard.audit():
-                    plan.audit = (key, similarity, answer)
+                    plan.audit = (key, score, answer)
                     plan.store = False  # the question is cached already; the fresh answer is only served
                     trace.cache = CacheOutcome("miss", similarity=similarity, skipped="audit")
                     return None
@@ -150,26 +170,35 @@ class CacheLayer(Wrapper):
         trace.cache = CacheOutcome("miss", key=plan.key)
         return None
 
-    async def _semantic_lookup(self, plan: Plan) -> tuple[CachedAnswer, float, str] | None:
+    async def _semantic_lookup(self, plan: Plan) -> tuple[CachedAnswer, float, str, float] | None:
         assert plan.text is not None
         index = await self.store.semantic()
         if index is None:
             plan.text = None
             return None
+        pairs = self.pairs()
         text, settings, guard = plan.text, self.settings, self.guard
+        # With a pair model, the model judges and the cosine only picks the candidates.
         lowest = settings.threshold if guard is None else guard.lowest()
+        lowest = lowest if pairs is None else pairs.floor
 
         def search() -> tuple[Vector, list[Any]]:
             vector = index.vector(text)
-            return vector, index.lookup(plan.partition, text, vector, lowest, settings.verify)
+            strict_at = settings.threshold if settings.verify else 2.0  # the word rule's hits are kept
+            return vector, index.lookup(
+                plan.partition, text, vector, lowest, settings.verify, pairs, strict_at
+            )
 
         plan.vector, matches = await asyncio.to_thread(search)
         for match in matches:
-            if guard is not None and match.similarity < guard.threshold(match.key):
+            if guard is not None:
+                if match.score < guard.threshold(match.key):
+                    continue
+            elif pairs is not None and match.score < pairs.threshold:
                 continue
             raw = await self.store.tiers.get(match.key, plan.namespace, plan.ttls)
             if raw is not None:
-                return CachedAnswer.loads(raw), match.similarity, match.key
+                return CachedAnswer.loads(raw), match.similarity, match.key, match.score
             index.forget(match.key)
         return None
 
@@ -177,8 +206,8 @@ class CacheLayer(Wrapper):
         """An audited hit: compare the cached answer with the fresh one, move the thresholds."""
         if plan.audit is None or self.guard is None or fresh is None:
             return
-        key, similarity, cached = plan.audit
-        self.guard.record(key, similarity, answers_agree(_text(cached), _text(fresh)))
+        key, score, cached = plan.audit
+        self.guard.record(key, score, answers_agree(_text(cached), _text(fresh)))
 
     # -- writing -------------------------------------------------------------------
 

@@ -21,9 +21,11 @@ from .vectors import VectorIndex
 from .verify import verify
 
 if TYPE_CHECKING:
+    from .pairs import PairModel
     from .vectors import Vector
 
 Embed = Callable[[Sequence[str]], Any]
+EmbedTokens = Callable[[Sequence[str]], Any]  # texts -> each text's token vectors
 _TEXT_CACHE = 4096
 _CANDIDATES = 4
 _LOCK_WAIT = 0.05
@@ -40,14 +42,22 @@ class Question:
 @dataclass(frozen=True, slots=True)
 class Match:
     key: str
-    similarity: float
+    similarity: float  # cosine
+    score: float  # what a threshold is compared with: the cosine, or a pair model's probability
 
 
 class SemanticIndex:
     """Questions with their vectors, searchable within a partition."""
 
-    def __init__(self, embed: Embed, clock: Callable[[], float], hnsw_after: int = 20000) -> None:
+    def __init__(
+        self,
+        embed: Embed,
+        clock: Callable[[], float],
+        hnsw_after: int = 20000,
+        tokens: EmbedTokens | None = None,
+    ) -> None:
         self._embed = embed
+        self._tokens = tokens
         self.clock = clock
         self.hnsw_after = hnsw_after
         self._lock = threading.Lock()
@@ -75,8 +85,23 @@ class SemanticIndex:
                 self._texts.popitem(last=False)
         return vector
 
-    def lookup(self, partition: str, text: str, vector: Vector, threshold: float, check: bool) -> list[Match]:
-        """Candidates at or above ``threshold`` that pass the verifier, best first."""
+    def lookup(
+        self,
+        partition: str,
+        text: str,
+        vector: Vector,
+        threshold: float,
+        check: bool,
+        pairs: PairModel | None = None,
+        strict_at: float = 2.0,
+    ) -> list[Match]:
+        """Candidates at or above ``threshold`` (cosine) that pass the check, best first.
+
+        The check is ``pairs`` when given (its vetoes, then its probability as the
+        match's score, compared with a threshold by the caller; a candidate the
+        verifier passes at cosine ``strict_at`` scores at least the model's
+        threshold), else the verifier.
+        """
         now = self.clock()
         # A writer may hold the lock for seconds while a partition moves to HNSW: a miss beats a wait.
         if not self._lock.acquire(timeout=_LOCK_WAIT):
@@ -86,7 +111,7 @@ class SemanticIndex:
             index = self._parts.get(partition)
             if index is None:
                 return []
-            found: list[tuple[Question, float]] = []
+            found: list[tuple[Question, float, Vector | None]] = []
             for label, similarity in index.search(vector, _CANDIDATES):
                 question = self._rows.get((partition, label))
                 if question is None or similarity < threshold:
@@ -94,15 +119,26 @@ class SemanticIndex:
                 if question.expires <= now:
                     self._remove(partition, label)
                     continue
-                found.append((question, similarity))
+                found.append((question, similarity, index.row(label) if pairs is not None else None))
         finally:
             self._lock.release()
         matches = []
-        for question, similarity in found:
-            if check and not verify(text, question.text).ok:
+        for question, similarity, other in found:
+            score = similarity
+            if pairs is not None and other is not None:
+                judgement = pairs.judge(text, question.text, vector, other, self._tokens)
+                if judgement.refused:
+                    self.rejected += 1
+                    continue
+                score = judgement.score
+                if similarity >= strict_at and verify(text, question.text).ok:
+                    score = max(score, pairs.threshold)
+            elif check and not verify(text, question.text).ok:
                 self.rejected += 1
                 continue
-            matches.append(Match(question.key, similarity))
+            matches.append(Match(question.key, similarity, score))
+        if pairs is not None:
+            matches.sort(key=lambda m: -m.score)
         return matches
 
     def add(self, partition: str, question: Question, vector: Vector) -> None:

@@ -9,6 +9,7 @@ cache:
   semantic: false               # opt in here, per model group, or per request
   threshold: 0.85               # cosine similarity a semantic match must reach
   verify: true                  # reject near-misses that change meaning
+  pair_model: pairs.npz         # a fitted pair scorer (thrifty cache fit) judges candidates instead
   cache_sampled: false          # cache answers sampled with temperature > 0
   unset_temperature: cache      # requests without temperature: cache (default) or skip
   max_error_rate: 0.01          # audit semantic hits and move thresholds to hold this (default off)
@@ -39,7 +40,7 @@ DEFAULT_TTLS = (300.0, 86400.0, 3600.0)
 LEVELS = ("l1", "l2", "l3")
 
 UNSET_TEMPERATURE = ("cache", "skip")
-_POLICY_KEYS = ("unset_temperature", "max_error_rate", "audit_share", "min_threshold")
+_POLICY_KEYS = ("unset_temperature", "max_error_rate", "audit_share", "min_threshold", "pair_model")
 _SECTION_KEYS = {
     "enabled",
     "l1_bytes",
@@ -87,6 +88,7 @@ class CacheSettings:
     cache_sampled: bool = False
     unset_temperature: str = "cache"  # or "skip": treat a request without temperature as sampled
     guard: GuardSettings = GuardSettings()  # audits holding a maximum error rate (off by default)
+    pair_model: str | None = None  # a fitted pair scorer's .npz: it judges semantic candidates
     store: StoreSettings = StoreSettings()
 
 
@@ -140,7 +142,19 @@ def _overrides(settings: CacheSettings, raw: Mapping[str, Any], where: Where) ->
         cache_sampled=read_bool(raw, "cache_sampled", where, settings.cache_sampled),
         unset_temperature=_unset_temperature(raw, where, settings.unset_temperature),
         guard=_guard(raw, where, settings.guard),
+        pair_model=_pair_model(raw, where, settings.pair_model),
     )
+
+
+def _pair_model(raw: Mapping[str, Any], where: Where, default: str | None) -> str | None:
+    value = raw.get("pair_model", default)
+    if value is None or value is False:
+        return None
+    if not isinstance(value, str) or not value:
+        raise (where / "pair_model").error(
+            f"must be the path of a model from `thrifty cache fit`, got {value!r}"
+        )
+    return value
 
 
 def _unset_temperature(raw: Mapping[str, Any], where: Where, default: str) -> str:

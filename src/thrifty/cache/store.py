@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .semantic import Embed, Question, SemanticIndex
+from .semantic import Embed, EmbedTokens, Question, SemanticIndex
 from .settings import StoreSettings
 from .tiers import TieredStore
 from .warm import FirstMinute, WarmReport, warm
@@ -34,11 +34,13 @@ class CacheStore:
         *,
         clock: Callable[[], float] = time.time,
         embed: Embed | None = None,
+        tokens: EmbedTokens | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.tiers = TieredStore(settings, clock)
         self._embed = embed
+        self._tokens = tokens  # token vectors, for pair models that read them
         self._semantic: SemanticIndex | None = None
         self._semantic_ready: asyncio.Future[SemanticIndex] | None = None
         self._open = False
@@ -135,10 +137,12 @@ class CacheStore:
         if embed is None:
             from ..embeddings import EmbeddingModel
 
-            embed = self._embed = EmbeddingModel().embed
+            model = EmbeddingModel()
+            embed, self._tokens = model.embed, model.tokens
+            self._embed = embed
         # Load the model now, off the event loop, rather than on the first lookup.
         await asyncio.to_thread(embed, ["warm up"])
-        index = SemanticIndex(embed, self.clock, self.settings.hnsw_after)
+        index = SemanticIndex(embed, self.clock, self.settings.hnsw_after, tokens=self._tokens)
         disk = self.tiers.disk
         rows = await disk.questions() if disk is not None else []
         if rows:

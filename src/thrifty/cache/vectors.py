@@ -84,6 +84,16 @@ class VectorIndex:
         top = top[np.argsort(-scores[top])]
         return [(int(i), float(scores[i])) for i in top if self._alive[i]]
 
+    def row(self, label: int) -> Vector:
+        """The vector stored under ``label`` (a copy)."""
+        import numpy as np
+
+        if self._hnsw is not None:
+            out: Vector = np.asarray(self._hnsw.get_items([label])[0], dtype=np.float32)
+        else:
+            out = np.array(self._matrix[label], dtype=np.float32)
+        return out
+
     def _grow(self) -> None:
         import numpy as np
 

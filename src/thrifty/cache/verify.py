@@ -283,14 +283,38 @@ def _same_order(positions: list[int]) -> bool:
     return positions[-1] < positions[0] and positions[cut:] + positions[:cut] == sorted(positions)
 
 
-def verify(query: str, cached: str) -> Verdict:
-    """Whether an answer to ``cached`` may be served for ``query``."""
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """Two questions' content words, paired: what the verifier (and a pair model) reads."""
+
+    query: list[Word]
+    cached: list[Word]
+    matched: list[int]  # cached positions of the matched query words, in query order
+    only_query: list[int]
+    only_cached: list[int]
+
+    @property
+    def in_order(self) -> bool:
+        return _same_order(self.matched)
+
+
+def align(query: str, cached: str) -> Alignment | Verdict:
+    """The pairing of two questions' words, or the refusal when either cannot be read."""
     q_words, c_words = content_words(query), content_words(cached)
     if q_words is None or c_words is None:
         return Verdict(False, "cannot analyse the text (unsupported script)")
     if not q_words or not c_words:
         return Verdict(False, "no words to compare")
-    matched, only_q, only_c = _pair(q_words, c_words)
+    return Alignment(q_words, c_words, *_pair(q_words, c_words))
+
+
+def verify(query: str, cached: str) -> Verdict:
+    """Whether an answer to ``cached`` may be served for ``query``."""
+    found = align(query, cached)
+    if isinstance(found, Verdict):
+        return found
+    q_words, c_words = found.query, found.cached
+    matched, only_q, only_c = found.matched, found.only_query, found.only_cached
     if only_q or only_c:
         left = " ".join(q_words[i].stem for i in only_q) or "-"
         right = " ".join(c_words[j].stem for j in only_c) or "-"
