@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +18,13 @@ from tests.processes import free_port, stop, wait_ready
 import thrifty
 
 pytestmark = pytest.mark.model
+
+
+def _base_import_s() -> float:
+    """Wall time to import the libraries every server start needs, in a fresh interpreter."""
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import numpy, uvicorn"], check=True)
+    return time.perf_counter() - began
 
 
 def get(url: str) -> str:
@@ -51,7 +59,10 @@ def test_a_stock_gateway_with_the_embedded_model_fires_no_default_alert(tmp_path
     log = proc.stderr.read().decode() if proc.stderr else ""
     # Startup is wall time: on a machine loaded beyond its cores every process starts several
     # times slower (`python -c pass` 64 ms instead of 11), and the alert is then right to fire.
-    quiet = os.getloadavg()[0] < (os.cpu_count() or 1)
+    # The same holds on a slow machine: where importing the server's own libraries alone takes
+    # most of the 500 ms budget (numpy and uvicorn: 0.33 s on a fresh 2-core machine here), the
+    # limit is exceeded by the machine, not by thrifty.
+    quiet = os.getloadavg()[0] < (os.cpu_count() or 1) and _base_import_s() < 0.25
     assert [a for a in alerts if quiet or a["rule"] != "startup_ms"] == [], alerts
     logged = re.search(
         r"ready: startup took (\d+) ms \(process start to ready; loading models took \d+ ms\)", log
