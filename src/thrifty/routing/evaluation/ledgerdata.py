@@ -128,14 +128,20 @@ def _read(
         f" WHERE r.status < 400 AND p.ts >= ?{owner}",
         args,
     )
-    for rid, text, tier, model, verdict, cost, priced, cache in main:
-        m = name(tier, model)
-        texts[rid], answered[rid] = text, m
+
+    def answer(rid: str, m: str, verdict: float | None, cost: float | None, priced: int, cache: str) -> None:
+        """One answer's verdict (if the cascade judged it) and price (if it was paid for)."""
+        nonlocal verdicts
         if verdict is not None:
             outcomes[(rid, m)].append(float(verdict))
             verdicts += 1
         if priced and not str(cache).startswith("hit"):
             costs[m].append(float(cost or 0.0))
+
+    for rid, text, tier, model, verdict, cost, priced, cache in main:
+        m = name(tier, model)
+        texts[rid], answered[rid] = text, m
+        answer(rid, m, verdict, cost, priced, cache)
     extra = db.execute(
         "SELECT e.parent_id, e.tier, e.verdict, e.cost_usd, e.priced, e.cache, r.model"
         " FROM requests e JOIN prompts p ON p.request_id = e.parent_id"
@@ -146,12 +152,7 @@ def _read(
     for parent, tier, verdict, cost, priced, cache, model in extra:
         if parent not in texts:
             continue  # the request failed in the end: its answers are not compared
-        m = name(tier, model)
-        if verdict is not None:
-            outcomes[(parent, m)].append(float(verdict))
-            verdicts += 1
-        if priced and not str(cache).startswith("hit"):
-            costs[m].append(float(cost or 0.0))
+        answer(parent, name(tier, model), verdict, cost, priced, cache)
     rated = db.execute(
         "SELECT f.response_id, f.rating FROM feedback f JOIN prompts p ON p.request_id = f.response_id"
         f" WHERE p.ts >= ?{owner}",
